@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages stamp needs, only when some are missing.
+#   scripts/install-deps.sh build   - to build and run (make, make demo)
+#   scripts/install-deps.sh test    - also what the test suite starts
+set -euo pipefail
+what=${1:-build}
+pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
+      libcurl4-openssl-dev libsqlite3-dev libpq-dev libyaml-dev libssl-dev
+      haproxy curl)
+if [ "$what" = test ]; then
+  pkgs+=(libcmocka-dev sqlite3 procps)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,75 @@
+/*
+ * api.h - stampd's HTTP/JSON API on libmicrohttpd.
+ *
+ * Routes are a table of (method, path pattern, handler, who may call).
+ * Every endpoint but /healthz and /metrics needs a JWT bearer token (see
+ * auth/jwt.h); tokens must carry user_id and tenant_id; operator-only kinds
+ * need role "operator".  Bodies are buffered up to API_MAX_BODY and parsed
+ * with duplicate keys and deep nesting refused.  Every error reply goes
+ * through api_error() and has one shape:
+ *   {"error": {"code": "NotFound", "message": "..."}, "status": 404}
+ * Every mutation is appended to the audit log with its result.
+ *
+ * Threading: MHD's internal polling thread (epoll) runs the handlers; they
+ * only touch the store (short transactions) and the work queue.
+ */
+#ifndef STAMP_API_H
+#define STAMP_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "auth/jwt.h"
+#include "reconcile/ctl.h"
+
+#define API_MAX_BODY (1024 * 1024)
+#define API_MAX_PARAMS 4
+
+typedef struct api api;
+
+typedef struct api_req {
+    const char *method;
+    const char *path;
+    void *conn;                 /* struct MHD_Connection * */
+    const char *params[API_MAX_PARAMS];
+    json_t *body;               /* NULL when there was none */
+    json_t *claims;
+    const char *user;
+    const char *tenant;
+    bool operator_role;
+} api_req;
+
+typedef struct api_resp {
+    int status;
+    json_t *body;   /* owned */
+    char *text;     /* owned; used when body is NULL */
+    const char *content_type;
+} api_resp;
+
+int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, serr *e);
+void api_stop(api *a);
+
+/* Used by handlers. */
+ctl_ctx *api_ctx(api *a);
+int api_error(api_resp *rs, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int api_error_serr(api_resp *rs, const serr *e);
+int api_json(api_resp *rs, int status, json_t *body); /* steals body */
+const char *api_query(api_req *rq, const char *key);
+void api_audit(api *a, api_req *rq, const char *op, const char *kind, const char *name,
+               int rc, const serr *e, json_t *detail);
+
+/* Route handlers (routes_*.c). */
+typedef int (*api_handler)(api *a, api_req *rq, api_resp *rs);
+int h_stamps_create(api *a, api_req *rq, api_resp *rs);
+int h_stamps_list(api *a, api_req *rq, api_resp *rs);
+int h_stamps_get(api *a, api_req *rq, api_resp *rs);
+int h_stamps_action(api *a, api_req *rq, api_resp *rs);
+int h_stamps_delete(api *a, api_req *rq, api_resp *rs);
+int h_stamps_events(api *a, api_req *rq, api_resp *rs);
+int h_apply(api *a, api_req *rq, api_resp *rs);
+int h_templates_list(api *a, api_req *rq, api_resp *rs);
+int h_templates_get(api *a, api_req *rq, api_resp *rs);
+int h_audit(api *a, api_req *rq, api_resp *rs);
+int h_metrics(api *a, api_req *rq, api_resp *rs);
+
+#endif

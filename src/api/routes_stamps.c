@@ -1,0 +1,533 @@
+/*
+ * routes_stamps.c - the API of stamps and templates, and /metrics.
+ *
+ * Handlers validate, check the operation against the Stamp table (so an
+ * illegal operation is refused with the phase and what it allows), record
+ * what is wanted in the stamp's spec with optimistic concurrency, append
+ * the audit entry, and wake the controller.  Phase changes themselves are
+ * the controller's (reconcile/stamp_ctl.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api.h"
+#include "core/naming.h"
+#include "core/stamp_fsm.h"
+#include "core/template.h"
+#include "reconcile/phase.h"
+#include "util/metrics.h"
+#include "util/util.h"
+
+#define UPDATE_RETRIES 8
+
+static bool param_name_ok(const char *k) {
+    size_t n = strlen(k);
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = k[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+                  (i > 0 && c >= '0' && c <= '9');
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static int check_params(json_t *p, serr *e) {
+    if (p == NULL) return 0;
+    if (!json_is_object(p) || json_object_size(p) > 32)
+        return serr_set(e, SE_INVAL, "parameters: must be a mapping of at most 32 entries");
+    const char *k;
+    json_t *v;
+    json_object_foreach(p, k, v) {
+        if (!param_name_ok(k))
+            return serr_set(e, SE_INVAL, "parameters.%s: names are letters, digits and '_'", k);
+        if (!(json_is_string(v) && json_string_length(v) <= 400) && !json_is_integer(v))
+            return serr_set(e, SE_INVAL, "parameters.%s: must be a string (400 chars max) or integer", k);
+    }
+    return 0;
+}
+
+static const char *body_str(json_t *b, const char *k) {
+    return json_string_value(json_object_get(b, k));
+}
+
+int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
+    static const char *const keys[] = {"region", "stampId", "template", "parameters", NULL};
+    ctl_ctx *c = api_ctx(a);
+    serr e = {0};
+    resource tr, r;
+    resource_init(&tr);
+    resource_init(&r);
+    char name[STAMP_NAME_MAX + 1] = "";
+    int rc;
+    json_t *b = rq->body;
+    if (b == NULL) {
+        rc = serr_set(&e, SE_INVAL, "body: expected {\"region\", \"stampId\", \"template\"}");
+        goto out;
+    }
+    if ((rc = json_check_keys(b, "body", keys, &e))) goto out;
+    const char *region = body_str(b, "region"), *sid = body_str(b, "stampId"),
+               *tname = body_str(b, "template");
+    if (region == NULL || sid == NULL || tname == NULL) {
+        rc = serr_set(&e, SE_INVAL, "region, stampId and template are required strings");
+        goto out;
+    }
+    if ((rc = check_params(json_object_get(b, "parameters"), &e))) goto out;
+    if (!name_valid(tname, 63)) {
+        rc = serr_set(&e, SE_INVAL, "template \"%s\" is not a valid name", tname);
+        goto out;
+    }
+    if ((rc = store_get(c->st, "StampTemplate", tname, &tr, &e))) {
+        if (rc == SE_NOTFOUND)
+            serr_set(&e, SE_NOTFOUND, "template %s not found (stampctl apply -f it first)", tname);
+        goto out;
+    }
+    tpl t;
+    if ((rc = tpl_parse(tr.spec, &t, &e))) goto out;
+    const char *prefix = t.name_prefix ? t.name_prefix : c->cfg->name_prefix;
+    if ((rc = stamp_name_build(prefix, region, sid, name, sizeof(name), &e))) goto out;
+    char nid[32];
+    stamp_id_normalize(sid, nid, sizeof(nid), NULL);
+
+    for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
+        resource_free(&r);
+        rc = store_get(c->st, "Stamp", name, &r, &e);
+        if (rc == SE_NOTFOUND) {
+            resource_init(&r);
+            str_copy(r.kind, sizeof(r.kind), "Stamp");
+            str_copy(r.name, sizeof(r.name), name);
+            json_object_set_new(r.labels, "region", json_string(region));
+            json_object_set_new(r.labels, "template", json_string(tname));
+            json_object_set_new(r.spec, "region", json_string(region));
+            json_object_set_new(r.spec, "regionCode", json_string(region_code(region)));
+            json_object_set_new(r.spec, "stampId", json_string(nid));
+            json_object_set_new(r.spec, "template", json_string(tname));
+            json_object_set_new(r.spec, "templateSpec", json_deep_copy(tr.spec));
+            json_object_set_new(r.spec, "parameters",
+                                json_object_get(b, "parameters")
+                                    ? json_deep_copy(json_object_get(b, "parameters"))
+                                    : json_object());
+            json_object_set_new(r.spec, "desired", json_string("active"));
+            phase_init(&stamp_fsm, &r, SP_CREATING);
+            json_object_set_new(r.status, "attempt", json_integer(1));
+            json_object_set_new(r.status, "creatingSinceMs", json_integer(now_ms()));
+            char msg[256];
+            snprintf(msg, sizeof(msg), "deploy requested by %s: region %s, template %s", rq->user,
+                     region, tname);
+            store_event ev = {.type = "Normal", .reason = "DeployRequested", .message = msg};
+            rc = store_create(c->st, &r, &ev, &e);
+            if (rc == SE_EXISTS) continue;
+            if (rc == 0) {
+                metrics_inc("stamp_transitions_total", "from=\"\",to=\"Creating\"", 1);
+                ctl_enqueue(c, "Stamp", name);
+                api_json(rs, 201, resource_to_json(&r));
+            }
+            goto out;
+        }
+        if (rc) goto out;
+        /* It exists: deploying again is a redeploy, which only a Failed
+         * stamp allows. */
+        if ((rc = fsm_check_op(&stamp_fsm, name, phase_of(&stamp_fsm, &r), SO_DEPLOY, &e))) goto out;
+        json_object_set_new(r.spec, "retry",
+                            json_integer(json_integer_value(json_object_get(r.spec, "retry")) + 1));
+        json_object_set_new(r.spec, "desired", json_string("active"));
+        json_object_set_new(r.spec, "templateSpec", json_deep_copy(tr.spec));
+        if (json_object_get(b, "parameters"))
+            json_object_set_new(r.spec, "parameters", json_deep_copy(json_object_get(b, "parameters")));
+        store_event ev = {.type = "Normal", .reason = "RedeployRequested", .message = rq->user};
+        rc = store_update(c->st, &r, &ev, &e);
+        if (rc == SE_CONFLICT) continue;
+        if (rc == 0) {
+            ctl_enqueue(c, "Stamp", name);
+            api_json(rs, 200, resource_to_json(&r));
+        }
+        goto out;
+    }
+out:
+    if (rc) api_error_serr(rs, &e);
+    json_t *detail = json_pack("{s:s?,s:s?}", "region", body_str(b, "region"), "template",
+                               body_str(b, "template"));
+    api_audit(a, rq, "deploy", "Stamp", name, rc, &e, detail);
+    json_decref(detail);
+    resource_free(&tr);
+    resource_free(&r);
+    return rc;
+}
+
+typedef struct list_ctx {
+    json_t *items;
+    int phase;
+    const char *region;
+} list_ctx;
+
+static int list_one(const resource *r, void *arg) {
+    list_ctx *l = arg;
+    if (l->phase >= 0 && phase_of(&stamp_fsm, r) != l->phase) return 0;
+    if (l->region) {
+        const char *reg = json_string_value(json_object_get(r->spec, "region"));
+        const char *code = json_string_value(json_object_get(r->spec, "regionCode"));
+        if (!(reg && strcmp(reg, l->region) == 0) && !(code && strcmp(code, l->region) == 0))
+            return 0;
+    }
+    json_array_append_new(l->items, resource_to_json(r));
+    return json_array_size(l->items) >= 10000;
+}
+
+int h_stamps_list(api *a, api_req *rq, api_resp *rs) {
+    list_ctx l = {.items = json_array(), .phase = -1, .region = api_query(rq, "region")};
+    const char *state = api_query(rq, "state");
+    serr e = {0};
+    if (state && *state) {
+        l.phase = fsm_phase_parse(&stamp_fsm, state);
+        if (l.phase < 0) {
+            json_decref(l.items);
+            return api_error(rs, SE_INVAL,
+                             "unknown state \"%s\" (Creating, Active, Draining, Ready, Deleting, "
+                             "Deleted, Failed)",
+                             state);
+        }
+    }
+    if (l.region && *l.region == '\0') l.region = NULL;
+    int rc = store_list(api_ctx(a)->st, "Stamp", NULL, list_one, &l, &e);
+    if (rc) {
+        json_decref(l.items);
+        return api_error_serr(rs, &e);
+    }
+    return api_json(rs, 200, json_pack("{s:s,s:o}", "kind", "StampList", "items", l.items));
+}
+
+static int get_stamp(api *a, const char *name, resource *r, api_resp *rs) {
+    serr e = {0};
+    if (!name_valid(name, STAMP_NAME_MAX))
+        return api_error(rs, SE_INVAL, "\"%s\" is not a valid stamp name", name);
+    int rc = store_get(api_ctx(a)->st, "Stamp", name, r, &e);
+    if (rc) return api_error_serr(rs, &e);
+    return 0;
+}
+
+int h_stamps_get(api *a, api_req *rq, api_resp *rs) {
+    resource r;
+    resource_init(&r);
+    int rc = get_stamp(a, rq->params[0], &r, rs);
+    if (rc == 0) api_json(rs, 200, resource_to_json(&r));
+    resource_free(&r);
+    return rc;
+}
+
+int h_stamps_events(api *a, api_req *rq, api_resp *rs) {
+    resource r;
+    resource_init(&r);
+    int rc = get_stamp(a, rq->params[0], &r, rs);
+    resource_free(&r);
+    if (rc) return rc;
+    json_t *evs;
+    serr e = {0};
+    if ((rc = store_events(api_ctx(a)->st, "Stamp", rq->params[0], 1000, &evs, &e)))
+        return api_error_serr(rs, &e);
+    return api_json(rs, 200, json_pack("{s:s,s:o}", "kind", "EventList", "items", evs));
+}
+
+/* The verbs: drain, activate, standby, delete, backup. */
+static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, const char *action) {
+    static const char *const keys[] = {"force", "gracePeriod", NULL};
+    ctl_ctx *c = api_ctx(a);
+    serr e = {0};
+    resource r;
+    resource_init(&r);
+    int rc = 0;
+    bool force = false;
+    int64_t grace = 0;
+    json_t *b = rq->body;
+    if (b) {
+        if ((rc = json_check_keys(b, "body", keys, &e))) goto out;
+        json_t *f = json_object_get(b, "force");
+        if (f && !json_is_boolean(f)) {
+            rc = serr_set(&e, SE_INVAL, "body.force: must be true or false");
+            goto out;
+        }
+        force = json_is_true(f);
+        const char *g = body_str(b, "gracePeriod");
+        if (json_object_get(b, "gracePeriod") && (g == NULL || parse_duration_ms(g, &grace) != 0 || grace <= 0)) {
+            rc = serr_set(&e, SE_INVAL, "body.gracePeriod: not a duration like 60m");
+            goto out;
+        }
+    }
+    const char *q = api_query(rq, "force");
+    if (q && (strcmp(q, "true") == 0 || strcmp(q, "1") == 0)) force = true;
+    int op;
+    if (strcmp(action, "drain") == 0) op = SO_DRAIN;
+    else if (strcmp(action, "activate") == 0) op = SO_ACTIVATE;
+    else if (strcmp(action, "standby") == 0) op = SO_STANDBY;
+    else if (strcmp(action, "delete") == 0) op = force ? SO_FORCE_DELETE : SO_DELETE;
+    else if (strcmp(action, "backup") == 0) op = SO_BACKUP;
+    else {
+        rc = serr_set(&e, SE_NOTFOUND,
+                      "no action \"%s\" (drain, activate, standby, delete, backup)", action);
+        goto out;
+    }
+    if ((force && op != SO_DRAIN && op != SO_FORCE_DELETE) || (grace && op != SO_DRAIN && op != SO_STANDBY)) {
+        rc = serr_set(&e, SE_INVAL, "%s takes no %s", action, force ? "--force" : "--grace-period");
+        goto out;
+    }
+    if (!name_valid(name, STAMP_NAME_MAX)) {
+        rc = serr_set(&e, SE_INVAL, "\"%s\" is not a valid stamp name", name);
+        goto out;
+    }
+    for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
+        resource_free(&r);
+        if ((rc = store_get(c->st, "Stamp", name, &r, &e))) goto out;
+        int phase = phase_of(&stamp_fsm, &r);
+        if ((rc = fsm_check_op(&stamp_fsm, name, phase, op, &e))) goto out;
+        json_t *spec = r.spec;
+        const char *reason = "ActionRequested";
+        json_t *dr = json_object_get(spec, "drain");
+        int64_t gen = json_integer_value(json_object_get(dr, "generation")) + 1;
+        switch (op) {
+        case SO_DRAIN:
+        case SO_STANDBY:
+            json_object_set_new(spec, "desired", json_string("standby"));
+            if (phase == SP_DRAINING) {
+                /* Changing a running drain: --force completes it now, a
+                 * new grace period replaces the limits. */
+                if (!json_is_object(dr)) {
+                    dr = json_object();
+                    json_object_set_new(spec, "drain", dr);
+                }
+                if (force) json_object_set_new(dr, "force", json_true());
+                if (grace) json_object_set_new(dr, "gracePeriodMs", json_integer(grace));
+                json_object_set_new(dr, "generation", json_integer(gen));
+            } else {
+                json_object_set_new(spec, "drain",
+                                    json_pack("{s:b,s:I,s:I}", "force", force, "gracePeriodMs",
+                                              (json_int_t)grace, "generation", (json_int_t)gen));
+            }
+            reason = force ? "ForceDrainRequested" : op == SO_DRAIN ? "DrainRequested" : "StandbyRequested";
+            break;
+        case SO_ACTIVATE:
+            json_object_set_new(spec, "desired", json_string("active"));
+            reason = phase == SP_DRAINING ? "DrainCancelRequested" : "ActivateRequested";
+            break;
+        case SO_DELETE:
+        case SO_FORCE_DELETE:
+            json_object_set_new(spec, "desired", json_string("deleted"));
+            json_object_set_new(spec, "deleteForce", json_boolean(force));
+            if (phase != SP_DRAINING)
+                json_object_set_new(spec, "drain",
+                                    json_pack("{s:b,s:I,s:I}", "force", force, "gracePeriodMs",
+                                              (json_int_t)0, "generation", (json_int_t)gen));
+            reason = force ? "ForceDeleteRequested" : "DeleteRequested";
+            break;
+        case SO_BACKUP:
+            json_object_set_new(spec, "backupRequested",
+                                json_integer(json_integer_value(json_object_get(spec, "backupRequested")) + 1));
+            reason = "BackupRequested";
+            break;
+        }
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s%s requested by %s in phase %s", action,
+                 force ? " --force" : "", rq->user, fsm_phase_name(&stamp_fsm, phase));
+        store_event ev = {.type = "Normal", .reason = reason, .message = msg};
+        rc = store_update(c->st, &r, &ev, &e);
+        if (rc == SE_CONFLICT) continue;
+        if (rc == 0) {
+            ctl_enqueue(c, "Stamp", name);
+            api_json(rs, 202, resource_to_json(&r));
+        }
+        goto out;
+    }
+out:
+    if (rc) api_error_serr(rs, &e);
+    char opname[48];
+    snprintf(opname, sizeof(opname), "%s%s", action, force ? " --force" : "");
+    api_audit(a, rq, opname, "Stamp", name, rc, &e, NULL);
+    resource_free(&r);
+    return rc;
+}
+
+int h_stamps_action(api *a, api_req *rq, api_resp *rs) {
+    return stamp_action(a, rq, rs, rq->params[0], rq->params[1]);
+}
+
+int h_stamps_delete(api *a, api_req *rq, api_resp *rs) {
+    return stamp_action(a, rq, rs, rq->params[0], "delete");
+}
+
+/* ---- manifests ---- */
+
+typedef int (*validate_fn)(json_t *spec, serr *e);
+
+static int validate_template(json_t *spec, serr *e) {
+    tpl t;
+    return tpl_parse(spec, &t, e);
+}
+
+static const struct {
+    const char *kind;
+    validate_fn validate;
+} kinds[] = {
+    {"StampTemplate", validate_template},
+};
+
+int h_apply(api *a, api_req *rq, api_resp *rs) {
+    static const char *const keys[] = {"apiVersion", "kind", "metadata", "spec", NULL};
+    static const char *const mkeys[] = {"name", "labels", "annotations", "namespace", NULL};
+    ctl_ctx *c = api_ctx(a);
+    serr e = {0};
+    json_t *m = rq->body;
+    resource r;
+    resource_init(&r);
+    const char *kind = json_string_value(json_object_get(m, "kind"));
+    const char *name = json_string_value(json_object_get(json_object_get(m, "metadata"), "name"));
+    int rc;
+    const char *result = "created";
+    validate_fn validate = NULL;
+    if (m == NULL) {
+        rc = serr_set(&e, SE_INVAL, "empty manifest");
+        goto out;
+    }
+    if ((rc = json_check_keys(m, "manifest", keys, &e))) goto out;
+    for (size_t i = 0; kind && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (strcmp(kinds[i].kind, kind) == 0) validate = kinds[i].validate;
+    if (validate == NULL) {
+        rc = serr_set(&e, SE_INVAL, "kind: \"%s\" is not one this server applies (StampTemplate)",
+                      kind ? kind : "");
+        goto out;
+    }
+    json_t *md = json_object_get(m, "metadata");
+    if (!json_is_object(md)) {
+        rc = serr_set(&e, SE_INVAL, "metadata: required mapping");
+        goto out;
+    }
+    if ((rc = json_check_keys(md, "metadata", mkeys, &e))) goto out;
+    if (name == NULL || !name_valid(name, 63)) {
+        rc = serr_set(&e, SE_INVAL, "metadata.name: \"%s\" must be 1-63 lowercase letters, digits and '-'",
+                      name ? name : "");
+        goto out;
+    }
+    json_t *labels = json_object_get(md, "labels"), *ann = json_object_get(md, "annotations");
+    if ((labels && !json_is_object(labels)) || (ann && !json_is_object(ann))) {
+        rc = serr_set(&e, SE_INVAL, "metadata.labels and metadata.annotations must be mappings");
+        goto out;
+    }
+    json_t *spec = json_object_get(m, "spec");
+    if ((rc = validate(spec, &e))) goto out;
+    for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
+        resource_free(&r);
+        rc = store_get(c->st, kind, name, &r, &e);
+        if (rc == SE_NOTFOUND) {
+            resource_init(&r);
+            str_copy(r.kind, sizeof(r.kind), kind);
+            str_copy(r.name, sizeof(r.name), name);
+            json_decref(r.spec);
+            r.spec = json_deep_copy(spec);
+            if (labels) json_object_update(r.labels, labels);
+            if (ann) json_object_update(r.annotations, ann);
+            store_event ev = {.type = "Normal", .reason = "Applied", .message = rq->user};
+            rc = store_create(c->st, &r, &ev, &e);
+            if (rc == SE_EXISTS) continue;
+            goto out;
+        }
+        if (rc) goto out;
+        if (json_equal(r.spec, spec) && (!labels || json_equal(r.labels, labels))) {
+            result = "unchanged";
+            goto out;
+        }
+        json_decref(r.spec);
+        r.spec = json_deep_copy(spec);
+        if (labels) {
+            json_decref(r.labels);
+            r.labels = json_deep_copy(labels);
+        }
+        if (ann) json_object_update(r.annotations, ann);
+        store_event ev = {.type = "Normal", .reason = "Applied", .message = rq->user};
+        rc = store_update(c->st, &r, &ev, &e);
+        if (rc == SE_CONFLICT) continue;
+        result = "configured";
+        goto out;
+    }
+out:
+    if (rc) api_error_serr(rs, &e);
+    else
+        api_json(rs, 200, json_pack("{s:s,s:s,s:s,s:o}", "kind", kind, "name", name, "result",
+                                    result, "resource", resource_to_json(&r)));
+    api_audit(a, rq, "apply", kind ? kind : "", name, rc, &e, NULL);
+    resource_free(&r);
+    return rc;
+}
+
+static int collect(const resource *r, void *arg) {
+    json_array_append_new(arg, resource_to_json(r));
+    return json_array_size(arg) >= 10000;
+}
+
+int h_templates_list(api *a, api_req *rq, api_resp *rs) {
+    json_t *items = json_array();
+    serr e = {0};
+    if (store_list(api_ctx(a)->st, "StampTemplate", NULL, collect, items, &e) != 0) {
+        json_decref(items);
+        return api_error_serr(rs, &e);
+    }
+    return api_json(rs, 200, json_pack("{s:s,s:o}", "kind", "StampTemplateList", "items", items));
+}
+
+int h_templates_get(api *a, api_req *rq, api_resp *rs) {
+    resource r;
+    resource_init(&r);
+    serr e = {0};
+    if (!name_valid(rq->params[0], 63)) return api_error(rs, SE_INVAL, "bad template name");
+    int rc = store_get(api_ctx(a)->st, "StampTemplate", rq->params[0], &r, &e);
+    if (rc) api_error_serr(rs, &e);
+    else api_json(rs, 200, resource_to_json(&r));
+    resource_free(&r);
+    return rc;
+}
+
+int h_audit(api *a, api_req *rq, api_resp *rs) {
+    json_t *items;
+    serr e = {0};
+    int64_t limit = 100;
+    const char *l = api_query(rq, "limit");
+    if (l && parse_i64(l, 1, 10000, &limit) != 0) return api_error(rs, SE_INVAL, "limit: 1..10000");
+    if (store_audit_list(api_ctx(a)->st, api_query(rq, "kind"), api_query(rq, "name"), (int)limit,
+                         &items, &e) != 0)
+        return api_error_serr(rs, &e);
+    return api_json(rs, 200, json_pack("{s:s,s:o}", "kind", "AuditList", "items", items));
+}
+
+/* ---- /metrics ---- */
+
+static int count_phase(const resource *r, void *arg) {
+    int *counts = arg;
+    int p = phase_of(&stamp_fsm, r);
+    if (p >= 0) counts[p]++;
+    return 0;
+}
+
+int h_metrics(api *a, api_req *rq, api_resp *rs) {
+    int counts[SP_NPHASES] = {0};
+    store_list(api_ctx(a)->st, "Stamp", NULL, count_phase, counts, NULL);
+    sbuf b;
+    sbuf_init(&b, 8u << 20);
+    metrics_render(&b);
+    static const struct {
+        const char *name;
+        int phase;
+        const char *help;
+    } gauges[] = {
+        {"active_stamps", SP_ACTIVE, "Number of stamps in Active state"},
+        {"ready_stamps", SP_READY, "Number of stamps in Ready state"},
+        {"creating_stamps", SP_CREATING, "Number of stamps being created"},
+        {"draining_stamps", SP_DRAINING, "Number of stamps being drained"},
+        {"failed_stamps", SP_FAILED, "Number of stamps in Failed state"},
+        {"deleting_stamps", SP_DELETING, "Number of stamps running their retirement steps"},
+    };
+    for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)
+        sbuf_addf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", gauges[i].name, gauges[i].help,
+                  gauges[i].name, gauges[i].name, counts[gauges[i].phase]);
+    rs->status = 200;
+    rs->text = b.data ? b.data : strdup("");
+    rs->content_type = "text/plain; version=0.0.4";
+    return 0;
+}

@@ -1,0 +1,661 @@
+/*
+ * stampctl.c - the command-line client: a thin client of stampd's API, as
+ * kubectl is of the Kubernetes API.  It reads the endpoint and a token from
+ * the client config stampd writes ($STAMP_CONFIG, else
+ * ~/.config/stamp/config), or from --server and --token.
+ *
+ * Commands are a table.  Every command exits 0 on success, otherwise
+ * non-zero with one line "stampctl: <reason>" on stderr (the server's
+ * message when it gave one).
+ */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "auth/jwt.h"
+#include "cli/cli_output.h"
+#include "util/httpc.h"
+#include "util/util.h"
+#include "util/yamljson.h"
+
+#define MAX_ARGS 32
+
+typedef struct opts {
+    const char *server;
+    const char *token;
+    const char *config;
+    const char *output; /* "", json, yaml, wide */
+    const char *pos[MAX_ARGS];
+    int npos;
+    /* flags by name */
+    const char *fname[MAX_ARGS];
+    const char *fval[MAX_ARGS];
+    int nflags;
+} opts;
+
+static char g_server[512], g_token[JWT_MAX_LEN + 1];
+
+static const char *flag(const opts *o, const char *name) {
+    for (int i = o->nflags - 1; i >= 0; i--)
+        if (strcmp(o->fname[i], name) == 0) return o->fval[i];
+    return NULL;
+}
+
+static int nflag(const opts *o, const char *name, const char **vals, int max) {
+    int n = 0;
+    for (int i = 0; i < o->nflags && n < max; i++)
+        if (strcmp(o->fname[i], name) == 0) vals[n++] = o->fval[i];
+    return n;
+}
+
+static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static _Noreturn void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("stampctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static void load_config(const opts *o) {
+    if (o->server) str_copy(g_server, sizeof(g_server), o->server);
+    if (o->token) str_copy(g_token, sizeof(g_token), o->token);
+    if (g_server[0] && g_token[0]) return;
+    char path[PATH_MAX];
+    const char *env = getenv("STAMP_CONFIG");
+    if (o->config) str_copy(path, sizeof(path), o->config);
+    else if (env && *env) str_copy(path, sizeof(path), env);
+    else snprintf(path, sizeof(path), "%s/.config/stamp/config", getenv("HOME") ? getenv("HOME") : ".");
+    char *text;
+    size_t len;
+    serr e = {0};
+    if (read_file(path, 64 * 1024, &text, &len, &e) != 0) {
+        if (!g_server[0]) str_copy(g_server, sizeof(g_server), "http://127.0.0.1:7480");
+        if (!g_token[0] && e.code != SE_NOTFOUND) die("client config: %s", e.msg);
+        return;
+    }
+    json_t *cfg = NULL;
+    if (yaml_to_json(text, len, &cfg, NULL, &e) != 0) die("client config %s: %s", path, e.msg);
+    free(text);
+    const char *ep = json_string_value(json_object_get(cfg, "endpoint"));
+    const char *tk = json_string_value(json_object_get(cfg, "token"));
+    if (!g_server[0] && ep) str_copy(g_server, sizeof(g_server), ep);
+    if (!g_token[0] && tk) str_copy(g_token, sizeof(g_token), tk);
+    json_decref(cfg);
+    if (!g_server[0]) str_copy(g_server, sizeof(g_server), "http://127.0.0.1:7480");
+}
+
+/* One API call; dies with the server's message on an error status unless
+ * allow_error, in which case *status tells. */
+static json_t *call(const char *method, const char *path, json_t *body, long *status_out,
+                    bool allow_error) {
+    char url[1024];
+    snprintf(url, sizeof(url), "%s%s", g_server, path);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    httpc_req rq = {.method = method,
+                    .url = url,
+                    .bearer = g_token[0] ? g_token : NULL,
+                    .body = text,
+                    .body_len = text ? strlen(text) : 0,
+                    .timeout_ms = 30000};
+    long status = 0;
+    sbuf resp;
+    serr e = {0};
+    int rc = httpc_do(&rq, &status, &resp, &e);
+    free(text);
+    if (rc) die("cannot reach stampd at %s: %s", g_server, e.msg);
+    json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
+    sbuf_free(&resp);
+    if (status_out) *status_out = status;
+    if (status >= 400 && !allow_error) {
+        const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+        die("%s", msg ? msg : "request failed");
+    }
+    if (j == NULL && status < 400) die("stampd answered %ld with a body that is not JSON", status);
+    return j;
+}
+
+static void print_json_or_yaml(json_t *v, const char *fmt) {
+    if (strcmp(fmt, "yaml") == 0) {
+        char *y = NULL;
+        serr e = {0};
+        if (json_to_yaml(v, &y, &e) != 0) die("yaml: %s", e.msg);
+        fputs(y, stdout);
+        free(y);
+        return;
+    }
+    char *t = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    puts(t ? t : "null");
+    free(t);
+}
+
+static bool structured(const opts *o) {
+    return o->output && (strcmp(o->output, "json") == 0 || strcmp(o->output, "yaml") == 0);
+}
+
+static const char *jstr(json_t *o, const char *k, const char *d) {
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : d;
+}
+
+static int64_t jint(json_t *o, const char *k, int64_t d) {
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? json_integer_value(v) : d;
+}
+
+static const char *need_name(const opts *o, const char *cmd) {
+    if (o->npos < 1) die("%s needs a stamp name", cmd);
+    if (o->npos > 1) die("%s takes one stamp name", cmd);
+    return o->pos[0];
+}
+
+static void render_table(table *t) {
+    sbuf b;
+    sbuf_init(&b, 64u << 20);
+    if (table_render(t, &b) != 0) die("table too large");
+    fputs(b.data ? b.data : "", stdout);
+    sbuf_free(&b);
+    table_free(t);
+}
+
+static void age_of(json_t *st, const char *key, char *buf, size_t len) {
+    int64_t t = jint(st, key, 0);
+    if (t == 0) str_copy(buf, len, "-");
+    else fmt_age(now_ms() - t, buf, len);
+}
+
+/* ---- commands ---- */
+
+static int cmd_deploy(opts *o) {
+    const char *region = flag(o, "region"), *sid = flag(o, "stamp-id"), *tpl = flag(o, "template");
+    if (!region || !sid || !tpl) die("deploy needs --region, --stamp-id and --template");
+    json_t *body = json_pack("{s:s,s:s,s:s}", "region", region, "stampId", sid, "template", tpl);
+    const char *params[MAX_ARGS];
+    int np = nflag(o, "param", params, MAX_ARGS);
+    if (np) {
+        json_t *p = json_object();
+        for (int i = 0; i < np; i++) {
+            const char *eq = strchr(params[i], '=');
+            if (eq == NULL) die("--param %s: expected KEY=VALUE", params[i]);
+            char key[128];
+            size_t kl = (size_t)(eq - params[i]);
+            if (kl >= sizeof(key)) die("--param %s: name too long", params[i]);
+            memcpy(key, params[i], kl);
+            key[kl] = '\0';
+            json_object_set_new(p, key, json_string(eq + 1));
+        }
+        json_object_set_new(body, "parameters", p);
+    }
+    long status;
+    json_t *r = call("POST", "/v1/stamps", body, &status, false);
+    json_decref(body);
+    if (structured(o)) print_json_or_yaml(r, o->output);
+    else
+        printf("stamp/%s %s (phase %s)\n", jstr(json_object_get(r, "metadata"), "name", "?"),
+               status == 201 ? "created" : "redeploying",
+               jstr(json_object_get(r, "status"), "phase", "?"));
+    json_decref(r);
+    return 0;
+}
+
+static void stamp_row(table *t, json_t *s, bool wide) {
+    json_t *md = json_object_get(s, "metadata"), *sp = json_object_get(s, "spec"),
+           *st = json_object_get(s, "status");
+    char age[32], pa[32], pools[64], attempt[16];
+    age_of(st, "phaseSince", pa, sizeof(pa));
+    const char *created = jstr(md, "creationTimestamp", NULL);
+    (void)created;
+    int64_t cms = jint(st, "creatingSinceMs", 0);
+    if (cms) fmt_age(now_ms() - cms, age, sizeof(age));
+    else str_copy(age, sizeof(age), "-");
+    json_t *p = json_object_get(st, "pools");
+    snprintf(pools, sizeof(pools), "%lld/%lld/%lld", (long long)jint(p, "system", 0),
+             (long long)jint(p, "general", 0), (long long)jint(p, "gpu", 0));
+    snprintf(attempt, sizeof(attempt), "%lld", (long long)jint(st, "attempt", 1));
+    const char *cells[10] = {jstr(md, "name", "?"), jstr(sp, "region", "?"),
+                             jstr(st, "phase", "?"), jstr(st, "endpoint", "-"), pa, age};
+    if (wide) {
+        cells[6] = jstr(sp, "template", "-");
+        cells[7] = pools;
+        cells[8] = attempt;
+        cells[9] = jstr(st, "waitingFor", jstr(st, "message", ""));
+    }
+    table_add(t, cells);
+}
+
+static int cmd_list(opts *o) {
+    char path[512] = "/v1/stamps";
+    const char *state = flag(o, "state"), *region = flag(o, "region");
+    size_t n = strlen(path);
+    if (state) n += (size_t)snprintf(path + n, sizeof(path) - n, "%sstate=%s", "?", state);
+    if (region) snprintf(path + n, sizeof(path) - n, "%sregion=%s", state ? "&" : "?", region);
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (structured(o)) {
+        print_json_or_yaml(r, o->output);
+        json_decref(r);
+        return 0;
+    }
+    bool wide = o->output && strcmp(o->output, "wide") == 0;
+    static const char *const h[] = {"NAME", "REGION", "PHASE", "ENDPOINT", "IN PHASE", "AGE",
+                                    "TEMPLATE", "POOLS(S/G/GPU)", "ATTEMPT", "MESSAGE"};
+    table *t = table_new(wide ? 10 : 6, h);
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(r, "items"), i, s) stamp_row(t, s, wide);
+    if (json_array_size(json_object_get(r, "items")) == 0) {
+        table_free(t);
+        puts("No stamps found.");
+    } else {
+        render_table(t);
+    }
+    json_decref(r);
+    return 0;
+}
+
+static json_t *get_stamp(const char *name) {
+    char path[512];
+    snprintf(path, sizeof(path), "/v1/stamps/%s", name);
+    return call("GET", path, NULL, NULL, false);
+}
+
+static void print_drain(json_t *dr, bool live) {
+    char a[32];
+    int64_t now = now_ms();
+    if (!live) {
+        printf("Drain:        %s after %s, dropped %lld connection(s) and %lld job(s)\n",
+               json_is_true(json_object_get(dr, "forced")) ? "forced" : "completed",
+               fmt_duration(jint(dr, "endedMs", now) - jint(dr, "startedMs", now), a, sizeof(a)),
+               (long long)jint(dr, "droppedConnections", 0), (long long)jint(dr, "droppedJobs", 0));
+        return;
+    }
+    printf("Drain:        waiting for %lld connection(s) and %lld job(s), then %s\n",
+           (long long)jint(dr, "connections", 0), (long long)jint(dr, "jobs", 0),
+           jstr(dr, "target", "Ready"));
+    static const struct {
+        const char *key, *label;
+    } clocks[] = {{"deadlineConnectionsMs", "connections"},
+                  {"deadlineJobsMs", "jobs"},
+                  {"deadlineTotalMs", "total"}};
+    for (size_t i = 0; i < 3; i++) {
+        int64_t d = jint(dr, clocks[i].key, 0);
+        if (d) printf("  %-12s %s left\n", clocks[i].label, fmt_duration(d - now, a, sizeof(a)));
+    }
+}
+
+static int cmd_status(opts *o) {
+    json_t *r = get_stamp(need_name(o, "status"));
+    if (structured(o)) {
+        print_json_or_yaml(r, o->output);
+        json_decref(r);
+        return 0;
+    }
+    json_t *md = json_object_get(r, "metadata"), *sp = json_object_get(r, "spec"),
+           *st = json_object_get(r, "status");
+    char a[32];
+    const char *phase = jstr(st, "phase", "?");
+    printf("Name:         %s\n", jstr(md, "name", "?"));
+    printf("Region:       %s (%s)\n", jstr(sp, "region", "?"), jstr(sp, "regionCode", "?"));
+    printf("Template:     %s\n", jstr(sp, "template", "?"));
+    printf("Phase:        %s (for %s)\n", phase, fmt_duration(now_ms() - jint(st, "phaseSince", now_ms()), a, sizeof(a)));
+    printf("Desired:      %s\n", jstr(sp, "desired", "active"));
+    printf("Endpoint:     %s\n", jstr(st, "endpoint", "-"));
+    json_t *p = json_object_get(st, "pools");
+    printf("Pools:        system=%lld general=%lld gpu=%lld\n", (long long)jint(p, "system", 0),
+           (long long)jint(p, "general", 0), (long long)jint(p, "gpu", 0));
+    printf("Attempt:      %lld\n", (long long)jint(st, "attempt", 1));
+    if (json_object_get(st, "waitingFor")) printf("Waiting for:  %s\n", jstr(st, "waitingFor", ""));
+    if (json_object_get(st, "lastError")) printf("Last error:   %s\n", jstr(st, "lastError", ""));
+    json_t *dr = json_object_get(st, "drain");
+    if (json_is_object(dr)) print_drain(dr, strcmp(phase, "Draining") == 0);
+    json_t *rt = json_object_get(st, "retire");
+    if (json_is_object(rt)) {
+        int64_t step = jint(rt, "step", 0);
+        static const char *const names[] = {"backup", "quarantine", "decommission", "archive", "purge"};
+        printf("Retirement:  ");
+        for (int i = 0; i < 5; i++)
+            printf(" %s[%s]", names[i], i < step ? "done" : i == step ? "running" : "pending");
+        printf("\n");
+        json_t *ar = json_object_get(rt, "archive");
+        if (ar) printf("Archive:      %s (%lld files, kept until %s)\n", jstr(ar, "path", "?"),
+                       (long long)jint(ar, "files", 0),
+                       fmt_time_rfc3339(jint(ar, "retainUntilMs", 0), a, sizeof(a)));
+    }
+    json_t *steps = json_object_get(st, "steps");
+    if (json_array_size(steps) > 0) {
+        printf("Steps:\n");
+        static const char *const h[] = {"  PHASE", "STEP", "KIND", "STATE", "MESSAGE"};
+        table *t = table_new(5, h);
+        size_t i;
+        json_t *s;
+        json_array_foreach(steps, i, s) {
+            char ph[48];
+            snprintf(ph, sizeof(ph), "  %s", jstr(s, "phase", ""));
+            const char *cells[] = {ph, jstr(s, "name", ""), jstr(s, "kind", ""),
+                                   jstr(s, "state", ""), jstr(s, "message", "")};
+            table_add(t, cells);
+        }
+        render_table(t);
+    }
+    json_t *bk = json_object_get(st, "backups");
+    if (json_array_size(bk) > 0) {
+        printf("Backups:\n");
+        size_t i;
+        json_t *b;
+        json_array_foreach(bk, i, b)
+            printf("  %s  %s  %lld files  %lld bytes  %s\n", jstr(b, "id", ""), jstr(b, "reason", ""),
+                   (long long)jint(b, "files", 0), (long long)jint(b, "bytes", 0), jstr(b, "path", ""));
+    }
+    printf("Message:      %s\n", jstr(st, "message", ""));
+    json_decref(r);
+    return 0;
+}
+
+static int action(opts *o, const char *verb) {
+    const char *name = need_name(o, verb);
+    json_t *body = json_object();
+    if (flag(o, "force")) json_object_set_new(body, "force", json_true());
+    const char *g = flag(o, "grace-period");
+    if (g) json_object_set_new(body, "gracePeriod", json_string(g));
+    char path[512];
+    snprintf(path, sizeof(path), "/v1/stamps/%s/%s", name, verb);
+    json_t *r = call("POST", path, body, NULL, false);
+    json_decref(body);
+    if (structured(o)) print_json_or_yaml(r, o->output);
+    else
+        printf("stamp/%s: %s%s requested (phase %s)\n", name, verb, flag(o, "force") ? " --force" : "",
+               jstr(json_object_get(r, "status"), "phase", "?"));
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_drain(opts *o) { return action(o, "drain"); }
+static int cmd_activate(opts *o) { return action(o, "activate"); }
+static int cmd_standby(opts *o) { return action(o, "standby"); }
+static int cmd_delete(opts *o) { return action(o, "delete"); }
+static int cmd_backup(opts *o) { return action(o, "backup"); }
+
+static int cmd_wait(opts *o) {
+    const char *name = need_name(o, "wait");
+    const char *target = flag(o, "for");
+    if (target == NULL) die("wait needs --for=STATE (creating, active, draining, ready, deleted, failed)");
+    int64_t timeout = 60000;
+    const char *t = flag(o, "timeout");
+    if (t && (parse_duration_ms(t, &timeout) != 0 || timeout <= 0)) die("--timeout %s: not a duration", t);
+    int64_t start = mono_ms();
+    char last[512] = "";
+    for (;;) {
+        char path[512];
+        snprintf(path, sizeof(path), "/v1/stamps/%s", name);
+        long status;
+        json_t *r = call("GET", path, NULL, &status, true);
+        if (status == 404 && strcasecmp(target, "deleted") == 0) {
+            json_decref(r);
+            printf("%s: gone\n", name);
+            return 0;
+        }
+        if (status >= 400) {
+            const char *msg = json_string_value(json_object_get(json_object_get(r, "error"), "message"));
+            die("%s", msg ? msg : "request failed");
+        }
+        json_t *st = json_object_get(r, "status");
+        const char *phase = jstr(st, "phase", "?");
+        char line[512];
+        json_t *step = json_object_get(st, "step");
+        json_t *dr = json_object_get(st, "drain");
+        json_t *rt = json_object_get(st, "retire");
+        if (strcmp(phase, "Creating") == 0 && step)
+            snprintf(line, sizeof(line), "%s: Creating (attempt %lld, step %s/%s%s%s)", name,
+                     (long long)jint(st, "attempt", 1), jstr(step, "phase", ""), jstr(step, "name", ""),
+                     json_object_get(st, "waitingFor") ? "; waiting for " : "",
+                     jstr(st, "waitingFor", ""));
+        else if (strcmp(phase, "Creating") == 0 || (strcmp(phase, "Ready") == 0 && json_object_get(st, "waitingFor") && json_object_get(st, "activation")))
+            snprintf(line, sizeof(line), "%s: %s (waiting for %s)", name, phase, jstr(st, "waitingFor", "deployment"));
+        else if (strcmp(phase, "Draining") == 0 && dr)
+            snprintf(line, sizeof(line), "%s: Draining (%lld connection(s), %lld job(s) left)", name,
+                     (long long)jint(dr, "connections", 0), (long long)jint(dr, "jobs", 0));
+        else if (strcmp(phase, "Deleting") == 0 && rt)
+            snprintf(line, sizeof(line), "%s: Deleting (step %s)", name, jstr(rt, "current", "backup"));
+        else
+            snprintf(line, sizeof(line), "%s: %s", name, phase);
+        if (strcmp(line, last) != 0) {
+            char a[32];
+            printf("[%6s] %s\n", fmt_duration(mono_ms() - start, a, sizeof(a)), line);
+            fflush(stdout);
+            str_copy(last, sizeof(last), line);
+        }
+        if (strcasecmp(phase, target) == 0) {
+            json_decref(r);
+            return 0;
+        }
+        bool terminal = strcmp(phase, "Deleted") == 0 || strcmp(phase, "Failed") == 0;
+        if (terminal) {
+            char msg[512];
+            str_copy(msg, sizeof(msg), jstr(st, "message", ""));
+            json_decref(r);
+            die("%s is %s, not %s: %s", name, phase, target, msg);
+        }
+        json_decref(r);
+        if (mono_ms() - start > timeout) {
+            char a[32];
+            die("timed out after %s waiting for %s to be %s (%s)", fmt_duration(timeout, a, sizeof(a)),
+                name, target, line);
+        }
+        sleep_ms(200);
+    }
+}
+
+static int cmd_events(opts *o) {
+    const char *name = need_name(o, "events");
+    char path[512];
+    snprintf(path, sizeof(path), "/v1/stamps/%s/events", name);
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (structured(o)) {
+        print_json_or_yaml(r, o->output);
+        json_decref(r);
+        return 0;
+    }
+    static const char *const h[] = {"TIME", "TYPE", "REASON", "MESSAGE"};
+    table *t = table_new(4, h);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(r, "items"), i, ev) {
+        const char *cells[] = {jstr(ev, "time", ""), jstr(ev, "type", ""), jstr(ev, "reason", ""),
+                               jstr(ev, "message", "")};
+        table_add(t, cells);
+    }
+    render_table(t);
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_apply(opts *o) {
+    const char *file = flag(o, "f");
+    if (file == NULL) die("apply needs -f FILE (YAML or JSON; - for stdin)");
+    char *text;
+    size_t len;
+    serr e = {0};
+    int rc = strcmp(file, "-") == 0 ? read_file("/dev/stdin", MANIFEST_MAX_BYTES, &text, &len, &e)
+                                    : read_file(file, MANIFEST_MAX_BYTES, &text, &len, &e);
+    if (rc) die("%s", e.msg);
+    json_t *doc;
+    int multi = 0;
+    if (yaml_to_json(text, len, &doc, &multi, &e) != 0) die("%s: %s", file, e.msg);
+    free(text);
+    json_t *docs = multi ? doc : json_pack("[O]", doc);
+    if (!multi) json_decref(doc);
+    size_t i;
+    json_t *d;
+    int failures = 0;
+    json_array_foreach(docs, i, d) {
+        if (json_is_null(d)) continue;
+        long status;
+        json_t *r = call("POST", "/v1/apply", d, &status, true);
+        if (status >= 400) {
+            const char *msg = json_string_value(json_object_get(json_object_get(r, "error"), "message"));
+            fprintf(stderr, "stampctl: %s: %s\n", file, msg ? msg : "apply failed");
+            failures++;
+        } else {
+            char kind[64];
+            str_copy(kind, sizeof(kind), jstr(r, "kind", "?"));
+            for (char *p = kind; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+            printf("%s/%s %s\n", kind, jstr(r, "name", "?"), jstr(r, "result", "?"));
+        }
+        json_decref(r);
+    }
+    json_decref(docs);
+    return failures ? 1 : 0;
+}
+
+static int cmd_templates(opts *o) {
+    char path[512] = "/v1/templates";
+    if (o->npos == 1) snprintf(path, sizeof(path), "/v1/templates/%s", o->pos[0]);
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (structured(o) || o->npos == 1) {
+        print_json_or_yaml(r, o->output && *o->output ? o->output : "yaml");
+        json_decref(r);
+        return 0;
+    }
+    static const char *const h[] = {"NAME", "PHASES", "STEPS", "AGE"};
+    table *t = table_new(4, h);
+    size_t i;
+    json_t *tp;
+    json_array_foreach(json_object_get(r, "items"), i, tp) {
+        json_t *phases = json_object_get(json_object_get(tp, "spec"), "phases");
+        char np[16], ns[16];
+        size_t steps = 0, k;
+        json_t *ph;
+        json_array_foreach(phases, k, ph) steps += json_array_size(json_object_get(ph, "steps"));
+        snprintf(np, sizeof(np), "%zu", json_array_size(phases));
+        snprintf(ns, sizeof(ns), "%zu", steps);
+        const char *cells[] = {jstr(json_object_get(tp, "metadata"), "name", "?"), np, ns,
+                               jstr(json_object_get(tp, "metadata"), "creationTimestamp", "")};
+        table_add(t, cells);
+    }
+    render_table(t);
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_audit(opts *o) {
+    char path[512];
+    snprintf(path, sizeof(path), "/v1/audit?limit=%s%s%s", flag(o, "limit") ? flag(o, "limit") : "50",
+             o->npos ? "&name=" : "", o->npos ? o->pos[0] : "");
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (structured(o)) {
+        print_json_or_yaml(r, o->output);
+        json_decref(r);
+        return 0;
+    }
+    static const char *const h[] = {"TIME", "USER", "TENANT", "OPERATION", "RESOURCE", "RESULT"};
+    table *t = table_new(6, h);
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(r, "items"), i, a) {
+        char res[200];
+        snprintf(res, sizeof(res), "%s/%s", jstr(a, "kind", ""), jstr(a, "name", ""));
+        const char *cells[] = {jstr(a, "time", ""), jstr(a, "user", ""), jstr(a, "tenant", ""),
+                               jstr(a, "operation", ""), res, jstr(a, "result", "")};
+        table_add(t, cells);
+    }
+    render_table(t);
+    json_decref(r);
+    return 0;
+}
+
+typedef struct command {
+    const char *name;
+    int (*fn)(opts *o);
+    const char *usage;
+} command;
+
+static const command commands[] = {
+    {"deploy", cmd_deploy, "deploy --region R --stamp-id N --template T [--param K=V]"},
+    {"wait", cmd_wait, "wait --for=STATE NAME [--timeout 60s]"},
+    {"drain", cmd_drain, "drain NAME [--force] [--grace-period 60m]"},
+    {"activate", cmd_activate, "activate NAME"},
+    {"standby", cmd_standby, "standby NAME"},
+    {"delete", cmd_delete, "delete NAME [--force]"},
+    {"list", cmd_list, "list [--state S] [--region R] [-o json|yaml|wide]"},
+    {"status", cmd_status, "status NAME [-o json|yaml]"},
+    {"backup", cmd_backup, "backup NAME"},
+    {"events", cmd_events, "events NAME [-o json|yaml]"},
+    {"apply", cmd_apply, "apply -f FILE"},
+    {"templates", cmd_templates, "templates [NAME] [-o json|yaml]"},
+    {"audit", cmd_audit, "audit [NAME] [--limit N]"},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: stampctl [--server URL] [--token TOKEN] [--config FILE] COMMAND ...\n\ncommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  stampctl %s\n", commands[i].usage);
+}
+
+/* Flags that take no value. */
+static bool is_switch(const char *name) {
+    return strcmp(name, "force") == 0 || strcmp(name, "dry-run") == 0;
+}
+
+int main(int argc, char **argv) {
+    opts o = {.output = ""};
+    const char *cmd = NULL;
+    httpc_global_init();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            const char *name = a + (a[1] == '-' ? 2 : 1);
+            char key[64];
+            const char *eq = strchr(name, '=');
+            const char *val = NULL;
+            size_t kl = eq ? (size_t)(eq - name) : strlen(name);
+            if (kl >= sizeof(key)) die("flag %s too long", a);
+            memcpy(key, name, kl);
+            key[kl] = '\0';
+            if (eq) val = eq + 1;
+            else if (is_switch(key)) val = "true";
+            else if (i + 1 < argc) val = argv[++i];
+            else die("flag %s needs a value", a);
+            if (strcmp(key, "server") == 0) o.server = val;
+            else if (strcmp(key, "token") == 0) o.token = val;
+            else if (strcmp(key, "config") == 0) o.config = val;
+            else if (strcmp(key, "o") == 0 || strcmp(key, "output") == 0) {
+                if (strcmp(val, "json") && strcmp(val, "yaml") && strcmp(val, "wide"))
+                    die("-o %s: expected json, yaml or wide", val);
+                o.output = val;
+            } else {
+                if (o.nflags >= MAX_ARGS) die("too many flags");
+                char *k = strdup(key);
+                if (k == NULL) die("out of memory");
+                o.fname[o.nflags] = k;
+                o.fval[o.nflags++] = val;
+            }
+            continue;
+        }
+        if (cmd == NULL) cmd = a;
+        else if (o.npos < MAX_ARGS) o.pos[o.npos++] = a;
+        else die("too many arguments");
+    }
+    if (cmd == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].name, cmd) != 0) continue;
+        load_config(&o);
+        int rc = commands[i].fn(&o);
+        for (int k = 0; k < o.nflags; k++) free((char *)o.fname[k]);
+        return rc;
+    }
+    die("unknown command \"%s\" (stampctl --help lists them)", cmd);
+}

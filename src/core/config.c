@@ -1,0 +1,225 @@
+/*
+ * config.c - the configuration table and its parsers (config.h).
+ */
+#include "core/config.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "util/util.h"
+
+enum ctype { CT_STR, CT_DUR, CT_INT, CT_FLOAT, CT_RANGE };
+
+typedef struct crow {
+    const char *key;
+    int type;
+    size_t off;
+    size_t size; /* strings */
+    const char *dflt;
+    int64_t lo, hi; /* ints */
+    const char *help;
+} crow;
+
+#define F(field) offsetof(stamp_config, field)
+#define S(field) sizeof(((stamp_config *)0)->field)
+
+static const crow rows[] = {
+    {"data-dir", CT_STR, F(data_dir), S(data_dir), "/var/lib/stamp", 0, 0, "state, logs, workloads"},
+    {"listen", CT_STR, F(listen), S(listen), "127.0.0.1:7480", 0, 0, "API address"},
+    {"name-prefix", CT_STR, F(name_prefix), S(name_prefix), "synaxis", 0, 0,
+     "stamp name prefix when the template sets none"},
+    {"log-level", CT_STR, F(log_level), S(log_level), "INFO", 0, 0, "ERROR, WARNING, INFO, DEBUG"},
+    {"jwt-issuer", CT_STR, F(jwt_issuer), S(jwt_issuer), "stampd", 0, 0, "required iss claim"},
+    {"jwt-audience", CT_STR, F(jwt_audience), S(jwt_audience), "stamp", 0, 0, "required aud claim"},
+    {"libexec-dir", CT_STR, F(libexec_dir), S(libexec_dir), "", 0, 0,
+     "where stamp-workload and stamp-run live (default: next to stampd)"},
+    {"port-range", CT_RANGE, F(port_lo), 0, "20000-29999", 1024, 65535,
+     "ports given to workload replicas"},
+    {"workers", CT_INT, F(workers), 0, "4", 1, 64, "reconcile workers"},
+    {"creating-timeout", CT_DUR, F(creating_timeout_ms), 0, "30m", 0, 0, "Creating -> Failed"},
+    {"creating-attempts", CT_INT, F(creating_attempts), 0, "3", 1, 100,
+     "deployment attempts before Failed"},
+    {"failed-auto-delete", CT_DUR, F(failed_auto_delete_ms), 0, "0", 0, 0,
+     "delete a Failed stamp after this long (0 = never; seed: 1h)"},
+    {"drain-connections-timeout", CT_DUR, F(drain_connections_timeout_ms), 0, "10m", 0, 0,
+     "wait for connections"},
+    {"drain-jobs-timeout", CT_DUR, F(drain_jobs_timeout_ms), 0, "30m", 0, 0, "wait for jobs"},
+    {"drain-total-timeout", CT_DUR, F(drain_total_timeout_ms), 0, "40m", 0, 0,
+     "whole drain, then forced"},
+    {"drain-poll-interval", CT_DUR, F(drain_poll_ms), 0, "100ms", 0, 0,
+     "how often a drain looks at connections and jobs"},
+    {"standby-max-age", CT_DUR, F(standby_max_age_ms), 0, "72h", 0, 0, "Ready -> retired"},
+    {"activation-timeout", CT_DUR, F(activation_timeout_ms), 0, "10m", 0, 0,
+     "one activation attempt from standby"},
+    {"activation-attempts", CT_INT, F(activation_attempts), 0, "3", 1, 100,
+     "activation attempts before Failed"},
+    {"archive-retention", CT_DUR, F(archive_retention_ms), 0, "30d", 0, 0,
+     "how long a retired stamp's archive is kept"},
+    {"health-interval", CT_DUR, F(health_interval_ms), 0, "1s", 0, 0,
+     "health gate probe interval"},
+    {"probe-timeout", CT_DUR, F(probe_timeout_ms), 0, "2s", 0, 0, "one probe or scrape"},
+    {"stop-grace", CT_DUR, F(stop_grace_ms), 0, "5s", 0, 0, "SIGTERM to SIGKILL"},
+    {"restart-limit", CT_INT, F(restart_limit), 0, "5", 1, 1000,
+     "replica restarts in Creating before the attempt fails"},
+    {"backoff-initial", CT_DUR, F(backoff_initial_ms), 0, "10s", 0, 0, "seed 003"},
+    {"backoff-max", CT_DUR, F(backoff_max_ms), 0, "5m", 0, 0, "seed 003"},
+    {"backoff-factor", CT_FLOAT, F(backoff_factor), 0, "2.0", 0, 0, "seed 003"},
+    {"backoff-retries", CT_INT, F(backoff_retries), 0, "5", 0, 1000, "seed 003"},
+    {"token-ttl", CT_DUR, F(token_ttl_ms), 0, "8760h", 0, 0,
+     "lifetime of the operator token in the client config"},
+};
+#undef F
+#undef S
+
+#define NROWS (sizeof(rows) / sizeof(rows[0]))
+
+static const crow *row_find(const char *key) {
+    for (size_t i = 0; i < NROWS; i++)
+        if (strcmp(rows[i].key, key) == 0) return &rows[i];
+    return NULL;
+}
+
+static int row_set(stamp_config *c, const crow *r, const char *v, serr *e) {
+    char *base = (char *)c + r->off;
+    switch (r->type) {
+    case CT_STR:
+        if (!str_copy(base, r->size, v)) return serr_set(e, SE_INVAL, "%s: value too long", r->key);
+        return 0;
+    case CT_DUR: {
+        int64_t ms;
+        if (parse_duration_ms(v, &ms) != 0)
+            return serr_set(e, SE_INVAL, "%s: \"%s\" is not a duration (like 500ms, 30s, 10m, 72h)",
+                            r->key, v);
+        memcpy(base, &ms, sizeof(ms));
+        return 0;
+    }
+    case CT_INT: {
+        int64_t n;
+        if (parse_i64(v, r->lo, r->hi, &n) != 0)
+            return serr_set(e, SE_INVAL, "%s: \"%s\" is not an integer from %lld to %lld", r->key,
+                            v, (long long)r->lo, (long long)r->hi);
+        memcpy(base, &n, sizeof(n));
+        return 0;
+    }
+    case CT_FLOAT: {
+        char *end;
+        double d = strtod(v, &end);
+        if (*v == '\0' || *end != '\0' || !(d >= 1.0 && d <= 10.0))
+            return serr_set(e, SE_INVAL, "%s: \"%s\" is not a number from 1 to 10", r->key, v);
+        memcpy(base, &d, sizeof(d));
+        return 0;
+    }
+    case CT_RANGE: {
+        char lo[16], *dash;
+        if (!str_copy(lo, sizeof(lo), v) || (dash = strchr(lo, '-')) == NULL)
+            return serr_set(e, SE_INVAL, "%s: \"%s\" is not a range like 20000-29999", r->key, v);
+        *dash = '\0';
+        int64_t a, b;
+        if (parse_i64(lo, r->lo, r->hi, &a) != 0 || parse_i64(dash + 1, r->lo, r->hi, &b) != 0 ||
+            a > b)
+            return serr_set(e, SE_INVAL, "%s: \"%s\" is not a range within %lld-%lld", r->key, v,
+                            (long long)r->lo, (long long)r->hi);
+        c->port_lo = a;
+        c->port_hi = b;
+        return 0;
+    }
+    }
+    return serr_set(e, SE_INTERNAL, "bad config row");
+}
+
+void config_defaults(stamp_config *c) {
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < NROWS; i++) row_set(c, &rows[i], rows[i].dflt, NULL);
+}
+
+int config_set(stamp_config *c, const char *key, const char *value, serr *e) {
+    const crow *r = row_find(key);
+    if (r == NULL) return serr_set(e, SE_INVAL, "unknown configuration key \"%s\"", key);
+    return row_set(c, r, value, e);
+}
+
+int config_load_file(stamp_config *c, const char *path, serr *e) {
+    char *text;
+    int rc = read_file(path, 1 << 20, &text, NULL, e);
+    if (rc) return rc;
+    int lineno = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        while (*line == ' ' || *line == '\t') line++;
+        if (*line == '#' || *line == '\0') continue;
+        char *sep = line + strcspn(line, " \t=");
+        if (*sep == '\0') {
+            rc = serr_set(e, SE_INVAL, "%s:%d: expected \"key value\"", path, lineno);
+            break;
+        }
+        *sep++ = '\0';
+        while (*sep == ' ' || *sep == '\t' || *sep == '=') sep++;
+        char *end = sep + strlen(sep);
+        while (end > sep && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r')) *--end = '\0';
+        if ((rc = config_set(c, line, sep, e)) != 0) {
+            serr_wrap(e, "%s:%d", path, lineno);
+            break;
+        }
+    }
+    free(text);
+    return rc;
+}
+
+int config_validate(const stamp_config *c, serr *e) {
+    if (c->data_dir[0] == '\0') return serr_set(e, SE_INVAL, "data-dir: required");
+    if (strchr(c->listen, ':') == NULL)
+        return serr_set(e, SE_INVAL, "listen: \"%s\" is not ADDR:PORT", c->listen);
+    if (log_level_parse(c->log_level) < 0)
+        return serr_set(e, SE_INVAL, "log-level: \"%s\" is not ERROR, WARNING, INFO or DEBUG",
+                        c->log_level);
+    if (c->backoff_initial_ms <= 0 || c->backoff_max_ms < c->backoff_initial_ms)
+        return serr_set(e, SE_INVAL, "backoff-initial must be > 0 and <= backoff-max");
+    if (c->drain_poll_ms <= 0 || c->health_interval_ms <= 0 || c->probe_timeout_ms <= 0)
+        return serr_set(e, SE_INVAL, "intervals and timeouts must be > 0");
+    return 0;
+}
+
+int64_t config_duration(const stamp_config *c, const char *key) {
+    const crow *r = row_find(key);
+    if (r == NULL || r->type != CT_DUR) return -1;
+    int64_t v;
+    memcpy(&v, (const char *)c + r->off, sizeof(v));
+    return v;
+}
+
+void config_print(const stamp_config *c, FILE *f) {
+    for (size_t i = 0; i < NROWS; i++) {
+        const crow *r = &rows[i];
+        const char *base = (const char *)c + r->off;
+        int64_t n;
+        double d;
+        char buf[64];
+        switch (r->type) {
+        case CT_STR: fprintf(f, "%-28s %s\n", r->key, base); break;
+        case CT_DUR:
+            memcpy(&n, base, sizeof(n));
+            fprintf(f, "%-28s %s\n", r->key, fmt_duration(n, buf, sizeof(buf)));
+            break;
+        case CT_INT:
+            memcpy(&n, base, sizeof(n));
+            fprintf(f, "%-28s %lld\n", r->key, (long long)n);
+            break;
+        case CT_FLOAT:
+            memcpy(&d, base, sizeof(d));
+            fprintf(f, "%-28s %g\n", r->key, d);
+            break;
+        case CT_RANGE:
+            fprintf(f, "%-28s %lld-%lld\n", r->key, (long long)c->port_lo, (long long)c->port_hi);
+            break;
+        }
+    }
+}
+
+void config_help(FILE *f) {
+    for (size_t i = 0; i < NROWS; i++)
+        fprintf(f, "  %-28s %-16s %s\n", rows[i].key, *rows[i].dflt ? rows[i].dflt : "\"\"",
+                rows[i].help);
+}

@@ -1,0 +1,61 @@
+/*
+ * config.h - stampd's configuration as one table (Redis config.c style):
+ * each row is a key, a type, the field it fills and its default.  The same
+ * table serves the config file (`key value` lines), `--set key=value` on the
+ * command line, `stampd -n` and the documentation (`stampd --help-config`).
+ * Every duration of the lifecycle is here so tests can run in seconds.
+ */
+#ifndef STAMP_CONFIG_H
+#define STAMP_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util/err.h"
+
+typedef struct stamp_config {
+    char data_dir[512];
+    char listen[128];
+    char name_prefix[32];
+    char log_level[16];
+    char jwt_issuer[64];
+    char jwt_audience[64];
+    char libexec_dir[512];
+    int64_t port_lo, port_hi;
+    int64_t workers;
+    /* Stamp lifecycle (seed 000) */
+    int64_t creating_timeout_ms;
+    int64_t creating_attempts;
+    int64_t failed_auto_delete_ms; /* 0 = off */
+    int64_t drain_connections_timeout_ms;
+    int64_t drain_jobs_timeout_ms;
+    int64_t drain_total_timeout_ms;
+    int64_t drain_poll_ms;
+    int64_t standby_max_age_ms;
+    int64_t activation_timeout_ms;
+    int64_t activation_attempts;
+    int64_t archive_retention_ms;
+    int64_t health_interval_ms;
+    int64_t probe_timeout_ms;
+    int64_t stop_grace_ms;
+    int64_t restart_limit;
+    /* Reconciler backoff (seed 003) */
+    int64_t backoff_initial_ms;
+    int64_t backoff_max_ms;
+    int64_t backoff_retries;
+    double backoff_factor;
+    int64_t token_ttl_ms;
+} stamp_config;
+
+void config_defaults(stamp_config *c);
+/* key=value or key value. */
+int config_set(stamp_config *c, const char *key, const char *value, serr *e);
+int config_load_file(stamp_config *c, const char *path, serr *e);
+/* Cross-field checks (ranges, port range order). */
+int config_validate(const stamp_config *c, serr *e);
+/* Looks up a duration key (for the fsm timeout table); -1 when unknown. */
+int64_t config_duration(const stamp_config *c, const char *key);
+void config_print(const stamp_config *c, FILE *f);
+void config_help(FILE *f);
+
+#endif

@@ -1,0 +1,243 @@
+/*
+ * template.c - parsing and validation of StampTemplate specs (template.h).
+ */
+#include "core/template.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util/util.h"
+
+const char *const tpl_phase_names[TP_N] = {"network", "security", "data",
+                                           "compute", "integration", "validation"};
+const char *const tpl_pool_names[POOL_N] = {"system", "general", "gpu"};
+
+int tpl_pool_parse(const char *name) {
+    for (int i = 0; name && i < POOL_N; i++)
+        if (strcmp(tpl_pool_names[i], name) == 0) return i;
+    return -1;
+}
+
+static int phase_parse(const char *name) {
+    for (int i = 0; name && i < TP_N; i++)
+        if (strcmp(tpl_phase_names[i], name) == 0) return i;
+    return -1;
+}
+
+int json_check_keys(json_t *obj, const char *where, const char *const *keys, serr *e) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v) {
+        bool known = false;
+        for (int i = 0; keys[i]; i++)
+            if (strcmp(keys[i], k) == 0) known = true;
+        if (!known) return serr_set(e, SE_INVAL, "%s.%s: unknown field", where, k);
+    }
+    return 0;
+}
+
+static int get_bool(json_t *o, const char *key, bool dflt, bool *out, const char *where, serr *e) {
+    json_t *v = json_object_get(o, key);
+    if (v == NULL) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_boolean(v)) return serr_set(e, SE_INVAL, "%s.%s: must be true or false", where, key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int get_int(json_t *o, const char *key, int dflt, int lo, int hi, int *out,
+                   const char *where, serr *e) {
+    json_t *v = json_object_get(o, key);
+    if (v == NULL) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return serr_set(e, SE_INVAL, "%s.%s: must be an integer from %d to %d", where, key, lo, hi);
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static int get_str(json_t *o, const char *key, bool required, size_t max, const char **out,
+                   const char *where, serr *e) {
+    json_t *v = json_object_get(o, key);
+    if (v == NULL) {
+        if (required) return serr_set(e, SE_INVAL, "%s.%s: required", where, key);
+        *out = NULL;
+        return 0;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max)
+        return serr_set(e, SE_INVAL, "%s.%s: must be a non-empty string of at most %zu characters",
+                        where, key, max);
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, serr *e) {
+    static const char *const keys[] = {"name", "kind", "pool", "replicas", "ports", "command",
+                                       "env", "endpoint", "health", "metrics", "run", "delete",
+                                       "timeout", NULL};
+    int rc;
+    if (!json_is_object(js)) return serr_set(e, SE_INVAL, "%s: must be a mapping", where);
+    if ((rc = json_check_keys(js, where, keys, e))) return rc;
+    memset(st, 0, sizeof(*st));
+    st->phase = phase;
+    if ((rc = get_str(js, "name", true, 48, &st->name, where, e))) return rc;
+    if (!name_valid(st->name, 48))
+        return serr_set(e, SE_INVAL, "%s.name: \"%s\" must be lowercase letters, digits and '-'",
+                        where, st->name);
+    const char *kind;
+    if ((rc = get_str(js, "kind", true, 16, &kind, where, e))) return rc;
+    if (strcmp(kind, "process") == 0) st->kind = TK_PROCESS;
+    else if (strcmp(kind, "exec") == 0) st->kind = TK_EXEC;
+    else return serr_set(e, SE_INVAL, "%s.kind: \"%s\" is not one of process, exec", where, kind);
+
+    const char *timeout = NULL;
+    if ((rc = get_str(js, "timeout", false, 32, &timeout, where, e))) return rc;
+    st->timeout_ms = 10 * 60 * 1000;
+    if (timeout && (parse_duration_ms(timeout, &st->timeout_ms) != 0 || st->timeout_ms <= 0))
+        return serr_set(e, SE_INVAL, "%s.timeout: \"%s\" is not a duration like 30s or 10m", where,
+                        timeout);
+
+    json_t *env = json_object_get(js, "env");
+    if (env) {
+        if (!json_is_object(env) || json_object_size(env) > 64)
+            return serr_set(e, SE_INVAL, "%s.env: must be a mapping of at most 64 names", where);
+        const char *k;
+        json_t *v;
+        json_object_foreach(env, k, v) {
+            if (!json_is_string(v) && !json_is_integer(v))
+                return serr_set(e, SE_INVAL, "%s.env.%s: must be a string", where, k);
+            if (*k == '\0' || strchr(k, '=') != NULL)
+                return serr_set(e, SE_INVAL, "%s.env: bad variable name \"%s\"", where, k);
+        }
+        st->env = env;
+    }
+
+    if (st->kind == TK_EXEC) {
+        static const char *const forbidden[] = {"pool", "replicas", "ports", "command",
+                                                "endpoint", "health", "metrics"};
+        for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
+            if (json_object_get(js, forbidden[i]))
+                return serr_set(e, SE_INVAL, "%s.%s: only for process steps", where, forbidden[i]);
+        if ((rc = get_str(js, "run", true, 4096, &st->run, where, e))) return rc;
+        return get_str(js, "delete", false, 4096, &st->del, where, e);
+    }
+
+    if (json_object_get(js, "run") || json_object_get(js, "delete"))
+        return serr_set(e, SE_INVAL, "%s.%s: only for exec steps", where,
+                        json_object_get(js, "run") ? "run" : "delete");
+    const char *pool;
+    if ((rc = get_str(js, "pool", true, 16, &pool, where, e))) return rc;
+    if ((st->pool = tpl_pool_parse(pool)) < 0)
+        return serr_set(e, SE_INVAL, "%s.pool: \"%s\" is not one of system, general, gpu", where,
+                        pool);
+    if ((rc = get_int(js, "replicas", 1, 0, TPL_MAX_REPLICAS, &st->replicas, where, e))) return rc;
+    if ((rc = get_int(js, "ports", 1, 0, TPL_MAX_PORTS, &st->ports, where, e))) return rc;
+    if ((rc = get_bool(js, "endpoint", false, &st->endpoint, where, e))) return rc;
+    if ((rc = get_bool(js, "health", st->ports > 0, &st->health, where, e))) return rc;
+    if ((rc = get_bool(js, "metrics", st->ports > 0 && st->pool != POOL_SYSTEM, &st->metrics,
+                       where, e)))
+        return rc;
+    if ((st->health || st->metrics || st->endpoint) && st->ports == 0)
+        return serr_set(e, SE_INVAL, "%s: health, metrics and endpoint need ports >= 1", where);
+    json_t *cmd = json_object_get(js, "command");
+    if (!json_is_array(cmd) || json_array_size(cmd) == 0 || json_array_size(cmd) > TPL_MAX_ARGS)
+        return serr_set(e, SE_INVAL, "%s.command: must be a list of 1 to %d strings", where,
+                        TPL_MAX_ARGS);
+    size_t i;
+    json_t *a;
+    json_array_foreach(cmd, i, a) {
+        if (!json_is_string(a) || json_string_length(a) > 1024)
+            return serr_set(e, SE_INVAL, "%s.command[%zu]: must be a string", where, i);
+    }
+    st->command = cmd;
+    return 0;
+}
+
+int tpl_parse(json_t *spec, tpl *out, serr *e) {
+    static const char *const keys[] = {"namePrefix", "healthPath", "metricsPath", "phases",
+                                       "description", NULL};
+    int rc;
+    memset(out, 0, sizeof(*out));
+    out->endpoint_step = -1;
+    if (!json_is_object(spec)) return serr_set(e, SE_INVAL, "spec: must be a mapping");
+    if ((rc = json_check_keys(spec, "spec", keys, e))) return rc;
+    if ((rc = get_str(spec, "namePrefix", false, 24, &out->name_prefix, "spec", e))) return rc;
+    if (out->name_prefix && !name_valid(out->name_prefix, 24))
+        return serr_set(e, SE_INVAL, "spec.namePrefix: \"%s\" must be lowercase letters, digits and '-'",
+                        out->name_prefix);
+    if ((rc = get_str(spec, "healthPath", false, 256, &out->health_path, "spec", e))) return rc;
+    if ((rc = get_str(spec, "metricsPath", false, 256, &out->metrics_path, "spec", e))) return rc;
+    if (!out->health_path) out->health_path = "/health";
+    if (!out->metrics_path) out->metrics_path = "/metrics";
+    if (out->health_path[0] != '/' || out->metrics_path[0] != '/')
+        return serr_set(e, SE_INVAL, "spec.healthPath and spec.metricsPath must start with '/'");
+
+    json_t *phases = json_object_get(spec, "phases");
+    if (!json_is_array(phases) || json_array_size(phases) == 0)
+        return serr_set(e, SE_INVAL, "spec.phases: must be a non-empty list");
+    int last_phase = -1;
+    size_t pi;
+    json_t *jp;
+    json_array_foreach(phases, pi, jp) {
+        char where[96];
+        snprintf(where, sizeof(where), "spec.phases[%zu]", pi);
+        static const char *const pkeys[] = {"name", "steps", NULL};
+        if (!json_is_object(jp)) return serr_set(e, SE_INVAL, "%s: must be a mapping", where);
+        if ((rc = json_check_keys(jp, where, pkeys, e))) return rc;
+        const char *pname;
+        if ((rc = get_str(jp, "name", true, 32, &pname, where, e))) return rc;
+        int ph = phase_parse(pname);
+        if (ph < 0)
+            return serr_set(e, SE_INVAL,
+                            "%s.name: \"%s\" is not one of network, security, data, compute, "
+                            "integration, validation",
+                            where, pname);
+        if (ph <= last_phase)
+            return serr_set(e, SE_INVAL,
+                            "%s.name: \"%s\" is out of order or repeated (order: network, security, "
+                            "data, compute, integration, validation)",
+                            where, pname);
+        last_phase = ph;
+        json_t *steps = json_object_get(jp, "steps");
+        if (!json_is_array(steps) || json_array_size(steps) == 0)
+            return serr_set(e, SE_INVAL, "%s.steps: must be a non-empty list", where);
+        size_t si;
+        json_t *js;
+        json_array_foreach(steps, si, js) {
+            if (out->nsteps >= TPL_MAX_STEPS)
+                return serr_set(e, SE_LIMIT, "spec: at most %d steps", TPL_MAX_STEPS);
+            char swhere[128];
+            snprintf(swhere, sizeof(swhere), "%s.steps[%zu]", where, si);
+            tpl_step *st = &out->steps[out->nsteps];
+            if ((rc = parse_step(js, ph, st, swhere, e))) return rc;
+            for (int k = 0; k < out->nsteps; k++)
+                if (strcmp(out->steps[k].name, st->name) == 0)
+                    return serr_set(e, SE_INVAL, "%s.name: \"%s\" is used twice", swhere, st->name);
+            if (st->kind == TK_PROCESS && st->endpoint) {
+                if (out->endpoint_step >= 0)
+                    return serr_set(e, SE_INVAL, "%s.endpoint: only one step can be the endpoint",
+                                    swhere);
+                out->endpoint_step = out->nsteps;
+            }
+            out->nsteps++;
+        }
+    }
+    if (out->endpoint_step < 0) {
+        /* The stamp's endpoint defaults to the first serving process in the
+         * general pool: the one the front door will send traffic to. */
+        for (int k = 0; k < out->nsteps; k++)
+            if (out->steps[k].kind == TK_PROCESS && out->steps[k].pool == POOL_GENERAL &&
+                out->steps[k].ports > 0 && out->steps[k].replicas > 0) {
+                out->endpoint_step = k;
+                break;
+            }
+    }
+    if (out->endpoint_step >= 0 && out->steps[out->endpoint_step].replicas == 0)
+        return serr_set(e, SE_INVAL, "spec: the endpoint step \"%s\" has 0 replicas",
+                        out->steps[out->endpoint_step].name);
+    return 0;
+}

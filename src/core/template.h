@@ -1,0 +1,74 @@
+/*
+ * template.h - StampTemplate: seed 001's ordered deployment phases (network,
+ * security, data, compute, integration, validation), each a list of steps.
+ * Deployment runs the steps in order; deletion runs them in reverse.
+ *
+ * Step kinds:
+ *   process - supervised processes of the local runtime in a pool (system,
+ *             general, gpu) with replicas and ports assigned from a range;
+ *             in standby general and gpu scale to 0 and system stays.
+ *   exec    - an operator's command (run with /bin/sh -c) with the stamp's
+ *             parameters in its environment, a timeout, and its output kept
+ *             as the step's log; `delete` is the command run on deletion.
+ *
+ * tpl_parse validates a template spec (JSON from YAML or JSON) and names the
+ * offending field in every error.  The parsed tpl borrows strings from the
+ * spec: keep the spec alive while using it.  Pure.
+ */
+#ifndef STAMP_TEMPLATE_H
+#define STAMP_TEMPLATE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+#define TPL_MAX_STEPS 64
+#define TPL_MAX_ARGS 32
+#define TPL_MAX_REPLICAS 16
+#define TPL_MAX_PORTS 4
+
+enum tpl_phase { TP_NETWORK, TP_SECURITY, TP_DATA, TP_COMPUTE, TP_INTEGRATION, TP_VALIDATION, TP_N };
+enum tpl_kind { TK_PROCESS, TK_EXEC };
+enum tpl_pool { POOL_SYSTEM, POOL_GENERAL, POOL_GPU, POOL_N };
+
+typedef struct tpl_step {
+    const char *name;
+    int phase;
+    int kind;
+    /* process */
+    int pool;
+    int replicas;
+    int ports;           /* per replica */
+    json_t *command;     /* array of strings, borrowed */
+    json_t *env;         /* object of strings, borrowed, may be NULL */
+    bool endpoint;       /* replica 0 is the stamp's endpoint */
+    bool health;         /* probed by the health gate */
+    bool metrics;        /* scraped for connections and jobs while draining */
+    /* exec */
+    const char *run;
+    const char *del;     /* may be NULL */
+    int64_t timeout_ms;
+} tpl_step;
+
+typedef struct tpl {
+    int nsteps;
+    tpl_step steps[TPL_MAX_STEPS];
+    const char *name_prefix;  /* may be NULL */
+    const char *health_path;  /* default "/health" */
+    const char *metrics_path; /* default "/metrics" */
+    int endpoint_step;        /* index, -1 when the template runs no process */
+} tpl;
+
+extern const char *const tpl_phase_names[TP_N];
+extern const char *const tpl_pool_names[POOL_N];
+
+int tpl_parse(json_t *spec, tpl *out, serr *e);
+int tpl_pool_parse(const char *name);
+
+/* Checks that obj has only the keys listed (NULL-terminated); the error
+ * names the first unknown one as "<where>.<key>". */
+int json_check_keys(json_t *obj, const char *where, const char *const *keys, serr *e);
+
+#endif

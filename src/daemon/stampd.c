@@ -1,0 +1,297 @@
+/*
+ * stampd.c - the daemon: configuration, the store, the reconcile workers and
+ * the API, and one loop that does the periodic jobs:
+ *   - every 30 s: resync, i.e. enqueue every resource (level-triggered
+ *     safety net; wake-ups are an optimisation, not a requirement).
+ * Signal handlers only set flags.  SIGTERM stops stampd cleanly and leaves
+ * every workload running; the next stampd adopts them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "api/api.h"
+#include "auth/jwt.h"
+#include "core/config.h"
+#include "reconcile/engine.h"
+#include "reconcile/stamp_ctl.h"
+#include "runtime/local.h"
+#include "util/httpc.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "util/util.h"
+
+#define RESYNC_MS 30000
+
+static volatile sig_atomic_t quit;
+
+static void on_signal(int sig) { quit = sig; }
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: stampd [-nv] [--data-dir DIR] [--listen ADDR:PORT] [--config FILE]\n"
+            "              [--set KEY=VALUE ...]\n"
+            "  -n                 check the configuration, say so, and exit\n"
+            "  -v                 verbose (LOG_LEVEL=DEBUG)\n"
+            "  --data-dir DIR     state, logs and workloads (default /var/lib/stamp)\n"
+            "  --listen ADDR:PORT API address (default 127.0.0.1:7480)\n"
+            "  --config FILE      `key value` lines (default DATA_DIR/stampd.conf if present)\n"
+            "  --set KEY=VALUE    one configuration key; see --help-config\n"
+            "  --help-config      list every configuration key with its default\n");
+}
+
+static int hex_random(char *out, size_t nbytes) {
+    unsigned char buf[64];
+    if (nbytes > sizeof(buf) || RAND_bytes(buf, (int)nbytes) != 1) return -1;
+    for (size_t i = 0; i < nbytes; i++) snprintf(out + 2 * i, 3, "%02x", buf[i]);
+    return 0;
+}
+
+static int meta_or_random(store *st, const char *key, size_t nbytes, char *out, size_t len,
+                          serr *e) {
+    char *v = NULL;
+    int rc = store_meta_get(st, key, &v, e);
+    if (rc == 0) {
+        str_copy(out, len, v);
+        free(v);
+        return 0;
+    }
+    if (rc != SE_NOTFOUND) return rc;
+    if (2 * nbytes + 1 > len || hex_random(out, nbytes) != 0)
+        return serr_set(e, SE_INTERNAL, "no randomness for %s", key);
+    return store_meta_set(st, key, out, e);
+}
+
+static int hex_decode(const char *hex, unsigned char *out, size_t max) {
+    size_t n = strlen(hex) / 2;
+    if (n > max) return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned int b;
+        if (sscanf(hex + 2 * i, "%2x", &b) != 1) return -1;
+        out[i] = (unsigned char)b;
+    }
+    return (int)n;
+}
+
+/* The kubeconfig of stamp: endpoint and an operator token, mode 0600. */
+static int write_client_config(const stamp_config *cfg, const unsigned char *secret, size_t slen,
+                               serr *e) {
+    char path[PATH_MAX];
+    const char *env = getenv("STAMP_CONFIG");
+    if (env && *env) {
+        str_copy(path, sizeof(path), env);
+    } else {
+        const char *home = getenv("HOME");
+        if (home == NULL) return serr_set(e, SE_INVAL, "neither STAMP_CONFIG nor HOME is set");
+        snprintf(path, sizeof(path), "%s/.config/stamp", home);
+        int rc = mkdir_p(path, 0700, e);
+        if (rc) return rc;
+        snprintf(path, sizeof(path), "%s/.config/stamp/config", home);
+    }
+    int64_t now = now_ms() / 1000;
+    const char *user = getenv("USER");
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "iss", cfg->jwt_issuer, "aud",
+                               cfg->jwt_audience, "sub", user ? user : "operator", "user_id",
+                               user ? user : "operator", "tenant_id", "system", "role", "operator",
+                               "iat", (json_int_t)now, "exp",
+                               (json_int_t)(now + cfg->token_ttl_ms / 1000));
+    char *token = NULL;
+    int rc = jwt_sign_hs256(secret, slen, claims, &token, e);
+    json_decref(claims);
+    if (rc) return rc;
+    char text[JWT_MAX_LEN + 512];
+    int n = snprintf(text, sizeof(text),
+                     "# written by stampd; read by stampctl\nendpoint: http://%s\ntoken: %s\n",
+                     cfg->listen, token);
+    free(token);
+    rc = write_file_atomic(path, text, (size_t)n, 0600, e);
+    if (rc == 0) log_info("client config written to %s", path);
+    return rc;
+}
+
+static int find_libexec(stamp_config *cfg, serr *e) {
+    if (cfg->libexec_dir[0]) return 0;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0) return serr_set(e, SE_IO, "readlink /proc/self/exe: %s", strerror(errno));
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    char probe[PATH_MAX + 64];
+    snprintf(probe, sizeof(probe), "%s/stamp-run", exe);
+    if (path_exists(probe)) {
+        str_copy(cfg->libexec_dir, sizeof(cfg->libexec_dir), exe);
+        return 0;
+    }
+    snprintf(probe, sizeof(probe), "%s/../libexec/stamp/stamp-run", exe);
+    if (path_exists(probe)) {
+        snprintf(cfg->libexec_dir, sizeof(cfg->libexec_dir), "%s/../libexec/stamp", exe);
+        return 0;
+    }
+    return serr_set(e, SE_NOTFOUND, "stamp-run not found next to stampd nor in ../libexec/stamp; set libexec-dir");
+}
+
+int main(int argc, char **argv) {
+    static stamp_config cfg;
+    config_defaults(&cfg);
+    serr e = {0};
+    bool check_only = false, verbose = false;
+    const char *config_file = NULL, *data_dir = NULL, *listen = NULL;
+    const char *sets[128];
+    int nsets = 0;
+    char *lv = getenv("LOG_LEVEL");
+    if (lv && log_level_parse(lv) >= 0) str_copy(cfg.log_level, sizeof(cfg.log_level), lv);
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-n") == 0) check_only = true;
+        else if (strcmp(a, "-v") == 0) verbose = true;
+        else if (strcmp(a, "-nv") == 0 || strcmp(a, "-vn") == 0) check_only = verbose = true;
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--help-config") == 0) {
+            config_help(stdout);
+            return 0;
+        } else if ((strcmp(a, "--data-dir") == 0 || strcmp(a, "--listen") == 0 ||
+                    strcmp(a, "--config") == 0 || strcmp(a, "--set") == 0) && next == NULL) {
+            fprintf(stderr, "stampd: %s needs a value\n", a);
+            return 2;
+        } else if (strcmp(a, "--data-dir") == 0) {
+            data_dir = argv[++i];
+            if (config_set(&cfg, "data-dir", data_dir, &e)) goto bad;
+        } else if (strcmp(a, "--listen") == 0) {
+            listen = argv[++i];
+        } else if (strcmp(a, "--config") == 0) {
+            config_file = argv[++i];
+        } else if (strcmp(a, "--set") == 0) {
+            if (nsets < 128) sets[nsets++] = argv[++i];
+        } else {
+            fprintf(stderr, "stampd: unknown argument %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    /* The file first, then the command line, which wins. */
+    char defconf[PATH_MAX];
+    snprintf(defconf, sizeof(defconf), "%s/stampd.conf", cfg.data_dir);
+    if (config_file == NULL && path_exists(defconf)) config_file = defconf;
+    if (config_file && config_load_file(&cfg, config_file, &e)) goto bad;
+    if ((data_dir && config_set(&cfg, "data-dir", data_dir, &e)) ||
+        (listen && config_set(&cfg, "listen", listen, &e)))
+        goto bad;
+    for (int i = 0; i < nsets; i++) {
+        char key[128];
+        const char *eq = strchr(sets[i], '=');
+        if (eq == NULL || (size_t)(eq - sets[i]) >= sizeof(key)) {
+            serr_set(&e, SE_INVAL, "--set %s: expected KEY=VALUE", sets[i]);
+            goto bad;
+        }
+        memcpy(key, sets[i], (size_t)(eq - sets[i]));
+        key[eq - sets[i]] = '\0';
+        if (config_set(&cfg, key, eq + 1, &e)) goto bad;
+    }
+    if (verbose) str_copy(cfg.log_level, sizeof(cfg.log_level), "DEBUG");
+    if (config_validate(&cfg, &e) || find_libexec(&cfg, &e)) goto bad;
+    log_init(log_level_parse(cfg.log_level));
+    if (check_only) {
+        if (verbose) config_print(&cfg, stdout);
+        printf("configuration OK\n");
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    httpc_global_init();
+
+    if (mkdir_p(cfg.data_dir, 0700, &e)) goto bad;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/stampd.lock", cfg.data_dir);
+    int lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+        serr_set(&e, SE_UNAVAIL, "another stampd is running on %s", cfg.data_dir);
+        goto bad;
+    }
+    store *st = NULL;
+    snprintf(path, sizeof(path), "%s/stamp.db", cfg.data_dir);
+    if (store_open_sqlite(path, &st, &e)) goto bad;
+
+    char owner[64], secret_hex[129];
+    unsigned char secret[64];
+    if (meta_or_random(st, "owner_id", 12, owner, sizeof(owner), &e) ||
+        meta_or_random(st, "jwt_secret", 32, secret_hex, sizeof(secret_hex), &e))
+        goto bad;
+    int slen = hex_decode(secret_hex, secret, sizeof(secret));
+    if (slen < 16) {
+        serr_set(&e, SE_INTERNAL, "stored jwt secret is malformed");
+        goto bad;
+    }
+    if (lrt_init(owner, &e)) goto bad;
+    jwt_config jc = {.alg = "HS256",
+                     .secret = secret,
+                     .secret_len = (size_t)slen,
+                     .issuer = cfg.jwt_issuer,
+                     .audience = cfg.jwt_audience};
+    jwt_verifier *jv = NULL;
+    if (jwt_verifier_new(&jc, &jv, &e)) goto bad;
+
+    wq_backoff bo = {.initial_ms = cfg.backoff_initial_ms,
+                     .max_ms = cfg.backoff_max_ms,
+                     .factor = cfg.backoff_factor,
+                     .jitter = 0.1};
+    static ctl_ctx ctx;
+    ctx.st = st;
+    ctx.cfg = &cfg;
+    ctx.q = wq_new(100000, &bo);
+    str_copy(ctx.data_dir, sizeof(ctx.data_dir), cfg.data_dir);
+    str_copy(ctx.libexec, sizeof(ctx.libexec), cfg.libexec_dir);
+    if (ctx.q == NULL) {
+        serr_set(&e, SE_NOMEM, "cannot create the work queue");
+        goto bad;
+    }
+    stamp_metrics_register();
+
+    api *ap = NULL;
+    if (api_start(&ctx, jv, cfg.listen, &ap, &e)) goto bad;
+    if (write_client_config(&cfg, secret, (size_t)slen, &e)) {
+        log_warnx("client config not written: %s", e.msg);
+        serr_clear(&e);
+    }
+    engine *en = NULL;
+    if (engine_start(&ctx, (int)cfg.workers, &en, &e)) goto bad;
+    log_info("stampd listening on %s, data dir %s, owner %s", cfg.listen, cfg.data_dir, owner);
+
+    int64_t next_resync = mono_ms() + RESYNC_MS;
+    while (!quit) {
+        sleep_ms(100);
+        if (mono_ms() >= next_resync) {
+            engine_resync(en);
+            next_resync = mono_ms() + RESYNC_MS;
+        }
+    }
+    log_info("signal %d: stopping; workloads keep running", (int)quit);
+    api_stop(ap);
+    engine_stop(en);
+    wq_free(ctx.q);
+    jwt_verifier_free(jv);
+    store_close(st);
+    close(lockfd);
+    log_info("stopped");
+    return 0;
+bad:
+    fprintf(stderr, "stampd: %s\n", e.msg);
+    return 1;
+}

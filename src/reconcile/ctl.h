@@ -1,0 +1,25 @@
+/*
+ * ctl.h - what every controller shares: the store, the configuration, the
+ * work queue, and the places on disk.  Built once by stampd; read-only
+ * after start, so any worker thread may use it.
+ */
+#ifndef STAMP_CTL_H
+#define STAMP_CTL_H
+
+#include "core/config.h"
+#include "reconcile/queue.h"
+#include "store/store.h"
+
+typedef struct ctl_ctx {
+    store *st;
+    const stamp_config *cfg;
+    wq *q;
+    char data_dir[512];
+    char libexec[512]; /* stamp-workload, stamp-run */
+} ctl_ctx;
+
+/* Queue keys are "<Kind>/<name>". */
+int ctl_key(char *buf, size_t len, const char *kind, const char *name);
+void ctl_enqueue(ctl_ctx *c, const char *kind, const char *name);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * phase.c - see phase.h.
+ */
+#include "reconcile/phase.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util/metrics.h"
+#include "util/util.h"
+
+int ctl_key(char *buf, size_t len, const char *kind, const char *name) {
+    if (snprintf(buf, len, "%s/%s", kind, name) >= (int)len) return SE_INVAL;
+    return 0;
+}
+
+void ctl_enqueue(ctl_ctx *c, const char *kind, const char *name) {
+    char key[WQ_KEY_MAX];
+    if (c->q && ctl_key(key, sizeof(key), kind, name) == 0) wq_add(c->q, key);
+}
+
+int phase_of(const fsm_def *d, const resource *r) {
+    return fsm_phase_parse(d, json_string_value(json_object_get(r->status, "phase")));
+}
+
+int64_t phase_age_ms(const resource *r) {
+    json_t *since = json_object_get(r->status, "phaseSince");
+    if (!json_is_integer(since)) return 0;
+    return now_ms() - json_integer_value(since);
+}
+
+void phase_init(const fsm_def *d, resource *r, int phase) {
+    json_object_set_new(r->status, "phase", json_string(fsm_phase_name(d, phase)));
+    json_object_set_new(r->status, "phaseSince", json_integer(now_ms()));
+}
+
+int phase_change(ctl_ctx *c, const fsm_def *d, resource *r, int to, const char *reason,
+                 const char *message, serr *e) {
+    int from = phase_of(d, r);
+    const fsm_transition *t = fsm_transition_find(d, from, to);
+    if (t == NULL)
+        return serr_set(e, SE_PHASE, "%s %s: no transition %s -> %s in the table", d->kind,
+                        r->name, fsm_phase_name(d, from), fsm_phase_name(d, to));
+    int64_t now = now_ms();
+    int64_t age = phase_age_ms(r);
+    char text[1024];
+    snprintf(text, sizeof(text), "%s -> %s: %s%s%s", fsm_phase_name(d, from), fsm_phase_name(d, to),
+             t->trigger, message && *message ? " (" : "", message && *message ? message : "");
+    if (message && *message) str_copy(text + strlen(text), sizeof(text) - strlen(text), ")");
+
+    json_object_set_new(r->status, "previousPhase", json_string(fsm_phase_name(d, from)));
+    json_object_set_new(r->status, "phase", json_string(fsm_phase_name(d, to)));
+    json_object_set_new(r->status, "phaseSince", json_integer(now));
+    json_object_set_new(r->status, "message", json_string(text));
+    json_t *hist = json_object_get(r->status, "history");
+    if (!json_is_array(hist)) {
+        hist = json_array();
+        json_object_set_new(r->status, "history", hist);
+    }
+    json_array_append_new(hist, json_pack("{s:s,s:I,s:s}", "phase", fsm_phase_name(d, to), "at",
+                                          (json_int_t)now, "reason", reason));
+    while (json_array_size(hist) > 50) json_array_remove(hist, 0);
+
+    store_event ev = {.type = d->warning && d->warning[to] ? "Warning" : "Normal",
+                      .reason = reason,
+                      .message = text};
+    int rc = store_update(c->st, r, &ev, e);
+    if (rc) return rc;
+    char labels[128];
+    snprintf(labels, sizeof(labels), "from=\"%s\",to=\"%s\"", fsm_phase_name(d, from),
+             fsm_phase_name(d, to));
+    if (d->transitions_metric) metrics_inc(d->transitions_metric, labels, 1);
+    snprintf(labels, sizeof(labels), "state=\"%s\"", fsm_phase_name(d, from));
+    if (d->duration_metric) metrics_observe(d->duration_metric, labels, (double)age / 1000.0);
+    return 0;
+}

@@ -1,0 +1,46 @@
+/*
+ * queue.h - the reconciler's work queue (the client-go contract).
+ *
+ * Keys, not events: adding a key that is already waiting does nothing; a key
+ * being processed by a worker is never handed to a second worker, and if it
+ * is added meanwhile it is handed out again once the first worker calls
+ * wq_done.  wq_add_after keeps the earliest deadline per key.  Per-key
+ * failures give exponential backoff with jitter (initial * factor^n, capped),
+ * reset by wq_forget.  Bounded: past max_keys, adds fail with SE_LIMIT.
+ *
+ * Threading: all functions thread safe; wq_get blocks.
+ */
+#ifndef STAMP_QUEUE_H
+#define STAMP_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+#define WQ_KEY_MAX 192
+
+typedef struct wq wq;
+
+typedef struct wq_backoff {
+    int64_t initial_ms; /* seed 003: 10 s */
+    int64_t max_ms;     /* 5 min */
+    double factor;      /* 2.0 */
+    double jitter;      /* 0.1 = +-10 % */
+} wq_backoff;
+
+wq *wq_new(size_t max_keys, const wq_backoff *bo);
+void wq_free(wq *q);
+int wq_add(wq *q, const char *key);
+int wq_add_after(wq *q, const char *key, int64_t delay_ms);
+/* Wait for a key; 0 and the key in buf, SE_TIMEOUT after timeout_ms
+ * (-1 = forever), SE_UNAVAIL once shut down. */
+int wq_get(wq *q, char *buf, size_t len, int timeout_ms);
+void wq_done(wq *q, const char *key);
+/* Next delay for key (counts a failure) and how many failures so far. */
+int64_t wq_backoff_next(wq *q, const char *key, int *failures);
+void wq_forget(wq *q, const char *key);
+size_t wq_len(wq *q);
+void wq_shutdown(wq *q);
+
+#endif

@@ -1,0 +1,1343 @@
+/*
+ * stamp_ctl.c - the Stamp controller.
+ *
+ * A reconcile reads the stamp, compares what is wanted (spec.desired:
+ * active, standby or deleted, plus the drain, retry and backup requests the
+ * API recorded) with what is (status and the processes of the local
+ * runtime), takes the next step, writes status, and answers "requeue after".
+ * It is level-triggered: it never relies on having seen an earlier event,
+ * so a kill -9 at any point followed by a restart converges.
+ *
+ * Crash safety, step by step:
+ *   - process steps: replicas are found by scanning /proc for their unit
+ *     markers, so a replica started just before a crash is adopted, never
+ *     started twice; extras and duplicates are stopped.
+ *   - exec steps: the step is marked Running with a run id and persisted
+ *     BEFORE stamp-run is started; stamp-run writes the result file
+ *     atomically before it exits.  After a crash: a result file means the run
+ *     ended; a live process means it is running; neither means it never
+ *     started, so it is started (once) now.
+ *   - retirement steps (backup, quarantine, decommission, archive, purge)
+ *     are each check-then-act, recorded in status when done, and build their
+ *     output under a ".partial" name that is renamed only once verified.
+ *     Nothing is purged before the archive is written and verified.
+ *
+ * Threading: called by reconcile workers; the work queue guarantees one
+ * worker per stamp at a time.  Blocking calls here are bounded (probes and
+ * scrapes use probe-timeout, stops use stop-grace).
+ */
+#include "reconcile/stamp_ctl.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/naming.h"
+#include "core/stamp_fsm.h"
+#include "core/template.h"
+#include "reconcile/phase.h"
+#include "runtime/local.h"
+#include "util/httpc.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "util/util.h"
+
+#define MAX_VARS 96
+#define EXEC_POLL_MS 100
+
+enum scale_mode { SCALE_FULL, SCALE_STANDBY, SCALE_NONE };
+
+typedef struct sctx {
+    ctl_ctx *c;
+    resource r;
+    tpl t;
+    int phase;
+    char name[RES_NAME_MAX];
+    char dir[PATH_MAX];
+    int64_t requeue;
+    bool dirty; /* status changed and must be written */
+} sctx;
+
+static void want(sctx *s, int64_t ms) {
+    if (ms < 0) ms = 0;
+    if (s->requeue < 0 || ms < s->requeue) s->requeue = ms;
+}
+
+void stamp_metrics_register(void) {
+    metrics_register("stamp_transitions_total", MT_COUNTER, "Total number of stamp transitions");
+    metrics_register("stamp_state_duration", MT_HISTOGRAM, "Time spent in each state (seconds)");
+    metrics_register("stamp_creation_duration", MT_HISTOGRAM,
+                     "Time from Creating to Active (seconds)");
+    metrics_register("stamp_drain_duration", MT_HISTOGRAM, "Time from Active to Ready (seconds)");
+    metrics_register("stamp_activation_duration", MT_HISTOGRAM,
+                     "Time from Ready to Active (seconds)");
+    metrics_register("stamp_drain_dropped_total", MT_COUNTER,
+                     "Connections and jobs dropped by forced drains");
+    metrics_register("stamp_replica_restarts_total", MT_COUNTER,
+                     "Workload replicas restarted by the supervisor");
+}
+
+int stamp_dir(const ctl_ctx *c, const char *name, const char *sub, char *buf, size_t len) {
+    int n = sub ? snprintf(buf, len, "%s/stamps/%s/%s", c->data_dir, name, sub)
+                : snprintf(buf, len, "%s/stamps/%s", c->data_dir, name);
+    return n >= (int)len ? SE_INVAL : 0;
+}
+
+/* ---- small JSON helpers over status and spec ---- */
+
+static json_t *obj_child(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    if (!json_is_object(v)) {
+        v = json_object();
+        json_object_set_new(o, key, v);
+    }
+    return v;
+}
+
+static int64_t jint(json_t *o, const char *key, int64_t dflt) {
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+static const char *jstr(json_t *o, const char *key, const char *dflt) {
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : dflt;
+}
+
+static bool jbool(json_t *o, const char *key) { return json_is_true(json_object_get(o, key)); }
+
+static void set_int(sctx *s, json_t *o, const char *key, int64_t v) {
+    if (jint(o, key, INT64_MIN) == v) return;
+    json_object_set_new(o, key, json_integer(v));
+    s->dirty = true;
+}
+
+static void set_str(sctx *s, json_t *o, const char *key, const char *v) {
+    const char *old = jstr(o, key, NULL);
+    if (old && v && strcmp(old, v) == 0) return;
+    json_object_set_new(o, key, v ? json_string(v) : json_null());
+    s->dirty = true;
+}
+
+static void event(sctx *s, const char *type, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void event(sctx *s, const char *type, const char *reason, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    store_event ev = {.type = type, .reason = reason, .message = msg};
+    store_event_add(s->c->st, "Stamp", s->name, &ev, NULL);
+    if (strcmp(type, "Warning") == 0) log_warnx("stamp %s: %s: %s", s->name, reason, msg);
+    else log_info("stamp %s: %s: %s", s->name, reason, msg);
+}
+
+/* Persist status if it changed; a conflict means the API wrote meanwhile. */
+static int save(sctx *s, serr *e) {
+    if (!s->dirty) return 0;
+    int rc = store_update(s->c->st, &s->r, NULL, e);
+    if (rc == 0) s->dirty = false;
+    return rc;
+}
+
+static int change(sctx *s, int to, const char *reason, const char *msg, serr *e) {
+    int rc = phase_change(s->c, &stamp_fsm, &s->r, to, reason, msg, e);
+    if (rc == 0) {
+        log_info("stamp %s: %s -> %s (%s)", s->name, fsm_phase_name(&stamp_fsm, s->phase),
+                 fsm_phase_name(&stamp_fsm, to), reason);
+        s->phase = to;
+        s->dirty = false;
+        want(s, 0);
+    }
+    return rc;
+}
+
+/* ---- variables and the environment of workloads and exec steps ---- */
+
+typedef struct vars {
+    int n;
+    char kv[MAX_VARS][512]; /* "NAME=value" */
+} vars;
+
+static void var_set(vars *v, const char *name, const char *value) {
+    size_t nl = strlen(name);
+    for (int i = 0; i < v->n; i++)
+        if (strncmp(v->kv[i], name, nl) == 0 && v->kv[i][nl] == '=') {
+            snprintf(v->kv[i], sizeof(v->kv[i]), "%s=%s", name, value);
+            return;
+        }
+    if (v->n < MAX_VARS) snprintf(v->kv[v->n++], sizeof(v->kv[0]), "%s=%s", name, value);
+}
+
+static const char *var_get(const vars *v, const char *name, size_t nl) {
+    for (int i = 0; i < v->n; i++)
+        if (strncmp(v->kv[i], name, nl) == 0 && v->kv[i][nl] == '=') return v->kv[i] + nl + 1;
+    return NULL;
+}
+
+static void base_vars(sctx *s, vars *v) {
+    v->n = 0;
+    json_t *spec = s->r.spec;
+    char buf[PATH_MAX];
+    var_set(v, "STAMP_NAME", s->name);
+    var_set(v, "STAMP_REGION", jstr(spec, "region", ""));
+    var_set(v, "STAMP_REGION_CODE", jstr(spec, "regionCode", ""));
+    var_set(v, "STAMP_ID", jstr(spec, "stampId", ""));
+    var_set(v, "STAMP_TEMPLATE", jstr(spec, "template", ""));
+    var_set(v, "STAMP_LIBEXEC", s->c->libexec);
+    var_set(v, "STAMP_DATA_DIR", s->c->data_dir);
+    var_set(v, "STAMP_DIR", s->dir);
+    snprintf(buf, sizeof(buf), "%s/logs", s->dir);
+    var_set(v, "LOG_DIR", buf);
+    const char *k;
+    json_t *val;
+    json_object_foreach(json_object_get(spec, "parameters"), k, val) {
+        if (json_is_string(val)) var_set(v, k, json_string_value(val));
+        else if (json_is_integer(val)) {
+            snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(val));
+            var_set(v, k, buf);
+        }
+    }
+}
+
+/* ${NAME} expansion; unknown names are a configuration error. */
+static int expand(const vars *v, const char *in, char *out, size_t len, serr *e) {
+    size_t o = 0;
+    for (const char *p = in; *p;) {
+        if (p[0] == '$' && p[1] == '{') {
+            const char *end = strchr(p + 2, '}');
+            if (end == NULL) return serr_set(e, SE_INVAL, "unterminated ${ in \"%s\"", in);
+            const char *val = var_get(v, p + 2, (size_t)(end - p - 2));
+            if (val == NULL)
+                return serr_set(e, SE_INVAL, "unknown variable ${%.*s} in \"%s\"",
+                                (int)(end - p - 2), p + 2, in);
+            size_t vl = strlen(val);
+            if (o + vl >= len) return serr_set(e, SE_TOOBIG, "expansion of \"%s\" too long", in);
+            memcpy(out + o, val, vl);
+            o += vl;
+            p = end + 1;
+            continue;
+        }
+        if (o + 1 >= len) return serr_set(e, SE_TOOBIG, "expansion of \"%s\" too long", in);
+        out[o++] = *p++;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* ---- the local runtime: process steps ---- */
+
+static int port_free(int port, void *arg) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+static int step_ports(sctx *s, const tpl_step *st, int *ports, serr *e) {
+    int n = st->replicas * st->ports;
+    if (n == 0) return 0;
+    char owner[256];
+    snprintf(owner, sizeof(owner), "%s/%s", s->name, st->name);
+    return store_ports_lease(s->c->st, owner, n, (int)s->c->cfg->port_lo, (int)s->c->cfg->port_hi,
+                             port_free, NULL, ports, e);
+}
+
+static int replica_want(const sctx *s, const tpl_step *st, int mode) {
+    if (mode == SCALE_NONE) return 0;
+    if (mode == SCALE_STANDBY && st->pool != POOL_SYSTEM) return 0;
+    return st->replicas;
+}
+
+static int spawn_replica(sctx *s, const tpl_step *st, int idx, const int *ports, serr *e) {
+    vars v;
+    char buf[PATH_MAX], unit[LRT_UNIT_MAX], logp[PATH_MAX];
+    base_vars(s, &v);
+    var_set(&v, "STAMP_POOL", tpl_pool_names[st->pool]);
+    var_set(&v, "STAMP_STEP", st->name);
+    snprintf(buf, sizeof(buf), "%d", idx);
+    var_set(&v, "STAMP_REPLICA", buf);
+    for (int p = 0; p < st->ports; p++) {
+        char pn[16];
+        snprintf(buf, sizeof(buf), "%d", ports[p]);
+        snprintf(pn, sizeof(pn), "PORT_%d", p);
+        var_set(&v, pn, buf);
+        if (p == 0) var_set(&v, "PORT", buf);
+    }
+    snprintf(buf, sizeof(buf), "%s/volumes/%s-%d", s->dir, st->name, idx);
+    var_set(&v, "STATE_DIR", buf);
+    int rc = mkdir_p(buf, 0750, e);
+    if (rc) return rc;
+    snprintf(buf, sizeof(buf), "%s/logs", s->dir);
+    if ((rc = mkdir_p(buf, 0750, e))) return rc;
+    snprintf(logp, sizeof(logp), "%s/logs/%s-%d.log", s->dir, st->name, idx);
+    const char *k;
+    json_t *val;
+    json_object_foreach(st->env, k, val) {
+        char raw[512];
+        if (json_is_integer(val)) snprintf(raw, sizeof(raw), "%lld", (long long)json_integer_value(val));
+        else str_copy(raw, sizeof(raw), json_string_value(val));
+        if ((rc = expand(&v, raw, buf, sizeof(buf), e))) return rc;
+        var_set(&v, k, buf);
+    }
+    size_t argc = json_array_size(st->command);
+    char args[TPL_MAX_ARGS][1024];
+    const char *argv[TPL_MAX_ARGS + 1];
+    for (size_t i = 0; i < argc; i++) {
+        if ((rc = expand(&v, json_string_value(json_array_get(st->command, i)), args[i],
+                         sizeof(args[i]), e)))
+            return serr_wrap(e, "step %s command", st->name);
+        argv[i] = args[i];
+    }
+    argv[argc] = NULL;
+    const char *env[MAX_VARS + 1];
+    for (int i = 0; i < v.n; i++) env[i] = v.kv[i];
+    env[v.n] = NULL;
+    snprintf(unit, sizeof(unit), "%s/p/%s/%d", s->name, st->name, idx);
+    lrt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = logp, .cwd = s->dir};
+    pid_t pid;
+    rc = lrt_spawn(&sp, &pid, e);
+    if (rc == 0) log_debug("stamp %s: started %s pid %d", s->name, unit, (int)pid);
+    return rc;
+}
+
+/* Makes the replicas of one process step match `count`.  *alive gets how
+ * many run afterwards, *started how many were started now. */
+static int ensure_step(sctx *s, const tpl_step *st, int count, int *alive, int *started, serr *e) {
+    int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
+    int rc = step_ports(s, st, ports, e);
+    if (rc) return rc;
+    char prefix[LRT_UNIT_MAX];
+    snprintf(prefix, sizeof(prefix), "%s/p/%s/", s->name, st->name);
+    size_t plen = strlen(prefix);
+    lrt_proc procs[64];
+    bool fresh = false;
+    *alive = *started = 0;
+again:;
+    int n = lrt_scan(prefix, fresh, procs, 64, e);
+    if (n < 0) return n;
+    if (n > 64) n = 64;
+    bool have[TPL_MAX_REPLICAS] = {false};
+    int nhave = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t idx;
+        if (parse_i64(procs[i].unit + plen, 0, 1000, &idx) != 0 || idx >= count ||
+            have[idx]) {
+            /* A replica beyond the wanted count, or a second copy of one
+             * (possible only if something outside stampd started it). */
+            log_info("stamp %s: stopping extra replica %s pid %d", s->name, procs[i].unit,
+                     (int)procs[i].pid);
+            lrt_stop(procs[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+            lrt_invalidate();
+            continue;
+        }
+        have[idx] = true;
+        nhave++;
+    }
+    if (nhave < count && !fresh) {
+        /* Never start a replica on the word of a cached scan. */
+        fresh = true;
+        goto again;
+    }
+    for (int idx = 0; idx < count; idx++) {
+        if (have[idx]) continue;
+        if ((rc = spawn_replica(s, st, idx, ports + idx * st->ports, e))) return rc;
+        (*started)++;
+        nhave++;
+    }
+    *alive = nhave;
+    return 0;
+}
+
+static void update_endpoint(sctx *s) {
+    if (s->t.endpoint_step < 0) return;
+    int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
+    if (step_ports(s, &s->t.steps[s->t.endpoint_step], ports, NULL) != 0) return;
+    char ep[64];
+    snprintf(ep, sizeof(ep), "127.0.0.1:%d", ports[0]);
+    set_str(s, s->r.status, "endpoint", ep);
+}
+
+/* Scale every process step for `mode`; counts running replicas per pool. */
+static int scale_all(sctx *s, int mode, bool count_restarts, int *started_total, serr *e) {
+    int pools[POOL_N] = {0};
+    *started_total = 0;
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        if (st->kind != TK_PROCESS) continue;
+        int alive, started;
+        int rc = ensure_step(s, st, replica_want(s, st, mode), &alive, &started, e);
+        if (rc) return rc;
+        pools[st->pool] += alive;
+        *started_total += started;
+        if (started && count_restarts) {
+            metrics_inc("stamp_replica_restarts_total", "", started);
+            event(s, "Warning", "ReplicaRestarted", "restarted %d replica(s) of step %s", started,
+                  st->name);
+        }
+    }
+    json_t *jp = obj_child(s->r.status, "pools");
+    for (int p = 0; p < POOL_N; p++) set_int(s, jp, tpl_pool_names[p], pools[p]);
+    update_endpoint(s);
+    return 0;
+}
+
+/* ---- probes and scrapes ---- */
+
+typedef struct replica_ref {
+    int port;
+    const tpl_step *st;
+    int idx;
+} replica_ref;
+
+static int replicas_of(sctx *s, bool health, int mode, replica_ref *out, int max) {
+    int n = 0;
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        if (st->kind != TK_PROCESS || (health ? !st->health : !st->metrics)) continue;
+        int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
+        if (step_ports(s, st, ports, NULL) != 0) continue;
+        int count = replica_want(s, st, mode);
+        for (int r = 0; r < count && n < max; r++)
+            out[n++] = (replica_ref){.port = ports[r * st->ports], .st = st, .idx = r};
+    }
+    return n;
+}
+
+/* All health replicas answer 200: 1; otherwise 0 with the first failure. */
+static int health_ok(sctx *s, int mode, char *why, size_t whylen) {
+    replica_ref reps[128];
+    int n = replicas_of(s, true, mode, reps, 128);
+    for (int i = 0; i < n; i++) {
+        char url[512];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", reps[i].port, s->t.health_path);
+        httpc_req rq = {.url = url, .timeout_ms = s->c->cfg->probe_timeout_ms, .max_response = 65536};
+        long status = 0;
+        sbuf body;
+        serr e = {0};
+        int rc = httpc_do(&rq, &status, &body, &e);
+        if (rc == 0) sbuf_free(&body);
+        if (rc != 0 || status != 200) {
+            if (rc) snprintf(why, whylen, "%s-%d: %s", reps[i].st->name, reps[i].idx, e.msg);
+            else snprintf(why, whylen, "%s-%d: %s answered %ld", reps[i].st->name, reps[i].idx,
+                          s->t.health_path, status);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+typedef struct blockers {
+    int64_t connections;
+    int64_t jobs;
+    int unreachable;
+} blockers;
+
+static void scrape_blockers(sctx *s, blockers *b) {
+    replica_ref reps[128];
+    int n = replicas_of(s, false, SCALE_FULL, reps, 128);
+    memset(b, 0, sizeof(*b));
+    for (int i = 0; i < n; i++) {
+        char url[512];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", reps[i].port, s->t.metrics_path);
+        httpc_req rq = {.url = url, .timeout_ms = s->c->cfg->probe_timeout_ms};
+        long status = 0;
+        sbuf body;
+        if (httpc_do(&rq, &status, &body, NULL) != 0) {
+            /* A replica that is gone holds no connections. */
+            b->unreachable++;
+            continue;
+        }
+        double v;
+        if (status == 200 && prom_value(body.data, "stamp_workload_active_connections", &v) == 0)
+            b->connections += (int64_t)v;
+        if (status == 200 && prom_value(body.data, "stamp_workload_active_jobs", &v) == 0)
+            b->jobs += (int64_t)v;
+        sbuf_free(&body);
+    }
+}
+
+/* ---- exec steps ---- */
+
+enum { RUN_RUNNING, RUN_OK, RUN_FAILED };
+
+/* Runs (or follows) an exec command for `tag` ("create"/"delete").  The
+ * progress object st (status.steps[i] or the decommission record) carries
+ * state and run id. */
+static int exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char *tag,
+                       json_t *prog, int *result, serr *e) {
+    char runid[64], unit[LRT_UNIT_MAX], rcpath[PATH_MAX], logpath[PATH_MAX], dir[PATH_MAX];
+    const char *state = jstr(prog, "state", "Pending");
+    int rc;
+    if (strcmp(state, "Running") != 0) {
+        /* Persist the intent first: after a crash we must know a run may
+         * exist before we can have started it. */
+        int64_t n = jint(prog, "runs", 0) + 1;
+        snprintf(runid, sizeof(runid), "%s-%lld", tag, (long long)n);
+        json_object_set_new(prog, "runs", json_integer(n));
+        json_object_set_new(prog, "runId", json_string(runid));
+        json_object_set_new(prog, "state", json_string("Running"));
+        json_object_set_new(prog, "startedMs", json_integer(now_ms()));
+        s->dirty = true;
+        if ((rc = save(s, e))) return rc;
+    }
+    str_copy(runid, sizeof(runid), jstr(prog, "runId", "run"));
+    snprintf(dir, sizeof(dir), "%s/steps", s->dir);
+    if ((rc = mkdir_p(dir, 0750, e))) return rc;
+    snprintf(rcpath, sizeof(rcpath), "%s/%s.%s.rc", dir, stp->name, runid);
+    snprintf(logpath, sizeof(logpath), "%s/%s.%s.log", dir, stp->name, runid);
+    snprintf(unit, sizeof(unit), "%s/x/%s/%s", s->name, stp->name, runid);
+
+    char *text = NULL;
+    if (read_file(rcpath, 4096, &text, NULL, NULL) == 0) {
+        json_t *res = json_loads(text, 0, NULL);
+        free(text);
+        int64_t code = res ? jint(res, "exit", -1) : -1;
+        bool timed_out = res && jbool(res, "timedOut");
+        json_object_set_new(prog, "endedMs", json_integer(now_ms()));
+        json_object_set_new(prog, "exitCode", json_integer(code));
+        json_object_set_new(prog, "log", json_string(logpath));
+        if (code == 0) {
+            json_object_set_new(prog, "state", json_string("Done"));
+            *result = RUN_OK;
+        } else {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "%s command %s", tag,
+                     timed_out ? "timed out" : "failed");
+            if (!timed_out) snprintf(msg, sizeof(msg), "%s command exited %lld", tag, (long long)code);
+            json_object_set_new(prog, "state", json_string("Failed"));
+            json_object_set_new(prog, "message", json_string(msg));
+            *result = RUN_FAILED;
+        }
+        json_decref(res);
+        s->dirty = true;
+        return 0;
+    }
+    lrt_proc p[2];
+    int n = lrt_scan(unit, true, p, 2, e);
+    if (n < 0) return n;
+    if (n > 0) {
+        *result = RUN_RUNNING;
+        want(s, EXEC_POLL_MS);
+        return 0;
+    }
+    /* Neither running nor finished: start it (the first time, or again
+     * after a crash that came between persisting Running and the spawn). */
+    vars v;
+    base_vars(s, &v);
+    var_set(&v, "STAMP_STEP", stp->name);
+    const char *k;
+    json_t *val;
+    char buf[1024];
+    json_object_foreach(stp->env, k, val) {
+        char raw[512];
+        if (json_is_integer(val)) snprintf(raw, sizeof(raw), "%lld", (long long)json_integer_value(val));
+        else str_copy(raw, sizeof(raw), json_string_value(val));
+        if ((rc = expand(&v, raw, buf, sizeof(buf), e))) return rc;
+        var_set(&v, k, buf);
+    }
+    char prog_path[PATH_MAX], tmo[32];
+    snprintf(prog_path, sizeof(prog_path), "%s/stamp-run", s->c->libexec);
+    snprintf(tmo, sizeof(tmo), "%lld", (long long)stp->timeout_ms);
+    const char *argv[] = {prog_path, "--rc", rcpath, "--timeout-ms", tmo, "--", "/bin/sh", "-c",
+                          cmd, NULL};
+    const char *env[MAX_VARS + 1];
+    for (int i = 0; i < v.n; i++) env[i] = v.kv[i];
+    env[v.n] = NULL;
+    lrt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = logpath, .cwd = s->dir};
+    pid_t pid;
+    if ((rc = lrt_spawn(&sp, &pid, e))) return rc;
+    log_info("stamp %s: step %s: running %s command (%s)", s->name, stp->name, tag, runid);
+    *result = RUN_RUNNING;
+    want(s, EXEC_POLL_MS);
+    return 0;
+}
+
+/* ---- files: hashing trees, backups and archives ---- */
+
+typedef int (*walk_fn)(const char *path, const char *rel, void *arg);
+
+static int walk(const char *root, const char *rel, walk_fn fn, void *arg, serr *e) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s%s%s", root, *rel ? "/" : "", rel);
+    DIR *d = opendir(path);
+    if (d == NULL) return errno == ENOENT ? 0 : serr_set(e, SE_IO, "opendir %s: %s", path, strerror(errno));
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        char crel[PATH_MAX], cpath[PATH_MAX];
+        snprintf(crel, sizeof(crel), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
+        snprintf(cpath, sizeof(cpath), "%s/%s", root, crel);
+        struct stat stt;
+        if (lstat(cpath, &stt) != 0) continue;
+        if (S_ISDIR(stt.st_mode)) rc = walk(root, crel, fn, arg, e);
+        else if (S_ISREG(stt.st_mode)) rc = fn(cpath, crel, arg);
+    }
+    closedir(d);
+    return rc;
+}
+
+typedef struct manifest_acc {
+    json_t *files;
+    int64_t bytes;
+    serr *e;
+} manifest_acc;
+
+static int manifest_add(const char *path, const char *rel, void *arg) {
+    manifest_acc *m = arg;
+    char hex[65];
+    int64_t size;
+    if (strcmp(rel, "manifest.json") == 0) return 0;
+    int rc = sha256_file_hex(path, hex, &size, m->e);
+    if (rc) return rc;
+    json_array_append_new(m->files, json_pack("{s:s,s:I,s:s}", "path", rel, "size",
+                                              (json_int_t)size, "sha256", hex));
+    m->bytes += size;
+    return 0;
+}
+
+/* Hash every file under dir; then hash them again from the source tree (when
+ * given, for the entries that came from it) and compare: a copy is only
+ * accepted when it reads back identical. */
+static int manifest_build(const char *dir, json_t **files, int64_t *bytes, serr *e) {
+    manifest_acc m = {.files = json_array(), .bytes = 0, .e = e};
+    int rc = walk(dir, "", manifest_add, &m, e);
+    if (rc) {
+        json_decref(m.files);
+        return rc;
+    }
+    *files = m.files;
+    *bytes = m.bytes;
+    return 0;
+}
+
+static int verify_copy(const char *src, const char *dst, serr *e) {
+    json_t *a = NULL, *b = NULL;
+    int64_t ba, bb;
+    int rc = manifest_build(src, &a, &ba, e);
+    if (rc == 0) rc = manifest_build(dst, &b, &bb, e);
+    if (rc == 0) {
+        /* Every source file must be in the copy with the same hash. */
+        size_t i, j;
+        json_t *fa, *fb;
+        json_array_foreach(a, i, fa) {
+            bool found = false;
+            json_array_foreach(b, j, fb) {
+                if (strcmp(jstr(fa, "path", ""), jstr(fb, "path", "")) == 0) {
+                    found = strcmp(jstr(fa, "sha256", ""), jstr(fb, "sha256", "")) == 0;
+                    break;
+                }
+            }
+            if (!found) {
+                rc = serr_set(e, SE_IO, "verification of %s failed: %s differs or is missing",
+                              dst, jstr(fa, "path", ""));
+                break;
+            }
+        }
+    }
+    json_decref(a);
+    json_decref(b);
+    return rc;
+}
+
+static int write_json_file(const char *path, json_t *v, serr *e) {
+    char *text = json_dumps(v, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (text == NULL) return serr_set(e, SE_NOMEM, "json_dumps failed");
+    int rc = write_file_atomic(path, text, strlen(text), 0640, e);
+    free(text);
+    return rc;
+}
+
+static void stamp_time_id(char *buf, size_t len) {
+    int64_t ms = now_ms();
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char ts[32];
+    strftime(ts, sizeof(ts), "%Y%m%d-%H%M%S", &tm);
+    snprintf(buf, len, "%s-%03lld", ts, (long long)(ms % 1000));
+}
+
+/* Back up the stamp's local state (its volumes) and verify the copy. */
+static int do_backup(sctx *s, const char *why, serr *e) {
+    char id[48], base[PATH_MAX], partial[PATH_MAX], final[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
+    stamp_time_id(id, sizeof(id));
+    snprintf(base, sizeof(base), "%s/backups/%s", s->c->data_dir, s->name);
+    snprintf(partial, sizeof(partial), "%s/%s.partial", base, id);
+    snprintf(final, sizeof(final), "%s/%s", base, id);
+    int rc = mkdir_p(partial, 0750, e);
+    if (rc) return rc;
+    snprintf(src, sizeof(src), "%s/volumes", s->dir);
+    snprintf(dst, sizeof(dst), "%s/volumes", partial);
+    if (path_exists(src)) {
+        if ((rc = copy_tree(src, dst, e)) || (rc = verify_copy(src, dst, e))) {
+            remove_tree(partial, NULL);
+            return rc;
+        }
+    }
+    snprintf(dst, sizeof(dst), "%s/status.json", partial);
+    if ((rc = write_json_file(dst, s->r.status, e))) goto fail;
+    json_t *files;
+    int64_t bytes;
+    if ((rc = manifest_build(partial, &files, &bytes, e))) goto fail;
+    json_t *man = json_pack("{s:s,s:s,s:s,s:I,s:o,s:I}", "stamp", s->name, "id", id, "reason", why,
+                            "createdMs", (json_int_t)now_ms(), "files", files, "bytes",
+                            (json_int_t)bytes);
+    snprintf(dst, sizeof(dst), "%s/manifest.json", partial);
+    rc = write_json_file(dst, man, e);
+    size_t nfiles = json_array_size(files);
+    json_decref(man);
+    if (rc) goto fail;
+    if (rename(partial, final) != 0) {
+        rc = serr_set(e, SE_IO, "rename %s: %s", partial, strerror(errno));
+        goto fail;
+    }
+    json_t *list = json_object_get(s->r.status, "backups");
+    if (!json_is_array(list)) {
+        list = json_array();
+        json_object_set_new(s->r.status, "backups", list);
+    }
+    json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "id", id, "path", final,
+                                          "reason", why, "timeMs", (json_int_t)now_ms(), "files",
+                                          (json_int_t)nfiles, "bytes", (json_int_t)bytes));
+    while (json_array_size(list) > 20) json_array_remove(list, 0);
+    s->dirty = true;
+    event(s, "Normal", "BackupCompleted", "backup %s: %zu files, %lld bytes, verified (%s)", id,
+          nfiles, (long long)bytes, why);
+    return 0;
+fail:
+    remove_tree(partial, NULL);
+    return rc;
+}
+
+/* Remove leftovers of a backup or archive interrupted by a crash. */
+static void remove_partials(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n > 8 && strcmp(de->d_name + n - 8, ".partial") == 0) {
+            char p[PATH_MAX];
+            snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+            remove_tree(p, NULL);
+        }
+    }
+    closedir(d);
+}
+
+static void snapshot_metrics(sctx *s, const char *dir) {
+    replica_ref reps[128];
+    int n = replicas_of(s, false, SCALE_FULL, reps, 128);
+    for (int i = 0; i < n; i++) {
+        char url[256], path[PATH_MAX];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", reps[i].port, s->t.metrics_path);
+        httpc_req rq = {.url = url, .timeout_ms = s->c->cfg->probe_timeout_ms};
+        long status;
+        sbuf body;
+        if (httpc_do(&rq, &status, &body, NULL) != 0) continue;
+        snprintf(path, sizeof(path), "%s/%s-%d.prom", dir, reps[i].st->name, reps[i].idx);
+        if (status == 200) write_file_atomic(path, body.data, body.len, 0640, NULL);
+        sbuf_free(&body);
+    }
+}
+
+static int do_archive(sctx *s, serr *e) {
+    char base[PATH_MAX], partial[PATH_MAX], final[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
+    snprintf(base, sizeof(base), "%s/archive", s->c->data_dir);
+    snprintf(partial, sizeof(partial), "%s/%s.partial", base, s->name);
+    snprintf(final, sizeof(final), "%s/%s", base, s->name);
+    remove_tree(partial, NULL);
+    if (path_exists(final)) remove_tree(final, NULL); /* an older stamp of the same name */
+    int rc = mkdir_p(partial, 0750, e);
+    if (rc) return rc;
+    static const char *const subs[] = {"logs", "steps", "quarantine"};
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        snprintf(src, sizeof(src), "%s/%s", s->dir, subs[i]);
+        snprintf(dst, sizeof(dst), "%s/%s", partial, subs[i]);
+        if (!path_exists(src)) continue;
+        if ((rc = copy_tree(src, dst, e)) || (rc = verify_copy(src, dst, e))) goto fail;
+    }
+    json_t *evs = NULL, *aud = NULL;
+    if ((rc = store_events(s->c->st, "Stamp", s->name, 10000, &evs, e))) goto fail;
+    snprintf(dst, sizeof(dst), "%s/events.json", partial);
+    rc = write_json_file(dst, evs, e);
+    json_decref(evs);
+    if (rc) goto fail;
+    if ((rc = store_audit_list(s->c->st, "Stamp", s->name, 10000, &aud, e))) goto fail;
+    snprintf(dst, sizeof(dst), "%s/audit.json", partial);
+    rc = write_json_file(dst, aud, e);
+    json_decref(aud);
+    if (rc) goto fail;
+    json_t *res = resource_to_json(&s->r);
+    snprintf(dst, sizeof(dst), "%s/stamp.json", partial);
+    rc = write_json_file(dst, res, e);
+    json_decref(res);
+    if (rc) goto fail;
+    json_t *files;
+    int64_t bytes;
+    if ((rc = manifest_build(partial, &files, &bytes, e))) goto fail;
+    int64_t until = now_ms() + s->c->cfg->archive_retention_ms;
+    size_t nfiles = json_array_size(files);
+    json_t *man = json_pack("{s:s,s:I,s:I,s:o,s:I}", "stamp", s->name, "createdMs",
+                            (json_int_t)now_ms(), "retainUntilMs", (json_int_t)until, "files",
+                            files, "bytes", (json_int_t)bytes);
+    snprintf(dst, sizeof(dst), "%s/manifest.json", partial);
+    rc = write_json_file(dst, man, e);
+    json_decref(man);
+    if (rc) goto fail;
+    if (rename(partial, final) != 0) {
+        rc = serr_set(e, SE_IO, "rename %s: %s", partial, strerror(errno));
+        goto fail;
+    }
+    json_t *rt = obj_child(s->r.status, "retire");
+    json_object_set_new(rt, "archive", json_pack("{s:s,s:I,s:I,s:I}", "path", final, "files",
+                                                 (json_int_t)nfiles, "bytes", (json_int_t)bytes,
+                                                 "retainUntilMs", (json_int_t)until));
+    s->dirty = true;
+    char d[32];
+    event(s, "Normal", "Archived", "archive %s: %zu files, %lld bytes, verified, kept %s", final,
+          nfiles, (long long)bytes, fmt_duration(s->c->cfg->archive_retention_ms, d, sizeof(d)));
+    return 0;
+fail:
+    remove_tree(partial, NULL);
+    return rc;
+}
+
+/* ---- phases ---- */
+
+static const char *desired(sctx *s) { return jstr(s->r.spec, "desired", "active"); }
+
+/* The configured timeout of the current phase has passed? Arms a timer. */
+static bool timed_out(sctx *s) {
+    const fsm_timeout *t = fsm_timeout_find(&stamp_fsm, s->phase);
+    if (t == NULL) return false;
+    int64_t limit = config_duration(s->c->cfg, t->config_key);
+    if (limit <= 0) return false;
+    int64_t age = phase_age_ms(&s->r);
+    if (age >= limit) return true;
+    want(s, limit - age);
+    return false;
+}
+
+static json_t *steps_status(sctx *s) {
+    json_t *arr = json_object_get(s->r.status, "steps");
+    if (json_is_array(arr) && (int)json_array_size(arr) == s->t.nsteps) return arr;
+    arr = json_array();
+    for (int i = 0; i < s->t.nsteps; i++)
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s}", "name", s->t.steps[i].name,
+                                             "phase", tpl_phase_names[s->t.steps[i].phase], "kind",
+                                             s->t.steps[i].kind == TK_EXEC ? "exec" : "process",
+                                             "state", "Pending"));
+    json_object_set_new(s->r.status, "steps", arr);
+    s->dirty = true;
+    return arr;
+}
+
+static void reset_steps(sctx *s) {
+    json_object_del(s->r.status, "steps");
+    steps_status(s);
+}
+
+static int attempt_failed(sctx *s, const char *why, serr *e) {
+    int64_t attempt = jint(s->r.status, "attempt", 1);
+    event(s, "Warning", "AttemptFailed", "deployment attempt %lld of %lld failed: %s",
+          (long long)attempt, (long long)s->c->cfg->creating_attempts, why);
+    if (attempt >= s->c->cfg->creating_attempts) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "%lld attempts failed; last: %s", (long long)attempt, why);
+        set_str(s, s->r.status, "lastError", why);
+        return change(s, SP_FAILED, "CreationFailed", msg, e);
+    }
+    set_int(s, s->r.status, "attempt", attempt + 1);
+    set_int(s, s->r.status, "restarts", 0);
+    set_str(s, s->r.status, "lastError", why);
+    /* Retry the failed steps; finished ones stay done (idempotent). */
+    size_t i;
+    json_t *st;
+    json_array_foreach(steps_status(s), i, st) {
+        if (strcmp(jstr(st, "state", ""), "Failed") == 0)
+            json_object_set_new(st, "state", json_string("Pending"));
+    }
+    s->dirty = true;
+    char key[WQ_KEY_MAX];
+    ctl_key(key, sizeof(key), "Stamp", s->name);
+    want(s, wq_backoff_next(s->c->q, key, NULL));
+    return save(s, e);
+}
+
+static int reconcile_creating(sctx *s, serr *e) {
+    int rc;
+    if (strcmp(desired(s), "deleted") == 0)
+        return change(s, SP_DELETING, "DeploymentCancelled", "cancelled by delete", e);
+    if (timed_out(s)) {
+        char d[32], msg[700];
+        snprintf(msg, sizeof(msg), "not Active after %s: %s",
+                 fmt_duration(s->c->cfg->creating_timeout_ms, d, sizeof(d)),
+                 jstr(s->r.status, "waitingFor", "deployment did not finish"));
+        event(s, "Warning", "StampCreationFailed", "%s", msg);
+        return change(s, SP_FAILED, "CreationTimeout", msg, e);
+    }
+    json_t *steps = steps_status(s);
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        json_t *prog = json_array_get(steps, (size_t)i);
+        const char *state = jstr(prog, "state", "Pending");
+        json_t *cur = obj_child(s->r.status, "step");
+        set_str(s, cur, "phase", tpl_phase_names[st->phase]);
+        set_str(s, cur, "name", st->name);
+        set_int(s, cur, "index", i);
+        if (st->kind == TK_PROCESS) {
+            int alive, started;
+            if ((rc = ensure_step(s, st, st->replicas, &alive, &started, e))) {
+                if (rc == SE_INVAL || rc == SE_TOOBIG || rc == SE_IO) return attempt_failed(s, e->msg, e);
+                return rc;
+            }
+            if (strcmp(state, "Done") == 0 && started > 0) {
+                int64_t restarts = jint(s->r.status, "restarts", 0) + started;
+                set_int(s, s->r.status, "restarts", restarts);
+                event(s, "Warning", "ReplicaRestarted", "step %s: restarted %d replica(s)",
+                      st->name, started);
+                if (restarts > s->c->cfg->restart_limit) {
+                    char why[256];
+                    snprintf(why, sizeof(why), "step %s: replicas keep exiting (%lld restarts)",
+                             st->name, (long long)restarts);
+                    set_str(s, prog, "state", "Failed");
+                    return attempt_failed(s, why, e);
+                }
+            }
+            if (strcmp(state, "Done") != 0) {
+                set_str(s, prog, "state", "Done");
+                event(s, "Normal", "StepDone", "%s/%s: %d replica(s) of pool %s running",
+                      tpl_phase_names[st->phase], st->name, alive, tpl_pool_names[st->pool]);
+            }
+            continue;
+        }
+        if (strcmp(state, "Done") == 0) continue;
+        if (strcmp(state, "Failed") == 0) return attempt_failed(s, jstr(prog, "message", "failed"), e);
+        int result;
+        if ((rc = exec_follow(s, st, st->run, "create", prog, &result, e))) return rc;
+        if (result == RUN_RUNNING) {
+            set_str(s, s->r.status, "waitingFor", "exec step running");
+            return save(s, e);
+        }
+        if (result == RUN_FAILED) {
+            char why[300];
+            snprintf(why, sizeof(why), "step %s: %s (log %s)", st->name,
+                     jstr(prog, "message", "failed"), jstr(prog, "log", ""));
+            return attempt_failed(s, why, e);
+        }
+        event(s, "Normal", "StepDone", "%s/%s: command succeeded", tpl_phase_names[st->phase],
+              st->name);
+    }
+    update_endpoint(s);
+    /* Health gate: every replica with a health endpoint answers 200. */
+    char why[512] = "";
+    if (!health_ok(s, SCALE_FULL, why, sizeof(why))) {
+        char w[600];
+        snprintf(w, sizeof(w), "health: %s", why);
+        set_str(s, s->r.status, "waitingFor", w);
+        want(s, s->c->cfg->health_interval_ms);
+        return save(s, e);
+    }
+    int64_t since = jint(s->r.status, "creatingSinceMs", jint(s->r.status, "phaseSince", now_ms()));
+    json_object_del(s->r.status, "waitingFor");
+    json_object_del(s->r.status, "step");
+    json_object_set_new(s->r.status, "activeSinceMs", json_integer(now_ms()));
+    char key[WQ_KEY_MAX];
+    ctl_key(key, sizeof(key), "Stamp", s->name);
+    wq_forget(s->c->q, key);
+    rc = change(s, SP_ACTIVE, "HealthChecksPassed", "all health checks pass", e);
+    if (rc == 0) metrics_observe("stamp_creation_duration", "", (double)(now_ms() - since) / 1000.0);
+    return rc;
+}
+
+static void drain_limits(sctx *s, json_t *dr, int64_t *conn, int64_t *jobs, int64_t *total) {
+    /* A grace period given while draining (spec) wins over the one the
+     * drain started with. */
+    int64_t grace = jint(json_object_get(s->r.spec, "drain"), "gracePeriodMs", 0);
+    if (grace <= 0) grace = jint(dr, "gracePeriodMs", 0);
+    *conn = grace > 0 ? grace : s->c->cfg->drain_connections_timeout_ms;
+    *jobs = grace > 0 ? grace : s->c->cfg->drain_jobs_timeout_ms;
+    *total = grace > 0 ? grace : s->c->cfg->drain_total_timeout_ms;
+}
+
+static int start_drain(sctx *s, serr *e) {
+    json_t *req = json_object_get(s->r.spec, "drain");
+    bool del = strcmp(desired(s), "deleted") == 0;
+    json_t *dr = json_object();
+    json_object_set_new(dr, "startedMs", json_integer(now_ms()));
+    json_object_set_new(dr, "target", json_string(del ? "Deleting" : "Ready"));
+    json_object_set_new(dr, "gracePeriodMs", json_integer(jint(req, "gracePeriodMs", 0)));
+    json_object_set_new(dr, "requestGeneration", json_integer(jint(req, "generation", 0)));
+    json_object_set_new(s->r.status, "drain", dr);
+    int64_t c, j, t;
+    drain_limits(s, dr, &c, &j, &t);
+    char a[32], b[32], d[32], msg[200];
+    snprintf(msg, sizeof(msg), "then %s; limits: connections %s, jobs %s, total %s",
+             del ? "delete" : "standby", fmt_duration(c, a, sizeof(a)), fmt_duration(j, b, sizeof(b)),
+             fmt_duration(t, d, sizeof(d)));
+    return change(s, SP_DRAINING, "DrainStarted", msg, e);
+}
+
+static int reconcile_active(sctx *s, serr *e) {
+    const char *d = desired(s);
+    if (strcmp(d, "standby") == 0 || strcmp(d, "deleted") == 0) return start_drain(s, e);
+    int started, rc;
+    if ((rc = scale_all(s, SCALE_FULL, true, &started, e))) return rc;
+    want(s, s->c->cfg->health_interval_ms);
+    return save(s, e);
+}
+
+static int finish_drain(sctx *s, const blockers *b, bool forced, const char *why, serr *e) {
+    json_t *dr = obj_child(s->r.status, "drain");
+    int64_t dropped = forced ? b->connections + b->jobs : 0;
+    int64_t started = jint(dr, "startedMs", now_ms());
+    json_object_set_new(dr, "endedMs", json_integer(now_ms()));
+    json_object_set_new(dr, "forced", json_boolean(forced));
+    json_object_set_new(dr, "droppedConnections", json_integer(forced ? b->connections : 0));
+    json_object_set_new(dr, "droppedJobs", json_integer(forced ? b->jobs : 0));
+    bool del = strcmp(jstr(dr, "target", "Ready"), "Deleting") == 0 ||
+               strcmp(desired(s), "deleted") == 0;
+    if (forced) {
+        metrics_inc("stamp_drain_dropped_total", "", (double)dropped);
+        event(s, "Warning", "DrainForced",
+              "%s: dropping %lld connection(s) and %lld job(s)", why, (long long)b->connections,
+              (long long)b->jobs);
+    }
+    char msg[300];
+    snprintf(msg, sizeof(msg), "%s%s", forced ? "forced: " : "drained", forced ? why : "");
+    int rc = del ? change(s, SP_DELETING, forced ? "ForceDelete" : "Drained", msg, e)
+                 : change(s, SP_READY, forced ? "DrainForced" : "Drained", msg, e);
+    if (rc == 0 && !del)
+        metrics_observe("stamp_drain_duration", "", (double)(now_ms() - started) / 1000.0);
+    return rc;
+}
+
+static int reconcile_draining(sctx *s, serr *e) {
+    json_t *dr = obj_child(s->r.status, "drain");
+    const char *d = desired(s);
+    if (strcmp(d, "active") == 0) {
+        json_object_set_new(dr, "cancelledMs", json_integer(now_ms()));
+        return change(s, SP_ACTIVE, "DrainCancelled", "cancelled by activate", e);
+    }
+    if (strcmp(d, "deleted") == 0) set_str(s, dr, "target", "Deleting");
+    blockers b;
+    scrape_blockers(s, &b);
+    json_t *req = json_object_get(s->r.spec, "drain");
+    bool force = jbool(req, "force") || (strcmp(d, "deleted") == 0 && jbool(s->r.spec, "deleteForce"));
+    if (force) return finish_drain(s, &b, true, "--force", e);
+    if (b.connections == 0 && b.jobs == 0) return finish_drain(s, &b, false, "", e);
+    int64_t lc, lj, lt, el = now_ms() - jint(dr, "startedMs", now_ms());
+    drain_limits(s, dr, &lc, &lj, &lt);
+    char buf[32], why[128];
+    if (el >= lt) {
+        snprintf(why, sizeof(why), "drain limit of %s passed", fmt_duration(lt, buf, sizeof(buf)));
+        return finish_drain(s, &b, true, why, e);
+    }
+    if (b.connections > 0 && el >= lc) {
+        snprintf(why, sizeof(why), "connections still open after %s", fmt_duration(lc, buf, sizeof(buf)));
+        return finish_drain(s, &b, true, why, e);
+    }
+    if (b.jobs > 0 && el >= lj) {
+        snprintf(why, sizeof(why), "jobs still running after %s", fmt_duration(lj, buf, sizeof(buf)));
+        return finish_drain(s, &b, true, why, e);
+    }
+    set_int(s, dr, "connections", b.connections);
+    set_int(s, dr, "jobs", b.jobs);
+    set_int(s, dr, "deadlineConnectionsMs", jint(dr, "startedMs", 0) + lc);
+    set_int(s, dr, "deadlineJobsMs", jint(dr, "startedMs", 0) + lj);
+    set_int(s, dr, "deadlineTotalMs", jint(dr, "startedMs", 0) + lt);
+    want(s, s->c->cfg->drain_poll_ms);
+    return save(s, e);
+}
+
+static int retire(sctx *s, const char *reason, const char *msg, serr *e) {
+    json_object_set_new(s->r.spec, "desired", json_string("deleted"));
+    return change(s, SP_DELETING, reason, msg, e);
+}
+
+static int reconcile_ready(sctx *s, serr *e) {
+    const char *d = desired(s);
+    int rc, started;
+    if (strcmp(d, "deleted") == 0) return change(s, SP_DELETING, "Retired", "retire signal", e);
+    if (strcmp(d, "active") != 0) {
+        json_object_del(s->r.status, "activation");
+        if (timed_out(s)) {
+            char b[32], msg[128];
+            snprintf(msg, sizeof(msg), "in standby longer than %s",
+                     fmt_duration(s->c->cfg->standby_max_age_ms, b, sizeof(b)));
+            return retire(s, "StandbyMaxAge", msg, e);
+        }
+        /* Warm standby: system pool stays, general and gpu scale to 0. */
+        if ((rc = scale_all(s, SCALE_STANDBY, false, &started, e))) return rc;
+        want(s, s->c->cfg->health_interval_ms * 5);
+        return save(s, e);
+    }
+    json_t *act = json_object_get(s->r.status, "activation");
+    if (!json_is_object(act)) {
+        act = json_pack("{s:I,s:i}", "startedMs", (json_int_t)now_ms(), "attempt", 1);
+        json_object_set_new(s->r.status, "activation", act);
+        s->dirty = true;
+        event(s, "Normal", "Activating", "scaling general and gpu pools up");
+    }
+    if ((rc = scale_all(s, SCALE_FULL, false, &started, e))) return rc;
+    char why[512] = "";
+    if (health_ok(s, SCALE_FULL, why, sizeof(why))) {
+        int64_t t0 = jint(act, "startedMs", now_ms());
+        json_object_del(s->r.status, "activation");
+        json_object_del(s->r.status, "drain");
+        json_object_set_new(s->r.status, "activeSinceMs", json_integer(now_ms()));
+        rc = change(s, SP_ACTIVE, "Activated", "pools scaled up and healthy", e);
+        if (rc == 0) metrics_observe("stamp_activation_duration", "", (double)(now_ms() - t0) / 1000.0);
+        return rc;
+    }
+    int64_t age = now_ms() - jint(act, "startedMs", now_ms());
+    if (age >= s->c->cfg->activation_timeout_ms) {
+        int64_t attempt = jint(act, "attempt", 1);
+        event(s, "Warning", "ActivationAttemptFailed", "activation attempt %lld failed: %s",
+              (long long)attempt, why);
+        if (attempt >= s->c->cfg->activation_attempts) {
+            event(s, "Warning", "StampActivationFailed", "activation failed %lld times",
+                  (long long)attempt);
+            char msg[600];
+            snprintf(msg, sizeof(msg), "activation failed %lld times: %s", (long long)attempt, why);
+            return change(s, SP_FAILED, "ActivationFailed", msg, e);
+        }
+        json_object_set_new(act, "attempt", json_integer(attempt + 1));
+        json_object_set_new(act, "startedMs", json_integer(now_ms()));
+        s->dirty = true;
+    }
+    char w[600];
+    snprintf(w, sizeof(w), "health: %s", why);
+    set_str(s, s->r.status, "waitingFor", w);
+    want(s, s->c->cfg->health_interval_ms);
+    return save(s, e);
+}
+
+static int reconcile_failed(sctx *s, serr *e) {
+    int64_t retry = jint(s->r.spec, "retry", 0);
+    if (retry > jint(s->r.status, "retryObserved", 0)) {
+        json_object_set_new(s->r.status, "retryObserved", json_integer(retry));
+        json_object_set_new(s->r.status, "attempt", json_integer(1));
+        json_object_set_new(s->r.status, "restarts", json_integer(0));
+        json_object_set_new(s->r.status, "creatingSinceMs", json_integer(now_ms()));
+        json_object_del(s->r.status, "activation");
+        reset_steps(s);
+        return change(s, SP_CREATING, "Redeploy", "deploy requested again", e);
+    }
+    if (strcmp(desired(s), "deleted") == 0) return change(s, SP_DELETING, "Delete", "delete", e);
+    if (timed_out(s)) return retire(s, "FailedAutoDelete", "failed-auto-delete passed", e);
+    return save(s, e);
+}
+
+static int decommission(sctx *s, bool *done, serr *e) {
+    json_t *rt = obj_child(s->r.status, "retire");
+    json_t *dc = obj_child(rt, "decommission");
+    int rc;
+    *done = false;
+    for (int i = s->t.nsteps - 1; i >= 0; i--) {
+        const tpl_step *st = &s->t.steps[i];
+        json_t *prog = obj_child(dc, st->name);
+        if (strcmp(jstr(prog, "state", ""), "Done") == 0) continue;
+        if (st->kind == TK_PROCESS) {
+            int alive, started;
+            if ((rc = ensure_step(s, st, 0, &alive, &started, e))) return rc;
+            json_object_set_new(prog, "state", json_string("Done"));
+            s->dirty = true;
+            event(s, "Normal", "Decommissioned", "step %s: workloads stopped, volumes kept",
+                  st->name);
+            continue;
+        }
+        if (st->del == NULL) {
+            json_object_set_new(prog, "state", json_string("Done"));
+            s->dirty = true;
+            continue;
+        }
+        int result;
+        if ((rc = exec_follow(s, st, st->del, "delete", prog, &result, e))) return rc;
+        if (result == RUN_RUNNING) return save(s, e);
+        if (result == RUN_FAILED) {
+            /* The delete command will be run again with backoff: resources
+             * it should remove may still exist, so nothing after it runs. */
+            json_object_set_new(prog, "state", json_string("Pending"));
+            s->dirty = true;
+            event(s, "Warning", "DecommissionFailed", "step %s: %s; retrying", st->name,
+                  jstr(prog, "message", "failed"));
+            char key[WQ_KEY_MAX];
+            ctl_key(key, sizeof(key), "Stamp", s->name);
+            want(s, wq_backoff_next(s->c->q, key, NULL));
+            return save(s, e);
+        }
+        event(s, "Normal", "Decommissioned", "step %s: delete command succeeded", st->name);
+    }
+    /* A process could only be left if something restarted it; check. */
+    char prefix[LRT_UNIT_MAX];
+    snprintf(prefix, sizeof(prefix), "%s/", s->name);
+    lrt_proc p[16];
+    int n = lrt_scan(prefix, true, p, 16, e);
+    if (n < 0) return n;
+    for (int i = 0; i < n && i < 16; i++) lrt_stop(p[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+    lrt_invalidate();
+    *done = n == 0;
+    if (!*done) want(s, 0);
+    return 0;
+}
+
+static int reconcile_deleting(sctx *s, serr *e) {
+    json_t *rt = obj_child(s->r.status, "retire");
+    int rc;
+    for (;;) {
+        int64_t step = jint(rt, "step", 0);
+        if (step >= SR_NSTEPS) break;
+        set_str(s, rt, "current", stamp_retire_steps[step]);
+        switch (step) {
+        case SR_BACKUP: {
+            char dir[PATH_MAX];
+            snprintf(dir, sizeof(dir), "%s/backups/%s", s->c->data_dir, s->name);
+            remove_partials(dir);
+            if ((rc = do_backup(s, "retire", e))) return rc;
+            break;
+        }
+        case SR_QUARANTINE: {
+            char dir[PATH_MAX];
+            snprintf(dir, sizeof(dir), "%s/quarantine", s->dir);
+            if ((rc = mkdir_p(dir, 0750, e))) return rc;
+            /* Out of rotation (the traffic driver), logs and metrics kept:
+             * take a last scrape of every replica that still answers. */
+            snapshot_metrics(s, dir);
+            event(s, "Normal", "Quarantined", "out of rotation; logs and metrics kept");
+            break;
+        }
+        case SR_DECOMMISSION: {
+            bool done;
+            if ((rc = decommission(s, &done, e))) return rc;
+            if (!done) return save(s, e);
+            break;
+        }
+        case SR_ARCHIVE:
+            if ((rc = do_archive(s, e))) return rc;
+            break;
+        case SR_PURGE: {
+            /* Only with a verified archive on disk. */
+            const char *ap = jstr(json_object_get(rt, "archive"), "path", NULL);
+            char mp[PATH_MAX];
+            snprintf(mp, sizeof(mp), "%s/manifest.json", ap ? ap : "/nonexistent");
+            if (ap == NULL || !path_exists(mp)) {
+                json_object_set_new(rt, "step", json_integer(SR_ARCHIVE));
+                s->dirty = true;
+                continue;
+            }
+            if ((rc = remove_tree(s->dir, e))) return rc;
+            char owner[256];
+            for (int i = 0; i < s->t.nsteps; i++) {
+                snprintf(owner, sizeof(owner), "%s/%s", s->name, s->t.steps[i].name);
+                store_ports_release(s->c->st, owner, NULL);
+            }
+            event(s, "Normal", "Purged", "volumes, logs and ports released");
+            break;
+        }
+        }
+        json_object_set_new(rt, "step", json_integer(step + 1));
+        s->dirty = true;
+        if ((rc = save(s, e))) return rc;
+    }
+    json_object_del(s->r.status, "endpoint");
+    json_t *pools = obj_child(s->r.status, "pools");
+    for (int p = 0; p < POOL_N; p++) json_object_set_new(pools, tpl_pool_names[p], json_integer(0));
+    return change(s, SP_DELETED, "RetirementComplete", "backup, quarantine, decommission, archive, purge", e);
+}
+
+static int reconcile_deleted(sctx *s, serr *e) {
+    int64_t until = jint(json_object_get(obj_child(s->r.status, "retire"), "archive"), "retainUntilMs", 0);
+    if (until == 0) return 0;
+    int64_t left = until - now_ms();
+    if (left > 0) {
+        want(s, left < 3600000 ? left : 3600000);
+        return 0;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/archive/%s", s->c->data_dir, s->name);
+    int rc = remove_tree(dir, e);
+    if (rc == 0) {
+        snprintf(dir, sizeof(dir), "%s/backups/%s", s->c->data_dir, s->name);
+        rc = remove_tree(dir, e);
+    }
+    if (rc == 0) rc = store_delete(s->c->st, "Stamp", s->name, s->r.resource_version, e);
+    if (rc == 0) log_info("stamp %s: archive retention passed; archive and record removed", s->name);
+    return rc;
+}
+
+/* A backup asked for with `stampctl backup`. */
+static int pending_backup(sctx *s, serr *e) {
+    int64_t want_n = jint(s->r.spec, "backupRequested", 0);
+    if (want_n <= jint(s->r.status, "backupsDone", 0)) return 0;
+    if (s->phase == SP_DELETING || s->phase == SP_DELETED || s->phase == SP_CREATING) return 0;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/backups/%s", s->c->data_dir, s->name);
+    remove_partials(dir);
+    int rc = do_backup(s, "requested", e);
+    if (rc) return rc;
+    json_object_set_new(s->r.status, "backupsDone", json_integer(want_n));
+    s->dirty = true;
+    return save(s, e);
+}
+
+int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
+    sctx s = {.c = c, .requeue = -1};
+    int rc;
+    *requeue_ms = -1;
+    str_copy(s.name, sizeof(s.name), name);
+    if ((rc = store_get(c->st, "Stamp", name, &s.r, e))) {
+        if (rc == SE_NOTFOUND) return 0;
+        return rc;
+    }
+    stamp_dir(c, name, NULL, s.dir, sizeof(s.dir));
+    s.phase = phase_of(&stamp_fsm, &s.r);
+    if (s.phase < 0) {
+        phase_init(&stamp_fsm, &s.r, SP_CREATING);
+        s.phase = SP_CREATING;
+        s.dirty = true;
+    }
+    json_t *tspec = json_object_get(s.r.spec, "templateSpec");
+    if ((rc = tpl_parse(tspec, &s.t, e))) {
+        /* A configuration error: fail fast with the reason in status; no
+         * retry until the spec changes. */
+        serr_wrap(e, "template");
+        set_str(&s, s.r.status, "lastError", e->msg);
+        rc = save(&s, e);
+        resource_free(&s.r);
+        return rc;
+    }
+    if ((rc = pending_backup(&s, e)) == 0) {
+        switch (s.phase) {
+        case SP_CREATING: rc = reconcile_creating(&s, e); break;
+        case SP_ACTIVE: rc = reconcile_active(&s, e); break;
+        case SP_DRAINING: rc = reconcile_draining(&s, e); break;
+        case SP_READY: rc = reconcile_ready(&s, e); break;
+        case SP_DELETING: rc = reconcile_deleting(&s, e); break;
+        case SP_DELETED: rc = reconcile_deleted(&s, e); break;
+        case SP_FAILED: rc = reconcile_failed(&s, e); break;
+        }
+    }
+    if (rc == 0) rc = save(&s, e);
+    *requeue_ms = s.requeue;
+    resource_free(&s.r);
+    return rc;
+}

@@ -1,0 +1,116 @@
+/*
+ * store.h - durable state: generic resources, append-only events and audit,
+ * small metadata, and port leases.  One interface; SQLite (store_sqlite.c) is
+ * the embedded backend and PostgreSQL can implement the same functions later.
+ *
+ * Resources are keyed by (kind, name); tenant is an attribute that callers
+ * check (a resource of another tenant is reported as not found by the API).
+ * Every write bumps resource_version; an update whose resource_version does
+ * not match the stored one fails with SE_CONFLICT and changes nothing.
+ * generation bumps when spec changes.  A write and its event commit in one
+ * transaction, so a phase change is never persisted without its event.
+ *
+ * Threading: a store handle may be used from several threads; calls are
+ * serialised inside.  Acknowledged writes are durable (WAL, synchronous=FULL).
+ */
+#ifndef STAMP_STORE_H
+#define STAMP_STORE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+typedef struct store store;
+
+#define RES_KIND_MAX 64
+#define RES_NAME_MAX 128
+#define RES_TENANT_MAX 128
+
+typedef struct resource {
+    char kind[RES_KIND_MAX];
+    char name[RES_NAME_MAX];
+    char tenant[RES_TENANT_MAX];
+    json_t *labels;      /* object, owned; never NULL after store_get */
+    json_t *annotations; /* object, owned */
+    json_t *spec;        /* object, owned */
+    json_t *status;      /* object, owned */
+    json_t *finalizers;  /* array of strings, owned */
+    int64_t resource_version;
+    int64_t generation;
+    int64_t created_ms;
+    int64_t updated_ms;
+    int64_t deletion_ms; /* 0 when not being deleted */
+} resource;
+
+/* An event recorded with a write, or on its own. */
+typedef struct store_event {
+    const char *type;    /* "Normal" or "Warning" */
+    const char *reason;  /* CamelCase, e.g. "PhaseChanged" */
+    const char *message;
+} store_event;
+
+typedef struct store_audit {
+    const char *user;
+    const char *tenant;
+    const char *operation; /* "create", "drain", "reap", ... */
+    const char *kind;
+    const char *name;
+    const char *result;    /* "ok" or the error text */
+    json_t *detail;        /* optional object (borrowed) e.g. bucket id */
+} store_audit;
+
+int store_open_sqlite(const char *path, store **out, serr *e);
+void store_close(store *s);
+
+/* resource lifecycle helpers */
+void resource_init(resource *r);            /* zero + empty json objects */
+void resource_free(resource *r);            /* frees owned json; r reusable */
+int resource_copy(resource *dst, const resource *src);
+/* Full JSON form: {kind, metadata{name,tenant,labels,annotations,
+ * resourceVersion,generation,creationTimestamp,...}, spec, status} */
+json_t *resource_to_json(const resource *r);
+
+/* Create: fails with SE_EXISTS if (kind,name) exists.  Sets
+ * resource_version=1, generation=1 and timestamps in r.  ev may be NULL. */
+int store_create(store *s, resource *r, const store_event *ev, serr *e);
+/* Get into out (out is resource_init'ed by the call). */
+int store_get(store *s, const char *kind, const char *name, resource *out, serr *e);
+/* Update spec/status/labels/annotations/finalizers/deletion of r if
+ * r->resource_version equals the stored one; bumps it in r on success. */
+int store_update(store *s, resource *r, const store_event *ev, serr *e);
+/* Remove the row (and keep its events); rv 0 means unconditional. */
+int store_delete(store *s, const char *kind, const char *name, int64_t rv, serr *e);
+
+/* List: calls fn for each resource of kind (tenant NULL = all tenants), in
+ * name order.  The resource is freed after fn returns; fn returns non-zero
+ * to stop.  */
+typedef int (*store_list_fn)(const resource *r, void *arg);
+int store_list(store *s, const char *kind, const char *tenant, store_list_fn fn, void *arg,
+               serr *e);
+
+/* Events of one resource, oldest first, at most limit (0 = 1000).  Each
+ * event is {time, type, reason, message, resourceVersion}. */
+int store_event_add(store *s, const char *kind, const char *name, const store_event *ev, serr *e);
+int store_events(store *s, const char *kind, const char *name, int limit, json_t **out, serr *e);
+
+/* Audit log: append-only. */
+int store_audit_add(store *s, const store_audit *a, serr *e);
+/* Newest last; filter by kind/name when non-NULL. */
+int store_audit_list(store *s, const char *kind, const char *name, int limit, json_t **out,
+                     serr *e);
+
+/* Small metadata (secrets, ids).  get returns SE_NOTFOUND when unset; *val
+ * must be freed. */
+int store_meta_get(store *s, const char *key, char **val, serr *e);
+int store_meta_set(store *s, const char *key, const char *val, serr *e);
+
+/* Port leases: take n free ports in [lo,hi] for owner (all or nothing), or
+ * return the ones owner already holds if it holds exactly n.  accept() may
+ * veto a port (for example one already bound by something else). */
+typedef int (*store_port_ok_fn)(int port, void *arg);
+int store_ports_lease(store *s, const char *owner, int n, int lo, int hi, store_port_ok_fn ok,
+                      void *arg, int *ports, serr *e);
+int store_ports_release(store *s, const char *owner, serr *e);
+
+#endif

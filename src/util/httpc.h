@@ -1,0 +1,32 @@
+/*
+ * httpc.h - one small HTTP client over libcurl for everything stamp asks
+ * over HTTP: health probes, /metrics scrapes, and stampctl's API calls.
+ * Response bodies are bounded.  Thread safe (one easy handle per call;
+ * httpc_global_init once at program start).
+ */
+#ifndef STAMP_HTTPC_H
+#define STAMP_HTTPC_H
+
+#include <stdint.h>
+
+#include "util/util.h"
+
+typedef struct httpc_req {
+    const char *method;       /* "GET" when NULL */
+    const char *url;
+    const char *bearer;       /* Authorization: Bearer ... when set */
+    const char *body;         /* JSON body when set */
+    size_t body_len;
+    const char *const *headers; /* extra "Name: value", NULL terminated */
+    int64_t timeout_ms;
+    size_t max_response;      /* default 4 MiB */
+} httpc_req;
+
+void httpc_global_init(void);
+/* 0 with *status and the body in resp (caller sbuf_free's), or SE_UNAVAIL
+ * (connection refused, reset), SE_TIMEOUT, SE_TOOBIG. */
+int httpc_do(const httpc_req *req, long *status, sbuf *resp, serr *e);
+/* Value of the first sample of metric `name` in a Prometheus text body. */
+int prom_value(const char *body, const char *name, double *out);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * log.c - see log.h.
+ */
+#include "util/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static int log_lvl = LOG_INFO;
+
+void log_init(int level) { log_lvl = level; }
+int log_getlevel(void) { return log_lvl; }
+
+int log_level_parse(const char *s) {
+    static const char *names[] = {"ERROR", "WARNING", "INFO", "DEBUG"};
+    if (s == NULL) return -1;
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(s, names[i]) == 0) return i;
+    if (strcasecmp(s, "WARN") == 0) return LOG_WARN;
+    return -1;
+}
+
+static void log_vline(int level, const char *fmt, va_list ap, int err) {
+    static const char *names[] = {"ERROR", "WARNING", "INFO", "DEBUG"};
+    if (level > log_lvl) return;
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = (int)strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+    n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ld - %s - ",
+                  ts.tv_nsec / 1000000, names[level]);
+    if (n < (int)sizeof(line)) n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    if (err && n < (int)sizeof(line))
+        n += snprintf(line + n, sizeof(line) - (size_t)n, ": %s", strerror(err));
+    if (n >= (int)sizeof(line) - 1) n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w;
+}
+
+#define LOG_FN(fn, level, witherr)                  \
+    void fn(const char *fmt, ...) {                 \
+        int saved = errno;                          \
+        va_list ap;                                 \
+        va_start(ap, fmt);                          \
+        log_vline(level, fmt, ap, witherr ? saved : 0); \
+        va_end(ap);                                 \
+        errno = saved;                              \
+    }
+
+LOG_FN(log_warn, LOG_WARN, 1)
+LOG_FN(log_warnx, LOG_WARN, 0)
+LOG_FN(log_error, LOG_ERROR, 0)
+LOG_FN(log_info, LOG_INFO, 0)
+LOG_FN(log_debug, LOG_DEBUG, 0)
+
+_Noreturn void fatal(const char *fmt, ...) {
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vline(LOG_ERROR, fmt, ap, saved);
+    va_end(ap);
+    exit(1);
+}
+
+_Noreturn void fatalx(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vline(LOG_ERROR, fmt, ap, 0);
+    va_end(ap);
+    exit(1);
+}

@@ -1,0 +1,417 @@
+/*
+ * util.c - see util.h.
+ */
+#include "util/util.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sleep_ms(int64_t ms) {
+    if (ms <= 0) return;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+}
+
+int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) {
+    if (s == NULL || *s == '\0') return SE_INVAL;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0') return SE_INVAL;
+    if (v < min || v > max) return SE_INVAL;
+    *out = v;
+    return 0;
+}
+
+int parse_duration_ms(const char *s, int64_t *ms) {
+    if (s == NULL || *s == '\0') return SE_INVAL;
+    int64_t total = 0;
+    const char *p = s;
+    while (*p) {
+        if (!isdigit((unsigned char)*p)) return SE_INVAL;
+        errno = 0;
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (errno != 0 || v < 0 || v > 1000000000LL) return SE_INVAL;
+        int64_t mul;
+        if (strncmp(end, "ms", 2) == 0) { mul = 1; end += 2; }
+        else if (*end == 's') { mul = 1000; end++; }
+        else if (*end == 'm') { mul = 60000; end++; }
+        else if (*end == 'h') { mul = 3600000; end++; }
+        else if (*end == 'd') { mul = 86400000; end++; }
+        else if (*end == '\0' && p == s) { mul = 1000; }
+        else return SE_INVAL;
+        if (v > (INT64_MAX - total) / mul) return SE_INVAL;
+        total += v * mul;
+        p = end;
+    }
+    *ms = total;
+    return 0;
+}
+
+char *fmt_duration(int64_t ms, char *buf, size_t len) {
+    if (ms < 0) ms = 0;
+    if (ms < 1000) {
+        snprintf(buf, len, "%lldms", (long long)ms);
+        return buf;
+    }
+    int64_t s = ms / 1000;
+    int64_t d = s / 86400, h = (s / 3600) % 24, m = (s / 60) % 60, sec = s % 60;
+    size_t n = 0;
+    buf[0] = '\0';
+    if (d) n += (size_t)snprintf(buf + n, len - n, "%lldd", (long long)d);
+    if (h && n < len) n += (size_t)snprintf(buf + n, len - n, "%lldh", (long long)h);
+    if (m && n < len && !d) n += (size_t)snprintf(buf + n, len - n, "%lldm", (long long)m);
+    if ((sec || n == 0) && n < len && !d && !h)
+        snprintf(buf + n, len - n, "%llds", (long long)sec);
+    return buf;
+}
+
+char *fmt_time_rfc3339(int64_t ms, char *buf, size_t len) {
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+bool name_valid(const char *s, size_t max) {
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > max) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+        if (!ok) return false;
+    }
+    return s[0] != '-' && s[n - 1] != '-';
+}
+
+bool str_copy(char *dst, size_t dstlen, const char *src) {
+    if (dstlen == 0) return false;
+    size_t n = src ? strlen(src) : 0;
+    bool fits = n < dstlen;
+    if (!fits) n = dstlen - 1;
+    if (n) memcpy(dst, src, n);
+    dst[n] = '\0';
+    return fits;
+}
+
+bool str_has_prefix(const char *s, const char *prefix) {
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int mkdir_p(const char *path, mode_t mode, serr *e) {
+    char tmp[PATH_MAX];
+    if (!str_copy(tmp, sizeof(tmp), path)) return serr_set(e, SE_INVAL, "path too long");
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, mode) == -1 && errno != EEXIST)
+            return serr_set(e, SE_IO, "mkdir %s: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, mode) == -1 && errno != EEXIST)
+        return serr_set(e, SE_IO, "mkdir %s: %s", tmp, strerror(errno));
+    return 0;
+}
+
+bool path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int read_file(const char *path, size_t max, char **out, size_t *len, serr *e) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return serr_set(e, errno == ENOENT ? SE_NOTFOUND : SE_IO, "%s: %s", path, strerror(errno));
+    sbuf b;
+    sbuf_init(&b, max + 1);
+    char chunk[65536];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n == -1 && errno == EINTR) continue;
+        if (n == -1) {
+            close(fd);
+            sbuf_free(&b);
+            return serr_set(e, SE_IO, "read %s: %s", path, strerror(errno));
+        }
+        if (n == 0) break;
+        if (b.len + (size_t)n > max || sbuf_add(&b, chunk, (size_t)n) != 0) {
+            close(fd);
+            sbuf_free(&b);
+            return serr_set(e, SE_TOOBIG, "%s: larger than %zu bytes", path, max);
+        }
+    }
+    close(fd);
+    if (sbuf_add(&b, "", 1) != 0) {
+        sbuf_free(&b);
+        return serr_set(e, SE_TOOBIG, "%s: larger than %zu bytes", path, max);
+    }
+    *out = b.data;
+    if (len) *len = b.len - 1;
+    return 0;
+}
+
+static int fsync_dir_of(const char *path) {
+    char dir[PATH_MAX];
+    if (!str_copy(dir, sizeof(dir), path)) return -1;
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) str_copy(dir, sizeof(dir), ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd == -1) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, serr *e) {
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+        return serr_set(e, SE_INVAL, "path too long");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd == -1) return serr_set(e, SE_IO, "open %s: %s", tmp, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n == -1 && errno == EINTR) continue;
+        if (n == -1) {
+            int err = errno;
+            close(fd);
+            unlink(tmp);
+            return serr_set(e, SE_IO, "write %s: %s", tmp, strerror(err));
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    if (fchmod(fd, mode) == -1 || fsync(fd) == -1) {
+        int err = errno;
+        close(fd);
+        unlink(tmp);
+        return serr_set(e, SE_IO, "sync %s: %s", tmp, strerror(err));
+    }
+    close(fd);
+    if (rename(tmp, path) == -1) {
+        int err = errno;
+        unlink(tmp);
+        return serr_set(e, SE_IO, "rename %s: %s", path, strerror(err));
+    }
+    fsync_dir_of(path);
+    return 0;
+}
+
+int remove_tree(const char *path, serr *e) {
+    struct stat st;
+    if (lstat(path, &st) == -1) {
+        if (errno == ENOENT) return 0;
+        return serr_set(e, SE_IO, "stat %s: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (d == NULL) return serr_set(e, SE_IO, "opendir %s: %s", path, strerror(errno));
+        struct dirent *de;
+        int rc = 0;
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+            char child[PATH_MAX];
+            if (snprintf(child, sizeof(child), "%s/%s", path, de->d_name) >= (int)sizeof(child)) {
+                rc = serr_set(e, SE_INVAL, "path too long under %s", path);
+                break;
+            }
+            if ((rc = remove_tree(child, e)) != 0) break;
+        }
+        closedir(d);
+        if (rc != 0) return rc;
+        if (rmdir(path) == -1 && errno != ENOENT)
+            return serr_set(e, SE_IO, "rmdir %s: %s", path, strerror(errno));
+        return 0;
+    }
+    if (unlink(path) == -1 && errno != ENOENT)
+        return serr_set(e, SE_IO, "unlink %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static int copy_file(const char *src, const char *dst, mode_t mode, serr *e) {
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in == -1) return serr_set(e, SE_IO, "open %s: %s", src, strerror(errno));
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 0777);
+    if (out == -1) {
+        close(in);
+        return serr_set(e, SE_IO, "create %s: %s", dst, strerror(errno));
+    }
+    char buf[65536];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof(buf));
+        if (n == -1 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n < 0) rc = serr_set(e, SE_IO, "read %s: %s", src, strerror(errno));
+            break;
+        }
+        ssize_t off = 0;
+        while (off < n) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w == -1 && errno == EINTR) continue;
+            if (w == -1) {
+                rc = serr_set(e, SE_IO, "write %s: %s", dst, strerror(errno));
+                break;
+            }
+            off += w;
+        }
+        if (rc) break;
+    }
+    if (rc == 0 && fsync(out) == -1) rc = serr_set(e, SE_IO, "fsync %s: %s", dst, strerror(errno));
+    close(in);
+    close(out);
+    return rc;
+}
+
+int copy_tree(const char *src, const char *dst, serr *e) {
+    struct stat st;
+    if (lstat(src, &st) == -1) return serr_set(e, SE_IO, "stat %s: %s", src, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        if (!S_ISREG(st.st_mode)) return 0; /* sockets, fifos, links: not state */
+        return copy_file(src, dst, st.st_mode, e);
+    }
+    int rc = mkdir_p(dst, 0700, e);
+    if (rc) return rc;
+    DIR *d = opendir(src);
+    if (d == NULL) return serr_set(e, SE_IO, "opendir %s: %s", src, strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        char a[PATH_MAX], b[PATH_MAX];
+        if (snprintf(a, sizeof(a), "%s/%s", src, de->d_name) >= (int)sizeof(a) ||
+            snprintf(b, sizeof(b), "%s/%s", dst, de->d_name) >= (int)sizeof(b)) {
+            rc = serr_set(e, SE_INVAL, "path too long under %s", src);
+            break;
+        }
+        if ((rc = copy_tree(a, b, e)) != 0) break;
+    }
+    closedir(d);
+    return rc;
+}
+
+void sbuf_init(sbuf *b, size_t max) {
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->max = max;
+}
+
+void sbuf_free(sbuf *b) {
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void sbuf_reset(sbuf *b) {
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
+int sbuf_add(sbuf *b, const void *data, size_t len) {
+    if (len > b->max || b->len > b->max - len) return SE_TOOBIG;
+    if (b->len + len + 1 > b->cap) {
+        size_t ncap = b->cap ? b->cap : 256;
+        while (ncap < b->len + len + 1) ncap *= 2;
+        if (ncap > b->max + 1) ncap = b->max + 1;
+        char *n = realloc(b->data, ncap);
+        if (n == NULL) return SE_NOMEM;
+        b->data = n;
+        b->cap = ncap;
+    }
+    if (len) memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int sbuf_adds(sbuf *b, const char *s) { return sbuf_add(b, s, strlen(s)); }
+
+int sbuf_addf(sbuf *b, const char *fmt, ...) {
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0) return SE_INVAL;
+    if ((size_t)n < sizeof(small)) return sbuf_add(b, small, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (big == NULL) return SE_NOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = sbuf_add(b, big, (size_t)n);
+    free(big);
+    return rc;
+}
+
+void sha256_hex(const void *data, size_t len, char out[65]) {
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    out[64] = '\0';
+}
+
+int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) return serr_set(e, SE_IO, "open %s: %s", path, strerror(errno));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        close(fd);
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    char buf[65536];
+    int64_t total = 0;
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n == -1 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = serr_set(e, SE_IO, "read %s: %s", path, strerror(errno));
+            break;
+        }
+        if (n == 0) break;
+        EVP_DigestUpdate(ctx, buf, (size_t)n);
+        total += n;
+    }
+    close(fd);
+    if (rc == 0) {
+        unsigned char md[32];
+        unsigned int mdlen = 0;
+        EVP_DigestFinal_ex(ctx, md, &mdlen);
+        for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+        out[64] = '\0';
+        if (size) *size = total;
+    }
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}

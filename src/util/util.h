@@ -1,0 +1,70 @@
+/*
+ * util.h - small helpers every module uses: clocks, durations, names, files,
+ * and a bounded growable buffer.  No global state; thread safe.
+ */
+#ifndef STAMP_UTIL_H
+#define STAMP_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/err.h"
+
+/* Wall clock and monotonic clock in milliseconds. */
+int64_t now_ms(void);
+int64_t mono_ms(void);
+void sleep_ms(int64_t ms);
+
+/* "1500ms", "30s", "10m", "72h", "2d", or a bare number of seconds.
+ * Returns 0 and the value in *ms, or SE_INVAL. */
+int parse_duration_ms(const char *s, int64_t *ms);
+/* Renders 90000 as "1m30s", 0 as "0s"; returns buf. */
+char *fmt_duration(int64_t ms, char *buf, size_t len);
+/* RFC 3339 UTC with seconds: "2026-01-25T01:00:00Z". */
+char *fmt_time_rfc3339(int64_t ms, char *buf, size_t len);
+/* Strict integer parsing (whole string, range-checked). */
+int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* A DNS-label-like name: [a-z0-9]([a-z0-9-]*[a-z0-9])?, 1..max chars. */
+bool name_valid(const char *s, size_t max);
+
+/* Bounded copy: always NUL-terminates; returns false when truncated. */
+bool str_copy(char *dst, size_t dstlen, const char *src);
+bool str_has_prefix(const char *s, const char *prefix);
+
+/* Files.  All descriptors are opened O_CLOEXEC. */
+int mkdir_p(const char *path, mode_t mode, serr *e);
+/* Reads at most max bytes; a larger file is SE_TOOBIG.  *out is NUL
+ * terminated and must be freed. */
+int read_file(const char *path, size_t max, char **out, size_t *len, serr *e);
+/* write to path.tmp, fsync, rename, fsync the directory. */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, serr *e);
+/* rm -rf; a missing path is fine. */
+int remove_tree(const char *path, serr *e);
+/* cp -r of regular files and directories. */
+int copy_tree(const char *src, const char *dst, serr *e);
+bool path_exists(const char *path);
+
+/* Bounded growable byte buffer (curl's dynbuf idea): refuses to grow past
+ * max and reports SE_TOOBIG instead. */
+typedef struct sbuf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max;
+} sbuf;
+
+void sbuf_init(sbuf *b, size_t max);
+void sbuf_free(sbuf *b);
+void sbuf_reset(sbuf *b);
+int sbuf_add(sbuf *b, const void *data, size_t len);
+int sbuf_addf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sbuf_adds(sbuf *b, const char *s);
+
+/* Lowercase hex SHA-256 of data (65 bytes with the NUL). */
+void sha256_hex(const void *data, size_t len, char out[65]);
+int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * yamljson.h - manifests as JSON values.  stampctl apply -f and the API take
+ * YAML or JSON; both become the same json_t and are validated by the same
+ * code.  YAML is read with libyaml's event parser: mappings become objects,
+ * sequences arrays, plain scalars are typed (int, real, true/false, null,
+ * else string), quoted scalars stay strings.  Anchors/aliases and tags other
+ * than the core schema are refused; duplicate keys are refused; depth and
+ * size are bounded.
+ */
+#ifndef STAMP_YAMLJSON_H
+#define STAMP_YAMLJSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "util/err.h"
+
+#define MANIFEST_MAX_BYTES (1024 * 1024)
+#define MANIFEST_MAX_DEPTH 32
+
+/* Parse a YAML (or JSON, which is YAML) document.  A stream with several
+ * documents ("---") yields an array of documents in *out when multi is
+ * non-NULL (*multi set to 1), else SE_INVAL.  Errors name line and column. */
+int yaml_to_json(const char *text, size_t len, json_t **out, int *multi, serr *e);
+
+/* Parse JSON text from a user with duplicates rejected and depth bounded. */
+int json_parse_user(const char *text, size_t len, json_t **out, serr *e);
+
+/* Depth of a JSON value (scalars are 1). */
+int json_depth(const json_t *v);
+
+/* Emit a JSON value as block YAML (for -o yaml). Caller frees *out. */
+int json_to_yaml(const json_t *v, char **out, serr *e);
+
+#endif
