@@ -6,9 +6,9 @@ set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
       libcurl4-openssl-dev libsqlite3-dev libpq-dev libyaml-dev libssl-dev
-      haproxy curl)
+      haproxy curl jq bc)
 if [ "$what" = test ]; then
-  pkgs+=(libcmocka-dev sqlite3 procps)
+  pkgs+=(libcmocka-dev sqlite3 procps jq)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

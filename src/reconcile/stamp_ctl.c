@@ -199,6 +199,8 @@ static void base_vars(sctx *s, vars *v) {
     var_set(v, "STAMP_DIR", s->dir);
     snprintf(buf, sizeof(buf), "%s/logs", s->dir);
     var_set(v, "LOG_DIR", buf);
+    const char *ep = jstr(s->r.status, "endpoint", NULL);
+    if (ep) var_set(v, "STAMP_ENDPOINT", ep);
     const char *k;
     json_t *val;
     json_object_foreach(json_object_get(spec, "parameters"), k, val) {
@@ -895,6 +897,7 @@ static int reconcile_creating(sctx *s, serr *e) {
         return change(s, SP_FAILED, "CreationTimeout", msg, e);
     }
     json_t *steps = steps_status(s);
+    update_endpoint(s); /* exec steps (smoke tests) get STAMP_ENDPOINT */
     for (int i = 0; i < s->t.nsteps; i++) {
         const tpl_step *st = &s->t.steps[i];
         json_t *prog = json_array_get(steps, (size_t)i);

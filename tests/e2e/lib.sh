@@ -1,0 +1,166 @@
+# lib.sh - shared by the end-to-end tests.  Each test starts the real stampd
+# in its own temporary directory on free loopback ports and drives it with
+# the real stampctl.  Nothing here is mocked.
+#
+# Needs STAMP_BIN (the build directory) and STAMP_SRC (the source tree);
+# ctest sets both.
+set -u
+: "${STAMP_BIN:?set STAMP_BIN to the build directory}"
+: "${STAMP_SRC:?set STAMP_SRC to the source tree}"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/stamp-e2e.XXXXXX")
+export STAMP_CONFIG=$T/client.conf
+DATA=$T/data
+STAMPD_PID=
+API_PORT=
+PASSED=0
+FAILED=0
+STAMPD_ARGS=()
+
+log() { printf '%s [%s] %s\n' "$(date +%H:%M:%S.%3N)" "${TEST_NAME:-e2e}" "$*"; }
+
+fail() {
+  log "FAIL: $*"
+  FAILED=$((FAILED + 1))
+  dump
+  finish
+}
+
+ok() { PASSED=$((PASSED + 1)); log "ok: $*"; }
+
+dump() {
+  log "---- stampd log (tail) ----"
+  tail -n 60 "$T/stampd.log" 2>/dev/null || true
+}
+
+# A free TCP port on 127.0.0.1 (nothing answers on it now).
+free_port() {
+  local p
+  for _ in $(seq 200); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "no free port" >&2
+  return 1
+}
+
+ctl() { "$STAMP_BIN/stampctl" "$@"; }
+
+owner_id() { sed -n 's/.*owner \([0-9a-f]*\).*/\1/p' "$T/stampd.log" | head -n 1; }
+
+# Live (non-zombie) processes of this test's stampd whose unit starts with $1.
+procs() {
+  local owner prefix=${1:-} n=0 pid st
+  owner=$(owner_id)
+  [ -n "$owner" ] || { echo 0; return; }
+  for d in /proc/[0-9]*; do
+    pid=${d#/proc/}
+    [ -r "$d/environ" ] || continue
+    env=$(tr '\0' '\n' <"$d/environ" 2>/dev/null) || continue
+    grep -qx "STAMPD_OWNER=$owner" <<<"$env" || continue
+    unit=$(sed -n 's/^STAMP_UNIT=//p' <<<"$env")
+    case "$unit" in "$prefix"*) ;; *) continue ;; esac
+    st=$(awk '{print $3}' "$d/stat" 2>/dev/null) || continue
+    [ "$st" = Z ] && continue
+    n=$((n + 1))
+  done
+  echo "$n"
+}
+
+kill_owned() {
+  local owner
+  owner=$(owner_id)
+  [ -n "$owner" ] || return 0
+  for d in /proc/[0-9]*; do
+    if tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qx "STAMPD_OWNER=$owner"; then
+      kill -9 "${d#/proc/}" 2>/dev/null || true
+    fi
+  done
+}
+
+# Fast timings so the lifecycle runs in seconds; tests add their own.
+start_stampd() {
+  [ -n "$API_PORT" ] || API_PORT=$(free_port)
+  local base=$((20000 + (RANDOM % 190) * 200))
+  "$STAMP_BIN/stampd" --data-dir "$DATA" --listen "127.0.0.1:$API_PORT" \
+    --set port-range=$base-$((base + 199)) \
+    --set health-interval=100ms --set drain-poll-interval=50ms \
+    --set backoff-initial=200ms --set backoff-max=2s --set stop-grace=2s \
+    --set creating-timeout=60s --set probe-timeout=1s \
+    "${STAMPD_ARGS[@]}" "$@" >>"$T/stampd.log" 2>&1 &
+  STAMPD_PID=$!
+  for _ in $(seq 100); do
+    if curl -fsS "http://127.0.0.1:$API_PORT/healthz" >/dev/null 2>&1 && [ -s "$STAMP_CONFIG" ]; then
+      return 0
+    fi
+    kill -0 "$STAMPD_PID" 2>/dev/null || fail "stampd exited at start"
+    sleep 0.1
+  done
+  fail "stampd did not come up on $API_PORT"
+}
+
+stop_stampd() {
+  [ -n "$STAMPD_PID" ] || return 0
+  kill -TERM "$STAMPD_PID" 2>/dev/null || true
+  wait "$STAMPD_PID" 2>/dev/null || true
+  STAMPD_PID=
+}
+
+crash_stampd() {
+  [ -n "$STAMPD_PID" ] || return 0
+  kill -9 "$STAMPD_PID" 2>/dev/null || true
+  wait "$STAMPD_PID" 2>/dev/null || true
+  STAMPD_PID=
+}
+
+finish() {
+  stop_stampd
+  kill_owned
+  log "$PASSED passed, $FAILED failed"
+  if [ "$FAILED" -eq 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$T"; else log "left $T"; fi
+  [ "$FAILED" -eq 0 ] && exit 0 || exit 1
+}
+trap 'crash_stampd; kill_owned' EXIT
+
+apply_template() { ctl apply -f "${1:-$STAMP_SRC/deploy/templates/synaxis-stamp.yaml}" >/dev/null || fail "apply ${1:-}"; }
+
+# expect_ok DESC cmd...
+expect_ok() {
+  local desc=$1
+  shift
+  local out
+  if out=$("$@" 2>&1); then ok "$desc"; else fail "$desc: $out"; fi
+}
+
+# expect_err DESC SUBSTRING cmd...: fails with a message containing SUBSTRING
+expect_err() {
+  local desc=$1 want=$2
+  shift 2
+  local out
+  if out=$("$@" 2>&1); then fail "$desc: succeeded: $out"; fi
+  case "$out" in *"$want"*) ok "$desc" ;; *) fail "$desc: message \"$out\" lacks \"$want\"" ;; esac
+}
+
+expect_eq() {
+  if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: got '$2', want '$3'"; fi
+}
+
+phase() { ctl status "$1" -o json | jq -r .status.phase; }
+jfield() { ctl status "$1" -o json | jq -r "$2"; }
+endpoint() { jfield "$1" .status.endpoint; }
+
+wait_for() { ctl wait --for="$2" "$1" --timeout "${3:-60s}" >>"$T/wait.log" 2>&1 || fail "wait $1 $2: $(tail -n 3 "$T/wait.log")"; }
+
+# wait_until DESC TIMEOUT_S cmd...: polls cmd until it succeeds
+wait_until() {
+  local desc=$1 t=$2
+  shift 2
+  local end=$(( $(date +%s) + t ))
+  while ! "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || fail "timed out: $desc"
+    sleep 0.1
+  done
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# exec steps: the operator's command runs with the stamp's parameters in its
+# environment, its output is kept as the step's log, a timeout applies,
+# failures are retried up to 3 attempts then Failed, and deletion runs the
+# delete commands in reverse order.
+TEST_NAME=exec
+. "$(dirname "$0")/lib.sh"
+
+start_stampd
+ORDER=$T/order
+cat >"$T/exec.yaml" <<Y
+apiVersion: stamp.synaxis.io/v1
+kind: StampTemplate
+metadata: {name: exec-stamp}
+spec:
+  phases:
+    - name: network
+      steps:
+        - name: vnet
+          kind: exec
+          run: echo "create vnet \$STAMP_NAME \$STAMP_REGION sku=\$SKU" && echo vnet >> $ORDER
+          delete: echo "delete vnet" && echo -vnet >> $ORDER
+    - name: data
+      steps:
+        - name: db
+          kind: exec
+          env: {DB_TIER: gold}
+          run: echo "db tier \$DB_TIER" && echo db >> $ORDER
+          delete: echo -db >> $ORDER
+    - name: compute
+      steps:
+        - name: app
+          kind: process
+          pool: general
+          command: ["\${STAMP_LIBEXEC}/stamp-workload", "--port", "\${PORT}", "--name", "\${STAMP_NAME}"]
+    - name: integration
+      steps:
+        - name: bus
+          kind: exec
+          run: echo bus >> $ORDER
+          delete: echo -bus >> $ORDER
+Y
+apply_template "$T/exec.yaml"
+ctl deploy --region uksouth --stamp-id 9 --template exec-stamp --param SKU=premium >/dev/null || fail deploy
+S=synaxis-uks-009
+wait_for $S active
+expect_eq "steps ran in order" "$(tr '\n' ' ' <"$ORDER")" "vnet db bus "
+log_file=$(jfield $S '.status.steps[0].log')
+expect_ok "step log kept with parameters" grep -q "create vnet $S uksouth sku=premium" "$log_file"
+expect_ok "step env" grep -q "db tier gold" "$(jfield $S '.status.steps[1].log')"
+expect_ok "status lists steps" sh -c "ctl status $S | grep -q 'network.*vnet.*exec.*Done'"
+ctl delete $S --force >/dev/null || fail delete
+wait_for $S deleted
+expect_eq "delete commands ran in reverse" "$(tr '\n' ' ' <"$ORDER")" "vnet db bus -bus -db -vnet "
+expect_ok "step logs archived" sh -c "ls $DATA/archive/$S/steps | grep -q 'vnet.delete-1.log'"
+
+# A failing step: 3 attempts, then Failed with the step named.
+cat >"$T/fail.yaml" <<Y
+apiVersion: stamp.synaxis.io/v1
+kind: StampTemplate
+metadata: {name: fail-stamp}
+spec:
+  phases:
+    - name: network
+      steps:
+        - name: flaky
+          kind: exec
+          run: echo attempt >> $T/attempts; echo "quota exceeded" >&2; exit 3
+Y
+apply_template "$T/fail.yaml"
+ctl deploy --region uksouth --stamp-id 10 --template fail-stamp >/dev/null || fail deploy-fail
+expect_err "failing step ends Failed" "is Failed" ctl wait --for=active synaxis-uks-010 --timeout 30s
+expect_eq "three attempts" "$(wc -l <"$T/attempts")" 3
+expect_ok "reason names the step" sh -c "ctl status synaxis-uks-010 -o json | jq -e '.status.message | test(\"flaky\")'"
+expect_ok "stderr kept in the step log" sh -c "cat $DATA/stamps/synaxis-uks-010/steps/flaky.*.log | grep -q 'quota exceeded'"
+
+# A step past its timeout is killed and counts as a failure.
+cat >"$T/slow.yaml" <<Y
+apiVersion: stamp.synaxis.io/v1
+kind: StampTemplate
+metadata: {name: hang-stamp}
+spec:
+  phases:
+    - name: network
+      steps:
+        - {name: hang, kind: exec, run: "sleep 30", timeout: 500ms}
+Y
+apply_template "$T/slow.yaml"
+STAMPD_ARGS=()
+ctl deploy --region uksouth --stamp-id 11 --template hang-stamp >/dev/null || fail deploy-hang
+expect_err "timed-out step fails the stamp" "is Failed" ctl wait --for=active synaxis-uks-011 --timeout 30s
+expect_ok "timeout recorded" sh -c "ctl status synaxis-uks-011 -o json | jq -e '[.status.steps[0].message] | .[0] | test(\"timed out\")'"
+expect_eq "no hung command left" "$(procs synaxis-uks-011/)" 0
+finish
