@@ -47,7 +47,10 @@ free_port() {
   return 1
 }
 
-ctl() { "$STAMP_BIN/stampctl" "$@"; }
+# `ctl` is stampctl, also inside sh -c.
+mkdir -p "$T/bin"
+ln -sf "$STAMP_BIN/stampctl" "$T/bin/ctl"
+export PATH="$T/bin:$PATH"
 
 owner_id() { sed -n 's/.*owner \([0-9a-f]*\).*/\1/p' "$T/stampd.log" | head -n 1; }
 
@@ -68,6 +71,15 @@ procs() {
     n=$((n + 1))
   done
   echo "$n"
+}
+
+# wait_procs PREFIX COUNT TIMEOUT_S: until exactly COUNT processes run.
+wait_procs() {
+  local end=$(( $(date +%s) + ${3:-15} ))
+  while [ "$(procs "$1")" != "$2" ]; do
+    [ "$(date +%s)" -lt "$end" ] || fail "processes $1: $(procs "$1"), want $2"
+    sleep 0.1
+  done
 }
 
 kill_owned() {

@@ -47,7 +47,7 @@ for i in $(seq 1 "$POINTS"); do
   start_stampd
   wait_for "$S" ready 60s
   wait $CURL 2>/dev/null
-  wait_until "$S standby pools settle" 15 test "$(procs "$S/")" = 1
+  wait_procs "$S/" 1 15
   expect_eq "$S drain: system pool only" "$(procs "$S/")" 1
 
   # --- delete (retire) ---

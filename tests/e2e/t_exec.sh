@@ -86,7 +86,6 @@ spec:
         - {name: hang, kind: exec, run: "sleep 30", timeout: 500ms}
 Y
 apply_template "$T/slow.yaml"
-STAMPD_ARGS=()
 ctl deploy --region uksouth --stamp-id 11 --template hang-stamp >/dev/null || fail deploy-hang
 expect_err "timed-out step fails the stamp" "is Failed" ctl wait --for=active synaxis-uks-011 --timeout 30s
 expect_ok "timeout recorded" sh -c "ctl status synaxis-uks-011 -o json | jq -e '[.status.steps[0].message] | .[0] | test(\"timed out\")'"

@@ -38,13 +38,15 @@ expect_ok "list -o wide" sh -c "ctl list -o wide | head -n1 | grep -q TEMPLATE"
 # Drain into warm standby: general and gpu pools go to 0, system stays.
 ctl drain synaxis-weu-001 >/dev/null || fail drain
 wait_for synaxis-weu-001 ready
-expect_eq "standby pools" "$(jfield synaxis-weu-001 '.status.pools | "\(.system)/\(.general)/\(.gpu)"')" "1/0/0"
-wait_until "standby leaves one process" 10 test "$(procs synaxis-weu-001/)" = 1
+wait_until "standby pools 1/0/0" 10 sh -c "ctl status synaxis-weu-001 -o json | jq -e '.status.pools == {system: 1, general: 0, gpu: 0}'"
+ok "standby pools system=1 general=0 gpu=0"
+wait_procs synaxis-weu-001/ 1 10
 expect_eq "standby processes" "$(procs synaxis-weu-001/)" 1
 
 # Back to Active from warm standby.
 ctl activate synaxis-weu-001 >/dev/null || fail activate
 wait_for synaxis-weu-001 active
+wait_procs synaxis-weu-001/ 3 10
 expect_eq "reactivated processes" "$(procs synaxis-weu-001/)" 3
 curl -fsS "http://$(endpoint synaxis-weu-001)/health" >/dev/null || fail "reactivated stamp serves"
 ok "reactivated stamp serves"

@@ -11,7 +11,7 @@ apply_template
 # The app of this template reports unhealthy while a flag file exists.
 sed -e 's/name: synaxis-stamp/name: sick-stamp/' \
     -e "s|\"--state-dir\", \"\${STATE_DIR}\"\]|\"--state-dir\", \"\${STATE_DIR}\", \"--unhealthy-file\", \"$T/sick\"]|" \
-    -e '/name: smoke/,$d' \
+    -e '/- name: validation/,$d' \
     "$STAMP_SRC/deploy/templates/synaxis-stamp.yaml" >"$T/sick.yaml"
 apply_template "$T/sick.yaml"
 touch "$T/sick"

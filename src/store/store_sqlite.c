@@ -1,0 +1,1052 @@
+/*
+ * store_sqlite.c - the embedded backend of store.h: one SQLite database file
+ * holding resources, events, audit, small metadata and port leases.
+ *
+ * Invariants: a resource row and the event describing its write commit in one
+ * transaction; resource_version is checked and bumped inside the writing
+ * transaction, so a stale update changes nothing; the JSON columns hold
+ * canonical text (sorted keys, compact), so equal text means equal value and
+ * the generation bump is a string comparison.  The database file and its WAL
+ * are created mode 0600 because meta holds secrets.
+ *
+ * Threading: one connection guarded by s->mu (and opened FULLMUTEX as a
+ * second line).  Every public function holds the mutex for its whole
+ * transaction.  store_list releases it between batches, so its callback may
+ * call back into the store; the port veto callback runs with the mutex held
+ * and must not.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "util/util.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_BUSY_MS 5000
+#define STORE_DOC_MAX (1024 * 1024)       /* spec + status text */
+#define STORE_METADOC_MAX (256 * 1024)    /* labels + annotations + finalizers */
+#define STORE_LIMIT_DEFAULT 1000
+#define STORE_LIMIT_MAX 10000
+#define STORE_LIST_BATCH 64
+#define STORE_KEY_MAX 256                 /* meta keys, port owners */
+#define STORE_META_VAL_MAX (1024 * 1024)
+#define STORE_PORTS_MAX 1024              /* ports in one lease */
+#define STORE_WORD_MAX 256                /* event type/reason, audit names */
+#define STORE_TEXT_MAX 8192               /* event message, audit result */
+#define STORE_DETAIL_MAX (64 * 1024)
+#define STORE_JSON_FLAGS (JSON_SORT_KEYS | JSON_COMPACT)
+
+#define RES_COLS                                                                           \
+    "kind, name, tenant, labels, annotations, spec, status, finalizers, resource_version, " \
+    "generation, created_ms, updated_ms, deletion_ms"
+
+struct store {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+    bool mu_ready;
+};
+
+static const char schema_sql[] =
+    "BEGIN IMMEDIATE;"
+    "CREATE TABLE IF NOT EXISTS meta ("
+    "  key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS resources ("
+    "  kind TEXT NOT NULL, name TEXT NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
+    "  labels TEXT NOT NULL, annotations TEXT NOT NULL, spec TEXT NOT NULL,"
+    "  status TEXT NOT NULL, finalizers TEXT NOT NULL,"
+    "  resource_version INTEGER NOT NULL, generation INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+    "  deletion_ms INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (kind, name));"
+    "CREATE INDEX IF NOT EXISTS resources_tenant ON resources(kind, tenant, name);"
+    "CREATE TABLE IF NOT EXISTS events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT NOT NULL,"
+    "  time_ms INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,"
+    "  message TEXT NOT NULL, resource_version INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS events_object ON events(kind, name, id);"
+    "CREATE TABLE IF NOT EXISTS audit ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL,"
+    "  \"user\" TEXT NOT NULL, tenant TEXT NOT NULL, operation TEXT NOT NULL,"
+    "  kind TEXT NOT NULL, name TEXT NOT NULL, result TEXT NOT NULL, detail TEXT);"
+    "CREATE INDEX IF NOT EXISTS audit_object ON audit(kind, name, id);"
+    "CREATE TABLE IF NOT EXISTS ports ("
+    "  port INTEGER PRIMARY KEY, owner TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS ports_owner ON ports(owner);"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '1');"
+    "COMMIT;";
+
+/* ---- small helpers ---------------------------------------------------- */
+
+/* Records the connection's current error.  Busy means another process holds
+ * the write lock past busy_timeout: worth a retry, so it is UNAVAIL, not IO. */
+static int db_fail(store *s, serr *e, const char *what) {
+    int rc = sqlite3_errcode(s->db);
+    int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? SE_UNAVAIL : SE_IO;
+    if (rc == SQLITE_NOMEM) code = SE_NOMEM;
+    return serr_set(e, code, "store: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+static int prep(store *s, const char *sql, sqlite3_stmt **st, serr *e) {
+    *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+        int rc = db_fail(s, e, "prepare");
+        sqlite3_finalize(*st);
+        *st = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+/* Binds at most max bytes of v, cut back to a UTF-8 character boundary, so
+ * an overlong message is shortened rather than failing the write it
+ * describes.  Strings bound here outlive the statement (SQLITE_STATIC). */
+static void bind_str(sqlite3_stmt *st, int idx, const char *v, size_t max) {
+    if (v == NULL) v = "";
+    size_t n = strlen(v);
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)v[n] & 0xC0) == 0x80) n--;
+    }
+    sqlite3_bind_text(st, idx, v, (int)n, SQLITE_STATIC);
+}
+
+static void bind_opt(sqlite3_stmt *st, int idx, const char *v) {
+    if (v == NULL) sqlite3_bind_null(st, idx);
+    else sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC);
+}
+
+static const char *col_str(sqlite3_stmt *st, int col) {
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? (const char *)t : "";
+}
+
+static void lock(store *s) { pthread_mutex_lock(&s->mu); }
+static void unlock(store *s) { pthread_mutex_unlock(&s->mu); }
+
+static int tx_begin(store *s, serr *e) {
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(s, e, "begin");
+    return 0;
+}
+
+static int tx_commit(store *s, serr *e) {
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(s, e, "commit");
+    return 0;
+}
+
+/* Safe to call whatever state the connection is in; the caller has already
+ * captured the error message it reports. */
+static void tx_rollback(store *s) {
+    if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* "Stamp" -> "stamp" for messages like "stamp synaxis-weu-001 not found". */
+static const char *kind_lower(const char *kind, char *buf, size_t len) {
+    size_t i = 0;
+    for (; kind[i] && i + 1 < len; i++) {
+        char c = kind[i];
+        buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+static int err_notfound(serr *e, const char *kind, const char *name) {
+    char k[RES_KIND_MAX];
+    return serr_set(e, SE_NOTFOUND, "%s %s not found", kind_lower(kind, k, sizeof(k)), name);
+}
+
+static int check_key(const char *kind, const char *name, serr *e) {
+    if (kind == NULL || name == NULL || kind[0] == '\0' || name[0] == '\0')
+        return serr_set(e, SE_INVAL, "store: a resource needs a kind and a name");
+    if (strlen(kind) >= RES_KIND_MAX || strlen(name) >= RES_NAME_MAX)
+        return serr_set(e, SE_INVAL, "store: kind or name too long");
+    return 0;
+}
+
+static int clamp_limit(int limit) {
+    if (limit <= 0) return STORE_LIMIT_DEFAULT;
+    return limit > STORE_LIMIT_MAX ? STORE_LIMIT_MAX : limit;
+}
+
+/* RFC 3339 UTC with milliseconds: "2026-01-25T01:00:00.123Z". */
+static char *fmt_time_ms(int64_t ms, char *buf, size_t len) {
+    int64_t sec = ms / 1000, frac = ms % 1000;
+    if (frac < 0) {
+        frac += 1000;
+        sec--;
+    }
+    time_t t = (time_t)sec;
+    struct tm tm;
+    char base[40];
+    if (gmtime_r(&t, &tm) == NULL || strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        base[0] = '\0';
+    snprintf(buf, len, "%s.%03dZ", base, (int)frac);
+    return buf;
+}
+
+/* ---- resources as text ------------------------------------------------ */
+
+/* Canonical text of the five JSON members of a resource. */
+typedef struct res_text {
+    char *labels, *annotations, *spec, *status, *finalizers;
+} res_text;
+
+static void res_text_free(res_text *t) {
+    free(t->labels);
+    free(t->annotations);
+    free(t->spec);
+    free(t->status);
+    free(t->finalizers);
+    memset(t, 0, sizeof(*t));
+}
+
+static int dump_member(const json_t *v, bool array, const char *what, char **out, serr *e) {
+    if (v == NULL) {
+        *out = strdup(array ? "[]" : "{}");
+    } else {
+        if (array ? !json_is_array(v) : !json_is_object(v))
+            return serr_set(e, SE_INVAL, "store: %s must be an %s", what,
+                            array ? "array" : "object");
+        *out = json_dumps(v, STORE_JSON_FLAGS);
+    }
+    if (*out == NULL) return serr_set(e, SE_NOMEM, "store: cannot encode %s", what);
+    return 0;
+}
+
+static int res_encode(const resource *r, res_text *t, serr *e) {
+    memset(t, 0, sizeof(*t));
+    int rc;
+    if ((rc = dump_member(r->labels, false, "labels", &t->labels, e)) ||
+        (rc = dump_member(r->annotations, false, "annotations", &t->annotations, e)) ||
+        (rc = dump_member(r->spec, false, "spec", &t->spec, e)) ||
+        (rc = dump_member(r->status, false, "status", &t->status, e)) ||
+        (rc = dump_member(r->finalizers, true, "finalizers", &t->finalizers, e)))
+        goto fail;
+    size_t i;
+    json_t *f;
+    json_array_foreach(r->finalizers, i, f) {
+        if (!json_is_string(f)) {
+            rc = serr_set(e, SE_INVAL, "store: finalizers must be strings");
+            goto fail;
+        }
+    }
+    char k[RES_KIND_MAX];
+    size_t doc = strlen(t->spec) + strlen(t->status);
+    if (doc > STORE_DOC_MAX) {
+        rc = serr_set(e, SE_TOOBIG, "%s %s: spec and status are %zu bytes, more than %d",
+                      kind_lower(r->kind, k, sizeof(k)), r->name, doc, STORE_DOC_MAX);
+        goto fail;
+    }
+    size_t meta = strlen(t->labels) + strlen(t->annotations) + strlen(t->finalizers);
+    if (meta > STORE_METADOC_MAX) {
+        rc = serr_set(e, SE_TOOBIG,
+                      "%s %s: labels, annotations and finalizers are %zu bytes, more than %d",
+                      kind_lower(r->kind, k, sizeof(k)), r->name, meta, STORE_METADOC_MAX);
+        goto fail;
+    }
+    return 0;
+fail:
+    res_text_free(t);
+    return rc;
+}
+
+static int load_member(sqlite3_stmt *st, int col, bool array, json_t **out, serr *e) {
+    json_error_t je;
+    json_t *v = json_loads(col_str(st, col), JSON_ALLOW_NUL, &je);
+    if (v == NULL || (array ? !json_is_array(v) : !json_is_object(v))) {
+        json_decref(v);
+        *out = NULL;
+        return serr_set(e, SE_IO, "store: corrupt %s column in %s %s",
+                        sqlite3_column_name(st, col), col_str(st, 0), col_str(st, 1));
+    }
+    *out = v;
+    return 0;
+}
+
+/* Fills r (treated as uninitialised) from a row selected as RES_COLS; on
+ * failure r holds no allocations. */
+static int row_to_resource(sqlite3_stmt *st, resource *r, serr *e) {
+    memset(r, 0, sizeof(*r));
+    str_copy(r->kind, sizeof(r->kind), col_str(st, 0));
+    str_copy(r->name, sizeof(r->name), col_str(st, 1));
+    str_copy(r->tenant, sizeof(r->tenant), col_str(st, 2));
+    int rc;
+    if ((rc = load_member(st, 3, false, &r->labels, e)) ||
+        (rc = load_member(st, 4, false, &r->annotations, e)) ||
+        (rc = load_member(st, 5, false, &r->spec, e)) ||
+        (rc = load_member(st, 6, false, &r->status, e)) ||
+        (rc = load_member(st, 7, true, &r->finalizers, e))) {
+        resource_free(r);
+        return rc;
+    }
+    r->resource_version = sqlite3_column_int64(st, 8);
+    r->generation = sqlite3_column_int64(st, 9);
+    r->created_ms = sqlite3_column_int64(st, 10);
+    r->updated_ms = sqlite3_column_int64(st, 11);
+    r->deletion_ms = sqlite3_column_int64(st, 12);
+    return 0;
+}
+
+/* ---- open / close ----------------------------------------------------- */
+
+static int make_parent(const char *path, serr *e) {
+    char dir[PATH_MAX];
+    if (!str_copy(dir, sizeof(dir), path)) return serr_set(e, SE_INVAL, "store: path too long");
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir) return 0;
+    *slash = '\0';
+    return mkdir_p(dir, 0700, e);
+}
+
+static int journal_cb(void *arg, int ncol, char **vals, char **names) {
+    if (ncol > 0 && vals[0] != NULL) str_copy(arg, 16, vals[0]);
+    return 0;
+}
+
+static int schema_version_cb(void *arg, int ncol, char **vals, char **names) {
+    int64_t v = 0;
+    if (ncol > 0 && vals[0] != NULL && parse_i64(vals[0], 0, INT32_MAX, &v) == 0) *(int64_t *)arg = v;
+    return 0;
+}
+
+int store_open_sqlite(const char *path, store **out, serr *e) {
+    *out = NULL;
+    if (path == NULL || path[0] == '\0') return serr_set(e, SE_INVAL, "store: empty path");
+    bool memory = strcmp(path, ":memory:") == 0;
+    int rc;
+    store *s = calloc(1, sizeof(*s));
+    if (s == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        rc = serr_set(e, SE_INTERNAL, "store: cannot create mutex");
+        goto fail;
+    }
+    s->mu_ready = true;
+    if (!memory) {
+        if ((rc = make_parent(path, e)) != 0) goto fail;
+        /* SQLite gives the WAL and shm files the database file's mode. */
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd == -1) {
+            rc = serr_set(e, SE_IO, "store: open %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        close(fd);
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        rc = serr_set(e, SE_IO, "store: open %s: %s", path,
+                      s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+    char mode[16] = "";
+    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", journal_cb, mode, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL,
+                     NULL) != SQLITE_OK) {
+        rc = db_fail(s, e, "pragmas");
+        goto fail;
+    }
+    if (!memory && strcmp(mode, "wal") != 0) {
+        rc = serr_set(e, SE_IO, "store: %s: cannot use WAL journal (got %s)", path, mode);
+        goto fail;
+    }
+    if (sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
+        rc = db_fail(s, e, "creating schema");
+        tx_rollback(s);
+        goto fail;
+    }
+    int64_t version = 0;
+    if (sqlite3_exec(s->db, "SELECT value FROM meta WHERE key='schema_version'",
+                     schema_version_cb, &version, NULL) != SQLITE_OK) {
+        rc = db_fail(s, e, "reading schema version");
+        goto fail;
+    }
+    if (version != STORE_SCHEMA_VERSION) {
+        rc = serr_set(e, SE_INVAL, "store: %s has schema version %lld, this program knows %d",
+                      path, (long long)version, STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    store_close(s);
+    return rc;
+}
+
+void store_close(store *s) {
+    if (s == NULL) return;
+    if (s->db) sqlite3_close(s->db);
+    if (s->mu_ready) pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* ---- resource helpers ------------------------------------------------- */
+
+void resource_init(resource *r) {
+    memset(r, 0, sizeof(*r));
+    /* An allocation failure leaves NULL, which every function reads as
+     * empty, so there is nothing to report here. */
+    r->labels = json_object();
+    r->annotations = json_object();
+    r->spec = json_object();
+    r->status = json_object();
+    r->finalizers = json_array();
+}
+
+void resource_free(resource *r) {
+    if (r == NULL) return;
+    json_decref(r->labels);
+    json_decref(r->annotations);
+    json_decref(r->spec);
+    json_decref(r->status);
+    json_decref(r->finalizers);
+    r->labels = r->annotations = r->spec = r->status = r->finalizers = NULL;
+}
+
+static json_t *copy_or_empty(const json_t *v, bool array) {
+    if (v == NULL) return array ? json_array() : json_object();
+    return json_deep_copy(v);
+}
+
+int resource_copy(resource *dst, const resource *src) {
+    *dst = *src;
+    dst->labels = copy_or_empty(src->labels, false);
+    dst->annotations = copy_or_empty(src->annotations, false);
+    dst->spec = copy_or_empty(src->spec, false);
+    dst->status = copy_or_empty(src->status, false);
+    dst->finalizers = copy_or_empty(src->finalizers, true);
+    if (!dst->labels || !dst->annotations || !dst->spec || !dst->status || !dst->finalizers) {
+        resource_free(dst);
+        return SE_NOMEM;
+    }
+    return 0;
+}
+
+json_t *resource_to_json(const resource *r) {
+    json_t *doc = json_object(), *md = json_object();
+    if (doc == NULL || md == NULL) goto fail;
+    char rv[24], ts[40];
+    snprintf(rv, sizeof(rv), "%lld", (long long)r->resource_version);
+    int bad = 0;
+    bad |= json_object_set_new(md, "name", json_string(r->name));
+    if (r->tenant[0]) bad |= json_object_set_new(md, "tenant", json_string(r->tenant));
+    bad |= json_object_set_new(md, "labels", copy_or_empty(r->labels, false));
+    bad |= json_object_set_new(md, "annotations", copy_or_empty(r->annotations, false));
+    bad |= json_object_set_new(md, "resourceVersion", json_string(rv));
+    bad |= json_object_set_new(md, "generation", json_integer(r->generation));
+    bad |= json_object_set_new(md, "creationTimestamp",
+                               json_string(fmt_time_rfc3339(r->created_ms, ts, sizeof(ts))));
+    if (r->deletion_ms > 0)
+        bad |= json_object_set_new(md, "deletionTimestamp",
+                                   json_string(fmt_time_rfc3339(r->deletion_ms, ts, sizeof(ts))));
+    if (json_array_size(r->finalizers) > 0)
+        bad |= json_object_set_new(md, "finalizers", json_deep_copy(r->finalizers));
+    bad |= json_object_set_new(doc, "apiVersion", json_string("stamp.synaxis.io/v1"));
+    bad |= json_object_set_new(doc, "kind", json_string(r->kind));
+    bad |= json_object_set_new(doc, "metadata", md);
+    md = NULL; /* owned by doc now, even when the set failed */
+    bad |= json_object_set_new(doc, "spec", copy_or_empty(r->spec, false));
+    bad |= json_object_set_new(doc, "status", copy_or_empty(r->status, false));
+    if (bad) goto fail;
+    return doc;
+fail:
+    json_decref(md);
+    json_decref(doc);
+    return NULL;
+}
+
+/* ---- events (internal) ------------------------------------------------ */
+
+static int event_insert(store *s, const char *kind, const char *name, int64_t t, int64_t rv,
+                        const store_event *ev, serr *e) {
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "INSERT INTO events(kind, name, time_ms, type, reason, message, "
+                  "resource_version) VALUES(?,?,?,?,?,?,?)",
+                  &st, e);
+    if (rc) return rc;
+    bind_str(st, 1, kind, RES_KIND_MAX);
+    bind_str(st, 2, name, RES_NAME_MAX);
+    sqlite3_bind_int64(st, 3, t);
+    bind_str(st, 4, ev->type ? ev->type : "Normal", STORE_WORD_MAX);
+    bind_str(st, 5, ev->reason, STORE_WORD_MAX);
+    bind_str(st, 6, ev->message, STORE_TEXT_MAX);
+    sqlite3_bind_int64(st, 7, rv);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "recording event");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Reads the stored version of (kind, name) inside the caller's transaction.
+ * With check set, a version other than want is SE_CONFLICT.  When new_spec
+ * is given, *spec_changed says whether it differs from the stored text. */
+static int row_check(store *s, const char *kind, const char *name, bool check, int64_t want,
+                     const char *new_spec, int64_t *rv, int64_t *gen, bool *spec_changed,
+                     serr *e) {
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "SELECT resource_version, generation, spec FROM resources "
+                  "WHERE kind=? AND name=?",
+                  &st, e);
+    if (rc) return rc;
+    bind_str(st, 1, kind, RES_KIND_MAX);
+    bind_str(st, 2, name, RES_NAME_MAX);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        rc = err_notfound(e, kind, name);
+    } else if (step != SQLITE_ROW) {
+        rc = db_fail(s, e, "reading resource");
+    } else {
+        *rv = sqlite3_column_int64(st, 0);
+        if (gen) *gen = sqlite3_column_int64(st, 1);
+        if (new_spec && spec_changed) *spec_changed = strcmp(col_str(st, 2), new_spec) != 0;
+        if (check && *rv != want) {
+            char k[RES_KIND_MAX];
+            rc = serr_set(e, SE_CONFLICT,
+                          "%s %s was modified (resourceVersion %lld, you had %lld)",
+                          kind_lower(kind, k, sizeof(k)), name, (long long)*rv,
+                          (long long)want);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- resources -------------------------------------------------------- */
+
+int store_create(store *s, resource *r, const store_event *ev, serr *e) {
+    int rc = check_key(r->kind, r->name, e);
+    if (rc) return rc;
+    res_text t;
+    if ((rc = res_encode(r, &t, e)) != 0) return rc;
+    int64_t now = now_ms();
+    sqlite3_stmt *st = NULL;
+    lock(s);
+    if ((rc = tx_begin(s, e)) != 0) goto out;
+    rc = prep(s, "INSERT INTO resources(" RES_COLS ") VALUES(?,?,?,?,?,?,?,?,1,1,?,?,?)", &st, e);
+    if (rc) goto out;
+    bind_str(st, 1, r->kind, RES_KIND_MAX);
+    bind_str(st, 2, r->name, RES_NAME_MAX);
+    bind_str(st, 3, r->tenant, RES_TENANT_MAX);
+    bind_opt(st, 4, t.labels);
+    bind_opt(st, 5, t.annotations);
+    bind_opt(st, 6, t.spec);
+    bind_opt(st, 7, t.status);
+    bind_opt(st, 8, t.finalizers);
+    sqlite3_bind_int64(st, 9, now);
+    sqlite3_bind_int64(st, 10, now);
+    sqlite3_bind_int64(st, 11, r->deletion_ms);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+            char k[RES_KIND_MAX];
+            rc = serr_set(e, SE_EXISTS, "%s %s already exists",
+                          kind_lower(r->kind, k, sizeof(k)), r->name);
+        } else {
+            rc = db_fail(s, e, "creating resource");
+        }
+        goto out;
+    }
+    if (ev && (rc = event_insert(s, r->kind, r->name, now, 1, ev, e)) != 0) goto out;
+    rc = tx_commit(s, e);
+out:
+    sqlite3_finalize(st);
+    if (rc) tx_rollback(s);
+    unlock(s);
+    res_text_free(&t);
+    if (rc == 0) {
+        r->resource_version = 1;
+        r->generation = 1;
+        r->created_ms = r->updated_ms = now;
+    }
+    return rc;
+}
+
+int store_get(store *s, const char *kind, const char *name, resource *out, serr *e) {
+    memset(out, 0, sizeof(*out));
+    int rc = check_key(kind, name, e);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    lock(s);
+    rc = prep(s, "SELECT " RES_COLS " FROM resources WHERE kind=? AND name=?", &st, e);
+    if (rc == 0) {
+        bind_str(st, 1, kind, RES_KIND_MAX);
+        bind_str(st, 2, name, RES_NAME_MAX);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW) rc = row_to_resource(st, out, e);
+        else if (step == SQLITE_DONE) rc = err_notfound(e, kind, name);
+        else rc = db_fail(s, e, "reading resource");
+        sqlite3_finalize(st);
+    }
+    unlock(s);
+    return rc;
+}
+
+int store_update(store *s, resource *r, const store_event *ev, serr *e) {
+    int rc = check_key(r->kind, r->name, e);
+    if (rc) return rc;
+    res_text t;
+    if ((rc = res_encode(r, &t, e)) != 0) return rc;
+    int64_t now = now_ms(), rv = 0, gen = 0;
+    bool changed = false;
+    sqlite3_stmt *st = NULL;
+    lock(s);
+    if ((rc = tx_begin(s, e)) != 0) goto out;
+    rc = row_check(s, r->kind, r->name, true, r->resource_version, t.spec, &rv, &gen, &changed, e);
+    if (rc) goto out;
+    if (changed) gen++;
+    rc = prep(s,
+              "UPDATE resources SET labels=?, annotations=?, spec=?, status=?, finalizers=?, "
+              "resource_version=resource_version+1, generation=?, updated_ms=?, deletion_ms=? "
+              "WHERE kind=? AND name=? AND resource_version=?",
+              &st, e);
+    if (rc) goto out;
+    bind_opt(st, 1, t.labels);
+    bind_opt(st, 2, t.annotations);
+    bind_opt(st, 3, t.spec);
+    bind_opt(st, 4, t.status);
+    bind_opt(st, 5, t.finalizers);
+    sqlite3_bind_int64(st, 6, gen);
+    sqlite3_bind_int64(st, 7, now);
+    sqlite3_bind_int64(st, 8, r->deletion_ms);
+    bind_str(st, 9, r->kind, RES_KIND_MAX);
+    bind_str(st, 10, r->name, RES_NAME_MAX);
+    sqlite3_bind_int64(st, 11, rv);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = db_fail(s, e, "updating resource");
+        goto out;
+    }
+    if (sqlite3_changes(s->db) != 1) {
+        /* Cannot happen while we hold the write lock; refuse rather than
+         * report a write that did not land. */
+        rc = serr_set(e, SE_CONFLICT, "%s %s changed during update", r->kind, r->name);
+        goto out;
+    }
+    if (ev && (rc = event_insert(s, r->kind, r->name, now, rv + 1, ev, e)) != 0) goto out;
+    rc = tx_commit(s, e);
+out:
+    sqlite3_finalize(st);
+    if (rc) tx_rollback(s);
+    unlock(s);
+    res_text_free(&t);
+    if (rc == 0) {
+        r->resource_version = rv + 1;
+        r->generation = gen;
+        r->updated_ms = now;
+    }
+    return rc;
+}
+
+int store_delete(store *s, const char *kind, const char *name, int64_t rv, serr *e) {
+    int rc = check_key(kind, name, e);
+    if (rc) return rc;
+    int64_t cur = 0;
+    sqlite3_stmt *st = NULL;
+    lock(s);
+    if ((rc = tx_begin(s, e)) != 0) goto out;
+    if ((rc = row_check(s, kind, name, rv != 0, rv, NULL, &cur, NULL, NULL, e)) != 0) goto out;
+    if ((rc = prep(s, "DELETE FROM resources WHERE kind=? AND name=?", &st, e)) != 0) goto out;
+    bind_str(st, 1, kind, RES_KIND_MAX);
+    bind_str(st, 2, name, RES_NAME_MAX);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = db_fail(s, e, "deleting resource");
+        goto out;
+    }
+    rc = tx_commit(s, e);
+out:
+    sqlite3_finalize(st);
+    if (rc) tx_rollback(s);
+    unlock(s);
+    return rc;
+}
+
+/* Reads up to STORE_LIST_BATCH resources named after `after` into batch. */
+static int list_batch(store *s, const char *kind, const char *tenant, const char *after,
+                      resource *batch, int *n, serr *e) {
+    *n = 0;
+    sqlite3_stmt *st;
+    lock(s);
+    int rc = prep(s,
+                  "SELECT " RES_COLS " FROM resources WHERE kind=?1 "
+                  "AND (?2 IS NULL OR tenant=?2) AND name>?3 ORDER BY name LIMIT ?4",
+                  &st, e);
+    if (rc == 0) {
+        bind_str(st, 1, kind, RES_KIND_MAX);
+        if (tenant) bind_str(st, 2, tenant, RES_TENANT_MAX);
+        else sqlite3_bind_null(st, 2);
+        bind_str(st, 3, after, RES_NAME_MAX);
+        sqlite3_bind_int(st, 4, STORE_LIST_BATCH);
+        int step;
+        while (rc == 0 && *n < STORE_LIST_BATCH && (step = sqlite3_step(st)) == SQLITE_ROW) {
+            if ((rc = row_to_resource(st, &batch[*n], e)) == 0) (*n)++;
+        }
+        if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW)
+            rc = db_fail(s, e, "listing resources");
+        sqlite3_finalize(st);
+    }
+    unlock(s);
+    if (rc) {
+        for (int i = 0; i < *n; i++) resource_free(&batch[i]);
+        *n = 0;
+    }
+    return rc;
+}
+
+/* Pages through the table by name so that memory stays bounded and the
+ * callback runs without the mutex.  A listing is therefore not one snapshot:
+ * a resource created or deleted meanwhile may or may not appear. */
+int store_list(store *s, const char *kind, const char *tenant, store_list_fn fn, void *arg,
+               serr *e) {
+    if (kind == NULL || kind[0] == '\0' || fn == NULL)
+        return serr_set(e, SE_INVAL, "store: list needs a kind and a callback");
+    resource *batch = calloc(STORE_LIST_BATCH, sizeof(*batch));
+    if (batch == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
+    char after[RES_NAME_MAX] = "";
+    int rc = 0, stop = 0;
+    while (!stop) {
+        int n = 0;
+        if ((rc = list_batch(s, kind, tenant, after, batch, &n, e)) != 0) break;
+        if (n > 0) str_copy(after, sizeof(after), batch[n - 1].name);
+        for (int i = 0; i < n; i++) {
+            if (!stop) stop = fn(&batch[i], arg);
+            resource_free(&batch[i]);
+        }
+        if (n < STORE_LIST_BATCH) break;
+    }
+    free(batch);
+    return rc;
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+int store_event_add(store *s, const char *kind, const char *name, const store_event *ev, serr *e) {
+    int rc = check_key(kind, name, e);
+    if (rc) return rc;
+    if (ev == NULL) return serr_set(e, SE_INVAL, "store: no event");
+    /* An event may outlive its resource (for example "Purged"): a missing
+     * row records resourceVersion 0 rather than failing. */
+    sqlite3_stmt *st;
+    int64_t rv = 0;
+    lock(s);
+    rc = prep(s, "SELECT resource_version FROM resources WHERE kind=? AND name=?", &st, e);
+    if (rc == 0) {
+        bind_str(st, 1, kind, RES_KIND_MAX);
+        bind_str(st, 2, name, RES_NAME_MAX);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW) rv = sqlite3_column_int64(st, 0);
+        else if (step != SQLITE_DONE) rc = db_fail(s, e, "reading resource");
+        sqlite3_finalize(st);
+    }
+    if (rc == 0) rc = event_insert(s, kind, name, now_ms(), rv, ev, e);
+    unlock(s);
+    return rc;
+}
+
+/* Appends row fields to arr; returns SE_NOMEM when jansson cannot allocate. */
+static int push(json_t *arr, json_t *obj) {
+    if (obj == NULL || json_array_append_new(arr, obj) != 0) return SE_NOMEM;
+    return 0;
+}
+
+int store_events(store *s, const char *kind, const char *name, int limit, json_t **out, serr *e) {
+    *out = NULL;
+    int rc = check_key(kind, name, e);
+    if (rc) return rc;
+    json_t *arr = json_array();
+    if (arr == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
+    sqlite3_stmt *st;
+    lock(s);
+    /* The newest `limit` events, shown oldest first. */
+    rc = prep(s,
+              "SELECT time_ms, type, reason, message, resource_version FROM ("
+              " SELECT id, time_ms, type, reason, message, resource_version FROM events"
+              " WHERE kind=? AND name=? ORDER BY id DESC LIMIT ?) ORDER BY id",
+              &st, e);
+    if (rc == 0) {
+        bind_str(st, 1, kind, RES_KIND_MAX);
+        bind_str(st, 2, name, RES_NAME_MAX);
+        sqlite3_bind_int(st, 3, clamp_limit(limit));
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            char ts[48];
+            int64_t t = sqlite3_column_int64(st, 0);
+            json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I}", "time",
+                                   fmt_time_ms(t, ts, sizeof(ts)), "timeMs", (json_int_t)t,
+                                   "type", col_str(st, 1), "reason", col_str(st, 2), "message",
+                                   col_str(st, 3), "resourceVersion",
+                                   (json_int_t)sqlite3_column_int64(st, 4));
+            if (push(arr, ev) != 0) {
+                rc = serr_set(e, SE_NOMEM, "store: out of memory");
+                break;
+            }
+        }
+        if (rc == 0 && step != SQLITE_DONE) rc = db_fail(s, e, "reading events");
+        sqlite3_finalize(st);
+    }
+    unlock(s);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = arr;
+    return 0;
+}
+
+/* ---- audit ------------------------------------------------------------ */
+
+int store_audit_add(store *s, const store_audit *a, serr *e) {
+    if (a == NULL) return serr_set(e, SE_INVAL, "store: no audit record");
+    char *detail = NULL;
+    if (a->detail) {
+        if (!json_is_object(a->detail))
+            return serr_set(e, SE_INVAL, "store: audit detail must be an object");
+        detail = json_dumps(a->detail, STORE_JSON_FLAGS);
+        if (detail == NULL) return serr_set(e, SE_NOMEM, "store: cannot encode audit detail");
+        if (strlen(detail) > STORE_DETAIL_MAX) {
+            free(detail);
+            return serr_set(e, SE_TOOBIG, "store: audit detail larger than %d bytes",
+                            STORE_DETAIL_MAX);
+        }
+    }
+    sqlite3_stmt *st;
+    lock(s);
+    int rc = prep(s,
+                  "INSERT INTO audit(time_ms, \"user\", tenant, operation, kind, name, result, "
+                  "detail) VALUES(?,?,?,?,?,?,?,?)",
+                  &st, e);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, now_ms());
+        bind_str(st, 2, a->user, STORE_WORD_MAX);
+        bind_str(st, 3, a->tenant, STORE_WORD_MAX);
+        bind_str(st, 4, a->operation, STORE_WORD_MAX);
+        bind_str(st, 5, a->kind, STORE_WORD_MAX);
+        bind_str(st, 6, a->name, STORE_WORD_MAX);
+        bind_str(st, 7, a->result, STORE_TEXT_MAX);
+        bind_opt(st, 8, detail);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "recording audit");
+        sqlite3_finalize(st);
+    }
+    unlock(s);
+    free(detail);
+    return rc;
+}
+
+int store_audit_list(store *s, const char *kind, const char *name, int limit, json_t **out,
+                     serr *e) {
+    *out = NULL;
+    json_t *arr = json_array();
+    if (arr == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
+    sqlite3_stmt *st;
+    lock(s);
+    int rc = prep(s,
+                  "SELECT time_ms, \"user\", tenant, operation, kind, name, result, detail FROM ("
+                  " SELECT * FROM audit WHERE (?1 IS NULL OR kind=?1) AND (?2 IS NULL OR name=?2)"
+                  " ORDER BY id DESC LIMIT ?3) ORDER BY id",
+                  &st, e);
+    if (rc == 0) {
+        bind_opt(st, 1, kind);
+        bind_opt(st, 2, name);
+        sqlite3_bind_int(st, 3, clamp_limit(limit));
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            char ts[48];
+            json_t *detail = json_null();
+            if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+                json_error_t je;
+                json_t *d = json_loads(col_str(st, 7), 0, &je);
+                if (d) {
+                    json_decref(detail);
+                    detail = d;
+                }
+            }
+            json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "time",
+                                    fmt_time_ms(sqlite3_column_int64(st, 0), ts, sizeof(ts)),
+                                    "user", col_str(st, 1), "tenant", col_str(st, 2),
+                                    "operation", col_str(st, 3), "kind", col_str(st, 4), "name",
+                                    col_str(st, 5), "result", col_str(st, 6), "detail", detail);
+            if (push(arr, row) != 0) {
+                rc = serr_set(e, SE_NOMEM, "store: out of memory");
+                break;
+            }
+        }
+        if (rc == 0 && step != SQLITE_DONE) rc = db_fail(s, e, "reading audit");
+        sqlite3_finalize(st);
+    }
+    unlock(s);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = arr;
+    return 0;
+}
+
+/* ---- meta ------------------------------------------------------------- */
+
+static int check_meta_key(const char *key, serr *e) {
+    if (key == NULL || key[0] == '\0' || strlen(key) > STORE_KEY_MAX)
+        return serr_set(e, SE_INVAL, "store: bad metadata key");
+    return 0;
+}
+
+int store_meta_get(store *s, const char *key, char **val, serr *e) {
+    *val = NULL;
+    int rc = check_meta_key(key, e);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    lock(s);
+    rc = prep(s, "SELECT value FROM meta WHERE key=?", &st, e);
+    if (rc == 0) {
+        bind_str(st, 1, key, STORE_KEY_MAX);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW) {
+            *val = strdup(col_str(st, 0));
+            if (*val == NULL) rc = serr_set(e, SE_NOMEM, "store: out of memory");
+        } else if (step == SQLITE_DONE) {
+            rc = serr_set(e, SE_NOTFOUND, "metadata %s not found", key);
+        } else {
+            rc = db_fail(s, e, "reading metadata");
+        }
+        sqlite3_finalize(st);
+    }
+    unlock(s);
+    return rc;
+}
+
+int store_meta_set(store *s, const char *key, const char *val, serr *e) {
+    int rc = check_meta_key(key, e);
+    if (rc) return rc;
+    if (val == NULL) return serr_set(e, SE_INVAL, "store: metadata %s: no value", key);
+    if (strlen(val) > STORE_META_VAL_MAX)
+        return serr_set(e, SE_TOOBIG, "store: metadata %s larger than %d bytes", key,
+                        STORE_META_VAL_MAX);
+    sqlite3_stmt *st;
+    lock(s);
+    rc = prep(s,
+              "INSERT INTO meta(key, value) VALUES(?, ?) "
+              "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+              &st, e);
+    if (rc == 0) {
+        bind_opt(st, 1, key);
+        bind_opt(st, 2, val);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "writing metadata");
+        sqlite3_finalize(st);
+    }
+    unlock(s);
+    return rc;
+}
+
+/* ---- ports ------------------------------------------------------------ */
+
+/* Ports owner holds, sorted; *count may exceed max (only max are stored). */
+static int ports_held(store *s, const char *owner, int *got, int max, int *count, serr *e) {
+    *count = 0;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT port FROM ports WHERE owner=? ORDER BY port", &st, e);
+    if (rc) return rc;
+    bind_opt(st, 1, owner);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*count < max) got[*count] = sqlite3_column_int(st, 0);
+        (*count)++;
+    }
+    if (step != SQLITE_DONE) rc = db_fail(s, e, "reading ports");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int ports_delete(store *s, const char *owner, serr *e) {
+    sqlite3_stmt *st;
+    int rc = prep(s, "DELETE FROM ports WHERE owner=?", &st, e);
+    if (rc) return rc;
+    bind_opt(st, 1, owner);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "releasing ports");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Walks lo..hi beside the sorted list of leased ports in that range. */
+static int ports_find(store *s, int n, int lo, int hi, store_port_ok_fn ok, void *arg, int *got,
+                      int *found, serr *e) {
+    *found = 0;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT port FROM ports WHERE port BETWEEN ? AND ? ORDER BY port", &st, e);
+    if (rc) return rc;
+    sqlite3_bind_int(st, 1, lo);
+    sqlite3_bind_int(st, 2, hi);
+    int step = sqlite3_step(st);
+    for (int p = lo; p <= hi && *found < n; p++) {
+        while (step == SQLITE_ROW && sqlite3_column_int(st, 0) < p) step = sqlite3_step(st);
+        if (step == SQLITE_ROW && sqlite3_column_int(st, 0) == p) continue;
+        if (step != SQLITE_ROW && step != SQLITE_DONE) break;
+        if (ok && !ok(p, arg)) continue;
+        got[(*found)++] = p;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) rc = db_fail(s, e, "reading ports");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_ports_lease(store *s, const char *owner, int n, int lo, int hi, store_port_ok_fn ok,
+                      void *arg, int *ports, serr *e) {
+    if (owner == NULL || owner[0] == '\0' || strlen(owner) > STORE_KEY_MAX)
+        return serr_set(e, SE_INVAL, "store: bad port owner");
+    if (lo < 1 || hi > 65535 || lo > hi)
+        return serr_set(e, SE_INVAL, "store: bad port range %d-%d", lo, hi);
+    if (n < 1 || n > STORE_PORTS_MAX || ports == NULL)
+        return serr_set(e, SE_INVAL, "store: cannot lease %d ports (1..%d)", n, STORE_PORTS_MAX);
+    int *got = calloc((size_t)n, sizeof(*got));
+    if (got == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
+    int count = 0, found = 0;
+    sqlite3_stmt *st = NULL;
+    lock(s);
+    int rc = tx_begin(s, e);
+    if (rc) goto out;
+    if ((rc = ports_held(s, owner, got, n, &count, e)) != 0) goto out;
+    if (count == n && got[0] >= lo && got[n - 1] <= hi) {
+        rc = tx_commit(s, e);
+        goto out;
+    }
+    if (count > 0 && (rc = ports_delete(s, owner, e)) != 0) goto out;
+    if ((rc = ports_find(s, n, lo, hi, ok, arg, got, &found, e)) != 0) goto out;
+    if (found < n) {
+        rc = serr_set(e, SE_LIMIT, "%s: only %d of %d ports free in %d-%d", owner, found, n, lo,
+                      hi);
+        goto out;
+    }
+    if ((rc = prep(s, "INSERT INTO ports(port, owner) VALUES(?, ?)", &st, e)) != 0) goto out;
+    for (int i = 0; i < n && rc == 0; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int(st, 1, got[i]);
+        bind_opt(st, 2, owner);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "leasing port");
+    }
+    if (rc == 0) rc = tx_commit(s, e);
+out:
+    sqlite3_finalize(st);
+    if (rc) tx_rollback(s);
+    unlock(s);
+    if (rc == 0) memcpy(ports, got, (size_t)n * sizeof(*got));
+    free(got);
+    return rc;
+}
+
+int store_ports_release(store *s, const char *owner, serr *e) {
+    if (owner == NULL || owner[0] == '\0')
+        return serr_set(e, SE_INVAL, "store: bad port owner");
+    lock(s);
+    int rc = ports_delete(s, owner, e);
+    unlock(s);
+    return rc;
+}
