@@ -420,7 +420,11 @@ static json_t *copy_or_empty(const json_t *v, bool array) {
     return json_deep_copy(v);
 }
 
+/* dst, like store_get's out, must be a valid resource (zeroed, initialised
+ * or filled): callers reuse one variable, so its old members are released. */
 int resource_copy(resource *dst, const resource *src) {
+    if (dst == src) return 0;
+    resource_free(dst);
     *dst = *src;
     dst->labels = copy_or_empty(src->labels, false);
     dst->annotations = copy_or_empty(src->annotations, false);
@@ -573,7 +577,11 @@ out:
     return rc;
 }
 
+/* Releases what out held and, on failure, leaves it with no allocations, so
+ * both "resource_init, then get" and "get, then init on SE_NOTFOUND" are
+ * leak free. */
 int store_get(store *s, const char *kind, const char *name, resource *out, serr *e) {
+    resource_free(out);
     memset(out, 0, sizeof(*out));
     int rc = check_key(kind, name, e);
     if (rc) return rc;
@@ -687,7 +695,7 @@ static int list_batch(store *s, const char *kind, const char *tenant, const char
         else sqlite3_bind_null(st, 2);
         bind_str(st, 3, after, RES_NAME_MAX);
         sqlite3_bind_int(st, 4, STORE_LIST_BATCH);
-        int step;
+        int step = SQLITE_DONE;
         while (rc == 0 && *n < STORE_LIST_BATCH && (step = sqlite3_step(st)) == SQLITE_ROW) {
             if ((rc = row_to_resource(st, &batch[*n], e)) == 0) (*n)++;
         }
@@ -753,7 +761,7 @@ int store_event_add(store *s, const char *kind, const char *name, const store_ev
     return rc;
 }
 
-/* Appends row fields to arr; returns SE_NOMEM when jansson cannot allocate. */
+/* Takes obj (NULL when jansson could not build it) into arr. */
 static int push(json_t *arr, json_t *obj) {
     if (obj == NULL || json_array_append_new(arr, obj) != 0) return SE_NOMEM;
     return 0;

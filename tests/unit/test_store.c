@@ -1,0 +1,723 @@
+/*
+ * test_store.c - the SQLite store against a real database file in a fresh
+ * temporary directory per test: round trips, optimistic concurrency,
+ * atomic write+event, listing, audit, metadata, port leases, persistence.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/store.h"
+#include "util/util.h"
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+    store *s;
+} fixture;
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    str_copy(f->dir, sizeof(f->dir), "/tmp/stamp-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    /* A missing parent directory is created by open. */
+    snprintf(f->path, sizeof(f->path), "%s/state/stamp.db", f->dir);
+    serr e = {0};
+    assert_int_equal(store_open_sqlite(f->path, &f->s, &e), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    store_close(f->s);
+    assert_int_equal(remove_tree(f->dir, NULL), 0);
+    free(f);
+    return 0;
+}
+
+static void make(resource *r, const char *kind, const char *name, const char *tenant) {
+    resource_init(r);
+    str_copy(r->kind, sizeof(r->kind), kind);
+    str_copy(r->name, sizeof(r->name), name);
+    str_copy(r->tenant, sizeof(r->tenant), tenant);
+}
+
+static void create_simple(store *s, const char *kind, const char *name, const char *tenant) {
+    resource r;
+    make(&r, kind, name, tenant);
+    serr e = {0};
+    assert_int_equal(store_create(s, &r, NULL, &e), 0);
+    resource_free(&r);
+}
+
+static void test_roundtrip(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    resource r;
+    make(&r, "Stamp", "synaxis-weu-001", "contoso");
+    json_object_set_new(r.labels, "region", json_string("westeurope"));
+    json_object_set_new(r.annotations, "note", json_string("first"));
+    json_object_set_new(r.spec, "replicas", json_integer(3));
+    json_object_set_new(r.spec, "ratio", json_real(0.25));
+    json_object_set_new(r.status, "phase", json_string("Creating"));
+    json_array_append_new(r.finalizers, json_string("stamp.synaxis.io/backup"));
+    store_event ev = {"Normal", "Created", "stamp created"};
+    assert_int_equal(store_create(f->s, &r, &ev, &e), 0);
+    assert_int_equal(r.resource_version, 1);
+    assert_int_equal(r.generation, 1);
+    assert_true(r.created_ms > 0);
+    assert_int_equal(r.created_ms, r.updated_ms);
+
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(f->s, "Stamp", "synaxis-weu-001", &g, &e), 0);
+    assert_string_equal(g.kind, "Stamp");
+    assert_string_equal(g.name, "synaxis-weu-001");
+    assert_string_equal(g.tenant, "contoso");
+    assert_true(json_equal(g.labels, r.labels));
+    assert_true(json_equal(g.annotations, r.annotations));
+    assert_true(json_equal(g.spec, r.spec));
+    assert_true(json_equal(g.status, r.status));
+    assert_true(json_equal(g.finalizers, r.finalizers));
+    assert_int_equal(g.resource_version, 1);
+    assert_int_equal(g.generation, 1);
+    assert_int_equal(g.created_ms, r.created_ms);
+    assert_int_equal(g.updated_ms, r.updated_ms);
+    assert_int_equal(g.deletion_ms, 0);
+
+    resource c;
+    resource_init(&c);
+    assert_int_equal(resource_copy(&c, &g), 0);
+    assert_true(json_equal(c.spec, g.spec));
+    assert_ptr_not_equal(c.spec, g.spec);
+
+    json_t *j = resource_to_json(&g);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "apiVersion")), "stamp.synaxis.io/v1");
+    assert_string_equal(json_string_value(json_object_get(j, "kind")), "Stamp");
+    json_t *md = json_object_get(j, "metadata");
+    assert_string_equal(json_string_value(json_object_get(md, "name")), "synaxis-weu-001");
+    assert_string_equal(json_string_value(json_object_get(md, "tenant")), "contoso");
+    assert_string_equal(json_string_value(json_object_get(md, "resourceVersion")), "1");
+    assert_int_equal(json_integer_value(json_object_get(md, "generation")), 1);
+    const char *ts = json_string_value(json_object_get(md, "creationTimestamp"));
+    assert_non_null(ts);
+    assert_int_equal(strlen(ts), 20);
+    assert_null(json_object_get(md, "deletionTimestamp"));
+    assert_int_equal(json_array_size(json_object_get(md, "finalizers")), 1);
+    assert_true(json_equal(json_object_get(j, "spec"), g.spec));
+    json_decref(j);
+
+    /* Optional members disappear when empty. */
+    c.tenant[0] = '\0';
+    json_array_clear(c.finalizers);
+    c.deletion_ms = 1769302800000; /* 2026-01-25T01:00:00Z */
+    j = resource_to_json(&c);
+    md = json_object_get(j, "metadata");
+    assert_null(json_object_get(md, "tenant"));
+    assert_null(json_object_get(md, "finalizers"));
+    assert_string_equal(json_string_value(json_object_get(md, "deletionTimestamp")),
+                        "2026-01-25T01:00:00Z");
+    json_decref(j);
+
+    resource_free(&c);
+    resource_free(&g);
+    resource_free(&r);
+    resource_free(&r); /* idempotent */
+}
+
+static void test_duplicate(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    create_simple(f->s, "Stamp", "a", "");
+    resource r;
+    make(&r, "Stamp", "a", "");
+    assert_int_equal(store_create(f->s, &r, NULL, &e), SE_EXISTS);
+    assert_string_equal(e.msg, "stamp a already exists");
+    resource_free(&r);
+    /* Same name, other kind: a different key. */
+    create_simple(f->s, "Namespace", "a", "");
+}
+
+static void test_notfound(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(f->s, "Stamp", "nope", &g, &e), SE_NOTFOUND);
+    assert_string_equal(e.msg, "stamp nope not found");
+    /* A failed get leaves nothing allocated, whatever out held before. */
+    assert_null(g.spec);
+    create_simple(f->s, "Stamp", "yes", "");
+    assert_int_equal(store_get(f->s, "Stamp", "yes", &g, &e), 0);
+    assert_int_equal(store_get(f->s, "Stamp", "yes", &g, &e), 0);
+    assert_int_equal(store_get(f->s, "Stamp", "nope", &g, &e), SE_NOTFOUND);
+    assert_null(g.spec);
+    assert_null(g.finalizers);
+    resource_free(&g);
+    resource r;
+    make(&r, "Stamp", "nope", "");
+    r.resource_version = 1;
+    assert_int_equal(store_update(f->s, &r, NULL, &e), SE_NOTFOUND);
+    resource_free(&r);
+    assert_int_equal(store_get(f->s, "", "x", &g, &e), SE_INVAL);
+}
+
+static void test_stale_update(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    resource r;
+    make(&r, "Stamp", "synaxis-weu-001", "");
+    json_object_set_new(r.spec, "v", json_integer(1));
+    assert_int_equal(store_create(f->s, &r, NULL, &e), 0);
+
+    resource a, b;
+    resource_init(&a);
+    resource_init(&b);
+    assert_int_equal(store_get(f->s, "Stamp", "synaxis-weu-001", &a, &e), 0);
+    assert_int_equal(store_get(f->s, "Stamp", "synaxis-weu-001", &b, &e), 0);
+    json_object_set_new(a.spec, "v", json_integer(2));
+    assert_int_equal(store_update(f->s, &a, NULL, &e), 0);
+    assert_int_equal(a.resource_version, 2);
+
+    json_object_set_new(b.spec, "v", json_integer(3));
+    store_event ev = {"Normal", "Lost", "must not appear"};
+    assert_int_equal(store_update(f->s, &b, &ev, &e), SE_CONFLICT);
+    assert_string_equal(e.msg,
+                        "stamp synaxis-weu-001 was modified (resourceVersion 2, you had 1)");
+    assert_int_equal(b.resource_version, 1);
+
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(f->s, "Stamp", "synaxis-weu-001", &g, &e), 0);
+    assert_int_equal(g.resource_version, 2);
+    assert_int_equal(json_integer_value(json_object_get(g.spec, "v")), 2);
+    json_t *evs = NULL;
+    assert_int_equal(store_events(f->s, "Stamp", "synaxis-weu-001", 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 0);
+    json_decref(evs);
+    resource_free(&g);
+    resource_free(&a);
+    resource_free(&b);
+    resource_free(&r);
+}
+
+static void test_generation(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    resource r;
+    make(&r, "Stamp", "g", "");
+    json_object_set_new(r.spec, "a", json_integer(1));
+    json_object_set_new(r.spec, "b", json_integer(2));
+    assert_int_equal(store_create(f->s, &r, NULL, &e), 0);
+
+    json_object_set_new(r.status, "phase", json_string("Active"));
+    assert_int_equal(store_update(f->s, &r, NULL, &e), 0);
+    assert_int_equal(r.resource_version, 2);
+    assert_int_equal(r.generation, 1);
+
+    /* The same spec built in another key order is the same spec. */
+    json_t *spec = json_object();
+    json_object_set_new(spec, "b", json_integer(2));
+    json_object_set_new(spec, "a", json_integer(1));
+    json_decref(r.spec);
+    r.spec = spec;
+    assert_int_equal(store_update(f->s, &r, NULL, &e), 0);
+    assert_int_equal(r.resource_version, 3);
+    assert_int_equal(r.generation, 1);
+
+    json_object_set_new(r.spec, "a", json_integer(5));
+    assert_int_equal(store_update(f->s, &r, NULL, &e), 0);
+    assert_int_equal(r.resource_version, 4);
+    assert_int_equal(r.generation, 2);
+
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(f->s, "Stamp", "g", &g, &e), 0);
+    assert_int_equal(g.generation, 2);
+    assert_int_equal(g.resource_version, 4);
+    assert_true(g.updated_ms >= g.created_ms);
+    resource_free(&g);
+    resource_free(&r);
+}
+
+static void test_update_event_atomic(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    resource r;
+    make(&r, "Stamp", "ev", "");
+    store_event created = {"Normal", "Created", "created"};
+    assert_int_equal(store_create(f->s, &r, &created, &e), 0);
+    json_object_set_new(r.status, "phase", json_string("Active"));
+    store_event phase = {"Normal", "PhaseChanged", "Creating -> Active"};
+    assert_int_equal(store_update(f->s, &r, &phase, &e), 0);
+
+    json_t *evs = NULL;
+    assert_int_equal(store_events(f->s, "Stamp", "ev", 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 2);
+    json_t *last = json_array_get(evs, 1);
+    assert_string_equal(json_string_value(json_object_get(last, "reason")), "PhaseChanged");
+    assert_string_equal(json_string_value(json_object_get(last, "message")), "Creating -> Active");
+    assert_string_equal(json_string_value(json_object_get(last, "type")), "Normal");
+    assert_int_equal(json_integer_value(json_object_get(last, "resourceVersion")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 0), "resourceVersion")),
+                     1);
+    json_decref(evs);
+
+    /* A failed create records no event either. */
+    resource dup;
+    make(&dup, "Stamp", "ev", "");
+    assert_int_equal(store_create(f->s, &dup, &created, &e), SE_EXISTS);
+    assert_int_equal(store_events(f->s, "Stamp", "ev", 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 2);
+    json_decref(evs);
+    resource_free(&dup);
+    resource_free(&r);
+}
+
+static void test_events_order(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    create_simple(f->s, "Stamp", "o", "");
+    for (int i = 0; i < 5; i++) {
+        char msg[16];
+        snprintf(msg, sizeof(msg), "m%d", i);
+        store_event ev = {i == 4 ? "Warning" : "Normal", "Step", msg};
+        assert_int_equal(store_event_add(f->s, "Stamp", "o", &ev, &e), 0);
+    }
+    /* Events of a resource that is gone (or never was) are still kept. */
+    store_event gone = {NULL, "Purged", "gone"};
+    assert_int_equal(store_event_add(f->s, "Stamp", "ghost", &gone, &e), 0);
+
+    json_t *evs = NULL;
+    assert_int_equal(store_events(f->s, "Stamp", "o", 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 5);
+    for (int i = 0; i < 5; i++) {
+        char msg[16];
+        snprintf(msg, sizeof(msg), "m%d", i);
+        json_t *ev = json_array_get(evs, (size_t)i);
+        assert_string_equal(json_string_value(json_object_get(ev, "message")), msg);
+        assert_int_equal(json_integer_value(json_object_get(ev, "resourceVersion")), 1);
+        const char *t = json_string_value(json_object_get(ev, "time"));
+        assert_non_null(t);
+        assert_int_equal(strlen(t), 24); /* 2026-01-25T01:00:00.123Z */
+        assert_int_equal(t[19], '.');
+        assert_int_equal(t[23], 'Z');
+        assert_true(json_integer_value(json_object_get(ev, "timeMs")) > 0);
+    }
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 4), "type")),
+                        "Warning");
+    json_decref(evs);
+
+    /* A limit keeps the newest, still oldest first. */
+    assert_int_equal(store_events(f->s, "Stamp", "o", 2, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 0), "message")),
+                        "m3");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 1), "message")),
+                        "m4");
+    json_decref(evs);
+
+    assert_int_equal(store_events(f->s, "Stamp", "ghost", 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 1);
+    json_t *g = json_array_get(evs, 0);
+    assert_string_equal(json_string_value(json_object_get(g, "type")), "Normal");
+    assert_int_equal(json_integer_value(json_object_get(g, "resourceVersion")), 0);
+    json_decref(evs);
+}
+
+typedef struct list_acc {
+    store *s;
+    char names[300][RES_NAME_MAX];
+    int n;
+    int stop_after; /* 0 = never */
+} list_acc;
+
+static int collect(const resource *r, void *arg) {
+    list_acc *a = arg;
+    /* Calling back into the store from the callback must not deadlock. */
+    resource g;
+    resource_init(&g);
+    serr e = {0};
+    assert_int_equal(store_get(a->s, r->kind, r->name, &g, &e), 0);
+    resource_free(&g);
+    if (a->n < 300) str_copy(a->names[a->n], RES_NAME_MAX, r->name);
+    a->n++;
+    return a->stop_after && a->n >= a->stop_after;
+}
+
+static void test_list(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    create_simple(f->s, "Stamp", "delta", "b");
+    create_simple(f->s, "Stamp", "alpha", "a");
+    create_simple(f->s, "Stamp", "echo", "a");
+    create_simple(f->s, "Stamp", "charlie", "b");
+    create_simple(f->s, "Stamp", "bravo", "a");
+    create_simple(f->s, "Namespace", "alpha", "a");
+
+    list_acc *a = calloc(1, sizeof(*a));
+    assert_non_null(a);
+    a->s = f->s;
+    assert_int_equal(store_list(f->s, "Stamp", NULL, collect, a, &e), 0);
+    assert_int_equal(a->n, 5);
+    const char *all[] = {"alpha", "bravo", "charlie", "delta", "echo"};
+    for (int i = 0; i < 5; i++) assert_string_equal(a->names[i], all[i]);
+
+    memset(a, 0, sizeof(*a));
+    a->s = f->s;
+    assert_int_equal(store_list(f->s, "Stamp", "a", collect, a, &e), 0);
+    assert_int_equal(a->n, 3);
+    assert_string_equal(a->names[0], "alpha");
+    assert_string_equal(a->names[1], "bravo");
+    assert_string_equal(a->names[2], "echo");
+
+    memset(a, 0, sizeof(*a));
+    a->s = f->s;
+    a->stop_after = 2;
+    assert_int_equal(store_list(f->s, "Stamp", NULL, collect, a, &e), 0);
+    assert_int_equal(a->n, 2);
+
+    memset(a, 0, sizeof(*a));
+    a->s = f->s;
+    assert_int_equal(store_list(f->s, "Nothing", NULL, collect, a, &e), 0);
+    assert_int_equal(a->n, 0);
+    free(a);
+}
+
+static void test_list_many(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    /* More than one internal batch. */
+    for (int i = 0; i < 150; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "ns-%03d", (i * 37) % 150);
+        create_simple(f->s, "Namespace", name, "t");
+    }
+    list_acc *a = calloc(1, sizeof(*a));
+    assert_non_null(a);
+    a->s = f->s;
+    assert_int_equal(store_list(f->s, "Namespace", "t", collect, a, &e), 0);
+    assert_int_equal(a->n, 150);
+    for (int i = 0; i < 150; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "ns-%03d", i);
+        assert_string_equal(a->names[i], name);
+    }
+    free(a);
+}
+
+static void test_delete(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    resource r;
+    make(&r, "Stamp", "d", "");
+    store_event ev = {"Normal", "Created", "x"};
+    assert_int_equal(store_create(f->s, &r, &ev, &e), 0);
+    assert_int_equal(store_update(f->s, &r, NULL, &e), 0); /* rv 2 */
+    assert_int_equal(store_delete(f->s, "Stamp", "d", 1, &e), SE_CONFLICT);
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(f->s, "Stamp", "d", &g, &e), 0);
+    resource_free(&g);
+    assert_int_equal(store_delete(f->s, "Stamp", "d", 2, &e), 0);
+    assert_int_equal(store_get(f->s, "Stamp", "d", &g, &e), SE_NOTFOUND);
+    assert_int_equal(store_delete(f->s, "Stamp", "d", 0, &e), SE_NOTFOUND);
+    assert_string_equal(e.msg, "stamp d not found");
+
+    json_t *evs = NULL;
+    assert_int_equal(store_events(f->s, "Stamp", "d", 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 1);
+    json_decref(evs);
+
+    create_simple(f->s, "Stamp", "u", "");
+    assert_int_equal(store_delete(f->s, "Stamp", "u", 0, &e), 0);
+    /* The name is free again. */
+    create_simple(f->s, "Stamp", "u", "");
+    resource_free(&r);
+}
+
+static void test_audit(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    json_t *detail = json_pack("{s:s}", "bucket", "b-1");
+    store_audit a1 = {"alice", "contoso", "create", "Stamp", "s1", "ok", NULL};
+    store_audit a2 = {"bob", "contoso", "drain", "Stamp", "s2", "ok", detail};
+    store_audit a3 = {"alice", "", "reap", "Namespace", "n1", "stamp s1 not found", NULL};
+    assert_int_equal(store_audit_add(f->s, &a1, &e), 0);
+    assert_int_equal(store_audit_add(f->s, &a2, &e), 0);
+    assert_int_equal(store_audit_add(f->s, &a3, &e), 0);
+    json_decref(detail);
+
+    json_t *l = NULL;
+    assert_int_equal(store_audit_list(f->s, NULL, NULL, 0, &l, &e), 0);
+    assert_int_equal(json_array_size(l), 3);
+    json_t *x = json_array_get(l, 1);
+    assert_string_equal(json_string_value(json_object_get(x, "user")), "bob");
+    assert_string_equal(json_string_value(json_object_get(x, "tenant")), "contoso");
+    assert_string_equal(json_string_value(json_object_get(x, "operation")), "drain");
+    assert_string_equal(json_string_value(json_object_get(x, "kind")), "Stamp");
+    assert_string_equal(json_string_value(json_object_get(x, "name")), "s2");
+    assert_string_equal(json_string_value(json_object_get(x, "result")), "ok");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(x, "detail"), "bucket")), "b-1");
+    assert_true(json_is_null(json_object_get(json_array_get(l, 0), "detail")));
+    assert_int_equal(strlen(json_string_value(json_object_get(x, "time"))), 24);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 2), "result")),
+                        "stamp s1 not found");
+    json_decref(l);
+
+    assert_int_equal(store_audit_list(f->s, "Stamp", NULL, 0, &l, &e), 0);
+    assert_int_equal(json_array_size(l), 2);
+    json_decref(l);
+    assert_int_equal(store_audit_list(f->s, "Stamp", "s1", 0, &l, &e), 0);
+    assert_int_equal(json_array_size(l), 1);
+    json_decref(l);
+    assert_int_equal(store_audit_list(f->s, NULL, NULL, 2, &l, &e), 0);
+    assert_int_equal(json_array_size(l), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 0), "name")), "s2");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 1), "name")), "n1");
+    json_decref(l);
+}
+
+static void test_meta(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    char *v = NULL;
+    assert_int_equal(store_meta_get(f->s, "jwt-secret", &v, &e), SE_NOTFOUND);
+    assert_null(v);
+    assert_int_equal(store_meta_set(f->s, "jwt-secret", "one", &e), 0);
+    assert_int_equal(store_meta_get(f->s, "jwt-secret", &v, &e), 0);
+    assert_string_equal(v, "one");
+    free(v);
+    assert_int_equal(store_meta_set(f->s, "jwt-secret", "two", &e), 0);
+    assert_int_equal(store_meta_get(f->s, "jwt-secret", &v, &e), 0);
+    assert_string_equal(v, "two");
+    free(v);
+    assert_int_equal(store_meta_get(f->s, "schema_version", &v, &e), 0);
+    assert_string_equal(v, "1");
+    free(v);
+    assert_int_equal(store_meta_set(f->s, "", "x", &e), SE_INVAL);
+}
+
+static int veto_even(int port, void *arg) {
+    int *calls = arg;
+    (*calls)++;
+    return port % 2 == 1;
+}
+
+static void test_ports(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    int a[3], a2[3], b[3];
+    assert_int_equal(store_ports_lease(f->s, "stamp-a", 3, 20000, 20009, NULL, NULL, a, &e), 0);
+    assert_int_equal(a[0], 20000);
+    assert_int_equal(a[1], 20001);
+    assert_int_equal(a[2], 20002);
+    /* Idempotent for the same owner and count. */
+    assert_int_equal(store_ports_lease(f->s, "stamp-a", 3, 20000, 20009, NULL, NULL, a2, &e), 0);
+    assert_memory_equal(a, a2, sizeof(a));
+    assert_int_equal(store_ports_lease(f->s, "stamp-b", 3, 20000, 20009, NULL, NULL, b, &e), 0);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) assert_int_not_equal(a[i], b[j]);
+    assert_true(b[0] < b[1] && b[1] < b[2]);
+
+    /* 4 left in the range: 5 is too many, and the failure changes nothing. */
+    int c[5];
+    assert_int_equal(store_ports_lease(f->s, "stamp-c", 5, 20000, 20009, NULL, NULL, c, &e),
+                     SE_LIMIT);
+    assert_int_equal(store_ports_lease(f->s, "stamp-b", 3, 20000, 20009, NULL, NULL, a2, &e), 0);
+    assert_memory_equal(b, a2, sizeof(b));
+
+    /* A different count for an owner replaces its lease. */
+    int a1[1];
+    assert_int_equal(store_ports_lease(f->s, "stamp-a", 1, 20000, 20009, NULL, NULL, a1, &e), 0);
+    assert_int_equal(a1[0], 20000);
+
+    /* The veto is honoured: only odd ports, none held by others. */
+    int calls = 0;
+    int d[3];
+    assert_int_equal(store_ports_lease(f->s, "stamp-d", 3, 20000, 20019, veto_even, &calls, d, &e),
+                     0);
+    assert_true(calls > 0);
+    /* 20000 is stamp-a's, 20003..20005 stamp-b's. */
+    assert_int_equal(d[0], 20001);
+    assert_int_equal(d[1], 20007);
+    assert_int_equal(d[2], 20009);
+
+    assert_int_equal(store_ports_release(f->s, "stamp-b", &e), 0);
+    assert_int_equal(store_ports_release(f->s, "nobody", &e), 0);
+    int g[3];
+    assert_int_equal(store_ports_lease(f->s, "stamp-g", 3, 20000, 20009, NULL, NULL, g, &e), 0);
+    assert_int_equal(g[0], 20002);
+    assert_int_equal(g[1], 20003);
+    assert_int_equal(g[2], 20004);
+
+    assert_int_equal(store_ports_lease(f->s, "x", 0, 20000, 20009, NULL, NULL, g, &e), SE_INVAL);
+    assert_int_equal(store_ports_lease(f->s, "x", 1, 20009, 20000, NULL, NULL, g, &e), SE_INVAL);
+}
+
+static void test_reopen(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    resource r;
+    make(&r, "Stamp", "persist", "t1");
+    json_object_set_new(r.spec, "k", json_string("v"));
+    store_event ev = {"Normal", "Created", "x"};
+    assert_int_equal(store_create(f->s, &r, &ev, &e), 0);
+    assert_int_equal(store_update(f->s, &r, NULL, &e), 0);
+    assert_int_equal(store_meta_set(f->s, "id", "42", &e), 0);
+    int p[2];
+    assert_int_equal(store_ports_lease(f->s, "persist", 2, 30000, 30010, NULL, NULL, p, &e), 0);
+    store_close(f->s);
+    f->s = NULL;
+
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    assert_int_equal(store_open_sqlite(f->path, &f->s, &e), 0);
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(f->s, "Stamp", "persist", &g, &e), 0);
+    assert_string_equal(g.tenant, "t1");
+    assert_int_equal(g.resource_version, 2);
+    assert_true(json_equal(g.spec, r.spec));
+    char *v = NULL;
+    assert_int_equal(store_meta_get(f->s, "id", &v, &e), 0);
+    assert_string_equal(v, "42");
+    free(v);
+    int q[2];
+    assert_int_equal(store_ports_lease(f->s, "persist", 2, 30000, 30010, NULL, NULL, q, &e), 0);
+    assert_memory_equal(p, q, sizeof(p));
+    json_t *evs = NULL;
+    assert_int_equal(store_events(f->s, "Stamp", "persist", 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 1);
+    json_decref(evs);
+    resource_free(&g);
+    resource_free(&r);
+}
+
+static void test_too_big(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    size_t n = 1024 * 1024 + 16;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    resource r;
+    make(&r, "Stamp", "big", "");
+    json_object_set_new(r.spec, "blob", json_string(big));
+    assert_int_equal(store_create(f->s, &r, NULL, &e), SE_TOOBIG);
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(f->s, "Stamp", "big", &g, &e), SE_NOTFOUND);
+    resource_free(&r);
+    free(big);
+
+    /* Wrong JSON types are refused, not stored. */
+    make(&r, "Stamp", "bad", "");
+    json_decref(r.spec);
+    r.spec = json_array();
+    assert_int_equal(store_create(f->s, &r, NULL, &e), SE_INVAL);
+    resource_free(&r);
+}
+
+#define WORKERS 4
+#define INCREMENTS 50
+
+typedef struct worker {
+    store *s;
+    int conflicts;
+    int failures;
+} worker;
+
+static void *increment(void *arg) {
+    worker *w = arg;
+    for (int i = 0; i < INCREMENTS; i++) {
+        for (;;) {
+            resource r = {0};
+            serr e = {0};
+            if (store_get(w->s, "Stamp", "counter", &r, &e) != 0) {
+                w->failures++;
+                break;
+            }
+            json_int_t n = json_integer_value(json_object_get(r.spec, "counter"));
+            json_object_set_new(r.spec, "counter", json_integer(n + 1));
+            int rc = store_update(w->s, &r, NULL, &e);
+            resource_free(&r);
+            if (rc == 0) break;
+            if (rc != SE_CONFLICT) {
+                w->failures++;
+                break;
+            }
+            w->conflicts++;
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_counter(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    resource r;
+    make(&r, "Stamp", "counter", "");
+    json_object_set_new(r.spec, "counter", json_integer(0));
+    assert_int_equal(store_create(f->s, &r, NULL, &e), 0);
+    resource_free(&r);
+
+    pthread_t th[WORKERS];
+    worker w[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        w[i] = (worker){.s = f->s};
+        assert_int_equal(pthread_create(&th[i], NULL, increment, &w[i]), 0);
+    }
+    int conflicts = 0;
+    for (int i = 0; i < WORKERS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+        conflicts += w[i].conflicts;
+    }
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(f->s, "Stamp", "counter", &g, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(g.spec, "counter")),
+                     WORKERS * INCREMENTS);
+    assert_int_equal(g.resource_version, 1 + WORKERS * INCREMENTS);
+    assert_int_equal(g.generation, 1 + WORKERS * INCREMENTS);
+    print_message("%d conflicts retried\n", conflicts);
+    resource_free(&g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notfound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_event_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_counter, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
