@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -205,16 +206,29 @@ static int cmd_deploy(opts *o) {
     return 0;
 }
 
+/* Age from an RFC 3339 UTC timestamp as the store writes it. */
+static void age_since(const char *ts, char *buf, size_t len) {
+    struct tm tm = {0};
+    int y, mo, d, h, mi, sec;
+    if (ts == NULL || sscanf(ts, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6) {
+        str_copy(buf, len, "-");
+        return;
+    }
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    fmt_age(now_ms() - (int64_t)timegm(&tm) * 1000, buf, len);
+}
+
 static void stamp_row(table *t, json_t *s, bool wide) {
     json_t *md = json_object_get(s, "metadata"), *sp = json_object_get(s, "spec"),
            *st = json_object_get(s, "status");
     char age[32], pa[32], pools[64], attempt[16];
     age_of(st, "phaseSince", pa, sizeof(pa));
-    const char *created = jstr(md, "creationTimestamp", NULL);
-    (void)created;
-    int64_t cms = jint(st, "creatingSinceMs", 0);
-    if (cms) fmt_age(now_ms() - cms, age, sizeof(age));
-    else str_copy(age, sizeof(age), "-");
+    age_since(jstr(md, "creationTimestamp", NULL), age, sizeof(age));
     json_t *p = json_object_get(st, "pools");
     snprintf(pools, sizeof(pools), "%lld/%lld/%lld", (long long)jint(p, "system", 0),
              (long long)jint(p, "general", 0), (long long)jint(p, "gpu", 0));
@@ -534,8 +548,10 @@ static int cmd_templates(opts *o) {
         json_array_foreach(phases, k, ph) steps += json_array_size(json_object_get(ph, "steps"));
         snprintf(np, sizeof(np), "%zu", json_array_size(phases));
         snprintf(ns, sizeof(ns), "%zu", steps);
-        const char *cells[] = {jstr(json_object_get(tp, "metadata"), "name", "?"), np, ns,
-                               jstr(json_object_get(tp, "metadata"), "creationTimestamp", "")};
+        char age[32];
+        age_since(jstr(json_object_get(tp, "metadata"), "creationTimestamp", NULL), age,
+                  sizeof(age));
+        const char *cells[] = {jstr(json_object_get(tp, "metadata"), "name", "?"), np, ns, age};
         table_add(t, cells);
     }
     render_table(t);
