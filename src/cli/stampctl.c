@@ -450,10 +450,11 @@ static int cmd_wait(opts *o) {
         }
         bool terminal = strcmp(phase, "Deleted") == 0 || strcmp(phase, "Failed") == 0;
         if (terminal) {
-            char msg[512];
+            char msg[512], ph[32];
             str_copy(msg, sizeof(msg), jstr(st, "message", ""));
+            str_copy(ph, sizeof(ph), phase);
             json_decref(r);
-            die("%s is %s, not %s: %s", name, phase, target, msg);
+            die("%s is %s, not %s: %s", name, ph, target, msg);
         }
         json_decref(r);
         if (mono_ms() - start > timeout) {

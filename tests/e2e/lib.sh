@@ -62,12 +62,15 @@ procs() {
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     [ -r "$d/environ" ] || continue
-    env=$(tr '\0' '\n' <"$d/environ" 2>/dev/null) || continue
+    env=$(tr '\0' '\n' 2>/dev/null <"$d/environ") || continue
     grep -qx "STAMPD_OWNER=$owner" <<<"$env" || continue
     unit=$(sed -n 's/^STAMP_UNIT=//p' <<<"$env")
     case "$unit" in "$prefix"*) ;; *) continue ;; esac
-    st=$(awk '{print $3}' "$d/stat" 2>/dev/null) || continue
+    # State and process group; only a group leader is a unit (its children
+    # inherit the markers), as in the runtime's own scan.
+    read -r st pg < <(sed 's/.*) //' "$d/stat" 2>/dev/null | awk '{print $1, $3}') || continue
     [ "$st" = Z ] && continue
+    [ "$pg" = "$pid" ] || continue
     n=$((n + 1))
   done
   echo "$n"
@@ -87,7 +90,7 @@ kill_owned() {
   owner=$(owner_id)
   [ -n "$owner" ] || return 0
   for d in /proc/[0-9]*; do
-    if tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qx "STAMPD_OWNER=$owner"; then
+    if tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qx "STAMPD_OWNER=$owner"; then
       kill -9 "${d#/proc/}" 2>/dev/null || true
     fi
   done
@@ -96,7 +99,9 @@ kill_owned() {
 # Fast timings so the lifecycle runs in seconds; tests add their own.
 start_stampd() {
   [ -n "$API_PORT" ] || API_PORT=$(free_port)
-  local base=$((20000 + (RANDOM % 190) * 200))
+  # One port range per test, kept across restarts of stampd.
+  [ -n "${PORT_BASE:-}" ] || PORT_BASE=$((20000 + (RANDOM % 190) * 200))
+  local base=$PORT_BASE
   "$STAMP_BIN/stampd" --data-dir "$DATA" --listen "127.0.0.1:$API_PORT" \
     --set port-range=$base-$((base + 199)) \
     --set health-interval=100ms --set drain-poll-interval=50ms \
