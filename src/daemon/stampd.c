@@ -144,6 +144,12 @@ int main(int argc, char **argv) {
     static stamp_config cfg;
     config_defaults(&cfg);
     serr e = {0};
+    static ctl_ctx ctx;
+    store *st = NULL;
+    jwt_verifier *jv = NULL;
+    api *ap = NULL;
+    engine *en = NULL;
+    int lockfd = -1;
     bool check_only = false, verbose = false;
     const char *config_file = NULL, *data_dir = NULL, *listen = NULL;
     const char *sets[128];
@@ -220,12 +226,11 @@ int main(int argc, char **argv) {
     if (mkdir_p(cfg.data_dir, 0700, &e)) goto bad;
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/stampd.lock", cfg.data_dir);
-    int lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
         serr_set(&e, SE_UNAVAIL, "another stampd is running on %s", cfg.data_dir);
         goto bad;
     }
-    store *st = NULL;
     snprintf(path, sizeof(path), "%s/stamp.db", cfg.data_dir);
     if (store_open_sqlite(path, &st, &e)) goto bad;
 
@@ -245,14 +250,12 @@ int main(int argc, char **argv) {
                      .secret_len = (size_t)slen,
                      .issuer = cfg.jwt_issuer,
                      .audience = cfg.jwt_audience};
-    jwt_verifier *jv = NULL;
     if (jwt_verifier_new(&jc, &jv, &e)) goto bad;
 
     wq_backoff bo = {.initial_ms = cfg.backoff_initial_ms,
                      .max_ms = cfg.backoff_max_ms,
                      .factor = cfg.backoff_factor,
                      .jitter = 0.1};
-    static ctl_ctx ctx;
     ctx.st = st;
     ctx.cfg = &cfg;
     ctx.q = wq_new(100000, &bo);
@@ -264,13 +267,11 @@ int main(int argc, char **argv) {
     }
     stamp_metrics_register();
 
-    api *ap = NULL;
     if (api_start(&ctx, jv, cfg.listen, &ap, &e)) goto bad;
     if (write_client_config(&cfg, secret, (size_t)slen, &e)) {
         log_warnx("client config not written: %s", e.msg);
         serr_clear(&e);
     }
-    engine *en = NULL;
     if (engine_start(&ctx, (int)cfg.workers, &en, &e)) goto bad;
     log_info("stampd listening on %s, data dir %s, owner %s", cfg.listen, cfg.data_dir, owner);
 
@@ -293,5 +294,10 @@ int main(int argc, char **argv) {
     return 0;
 bad:
     fprintf(stderr, "stampd: %s\n", e.msg);
+    if (ap) api_stop(ap);
+    if (ctx.q) wq_free(ctx.q);
+    jwt_verifier_free(jv);
+    if (st) store_close(st);
+    if (lockfd >= 0) close(lockfd);
     return 1;
 }

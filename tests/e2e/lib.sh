@@ -33,11 +33,12 @@ dump() {
   tail -n 60 "$T/stampd.log" 2>/dev/null || true
 }
 
-# A free TCP port on 127.0.0.1 (nothing answers on it now).
+# A free TCP port on 127.0.0.1 (nothing answers on it now), from 40000-59999;
+# stamp port ranges live in 20000-39999 so the two never meet.
 free_port() {
   local p
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((40000 + RANDOM % 20000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0
@@ -100,7 +101,7 @@ kill_owned() {
 start_stampd() {
   [ -n "$API_PORT" ] || API_PORT=$(free_port)
   # One port range per test, kept across restarts of stampd.
-  [ -n "${PORT_BASE:-}" ] || PORT_BASE=$((20000 + (RANDOM % 190) * 200))
+  [ -n "${PORT_BASE:-}" ] || PORT_BASE=$((20000 + (RANDOM % 100) * 200))
   local base=$PORT_BASE
   "$STAMP_BIN/stampd" --data-dir "$DATA" --listen "127.0.0.1:$API_PORT" \
     --set port-range=$base-$((base + 199)) \
@@ -119,11 +120,23 @@ start_stampd() {
   fail "stampd did not come up on $API_PORT"
 }
 
+STAMPD_BAD_EXITS=0
 stop_stampd() {
   [ -n "$STAMPD_PID" ] || return 0
   kill -TERM "$STAMPD_PID" 2>/dev/null || true
-  wait "$STAMPD_PID" 2>/dev/null || true
+  local rc=0
+  wait "$STAMPD_PID" 2>/dev/null || rc=$?
+  # A SIGTERM stop is clean: exit 0 (under ASan a leak makes it non-zero).
+  if [ "$rc" -ne 0 ]; then
+    log "stampd exited $rc after SIGTERM"
+    STAMPD_BAD_EXITS=$((STAMPD_BAD_EXITS + 1))
+  fi
   STAMPD_PID=
+}
+
+# Sanitizer reports anywhere in the test's files (stampd, stampctl, workloads).
+sanitizer_reports() {
+  grep -rlaE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T" 2>/dev/null || true
 }
 
 crash_stampd() {
@@ -136,6 +149,17 @@ crash_stampd() {
 finish() {
   stop_stampd
   kill_owned
+  local bad
+  bad=$(sanitizer_reports)
+  if [ -n "$bad" ]; then
+    log "FAIL: sanitizer reports in: $bad"
+    grep -haE -A20 "ERROR: (Address|Leak)Sanitizer|runtime error:" $bad | head -n 60
+    FAILED=$((FAILED + 1))
+  fi
+  if [ "$STAMPD_BAD_EXITS" -ne 0 ]; then
+    log "FAIL: stampd did not stop cleanly $STAMPD_BAD_EXITS time(s)"
+    FAILED=$((FAILED + 1))
+  fi
   log "$PASSED passed, $FAILED failed"
   if [ "$FAILED" -eq 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$T"; else log "left $T"; fi
   [ "$FAILED" -eq 0 ] && exit 0 || exit 1
