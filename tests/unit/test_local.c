@@ -74,16 +74,28 @@ static void test_spawn_scan_stop(void **st) {
     assert_string_equal(p[0].unit, "s1/p/app/0");
     assert_true(p[0].start_ticks > 0);
     assert_int_equal(lrt_scan("s2/", true, p, 8, NULL), 0);
+    /* The shell may not have reached its echo yet: wait for the line (up
+     * to 10 s) before stopping it, so the log check below is not a race. */
+    char log[300], *text = NULL;
+    snprintf(log, sizeof(log), "%s/out.log", dir);
+    for (int i = 0; i < 1000; i++) {
+        if (read_file(log, 4096, &text, NULL, NULL) == 0 && strstr(text, "hello s1/p/app/0")) break;
+        free(text);
+        text = NULL;
+        usleep(10000);
+    }
+    assert_non_null(text);
+    free(text);
+    text = NULL;
     assert_int_equal(lrt_stop(pid, 2000, NULL), 0);
     assert_false(lrt_alive(pid));
     assert_int_equal(lrt_scan("s1/", true, p, 8, NULL), 0);
     /* Stopping what is gone is success. */
     assert_int_equal(lrt_stop(pid, 100, NULL), 0);
-    char log[300], *text = NULL;
-    snprintf(log, sizeof(log), "%s/out.log", dir);
     assert_int_equal(read_file(log, 4096, &text, NULL, NULL), 0);
-    assert_non_null(strstr(text, "hello s1/p/app/0"));
+    bool seen = strstr(text, "hello s1/p/app/0") != NULL;
     free(text);
+    assert_true(seen);
 }
 
 /* Live (non-zombie) members of process group g; orphans may sit as zombies
