@@ -50,8 +50,9 @@ run "$CTL" deploy --region westeurope --stamp-id 001 --template synaxis-stamp
 run "$CTL" deploy --region eastus --stamp-id 001 --template synaxis-stamp
 t=$(date +%s%N)
 "$CTL" wait --for=active synaxis-weu-001 --timeout 120s &
+W=$!
 "$CTL" wait --for=active synaxis-eus-001 --timeout 120s
-wait
+wait $W   # not a bare wait: stampd is a background job of this shell too
 say "Both Active after $(( ($(date +%s%N) - t) / 1000000 )) ms"
 run "$CTL" list -o wide
 
