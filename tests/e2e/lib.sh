@@ -33,12 +33,14 @@ dump() {
   tail -n 60 "$T/stampd.log" 2>/dev/null || true
 }
 
-# A free TCP port on 127.0.0.1 (nothing answers on it now), from 40000-59999;
-# stamp port ranges live in 20000-39999 so the two never meet.
+# A free TCP port on 127.0.0.1 (nothing answers on it now), from 10000-19999:
+# below the kernel's ephemeral range (32768-60999), where client sockets
+# would take it between the check and the bind, and apart from the stamp
+# port ranges (20000-31999).
 free_port() {
   local p
   for _ in $(seq 200); do
-    p=$((40000 + RANDOM % 20000))
+    p=$((10000 + RANDOM % 10000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0
@@ -101,7 +103,7 @@ kill_owned() {
 start_stampd() {
   [ -n "$API_PORT" ] || API_PORT=$(free_port)
   # One port range per test, kept across restarts of stampd.
-  [ -n "${PORT_BASE:-}" ] || PORT_BASE=$((20000 + (RANDOM % 100) * 200))
+  [ -n "${PORT_BASE:-}" ] || PORT_BASE=$((20000 + (RANDOM % 60) * 200))
   local base=$PORT_BASE
   "$STAMP_BIN/stampd" --data-dir "$DATA" --listen "127.0.0.1:$API_PORT" \
     --set port-range=$base-$((base + 199)) \
