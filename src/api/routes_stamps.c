@@ -16,7 +16,10 @@
 #include "core/naming.h"
 #include "core/stamp_fsm.h"
 #include "core/template.h"
+#include "health/health.h"
 #include "reconcile/phase.h"
+#include "reconcile/stamp_ctl.h"
+#include "traffic/traffic.h"
 #include "util/metrics.h"
 #include "util/util.h"
 
@@ -229,15 +232,89 @@ int h_stamps_events(api *a, api_req *rq, api_resp *rs) {
     return api_json(rs, 200, json_pack("{s:s,s:o}", "kind", "EventList", "items", evs));
 }
 
+int h_stamps_health(api *a, api_req *rq, api_resp *rs) {
+    serr e = {0};
+    json_t *h;
+    if (!name_valid(rq->params[0], STAMP_NAME_MAX))
+        return api_error(rs, SE_INVAL, "\"%s\" is not a valid stamp name", rq->params[0]);
+    if (stamp_health_json(api_ctx(a), rq->params[0], &h, &e)) return api_error_serr(rs, &e);
+    return api_json(rs, 200, h);
+}
+
+int h_stamps_metrics(api *a, api_req *rq, api_resp *rs) {
+    serr e = {0};
+    json_t *m;
+    int64_t period = 3600000;
+    const char *p = api_query(rq, "period");
+    if (p && (parse_duration_ms(p, &period) != 0 || period <= 0 || period > 90LL * 86400000))
+        return api_error(rs, SE_INVAL, "period: \"%s\" is not a duration up to 90d (like 1h)", p);
+    if (!name_valid(rq->params[0], STAMP_NAME_MAX))
+        return api_error(rs, SE_INVAL, "\"%s\" is not a valid stamp name", rq->params[0]);
+    if (stamp_metrics_json(api_ctx(a), rq->params[0], period, &m, &e)) return api_error_serr(rs, &e);
+    return api_json(rs, 200, m);
+}
+
+int h_frontdoor(api *a, api_req *rq, api_resp *rs) {
+    serr e = {0};
+    json_t *o;
+    if (traffic_json(&o, &e)) return api_error_serr(rs, &e);
+    return api_json(rs, 200, o);
+}
+
+/* ---- seed 001's global health rule ---- */
+
+typedef struct fleet {
+    const char *except;
+    int active;
+    int nregions;
+    char regions[64][32];
+} fleet;
+
+static int fleet_count(const resource *r, void *arg) {
+    fleet *f = arg;
+    if (strcmp(r->name, f->except) == 0) return 0;
+    const char *phase = json_string_value(json_object_get(r->status, "phase"));
+    const char *want = json_string_value(json_object_get(r->spec, "desired"));
+    if (phase == NULL || strcmp(phase, "Active") != 0 || (want && strcmp(want, "active") != 0)) return 0;
+    f->active++;
+    const char *region = json_string_value(json_object_get(r->spec, "region"));
+    if (region == NULL) return 0;
+    for (int i = 0; i < f->nregions; i++)
+        if (strcmp(f->regions[i], region) == 0) return 0;
+    if (f->nregions < 64) str_copy(f->regions[f->nregions++], 32, region);
+    return 0;
+}
+
+/* Taking `name` (Active) out of service must leave Active stamps in at least
+ * fleet-min-regions regions, unless forced. */
+static int fleet_rule(ctl_ctx *c, const char *name, const char *action, serr *e) {
+    int64_t need = c->cfg->fleet_min_regions;
+    if (need <= 0) return 0;
+    fleet f = {.except = name};
+    int rc = store_list(c->st, "Stamp", NULL, fleet_count, &f, e);
+    if (rc) return rc;
+    if (f.nregions >= need && f.active >= 2) return 0;
+    char list[512] = "";
+    size_t o = 0;
+    for (int i = 0; i < f.nregions && o < sizeof(list); i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", f.regions[i]);
+    return serr_set(e, SE_CONFLICT,
+                    "%s %s refused: it would leave %d Active stamp(s) in %d region(s)%s%s%s; the fleet "
+                    "rule needs at least 2 Active stamps in %lld different regions (use --force, or "
+                    "--skip-fleet-check for a graceful %s)",
+                    action, name, f.active, f.nregions, o ? " (" : "", list, o ? ")" : "",
+                    (long long)need, action);
+}
+
 /* The verbs: drain, activate, standby, delete, backup. */
 static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, const char *action) {
-    static const char *const keys[] = {"force", "gracePeriod", NULL};
+    static const char *const keys[] = {"force", "gracePeriod", "skipFleetCheck", NULL};
     ctl_ctx *c = api_ctx(a);
     serr e = {0};
     resource r;
     resource_init(&r);
     int rc = 0;
-    bool force = false;
+    bool force = false, skip_fleet = false;
     int64_t grace = 0;
     json_t *b = rq->body;
     if (b) {
@@ -248,6 +325,12 @@ static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, con
             goto out;
         }
         force = json_is_true(f);
+        json_t *sk = json_object_get(b, "skipFleetCheck");
+        if (sk && !json_is_boolean(sk)) {
+            rc = serr_set(&e, SE_INVAL, "body.skipFleetCheck: must be true or false");
+            goto out;
+        }
+        skip_fleet = json_is_true(sk);
         const char *g = body_str(b, "gracePeriod");
         if (json_object_get(b, "gracePeriod") && (g == NULL || parse_duration_ms(g, &grace) != 0 || grace <= 0)) {
             rc = serr_set(&e, SE_INVAL, "body.gracePeriod: not a duration like 60m");
@@ -267,7 +350,7 @@ static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, con
                       "no action \"%s\" (drain, activate, standby, delete, backup)", action);
         goto out;
     }
-    if ((force && op != SO_DRAIN && op != SO_FORCE_DELETE) || (grace && op != SO_DRAIN && op != SO_STANDBY)) {
+    if ((force && op != SO_DRAIN && op != SO_STANDBY && op != SO_FORCE_DELETE) || (grace && op != SO_DRAIN && op != SO_STANDBY)) {
         rc = serr_set(&e, SE_INVAL, "%s takes no %s", action, force ? "--force" : "--grace-period");
         goto out;
     }
@@ -280,6 +363,10 @@ static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, con
         if ((rc = store_get(c->st, "Stamp", name, &r, &e))) goto out;
         int phase = phase_of(&stamp_fsm, &r);
         if ((rc = fsm_check_op(&stamp_fsm, name, phase, op, &e))) goto out;
+        if (phase == SP_ACTIVE && (op == SO_DRAIN || op == SO_STANDBY || op == SO_DELETE ||
+                                   op == SO_FORCE_DELETE) &&
+            !force && !skip_fleet && (rc = fleet_rule(c, name, action, &e)))
+            goto out;
         json_t *spec = r.spec;
         const char *reason = "ActionRequested";
         json_t *dr = json_object_get(spec, "drain");
@@ -295,15 +382,16 @@ static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, con
                     dr = json_object();
                     json_object_set_new(spec, "drain", dr);
                 }
-                if (force) json_object_set_new(dr, "force", json_true());
+                if (force && op == SO_DRAIN) json_object_set_new(dr, "force", json_true());
                 if (grace) json_object_set_new(dr, "gracePeriodMs", json_integer(grace));
                 json_object_set_new(dr, "generation", json_integer(gen));
             } else {
                 json_object_set_new(spec, "drain",
-                                    json_pack("{s:b,s:I,s:I}", "force", force, "gracePeriodMs",
-                                              (json_int_t)grace, "generation", (json_int_t)gen));
+                                    json_pack("{s:b,s:I,s:I}", "force", force && op == SO_DRAIN,
+                                              "gracePeriodMs", (json_int_t)grace, "generation",
+                                              (json_int_t)gen));
             }
-            reason = force ? "ForceDrainRequested" : op == SO_DRAIN ? "DrainRequested" : "StandbyRequested";
+            reason = force && op == SO_DRAIN ? "ForceDrainRequested" : op == SO_DRAIN ? "DrainRequested" : "StandbyRequested";
             break;
         case SO_ACTIVATE:
             json_object_set_new(spec, "desired", json_string("active"));
@@ -363,11 +451,17 @@ static int validate_template(json_t *spec, serr *e) {
     return tpl_parse(spec, &t, e);
 }
 
+static int validate_healthcheck(json_t *spec, serr *e) {
+    hc_set set;
+    return hc_parse(spec, &set, e);
+}
+
 static const struct {
     const char *kind;
     validate_fn validate;
 } kinds[] = {
     {"StampTemplate", validate_template},
+    {"StampHealthCheck", validate_healthcheck},
 };
 
 int h_apply(api *a, api_req *rq, api_resp *rs) {
@@ -391,7 +485,7 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
     for (size_t i = 0; kind && i < sizeof(kinds) / sizeof(kinds[0]); i++)
         if (strcmp(kinds[i].kind, kind) == 0) validate = kinds[i].validate;
     if (validate == NULL) {
-        rc = serr_set(&e, SE_INVAL, "kind: \"%s\" is not one this server applies (StampTemplate)",
+        rc = serr_set(&e, SE_INVAL, "kind: \"%s\" is not one this server applies (StampTemplate, StampHealthCheck)",
                       kind ? kind : "");
         goto out;
     }

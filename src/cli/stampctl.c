@@ -292,6 +292,11 @@ static void print_drain(json_t *dr, bool live) {
     printf("Drain:        waiting for %lld connection(s) and %lld job(s), then %s\n",
            (long long)jint(dr, "connections", 0), (long long)jint(dr, "jobs", 0),
            jstr(dr, "target", "Ready"));
+    if (json_object_get(dr, "frontdoorSessions"))
+        printf("  front door   %lld session(s), %lld queued (HAProxy, server in drain)\n",
+               (long long)jint(dr, "frontdoorSessions", 0), (long long)jint(dr, "frontdoorQueue", 0));
+    printf("  workload     %lld connection(s), %lld job(s) (its /metrics)\n",
+           (long long)jint(dr, "connections", 0), (long long)jint(dr, "jobs", 0));
     static const struct {
         const char *key, *label;
     } clocks[] = {{"deadlineConnectionsMs", "connections"},
@@ -326,6 +331,16 @@ static int cmd_status(opts *o) {
     printf("Attempt:      %lld\n", (long long)jint(st, "attempt", 1));
     if (json_object_get(st, "waitingFor")) printf("Waiting for:  %s\n", jstr(st, "waitingFor", ""));
     if (json_object_get(st, "lastError")) printf("Last error:   %s\n", jstr(st, "lastError", ""));
+    if (json_object_get(st, "frontdoor")) printf("Front door:   %s\n", jstr(st, "frontdoor", ""));
+    json_t *hs = json_object_get(st, "health");
+    if (json_is_object(hs) && strcmp(phase, "Active") == 0) {
+        json_t *rec = json_object_get(hs, "recovery");
+        printf("Health:       %s, %s rotation, %lld recovery(ies)%s%s (%s)\n",
+               jint(hs, "healthy", 1) ? "healthy" : "unhealthy",
+               json_is_false(json_object_get(hs, "inRotation")) ? "out of" : "in",
+               (long long)jint(hs, "recoveries", 0), json_is_object(rec) ? "; recovering by " : "",
+               json_is_object(rec) ? jstr(rec, "action", "") : "", jstr(hs, "source", "default"));
+    }
     json_t *dr = json_object_get(st, "drain");
     if (json_is_object(dr)) print_drain(dr, strcmp(phase, "Draining") == 0);
     json_t *rt = json_object_get(st, "retire");
@@ -375,6 +390,7 @@ static int action(opts *o, const char *verb) {
     const char *name = need_name(o, verb);
     json_t *body = json_object();
     if (flag(o, "force")) json_object_set_new(body, "force", json_true());
+    if (flag(o, "skip-fleet-check")) json_object_set_new(body, "skipFleetCheck", json_true());
     const char *g = flag(o, "grace-period");
     if (g) json_object_set_new(body, "gracePeriod", json_string(g));
     char path[512];
@@ -490,6 +506,130 @@ static int cmd_events(opts *o) {
     return 0;
 }
 
+static int cmd_health(opts *o) {
+    const char *name = need_name(o, "health");
+    char path[512], a[32], b[32];
+    snprintf(path, sizeof(path), "/v1/stamps/%s/health", name);
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (structured(o)) {
+        print_json_or_yaml(r, o->output);
+        json_decref(r);
+        return 0;
+    }
+    json_t *hs = json_object_get(r, "status"), *rec = json_object_get(r, "recovery");
+    printf("Stamp:        %s (%s)\n", name, jstr(r, "phase", "?"));
+    printf("Checks:       %s\n", jstr(r, "source", "default"));
+    printf("Front door:   %s\n", jstr(r, "frontdoor", "none"));
+    printf("Recovery:     %s, action %s, max %lld retries; %lld used\n",
+           json_is_true(json_object_get(rec, "enabled")) ? "enabled" : "disabled",
+           jstr(rec, "action", "?"), (long long)jint(rec, "maxRetries", 0),
+           (long long)jint(hs, "recoveries", 0));
+    static const char *const h[] = {"CHECK", "TYPE", "STATE", "PASSES", "FAILS", "LATENCY",
+                                    "LAST RUN", "TARGET", "LAST ERROR"};
+    table *t = table_new(9, h);
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(r, "checks"), i, c) {
+        char passes[32], fails[32], lat[32], last[40];
+        snprintf(passes, sizeof(passes), "%lld/%lld", (long long)jint(c, "passes", 0),
+                 (long long)jint(c, "healthyThreshold", 0));
+        snprintf(fails, sizeof(fails), "%lld/%lld", (long long)jint(c, "fails", 0),
+                 (long long)jint(c, "unhealthyThreshold", 0));
+        snprintf(lat, sizeof(lat), "%lldms", (long long)jint(c, "latencyMs", 0));
+        int64_t lm = jint(c, "lastMs", 0);
+        if (lm) snprintf(last, sizeof(last), "%s ago", fmt_duration(now_ms() - lm, a, sizeof(a)));
+        else snprintf(last, sizeof(last), "never");
+        (void)b;
+        const char *cells[] = {jstr(c, "name", ""), jstr(c, "type", ""), jstr(c, "state", ""), passes,
+                               fails, lm ? lat : "-", last, jstr(c, "target", ""),
+                               jstr(c, "lastError", "")};
+        table_add(t, cells);
+    }
+    render_table(t);
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_metrics(opts *o) {
+    const char *name = need_name(o, "metrics");
+    const char *period = flag(o, "period");
+    char path[512], a[32];
+    snprintf(path, sizeof(path), "/v1/stamps/%s/metrics?period=%s", name, period ? period : "1h");
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (structured(o)) {
+        print_json_or_yaml(r, o->output);
+        json_decref(r);
+        return 0;
+    }
+    printf("Stamp:        %s (%s), last %s\n", name, jstr(r, "phase", "?"),
+           fmt_duration(jint(r, "periodMs", 0), a, sizeof(a)));
+    printf("Transitions:  %lld\n", (long long)jint(r, "transitionsTotal", 0));
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(r, "transitions"), k, v)
+        printf("  %-24s %lld\n", k, (long long)json_integer_value(v));
+    printf("Time in phase:\n");
+    json_object_foreach(json_object_get(r, "timeInPhaseMs"), k, v)
+        printf("  %-24s %s\n", k, fmt_duration(json_integer_value(v), a, sizeof(a)));
+    static const char *const lists[][2] = {{"drains", "Drains"}, {"activations", "Activations"}};
+    for (size_t l = 0; l < 2; l++) {
+        json_t *arr = json_object_get(r, lists[l][0]);
+        printf("%-14s%zu", lists[l][1], json_array_size(arr));
+        size_t i;
+        json_t *d;
+        json_array_foreach(arr, i, d) printf("%s%s", i ? ", " : ": ",
+                                             fmt_duration(jint(d, "durationMs", 0), a, sizeof(a)));
+        printf("\n");
+    }
+    json_t *fd = json_object_get(r, "frontdoor");
+    if (json_is_object(fd) && json_object_get(fd, "currentSessions")) {
+        printf("Front door:   %s; %lld session(s) now, %lld queued; %lld session(s)/s; %lld request(s), "
+               "%lld 5xx, avg response %lldms\n",
+               jstr(fd, "status", "?"), (long long)jint(fd, "currentSessions", 0),
+               (long long)jint(fd, "queued", 0), (long long)jint(fd, "sessionRate", 0),
+               (long long)jint(fd, "requestsTotal", 0), (long long)jint(fd, "responses5xx", 0),
+               (long long)jint(fd, "avgResponseMs", 0));
+    } else if (json_is_object(fd)) {
+        printf("Front door:   %s\n", jstr(fd, "status", "?"));
+    } else {
+        printf("Front door:   none (traffic driver none)\n");
+    }
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_frontdoor(opts *o) {
+    json_t *r = call("GET", "/v1/frontdoor", NULL, NULL, false);
+    if (structured(o)) {
+        print_json_or_yaml(r, o->output);
+        json_decref(r);
+        return 0;
+    }
+    printf("Driver:       %s\n", jstr(r, "driver", "?"));
+    if (json_object_get(r, "servers")) {
+        printf("Listen:       %s\n", jstr(r, "listen", "-"));
+        printf("Admin socket: %s (backend %s)\n", jstr(r, "adminSocket", "?"), jstr(r, "backend", "?"));
+        printf("All unhealthy: %s\n", jstr(r, "allUnhealthyPolicy", "?"));
+        static const char *const h[] = {"SERVER", "STATUS", "SESSIONS", "QUEUED", "TOTAL", "RATE/S", "REQUESTS"};
+        table *t = table_new(7, h);
+        size_t i;
+        json_t *sv;
+        json_array_foreach(json_object_get(r, "servers"), i, sv) {
+            char c[5][32];
+            snprintf(c[0], 32, "%lld", (long long)jint(sv, "currentSessions", 0));
+            snprintf(c[1], 32, "%lld", (long long)jint(sv, "queued", 0));
+            snprintf(c[2], 32, "%lld", (long long)jint(sv, "sessionsTotal", 0));
+            snprintf(c[3], 32, "%lld", (long long)jint(sv, "sessionRate", 0));
+            snprintf(c[4], 32, "%lld", (long long)jint(sv, "requestsTotal", 0));
+            const char *cells[] = {jstr(sv, "name", ""), jstr(sv, "status", ""), c[0], c[1], c[2], c[3], c[4]};
+            table_add(t, cells);
+        }
+        render_table(t);
+    }
+    json_decref(r);
+    return 0;
+}
+
 static int cmd_apply(opts *o) {
     const char *file = flag(o, "f");
     if (file == NULL) die("apply needs -f FILE (YAML or JSON; - for stdin)");
@@ -595,14 +735,17 @@ typedef struct command {
 static const command commands[] = {
     {"deploy", cmd_deploy, "deploy --region R --stamp-id N --template T [--param K=V]"},
     {"wait", cmd_wait, "wait --for=STATE NAME [--timeout 60s]"},
-    {"drain", cmd_drain, "drain NAME [--force] [--grace-period 60m]"},
+    {"drain", cmd_drain, "drain NAME [--force] [--grace-period 60m] [--skip-fleet-check]"},
     {"activate", cmd_activate, "activate NAME"},
-    {"standby", cmd_standby, "standby NAME"},
-    {"delete", cmd_delete, "delete NAME [--force]"},
+    {"standby", cmd_standby, "standby NAME [--force] [--skip-fleet-check]"},
+    {"delete", cmd_delete, "delete NAME [--force] [--skip-fleet-check]"},
     {"list", cmd_list, "list [--state S] [--region R] [-o json|yaml|wide]"},
     {"status", cmd_status, "status NAME [-o json|yaml]"},
     {"backup", cmd_backup, "backup NAME"},
     {"events", cmd_events, "events NAME [-o json|yaml]"},
+    {"health", cmd_health, "health NAME [-o json|yaml]"},
+    {"frontdoor", cmd_frontdoor, "frontdoor [-o json|yaml]"},
+    {"metrics", cmd_metrics, "metrics NAME [--period=1h] [-o json|yaml]"},
     {"apply", cmd_apply, "apply -f FILE"},
     {"templates", cmd_templates, "templates [NAME] [-o json|yaml]"},
     {"audit", cmd_audit, "audit [NAME] [--limit N]"},
@@ -617,7 +760,8 @@ static void usage(FILE *f) {
 
 /* Flags that take no value. */
 static bool is_switch(const char *name) {
-    return strcmp(name, "force") == 0 || strcmp(name, "dry-run") == 0;
+    return strcmp(name, "force") == 0 || strcmp(name, "dry-run") == 0 ||
+           strcmp(name, "skip-fleet-check") == 0;
 }
 
 int main(int argc, char **argv) {

@@ -48,7 +48,7 @@ static const crow rows[] = {
     {"drain-jobs-timeout", CT_DUR, F(drain_jobs_timeout_ms), 0, "30m", 0, 0, "wait for jobs"},
     {"drain-total-timeout", CT_DUR, F(drain_total_timeout_ms), 0, "40m", 0, 0,
      "whole drain, then forced"},
-    {"drain-poll-interval", CT_DUR, F(drain_poll_ms), 0, "100ms", 0, 0,
+    {"drain-poll-interval", CT_DUR, F(drain_poll_ms), 0, "50ms", 0, 0,
      "how often a drain looks at connections and jobs"},
     {"standby-max-age", CT_DUR, F(standby_max_age_ms), 0, "72h", 0, 0, "Ready -> retired"},
     {"activation-timeout", CT_DUR, F(activation_timeout_ms), 0, "10m", 0, 0,
@@ -69,6 +69,28 @@ static const crow rows[] = {
     {"backoff-retries", CT_INT, F(backoff_retries), 0, "5", 0, 1000, "seed 003"},
     {"token-ttl", CT_DUR, F(token_ttl_ms), 0, "8760h", 0, 0,
      "lifetime of the operator token in the client config"},
+    {"traffic-driver", CT_STR, F(traffic_driver), S(traffic_driver), "haproxy", 0, 0,
+     "front door: haproxy or none"},
+    {"frontdoor-listen", CT_STR, F(frontdoor_listen), S(frontdoor_listen), "127.0.0.1:7481", 0, 0,
+     "where the HAProxy stampd starts listens"},
+    {"haproxy-bin", CT_STR, F(haproxy_bin), S(haproxy_bin), "/usr/sbin/haproxy", 0, 0,
+     "the HAProxy binary stampd starts"},
+    {"haproxy-socket", CT_STR, F(haproxy_socket), S(haproxy_socket), "", 0, 0,
+     "drive an existing HAProxy through this admin socket instead of starting one"},
+    {"haproxy-backend", CT_STR, F(haproxy_backend), S(haproxy_backend), "stamps", 0, 0,
+     "the fleet's backend (balance hdr(X-Tenant-Id), hash-type consistent)"},
+    {"frontdoor-sync-interval", CT_DUR, F(frontdoor_sync_ms), 0, "1s", 0, 0,
+     "how often HAProxy's servers are compared with the store"},
+    {"all-unhealthy-policy", CT_STR, F(all_unhealthy_policy), S(all_unhealthy_policy),
+     "last-healthy", 0, 0, "when no Active stamp is healthy: last-healthy, fail-open or fail-closed"},
+    {"fleet-min-regions", CT_INT, F(fleet_min_regions), 0, "2", 0, 100,
+     "drain/standby/delete refused if fewer regions would keep an Active stamp (0 = off)"},
+    {"health-unhealthy-threshold", CT_INT, F(health_unhealthy_threshold), 0, "3", 1, 100,
+     "failures of the default /health check before a stamp leaves rotation"},
+    {"health-recovery-grace", CT_DUR, F(health_recovery_grace_ms), 0, "30s", 0, 0,
+     "after a redeploy, failures in this window do not count"},
+    {"health-max-retries", CT_INT, F(health_max_retries), 0, "3", 0, 100,
+     "recoveries of the default check before Failed"},
 };
 #undef F
 #undef S
@@ -177,6 +199,19 @@ int config_validate(const stamp_config *c, serr *e) {
                         c->log_level);
     if (c->backoff_initial_ms <= 0 || c->backoff_max_ms < c->backoff_initial_ms)
         return serr_set(e, SE_INVAL, "backoff-initial must be > 0 and <= backoff-max");
+    if (strcmp(c->traffic_driver, "haproxy") != 0 && strcmp(c->traffic_driver, "none") != 0)
+        return serr_set(e, SE_INVAL, "traffic-driver: \"%s\" is not haproxy or none", c->traffic_driver);
+    if (strcmp(c->all_unhealthy_policy, "last-healthy") != 0 &&
+        strcmp(c->all_unhealthy_policy, "fail-open") != 0 &&
+        strcmp(c->all_unhealthy_policy, "fail-closed") != 0)
+        return serr_set(e, SE_INVAL, "all-unhealthy-policy: \"%s\" is not last-healthy, fail-open or fail-closed",
+                        c->all_unhealthy_policy);
+    if (strchr(c->frontdoor_listen, ':') == NULL)
+        return serr_set(e, SE_INVAL, "frontdoor-listen: \"%s\" is not ADDR:PORT", c->frontdoor_listen);
+    if (!name_valid(c->haproxy_backend, 63))
+        return serr_set(e, SE_INVAL, "haproxy-backend: \"%s\" must be lowercase letters, digits and '-'",
+                        c->haproxy_backend);
+    if (c->frontdoor_sync_ms <= 0) return serr_set(e, SE_INVAL, "frontdoor-sync-interval must be > 0");
     if (c->drain_poll_ms <= 0 || c->health_interval_ms <= 0 || c->probe_timeout_ms <= 0)
         return serr_set(e, SE_INVAL, "intervals and timeouts must be > 0");
     return 0;

@@ -45,6 +45,18 @@ typedef struct stamp_config {
     int64_t backoff_retries;
     double backoff_factor;
     int64_t token_ttl_ms;
+    /* Front door and health (seeds 000, 001) */
+    char traffic_driver[16];
+    char frontdoor_listen[128];
+    char haproxy_bin[256];
+    char haproxy_socket[108];
+    char haproxy_backend[64];
+    int64_t frontdoor_sync_ms;
+    char all_unhealthy_policy[32];
+    int64_t fleet_min_regions;
+    int64_t health_unhealthy_threshold;
+    int64_t health_recovery_grace_ms;
+    int64_t health_max_retries;
 } stamp_config;
 
 void config_defaults(stamp_config *c);

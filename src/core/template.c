@@ -159,7 +159,7 @@ static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, se
 
 int tpl_parse(json_t *spec, tpl *out, serr *e) {
     static const char *const keys[] = {"namePrefix", "healthPath", "metricsPath", "phases",
-                                       "description", NULL};
+                                       "description", "healthCheck", NULL};
     int rc;
     memset(out, 0, sizeof(*out));
     out->endpoint_step = -1;
@@ -171,6 +171,10 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
                         out->name_prefix);
     if ((rc = get_str(spec, "healthPath", false, 256, &out->health_path, "spec", e))) return rc;
     if ((rc = get_str(spec, "metricsPath", false, 256, &out->metrics_path, "spec", e))) return rc;
+    if ((rc = get_str(spec, "healthCheck", false, 63, &out->health_check, "spec", e))) return rc;
+    if (out->health_check && !name_valid(out->health_check, 63))
+        return serr_set(e, SE_INVAL, "spec.healthCheck: \"%s\" is not a StampHealthCheck name",
+                        out->health_check);
     if (!out->health_path) out->health_path = "/health";
     if (!out->metrics_path) out->metrics_path = "/metrics";
     if (out->health_path[0] != '/' || out->metrics_path[0] != '/')

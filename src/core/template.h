@@ -58,6 +58,7 @@ typedef struct tpl {
     const char *name_prefix;  /* may be NULL */
     const char *health_path;  /* default "/health" */
     const char *metrics_path; /* default "/metrics" */
+    const char *health_check; /* a StampHealthCheck's name, may be NULL */
     int endpoint_step;        /* index, -1 when the template runs no process */
 } tpl;
 

@@ -25,6 +25,7 @@
 #include "reconcile/engine.h"
 #include "reconcile/stamp_ctl.h"
 #include "runtime/local.h"
+#include "traffic/traffic.h"
 #include "util/httpc.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -38,16 +39,21 @@ static void on_signal(int sig) { quit = sig; }
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: stampd [-nv] [--data-dir DIR] [--listen ADDR:PORT] [--config FILE]\n"
+            "usage: stampd [-nv] [--data-dir DIR] [--listen ADDR:PORT] [--frontdoor-listen ADDR:PORT]\n"
+            "              [--config FILE]\n"
             "              [--set KEY=VALUE ...]\n"
             "  -n                 check the configuration, say so, and exit\n"
             "  -v                 verbose (LOG_LEVEL=DEBUG)\n"
             "  --data-dir DIR     state, logs and workloads (default /var/lib/stamp)\n"
             "  --listen ADDR:PORT API address (default 127.0.0.1:7480)\n"
+            "  --frontdoor-listen ADDR:PORT\n"
+            "                     where the HAProxy stampd starts listens (default 127.0.0.1:7481)\n"
             "  --config FILE      `key value` lines (default DATA_DIR/stampd.conf if present)\n"
             "  --set KEY=VALUE    one configuration key; see --help-config\n"
             "  --help-config      list every configuration key with its default\n");
 }
+
+static void enqueue_stamp(const char *name, void *arg) { ctl_enqueue(arg, "Stamp", name); }
 
 static int hex_random(char *out, size_t nbytes) {
     unsigned char buf[64];
@@ -151,7 +157,7 @@ int main(int argc, char **argv) {
     engine *en = NULL;
     int lockfd = -1;
     bool check_only = false, verbose = false;
-    const char *config_file = NULL, *data_dir = NULL, *listen = NULL;
+    const char *config_file = NULL, *data_dir = NULL, *listen = NULL, *fd_listen = NULL;
     const char *sets[128];
     int nsets = 0;
     char *lv = getenv("LOG_LEVEL");
@@ -170,6 +176,7 @@ int main(int argc, char **argv) {
             config_help(stdout);
             return 0;
         } else if ((strcmp(a, "--data-dir") == 0 || strcmp(a, "--listen") == 0 ||
+                    strcmp(a, "--frontdoor-listen") == 0 ||
                     strcmp(a, "--config") == 0 || strcmp(a, "--set") == 0) && next == NULL) {
             fprintf(stderr, "stampd: %s needs a value\n", a);
             return 2;
@@ -178,6 +185,8 @@ int main(int argc, char **argv) {
             if (config_set(&cfg, "data-dir", data_dir, &e)) goto bad;
         } else if (strcmp(a, "--listen") == 0) {
             listen = argv[++i];
+        } else if (strcmp(a, "--frontdoor-listen") == 0) {
+            fd_listen = argv[++i];
         } else if (strcmp(a, "--config") == 0) {
             config_file = argv[++i];
         } else if (strcmp(a, "--set") == 0) {
@@ -194,7 +203,8 @@ int main(int argc, char **argv) {
     if (config_file == NULL && path_exists(defconf)) config_file = defconf;
     if (config_file && config_load_file(&cfg, config_file, &e)) goto bad;
     if ((data_dir && config_set(&cfg, "data-dir", data_dir, &e)) ||
-        (listen && config_set(&cfg, "listen", listen, &e)))
+        (listen && config_set(&cfg, "listen", listen, &e)) ||
+        (fd_listen && config_set(&cfg, "frontdoor-listen", fd_listen, &e)))
         goto bad;
     for (int i = 0; i < nsets; i++) {
         char key[128];
@@ -266,6 +276,7 @@ int main(int argc, char **argv) {
         goto bad;
     }
     stamp_metrics_register();
+    if (traffic_init(&cfg, cfg.data_dir, &e)) goto bad;
 
     if (api_start(&ctx, jv, cfg.listen, &ap, &e)) goto bad;
     if (write_client_config(&cfg, secret, (size_t)slen, &e)) {
@@ -275,9 +286,13 @@ int main(int argc, char **argv) {
     if (engine_start(&ctx, (int)cfg.workers, &en, &e)) goto bad;
     log_info("stampd listening on %s, data dir %s, owner %s", cfg.listen, cfg.data_dir, owner);
 
-    int64_t next_resync = mono_ms() + RESYNC_MS;
+    int64_t next_resync = mono_ms() + RESYNC_MS, next_fd = 0;
     while (!quit) {
-        sleep_ms(100);
+        sleep_ms(50);
+        if (mono_ms() >= next_fd) {
+            traffic_sync(enqueue_stamp, &ctx);
+            next_fd = mono_ms() + cfg.frontdoor_sync_ms;
+        }
         if (mono_ms() >= next_resync) {
             engine_resync(en);
             next_resync = mono_ms() + RESYNC_MS;
@@ -286,6 +301,7 @@ int main(int argc, char **argv) {
     log_info("signal %d: stopping; workloads keep running", (int)quit);
     api_stop(ap);
     engine_stop(en);
+    traffic_shutdown();
     wq_free(ctx.q);
     jwt_verifier_free(jv);
     store_close(st);

@@ -31,21 +31,27 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/naming.h"
 #include "core/stamp_fsm.h"
 #include "core/template.h"
+#include "health/health.h"
 #include "reconcile/phase.h"
 #include "runtime/local.h"
+#include "traffic/traffic.h"
 #include "util/httpc.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -84,6 +90,13 @@ void stamp_metrics_register(void) {
                      "Connections and jobs dropped by forced drains");
     metrics_register("stamp_replica_restarts_total", MT_COUNTER,
                      "Workload replicas restarted by the supervisor");
+    metrics_register("stamp_health_check_failures_total", MT_COUNTER,
+                     "Failed health check runs, by stamp and check");
+    metrics_register("stamp_unhealthy_total", MT_COUNTER,
+                     "Active stamps taken out of rotation by their health checks");
+    metrics_register("stamp_recoveries_total", MT_COUNTER, "Recovery actions, by action");
+    metrics_register("stamp_health_alerts_total", MT_COUNTER,
+                     "Health alerts (alert action, recovery exhausted, all stamps unhealthy)");
 }
 
 int stamp_dir(const ctl_ctx *c, const char *name, const char *sub, char *buf, size_t len) {
@@ -342,8 +355,8 @@ again:;
             have[idx]) {
             /* A replica beyond the wanted count, or a second copy of one
              * (possible only if something outside stampd started it). */
-            log_info("stamp %s: stopping extra replica %s pid %d", s->name, procs[i].unit,
-                     (int)procs[i].pid);
+            log_info("stamp %s: stopping %sreplica %s pid %d", s->name, count > 0 ? "extra " : "",
+                     procs[i].unit, (int)procs[i].pid);
             lrt_stop(procs[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
             lrt_invalidate();
             continue;
@@ -421,33 +434,13 @@ static int replicas_of(sctx *s, bool health, int mode, replica_ref *out, int max
     return n;
 }
 
-/* All health replicas answer 200: 1; otherwise 0 with the first failure. */
-static int health_ok(sctx *s, int mode, char *why, size_t whylen) {
-    replica_ref reps[128];
-    int n = replicas_of(s, true, mode, reps, 128);
-    for (int i = 0; i < n; i++) {
-        char url[512];
-        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", reps[i].port, s->t.health_path);
-        httpc_req rq = {.url = url, .timeout_ms = s->c->cfg->probe_timeout_ms, .max_response = 65536};
-        long status = 0;
-        sbuf body;
-        serr e = {0};
-        int rc = httpc_do(&rq, &status, &body, &e);
-        if (rc == 0) sbuf_free(&body);
-        if (rc != 0 || status != 200) {
-            if (rc) snprintf(why, whylen, "%s-%d: %s", reps[i].st->name, reps[i].idx, e.msg);
-            else snprintf(why, whylen, "%s-%d: %s answered %ld", reps[i].st->name, reps[i].idx,
-                          s->t.health_path, status);
-            return 0;
-        }
-    }
-    return 1;
-}
-
 typedef struct blockers {
-    int64_t connections;
+    int64_t connections;   /* the workload's own count of open connections */
     int64_t jobs;
     int unreachable;
+    int64_t fd_sessions;   /* HAProxy: current sessions on the stamp's server */
+    int64_t fd_queue;      /* HAProxy: requests queued for it */
+    bool fd_known;
 } blockers;
 
 static void scrape_blockers(sctx *s, blockers *b) {
@@ -471,6 +464,294 @@ static void scrape_blockers(sctx *s, blockers *b) {
         if (status == 200 && prom_value(body.data, "stamp_workload_active_jobs", &v) == 0)
             b->jobs += (int64_t)v;
         sbuf_free(&body);
+    }
+    if (traffic_enabled()) {
+        tr_stat st;
+        serr e = {0};
+        if (traffic_stat(s->name, &st, &e) == 0) {
+            b->fd_known = true;
+            b->fd_sessions = st.scur;
+            b->fd_queue = st.qcur;
+        }
+    }
+}
+
+/* ---- the front door ---- */
+
+/* Tell the front door what the stamp's server should be.  A front door that
+ * does not answer does not stop the lifecycle: it is retried, and the sync
+ * loop converges HAProxy when it is back. */
+static void frontdoor(sctx *s, tr_state st) {
+    if (!traffic_enabled()) return;
+    serr e = {0};
+    const char *ep = jstr(s->r.status, "endpoint", NULL);
+    if (st != TR_ABSENT && ep == NULL) return;
+    if (traffic_set(s->name, ep, st, &e) != 0) {
+        log_warnx("stamp %s: front door: %s", s->name, e.msg);
+        want(s, 1000);
+        return;
+    }
+    set_str(s, s->r.status, "frontdoor", tr_state_names[st]);
+}
+
+/* ---- health checks ---- */
+
+static void load_checks(sctx *s, hc_set *set) {
+    const char *name = s->t.health_check;
+    if (name == NULL) {
+        hc_default(s->c->cfg, s->t.health_path, set);
+        return;
+    }
+    resource r;
+    serr e = {0};
+    if (store_get(s->c->st, "StampHealthCheck", name, &r, &e) == 0) {
+        int rc = hc_parse(r.spec, set, &e);
+        resource_free(&r);
+        if (rc == 0) {
+            snprintf(set->source, sizeof(set->source), "StampHealthCheck/%s", name);
+            return;
+        }
+    }
+    /* Named but missing (or no longer valid): the default check, said loudly. */
+    hc_default(s->c->cfg, s->t.health_path, set);
+    snprintf(set->source, sizeof(set->source), "default (StampHealthCheck/%s: %s)", name,
+             e.code == SE_NOTFOUND ? "not found" : "invalid");
+}
+
+/* Replicas that should run in `mode` and do not: the count, and the first. */
+static int missing_replicas(sctx *s, int mode, char *why, size_t whylen, int *pools) {
+    int missing = 0;
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        int count = st->kind == TK_PROCESS ? replica_want(s, st, mode) : 0;
+        if (count == 0) continue;
+        char prefix[LRT_UNIT_MAX];
+        snprintf(prefix, sizeof(prefix), "%s/p/%s/", s->name, st->name);
+        size_t plen = strlen(prefix);
+        lrt_proc procs[64];
+        int n = lrt_scan(prefix, false, procs, 64, NULL);
+        if (n < 0) continue;
+        bool have[TPL_MAX_REPLICAS] = {false};
+        for (int k = 0; k < n && k < 64; k++) {
+            int64_t idx;
+            if (parse_i64(procs[k].unit + plen, 0, TPL_MAX_REPLICAS - 1, &idx) == 0) have[idx] = true;
+        }
+        for (int r = 0; r < count; r++)
+            if (!have[r]) {
+                if (missing++ == 0) snprintf(why, whylen, "replica %s-%d is not running", st->name, r);
+            } else if (pools) {
+                pools[st->pool]++;
+            }
+    }
+    return missing;
+}
+
+static int tcp_probe(int port, int64_t timeout_ms, char *err, size_t errlen) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    if (rc != 0 && errno == EINPROGRESS) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        rc = poll(&p, 1, (int)timeout_ms);
+        if (rc == 0) {
+            snprintf(err, errlen, "127.0.0.1:%d: connect timed out", port);
+            close(fd);
+            return -1;
+        }
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        rc = soerr ? -1 : 0;
+        errno = soerr;
+    }
+    if (rc != 0) snprintf(err, errlen, "127.0.0.1:%d: %s", port, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* An exec check: /bin/sh -c command, its own process group, killed at the
+ * timeout.  Output goes to the stamp's health log. */
+static int exec_probe(sctx *s, const hc_check *c, char *err, size_t errlen) {
+    vars v;
+    base_vars(s, &v);
+    var_set(&v, "STAMP_CHECK", c->name);
+    var_set(&v, "PATH", "/usr/local/bin:/usr/bin:/bin");
+    const char *env[MAX_VARS + 1];
+    for (int i = 0; i < v.n; i++) env[i] = v.kv[i];
+    env[v.n] = NULL;
+    char logp[PATH_MAX], dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/logs", s->dir);
+    mkdir_p(dir, 0750, NULL);
+    snprintf(logp, sizeof(logp), "%s/health-%s.log", dir, c->name);
+    int out = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    char *const argv[] = {"/bin/sh", "-c", (char *)c->command, NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        if (devnull >= 0) dup2(devnull, 0);
+        if (out >= 0) {
+            dup2(out, 1);
+            dup2(out, 2);
+        }
+        if (chdir(s->dir) != 0 && chdir("/") != 0) _exit(127);
+        execve("/bin/sh", argv, (char *const *)env);
+        _exit(127);
+    }
+    if (out >= 0) close(out);
+    if (devnull >= 0) close(devnull);
+    if (pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        return -1;
+    }
+    setpgid(pid, pid);
+    int64_t until = mono_ms() + c->timeout_ms;
+    int status = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR) {
+            snprintf(err, errlen, "waitpid: %s", strerror(errno));
+            return -1;
+        }
+        if (mono_ms() >= until) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            snprintf(err, errlen, "timed out after %lld ms (log %s)", (long long)c->timeout_ms, logp);
+            return -1;
+        }
+        sleep_ms(5);
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    if (WIFEXITED(status)) snprintf(err, errlen, "exited %d (log %s)", WEXITSTATUS(status), logp);
+    else snprintf(err, errlen, "killed by signal %d (log %s)", WTERMSIG(status), logp);
+    return -1;
+}
+
+/* Runs one check against the stamp; 0 when it passes. */
+static int run_check(sctx *s, const hc_check *c, int mode, char *err, size_t errlen) {
+    replica_ref reps[128];
+    int n;
+    switch (c->type) {
+    case HC_PROCESS:
+        return missing_replicas(s, mode, err, errlen, NULL) ? -1 : 0;
+    case HC_EXEC:
+        return exec_probe(s, c, err, errlen);
+    case HC_TCP:
+        n = replicas_of(s, true, mode, reps, 128);
+        for (int i = 0; i < n; i++)
+            if (tcp_probe(reps[i].port, c->timeout_ms, err, errlen) != 0) return -1;
+        return 0;
+    case HC_HTTP:
+        n = replicas_of(s, true, mode, reps, 128);
+        for (int i = 0; i < n; i++) {
+            char url[512];
+            snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", reps[i].port, c->path);
+            httpc_req rq = {.url = url, .timeout_ms = c->timeout_ms, .max_response = 65536};
+            long status = 0;
+            sbuf body;
+            serr e = {0};
+            int rc = httpc_do(&rq, &status, &body, &e);
+            if (rc == 0) sbuf_free(&body);
+            if (rc != 0) {
+                snprintf(err, errlen, "%s-%d: %s: %s", reps[i].st->name, reps[i].idx, url, e.msg);
+                return -1;
+            }
+            if (status != c->expect_status) {
+                snprintf(err, errlen, "%s-%d: %s answered %ld, expected %d", reps[i].st->name,
+                         reps[i].idx, c->path, status, c->expect_status);
+                return -1;
+            }
+        }
+        return 0;
+    case HC_THRESHOLD: {
+        double worst[HC_MAX_EXPRS];
+        bool seen[HC_MAX_EXPRS] = {false};
+        n = replicas_of(s, false, mode, reps, 128);
+        if (n == 0) {
+            snprintf(err, errlen, "no replica reports metrics");
+            return -1;
+        }
+        for (int i = 0; i < n; i++) {
+            char url[512];
+            snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", reps[i].port, s->t.metrics_path);
+            httpc_req rq = {.url = url, .timeout_ms = c->timeout_ms};
+            long status = 0;
+            sbuf body;
+            serr e = {0};
+            if (httpc_do(&rq, &status, &body, &e) != 0) {
+                snprintf(err, errlen, "%s-%d: %s", reps[i].st->name, reps[i].idx, e.msg);
+                return -1;
+            }
+            for (int k = 0; k < c->nexprs && status == 200; k++) {
+                double v;
+                if (prom_value(body.data, c->exprs[k].metric, &v) != 0) continue;
+                /* The worst replica: the one that breaks the rule, if any. */
+                if (!seen[k] || (!hc_expr_holds(&c->exprs[k], v) && hc_expr_holds(&c->exprs[k], worst[k])))
+                    worst[k] = v;
+                seen[k] = true;
+            }
+            sbuf_free(&body);
+        }
+        for (int k = 0; k < c->nexprs; k++) {
+            if (!seen[k]) {
+                snprintf(err, errlen, "%s: not reported by any replica", c->exprs[k].metric);
+                return -1;
+            }
+            if (!hc_expr_holds(&c->exprs[k], worst[k])) {
+                snprintf(err, errlen, "%s is %g, rule %s", c->exprs[k].metric, worst[k], c->exprs[k].text);
+                return -1;
+            }
+        }
+        return 0;
+    }
+    }
+    return -1;
+}
+
+typedef struct health_view {
+    bool all_passing; /* every check Passing */
+    bool failing;     /* some check Failing */
+    char why[512];    /* the first check not passing, and why */
+} health_view;
+
+/* Runs the checks that are due and reads the state of all of them. */
+static void eval_health(sctx *s, const hc_set *set, int mode, health_view *h) {
+    h->all_passing = true;
+    h->failing = false;
+    h->why[0] = '\0';
+    for (int i = 0; i < set->n; i++) {
+        const hc_check *c = &set->checks[i];
+        int64_t due = hc_due_in(s->name, c);
+        hc_result r;
+        if (due == 0) {
+            char err[400] = "";
+            int64_t t0 = mono_ms();
+            bool ok = run_check(s, c, mode, err, sizeof(err)) == 0;
+            if (!ok) {
+                char lbl[160];
+                snprintf(lbl, sizeof(lbl), "stamp=\"%s\",check=\"%s\"", s->name, c->name);
+                metrics_inc("stamp_health_check_failures_total", lbl, 1);
+            }
+            hc_record(s->name, c, ok, mono_ms() - t0, err);
+            due = c->interval_ms;
+        }
+        want(s, due);
+        hc_get(s->name, c->name, &r);
+        if (r.state != HS_PASSING) {
+            h->all_passing = false;
+            if (h->why[0] == '\0' || (r.state == HS_FAILING && !h->failing))
+                snprintf(h->why, sizeof(h->why), "%s %s (%d/%d passes%s%s)", c->name,
+                         hc_state_names[r.state], r.passes, c->healthy_threshold,
+                         r.last_error[0] ? "; " : "", r.last_error);
+        }
+        if (r.state == HS_FAILING) h->failing = true;
     }
 }
 
@@ -950,13 +1231,16 @@ static int reconcile_creating(sctx *s, serr *e) {
               st->name);
     }
     update_endpoint(s);
-    /* Health gate: every replica with a health endpoint answers 200. */
-    char why[512] = "";
-    if (!health_ok(s, SCALE_FULL, why, sizeof(why))) {
+    frontdoor(s, TR_ABSENT);
+    /* Health gate: every check of the stamp's StampHealthCheck passes. */
+    hc_set set;
+    health_view hv;
+    load_checks(s, &set);
+    eval_health(s, &set, SCALE_FULL, &hv);
+    if (!hv.all_passing) {
         char w[600];
-        snprintf(w, sizeof(w), "health: %s", why);
+        snprintf(w, sizeof(w), "health: %s", hv.why);
         set_str(s, s->r.status, "waitingFor", w);
-        want(s, s->c->cfg->health_interval_ms);
         return save(s, e);
     }
     int64_t since = jint(s->r.status, "creatingSinceMs", jint(s->r.status, "phaseSince", now_ms()));
@@ -966,8 +1250,15 @@ static int reconcile_creating(sctx *s, serr *e) {
     char key[WQ_KEY_MAX];
     ctl_key(key, sizeof(key), "Stamp", s->name);
     wq_forget(s->c->q, key);
+    json_object_set_new(s->r.status, "health",
+                        json_pack("{s:s,s:b,s:b,s:i}", "source", set.source, "healthy", 1,
+                                  "inRotation", 1, "recoveries", 0));
     rc = change(s, SP_ACTIVE, "HealthChecksPassed", "all health checks pass", e);
-    if (rc == 0) metrics_observe("stamp_creation_duration", "", (double)(now_ms() - since) / 1000.0);
+    if (rc == 0) {
+        metrics_observe("stamp_creation_duration", "", (double)(now_ms() - since) / 1000.0);
+        frontdoor(s, TR_READY);
+        save(s, NULL);
+    }
     return rc;
 }
 
@@ -999,17 +1290,167 @@ static int start_drain(sctx *s, serr *e) {
     return change(s, SP_DRAINING, "DrainStarted", msg, e);
 }
 
+/* The longest interval of the set: a stamp healthy for ten of them has
+ * recovered for good, and its recovery count starts again. */
+static int64_t longest_interval(const hc_set *set) {
+    int64_t m = 0;
+    for (int i = 0; i < set->n; i++)
+        if (set->checks[i].interval_ms > m) m = set->checks[i].interval_ms;
+    return m;
+}
+
+/* Replace the stamp's workloads: stop every replica, start them again. */
+static int redeploy(sctx *s, serr *e) {
+    int restarted = 0, rc;
+    char why[128];
+    int missing = missing_replicas(s, SCALE_FULL, why, sizeof(why), NULL);
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        if (st->kind != TK_PROCESS) continue;
+        int alive, started;
+        if ((rc = ensure_step(s, st, 0, &alive, &started, e))) return rc;
+        if ((rc = ensure_step(s, st, st->replicas, &alive, &started, e))) return rc;
+        restarted += started;
+    }
+    hc_reset(s->name);
+    if (missing > 0) {
+        metrics_inc("stamp_replica_restarts_total", "", missing);
+        event(s, "Warning", "ReplicaRestarted", "%d replica(s) had exited; %d replica(s) started",
+              missing, restarted);
+    }
+    return 0;
+}
+
 static int reconcile_active(sctx *s, serr *e) {
     const char *d = desired(s);
-    if (strcmp(d, "standby") == 0 || strcmp(d, "deleted") == 0) return start_drain(s, e);
-    int started, rc;
-    if ((rc = scale_all(s, SCALE_FULL, true, &started, e))) return rc;
-    want(s, s->c->cfg->health_interval_ms);
+    if (strcmp(d, "standby") == 0 || strcmp(d, "deleted") == 0) {
+        traffic_forget_health(s->name);
+        return start_drain(s, e);
+    }
+    int rc;
+    hc_set set;
+    health_view hv;
+    load_checks(s, &set);
+    update_endpoint(s);
+    json_t *hs = obj_child(s->r.status, "health");
+    json_t *rec = json_object_get(hs, "recovery"); /* a recovery under way */
+    eval_health(s, &set, SCALE_FULL, &hv);
+    /* A replica that has exited is a failure for certain: no need to wait
+     * for thresholds before taking the stamp out of rotation. */
+    char gone[200] = "";
+    int pools[POOL_N] = {0};
+    int missing = missing_replicas(s, SCALE_FULL, gone, sizeof(gone), pools);
+    json_t *jp = obj_child(s->r.status, "pools");
+    for (int p = 0; p < POOL_N; p++) set_int(s, jp, tpl_pool_names[p], pools[p]);
+    bool in_grace = json_is_object(rec) &&
+                    now_ms() - jint(rec, "startedMs", 0) < s->c->cfg->health_recovery_grace_ms;
+    bool unhealthy = (hv.failing || missing > 0) && !in_grace;
+    /* Healthy enough to serve: nothing failing, nothing missing, and after a
+     * recovery every check passing again.  Unknown results (stampd just
+     * restarted) keep the stamp where it was. */
+    bool serve = !hv.failing && missing == 0 && (!json_is_object(rec) || hv.all_passing);
+    bool all_unhealthy = false;
+    tr_state rot = traffic_rotation(s->name, serve, &all_unhealthy);
+    frontdoor(s, rot);
+    const char *reason = missing ? gone : hv.why;
+    bool was_in = jbool(hs, "inRotation");
+    bool now_in = rot == TR_READY;
+    if (was_in != now_in) {
+        json_object_set_new(hs, "inRotation", json_boolean(now_in));
+        s->dirty = true;
+        if (now_in) event(s, "Normal", "BackInRotation", "health checks pass again");
+        else {
+            metrics_inc("stamp_unhealthy_total", "", 1);
+            event(s, "Warning", "OutOfRotation", "%s", reason);
+        }
+    }
+    if (!serve && now_in && !jbool(hs, "allUnhealthy")) {
+        json_object_set_new(hs, "allUnhealthy", json_true());
+        s->dirty = true;
+        metrics_inc("stamp_health_alerts_total", "", 1);
+        event(s, "Warning", "FleetAllUnhealthy",
+              "no Active stamp is healthy; policy %s keeps this one in rotation (%s)",
+              s->c->cfg->all_unhealthy_policy, reason);
+    } else if ((serve || !now_in) && jbool(hs, "allUnhealthy")) {
+        json_object_del(hs, "allUnhealthy");
+        s->dirty = true;
+    }
+    set_int(s, hs, "healthy", serve && !unhealthy);
+    set_str(s, hs, "source", set.source);
+    if (serve && json_is_object(rec) && hv.all_passing) {
+        event(s, "Normal", "Recovered", "%s: every check passes (recovery %lld of %d)",
+              hc_action_names[set.action], (long long)jint(hs, "recoveries", 0), set.max_retries);
+        json_object_del(hs, "recovery");
+        json_object_set_new(hs, "healthySinceMs", json_integer(now_ms()));
+        s->dirty = true;
+    }
+    /* Ten intervals healthy after a recovery: the count starts again. */
+    if (serve && !json_is_object(rec) && jint(hs, "recoveries", 0) > 0 &&
+        now_ms() - jint(hs, "healthySinceMs", now_ms()) >= 10 * longest_interval(&set)) {
+        set_int(s, hs, "recoveries", 0);
+    }
+    if (!unhealthy) return save(s, e);
+
+    /* Unhealthy: recover as the policy says. */
+    if (!set.recovery || set.action == HA_ALERT) {
+        if (!jbool(hs, "alerted")) {
+            json_object_set_new(hs, "alerted", json_true());
+            s->dirty = true;
+            metrics_inc("stamp_health_alerts_total", "", 1);
+            event(s, "Warning", "StampUnhealthy", "%s (recovery: %s)", reason,
+                  set.recovery ? "alert" : "disabled");
+        }
+        return save(s, e);
+    }
+    json_object_del(hs, "alerted");
+    int64_t n = jint(hs, "recoveries", 0);
+    if (n >= set.max_retries) {
+        metrics_inc("stamp_health_alerts_total", "", 1);
+        event(s, "Warning", "StampRecoveryFailed", "%s after %lld recovery attempt(s)", reason,
+              (long long)n);
+        char msg[600];
+        snprintf(msg, sizeof(msg), "unhealthy after %lld recovery attempt(s): %s", (long long)n, reason);
+        set_str(s, s->r.status, "lastError", reason);
+        traffic_forget_health(s->name);
+        return change(s, SP_FAILED, "RecoveryFailed", msg, e);
+    }
+    set_int(s, hs, "recoveries", n + 1);
+    json_object_set_new(hs, "recovery", json_pack("{s:s,s:I,s:I}", "action", hc_action_names[set.action],
+                                                  "attempt", (json_int_t)(n + 1), "startedMs",
+                                                  (json_int_t)now_ms()));
+    s->dirty = true;
+    char lbl[64];
+    snprintf(lbl, sizeof(lbl), "action=\"%s\"", hc_action_names[set.action]);
+    metrics_inc("stamp_recoveries_total", lbl, 1);
+    event(s, "Warning", "RecoveryStarted", "%s (attempt %lld of %d): %s", hc_action_names[set.action],
+          (long long)(n + 1), set.max_retries, reason);
+    if ((rc = save(s, e))) return rc;
+    if (set.action == HA_DRAIN) {
+        json_object_set_new(s->r.spec, "desired", json_string("standby"));
+        json_object_set_new(s->r.spec, "drain", json_pack("{s:b,s:I,s:I}", "force", 0, "gracePeriodMs",
+                                                          (json_int_t)0, "generation", (json_int_t)0));
+        traffic_forget_health(s->name);
+        return start_drain(s, e);
+    }
+    if ((rc = redeploy(s, e))) return rc;
+    want(s, 0);
     return save(s, e);
 }
 
 static int finish_drain(sctx *s, const blockers *b, bool forced, const char *why, serr *e) {
     json_t *dr = obj_child(s->r.status, "drain");
+    /* Connections open at the end: what HAProxy still carries, or what the
+     * workload counts when more (clients that came around the front door). */
+    int64_t conns = b->fd_sessions + b->fd_queue > b->connections ? b->fd_sessions + b->fd_queue
+                                                                   : b->connections;
+    blockers bb = *b;
+    bb.connections = conns;
+    b = &bb;
+    if (forced && traffic_enabled()) {
+        serr e2 = {0};
+        if (traffic_shutdown_sessions(s->name, &e2) != 0)
+            log_warnx("stamp %s: shutdown sessions: %s", s->name, e2.msg);
+    }
     int64_t dropped = forced ? b->connections + b->jobs : 0;
     int64_t started = jint(dr, "startedMs", now_ms());
     json_object_set_new(dr, "endedMs", json_integer(now_ms()));
@@ -1026,6 +1467,7 @@ static int finish_drain(sctx *s, const blockers *b, bool forced, const char *why
     }
     char msg[300];
     snprintf(msg, sizeof(msg), "%s%s", forced ? "forced: " : "drained", forced ? why : "");
+    frontdoor(s, TR_MAINT);
     int rc = del ? change(s, SP_DELETING, forced ? "ForceDelete" : "Drained", msg, e)
                  : change(s, SP_READY, forced ? "DrainForced" : "Drained", msg, e);
     if (rc == 0 && !del)
@@ -1041,12 +1483,15 @@ static int reconcile_draining(sctx *s, serr *e) {
         return change(s, SP_ACTIVE, "DrainCancelled", "cancelled by activate", e);
     }
     if (strcmp(d, "deleted") == 0) set_str(s, dr, "target", "Deleting");
+    /* Out of the balancing, existing sessions finish (HAProxy "drain"). */
+    frontdoor(s, TR_DRAIN);
     blockers b;
     scrape_blockers(s, &b);
     json_t *req = json_object_get(s->r.spec, "drain");
     bool force = jbool(req, "force") || (strcmp(d, "deleted") == 0 && jbool(s->r.spec, "deleteForce"));
     if (force) return finish_drain(s, &b, true, "--force", e);
-    if (b.connections == 0 && b.jobs == 0) return finish_drain(s, &b, false, "", e);
+    if (b.connections == 0 && b.jobs == 0 && b.fd_sessions == 0 && b.fd_queue == 0)
+        return finish_drain(s, &b, false, "", e);
     int64_t lc, lj, lt, el = now_ms() - jint(dr, "startedMs", now_ms());
     drain_limits(s, dr, &lc, &lj, &lt);
     char buf[32], why[128];
@@ -1054,7 +1499,7 @@ static int reconcile_draining(sctx *s, serr *e) {
         snprintf(why, sizeof(why), "drain limit of %s passed", fmt_duration(lt, buf, sizeof(buf)));
         return finish_drain(s, &b, true, why, e);
     }
-    if (b.connections > 0 && el >= lc) {
+    if ((b.connections > 0 || b.fd_sessions > 0 || b.fd_queue > 0) && el >= lc) {
         snprintf(why, sizeof(why), "connections still open after %s", fmt_duration(lc, buf, sizeof(buf)));
         return finish_drain(s, &b, true, why, e);
     }
@@ -1064,6 +1509,10 @@ static int reconcile_draining(sctx *s, serr *e) {
     }
     set_int(s, dr, "connections", b.connections);
     set_int(s, dr, "jobs", b.jobs);
+    if (b.fd_known) {
+        set_int(s, dr, "frontdoorSessions", b.fd_sessions);
+        set_int(s, dr, "frontdoorQueue", b.fd_queue);
+    }
     set_int(s, dr, "deadlineConnectionsMs", jint(dr, "startedMs", 0) + lc);
     set_int(s, dr, "deadlineJobsMs", jint(dr, "startedMs", 0) + lj);
     set_int(s, dr, "deadlineTotalMs", jint(dr, "startedMs", 0) + lt);
@@ -1080,6 +1529,10 @@ static int reconcile_ready(sctx *s, serr *e) {
     const char *d = desired(s);
     int rc, started;
     if (strcmp(d, "deleted") == 0) return change(s, SP_DELETING, "Retired", "retire signal", e);
+    /* Standby is out of rotation; an activation goes back in only once
+     * Active. */
+    traffic_forget_health(s->name);
+    frontdoor(s, TR_MAINT);
     if (strcmp(d, "active") != 0) {
         json_object_del(s->r.status, "activation");
         if (timed_out(s)) {
@@ -1097,18 +1550,30 @@ static int reconcile_ready(sctx *s, serr *e) {
     if (!json_is_object(act)) {
         act = json_pack("{s:I,s:i}", "startedMs", (json_int_t)now_ms(), "attempt", 1);
         json_object_set_new(s->r.status, "activation", act);
+        hc_reset(s->name); /* results from before the standby do not count */
         s->dirty = true;
         event(s, "Normal", "Activating", "scaling general and gpu pools up");
     }
     if ((rc = scale_all(s, SCALE_FULL, false, &started, e))) return rc;
-    char why[512] = "";
-    if (health_ok(s, SCALE_FULL, why, sizeof(why))) {
+    hc_set set;
+    health_view hv;
+    load_checks(s, &set);
+    eval_health(s, &set, SCALE_FULL, &hv);
+    const char *why = hv.why;
+    if (hv.all_passing) {
         int64_t t0 = jint(act, "startedMs", now_ms());
         json_object_del(s->r.status, "activation");
         json_object_del(s->r.status, "drain");
         json_object_set_new(s->r.status, "activeSinceMs", json_integer(now_ms()));
+        json_object_set_new(s->r.status, "health",
+                            json_pack("{s:s,s:b,s:b,s:i}", "source", set.source, "healthy", 1,
+                                      "inRotation", 1, "recoveries", 0));
         rc = change(s, SP_ACTIVE, "Activated", "pools scaled up and healthy", e);
-        if (rc == 0) metrics_observe("stamp_activation_duration", "", (double)(now_ms() - t0) / 1000.0);
+        if (rc == 0) {
+            metrics_observe("stamp_activation_duration", "", (double)(now_ms() - t0) / 1000.0);
+            frontdoor(s, TR_READY);
+            save(s, NULL);
+        }
         return rc;
     }
     int64_t age = now_ms() - jint(act, "startedMs", now_ms());
@@ -1130,11 +1595,12 @@ static int reconcile_ready(sctx *s, serr *e) {
     char w[600];
     snprintf(w, sizeof(w), "health: %s", why);
     set_str(s, s->r.status, "waitingFor", w);
-    want(s, s->c->cfg->health_interval_ms);
     return save(s, e);
 }
 
 static int reconcile_failed(sctx *s, serr *e) {
+    traffic_forget_health(s->name);
+    frontdoor(s, TR_ABSENT);
     int64_t retry = jint(s->r.spec, "retry", 0);
     if (retry > jint(s->r.status, "retryObserved", 0)) {
         json_object_set_new(s->r.status, "retryObserved", json_integer(retry));
@@ -1224,6 +1690,8 @@ static int reconcile_deleting(sctx *s, serr *e) {
             if ((rc = mkdir_p(dir, 0750, e))) return rc;
             /* Out of rotation (the traffic driver), logs and metrics kept:
              * take a last scrape of every replica that still answers. */
+            traffic_forget_health(s->name);
+            frontdoor(s, TR_MAINT);
             snapshot_metrics(s, dir);
             event(s, "Normal", "Quarantined", "out of rotation; logs and metrics kept");
             break;
@@ -1247,6 +1715,11 @@ static int reconcile_deleting(sctx *s, serr *e) {
                 s->dirty = true;
                 continue;
             }
+            if (traffic_enabled()) {
+                /* Off the front door before the port can go to another stamp. */
+                const char *ep = jstr(s->r.status, "endpoint", NULL);
+                if ((rc = traffic_set(s->name, ep, TR_ABSENT, e))) return serr_wrap(e, "front door");
+            }
             if ((rc = remove_tree(s->dir, e))) return rc;
             char owner[256];
             for (int i = 0; i < s->t.nsteps; i++) {
@@ -1268,6 +1741,8 @@ static int reconcile_deleting(sctx *s, serr *e) {
 }
 
 static int reconcile_deleted(sctx *s, serr *e) {
+    if (traffic_enabled()) traffic_set(s->name, NULL, TR_ABSENT, NULL);
+    hc_reset(s->name);
     int64_t until = jint(json_object_get(obj_child(s->r.status, "retire"), "archive"), "retainUntilMs", 0);
     if (until == 0) return 0;
     int64_t left = until - now_ms();
@@ -1308,7 +1783,18 @@ int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) 
     *requeue_ms = -1;
     str_copy(s.name, sizeof(s.name), name);
     if ((rc = store_get(c->st, "Stamp", name, &s.r, e))) {
-        if (rc == SE_NOTFOUND) return 0;
+        if (rc == SE_NOTFOUND) {
+            /* Gone from the store: nothing of it may stay in the front door. */
+            serr_clear(e);
+            traffic_forget_health(name);
+            hc_reset(name);
+            if (traffic_enabled() && traffic_set(name, NULL, TR_ABSENT, e) != 0) {
+                *requeue_ms = 1000;
+                log_warnx("front door: removing %s: %s", name, e->msg);
+                serr_clear(e);
+            }
+            return 0;
+        }
         return rc;
     }
     stamp_dir(c, name, NULL, s.dir, sizeof(s.dir));
@@ -1343,4 +1829,116 @@ int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) 
     *requeue_ms = s.requeue;
     resource_free(&s.r);
     return rc;
+}
+
+/* ---- views for the API: health and metrics of one stamp ---- */
+
+int stamp_health_json(ctl_ctx *c, const char *name, json_t **out, serr *e) {
+    sctx s = {.c = c, .requeue = -1};
+    str_copy(s.name, sizeof(s.name), name);
+    int rc = store_get(c->st, "Stamp", name, &s.r, e);
+    if (rc) return rc;
+    if ((rc = tpl_parse(json_object_get(s.r.spec, "templateSpec"), &s.t, e))) {
+        resource_free(&s.r);
+        return rc;
+    }
+    hc_set set;
+    load_checks(&s, &set);
+    json_t *h = hc_snapshot(name, &set);
+    json_t *hs = json_object_get(s.r.status, "health");
+    json_object_set_new(h, "stamp", json_string(name));
+    json_object_set_new(h, "phase", json_string(jstr(s.r.status, "phase", "")));
+    json_object_set_new(h, "status", hs ? json_deep_copy(hs) : json_object());
+    json_object_set_new(h, "frontdoor", json_string(jstr(s.r.status, "frontdoor", "none")));
+    resource_free(&s.r);
+    *out = h;
+    return 0;
+}
+
+/* "A -> B: ..." */
+static bool parse_transition(const char *msg, char *from, char *to, size_t len) {
+    const char *arrow = strstr(msg, " -> ");
+    if (arrow == NULL || (size_t)(arrow - msg) >= len) return false;
+    memcpy(from, msg, (size_t)(arrow - msg));
+    from[arrow - msg] = '\0';
+    const char *b = arrow + 4;
+    size_t n = strcspn(b, ":");
+    if (n >= len || n == 0) return false;
+    memcpy(to, b, n);
+    to[n] = '\0';
+    return fsm_phase_parse(&stamp_fsm, from) >= 0 && fsm_phase_parse(&stamp_fsm, to) >= 0;
+}
+
+int stamp_metrics_json(ctl_ctx *c, const char *name, int64_t period_ms, json_t **out, serr *e) {
+    resource r;
+    int rc = store_get(c->st, "Stamp", name, &r, e);
+    if (rc) return rc;
+    json_t *evs = NULL;
+    if ((rc = store_events(c->st, "Stamp", name, 10000, &evs, e))) {
+        resource_free(&r);
+        return rc;
+    }
+    int64_t now = now_ms(), since = now - period_ms;
+    int64_t in_phase[8] = {0};
+    json_t *transitions = json_object(), *drains = json_array(), *acts = json_array();
+    int64_t ntrans = 0, drain_start = 0, act_start = 0, cur_since = 0;
+    int cur = -1;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evs, i, ev) {
+        int64_t t = json_integer_value(json_object_get(ev, "timeMs"));
+        const char *msg = json_string_value(json_object_get(ev, "message"));
+        const char *reason = json_string_value(json_object_get(ev, "reason"));
+        if (reason && strcmp(reason, "Activating") == 0) act_start = t;
+        char from[32], to[32];
+        if (msg == NULL || !parse_transition(msg, from, to, sizeof(from))) continue;
+        int f = fsm_phase_parse(&stamp_fsm, from), tt = fsm_phase_parse(&stamp_fsm, to);
+        if (cur >= 0 && cur < 8) {
+            int64_t a = cur_since > since ? cur_since : since;
+            if (t > a) in_phase[cur] += t - a;
+        }
+        cur = tt;
+        cur_since = t;
+        if (tt == SP_DRAINING) drain_start = t;
+        if (t >= since) {
+            char key[80];
+            snprintf(key, sizeof(key), "%s -> %s", from, to);
+            json_object_set_new(transitions, key,
+                                json_integer(json_integer_value(json_object_get(transitions, key)) + 1));
+            ntrans++;
+            if (f == SP_DRAINING && tt != SP_ACTIVE && drain_start)
+                json_array_append_new(drains, json_pack("{s:I,s:s,s:s}", "durationMs",
+                                                        (json_int_t)(t - drain_start), "to", to,
+                                                        "reason", reason ? reason : ""));
+            if (f == SP_READY && tt == SP_ACTIVE && act_start)
+                json_array_append_new(acts, json_pack("{s:I}", "durationMs", (json_int_t)(t - act_start)));
+        }
+    }
+    if (cur >= 0 && cur < 8) {
+        int64_t a = cur_since > since ? cur_since : since;
+        if (now > a) in_phase[cur] += now - a;
+    }
+    json_t *tip = json_object();
+    for (int p = 0; p < stamp_fsm.nphases && p < 8; p++)
+        if (in_phase[p]) json_object_set_new(tip, fsm_phase_name(&stamp_fsm, p), json_integer(in_phase[p]));
+    json_t *fd = json_null();
+    if (traffic_enabled()) {
+        tr_stat st;
+        serr e2 = {0};
+        if (traffic_stat(name, &st, &e2) == 0 && st.present)
+            fd = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "status", st.status, "currentSessions",
+                           (json_int_t)st.scur, "queued", (json_int_t)st.qcur, "sessionsTotal",
+                           (json_int_t)st.stot, "sessionRate", (json_int_t)st.rate, "requestsTotal",
+                           (json_int_t)st.req_tot, "responses5xx", (json_int_t)st.hrsp_5xx,
+                           "avgResponseMs", (json_int_t)st.rtime_ms);
+        else
+            fd = json_pack("{s:s}", "status", e2.msg[0] ? e2.msg : "not in the front door");
+    }
+    *out = json_pack("{s:s,s:s,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "stamp", name, "phase",
+                     jstr(r.status, "phase", ""), "periodMs", (json_int_t)period_ms, "transitionsTotal",
+                     (json_int_t)ntrans, "transitions", transitions, "timeInPhaseMs", tip, "drains",
+                     drains, "activations", acts, "frontdoor", fd);
+    json_decref(evs);
+    resource_free(&r);
+    return 0;
 }

@@ -5,12 +5,20 @@
 #ifndef STAMP_STAMP_CTL_H
 #define STAMP_STAMP_CTL_H
 
+#include <jansson.h>
+
 #include "reconcile/ctl.h"
 
 /* Reconcile stamp `name`.  Returns 0 and sets *requeue_ms (-1: nothing to
  * do until something changes), SE_CONFLICT when the stamp changed under it
  * (requeue now), or another error (requeue with backoff). */
 int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e);
+
+/* What `stampctl health` shows: every check with its live result. */
+int stamp_health_json(ctl_ctx *c, const char *name, json_t **out, serr *e);
+/* What `stampctl metrics` shows: transitions, time in phase, drain and
+ * activation durations over the last period_ms, and the front door's figures. */
+int stamp_metrics_json(ctl_ctx *c, const char *name, int64_t period_ms, json_t **out, serr *e);
 
 /* Register the stamp_* metric families. */
 void stamp_metrics_register(void);

@@ -58,6 +58,12 @@ static int64_t mono_now(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t mono_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int64_t wall_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -86,8 +92,27 @@ static void counters_path(char *buf, size_t len) {
     snprintf(buf, len, "%s/counters.json", cfg.state_dir);
 }
 
+/* The data latency: how long the last durable write of the counters took
+ * (write, fsync, rename), plus whatever a test injects through the file
+ * STATE_DIR/inject-data-latency-ms.  Microseconds. */
+static atomic_llong data_latency_us;
+
+static long long injected_latency_ms(void) {
+    char path[PATH_MAX], buf[32];
+    snprintf(path, sizeof(path), "%s/inject-data-latency-ms", cfg.state_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    long long v = strtoll(buf, NULL, 10);
+    return v > 0 && v < 3600000 ? v : 0;
+}
+
 static void save_counters(void) {
     if (cfg.state_dir == NULL) return;
+    int64_t t0 = mono_now_us();
     char path[PATH_MAX], tmp[PATH_MAX + 8], text[512];
     counters_path(path, sizeof(path));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -104,6 +129,7 @@ static void save_counters(void) {
     close(fd);
     if (!ok || rename(tmp, path) != 0)
         fprintf(stderr, "stamp-workload: saving %s: %s\n", path, strerror(errno));
+    atomic_store(&data_latency_us, (long long)(mono_now_us() - t0) + injected_latency_ms() * 1000);
 }
 
 static bool field_ll(const char *text, const char *key, long long *out) {
@@ -138,14 +164,11 @@ static void load_counters(void) {
 
 static void *saver(void *arg) {
     (void)arg;
-    long long last = -1;
     for (;;) {
+        /* Every second, changed or not: the write is also the data latency
+         * probe (stamp_workload_data_latency_seconds). */
         nap_ms(1000);
-        long long g = atomic_load(&saved_generation);
-        if (g != last) {
-            save_counters();
-            last = g;
-        }
+        save_counters();
     }
     return NULL;
 }
@@ -203,11 +226,15 @@ static enum MHD_Result metrics(struct MHD_Connection *c) {
                  "# HELP stamp_workload_jobs_total Background jobs started.\n"
                  "# TYPE stamp_workload_jobs_total counter\n"
                  "stamp_workload_jobs_total %lld\n"
+                 "# HELP stamp_workload_data_latency_seconds Duration of the last durable write of its state.\n"
+                 "# TYPE stamp_workload_data_latency_seconds gauge\n"
+                 "stamp_workload_data_latency_seconds %.6f\n"
                  "# HELP stamp_workload_uptime_seconds Seconds since start.\n"
                  "# TYPE stamp_workload_uptime_seconds gauge\n"
                  "stamp_workload_uptime_seconds %.3f\n",
                  conns < 0 ? 0 : conns, inf < 0 ? 0 : inf, atomic_load(&active_jobs),
                  (long long)atomic_load(&requests_total), (long long)atomic_load(&jobs_total),
+                 (double)atomic_load(&data_latency_us) / 1e6,
                  (double)(mono_now() - cfg.started_mono) / 1000.0);
 }
 

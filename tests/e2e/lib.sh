@@ -102,10 +102,15 @@ kill_owned() {
 # Fast timings so the lifecycle runs in seconds; tests add their own.
 start_stampd() {
   [ -n "$API_PORT" ] || API_PORT=$(free_port)
+  [ -n "${FD_PORT:-}" ] || FD_PORT=$(free_port)
   # One port range per test, kept across restarts of stampd.
   [ -n "${PORT_BASE:-}" ] || PORT_BASE=$((20000 + (RANDOM % 60) * 200))
   local base=$PORT_BASE
+  # The real front door on every test (HAProxy on FD_PORT); the fleet rule
+  # off unless a test turns it on (most run one or two stamps).
   "$STAMP_BIN/stampd" --data-dir "$DATA" --listen "127.0.0.1:$API_PORT" \
+    --frontdoor-listen "127.0.0.1:$FD_PORT" --set frontdoor-sync-interval=200ms \
+    --set fleet-min-regions=0 --set health-recovery-grace=2s \
     --set port-range=$base-$((base + 199)) \
     --set health-interval=100ms --set drain-poll-interval=50ms \
     --set backoff-initial=200ms --set backoff-max=2s --set stop-grace=2s \

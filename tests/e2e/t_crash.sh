@@ -63,7 +63,12 @@ for i in $(seq 1 "$POINTS"); do
 done
 
 # Nothing of any stamp runs, nothing leaked, every stamp is Deleted.
-expect_eq "no processes at all" "$(procs)" 0
+expect_eq "no stamp processes at all" "$(procs synaxis-)" 0
+# The front door survived 3 kills per stamp, adopted each time, never doubled.
+expect_eq "one haproxy, adopted across every restart" "$(procs frontdoor/)" 1
+expect_eq "front door has no servers left" \
+  "$(ctl frontdoor -o json | jq '.servers | length')" 0
+expect_eq "everything stampd owns" "$(procs)" 1
 expect_eq "all Deleted" "$(ctl list -o json | jq -r '[.items[].status.phase] | unique | join(",")')" Deleted
 log "kill points: $kills"
 finish
