@@ -504,6 +504,7 @@ static void load_checks(sctx *s, hc_set *set) {
     }
     resource r;
     serr e = {0};
+    resource_init(&r);
     if (store_get(s->c->st, "StampHealthCheck", name, &r, &e) == 0) {
         int rc = hc_parse(r.spec, set, &e);
         resource_free(&r);
@@ -1836,8 +1837,12 @@ int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) 
 int stamp_health_json(ctl_ctx *c, const char *name, json_t **out, serr *e) {
     sctx s = {.c = c, .requeue = -1};
     str_copy(s.name, sizeof(s.name), name);
+    resource_init(&s.r);
     int rc = store_get(c->st, "Stamp", name, &s.r, e);
-    if (rc) return rc;
+    if (rc) {
+        resource_free(&s.r);
+        return rc;
+    }
     if ((rc = tpl_parse(json_object_get(s.r.spec, "templateSpec"), &s.t, e))) {
         resource_free(&s.r);
         return rc;
@@ -1871,8 +1876,12 @@ static bool parse_transition(const char *msg, char *from, char *to, size_t len) 
 
 int stamp_metrics_json(ctl_ctx *c, const char *name, int64_t period_ms, json_t **out, serr *e) {
     resource r;
+    resource_init(&r);
     int rc = store_get(c->st, "Stamp", name, &r, e);
-    if (rc) return rc;
+    if (rc) {
+        resource_free(&r);
+        return rc;
+    }
     json_t *evs = NULL;
     if ((rc = store_events(c->st, "Stamp", name, 10000, &evs, e))) {
         resource_free(&r);

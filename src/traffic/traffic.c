@@ -155,7 +155,8 @@ static int write_config(bool *changed, serr *e) {
         "    # Tenant affinity (seed 001 pattern 1); consistent hashing keeps\n"
         "    # dynamic servers possible and moves only a new server's share.\n"
         "    balance hdr(X-Tenant-Id)\n"
-        "    hash-type consistent\n",
+        "    # avalanche: tenant ids that look alike still spread over the ring\n"
+        "    hash-type consistent sdbm avalanche\n",
         T.sock, T.listen, T.backend, T.backend);
     if (n >= (int)sizeof(text)) return serr_set(e, SE_TOOBIG, "haproxy configuration too long");
     char *old = NULL;
@@ -306,8 +307,23 @@ static int apply_locked(tr_entry *x, const char *addr, tr_state st, serr *e) {
     serr_clear(e);
     if (addr == NULL || *addr == '\0') return serr_set(e, SE_INVAL, "server %s: no address", x->name);
     char add[512];
-    snprintf(add, sizeof(add), "add server %s/%s %s", T.backend, x->name, addr);
-    if ((rc = hap_do(add, e))) return rc;
+    /* An explicit id, derived from the stamp's name: HAProxy 2.6 places a
+     * dynamic server added without one on the consistent-hash ring as if it
+     * were the previous one (a new stamp then takes all of one stamp's
+     * tenants instead of its share), and a stable id keeps every tenant on
+     * its stamp across a restart of HAProxy.  Weight 100: more points on the
+     * ring than the default, so shares come out close to even. */
+    uint32_t h = 2166136261u;
+    for (const char *p = x->name; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    rc = SE_CONFLICT;
+    for (int k = 0; k < 8 && rc == SE_CONFLICT; k++) {
+        unsigned id = (unsigned)((h + (uint32_t)k) % 2000000000u) + 1;
+        snprintf(add, sizeof(add), "add server %s/%s %s weight 100 id %u", T.backend, x->name, addr, id);
+        serr_clear(e);
+        rc = hap_do(add, e);
+        if (rc == SE_CONFLICT && strstr(e->msg, "already used") == NULL) break;
+    }
+    if (rc) return rc;
     log_info("front door: server %s added at %s", x->name, addr);
     return hap_do(cmd, e);
 }
