@@ -1391,6 +1391,11 @@ static int reconcile_active(sctx *s, serr *e) {
         set_int(s, hs, "recoveries", 0);
     }
     if (!unhealthy) return save(s, e);
+    /* Kept serving by the all-unhealthy policy: a redeploy or drain now
+     * would take away the last capacity the fleet has, so recovery waits
+     * (the FleetAllUnhealthy event and gauge say why) until another stamp
+     * is healthy again. */
+    if (!serve && now_in) return save(s, e);
 
     /* Unhealthy: recover as the policy says. */
     if (!set.recovery || set.action == HA_ALERT) {
