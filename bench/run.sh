@@ -8,3 +8,8 @@ for b in "$B"/bench_*; do
   "$b"
   echo
 done
+for s in "$(dirname "$0")"/bench_*.sh; do
+  echo "== $(basename "$s")"
+  "$s" "$B"
+  echo
+done

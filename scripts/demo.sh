@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 D=$PWD/.demo
 CTL=$B/stampctl
 LISTEN=${STAMP_LISTEN:-127.0.0.1:7480}
+FRONTDOOR=${STAMP_FRONTDOOR:-127.0.0.1:7481}
 export STAMP_CONFIG=$D/client.conf
 T0=$(date +%s%N)
 
@@ -22,7 +23,9 @@ if [ "${2:-}" = stop ]; then
       "$CTL" delete "$s" --force >/dev/null && "$CTL" wait --for=deleted "$s" --timeout 60s
     done
     kill -TERM "$(cat "$D/stampd.pid")" && rm -f "$D/stampd.pid"
-    echo "stampd stopped; state kept in $D/data"
+    # The front door outlives stampd by design; the demo's goes with it.
+    pkill -f "haproxy -f $D/data/frontdoor/haproxy.cfg" || true
+    echo "stampd and its HAProxy stopped; state kept in $D/data"
   else
     echo "no demo stampd running"
   fi
@@ -36,11 +39,11 @@ if [ -f "$D/stampd.pid" ] && kill -0 "$(cat "$D/stampd.pid")" 2>/dev/null; then
 fi
 rm -rf "$D" && mkdir -p "$D"
 
-say "Starting stampd (SQLite store in $D/data, API on $LISTEN)"
-"$B/stampd" --data-dir "$D/data" --listen "$LISTEN" >"$D/stampd.log" 2>&1 &
+say "Starting stampd (SQLite store in $D/data, API on $LISTEN, HAProxy front door on $FRONTDOOR)"
+"$B/stampd" --data-dir "$D/data" --listen "$LISTEN" --frontdoor-listen "$FRONTDOOR" >"$D/stampd.log" 2>&1 &
 echo $! >"$D/stampd.pid"
 for _ in $(seq 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && [ -s "$STAMP_CONFIG" ] && break; sleep 0.1; done
-"$B/stampd" -n --data-dir "$D/data" --listen "$LISTEN"
+"$B/stampd" -n --data-dir "$D/data" --listen "$LISTEN" --frontdoor-listen "$FRONTDOOR"
 
 say "Applying the example template"
 run "$CTL" apply -f deploy/templates/synaxis-stamp.yaml
@@ -56,50 +59,57 @@ wait $W   # not a bare wait: stampd is a background job of this shell too
 say "Both Active after $(( ($(date +%s%N) - t) / 1000000 )) ms"
 run "$CTL" list -o wide
 
-say "Sending requests: every answer names the stamp that served it"
-for s in synaxis-weu-001 synaxis-eus-001; do
-  ep=$("$CTL" status "$s" -o json | jq -r .status.endpoint)
-  for i in 1 2 3; do
-    printf '  %s -> %s' "$s" "$(curl -fsS -D - "http://$ep/work?ms=20" -o /dev/null | tr -d '\r' | grep -i '^X-Stamp-Name')"
-    echo
+say "Sending requests through the HAProxy front door: tenants stick to a stamp"
+for t in acme globex initech umbrella hooli; do
+  for i in 1 2; do
+    printf '  X-Tenant-Id: %-9s -> %s\n' "$t" "$(curl -fsS -D - -o /dev/null -H "X-Tenant-Id: $t" "http://$FRONTDOOR/work?ms=5" | tr -d '\r' | sed -n 's/^[Xx]-[Ss]tamp-[Nn]ame: //p')"
   done
 done
+run "$CTL" frontdoor
 
-say "Draining synaxis-weu-001 while a 3 s request is in flight"
-ep=$("$CTL" status synaxis-weu-001 -o json | jq -r .status.endpoint)
-curl -sS "http://$ep/work?ms=3000" >"$D/slow.out" &
+say "The fleet rule (seed 001): two Active stamps in two regions is the minimum"
+run "$CTL" drain synaxis-weu-001 || true
+
+# A tenant that lands on synaxis-weu-001.
+T1=$(for t in $(seq 1 200); do w=$(curl -fsS -D - -o /dev/null -H "X-Tenant-Id: tenant-$t" "http://$FRONTDOOR/work?ms=0" | tr -d '\r' | sed -n 's/^[Xx]-[Ss]tamp-[Nn]ame: //p'); [ "$w" = synaxis-weu-001 ] && { echo tenant-$t; break; }; done)
+say "Draining synaxis-weu-001 anyway (--skip-fleet-check) while a 3 s request of $T1 is in flight"
+curl -sS -H "X-Tenant-Id: $T1" "http://$FRONTDOOR/work?ms=3000" >"$D/slow.out" &
 SLOW=$!
 sleep 0.3
 t=$(date +%s%N)
-run "$CTL" drain synaxis-weu-001
+run "$CTL" drain synaxis-weu-001 --skip-fleet-check
 sleep 0.5
-run "$CTL" status synaxis-weu-001 | sed -n '1,12p'
+run "$CTL" status synaxis-weu-001 | sed -n '1,14p'
+printf '  a new request of %s now goes to: %s\n' "$T1" "$(curl -fsS -D - -o /dev/null -H "X-Tenant-Id: $T1" "http://$FRONTDOOR/work?ms=0" | tr -d '\r' | sed -n 's/^[Xx]-[Ss]tamp-[Nn]ame: //p')"
 "$CTL" wait --for=ready synaxis-weu-001 --timeout 60s
 wait $SLOW
 say "Drained to Ready in $(( ($(date +%s%N) - t) / 1000000 )) ms; the slow request finished: $(cat "$D/slow.out")"
-run "$CTL" status synaxis-weu-001 | grep -E '^(Phase|Pools|Drain)'
+run "$CTL" status synaxis-weu-001 | grep -E '^(Phase|Pools|Drain|Front door)'
 
 say "Reactivating synaxis-weu-001 from warm standby"
 t=$(date +%s%N)
 run "$CTL" activate synaxis-weu-001
 "$CTL" wait --for=active synaxis-weu-001 --timeout 60s
 say "Active again in $(( ($(date +%s%N) - t) / 1000000 )) ms"
+run "$CTL" health synaxis-weu-001
 
 say "Retiring synaxis-eus-001: drain, then backup, quarantine, decommission, archive, purge"
 t=$(date +%s%N)
-run "$CTL" delete synaxis-eus-001
+run "$CTL" delete synaxis-eus-001 --skip-fleet-check
 "$CTL" wait --for=deleted synaxis-eus-001 --timeout 120s
 say "Deleted in $(( ($(date +%s%N) - t) / 1000000 )) ms"
 run "$CTL" events synaxis-eus-001 | tail -n 12
 echo "archive: $(jq -r '"\(.files | length) files, kept until \(.retainUntilMs/1000 | todate)"' "$D/data/archive/synaxis-eus-001/manifest.json")"
+run "$CTL" metrics synaxis-weu-001 --period=1h
 
 say "Where things stand"
 run "$CTL" list
 cat <<MSG
 
 stampd is still running (pid $(cat "$D/stampd.pid"), log $D/stampd.log) with
-synaxis-weu-001 Active.  Try:
+synaxis-weu-001 Active behind the front door on $FRONTDOOR.  Try:
   export STAMP_CONFIG=$D/client.conf
+  curl -H 'X-Tenant-Id: acme' http://$FRONTDOOR/work?ms=10
   $CTL status synaxis-weu-001
   $CTL drain synaxis-weu-001 --grace-period 30s
 Stop it all with:  scripts/demo.sh $1 stop

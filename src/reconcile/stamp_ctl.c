@@ -1382,6 +1382,7 @@ static int reconcile_active(sctx *s, serr *e) {
         event(s, "Normal", "Recovered", "%s: every check passes (recovery %lld of %d)",
               hc_action_names[set.action], (long long)jint(hs, "recoveries", 0), set.max_retries);
         json_object_del(hs, "recovery");
+        rec = NULL; /* freed with the key */
         json_object_set_new(hs, "healthySinceMs", json_integer(now_ms()));
         s->dirty = true;
     }

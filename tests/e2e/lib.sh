@@ -99,12 +99,31 @@ kill_owned() {
   done
 }
 
+# A stamp port range of its own for this test (20000-31999 in 60 slots of
+# 200): claimed with an atomic mkdir, so tests running at the same time never
+# share one; a slot whose owner is gone is taken over.
+claim_port_slot() {
+  local i d start=$((RANDOM % 60))
+  for k in $(seq 0 59); do
+    i=$(( (start + k) % 60 ))
+    d=${TMPDIR:-/tmp}/stamp-e2e-slot.$i
+    if mkdir "$d" 2>/dev/null || { ! kill -0 "$(cat "$d/pid" 2>/dev/null)" 2>/dev/null && rm -rf "$d" && mkdir "$d" 2>/dev/null; }; then
+      echo $$ >"$d/pid"
+      PORT_SLOT=$d
+      PORT_BASE=$((20000 + i * 200))
+      return 0
+    fi
+  done
+  PORT_BASE=$((20000 + start * 200))
+}
+PORT_SLOT=
+
 # Fast timings so the lifecycle runs in seconds; tests add their own.
 start_stampd() {
   [ -n "$API_PORT" ] || API_PORT=$(free_port)
   [ -n "${FD_PORT:-}" ] || FD_PORT=$(free_port)
   # One port range per test, kept across restarts of stampd.
-  [ -n "${PORT_BASE:-}" ] || PORT_BASE=$((20000 + (RANDOM % 60) * 200))
+  [ -n "${PORT_BASE:-}" ] || claim_port_slot
   local base=$PORT_BASE
   # The real front door on every test (HAProxy on FD_PORT); the fleet rule
   # off unless a test turns it on (most run one or two stamps).
@@ -156,6 +175,7 @@ crash_stampd() {
 finish() {
   stop_stampd
   kill_owned
+  [ -n "$PORT_SLOT" ] && rm -rf "$PORT_SLOT"
   local bad
   bad=$(sanitizer_reports)
   if [ -n "$bad" ]; then
