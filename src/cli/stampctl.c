@@ -141,6 +141,14 @@ static bool structured(const opts *o) {
     return o->output && (strcmp(o->output, "json") == 0 || strcmp(o->output, "yaml") == 0);
 }
 
+/* -o json|yaml: print r as asked and release it. */
+static bool printed_structured(const opts *o, json_t *r) {
+    if (!structured(o)) return false;
+    print_json_or_yaml(r, o->output);
+    json_decref(r);
+    return true;
+}
+
 static const char *jstr(json_t *o, const char *k, const char *d) {
     const char *v = json_string_value(json_object_get(o, k));
     return v ? v : d;
@@ -251,11 +259,7 @@ static int cmd_list(opts *o) {
     if (state) n += (size_t)snprintf(path + n, sizeof(path) - n, "%sstate=%s", "?", state);
     if (region) snprintf(path + n, sizeof(path) - n, "%sregion=%s", state ? "&" : "?", region);
     json_t *r = call("GET", path, NULL, NULL, false);
-    if (structured(o)) {
-        print_json_or_yaml(r, o->output);
-        json_decref(r);
-        return 0;
-    }
+    if (printed_structured(o, r)) return 0;
     bool wide = o->output && strcmp(o->output, "wide") == 0;
     static const char *const h[] = {"NAME", "REGION", "PHASE", "ENDPOINT", "IN PHASE", "AGE",
                                     "TEMPLATE", "POOLS(S/G/GPU)", "ATTEMPT", "MESSAGE"};
@@ -310,11 +314,7 @@ static void print_drain(json_t *dr, bool live) {
 
 static int cmd_status(opts *o) {
     json_t *r = get_stamp(need_name(o, "status"));
-    if (structured(o)) {
-        print_json_or_yaml(r, o->output);
-        json_decref(r);
-        return 0;
-    }
+    if (printed_structured(o, r)) return 0;
     json_t *md = json_object_get(r, "metadata"), *sp = json_object_get(r, "spec"),
            *st = json_object_get(r, "status");
     char a[32];
@@ -487,11 +487,7 @@ static int cmd_events(opts *o) {
     char path[512];
     snprintf(path, sizeof(path), "/v1/stamps/%s/events", name);
     json_t *r = call("GET", path, NULL, NULL, false);
-    if (structured(o)) {
-        print_json_or_yaml(r, o->output);
-        json_decref(r);
-        return 0;
-    }
+    if (printed_structured(o, r)) return 0;
     static const char *const h[] = {"TIME", "TYPE", "REASON", "MESSAGE"};
     table *t = table_new(4, h);
     size_t i;
@@ -511,11 +507,7 @@ static int cmd_health(opts *o) {
     char path[512], a[32], b[32];
     snprintf(path, sizeof(path), "/v1/stamps/%s/health", name);
     json_t *r = call("GET", path, NULL, NULL, false);
-    if (structured(o)) {
-        print_json_or_yaml(r, o->output);
-        json_decref(r);
-        return 0;
-    }
+    if (printed_structured(o, r)) return 0;
     json_t *hs = json_object_get(r, "status"), *rec = json_object_get(r, "recovery");
     printf("Stamp:        %s (%s)\n", name, jstr(r, "phase", "?"));
     printf("Checks:       %s\n", jstr(r, "source", "default"));
@@ -556,11 +548,7 @@ static int cmd_metrics(opts *o) {
     char path[512], a[32];
     snprintf(path, sizeof(path), "/v1/stamps/%s/metrics?period=%s", name, period ? period : "1h");
     json_t *r = call("GET", path, NULL, NULL, false);
-    if (structured(o)) {
-        print_json_or_yaml(r, o->output);
-        json_decref(r);
-        return 0;
-    }
+    if (printed_structured(o, r)) return 0;
     printf("Stamp:        %s (%s), last %s\n", name, jstr(r, "phase", "?"),
            fmt_duration(jint(r, "periodMs", 0), a, sizeof(a)));
     printf("Transitions:  %lld\n", (long long)jint(r, "transitionsTotal", 0));
@@ -600,11 +588,7 @@ static int cmd_metrics(opts *o) {
 
 static int cmd_frontdoor(opts *o) {
     json_t *r = call("GET", "/v1/frontdoor", NULL, NULL, false);
-    if (structured(o)) {
-        print_json_or_yaml(r, o->output);
-        json_decref(r);
-        return 0;
-    }
+    if (printed_structured(o, r)) return 0;
     printf("Driver:       %s\n", jstr(r, "driver", "?"));
     if (json_object_get(r, "servers")) {
         printf("Listen:       %s\n", jstr(r, "listen", "-"));
@@ -705,11 +689,7 @@ static int cmd_audit(opts *o) {
     snprintf(path, sizeof(path), "/v1/audit?limit=%s%s%s", flag(o, "limit") ? flag(o, "limit") : "50",
              o->npos ? "&name=" : "", o->npos ? o->pos[0] : "");
     json_t *r = call("GET", path, NULL, NULL, false);
-    if (structured(o)) {
-        print_json_or_yaml(r, o->output);
-        json_decref(r);
-        return 0;
-    }
+    if (printed_structured(o, r)) return 0;
     static const char *const h[] = {"TIME", "USER", "TENANT", "OPERATION", "RESOURCE", "RESULT"};
     table *t = table_new(6, h);
     size_t i;

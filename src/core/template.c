@@ -36,7 +36,7 @@ int json_check_keys(json_t *obj, const char *where, const char *const *keys, ser
     return 0;
 }
 
-static int get_bool(json_t *o, const char *key, bool dflt, bool *out, const char *where, serr *e) {
+int json_get_bool(json_t *o, const char *key, bool dflt, bool *out, const char *where, serr *e) {
     json_t *v = json_object_get(o, key);
     if (v == NULL) {
         *out = dflt;
@@ -47,7 +47,7 @@ static int get_bool(json_t *o, const char *key, bool dflt, bool *out, const char
     return 0;
 }
 
-static int get_int(json_t *o, const char *key, int dflt, int lo, int hi, int *out,
+int json_get_int(json_t *o, const char *key, int dflt, int lo, int hi, int *out,
                    const char *where, serr *e) {
     json_t *v = json_object_get(o, key);
     if (v == NULL) {
@@ -60,7 +60,7 @@ static int get_int(json_t *o, const char *key, int dflt, int lo, int hi, int *ou
     return 0;
 }
 
-static int get_str(json_t *o, const char *key, bool required, size_t max, const char **out,
+int json_get_str(json_t *o, const char *key, bool required, size_t max, const char **out,
                    const char *where, serr *e) {
     json_t *v = json_object_get(o, key);
     if (v == NULL) {
@@ -84,18 +84,18 @@ static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, se
     if ((rc = json_check_keys(js, where, keys, e))) return rc;
     memset(st, 0, sizeof(*st));
     st->phase = phase;
-    if ((rc = get_str(js, "name", true, 48, &st->name, where, e))) return rc;
+    if ((rc = json_get_str(js, "name", true, 48, &st->name, where, e))) return rc;
     if (!name_valid(st->name, 48))
         return serr_set(e, SE_INVAL, "%s.name: \"%s\" must be lowercase letters, digits and '-'",
                         where, st->name);
     const char *kind;
-    if ((rc = get_str(js, "kind", true, 16, &kind, where, e))) return rc;
+    if ((rc = json_get_str(js, "kind", true, 16, &kind, where, e))) return rc;
     if (strcmp(kind, "process") == 0) st->kind = TK_PROCESS;
     else if (strcmp(kind, "exec") == 0) st->kind = TK_EXEC;
     else return serr_set(e, SE_INVAL, "%s.kind: \"%s\" is not one of process, exec", where, kind);
 
     const char *timeout = NULL;
-    if ((rc = get_str(js, "timeout", false, 32, &timeout, where, e))) return rc;
+    if ((rc = json_get_str(js, "timeout", false, 32, &timeout, where, e))) return rc;
     st->timeout_ms = 10 * 60 * 1000;
     if (timeout && (parse_duration_ms(timeout, &st->timeout_ms) != 0 || st->timeout_ms <= 0))
         return serr_set(e, SE_INVAL, "%s.timeout: \"%s\" is not a duration like 30s or 10m", where,
@@ -122,23 +122,23 @@ static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, se
         for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
             if (json_object_get(js, forbidden[i]))
                 return serr_set(e, SE_INVAL, "%s.%s: only for process steps", where, forbidden[i]);
-        if ((rc = get_str(js, "run", true, 4096, &st->run, where, e))) return rc;
-        return get_str(js, "delete", false, 4096, &st->del, where, e);
+        if ((rc = json_get_str(js, "run", true, 4096, &st->run, where, e))) return rc;
+        return json_get_str(js, "delete", false, 4096, &st->del, where, e);
     }
 
     if (json_object_get(js, "run") || json_object_get(js, "delete"))
         return serr_set(e, SE_INVAL, "%s.%s: only for exec steps", where,
                         json_object_get(js, "run") ? "run" : "delete");
     const char *pool;
-    if ((rc = get_str(js, "pool", true, 16, &pool, where, e))) return rc;
+    if ((rc = json_get_str(js, "pool", true, 16, &pool, where, e))) return rc;
     if ((st->pool = tpl_pool_parse(pool)) < 0)
         return serr_set(e, SE_INVAL, "%s.pool: \"%s\" is not one of system, general, gpu", where,
                         pool);
-    if ((rc = get_int(js, "replicas", 1, 0, TPL_MAX_REPLICAS, &st->replicas, where, e))) return rc;
-    if ((rc = get_int(js, "ports", 1, 0, TPL_MAX_PORTS, &st->ports, where, e))) return rc;
-    if ((rc = get_bool(js, "endpoint", false, &st->endpoint, where, e))) return rc;
-    if ((rc = get_bool(js, "health", st->ports > 0, &st->health, where, e))) return rc;
-    if ((rc = get_bool(js, "metrics", st->ports > 0 && st->pool != POOL_SYSTEM, &st->metrics,
+    if ((rc = json_get_int(js, "replicas", 1, 0, TPL_MAX_REPLICAS, &st->replicas, where, e))) return rc;
+    if ((rc = json_get_int(js, "ports", 1, 0, TPL_MAX_PORTS, &st->ports, where, e))) return rc;
+    if ((rc = json_get_bool(js, "endpoint", false, &st->endpoint, where, e))) return rc;
+    if ((rc = json_get_bool(js, "health", st->ports > 0, &st->health, where, e))) return rc;
+    if ((rc = json_get_bool(js, "metrics", st->ports > 0 && st->pool != POOL_SYSTEM, &st->metrics,
                        where, e)))
         return rc;
     if ((st->health || st->metrics || st->endpoint) && st->ports == 0)
@@ -165,13 +165,13 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
     out->endpoint_step = -1;
     if (!json_is_object(spec)) return serr_set(e, SE_INVAL, "spec: must be a mapping");
     if ((rc = json_check_keys(spec, "spec", keys, e))) return rc;
-    if ((rc = get_str(spec, "namePrefix", false, 24, &out->name_prefix, "spec", e))) return rc;
+    if ((rc = json_get_str(spec, "namePrefix", false, 24, &out->name_prefix, "spec", e))) return rc;
     if (out->name_prefix && !name_valid(out->name_prefix, 24))
         return serr_set(e, SE_INVAL, "spec.namePrefix: \"%s\" must be lowercase letters, digits and '-'",
                         out->name_prefix);
-    if ((rc = get_str(spec, "healthPath", false, 256, &out->health_path, "spec", e))) return rc;
-    if ((rc = get_str(spec, "metricsPath", false, 256, &out->metrics_path, "spec", e))) return rc;
-    if ((rc = get_str(spec, "healthCheck", false, 63, &out->health_check, "spec", e))) return rc;
+    if ((rc = json_get_str(spec, "healthPath", false, 256, &out->health_path, "spec", e))) return rc;
+    if ((rc = json_get_str(spec, "metricsPath", false, 256, &out->metrics_path, "spec", e))) return rc;
+    if ((rc = json_get_str(spec, "healthCheck", false, 63, &out->health_check, "spec", e))) return rc;
     if (out->health_check && !name_valid(out->health_check, 63))
         return serr_set(e, SE_INVAL, "spec.healthCheck: \"%s\" is not a StampHealthCheck name",
                         out->health_check);
@@ -193,7 +193,7 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
         if (!json_is_object(jp)) return serr_set(e, SE_INVAL, "%s: must be a mapping", where);
         if ((rc = json_check_keys(jp, where, pkeys, e))) return rc;
         const char *pname;
-        if ((rc = get_str(jp, "name", true, 32, &pname, where, e))) return rc;
+        if ((rc = json_get_str(jp, "name", true, 32, &pname, where, e))) return rc;
         int ph = phase_parse(pname);
         if (ph < 0)
             return serr_set(e, SE_INVAL,

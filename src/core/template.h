@@ -72,4 +72,13 @@ int tpl_pool_parse(const char *name);
  * names the first unknown one as "<where>.<key>". */
 int json_check_keys(json_t *obj, const char *where, const char *const *keys, serr *e);
 
+/* Typed fields of a manifest, each error naming "<where>.<key>".  Absent
+ * keys give the default (json_get_str: NULL, or an error when required);
+ * strings are borrowed from obj. */
+int json_get_bool(json_t *o, const char *key, bool dflt, bool *out, const char *where, serr *e);
+int json_get_int(json_t *o, const char *key, int dflt, int lo, int hi, int *out, const char *where,
+                 serr *e);
+int json_get_str(json_t *o, const char *key, bool required, size_t max, const char **out,
+                 const char *where, serr *e);
+
 #endif

@@ -31,27 +31,13 @@ static int get_dur(json_t *o, const char *key, int64_t dflt, int64_t *out, const
     return 0;
 }
 
-static int get_int(json_t *o, const char *key, int dflt, int lo, int hi, int *out, const char *where,
-                   serr *e) {
-    json_t *v = json_object_get(o, key);
-    if (v == NULL) {
-        *out = dflt;
-        return 0;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return serr_set(e, SE_INVAL, "%s.%s: must be an integer from %d to %d", where, key, lo, hi);
-    *out = (int)json_integer_value(v);
-    return 0;
-}
-
+/* An optional string copied into a buffer of its own (a check outlives
+ * the manifest it came from). */
 static int get_str(json_t *o, const char *key, char *out, size_t len, const char *where, serr *e) {
-    json_t *v = json_object_get(o, key);
-    if (v == NULL) return 0;
-    if (!json_is_string(v) || json_string_length(v) == 0)
-        return serr_set(e, SE_INVAL, "%s.%s: must be a non-empty string", where, key);
-    if (!str_copy(out, len, json_string_value(v)))
-        return serr_set(e, SE_INVAL, "%s.%s: longer than %zu characters", where, key, len - 1);
-    return 0;
+    const char *v;
+    int rc = json_get_str(o, key, false, len - 1, &v, where, e);
+    if (rc == 0 && v) str_copy(out, len, v);
+    return rc;
 }
 
 int hc_expr_parse(const char *text, hc_expr *x, serr *e) {
@@ -161,12 +147,12 @@ static int parse_check(json_t *js, hc_check *c, const char *where, serr *e) {
         }
         c->nexprs = (int)json_array_size(exprs);
     }
-    if ((rc = get_int(js, "expectedStatus", 200, 100, 599, &c->expect_status, where, e))) return rc;
+    if ((rc = json_get_int(js, "expectedStatus", 200, 100, 599, &c->expect_status, where, e))) return rc;
     if ((rc = get_dur(js, "interval", 10000, &c->interval_ms, where, e))) return rc;
     if ((rc = get_dur(js, "timeout", 5000, &c->timeout_ms, where, e))) return rc;
     if (c->timeout_ms > 300000) return serr_set(e, SE_INVAL, "%s.timeout: at most 5m", where);
-    if ((rc = get_int(js, "healthyThreshold", 2, 1, 100, &c->healthy_threshold, where, e))) return rc;
-    if ((rc = get_int(js, "unhealthyThreshold", 3, 1, 100, &c->unhealthy_threshold, where, e))) return rc;
+    if ((rc = json_get_int(js, "healthyThreshold", 2, 1, 100, &c->healthy_threshold, where, e))) return rc;
+    if ((rc = json_get_int(js, "unhealthyThreshold", 3, 1, 100, &c->unhealthy_threshold, where, e))) return rc;
     return 0;
 }
 
@@ -198,10 +184,8 @@ int hc_parse(json_t *spec, hc_set *out, serr *e) {
     if (r) {
         if (!json_is_object(r)) return serr_set(e, SE_INVAL, "spec.recovery: must be a mapping");
         if ((rc = json_check_keys(r, "spec.recovery", rkeys, e))) return rc;
-        json_t *en = json_object_get(r, "enabled");
-        if (en && !json_is_boolean(en)) return serr_set(e, SE_INVAL, "spec.recovery.enabled: true or false");
-        if (en) out->recovery = json_is_true(en);
-        if ((rc = get_int(r, "maxRetries", 3, 0, 100, &out->max_retries, "spec.recovery", e))) return rc;
+        if ((rc = json_get_bool(r, "enabled", true, &out->recovery, "spec.recovery", e))) return rc;
+        if ((rc = json_get_int(r, "maxRetries", 3, 0, 100, &out->max_retries, "spec.recovery", e))) return rc;
         char action[32] = "redeploy";
         if ((rc = get_str(r, "action", action, sizeof(action), "spec.recovery", e))) return rc;
         int a;

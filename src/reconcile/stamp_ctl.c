@@ -1448,28 +1448,25 @@ static int finish_drain(sctx *s, const blockers *b, bool forced, const char *why
     json_t *dr = obj_child(s->r.status, "drain");
     /* Connections open at the end: what HAProxy still carries, or what the
      * workload counts when more (clients that came around the front door). */
-    int64_t conns = b->fd_sessions + b->fd_queue > b->connections ? b->fd_sessions + b->fd_queue
-                                                                   : b->connections;
-    blockers bb = *b;
-    bb.connections = conns;
-    b = &bb;
+    int64_t fd = b->fd_sessions + b->fd_queue;
+    int64_t conns = fd > b->connections ? fd : b->connections;
     if (forced && traffic_enabled()) {
         serr e2 = {0};
         if (traffic_shutdown_sessions(s->name, &e2) != 0)
             log_warnx("stamp %s: shutdown sessions: %s", s->name, e2.msg);
     }
-    int64_t dropped = forced ? b->connections + b->jobs : 0;
+    int64_t dropped = forced ? conns + b->jobs : 0;
     int64_t started = jint(dr, "startedMs", now_ms());
     json_object_set_new(dr, "endedMs", json_integer(now_ms()));
     json_object_set_new(dr, "forced", json_boolean(forced));
-    json_object_set_new(dr, "droppedConnections", json_integer(forced ? b->connections : 0));
+    json_object_set_new(dr, "droppedConnections", json_integer(forced ? conns : 0));
     json_object_set_new(dr, "droppedJobs", json_integer(forced ? b->jobs : 0));
     bool del = strcmp(jstr(dr, "target", "Ready"), "Deleting") == 0 ||
                strcmp(desired(s), "deleted") == 0;
     if (forced) {
         metrics_inc("stamp_drain_dropped_total", "", (double)dropped);
         event(s, "Warning", "DrainForced",
-              "%s: dropping %lld connection(s) and %lld job(s)", why, (long long)b->connections,
+              "%s: dropping %lld connection(s) and %lld job(s)", why, (long long)conns,
               (long long)b->jobs);
     }
     char msg[300];
@@ -1748,7 +1745,7 @@ static int reconcile_deleting(sctx *s, serr *e) {
 }
 
 static int reconcile_deleted(sctx *s, serr *e) {
-    if (traffic_enabled()) traffic_set(s->name, NULL, TR_ABSENT, NULL);
+    if (traffic_enabled() && traffic_set(s->name, NULL, TR_ABSENT, NULL) == 0) traffic_forget(s->name);
     hc_reset(s->name);
     int64_t until = jint(json_object_get(obj_child(s->r.status, "retire"), "archive"), "retainUntilMs", 0);
     if (until == 0) return 0;
@@ -1799,6 +1796,8 @@ int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) 
                 *requeue_ms = 1000;
                 log_warnx("front door: removing %s: %s", name, e->msg);
                 serr_clear(e);
+            } else {
+                traffic_forget(name);
             }
             return 0;
         }

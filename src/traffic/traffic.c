@@ -336,9 +336,7 @@ int traffic_set(const char *name, const char *addr, tr_state st, serr *e) {
     if (x == NULL) rc = serr_set(e, SE_TOOBIG, "more than %d servers in the front door", TR_MAX_SERVERS);
     else if (!(x->known && x->applied == st && (addr == NULL || strcmp(x->addr, addr) == 0))) {
         rc = apply_locked(x, addr, st, e);
-        if (rc == 0 && st == TR_ABSENT) {
-            *x = T.e[--T.n]; /* nothing to remember of a server that is gone */
-        } else if (rc == 0) {
+        if (rc == 0) {
             if (x->known && x->applied != st)
                 log_info("front door: %s %s -> %s", name, tr_state_names[x->applied], tr_state_names[st]);
             x->known = true;
@@ -457,6 +455,13 @@ int traffic_shutdown_sessions(const char *name, serr *e) {
     return rc;
 }
 
+void traffic_forget(const char *name) {
+    pthread_mutex_lock(&T.mu);
+    tr_entry *x = entry(name, false);
+    if (x) *x = T.e[--T.n];
+    pthread_mutex_unlock(&T.mu);
+}
+
 /* ---- the all-unhealthy policy ---- */
 
 tr_state traffic_rotation(const char *name, bool healthy, bool *all_unhealthy) {
@@ -557,17 +562,17 @@ void traffic_sync(traffic_enqueue_fn enqueue, void *arg) {
     if (T.down_logged) log_info("front door: admin socket answers again");
     T.down_logged = false;
     metrics_set("stamp_frontdoor_up", "", 1);
-    char todo[TR_MAX_SERVERS][64];
-    int ntodo = 0;
+    char pending[TR_MAX_SERVERS][64]; /* stamps to reconcile again */
+    int npending = 0;
     for (int i = 0; i < T.n; i++) {
         if (!a.seen[i] && T.e[i].known && T.e[i].applied != TR_ABSENT) {
             log_warnx("front door: server %s is missing from haproxy; adding it again", T.e[i].name);
             T.e[i].known = false;
         }
-        if (!T.e[i].known) str_copy(todo[ntodo++], 64, T.e[i].name);
+        if (!T.e[i].known) str_copy(pending[npending++], 64, T.e[i].name);
     }
     pthread_mutex_unlock(&T.mu);
-    for (int i = 0; i < ntodo; i++) enqueue(todo[i], arg);
+    for (int i = 0; i < npending; i++) enqueue(pending[i], arg);
     for (int i = 0; i < a.norphans; i++) enqueue(a.orphans[i], arg);
 }
 

@@ -54,6 +54,9 @@ const char *traffic_driver(void);
 /* Make HAProxy's server for `name` (at addr "host:port") be in state st.
  * Idempotent; cheap when nothing changes. */
 int traffic_set(const char *name, const char *addr, tr_state st, serr *e);
+/* The stamp is gone for good: drop what was remembered of its server
+ * (after traffic_set(..., TR_ABSENT)). */
+void traffic_forget(const char *name);
 /* What HAProxy reports for the stamp's server. */
 int traffic_stat(const char *name, tr_stat *out, serr *e);
 /* End the sessions still on a server (a forced drain). */
