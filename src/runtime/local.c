@@ -233,10 +233,11 @@ bool lrt_alive(pid_t pid) {
 }
 
 /* If pid carries our owner marker, copy its unit and return 1. */
-static int owned_unit(pid_t pid, char *unit, size_t len, char *buf) {
+static size_t read_environ(pid_t pid, char *buf, bool *opened) {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
+    *opened = fd >= 0;
     if (fd < 0) return 0;
     size_t got = 0;
     for (;;) {
@@ -247,6 +248,35 @@ static int owned_unit(pid_t pid, char *unit, size_t len, char *buf) {
         if (got >= ENVIRON_READ_MAX - 1) break;
     }
     close(fd);
+    return got;
+}
+
+/* A user process (not a kernel thread, not a zombie): its environment can
+ * only read empty while it is in the middle of an execve. */
+static bool user_process(pid_t pid) {
+    char path[64], *text = NULL;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (read_file(path, 4096, &text, NULL, NULL) != 0) return false;
+    const char *p = strrchr(text, ')');
+    char state = 'Z';
+    int ppid = 0;
+    bool user = p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 && state != 'Z' && state != 'X' &&
+                ppid != 0 && ppid != 2;
+    free(text);
+    return user;
+}
+
+static int owned_unit(pid_t pid, char *unit, size_t len, char *buf) {
+    bool opened;
+    size_t got = read_environ(pid, buf, &opened);
+    /* A unit that re-execs itself (sh -c '... exec prog') shows an empty
+     * environment for a moment; missing it would let the reconciler start
+     * a duplicate, so look again for up to 20 ms. */
+    for (int i = 0; opened && got == 0 && i < 20 && user_process(pid); i++) {
+        sleep_ms(1);
+        got = read_environ(pid, buf, &opened);
+    }
+    if (!opened) return 0;
     buf[got] = '\0';
     bool mine = false;
     const char *u = NULL;
