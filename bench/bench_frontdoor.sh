@@ -33,11 +33,12 @@ cleanup() {
   owner=$(sed -n 's/.*owner \([0-9a-f]*\).*/\1/p' "$T/stampd.log" | head -n1)
   kill -TERM $SD 2>/dev/null; wait $SD 2>/dev/null || true
   for d in /proc/[0-9]*; do
-    tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qx "STAMPD_OWNER=$owner" && kill -9 "${d#/proc/}" 2>/dev/null
+    tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qx "STAMPD_OWNER=$owner" && kill -9 "${d#/proc/}" 2>/dev/null
   done
   rm -rf "$T"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 for _ in $(seq 50); do [ -s "$STAMP_CONFIG" ] && curl -fsS http://127.0.0.1:$API/healthz >/dev/null 2>&1 && break; sleep 0.1; done
 "$CTL" apply -f "$SRC/deploy/templates/synaxis-stamp.yaml" >/dev/null
 for r in westeurope eastus; do "$CTL" deploy --region $r --stamp-id 1 --template synaxis-stamp >/dev/null; done
@@ -84,9 +85,10 @@ for i in $(seq 1 "$TRIALS"); do
   until [ "$(fdstat $S)" != MAINT ] && [ "$(fdstat $S)" != DRAIN ]; do sleep 0.02; done
   tenant=$(for t in $(seq 1 200); do w=$(curl -sS -o /dev/null -D - -H "X-Tenant-Id: t$t" "http://127.0.0.1:$FDP/work?ms=0" | tr -d '\r' | sed -n 's/^[Xx]-[Ss]tamp-[Nn]ame: //p'); [ "$w" = $S ] && { echo t$t; break; }; done)
   ( curl -sS -o /dev/null -H "X-Tenant-Id: $tenant" "http://127.0.0.1:$FDP/work?ms=600"; now >"$T/end" ) &
+  REQ=$!
   sleep 0.2
-  "$CTL" drain $S >/dev/null
-  wait
+  "$CTL" drain $S --skip-fleet-check >/dev/null
+  wait $REQ   # not a bare wait: stampd is a background job of this shell too
   "$CTL" wait --for=ready $S --timeout 30s >/dev/null
   xs+=($(( $("$CTL" status $S -o json | jq -r .status.phaseSince) - $(cat "$T/end") )))
   "$CTL" activate $S >/dev/null
