@@ -26,13 +26,22 @@
 
 typedef struct jwt_verifier jwt_verifier;
 
+/* Keys: the local HS256 secret (tokens without a kid, or kid "stampd"),
+ * and RSA (RS256) / EC P-256 (ES256) public keys from a JWKS document, each
+ * chosen by the token's kid.  A key's type fixes its algorithm; a token
+ * whose alg differs from its key's, or is not in the accepted list, is
+ * refused before any signature is computed. */
 typedef struct jwt_config {
-    const char *alg;           /* "HS256" (this issue), later "RS256"/"ES256" */
-    const unsigned char *secret; /* HS256 key bytes */
+    const char *alg;           /* accepted algorithms: "HS256", "HS256,RS256,ES256" */
+    const unsigned char *secret; /* HS256 key bytes (required when HS256 is accepted) */
     size_t secret_len;
     const char *issuer;        /* required iss */
     const char *audience;      /* required aud */
+    const char *jwks;          /* JWKS JSON text; required for RS256/ES256 */
 } jwt_config;
+
+#define JWT_MAX_KEYS 32
+#define JWT_LOCAL_KID "stampd"
 
 int jwt_verifier_new(const jwt_config *cfg, jwt_verifier **out, serr *e);
 void jwt_verifier_free(jwt_verifier *v);
@@ -47,6 +56,12 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, json_t *
 /* Mint an HS256 token over claims (borrowed; iat/exp are not added here). */
 int jwt_sign_hs256(const unsigned char *secret, size_t secret_len, json_t *claims, char **token,
                    serr *e);
+/* Any algorithm: HS256 with secret, RS256/ES256 with pkey (an EVP_PKEY *
+ * holding the private key).  kid may be NULL.  For tests and tools. */
+int jwt_sign(const char *alg, const unsigned char *secret, size_t secret_len, void *pkey,
+             const char *kid, json_t *claims, char **token, serr *e);
+/* The number of JWKS keys loaded (for logs). */
+int jwt_verifier_nkeys(const jwt_verifier *v);
 
 /* base64url without padding. out must hold 4*ceil(n/3)+1 bytes. */
 size_t b64url_encode(const unsigned char *in, size_t n, char *out);

@@ -91,6 +91,50 @@ static const crow rows[] = {
      "after a redeploy, failures in this window do not count"},
     {"health-max-retries", CT_INT, F(health_max_retries), 0, "3", 0, 100,
      "recoveries of the default check before Failed"},
+    {"api-threads", CT_INT, F(api_threads), 0, "4", 1, 64,
+     "API threads (a reap or MTTC verify holds one while it runs)"},
+    {"jwt-algorithms", CT_STR, F(jwt_algorithms), S(jwt_algorithms), "HS256", 0, 0,
+     "accepted token algorithms: HS256, RS256, ES256 (comma separated)"},
+    {"jwt-jwks", CT_STR, F(jwt_jwks), S(jwt_jwks), "", 0, 0,
+     "JWKS file with the RS256/ES256 public keys, chosen by kid"},
+    {"blob-backend", CT_STR, F(blob_backend), S(blob_backend), "auto", 0, 0,
+     "dir, azure, or auto (azure when a connection string is set)"},
+    {"blob-dir", CT_STR, F(blob_dir), S(blob_dir), "", 0, 0,
+     "directory blob store (default DATA_DIR/blobs)"},
+    {"azure-blob-connection-string", CT_STR, F(azure_connection), S(azure_connection), "", 0, 0,
+     "Azure Blob account (env AZURE_BLOB_CONNECTION_STRING)"},
+    {"diagnostic-container", CT_STR, F(diagnostic_container), S(diagnostic_container),
+     "diagnostics", 0, 0, "container of diagnostics archives (env DIAGNOSTIC_CONTAINER_NAME)"},
+    {"bundle-container", CT_STR, F(bundle_container), S(bundle_container), "bundles", 0, 0,
+     "container of model bundles"},
+    {"reap-interval", CT_DUR, F(reap_interval_ms), 0, "5m", 0, 0, "reaper sweep interval"},
+    {"inactivity-threshold", CT_DUR, F(inactivity_threshold_ms), 0, "24h", 0, 0,
+     "a namespace idle this long is reaped (env INACTIVITY_THRESHOLD_HOURS)"},
+    {"reap-upload-window", CT_DUR, F(reap_upload_window_ms), 0, "1h", 0, 0,
+     "how long failed diagnostics uploads are retried before the namespace is reaped anyway"},
+    {"reap-retry-initial", CT_DUR, F(reap_retry_initial_ms), 0, "10s", 0, 0,
+     "first retry of a failed reap; doubles"},
+    {"reap-retry-max", CT_DUR, F(reap_retry_max_ms), 0, "5m", 0, 0, "longest reap retry delay"},
+    {"ns-delete-timeout", CT_DUR, F(ns_delete_timeout_ms), 0, "60s", 0, 0,
+     "wait for a namespace's pods and volumes to go"},
+    {"ns-max-pods", CT_INT, F(ns_max_pods), 0, "64", 1, 4096, "pods per namespace"},
+    {"pod-log-max", CT_INT, F(pod_log_max), 0, "67108864", 1024, 1073741824,
+     "bytes of a pod log archived (the tail beyond it is kept)"},
+    {"pod-command", CT_STR, F(pod_command), S(pod_command), "", 0, 0,
+     "program pods run (default LIBEXEC/stamp-nsworker); pods choose only its arguments"},
+    {"pipeline-command", CT_STR, F(pipeline_command), S(pipeline_command), "", 0, 0,
+     "MTTC pipeline: CMD init DIR BUNDLE; CMD run DIR CONFIG OUT (default LIBEXEC/stamp-pipeline)"},
+    {"pipeline-timeout", CT_DUR, F(pipeline_timeout_ms), 0, "10m", 0, 0, "one pipeline step"},
+    {"bundle-max-size", CT_INT, F(bundle_max_size), 0, "67108864", 1, 1073741824,
+     "largest model bundle accepted (bytes)"},
+    {"diagnostics-retention", CT_DUR, F(diagnostics_retention_ms), 0, "30d", 0, 0,
+     "how long archives are kept (directory backend)"},
+    {"regulatory-retention", CT_DUR, F(regulatory_retention_ms), 0, "2557d", 0, 0,
+     "retention for regulatory-locked tenants (7 years)"},
+    {"regulatory-locked-tenants", CT_STR, F(regulatory_locked_tenants),
+     S(regulatory_locked_tenants), "", 0, 0, "tenants whose archives keep 7 years (comma separated)"},
+    {"retention-sweep-interval", CT_DUR, F(retention_sweep_ms), 0, "1h", 0, 0,
+     "how often expired archives are deleted"},
 };
 #undef F
 #undef S
@@ -190,6 +234,24 @@ int config_load_file(stamp_config *c, const char *path, serr *e) {
     return rc;
 }
 
+int config_from_env(stamp_config *c, serr *e) {
+    const char *v;
+    int rc;
+    if ((v = getenv("AZURE_BLOB_CONNECTION_STRING")) && *v &&
+        (rc = config_set(c, "azure-blob-connection-string", v, e)))
+        return rc;
+    if ((v = getenv("DIAGNOSTIC_CONTAINER_NAME")) && *v &&
+        (rc = config_set(c, "diagnostic-container", v, e)))
+        return rc;
+    if ((v = getenv("INACTIVITY_THRESHOLD_HOURS")) && *v) {
+        int64_t h;
+        if (parse_i64(v, 0, 100000, &h) != 0)
+            return serr_set(e, SE_INVAL, "INACTIVITY_THRESHOLD_HOURS: \"%s\" is not a number of hours", v);
+        c->inactivity_threshold_ms = h * 3600 * 1000;
+    }
+    return 0;
+}
+
 int config_validate(const stamp_config *c, serr *e) {
     if (c->data_dir[0] == '\0') return serr_set(e, SE_INVAL, "data-dir: required");
     if (strchr(c->listen, ':') == NULL)
@@ -212,6 +274,12 @@ int config_validate(const stamp_config *c, serr *e) {
         return serr_set(e, SE_INVAL, "haproxy-backend: \"%s\" must be lowercase letters, digits and '-'",
                         c->haproxy_backend);
     if (c->frontdoor_sync_ms <= 0) return serr_set(e, SE_INVAL, "frontdoor-sync-interval must be > 0");
+    if (strcmp(c->blob_backend, "dir") && strcmp(c->blob_backend, "azure") &&
+        strcmp(c->blob_backend, "auto"))
+        return serr_set(e, SE_INVAL, "blob-backend: \"%s\" is not dir, azure or auto", c->blob_backend);
+    if (c->reap_interval_ms <= 0 || c->reap_retry_initial_ms <= 0 ||
+        c->reap_retry_max_ms < c->reap_retry_initial_ms)
+        return serr_set(e, SE_INVAL, "reap-interval and reap-retry-* must be > 0, initial <= max");
     if (c->drain_poll_ms <= 0 || c->health_interval_ms <= 0 || c->probe_timeout_ms <= 0)
         return serr_set(e, SE_INVAL, "intervals and timeouts must be > 0");
     return 0;

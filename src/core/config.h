@@ -57,12 +57,42 @@ typedef struct stamp_config {
     int64_t health_unhealthy_threshold;
     int64_t health_recovery_grace_ms;
     int64_t health_max_retries;
+    /* API and auth */
+    int64_t api_threads;
+    char jwt_algorithms[64];
+    char jwt_jwks[512];
+    /* Transient namespaces, diagnostics and MTTC (seed 004) */
+    char blob_backend[16];
+    char blob_dir[512];
+    char azure_connection[1024];
+    char diagnostic_container[64];
+    char bundle_container[64];
+    int64_t reap_interval_ms;
+    int64_t inactivity_threshold_ms;
+    int64_t reap_upload_window_ms;
+    int64_t reap_retry_initial_ms;
+    int64_t reap_retry_max_ms;
+    int64_t ns_delete_timeout_ms;
+    int64_t ns_max_pods;
+    int64_t pod_log_max;
+    char pod_command[512];
+    char pipeline_command[512];
+    int64_t pipeline_timeout_ms;
+    int64_t bundle_max_size;
+    int64_t diagnostics_retention_ms;
+    int64_t regulatory_retention_ms;
+    char regulatory_locked_tenants[1024];
+    int64_t retention_sweep_ms;
 } stamp_config;
 
 void config_defaults(stamp_config *c);
 /* key=value or key value. */
 int config_set(stamp_config *c, const char *key, const char *value, serr *e);
 int config_load_file(stamp_config *c, const char *path, serr *e);
+/* Seed 004's environment variables (AZURE_BLOB_CONNECTION_STRING,
+ * DIAGNOSTIC_CONTAINER_NAME, INACTIVITY_THRESHOLD_HOURS, LOG_LEVEL) as
+ * configuration; applied after the defaults and before the file. */
+int config_from_env(stamp_config *c, serr *e);
 /* Cross-field checks (ranges, port range order). */
 int config_validate(const stamp_config *c, serr *e);
 /* Looks up a duration key (for the fsm timeout table); -1 when unknown. */

@@ -10,8 +10,11 @@
 #include "reconcile/queue.h"
 #include "store/store.h"
 
+struct blob_store;
+
 typedef struct ctl_ctx {
     store *st;
+    struct blob_store *blobs; /* diagnostics archives and model bundles */
     const stamp_config *cfg;
     wq *q;
     char data_dir[512];

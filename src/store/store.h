@@ -41,6 +41,8 @@ typedef struct resource {
     int64_t created_ms;
     int64_t updated_ms;
     int64_t deletion_ms; /* 0 when not being deleted */
+    int64_t due_ms;      /* when a periodic sweep should look at it; 0 = never.
+                          * Indexed, so a sweep costs what is due, not all. */
 } resource;
 
 /* An event recorded with a write, or on its own. */
@@ -88,6 +90,12 @@ int store_delete(store *s, const char *kind, const char *name, int64_t rv, serr 
 typedef int (*store_list_fn)(const resource *r, void *arg);
 int store_list(store *s, const char *kind, const char *tenant, store_list_fn fn, void *arg,
                serr *e);
+
+/* Resources of kind with 0 < due_ms <= before_ms, in (due_ms, name) order,
+ * after the cursor (after_ms, after_name; start with 0, ""), at most limit
+ * (<= 64).  Returns how many were passed to fn, or an error. */
+int store_list_due(store *s, const char *kind, int64_t after_ms, const char *after_name,
+                   int64_t before_ms, int limit, store_list_fn fn, void *arg, serr *e);
 
 /* Events of one resource, oldest first, at most limit (0 = 1000).  Each
  * event is {time, type, reason, message, resourceVersion}. */

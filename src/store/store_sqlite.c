@@ -49,7 +49,7 @@
 
 #define RES_COLS                                                                           \
     "kind, name, tenant, labels, annotations, spec, status, finalizers, resource_version, " \
-    "generation, created_ms, updated_ms, deletion_ms"
+    "generation, created_ms, updated_ms, deletion_ms, due_ms"
 
 struct store {
     sqlite3 *db;
@@ -68,6 +68,7 @@ static const char schema_sql[] =
     "  resource_version INTEGER NOT NULL, generation INTEGER NOT NULL,"
     "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
     "  deletion_ms INTEGER NOT NULL DEFAULT 0,"
+    "  due_ms INTEGER,"
     "  PRIMARY KEY (kind, name));"
     "CREATE INDEX IF NOT EXISTS resources_tenant ON resources(kind, tenant, name);"
     "CREATE TABLE IF NOT EXISTS events ("
@@ -124,6 +125,12 @@ static void bind_str(sqlite3_stmt *st, int idx, const char *v, size_t max) {
 static void bind_opt(sqlite3_stmt *st, int idx, const char *v) {
     if (v == NULL) sqlite3_bind_null(st, idx);
     else sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC);
+}
+
+/* due_ms 0 is stored as NULL, so the partial index holds only due rows. */
+static void bind_due(sqlite3_stmt *st, int idx, int64_t due) {
+    if (due > 0) sqlite3_bind_int64(st, idx, due);
+    else sqlite3_bind_null(st, idx);
 }
 
 static const char *col_str(sqlite3_stmt *st, int col) {
@@ -297,6 +304,7 @@ static int row_to_resource(sqlite3_stmt *st, resource *r, serr *e) {
     r->created_ms = sqlite3_column_int64(st, 10);
     r->updated_ms = sqlite3_column_int64(st, 11);
     r->deletion_ms = sqlite3_column_int64(st, 12);
+    r->due_ms = sqlite3_column_type(st, 13) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 13);
     return 0;
 }
 
@@ -365,6 +373,16 @@ int store_open_sqlite(const char *path, store **out, serr *e) {
     if (sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
         rc = db_fail(s, e, "creating schema");
         tx_rollback(s);
+        goto fail;
+    }
+    /* Databases from before due_ms: add the column (an error here means it
+     * is there already), then the partial index the sweeps use. */
+    sqlite3_exec(s->db, "ALTER TABLE resources ADD COLUMN due_ms INTEGER", NULL, NULL, NULL);
+    if (sqlite3_exec(s->db,
+                     "CREATE INDEX IF NOT EXISTS resources_due ON resources(kind, due_ms, name) "
+                     "WHERE due_ms IS NOT NULL",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        rc = db_fail(s, e, "creating the due index");
         goto fail;
     }
     int64_t version = 0;
@@ -539,7 +557,7 @@ int store_create(store *s, resource *r, const store_event *ev, serr *e) {
     sqlite3_stmt *st = NULL;
     lock(s);
     if ((rc = tx_begin(s, e)) != 0) goto out;
-    rc = prep(s, "INSERT INTO resources(" RES_COLS ") VALUES(?,?,?,?,?,?,?,?,1,1,?,?,?)", &st, e);
+    rc = prep(s, "INSERT INTO resources(" RES_COLS ") VALUES(?,?,?,?,?,?,?,?,1,1,?,?,?,?)", &st, e);
     if (rc) goto out;
     bind_str(st, 1, r->kind, RES_KIND_MAX);
     bind_str(st, 2, r->name, RES_NAME_MAX);
@@ -552,6 +570,7 @@ int store_create(store *s, resource *r, const store_event *ev, serr *e) {
     sqlite3_bind_int64(st, 9, now);
     sqlite3_bind_int64(st, 10, now);
     sqlite3_bind_int64(st, 11, r->deletion_ms);
+    bind_due(st, 12, r->due_ms);
     if (sqlite3_step(st) != SQLITE_DONE) {
         if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
             char k[RES_KIND_MAX];
@@ -616,8 +635,8 @@ int store_update(store *s, resource *r, const store_event *ev, serr *e) {
     if (changed) gen++;
     rc = prep(s,
               "UPDATE resources SET labels=?, annotations=?, spec=?, status=?, finalizers=?, "
-              "resource_version=resource_version+1, generation=?, updated_ms=?, deletion_ms=? "
-              "WHERE kind=? AND name=? AND resource_version=?",
+              "resource_version=resource_version+1, generation=?, updated_ms=?, deletion_ms=?, "
+              "due_ms=? WHERE kind=? AND name=? AND resource_version=?",
               &st, e);
     if (rc) goto out;
     bind_opt(st, 1, t.labels);
@@ -628,9 +647,10 @@ int store_update(store *s, resource *r, const store_event *ev, serr *e) {
     sqlite3_bind_int64(st, 6, gen);
     sqlite3_bind_int64(st, 7, now);
     sqlite3_bind_int64(st, 8, r->deletion_ms);
-    bind_str(st, 9, r->kind, RES_KIND_MAX);
-    bind_str(st, 10, r->name, RES_NAME_MAX);
-    sqlite3_bind_int64(st, 11, rv);
+    bind_due(st, 9, r->due_ms);
+    bind_str(st, 10, r->kind, RES_KIND_MAX);
+    bind_str(st, 11, r->name, RES_NAME_MAX);
+    sqlite3_bind_int64(st, 12, rv);
     if (sqlite3_step(st) != SQLITE_DONE) {
         rc = db_fail(s, e, "updating resource");
         goto out;
@@ -734,6 +754,42 @@ int store_list(store *s, const char *kind, const char *tenant, store_list_fn fn,
     }
     free(batch);
     return rc;
+}
+
+int store_list_due(store *s, const char *kind, int64_t after_ms, const char *after_name,
+                   int64_t before_ms, int limit, store_list_fn fn, void *arg, serr *e) {
+    if (kind == NULL || fn == NULL) return serr_set(e, SE_INVAL, "store: list_due needs a kind");
+    if (limit <= 0 || limit > STORE_LIST_BATCH) limit = STORE_LIST_BATCH;
+    resource *batch = calloc((size_t)limit, sizeof(*batch));
+    if (batch == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
+    int n = 0;
+    sqlite3_stmt *st;
+    lock(s);
+    int rc = prep(s,
+                  "SELECT " RES_COLS " FROM resources WHERE kind=?1 AND due_ms IS NOT NULL "
+                  "AND due_ms<=?2 AND (due_ms>?4 OR (due_ms=?4 AND name>?5)) "
+                  "ORDER BY due_ms, name LIMIT ?3",
+                  &st, e);
+    if (rc == 0) {
+        bind_str(st, 1, kind, RES_KIND_MAX);
+        sqlite3_bind_int64(st, 2, before_ms);
+        sqlite3_bind_int(st, 3, limit);
+        sqlite3_bind_int64(st, 4, after_ms);
+        bind_str(st, 5, after_name ? after_name : "", RES_NAME_MAX);
+        int step = SQLITE_DONE;
+        while (rc == 0 && n < limit && (step = sqlite3_step(st)) == SQLITE_ROW)
+            if ((rc = row_to_resource(st, &batch[n], e)) == 0) n++;
+        if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW) rc = db_fail(s, e, "listing due");
+        sqlite3_finalize(st);
+    }
+    unlock(s);
+    int stop = 0;
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 && !stop) stop = fn(&batch[i], arg);
+        resource_free(&batch[i]);
+    }
+    free(batch);
+    return rc < 0 ? rc : n;
 }
 
 /* ---- events ----------------------------------------------------------- */

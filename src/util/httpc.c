@@ -27,7 +27,12 @@ int httpc_do(const httpc_req *req, long *status, sbuf *resp, serr *e) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", req->bearer);
         hdrs = curl_slist_append(hdrs, auth);
     }
-    if (req->body) hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    char ctype[160];
+    if (req->body) {
+        snprintf(ctype, sizeof(ctype), "Content-Type: %s",
+                 req->content_type ? req->content_type : "application/json");
+        hdrs = curl_slist_append(hdrs, ctype);
+    }
     hdrs = curl_slist_append(hdrs, "Expect:");
     for (int i = 0; req->headers && req->headers[i]; i++) hdrs = curl_slist_append(hdrs, req->headers[i]);
     curl_easy_setopt(h, CURLOPT_URL, req->url);

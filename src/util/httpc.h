@@ -15,11 +15,12 @@ typedef struct httpc_req {
     const char *method;       /* "GET" when NULL */
     const char *url;
     const char *bearer;       /* Authorization: Bearer ... when set */
-    const char *body;         /* JSON body when set */
+    const char *body;         /* request body when set (may be empty, body_len 0) */
     size_t body_len;
     const char *const *headers; /* extra "Name: value", NULL terminated */
     int64_t timeout_ms;
     size_t max_response;      /* default 4 MiB */
+    const char *content_type; /* of body; default application/json */
 } httpc_req;
 
 void httpc_global_init(void);
