@@ -33,6 +33,8 @@ typedef struct api_req {
     void *conn;                 /* struct MHD_Connection * */
     const char *params[API_MAX_PARAMS];
     json_t *body;               /* NULL when there was none */
+    const char *raw;            /* raw-body routes: the bytes as sent */
+    size_t raw_len;
     json_t *claims;
     const char *user;
     const char *tenant;
@@ -74,5 +76,24 @@ int h_templates_list(api *a, api_req *rq, api_resp *rs);
 int h_templates_get(api *a, api_req *rq, api_resp *rs);
 int h_audit(api *a, api_req *rq, api_resp *rs);
 int h_metrics(api *a, api_req *rq, api_resp *rs);
+int h_ns_create(api *a, api_req *rq, api_resp *rs);
+int h_ns_list(api *a, api_req *rq, api_resp *rs);
+int h_ns_get(api *a, api_req *rq, api_resp *rs);
+int h_ns_finalize(api *a, api_req *rq, api_resp *rs);
+int h_ns_activity(api *a, api_req *rq, api_resp *rs);
+int h_ns_reap(api *a, api_req *rq, api_resp *rs);
+int h_ns_pods_list(api *a, api_req *rq, api_resp *rs);
+int h_ns_pod_create(api *a, api_req *rq, api_resp *rs);
+int h_ns_pod_log(api *a, api_req *rq, api_resp *rs);
+int h_ns_pod_annotate(api *a, api_req *rq, api_resp *rs);
+int h_ns_volume_create(api *a, api_req *rq, api_resp *rs);
+int h_ns_run_create(api *a, api_req *rq, api_resp *rs);
+int h_runs_list(api *a, api_req *rq, api_resp *rs);
+int h_bundles_push(api *a, api_req *rq, api_resp *rs);
+int h_bundles_list(api *a, api_req *rq, api_resp *rs);
+int h_mttc_verify(api *a, api_req *rq, api_resp *rs);
+int h_reaper_eligible(api *a, api_req *rq, api_resp *rs);
+int h_reaper_sweep(api *a, api_req *rq, api_resp *rs);
+int h_tokens_create(api *a, api_req *rq, api_resp *rs);
 
 #endif

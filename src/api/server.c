@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ns/ns.h"
 #include "util/log.h"
 #include "util/util.h"
 #include "util/yamljson.h"
@@ -36,29 +37,51 @@ typedef struct route {
     const char *pattern; /* "{}" matches one path segment */
     api_handler fn;
     int auth;
+    bool raw; /* body is bytes (up to bundle-max-size), not JSON */
 } route;
 
 static const route routes[] = {
-    {"GET", "/metrics", h_metrics, AUTH_NONE},
-    {"POST", "/v1/stamps", h_stamps_create, AUTH_OPERATOR},
-    {"GET", "/v1/stamps", h_stamps_list, AUTH_OPERATOR},
-    {"GET", "/v1/stamps/{}", h_stamps_get, AUTH_OPERATOR},
-    {"DELETE", "/v1/stamps/{}", h_stamps_delete, AUTH_OPERATOR},
-    {"GET", "/v1/stamps/{}/events", h_stamps_events, AUTH_OPERATOR},
-    {"GET", "/v1/stamps/{}/health", h_stamps_health, AUTH_OPERATOR},
-    {"GET", "/v1/stamps/{}/metrics", h_stamps_metrics, AUTH_OPERATOR},
-    {"POST", "/v1/stamps/{}/{}", h_stamps_action, AUTH_OPERATOR},
-    {"POST", "/v1/apply", h_apply, AUTH_OPERATOR},
-    {"GET", "/v1/frontdoor", h_frontdoor, AUTH_OPERATOR},
-    {"GET", "/v1/templates", h_templates_list, AUTH_OPERATOR},
-    {"GET", "/v1/templates/{}", h_templates_get, AUTH_OPERATOR},
-    {"GET", "/v1/audit", h_audit, AUTH_OPERATOR},
+    {"GET", "/metrics", h_metrics, AUTH_NONE, false},
+    {"POST", "/v1/stamps", h_stamps_create, AUTH_OPERATOR, false},
+    {"GET", "/v1/stamps", h_stamps_list, AUTH_OPERATOR, false},
+    {"GET", "/v1/stamps/{}", h_stamps_get, AUTH_OPERATOR, false},
+    {"DELETE", "/v1/stamps/{}", h_stamps_delete, AUTH_OPERATOR, false},
+    {"GET", "/v1/stamps/{}/events", h_stamps_events, AUTH_OPERATOR, false},
+    {"GET", "/v1/stamps/{}/health", h_stamps_health, AUTH_OPERATOR, false},
+    {"GET", "/v1/stamps/{}/metrics", h_stamps_metrics, AUTH_OPERATOR, false},
+    {"POST", "/v1/stamps/{}/{}", h_stamps_action, AUTH_OPERATOR, false},
+    {"POST", "/v1/apply", h_apply, AUTH_OPERATOR, false},
+    {"GET", "/v1/frontdoor", h_frontdoor, AUTH_OPERATOR, false},
+    {"GET", "/v1/templates", h_templates_list, AUTH_OPERATOR, false},
+    {"GET", "/v1/templates/{}", h_templates_get, AUTH_OPERATOR, false},
+    {"GET", "/v1/audit", h_audit, AUTH_OPERATOR, false},
+    {"POST", "/v1/tokens", h_tokens_create, AUTH_OPERATOR, false},
+    /* seed 004 */
+    {"POST", "/v1/platform/namespaces", h_ns_create, AUTH_TOKEN, false},
+    {"GET", "/v1/platform/namespaces", h_ns_list, AUTH_TOKEN, false},
+    {"GET", "/v1/platform/namespaces/{}", h_ns_get, AUTH_TOKEN, false},
+    {"POST", "/v1/platform/namespaces/{}/finalize", h_ns_finalize, AUTH_TOKEN, false},
+    {"POST", "/v1/platform/namespaces/{}/activity", h_ns_activity, AUTH_TOKEN, false},
+    {"POST", "/v1/platform/namespaces/{}/reap", h_ns_reap, AUTH_TOKEN, false},
+    {"GET", "/v1/platform/namespaces/{}/pods", h_ns_pods_list, AUTH_TOKEN, false},
+    {"POST", "/v1/platform/namespaces/{}/pods", h_ns_pod_create, AUTH_TOKEN, false},
+    {"GET", "/v1/platform/namespaces/{}/pods/{}/log", h_ns_pod_log, AUTH_TOKEN, false},
+    {"POST", "/v1/platform/namespaces/{}/pods/{}/annotations", h_ns_pod_annotate, AUTH_TOKEN, false},
+    {"POST", "/v1/platform/namespaces/{}/volumes", h_ns_volume_create, AUTH_TOKEN, false},
+    {"POST", "/v1/platform/namespaces/{}/runs", h_ns_run_create, AUTH_TOKEN, false},
+    {"GET", "/v1/platform/runs", h_runs_list, AUTH_TOKEN, false},
+    {"POST", "/v1/platform/bundles", h_bundles_push, AUTH_TOKEN, true},
+    {"GET", "/v1/platform/bundles", h_bundles_list, AUTH_TOKEN, false},
+    {"POST", "/v1/platform/mttc/verify", h_mttc_verify, AUTH_TOKEN, false},
+    {"GET", "/v1/platform/reaper/eligible", h_reaper_eligible, AUTH_TOKEN, false},
+    {"POST", "/v1/platform/reaper/sweep", h_reaper_sweep, AUTH_OPERATOR, false},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
 typedef struct conn_state {
     sbuf body;
+    size_t cap;
     bool too_big;
 } conn_state;
 
@@ -159,6 +182,10 @@ static int authenticate(api *a, api_req *rq, int need, api_resp *rs) {
     rq->tenant = json_string_value(json_object_get(rq->claims, "tenant_id"));
     if (rq->user == NULL || *rq->user == '\0' || rq->tenant == NULL || *rq->tenant == '\0')
         return api_error(rs, SE_UNAUTH, "token lacks user_id or tenant_id");
+    /* The tenant names blob paths and directories: refuse odd ones here. */
+    serr te = {0};
+    if (ns_tenant_check(rq->tenant, &te) != 0)
+        return api_error(rs, SE_UNAUTH, "token's %s", te.msg);
     const char *role = json_string_value(json_object_get(rq->claims, "role"));
     rq->operator_role = role && strcmp(role, "operator") == 0;
     if (need == AUTH_OPERATOR && !rq->operator_role)
@@ -183,10 +210,13 @@ static void dispatch(api *a, api_req *rq, conn_state *cs, api_resp *rs) {
         for (int k = 0; k < ncaps; k++) rq->params[k] = caps[k];
         if (routes[i].auth != AUTH_NONE && authenticate(a, rq, routes[i].auth, rs) != 0) return;
         if (cs->too_big) {
-            api_error(rs, SE_TOOBIG, "request body larger than %d bytes", API_MAX_BODY);
+            api_error(rs, SE_TOOBIG, "request body larger than %zu bytes", cs->cap);
             return;
         }
-        if (cs->body.len > 0) {
+        if (routes[i].raw) {
+            rq->raw = cs->body.data;
+            rq->raw_len = cs->body.len;
+        } else if (cs->body.len > 0) {
             serr e = {0};
             if (json_parse_user(cs->body.data, cs->body.len, &rq->body, &e) != 0) {
                 api_error(rs, e.code, "request body: %s", e.msg);
@@ -213,10 +243,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (cs == NULL) {
         cs = calloc(1, sizeof(*cs));
         if (cs == NULL) return MHD_NO;
-        sbuf_init(&cs->body, API_MAX_BODY);
+        /* Bundles are bytes and may be large; everything else is JSON. */
+        cs->cap = API_MAX_BODY;
+        if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/platform/bundles") == 0)
+            cs->cap = (size_t)a->c->cfg->bundle_max_size;
+        sbuf_init(&cs->body, cs->cap);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         int64_t n;
-        if (cl && parse_i64(cl, 0, INT64_MAX, &n) == 0 && n > API_MAX_BODY) cs->too_big = true;
+        if (cl && parse_i64(cl, 0, INT64_MAX, &n) == 0 && n > (int64_t)cs->cap) cs->too_big = true;
         *con_cls = cs;
         return MHD_YES;
     }
@@ -232,7 +266,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     char *text = rs.text;
     const char *ctype = rs.content_type ? rs.content_type : "application/json";
     if (rs.body) {
-        text = json_dumps(rs.body, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        text = json_dumps(rs.body, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
         free(rs.text);
         if (text) {
             size_t n = strlen(text);
@@ -284,12 +318,15 @@ int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, 
     if (a == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     a->c = c;
     a->v = v;
+    /* A pool of threads: a reap or an MTTC verification holds one for as
+     * long as it runs, and the others keep answering. */
     a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO,
                             (uint16_t)port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, &sa,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->cfg->api_threads,
                             MHD_OPTION_END);
     if (a->d == NULL) {
         free(a);

@@ -301,7 +301,11 @@ void config_print(const stamp_config *c, FILE *f) {
         double d;
         char buf[64];
         switch (r->type) {
-        case CT_STR: fprintf(f, "%-28s %s\n", r->key, base); break;
+        case CT_STR:
+            /* secrets are not printed */
+            fprintf(f, "%-28s %s\n", r->key,
+                    strstr(r->key, "connection-string") && *base ? "(set)" : base);
+            break;
         case CT_DUR:
             memcpy(&n, base, sizeof(n));
             fprintf(f, "%-28s %s\n", r->key, fmt_duration(n, buf, sizeof(buf)));

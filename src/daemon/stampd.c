@@ -21,6 +21,8 @@
 
 #include "api/api.h"
 #include "auth/jwt.h"
+#include "blob/blob.h"
+#include "ns/ns.h"
 #include "core/config.h"
 #include "reconcile/engine.h"
 #include "reconcile/stamp_ctl.h"
@@ -151,6 +153,7 @@ int main(int argc, char **argv) {
     config_defaults(&cfg);
     serr e = {0};
     static ctl_ctx ctx;
+    blob_store *blobs = NULL;
     store *st = NULL;
     jwt_verifier *jv = NULL;
     api *ap = NULL;
@@ -160,6 +163,7 @@ int main(int argc, char **argv) {
     const char *config_file = NULL, *data_dir = NULL, *listen = NULL, *fd_listen = NULL;
     const char *sets[128];
     int nsets = 0;
+    if (config_from_env(&cfg, &e)) goto bad;
     char *lv = getenv("LOG_LEVEL");
     if (lv && log_level_parse(lv) >= 0) str_copy(cfg.log_level, sizeof(cfg.log_level), lv);
 
@@ -255,12 +259,38 @@ int main(int argc, char **argv) {
         goto bad;
     }
     if (lrt_init(owner, &e)) goto bad;
-    jwt_config jc = {.alg = "HS256",
+    char *jwks = NULL;
+    if (cfg.jwt_jwks[0] && read_file(cfg.jwt_jwks, 1 << 20, &jwks, NULL, &e)) {
+        serr_wrap(&e, "jwt-jwks");
+        goto bad;
+    }
+    jwt_config jc = {.alg = cfg.jwt_algorithms,
                      .secret = secret,
                      .secret_len = (size_t)slen,
                      .issuer = cfg.jwt_issuer,
-                     .audience = cfg.jwt_audience};
-    if (jwt_verifier_new(&jc, &jv, &e)) goto bad;
+                     .audience = cfg.jwt_audience,
+                     .jwks = jwks};
+    int jrc = jwt_verifier_new(&jc, &jv, &e);
+    free(jwks);
+    if (jrc) goto bad;
+    if (jwt_verifier_nkeys(jv) > 0)
+        log_info("jwt: accepting %s; %d JWKS key(s) from %s", cfg.jwt_algorithms,
+                 jwt_verifier_nkeys(jv), cfg.jwt_jwks);
+    memcpy(ctx.token_secret, secret, (size_t)slen);
+    ctx.token_secret_len = (size_t)slen;
+
+    char blobdir[PATH_MAX];
+    if (cfg.blob_dir[0]) str_copy(blobdir, sizeof(blobdir), cfg.blob_dir);
+    else snprintf(blobdir, sizeof(blobdir), "%s/blobs", cfg.data_dir);
+    const char *backend = cfg.blob_backend;
+    if (strcmp(backend, "auto") == 0) backend = cfg.azure_connection[0] ? "azure" : "dir";
+    if (blob_open(backend, blobdir, cfg.azure_connection, cfg.probe_timeout_ms * 5, &blobs, &e)) {
+        serr_wrap(&e, "blob storage");
+        goto bad;
+    }
+    ctx.blobs = blobs;
+    log_info("blob storage: %s (containers %s, %s)", blob_describe(blobs),
+             cfg.diagnostic_container, cfg.bundle_container);
 
     wq_backoff bo = {.initial_ms = cfg.backoff_initial_ms,
                      .max_ms = cfg.backoff_max_ms,
@@ -276,6 +306,9 @@ int main(int argc, char **argv) {
         goto bad;
     }
     stamp_metrics_register();
+    ns_metrics_register();
+    mttc_metrics_register();
+    if (ns_rebase_due(&ctx, &e)) goto bad;
     if (traffic_init(&cfg, cfg.data_dir, &e)) goto bad;
 
     if (api_start(&ctx, jv, cfg.listen, &ap, &e)) goto bad;
@@ -286,9 +319,22 @@ int main(int argc, char **argv) {
     if (engine_start(&ctx, (int)cfg.workers, &en, &e)) goto bad;
     log_info("stampd listening on %s, data dir %s, owner %s", cfg.listen, cfg.data_dir, owner);
 
-    int64_t next_resync = mono_ms() + RESYNC_MS, next_fd = 0;
+    int64_t next_resync = mono_ms() + RESYNC_MS, next_fd = 0, next_reap = 0, next_retention = 0;
+    log_info("reaper: every %lldms, inactivity threshold %lldms", (long long)cfg.reap_interval_ms,
+             (long long)cfg.inactivity_threshold_ms);
     while (!quit) {
         sleep_ms(50);
+        if (mono_ms() >= next_reap) {
+            /* At start too: reaps that a crash interrupted are due now. */
+            serr se = {0};
+            if (ns_sweep(&ctx, false, 0, NULL, &se) < 0) log_warnx("reaper sweep: %s", se.msg);
+            next_reap = mono_ms() + cfg.reap_interval_ms;
+        }
+        if (mono_ms() >= next_retention) {
+            serr se = {0};
+            if (ns_retention_sweep(&ctx, &se)) log_warnx("retention sweep: %s", se.msg);
+            next_retention = mono_ms() + cfg.retention_sweep_ms;
+        }
         if (mono_ms() >= next_fd) {
             traffic_sync(enqueue_stamp, &ctx);
             next_fd = mono_ms() + cfg.frontdoor_sync_ms;
@@ -304,6 +350,7 @@ int main(int argc, char **argv) {
     traffic_shutdown();
     wq_free(ctx.q);
     jwt_verifier_free(jv);
+    blob_close(blobs);
     store_close(st);
     close(lockfd);
     log_info("stopped");
@@ -313,6 +360,7 @@ bad:
     if (ap) api_stop(ap);
     if (ctx.q) wq_free(ctx.q);
     jwt_verifier_free(jv);
+    blob_close(blobs);
     if (st) store_close(st);
     if (lockfd >= 0) close(lockfd);
     return 1;

@@ -285,7 +285,7 @@ json_t *nsrt_pods(ctl_ctx *c, const char *ns) {
             char t[40];
             if (json_is_integer(cm))
                 json_object_set_new(p, "startedAt", json_string(fmt_time_rfc3339(json_integer_value(cm), t, sizeof(t))));
-            if (json_object_get(spec, "args")) json_object_set(p, "args", json_object_get(spec, "args"));
+            if (json_is_array(json_object_get(spec, "args"))) json_object_set(p, "args", json_object_get(spec, "args"));
             json_decref(spec);
             free(text);
         }

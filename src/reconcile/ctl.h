@@ -19,6 +19,8 @@ typedef struct ctl_ctx {
     wq *q;
     char data_dir[512];
     char libexec[512]; /* stamp-workload, stamp-run */
+    unsigned char token_secret[64]; /* the local HS256 key, to mint tokens */
+    size_t token_secret_len;
 } ctl_ctx;
 
 /* Queue keys are "<Kind>/<name>". */

@@ -7,17 +7,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ns/ns.h"
 #include "reconcile/stamp_ctl.h"
 #include "util/log.h"
 #include "util/util.h"
 
 #define ENGINE_MAX_WORKERS 64
 
+/* resync: enqueued by the periodic resync.  Namespaces are not: there may
+ * be 100k of them, and the reaper's sweep reads only those that are due. */
 static const struct {
     const char *kind;
     reconcile_fn fn;
+    bool resync;
 } controllers[] = {
-    {"Stamp", stamp_reconcile},
+    {"Stamp", stamp_reconcile, true},
+    {"Namespace", ns_reconcile, false},
 };
 
 #define NCONTROLLERS (sizeof(controllers) / sizeof(controllers[0]))
@@ -77,7 +82,8 @@ static int enqueue_one(const resource *r, void *arg) {
 
 void engine_resync(engine *en) {
     for (size_t i = 0; i < NCONTROLLERS; i++)
-        store_list(en->c->st, controllers[i].kind, NULL, enqueue_one, en->c, NULL);
+        if (controllers[i].resync)
+            store_list(en->c->st, controllers[i].kind, NULL, enqueue_one, en->c, NULL);
 }
 
 int engine_start(ctl_ctx *c, int workers, engine **out, serr *e) {

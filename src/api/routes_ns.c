@@ -1,0 +1,392 @@
+/*
+ * routes_ns.c - seed 004's platform API: namespaces, their pods and
+ * volumes, the reaper, model bundles, runs and MTTC verification; and token
+ * minting for operators.
+ *
+ * Tenancy: a namespace, bundle or run belongs to the tenant of the token
+ * that created it.  Any other tenant gets 404 for it, exactly as for one
+ * that does not exist, and never sees it in a list.  The operator role is
+ * the platform's own and sees every tenant (lists only with
+ * ?all_tenants=true).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "auth/jwt.h"
+#include "core/template.h"
+#include "ns/ns.h"
+#include "reconcile/phase.h"
+#include "util/util.h"
+
+/* The tenant a request is scoped to: NULL (all) for operators. */
+static const char *scope(api_req *rq) { return rq->operator_role ? NULL : rq->tenant; }
+
+static int lookup(api *a, api_req *rq, api_resp *rs, resource *r) {
+    serr e = {0};
+    int rc = ns_lookup(api_ctx(a), scope(rq), rq->params[0], r, &e);
+    if (rc) api_error_serr(rs, &e);
+    return rc;
+}
+
+static void audit_ns(api *a, api_req *rq, const char *op, const char *ns, const char *bucket,
+                     int rc, const serr *e, json_t *extra) {
+    json_t *d = json_pack("{s:s,s:s}", "namespace", ns ? ns : "", "bucket_id", bucket ? bucket : "");
+    if (extra) json_object_update(d, extra);
+    api_audit(a, rq, op, "Namespace", ns, rc, e, d);
+    json_decref(d);
+}
+
+static const char *bucket_of(const resource *r) {
+    const char *b = json_string_value(json_object_get(r->spec, "bucket_id"));
+    return b ? b : "";
+}
+
+static bool truthy(const char *v) { return v && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0); }
+
+int h_ns_create(api *a, api_req *rq, api_resp *rs) {
+    const char *bucket = api_query(rq, "bucket_id");
+    if (bucket == NULL && rq->body) bucket = json_string_value(json_object_get(rq->body, "bucket_id"));
+    if (rq->body) {
+        serr ke = {0};
+        static const char *const keys[] = {"bucket_id", NULL};
+        if (json_check_keys(rq->body, "body", keys, &ke)) return api_error_serr(rs, &ke);
+    }
+    resource r;
+    serr e = {0};
+    int rc = ns_create(api_ctx(a), rq->tenant, rq->user, bucket, NULL, NULL, &r, &e);
+    char ns[RES_NAME_MAX];
+    snprintf(ns, sizeof(ns), "%s%s", NS_PREFIX, bucket ? bucket : "");
+    audit_ns(a, rq, "create", rc == 0 ? r.name : ns, bucket, rc, &e, NULL);
+    if (rc) return api_error_serr(rs, &e);
+    char t[40];
+    api_json(rs, 201, json_pack("{s:s,s:s,s:s}", "namespace", r.name, "bucket_id", bucket,
+                                "created_at", fmt_time_rfc3339(r.created_ms, t, sizeof(t))));
+    resource_free(&r);
+    return 0;
+}
+
+typedef struct list_arg {
+    ctl_ctx *c;
+    json_t *arr;
+    const char *status;
+} list_arg;
+
+static int list_row(const resource *r, void *arg) {
+    list_arg *l = arg;
+    json_t *o = ns_to_json(l->c, r);
+    if (l->status && strcmp(json_string_value(json_object_get(o, "status")), l->status) != 0) {
+        json_decref(o);
+        return 0;
+    }
+    json_array_append_new(l->arr, o);
+    return 0;
+}
+
+int h_ns_list(api *a, api_req *rq, api_resp *rs) {
+    list_arg l = {.c = api_ctx(a), .arr = json_array(), .status = api_query(rq, "status")};
+    const char *tenant = rq->tenant;
+    if (rq->operator_role && truthy(api_query(rq, "all_tenants"))) tenant = NULL;
+    serr e = {0};
+    if (store_list(l.c->st, "Namespace", tenant, list_row, &l, &e)) {
+        json_decref(l.arr);
+        return api_error_serr(rs, &e);
+    }
+    return api_json(rs, 200, json_pack("{s:o,s:I}", "namespaces", l.arr, "count",
+                                       (json_int_t)json_array_size(l.arr)));
+}
+
+int h_ns_get(api *a, api_req *rq, api_resp *rs) {
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    api_json(rs, 200, ns_to_json(api_ctx(a), &r));
+    resource_free(&r);
+    return 0;
+}
+
+int h_ns_finalize(api *a, api_req *rq, api_resp *rs) {
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    serr e = {0};
+    int rc = ns_finalize(api_ctx(a), &r, &e);
+    audit_ns(a, rq, "finalize", r.name, bucket_of(&r), rc, &e, NULL);
+    if (rc) api_error_serr(rs, &e);
+    else api_json(rs, 200, ns_to_json(api_ctx(a), &r));
+    resource_free(&r);
+    return rc;
+}
+
+int h_ns_activity(api *a, api_req *rq, api_resp *rs) {
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    serr e = {0};
+    int rc = ns_activity(api_ctx(a), &r, &e);
+    audit_ns(a, rq, "activity", r.name, bucket_of(&r), rc, &e, NULL);
+    if (rc) api_error_serr(rs, &e);
+    else api_json(rs, 200, ns_to_json(api_ctx(a), &r));
+    resource_free(&r);
+    return rc;
+}
+
+int h_ns_reap(api *a, api_req *rq, api_resp *rs) {
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    const char *bucket = api_query(rq, "bucket_id");
+    if (bucket && strcmp(bucket, bucket_of(&r)) != 0) {
+        api_error(rs, SE_INVAL, "bucket_id %.64s does not match namespace %s (bucket %s)", bucket,
+                  r.name, bucket_of(&r));
+        resource_free(&r);
+        return -1;
+    }
+    if (truthy(api_query(rq, "dry_run"))) {
+        api_json(rs, 200, ns_reap_plan(api_ctx(a), &r));
+        resource_free(&r);
+        return 0;
+    }
+    char name[RES_NAME_MAX], b[NS_BUCKET_MAX + 1];
+    str_copy(name, sizeof(name), r.name);
+    str_copy(b, sizeof(b), bucket_of(&r));
+    resource_free(&r);
+    json_t *result = NULL;
+    serr e = {0};
+    int rc = ns_reap_now(api_ctx(a), name, rq->user, &result, &e);
+    audit_ns(a, rq, "reap", name, b, rc, &e,
+             result ? json_pack("{s:O}", "diagnostics", json_object_get(result, "diagnostics")) : NULL);
+    if (result) return api_json(rs, rc == 0 ? 200 : 503, result);
+    return api_error_serr(rs, &e);
+}
+
+int h_ns_pods_list(api *a, api_req *rq, api_resp *rs) {
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    api_json(rs, 200, json_pack("{s:s,s:o}", "namespace", r.name, "pods", nsrt_pods(api_ctx(a), r.name)));
+    resource_free(&r);
+    return 0;
+}
+
+int h_ns_pod_create(api *a, api_req *rq, api_resp *rs) {
+    static const char *const keys[] = {"name", "args", "env", "volumes", NULL};
+    serr e = {0};
+    if (rq->body == NULL) return api_error(rs, SE_INVAL, "body {\"name\": ..., \"args\": [...]} required");
+    if (json_check_keys(rq->body, "body", keys, &e)) return api_error_serr(rs, &e);
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    const char *pod = json_string_value(json_object_get(rq->body, "name"));
+    int rc = fsm_check_op(&ns_fsm, r.name, phase_of(&ns_fsm, &r), NO_POD, &e);
+    if (rc == 0)
+        rc = nsrt_pod_start(api_ctx(a), r.name, bucket_of(&r), pod ? pod : "", NULL,
+                            json_object_get(rq->body, "args"), json_object_get(rq->body, "env"),
+                            json_object_get(rq->body, "volumes"), 0, &e);
+    audit_ns(a, rq, "pod-create", r.name, bucket_of(&r), rc, &e,
+             json_pack("{s:s}", "pod", pod ? pod : ""));
+    if (rc == 0) {
+        serr ae = {0};
+        ns_activity(api_ctx(a), &r, &ae); /* starting work is activity */
+        api_json(rs, 201, json_pack("{s:s,s:s}", "namespace", r.name, "pod", pod));
+    } else {
+        api_error_serr(rs, &e);
+    }
+    resource_free(&r);
+    return rc;
+}
+
+int h_ns_pod_log(api *a, api_req *rq, api_resp *rs) {
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    serr e = {0};
+    int64_t tail = 1 << 20;
+    const char *t = api_query(rq, "limit_bytes");
+    if (t && parse_i64(t, 1, 64 << 20, &tail) != 0) {
+        resource_free(&r);
+        return api_error(rs, SE_INVAL, "limit_bytes: 1..67108864");
+    }
+    char *data = NULL;
+    size_t len = 0;
+    int rc = ns_pod_check(rq->params[1], &e);
+    if (rc == 0) rc = nsrt_pod_log(api_ctx(a), r.name, rq->params[1], (size_t)tail, &data, &len, NULL, &e);
+    resource_free(&r);
+    if (rc) return api_error_serr(rs, &e);
+    rs->status = 200;
+    rs->text = data;
+    rs->content_type = "text/plain";
+    return 0;
+}
+
+int h_ns_pod_annotate(api *a, api_req *rq, api_resp *rs) {
+    serr e = {0};
+    if (rq->body == NULL || json_object_size(rq->body) == 0 || json_object_size(rq->body) > 16)
+        return api_error(rs, SE_INVAL, "body: an object of 1-16 annotations (null removes one)");
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    int rc = ns_pod_check(rq->params[1], &e);
+    const char *k;
+    json_t *v;
+    json_object_foreach(rq->body, k, v) {
+        if (rc) break;
+        if (!json_is_string(v) && !json_is_null(v)) {
+            rc = serr_set(&e, SE_INVAL, "annotation %.64s: a string or null", k);
+            break;
+        }
+        rc = nsrt_annotate(api_ctx(a), r.name, rq->params[1], k, json_string_value(v), &e);
+    }
+    audit_ns(a, rq, "annotate", r.name, bucket_of(&r), rc, &e,
+             json_pack("{s:s,s:O}", "pod", rq->params[1], "annotations", rq->body));
+    if (rc) api_error_serr(rs, &e);
+    else api_json(rs, 200, json_pack("{s:s,s:s}", "namespace", r.name, "pod", rq->params[1]));
+    resource_free(&r);
+    return rc;
+}
+
+int h_ns_volume_create(api *a, api_req *rq, api_resp *rs) {
+    static const char *const keys[] = {"name", NULL};
+    serr e = {0};
+    if (rq->body == NULL) return api_error(rs, SE_INVAL, "body {\"name\": ...} required");
+    if (json_check_keys(rq->body, "body", keys, &e)) return api_error_serr(rs, &e);
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    const char *vol = json_string_value(json_object_get(rq->body, "name"));
+    int rc = fsm_check_op(&ns_fsm, r.name, phase_of(&ns_fsm, &r), NO_POD, &e);
+    if (rc == 0) rc = nsrt_volume_create(api_ctx(a), r.name, vol ? vol : "", &e);
+    audit_ns(a, rq, "volume-create", r.name, bucket_of(&r), rc, &e,
+             json_pack("{s:s}", "volume", vol ? vol : ""));
+    if (rc) api_error_serr(rs, &e);
+    else api_json(rs, 201, json_pack("{s:s,s:s}", "namespace", r.name, "volume", vol));
+    resource_free(&r);
+    return rc;
+}
+
+int h_ns_run_create(api *a, api_req *rq, api_resp *rs) {
+    static const char *const keys[] = {"model_bundle_hash", "config", NULL};
+    serr e = {0};
+    if (rq->body == NULL) return api_error(rs, SE_INVAL, "body {\"model_bundle_hash\": ...} required");
+    if (json_check_keys(rq->body, "body", keys, &e)) return api_error_serr(rs, &e);
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    const char *hash = json_string_value(json_object_get(rq->body, "model_bundle_hash"));
+    json_t *out = NULL;
+    int rc = mttc_run(api_ctx(a), &r, rq->user, hash ? hash : "", json_object_get(rq->body, "config"),
+                      &out, &e);
+    audit_ns(a, rq, "run", r.name, bucket_of(&r), rc, &e,
+             json_pack("{s:s}", "model_bundle_hash", hash ? hash : ""));
+    if (rc == 0) {
+        serr ae = {0};
+        ns_activity(api_ctx(a), &r, &ae);
+    }
+    resource_free(&r);
+    if (out) return api_json(rs, rc == 0 ? 201 : 422, out);
+    return api_error_serr(rs, &e);
+}
+
+int h_runs_list(api *a, api_req *rq, api_resp *rs) {
+    const char *bucket = api_query(rq, "bucket_id");
+    serr e = {0};
+    if (bucket && ns_bucket_check(bucket, &e)) return api_error_serr(rs, &e);
+    return api_json(rs, 200, json_pack("{s:o}", "runs", mttc_runs_list(api_ctx(a), scope(rq), bucket)));
+}
+
+int h_bundles_push(api *a, api_req *rq, api_resp *rs) {
+    if (rq->raw == NULL || rq->raw_len == 0)
+        return api_error(rs, SE_INVAL, "the body is the bundle's bytes (application/octet-stream)");
+    char hash[65];
+    bool existed = false;
+    serr e = {0};
+    int rc = mttc_bundle_push(api_ctx(a), rq->tenant, rq->user, rq->raw, rq->raw_len, hash,
+                              &existed, &e);
+    json_t *d = json_pack("{s:s,s:I}", "hash", rc == 0 ? hash : "", "size", (json_int_t)rq->raw_len);
+    api_audit(a, rq, "bundle-push", "ModelBundle", rc == 0 ? hash : "", rc, &e, d);
+    json_decref(d);
+    if (rc) return api_error_serr(rs, &e);
+    return api_json(rs, existed ? 200 : 201,
+                    json_pack("{s:s,s:I,s:b}", "hash", hash, "size", (json_int_t)rq->raw_len,
+                              "existed", existed));
+}
+
+int h_bundles_list(api *a, api_req *rq, api_resp *rs) {
+    return api_json(rs, 200, json_pack("{s:o}", "bundles", mttc_bundle_list(api_ctx(a), rq->tenant)));
+}
+
+int h_mttc_verify(api *a, api_req *rq, api_resp *rs) {
+    static const char *const keys[] = {"bucket_id", "model_bundle_hash", NULL};
+    serr e = {0};
+    if (rq->body == NULL) return api_error(rs, SE_INVAL, "body {\"bucket_id\", \"model_bundle_hash\"} required");
+    if (json_check_keys(rq->body, "body", keys, &e)) return api_error_serr(rs, &e);
+    const char *bucket = json_string_value(json_object_get(rq->body, "bucket_id"));
+    const char *hash = json_string_value(json_object_get(rq->body, "model_bundle_hash"));
+    json_t *out = NULL;
+    int rc = mttc_verify(api_ctx(a), rq->tenant, rq->user, bucket, hash ? hash : "", &out, &e);
+    json_t *d = json_pack("{s:s,s:s,s:s}", "bucket_id", bucket ? bucket : "", "model_bundle_hash",
+                          hash ? hash : "", "result",
+                          out ? json_string_value(json_object_get(out, "message")) : e.msg);
+    if (out) json_object_set(d, "namespace", json_object_get(out, "verification_namespace"));
+    api_audit(a, rq, "mttc-verify", "Namespace",
+              out ? json_string_value(json_object_get(out, "verification_namespace")) : "",
+              rc ? rc : (json_is_true(json_object_get(out, "success")) ? 0 : SE_CONFLICT),
+              rc ? &e : &(serr){SE_CONFLICT, "verification failed"}, d);
+    json_decref(d);
+    if (rc) return api_error_serr(rs, &e);
+    return api_json(rs, 200, out);
+}
+
+int h_reaper_eligible(api *a, api_req *rq, api_resp *rs) {
+    json_t *all = NULL;
+    serr e = {0};
+    int n = ns_sweep(api_ctx(a), true, 0, &all, &e);
+    if (n < 0) return api_error_serr(rs, &e);
+    json_t *mine = json_array();
+    size_t i;
+    json_t *o;
+    json_array_foreach(all, i, o) {
+        if (scope(rq) == NULL || strcmp(json_string_value(json_object_get(o, "tenant_id")), rq->tenant) == 0)
+            json_array_append(mine, o);
+    }
+    json_decref(all);
+    return api_json(rs, 200, json_pack("{s:b,s:o,s:I}", "dry_run", 1, "eligible", mine, "count",
+                                       (json_int_t)json_array_size(mine)));
+}
+
+int h_reaper_sweep(api *a, api_req *rq, api_resp *rs) {
+    serr e = {0};
+    int n = ns_sweep(api_ctx(a), false, 0, NULL, &e);
+    api_audit(a, rq, "reaper-sweep", "Namespace", "", n < 0 ? n : 0, &e, NULL);
+    if (n < 0) return api_error_serr(rs, &e);
+    return api_json(rs, 202, json_pack("{s:i}", "enqueued", n));
+}
+
+int h_tokens_create(api *a, api_req *rq, api_resp *rs) {
+    static const char *const keys[] = {"tenant_id", "user_id", "role", "ttl", NULL};
+    serr e = {0};
+    if (rq->body == NULL) return api_error(rs, SE_INVAL, "body {\"tenant_id\", \"user_id\"} required");
+    if (json_check_keys(rq->body, "body", keys, &e)) return api_error_serr(rs, &e);
+    ctl_ctx *c = api_ctx(a);
+    const char *tenant = json_string_value(json_object_get(rq->body, "tenant_id"));
+    const char *user = json_string_value(json_object_get(rq->body, "user_id"));
+    const char *role = json_string_value(json_object_get(rq->body, "role"));
+    const char *ttl = json_string_value(json_object_get(rq->body, "ttl"));
+    int64_t ttl_ms = 3600 * 1000;
+    if (ns_tenant_check(tenant, &e)) return api_error_serr(rs, &e);
+    if (user == NULL || !*user || strlen(user) > 128) return api_error(rs, SE_INVAL, "user_id: 1-128 characters");
+    if (role && strcmp(role, "operator") != 0 && strcmp(role, "tenant") != 0)
+        return api_error(rs, SE_INVAL, "role: operator or tenant");
+    if (ttl && (parse_duration_ms(ttl, &ttl_ms) != 0 || ttl_ms <= 0 || ttl_ms > 366LL * 86400000))
+        return api_error(rs, SE_INVAL, "ttl: a duration up to 366d, like 1h");
+    if (c->token_secret_len == 0) return api_error(rs, SE_UNAVAIL, "this stampd has no local signing secret");
+    int64_t now = now_ms() / 1000;
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "iss", c->cfg->jwt_issuer, "aud",
+                               c->cfg->jwt_audience, "sub", user, "user_id", user, "tenant_id",
+                               tenant, "iat", (json_int_t)now, "exp", (json_int_t)(now + ttl_ms / 1000));
+    if (role && strcmp(role, "operator") == 0) json_object_set_new(claims, "role", json_string("operator"));
+    char *token = NULL;
+    int rc = jwt_sign("HS256", c->token_secret, c->token_secret_len, NULL, JWT_LOCAL_KID, claims, &token, &e);
+    json_decref(claims);
+    json_t *d = json_pack("{s:s,s:s,s:s,s:I}", "for_tenant", tenant, "for_user", user, "role",
+                          role ? role : "tenant", "ttl_seconds", (json_int_t)(ttl_ms / 1000));
+    api_audit(a, rq, "token-create", "Token", user, rc, &e, d);
+    json_decref(d);
+    if (rc) return api_error_serr(rs, &e);
+    char t[40];
+    api_json(rs, 201, json_pack("{s:s,s:s,s:s,s:s}", "token", token, "tenant_id", tenant, "user_id", user,
+                                "expires_at", fmt_time_rfc3339((now * 1000) + ttl_ms, t, sizeof(t))));
+    free(token);
+    return 0;
+}
