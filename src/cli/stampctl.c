@@ -20,42 +20,28 @@
 
 #include "auth/jwt.h"
 #include "cli/cli_output.h"
+#include "cli/stampctl.h"
 #include "util/httpc.h"
 #include "util/util.h"
 #include "util/yamljson.h"
 
-#define MAX_ARGS 32
-
-typedef struct opts {
-    const char *server;
-    const char *token;
-    const char *config;
-    const char *output; /* "", json, yaml, wide */
-    const char *pos[MAX_ARGS];
-    int npos;
-    /* flags by name */
-    const char *fname[MAX_ARGS];
-    const char *fval[MAX_ARGS];
-    int nflags;
-} opts;
-
 static char g_server[512], g_token[JWT_MAX_LEN + 1];
+long http_timeout_ms = 30000;
 
-static const char *flag(const opts *o, const char *name) {
+const char *flag(const opts *o, const char *name) {
     for (int i = o->nflags - 1; i >= 0; i--)
         if (strcmp(o->fname[i], name) == 0) return o->fval[i];
     return NULL;
 }
 
-static int nflag(const opts *o, const char *name, const char **vals, int max) {
+int nflag(const opts *o, const char *name, const char **vals, int max) {
     int n = 0;
     for (int i = 0; i < o->nflags && n < max; i++)
         if (strcmp(o->fname[i], name) == 0) vals[n++] = o->fval[i];
     return n;
 }
 
-static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static _Noreturn void die(const char *fmt, ...) {
+_Noreturn void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("stampctl: ", stderr);
@@ -68,6 +54,8 @@ static _Noreturn void die(const char *fmt, ...) {
 static void load_config(const opts *o) {
     if (o->server) str_copy(g_server, sizeof(g_server), o->server);
     if (o->token) str_copy(g_token, sizeof(g_token), o->token);
+    else if (getenv("STAMP_TOKEN") && *getenv("STAMP_TOKEN"))
+        str_copy(g_token, sizeof(g_token), getenv("STAMP_TOKEN"));
     if (g_server[0] && g_token[0]) return;
     char path[PATH_MAX];
     const char *env = getenv("STAMP_CONFIG");
@@ -93,37 +81,55 @@ static void load_config(const opts *o) {
     if (!g_server[0]) str_copy(g_server, sizeof(g_server), "http://127.0.0.1:7480");
 }
 
-/* One API call; dies with the server's message on an error status unless
- * allow_error, in which case *status tells. */
-static json_t *call(const char *method, const char *path, json_t *body, long *status_out,
-                    bool allow_error) {
+/* One request with a body of any type; dies when stampd cannot be reached.
+ * The caller owns resp. */
+long http(const char *method, const char *path, const char *data, size_t len, const char *ctype,
+          sbuf *resp) {
     char url[1024];
     snprintf(url, sizeof(url), "%s%s", g_server, path);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     httpc_req rq = {.method = method,
                     .url = url,
                     .bearer = g_token[0] ? g_token : NULL,
-                    .body = text,
-                    .body_len = text ? strlen(text) : 0,
-                    .timeout_ms = 30000};
+                    .body = data,
+                    .body_len = len,
+                    .content_type = ctype,
+                    .timeout_ms = http_timeout_ms};
     long status = 0;
-    sbuf resp;
     serr e = {0};
-    int rc = httpc_do(&rq, &status, &resp, &e);
-    free(text);
-    if (rc) die("cannot reach stampd at %s: %s", g_server, e.msg);
+    if (httpc_do(&rq, &status, resp, &e)) die("cannot reach stampd at %s: %s", g_server, e.msg);
+    return status;
+}
+
+/* The server's error message in a JSON error body, or NULL. */
+const char *error_message(json_t *j) {
+    return json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+}
+
+json_t *call_raw(const char *method, const char *path, const char *data, size_t len,
+                 const char *ctype, long *status_out, bool allow_error) {
+    sbuf resp;
+    long status = http(method, path, data, len, ctype, &resp);
     json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
     sbuf_free(&resp);
     if (status_out) *status_out = status;
     if (status >= 400 && !allow_error) {
-        const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+        const char *msg = error_message(j);
         die("%s", msg ? msg : "request failed");
     }
     if (j == NULL && status < 400) die("stampd answered %ld with a body that is not JSON", status);
     return j;
 }
 
-static void print_json_or_yaml(json_t *v, const char *fmt) {
+/* One API call with a JSON body (or none); dies with the server's message
+ * on an error status unless allow_error, in which case *status tells. */
+json_t *call(const char *method, const char *path, json_t *body, long *status_out, bool allow_error) {
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_t *j = call_raw(method, path, text, text ? strlen(text) : 0, NULL, status_out, allow_error);
+    free(text);
+    return j;
+}
+
+void print_json_or_yaml(json_t *v, const char *fmt) {
     if (strcmp(fmt, "yaml") == 0) {
         char *y = NULL;
         serr e = {0};
@@ -137,24 +143,24 @@ static void print_json_or_yaml(json_t *v, const char *fmt) {
     free(t);
 }
 
-static bool structured(const opts *o) {
+bool structured(const opts *o) {
     return o->output && (strcmp(o->output, "json") == 0 || strcmp(o->output, "yaml") == 0);
 }
 
 /* -o json|yaml: print r as asked and release it. */
-static bool printed_structured(const opts *o, json_t *r) {
+bool printed_structured(const opts *o, json_t *r) {
     if (!structured(o)) return false;
     print_json_or_yaml(r, o->output);
     json_decref(r);
     return true;
 }
 
-static const char *jstr(json_t *o, const char *k, const char *d) {
+const char *jstr(json_t *o, const char *k, const char *d) {
     const char *v = json_string_value(json_object_get(o, k));
     return v ? v : d;
 }
 
-static int64_t jint(json_t *o, const char *k, int64_t d) {
+int64_t jint(json_t *o, const char *k, int64_t d) {
     json_t *v = json_object_get(o, k);
     return json_is_integer(v) ? json_integer_value(v) : d;
 }
@@ -165,7 +171,7 @@ static const char *need_name(const opts *o, const char *cmd) {
     return o->pos[0];
 }
 
-static void render_table(table *t) {
+void render_table(table *t) {
     sbuf b;
     sbuf_init(&b, 64u << 20);
     if (table_render(t, &b) != 0) die("table too large");
@@ -215,7 +221,7 @@ static int cmd_deploy(opts *o) {
 }
 
 /* Age from an RFC 3339 UTC timestamp as the store writes it. */
-static void age_since(const char *ts, char *buf, size_t len) {
+void age_since(const char *ts, char *buf, size_t len) {
     struct tm tm = {0};
     int y, mo, d, h, mi, sec;
     if (ts == NULL || sscanf(ts, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6) {
@@ -729,6 +735,14 @@ static const command commands[] = {
     {"apply", cmd_apply, "apply -f FILE"},
     {"templates", cmd_templates, "templates [NAME] [-o json|yaml]"},
     {"audit", cmd_audit, "audit [NAME] [--limit N]"},
+    {"ns", cmd_ns, "ns create BUCKET | list [-A] [--status S] | get NS | activity NS | finalize NS"},
+    {"ns", cmd_ns, "ns reap NS [--bucket B] [--dry-run] | reap --dry-run | sweep"},
+    {"ns", cmd_ns, "ns pods NS | run-pod NS POD [--volume V] [--env K=V] [-- ARGS...] | logs NS POD"},
+    {"ns", cmd_ns, "ns annotate NS POD KEY=VALUE... | volume NS NAME | run NS --bundle H [--set K=V]"},
+    {"bundle", cmd_bundle, "bundle push FILE | list"},
+    {"runs", cmd_runs, "runs [--bucket B]"},
+    {"mttc", cmd_mttc, "mttc verify --bucket B --bundle H"},
+    {"token", cmd_token, "token create --tenant T --user U [--role operator] [--ttl 1h]"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -741,15 +755,27 @@ static void usage(FILE *f) {
 /* Flags that take no value. */
 static bool is_switch(const char *name) {
     return strcmp(name, "force") == 0 || strcmp(name, "dry-run") == 0 ||
-           strcmp(name, "skip-fleet-check") == 0;
+           strcmp(name, "skip-fleet-check") == 0 || strcmp(name, "A") == 0 ||
+           strcmp(name, "all-tenants") == 0;
 }
 
 int main(int argc, char **argv) {
     opts o = {.output = ""};
     const char *cmd = NULL;
     httpc_global_init();
+    bool rest = false; /* after "--", everything is an argument */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!rest && strcmp(a, "--") == 0) {
+            rest = true;
+            continue;
+        }
+        if (rest) {
+            if (cmd == NULL) cmd = a;
+            else if (o.npos < MAX_ARGS) o.pos[o.npos++] = a;
+            else die("too many arguments");
+            continue;
+        }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;

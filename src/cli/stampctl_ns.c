@@ -1,0 +1,564 @@
+/*
+ * stampctl_ns.c - seed 004's commands: transient namespaces and their pods,
+ * volumes and runs; the reaper; model bundles; MTTC verification; tokens.
+ *
+ * The tenant is the token's: use --token, or STAMP_TOKEN, with a token from
+ * "stampctl token create".  The operator token in the client config sees
+ * every tenant (ns list -A).
+ */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/stampctl.h"
+
+/* s escaped for a URL path segment or query value. */
+static char *esc(const char *s) {
+    char *c = curl_easy_escape(NULL, s, 0);
+    if (c == NULL) die("out of memory");
+    char *d = strdup(c);
+    curl_free(c);
+    if (d == NULL) die("out of memory");
+    return d;
+}
+
+/* "/v1/platform/namespaces/{ns}{suffix}" */
+static void ns_path(char *buf, size_t len, const char *ns, const char *suffix) {
+    char *e = esc(ns);
+    snprintf(buf, len, "/v1/platform/namespaces/%s%s", e, suffix);
+    free(e);
+}
+
+/* The argument list after the subcommand must have exactly n entries. */
+static void nargs(const opts *o, int n, const char *usage) {
+    if (o->npos != n) die("usage: stampctl %s", usage);
+}
+
+static void ns_row(table *t, json_t *n, bool wide) {
+    char age[32], idle[32];
+    age_since(jstr(n, "created_at", NULL), age, sizeof(age));
+    age_since(jstr(n, "last_activity", NULL), idle, sizeof(idle));
+    char pods[16], pvcs[16];
+    snprintf(pods, sizeof(pods), "%lld", (long long)jint(n, "pod_count", 0));
+    snprintf(pvcs, sizeof(pvcs), "%lld", (long long)jint(n, "pvc_count", 0));
+    const char *cells[] = {jstr(n, "namespace", ""), jstr(n, "bucket_id", ""), jstr(n, "tenant_id", ""),
+                           jstr(n, "status", ""), pods, pvcs, idle, age,
+                           jstr(n, "reap_eligible_at", "-")};
+    (void)wide;
+    table_add(t, cells);
+}
+
+static table *ns_table(bool wide) {
+    static const char *const h[] = {"NAMESPACE", "BUCKET", "TENANT", "STATUS", "PODS",
+                                    "PVCS", "IDLE", "AGE", "REAP ELIGIBLE"};
+    return table_new(wide ? 9 : 8, h);
+}
+
+static int ns_list(opts *o) {
+    char path[512];
+    const char *st = flag(o, "status");
+    char *e = st ? esc(st) : NULL;
+    snprintf(path, sizeof(path), "/v1/platform/namespaces?all_tenants=%s%s%s",
+             flag(o, "A") || flag(o, "all-tenants") ? "true" : "false", e ? "&status=" : "", e ? e : "");
+    free(e);
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    bool wide = o->output && strcmp(o->output, "wide") == 0;
+    table *t = ns_table(wide);
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(r, "namespaces"), i, n) ns_row(t, n, wide);
+    if (json_array_size(json_object_get(r, "namespaces")) == 0) {
+        table_free(t);
+        fprintf(stderr, "No namespaces found.\n");
+    } else {
+        render_table(t);
+    }
+    json_decref(r);
+    return 0;
+}
+
+static void kv(const char *k, const char *v) { printf("%-18s %s\n", k, v && *v ? v : "-"); }
+
+static void print_map(const char *title, json_t *m) {
+    printf("%s:\n", title);
+    const char *k;
+    json_t *v;
+    if (json_object_size(m) == 0) printf("  <none>\n");
+    json_object_foreach(m, k, v) printf("  %s=%s\n", k, json_is_string(v) ? json_string_value(v) : "?");
+}
+
+static void print_diag(json_t *d) {
+    if (d == NULL) return;
+    if (json_is_true(json_object_get(d, "diagnostics_lost")))
+        printf("Diagnostics:       LOST (%s)\n", jstr(d, "error", "uploads kept failing"));
+    else
+        printf("Diagnostics:       %lld files, %lld bytes, %lld sentinel violations in %s\n",
+               (long long)json_array_size(json_object_get(d, "blob_paths")), (long long)jint(d, "bytes", 0),
+               (long long)jint(d, "sentinel_violations", 0), jstr(d, "store", jstr(d, "container", "?")));
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(d, "files"), i, f)
+        printf("  %s  %lld bytes  sha256:%.12s%s\n", jstr(f, "path", ""), (long long)jint(f, "size", 0),
+               jstr(f, "sha256", ""), json_is_true(json_object_get(f, "truncated")) ? "  (truncated)" : "");
+    if (json_object_get(d, "files") == NULL)
+        json_array_foreach(json_object_get(d, "blob_paths"), i, f) printf("  %s\n", json_string_value(f));
+}
+
+static void ns_describe(json_t *n) {
+    kv("Namespace:", jstr(n, "namespace", ""));
+    kv("Bucket:", jstr(n, "bucket_id", ""));
+    kv("Tenant:", jstr(n, "tenant_id", ""));
+    kv("Status:", jstr(n, "status", ""));
+    kv("Created:", jstr(n, "created_at", ""));
+    kv("Last activity:", jstr(n, "last_activity", ""));
+    if (json_object_get(n, "reap_eligible_at")) kv("Reap eligible at:", jstr(n, "reap_eligible_at", ""));
+    if (json_object_get(n, "finalized_at")) kv("Finalized:", jstr(n, "finalized_at", ""));
+    if (json_object_get(n, "reaped_at")) kv("Reaped:", jstr(n, "reaped_at", ""));
+    char c[64];
+    snprintf(c, sizeof(c), "%lld pods, %lld volumes", (long long)jint(n, "pod_count", 0),
+             (long long)jint(n, "pvc_count", 0));
+    kv("Holds:", c);
+    json_t *reap = json_object_get(n, "reap");
+    if (reap && json_object_get(reap, "lastError")) {
+        char a[600];
+        snprintf(a, sizeof(a), "step %s, %lld attempts, last error: %s", jstr(reap, "step", "?"),
+                 (long long)jint(reap, "attempts", 0), jstr(reap, "lastError", ""));
+        kv("Reap:", a);
+    }
+    if (json_object_get(n, "message")) kv("Message:", jstr(n, "message", ""));
+    print_map("Labels", json_object_get(n, "labels"));
+    print_map("Annotations", json_object_get(n, "annotations"));
+    print_diag(json_object_get(n, "diagnostics"));
+}
+
+static int ns_simple(opts *o, const char *verb, const char *done) {
+    nargs(o, 1, verb);
+    char path[512], suffix[32];
+    snprintf(suffix, sizeof(suffix), "/%s", verb);
+    ns_path(path, sizeof(path), o->pos[0], suffix);
+    json_t *r = call("POST", path, NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    printf("namespace/%s %s (status %s)\n", jstr(r, "namespace", o->pos[0]), done, jstr(r, "status", "?"));
+    json_decref(r);
+    return 0;
+}
+
+static int ns_eligible(opts *o) {
+    json_t *r = call("GET", "/v1/platform/reaper/eligible", NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    json_t *list = json_object_get(r, "eligible");
+    if (json_array_size(list) == 0) {
+        printf("No namespaces eligible for cleanup (dry run).\n");
+    } else {
+        printf("Would reap %zu namespaces (dry run):\n", json_array_size(list));
+        table *t = ns_table(true);
+        size_t i;
+        json_t *n;
+        json_array_foreach(list, i, n) ns_row(t, n, true);
+        render_table(t);
+    }
+    json_decref(r);
+    return 0;
+}
+
+static int ns_reap(opts *o) {
+    bool dry = flag(o, "dry-run") != NULL;
+    if (o->npos == 0 && dry) return ns_eligible(o);
+    nargs(o, 1, "ns reap NS [--bucket B] [--dry-run]");
+    char path[768], q[256] = "";
+    const char *b = flag(o, "bucket");
+    char *eb = b ? esc(b) : NULL;
+    snprintf(q, sizeof(q), "/reap%s%s%s%s", dry || eb ? "?" : "", dry ? "dry_run=true" : "",
+             dry && eb ? "&" : "", eb ? "bucket_id=" : "");
+    if (eb) {
+        size_t l = strlen(q);
+        snprintf(q + l, sizeof(q) - l, "%s", eb);
+    }
+    free(eb);
+    ns_path(path, sizeof(path), o->pos[0], q);
+    http_timeout_ms = 180000; /* the reap waits for pods and uploads */
+    long status = 0;
+    json_t *r = call("POST", path, NULL, &status, true);
+    if (status >= 400 && r && json_object_get(r, "success") == NULL) {
+        const char *m = error_message(r);
+        die("%s", m ? m : "reap failed");
+    }
+    if (printed_structured(o, r)) return status >= 400;
+    if (dry) {
+        printf("namespace/%s would be reaped (dry run, status %s)\n", jstr(r, "namespace", ""),
+               jstr(r, "status", "?"));
+        json_t *wd = json_object_get(r, "would_delete");
+        printf("  would delete %lld pods and %lld volumes\n", (long long)jint(wd, "pods", 0),
+               (long long)jint(wd, "volumes", 0));
+        printf("  would archive %lld bytes to container %s (%lld sentinel violations):\n",
+               (long long)jint(r, "bytes", 0), jstr(r, "container", "?"),
+               (long long)jint(r, "sentinel_violations", 0));
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(r, "would_archive"), i, p) printf("    %s\n", json_string_value(p));
+        json_decref(r);
+        return 0;
+    }
+    bool ok = json_is_true(json_object_get(r, "success"));
+    printf("namespace/%s %s: %s\n", jstr(r, "namespace", o->pos[0]), ok ? "reaped" : "NOT reaped",
+           jstr(r, "message", ""));
+    json_t *d = json_object_get(r, "diagnostics");
+    size_t i;
+    json_t *p;
+    if (json_is_true(json_object_get(d, "diagnostics_lost"))) printf("  DIAGNOSTICS LOST\n");
+    json_array_foreach(json_object_get(d, "blob_paths"), i, p) printf("  archived %s\n", json_string_value(p));
+    json_decref(r);
+    return ok ? 0 : 1;
+}
+
+static int ns_pods(opts *o) {
+    nargs(o, 1, "ns pods NS");
+    char path[512];
+    ns_path(path, sizeof(path), o->pos[0], "/pods");
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    static const char *const h[] = {"NAME", "STATUS", "EXIT", "VIOLATIONS", "AGE"};
+    table *t = table_new(5, h);
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(r, "pods"), i, p) {
+        char ex[16] = "-", age[32];
+        if (json_object_get(p, "exitCode")) snprintf(ex, sizeof(ex), "%lld", (long long)jint(p, "exitCode", 0));
+        age_since(jstr(p, "startedAt", NULL), age, sizeof(age));
+        const char *v = jstr(json_object_get(p, "annotations"), "memory-sentinel-violations", "-");
+        char vs[64];
+        snprintf(vs, sizeof(vs), "%.60s", v);
+        const char *cells[] = {jstr(p, "name", ""), jstr(p, "phase", ""), ex, vs, age};
+        table_add(t, cells);
+    }
+    if (json_array_size(json_object_get(r, "pods")) == 0) {
+        table_free(t);
+        fprintf(stderr, "No pods in namespace %s.\n", o->pos[0]);
+    } else {
+        render_table(t);
+    }
+    json_decref(r);
+    return 0;
+}
+
+static int ns_run_pod(opts *o) {
+    if (o->npos < 2) die("usage: stampctl ns run-pod NS POD [--volume V] [--env K=V] [-- ARGS...]");
+    json_t *args = json_array(), *env = json_object(), *vols = json_array();
+    for (int i = 2; i < o->npos; i++) json_array_append_new(args, json_string(o->pos[i]));
+    const char *v[MAX_ARGS];
+    int n = nflag(o, "env", v, MAX_ARGS);
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(v[i], '=');
+        if (eq == NULL || eq == v[i]) die("--env %s: expected KEY=VALUE", v[i]);
+        char k[128];
+        snprintf(k, sizeof(k), "%.*s", (int)(eq - v[i]), v[i]);
+        json_object_set_new(env, k, json_string(eq + 1));
+    }
+    n = nflag(o, "volume", v, MAX_ARGS);
+    for (int i = 0; i < n; i++) json_array_append_new(vols, json_string(v[i]));
+    json_t *body = json_pack("{s:s,s:o,s:o,s:o}", "name", o->pos[1], "args", args, "env", env, "volumes", vols);
+    char path[512];
+    ns_path(path, sizeof(path), o->pos[0], "/pods");
+    json_t *r = call("POST", path, body, NULL, false);
+    json_decref(body);
+    if (printed_structured(o, r)) return 0;
+    printf("pod/%s started in namespace %s\n", o->pos[1], jstr(r, "namespace", o->pos[0]));
+    json_decref(r);
+    return 0;
+}
+
+static int ns_logs(opts *o) {
+    nargs(o, 2, "ns logs NS POD [--limit-bytes N]");
+    char path[768], suffix[300];
+    char *ep = esc(o->pos[1]);
+    const char *lim = flag(o, "limit-bytes");
+    char *el = lim ? esc(lim) : NULL;
+    snprintf(suffix, sizeof(suffix), "/pods/%s/log%s%s", ep, el ? "?limit_bytes=" : "", el ? el : "");
+    free(ep);
+    free(el);
+    ns_path(path, sizeof(path), o->pos[0], suffix);
+    sbuf resp;
+    long status = http("GET", path, NULL, 0, NULL, &resp);
+    if (status >= 400) {
+        json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
+        const char *m = error_message(j);
+        die("%s", m ? m : "request failed");
+    }
+    if (resp.len) fwrite(resp.data, 1, resp.len, stdout);
+    sbuf_free(&resp);
+    return 0;
+}
+
+static int ns_annotate(opts *o) {
+    if (o->npos < 3) die("usage: stampctl ns annotate NS POD KEY=VALUE... (KEY- removes)");
+    json_t *body = json_object();
+    for (int i = 2; i < o->npos; i++) {
+        const char *a = o->pos[i], *eq = strchr(a, '=');
+        size_t l = strlen(a);
+        char k[256];
+        if (eq) {
+            snprintf(k, sizeof(k), "%.*s", (int)(eq - a), a);
+            json_object_set_new(body, k, json_string(eq + 1));
+        } else if (l > 1 && a[l - 1] == '-') {
+            snprintf(k, sizeof(k), "%.*s", (int)(l - 1), a);
+            json_object_set_new(body, k, json_null());
+        } else {
+            die("%s: expected KEY=VALUE or KEY-", a);
+        }
+    }
+    char path[768], suffix[300];
+    char *ep = esc(o->pos[1]);
+    snprintf(suffix, sizeof(suffix), "/pods/%s/annotations", ep);
+    free(ep);
+    ns_path(path, sizeof(path), o->pos[0], suffix);
+    json_t *r = call("POST", path, body, NULL, false);
+    json_decref(body);
+    if (printed_structured(o, r)) return 0;
+    printf("pod/%s annotated\n", o->pos[1]);
+    json_decref(r);
+    return 0;
+}
+
+static int ns_volume(opts *o) {
+    nargs(o, 2, "ns volume NS NAME");
+    char path[512];
+    ns_path(path, sizeof(path), o->pos[0], "/volumes");
+    json_t *body = json_pack("{s:s}", "name", o->pos[1]);
+    json_t *r = call("POST", path, body, NULL, false);
+    json_decref(body);
+    if (printed_structured(o, r)) return 0;
+    printf("volume/%s created in namespace %s\n", o->pos[1], jstr(r, "namespace", o->pos[0]));
+    json_decref(r);
+    return 0;
+}
+
+/* --set K=V: V as JSON when it parses (numbers, true), else as a string. */
+static json_t *config_from_flags(const opts *o) {
+    json_t *cfg = NULL;
+    const char *file = flag(o, "from-file");
+    if (file) {
+        json_error_t je;
+        cfg = json_load_file(file, 0, &je);
+        if (cfg == NULL) die("--from-file %s: line %d: %s", file, je.line, je.text);
+        if (!json_is_object(cfg)) die("--from-file %s: must be a JSON object", file);
+    } else {
+        cfg = json_object();
+    }
+    const char *v[MAX_ARGS];
+    int n = nflag(o, "set", v, MAX_ARGS);
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(v[i], '=');
+        if (eq == NULL || eq == v[i]) die("--set %s: expected KEY=VALUE", v[i]);
+        char k[128];
+        snprintf(k, sizeof(k), "%.*s", (int)(eq - v[i]), v[i]);
+        json_t *val = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+        json_object_set_new(cfg, k, val ? val : json_string(eq + 1));
+    }
+    return cfg;
+}
+
+static void print_run(json_t *r) {
+    printf("run/%s %s in namespace %s (bucket %s)\n", jstr(r, "run", "?"), jstr(r, "status", "?"),
+           jstr(r, "namespace", "?"), jstr(r, "bucket_id", "?"));
+    printf("  bundle       %s\n", jstr(r, "model_bundle_hash", "-"));
+    printf("  result hash  %s\n", jstr(r, "result_hash", "-"));
+    if (json_object_get(r, "message")) printf("  message      %s\n", jstr(r, "message", ""));
+}
+
+static int ns_run(opts *o) {
+    nargs(o, 1, "ns run NS --bundle HASH [--from-file CONFIG.json] [--set K=V]");
+    const char *h = flag(o, "bundle");
+    if (h == NULL) die("ns run needs --bundle HASH (stampctl bundle list shows them)");
+    json_t *body = json_pack("{s:s,s:o}", "model_bundle_hash", h, "config", config_from_flags(o));
+    char path[512];
+    ns_path(path, sizeof(path), o->pos[0], "/runs");
+    http_timeout_ms = 3600000; /* the pipeline's own time (pipeline-timeout) */
+    long status = 0;
+    json_t *r = call("POST", path, body, &status, true);
+    json_decref(body);
+    if (status >= 400 && r && json_object_get(r, "run") == NULL) {
+        const char *m = error_message(r);
+        die("%s", m ? m : "run failed");
+    }
+    if (printed_structured(o, r)) return status >= 400;
+    print_run(r);
+    json_decref(r);
+    return status >= 400;
+}
+
+static int ns_create(opts *o) {
+    nargs(o, 1, "ns create BUCKET");
+    char path[512];
+    char *b = esc(o->pos[0]);
+    snprintf(path, sizeof(path), "/v1/platform/namespaces?bucket_id=%s", b);
+    free(b);
+    json_t *r = call("POST", path, NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    printf("namespace/%s created\n", jstr(r, "namespace", ""));
+    json_decref(r);
+    return 0;
+}
+
+static int ns_get(opts *o) {
+    nargs(o, 1, "ns get NS");
+    char path[512];
+    ns_path(path, sizeof(path), o->pos[0], "");
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    ns_describe(r);
+    json_decref(r);
+    return 0;
+}
+
+static int ns_sweep(opts *o) {
+    nargs(o, 0, "ns sweep");
+    json_t *r = call("POST", "/v1/platform/reaper/sweep", NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    printf("reaper sweep: %lld namespaces enqueued\n", (long long)jint(r, "enqueued", 0));
+    json_decref(r);
+    return 0;
+}
+
+/* Subcommands take their arguments from pos[1...]: shift once. */
+static const char *shift(opts *o, const char *usage) {
+    if (o->npos < 1) die("usage: stampctl %s", usage);
+    const char *sub = o->pos[0];
+    memmove(o->pos, o->pos + 1, (size_t)(o->npos - 1) * sizeof(o->pos[0]));
+    o->npos--;
+    return sub;
+}
+
+int cmd_ns(opts *o) {
+    static const struct {
+        const char *name;
+        int (*fn)(opts *o);
+    } subs[] = {{"create", ns_create}, {"list", ns_list},       {"get", ns_get},
+                {"reap", ns_reap},     {"pods", ns_pods},       {"run-pod", ns_run_pod},
+                {"logs", ns_logs},     {"annotate", ns_annotate}, {"volume", ns_volume},
+                {"run", ns_run},       {"sweep", ns_sweep}};
+    const char *sub = shift(o, "ns create|list|get|activity|finalize|reap|pods|run-pod|logs|annotate|volume|run|sweep");
+    if (strcmp(sub, "activity") == 0) return ns_simple(o, "activity", "activity recorded");
+    if (strcmp(sub, "finalize") == 0) return ns_simple(o, "finalize", "finalized");
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+        if (strcmp(subs[i].name, sub) == 0) return subs[i].fn(o);
+    die("ns %s: unknown (create, list, get, activity, finalize, reap, pods, run-pod, logs, annotate, "
+        "volume, run, sweep)", sub);
+}
+
+int cmd_bundle(opts *o) {
+    const char *sub = shift(o, "bundle push FILE | bundle list");
+    if (strcmp(sub, "push") == 0) {
+        nargs(o, 1, "bundle push FILE");
+        char *data = NULL;
+        size_t len = 0;
+        serr e = {0};
+        if (read_file(o->pos[0], (size_t)1 << 30, &data, &len, &e)) die("%s", e.msg);
+        if (len == 0) die("%s: empty file", o->pos[0]);
+        http_timeout_ms = 600000;
+        json_t *r = call_raw("POST", "/v1/platform/bundles", data, len, "application/octet-stream", NULL, false);
+        free(data);
+        if (printed_structured(o, r)) return 0;
+        printf("bundle/%s %s (%lld bytes)\n", jstr(r, "hash", ""),
+               json_is_true(json_object_get(r, "existed")) ? "unchanged" : "pushed",
+               (long long)jint(r, "size", 0));
+        json_decref(r);
+        return 0;
+    }
+    if (strcmp(sub, "list") == 0) {
+        nargs(o, 0, "bundle list");
+        json_t *r = call("GET", "/v1/platform/bundles", NULL, NULL, false);
+        if (printed_structured(o, r)) return 0;
+        static const char *const h[] = {"HASH", "SIZE", "PUSHED BY", "AGE"};
+        table *t = table_new(4, h);
+        size_t i;
+        json_t *b;
+        json_array_foreach(json_object_get(r, "bundles"), i, b) {
+            char sz[32], age[32];
+            snprintf(sz, sizeof(sz), "%lld", (long long)jint(b, "size", 0));
+            age_since(jstr(b, "pushed_at", NULL), age, sizeof(age));
+            const char *cells[] = {jstr(b, "hash", ""), sz, jstr(b, "pushed_by", ""), age};
+            table_add(t, cells);
+        }
+        render_table(t);
+        json_decref(r);
+        return 0;
+    }
+    die("bundle %s: unknown (push, list)", sub);
+}
+
+int cmd_runs(opts *o) {
+    nargs(o, 0, "runs [--bucket B]");
+    char path[512] = "/v1/platform/runs";
+    const char *b = flag(o, "bucket");
+    if (b) {
+        char *e = esc(b);
+        snprintf(path, sizeof(path), "/v1/platform/runs?bucket_id=%s", e);
+        free(e);
+    }
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    static const char *const h[] = {"RUN", "BUCKET", "STATUS", "BUNDLE", "RESULT", "AGE"};
+    table *t = table_new(6, h);
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(r, "runs"), i, x) {
+        char bh[16], rh[16], age[32];
+        snprintf(bh, sizeof(bh), "%.12s", jstr(x, "model_bundle_hash", "-"));
+        snprintf(rh, sizeof(rh), "%.12s", jstr(x, "result_hash", "-"));
+        age_since(jstr(x, "created_at", NULL), age, sizeof(age));
+        const char *cells[] = {jstr(x, "run", ""), jstr(x, "bucket_id", ""), jstr(x, "status", ""), bh, rh, age};
+        table_add(t, cells);
+    }
+    render_table(t);
+    json_decref(r);
+    return 0;
+}
+
+int cmd_mttc(opts *o) {
+    const char *sub = shift(o, "mttc verify --bucket B --bundle H");
+    if (strcmp(sub, "verify") != 0) die("mttc %s: unknown (verify)", sub);
+    nargs(o, 0, "mttc verify --bucket B --bundle H");
+    const char *b = flag(o, "bucket"), *h = flag(o, "bundle");
+    if (b == NULL || h == NULL) die("usage: stampctl mttc verify --bucket B --bundle H");
+    json_t *body = json_pack("{s:s,s:s}", "bucket_id", b, "model_bundle_hash", h);
+    http_timeout_ms = 3600000;
+    json_t *r = call("POST", "/v1/platform/mttc/verify", body, NULL, false);
+    json_decref(body);
+    bool ok = json_is_true(json_object_get(r, "success"));
+    if (printed_structured(o, r)) return ok ? 0 : 1;
+    printf("%s\n", jstr(r, "message", ok ? "MTTC verification passed" : "MTTC verification failed"));
+    printf("  original result  %s\n", jstr(r, "original_result_hash", "-"));
+    printf("  resumed result   %s\n", jstr(r, "resumed_result_hash", "-"));
+    printf("  namespace        %s (cleanup %s)\n", jstr(r, "verification_namespace", "-"),
+           jstr(r, "cleanup", "-"));
+    json_t *d = json_object_get(r, "duration_seconds"), *tg = json_object_get(r, "target_seconds");
+    printf("  duration         %.2fs of a %.0fs target\n", json_number_value(d), json_number_value(tg));
+    json_t *st = json_object_get(r, "steps");
+    const char *k;
+    json_t *v;
+    json_object_foreach(st, k, v) printf("    %-26s %.3fs\n", k, json_number_value(v));
+    json_decref(r);
+    return ok ? 0 : 1;
+}
+
+int cmd_token(opts *o) {
+    const char *sub = shift(o, "token create --tenant T --user U [--role operator] [--ttl 1h]");
+    if (strcmp(sub, "create") != 0) die("token %s: unknown (create)", sub);
+    nargs(o, 0, "token create --tenant T --user U [--role operator] [--ttl 1h]");
+    const char *t = flag(o, "tenant"), *u = flag(o, "user");
+    if (t == NULL || u == NULL) die("token create needs --tenant T and --user U");
+    json_t *body = json_pack("{s:s,s:s}", "tenant_id", t, "user_id", u);
+    if (flag(o, "role")) json_object_set_new(body, "role", json_string(flag(o, "role")));
+    if (flag(o, "ttl")) json_object_set_new(body, "ttl", json_string(flag(o, "ttl")));
+    json_t *r = call("POST", "/v1/tokens", body, NULL, false);
+    json_decref(body);
+    if (printed_structured(o, r)) return 0;
+    /* Only the token on stdout, so $(stampctl token create ...) works. */
+    printf("%s\n", jstr(r, "token", ""));
+    fprintf(stderr, "token for %s/%s expires %s\n", jstr(r, "tenant_id", ""), jstr(r, "user_id", ""),
+            jstr(r, "expires_at", ""));
+    json_decref(r);
+    return 0;
+}
