@@ -20,3 +20,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# The tests run a real Azure Blob API: Azurite, from npm, into .deps/ of the
+# source tree (not global, so nothing outside the checkout changes).
+if [ "$what" = test ]; then
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  if [ ! -x "$root/.deps/azurite/node_modules/.bin/azurite-blob" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "installing: nodejs npm"
+      SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    echo "installing: azurite 3.35.0 (npm) into .deps/azurite"
+    npm install --silent --no-audit --no-fund --prefix "$root/.deps/azurite" azurite@3.35.0 >/dev/null
+  fi
+fi

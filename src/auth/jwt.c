@@ -500,3 +500,50 @@ int jwt_sign(const char *alg, const unsigned char *secret, size_t secret_len, vo
     *token = t;
     return 0;
 }
+
+static json_t *b64_member(const unsigned char *p, size_t n) {
+    char out[1500];
+    if (n > 1024) return NULL;
+    b64url_encode(p, n, out);
+    return json_string(out);
+}
+
+json_t *jwt_public_jwk(void *pkey, const char *kid, serr *e) {
+    EVP_PKEY *pk = pkey;
+    if (pk == NULL || kid == NULL) {
+        serr_set(e, SE_INVAL, "jwk: key and kid required");
+        return NULL;
+    }
+    if (EVP_PKEY_is_a(pk, "RSA")) {
+        BIGNUM *n = NULL, *x = NULL;
+        unsigned char nb[1024], xb[16];
+        json_t *o = NULL;
+        if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &n) == 1 &&
+            EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &x) == 1 && BN_num_bytes(n) <= 1024 &&
+            BN_num_bytes(x) <= 16) {
+            int nl = BN_bn2bin(n, nb), xl = BN_bn2bin(x, xb);
+            o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o}", "kty", "RSA", "kid", kid, "alg", "RS256", "use",
+                          "sig", "n", b64_member(nb, (size_t)nl), "e", b64_member(xb, (size_t)xl));
+        }
+        BN_free(n);
+        BN_free(x);
+        if (o == NULL) serr_set(e, SE_INVAL, "jwk: cannot read the RSA key");
+        return o;
+    }
+    if (EVP_PKEY_is_a(pk, "EC")) {
+        unsigned char pt[65];
+        size_t len = 0;
+        char group[32];
+        if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) != 1 ||
+            strcmp(group, "prime256v1") != 0 ||
+            EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &len) != 1 ||
+            len != 65 || pt[0] != 4) {
+            serr_set(e, SE_INVAL, "jwk: EC keys must be P-256");
+            return NULL;
+        }
+        return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o}", "kty", "EC", "kid", kid, "alg", "ES256", "use",
+                         "sig", "crv", "P-256", "x", b64_member(pt + 1, 32), "y", b64_member(pt + 33, 32));
+    }
+    serr_set(e, SE_INVAL, "jwk: only RSA and EC P-256 keys");
+    return NULL;
+}

@@ -60,6 +60,9 @@ int jwt_sign_hs256(const unsigned char *secret, size_t secret_len, json_t *claim
  * holding the private key).  kid may be NULL.  For tests and tools. */
 int jwt_sign(const char *alg, const unsigned char *secret, size_t secret_len, void *pkey,
              const char *kid, json_t *claims, char **token, serr *e);
+/* The public half of pkey (RSA or EC P-256) as a JWK with kid and alg,
+ * for building a JWKS document.  For tests and tools. */
+json_t *jwt_public_jwk(void *pkey, const char *kid, serr *e);
 /* The number of JWKS keys loaded (for logs). */
 int jwt_verifier_nkeys(const jwt_verifier *v);
 

@@ -13,6 +13,10 @@
 
 #include <cmocka.h>
 
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
 #include "auth/jwt.h"
 
 static const unsigned char key[32] = "0123456789abcdef0123456789abcdef";
@@ -181,6 +185,167 @@ static void test_short_secret_refused(void **st) {
     assert_int_equal(jwt_verifier_new(&c, &v, NULL), SE_INVAL);
 }
 
+/* ---- RS256 / ES256 with keys from a JWKS document ---- */
+
+static EVP_PKEY *rsa_key, *rsa_other, *ec_key, *rsa_small;
+
+static int keys_setup(void **st) {
+    rsa_key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    rsa_other = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    rsa_small = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+    ec_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    return rsa_key && rsa_other && ec_key && rsa_small ? 0 : -1;
+}
+
+static int keys_teardown(void **st) {
+    EVP_PKEY_free(rsa_key);
+    EVP_PKEY_free(rsa_other);
+    EVP_PKEY_free(rsa_small);
+    EVP_PKEY_free(ec_key);
+    return 0;
+}
+
+static char *jwks_text(void) {
+    serr e = {0};
+    json_t *r = jwt_public_jwk(rsa_key, "rsa-1", &e), *c = jwt_public_jwk(ec_key, "ec-1", &e);
+    assert_non_null(r);
+    assert_non_null(c);
+    json_t *doc = json_pack("{s:[o,o]}", "keys", r, c);
+    char *t = json_dumps(doc, 0);
+    json_decref(doc);
+    return t;
+}
+
+static jwt_verifier *asym_verifier(const char *algs) {
+    char *jwks = jwks_text();
+    jwt_config c = {.alg = algs, .secret = key, .secret_len = sizeof(key), .issuer = "stampd",
+                    .audience = "stamp", .jwks = jwks};
+    jwt_verifier *v = NULL;
+    serr e = {0};
+    if (jwt_verifier_new(&c, &v, &e)) fail_msg("verifier: %s", e.msg);
+    free(jwks);
+    return v;
+}
+
+static char *sign_with(const char *alg, EVP_PKEY *k, const char *kid) {
+    json_t *claims = good_claims();
+    char *t = NULL;
+    serr e = {0};
+    if (jwt_sign(alg, key, sizeof(key), k, kid, claims, &t, &e)) fail_msg("sign: %s", e.msg);
+    json_decref(claims);
+    return t;
+}
+
+static void check(jwt_verifier *v, char *tok, const char *reason) {
+    json_t *c = NULL;
+    serr e = {0};
+    int rc = jwt_verify(v, tok, NOW, &c, &e);
+    if (reason == NULL) {
+        if (rc) fail_msg("refused: %s", e.msg);
+        assert_string_equal(json_string_value(json_object_get(c, "sub")), "ops");
+        json_decref(c);
+    } else {
+        assert_int_equal(rc, SE_UNAUTH);
+        assert_null(c);
+        if (strstr(e.msg, reason) == NULL) fail_msg("reason \"%s\", wanted \"%s\"", e.msg, reason);
+    }
+    free(tok);
+}
+
+static void test_rs256_es256(void **st) {
+    jwt_verifier *v = asym_verifier("HS256,RS256,ES256");
+    assert_int_equal(jwt_verifier_nkeys(v), 2);
+    check(v, sign_with("RS256", rsa_key, "rsa-1"), NULL);
+    check(v, sign_with("ES256", ec_key, "ec-1"), NULL);
+    check(v, sign_with("HS256", NULL, NULL), NULL);             /* the local secret */
+    check(v, sign_with("HS256", NULL, JWT_LOCAL_KID), NULL);
+    check(v, sign_with("RS256", rsa_other, "rsa-1"), "bad signature");
+    check(v, sign_with("RS256", rsa_key, "nobody"), "unknown key id");
+    check(v, sign_with("RS256", rsa_key, NULL), "needs a kid");
+    check(v, sign_with("ES256", ec_key, "rsa-1"), "does not match the key");
+    check(v, sign_with("RS256", rsa_key, "ec-1"), "does not match the key");
+    /* A tampered ES256 signature (last byte of r||s). */
+    char *t = sign_with("ES256", ec_key, "ec-1");
+    char *last = t + strlen(t) - 2;
+    *last = *last == 'A' ? 'B' : 'A';
+    check(v, t, "bad signature");
+    jwt_verifier_free(v);
+}
+
+/* The classic confusion: HS256 "signed" with the RSA public key's PEM as
+ * the secret, naming the RSA key.  The key fixes RS256, so it is refused
+ * before any MAC is computed; without a kid it meets the local secret. */
+static void test_hs256_with_public_key_refused(void **st) {
+    BIO *b = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_PUBKEY(b, rsa_key), 1);
+    char *pem = NULL;
+    long n = BIO_get_mem_data(b, &pem);
+    json_t *claims = good_claims();
+    jwt_verifier *v = asym_verifier("HS256,RS256");
+    for (int with_kid = 0; with_kid < 2; with_kid++) {
+        char *t = NULL;
+        serr e = {0};
+        assert_int_equal(jwt_sign("HS256", (const unsigned char *)pem, (size_t)n, NULL,
+                                  with_kid ? "rsa-1" : NULL, claims, &t, &e), 0);
+        check(v, t, with_kid ? "does not match the key" : "bad signature");
+    }
+    jwt_verifier_free(v);
+    json_decref(claims);
+    BIO_free(b);
+}
+
+static void test_algorithms_from_config(void **st) {
+    /* JWKS loaded but only HS256 accepted: RS256 tokens are refused. */
+    jwt_verifier *v = asym_verifier("HS256");
+    check(v, sign_with("RS256", rsa_key, "rsa-1"), "algorithm not accepted");
+    check(v, sign_with("ES256", ec_key, "ec-1"), "algorithm not accepted");
+    jwt_verifier_free(v);
+    /* RS256 only: no HS256, not even with the local secret. */
+    v = asym_verifier("RS256");
+    check(v, sign_with("HS256", NULL, NULL), "algorithm not accepted");
+    check(v, sign_with("RS256", rsa_key, "rsa-1"), NULL);
+    jwt_verifier_free(v);
+}
+
+static void test_jwks_refusals(void **st) {
+    static const char *const bad[] = {
+        "not json",
+        "{\"keys\": {}}",
+        "{\"keys\": [{\"kty\": \"RSA\"}]}",                                       /* no kid */
+        "{\"keys\": [{\"kty\": \"oct\", \"kid\": \"k\", \"k\": \"AAAA\"}]}",     /* symmetric */
+        "{\"keys\": [{\"kty\": \"EC\", \"kid\": \"k\", \"crv\": \"P-384\", \"x\": \"a\", \"y\": \"b\"}]}",
+        "{\"keys\": [{\"kty\": \"EC\", \"kid\": \"stampd\", \"crv\": \"P-256\", \"x\": \"a\", \"y\": \"b\"}]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        jwt_config c = {.alg = "RS256,ES256", .issuer = "i", .audience = "a", .jwks = bad[i]};
+        jwt_verifier *v = NULL;
+        serr e = {0};
+        if (jwt_verifier_new(&c, &v, &e) == 0) fail_msg("accepted %s", bad[i]);
+    }
+    /* A 1024-bit RSA key, an EC point off the curve, and a kid twice. */
+    serr e = {0};
+    json_t *small = jwt_public_jwk(rsa_small, "small", &e);
+    json_t *ec = jwt_public_jwk(ec_key, "ec", &e);
+    json_t *off = json_deep_copy(ec);
+    json_object_set_new(off, "y", json_string("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    json_t *docs[] = {json_pack("{s:[O]}", "keys", small), json_pack("{s:[O]}", "keys", off),
+                      json_pack("{s:[O,O]}", "keys", ec, ec)};
+    const char *why[] = {"2048", "P-256", "twice"};
+    for (int i = 0; i < 3; i++) {
+        char *t = json_dumps(docs[i], 0);
+        jwt_config c = {.alg = "RS256,ES256", .issuer = "i", .audience = "a", .jwks = t};
+        jwt_verifier *v = NULL;
+        serr ve = {0};
+        assert_int_not_equal(jwt_verifier_new(&c, &v, &ve), 0);
+        if (strstr(ve.msg, why[i]) == NULL) fail_msg("reason \"%s\", wanted \"%s\"", ve.msg, why[i]);
+        free(t);
+        json_decref(docs[i]);
+    }
+    json_decref(small);
+    json_decref(ec);
+    json_decref(off);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),          cmocka_unit_test(test_wrong_key),
@@ -188,5 +353,12 @@ int main(void) {
         cmocka_unit_test(test_alg_confusion),      cmocka_unit_test(test_tampered_and_malformed),
         cmocka_unit_test(test_b64url),             cmocka_unit_test(test_short_secret_refused),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest asym[] = {
+        cmocka_unit_test(test_rs256_es256),
+        cmocka_unit_test(test_hs256_with_public_key_refused),
+        cmocka_unit_test(test_algorithms_from_config),
+        cmocka_unit_test(test_jwks_refusals),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    return failed + cmocka_run_group_tests(asym, keys_setup, keys_teardown);
 }
