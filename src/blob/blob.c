@@ -364,7 +364,11 @@ int blob_get(blob_store *b, const char *container, const char *path, size_t max,
     snprintf(p, sizeof(p), "/%s/%s", container, path);
     long status = 0;
     sbuf resp;
-    rc = az_request(b, "GET", p, "", NULL, 0, NULL, &status, &resp, max + 1, e);
+    /* Room for an error document even when the caller wants a few bytes:
+     * a 404's XML must not read as "too large". */
+    size_t room = max + 1 > 65536 ? max + 1 : 65536;
+    rc = az_request(b, "GET", p, "", NULL, 0, NULL, &status, &resp, room, e);
+    if (rc == SE_TOOBIG) return serr_set(e, SE_TOOBIG, "blob %s/%s is larger than %zu bytes", container, path, max);
     if (rc) return rc;
     if (status == 404) {
         sbuf_free(&resp);

@@ -36,7 +36,7 @@ static const fsm_transition transitions[] = {
 static const uint32_t allowed[NP_NPHASES] = {
     [NP_ACTIVE] = B(NO_VIEW) | B(NO_ACTIVITY) | B(NO_FINALIZE) | B(NO_REAP) | B(NO_POD) | B(NO_RUN),
     [NP_FINALIZED] = B(NO_VIEW) | B(NO_REAP),
-    [NP_REAPING] = B(NO_VIEW),
+    [NP_REAPING] = B(NO_VIEW) | B(NO_REAP), /* a reap retries at once */
     [NP_REAPED] = B(NO_VIEW),
 };
 #undef B
