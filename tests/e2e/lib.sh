@@ -175,6 +175,7 @@ crash_stampd() {
 finish() {
   stop_stampd
   kill_owned
+  stop_azurite
   [ -n "$PORT_SLOT" ] && rm -rf "$PORT_SLOT"
   local bad
   bad=$(sanitizer_reports)
@@ -191,7 +192,7 @@ finish() {
   if [ "$FAILED" -eq 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$T"; else log "left $T"; fi
   [ "$FAILED" -eq 0 ] && exit 0 || exit 1
 }
-trap 'crash_stampd; kill_owned' EXIT
+trap 'crash_stampd; kill_owned; stop_azurite' EXIT
 
 apply_template() { ctl apply -f "${1:-$STAMP_SRC/deploy/templates/synaxis-stamp.yaml}" >/dev/null || fail "apply ${1:-}"; }
 
@@ -232,3 +233,54 @@ wait_until() {
     sleep 0.1
   done
 }
+
+# ---- seed 004 helpers ----
+
+AZURITE_PID=
+AZURITE_PORT=
+AZURITE_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# A real Azurite (make check installs it into .deps/); in memory, on
+# AZURITE_PORT (chosen once, kept across restarts).
+start_azurite() {
+  local bin=$STAMP_SRC/.deps/azurite/node_modules/.bin/azurite-blob
+  [ -x "$bin" ] || fail "$bin missing (scripts/install-deps.sh test installs it)"
+  [ -n "$AZURITE_PORT" ] || AZURITE_PORT=$(free_port)
+  mkdir -p "$T/azurite"
+  (cd "$T/azurite" && exec "$bin" --disableTelemetry --skipApiVersionCheck --inMemoryPersistence \
+     --silent --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT") >>"$T/azurite.log" 2>&1 &
+  AZURITE_PID=$!
+  for _ in $(seq 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$AZURITE_PORT") 2>/dev/null && return 0
+    kill -0 "$AZURITE_PID" 2>/dev/null || fail "azurite exited at start: $(tail -n 5 "$T/azurite.log")"
+    sleep 0.1
+  done
+  fail "azurite did not come up on $AZURITE_PORT"
+}
+stop_azurite() {
+  [ -n "$AZURITE_PID" ] || return 0
+  kill -9 "$AZURITE_PID" 2>/dev/null || true
+  wait "$AZURITE_PID" 2>/dev/null || true
+  AZURITE_PID=
+}
+azurite_conn() {
+  echo "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$AZURITE_KEY;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1;"
+}
+
+# The namespace programs from the build tree.
+NS_ARGS=(--set "pod-command=$STAMP_BIN/stamp-nsworker" --set "pipeline-command=$STAMP_BIN/stamp-pipeline")
+
+# tenant_token TENANT USER: an HS256 token minted by stampd (operator call).
+tenant_token() { STAMP_TOKEN= ctl token create --tenant "$1" --user "$2" 2>/dev/null || fail "token for $1/$2"; }
+
+# api METHOD PATH [curl args...]: prints the HTTP status; body in $T/body.
+# Uses $TOKEN.
+api() {
+  local m=$1 p=$2
+  shift 2
+  curl -sS --path-as-is -o "$T/body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer ${TOKEN:-}" \
+    "$@" "http://127.0.0.1:$API_PORT$p"
+}
+
+nsfield() { ctl ns get "$1" -o json | jq -r "$2"; }
+ns_status() { nsfield "$1" .status; }
+wait_ns() { wait_until "namespace $1 $2" "${3:-30}" sh -c "[ \"\$(ctl ns get $1 -o json | jq -r .status)\" = $2 ]"; }
