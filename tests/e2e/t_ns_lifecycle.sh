@@ -130,7 +130,8 @@ expect_eq "oversized body" "$(api POST /v1/platform/namespaces -H 'Content-Type:
 expect_eq "nothing created" "$(ctl ns list -o json | jq .count)" "$count"
 expect_eq "no directory created" "$(ls "$DATA/namespaces" 2>/dev/null | wc -l)" "$before"
 expect_eq "'..' as a namespace" "$(api GET /v1/platform/namespaces/..)" 400
-expect_eq "traversal in a pod log path" "$(api GET /v1/platform/namespaces/$NS/pods/..%2F..%2Fetc/log)" 400
+expect_eq "traversal in a pod log path" "$(api GET /v1/platform/namespaces/$NS/pods/../log)" 400
+expect_eq "escaped traversal in a pod log path" "$(api GET /v1/platform/namespaces/$NS/pods/..%2F..%2Fetc/log)" 404
 
 # ---- output formats ----
 expect_ok "list table" sh -c "ctl ns list | head -n1 | grep -q '^NAMESPACE  *BUCKET  *TENANT  *STATUS'"
