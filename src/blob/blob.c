@@ -320,20 +320,38 @@ static int az_container(blob_store *b, const char *container, serr *e) {
     return rc;
 }
 
+static void az_forget_container(blob_store *b, const char *container) {
+    pthread_mutex_lock(&b->mu);
+    for (int i = 0; i < b->nmade; i++) {
+        if (strcmp(b->made[i], container) == 0) {
+            memmove(b->made[i], b->made[b->nmade - 1], sizeof(b->made[0]));
+            b->nmade--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
 static int az_put(blob_store *b, const char *container, const char *path, const void *data,
                   size_t len, serr *e) {
-    int rc = az_container(b, container, e);
-    if (rc) return rc;
     char p[BLOB_PATH_MAX + 80];
     snprintf(p, sizeof(p), "/%s/%s", container, path);
     static const char *const xms[] = {"x-ms-blob-type:BlockBlob", NULL};
-    long status = 0;
-    sbuf resp;
-    rc = az_request(b, "PUT", p, "", data ? data : "", len, xms, &status, &resp, 65536, e);
-    if (rc) return rc;
-    if (status != 201) rc = az_error(status, &resp, "put blob", e);
-    sbuf_free(&resp);
-    return rc;
+    /* The container we made may be gone since (deleted by someone, or a
+     * service that lost its state): make it again, once. */
+    for (int attempt = 0;; attempt++) {
+        int rc = az_container(b, container, e);
+        if (rc) return rc;
+        long status = 0;
+        sbuf resp;
+        rc = az_request(b, "PUT", p, "", data ? data : "", len, xms, &status, &resp, 65536, e);
+        if (rc) return rc;
+        bool gone = status == 404 && resp.data && strstr(resp.data, "ContainerNotFound");
+        if (status != 201) rc = az_error(status, &resp, "put blob", e);
+        sbuf_free(&resp);
+        if (!gone || attempt > 0) return rc;
+        az_forget_container(b, container);
+    }
 }
 
 /* ---- the interface ---- */
