@@ -93,10 +93,14 @@ long http(const char *method, const char *path, const char *data, size_t len, co
                     .body = data,
                     .body_len = len,
                     .content_type = ctype,
+                    .max_response = (size_t)128 << 20, /* a 64 MiB log, a long list */
                     .timeout_ms = http_timeout_ms};
     long status = 0;
     serr e = {0};
-    if (httpc_do(&rq, &status, resp, &e)) die("cannot reach stampd at %s: %s", g_server, e.msg);
+    if (httpc_do(&rq, &status, resp, &e)) {
+        if (e.code == SE_TOOBIG) die("stampd's answer to %s %s is larger than 128 MiB", method, path);
+        die("cannot reach stampd at %s: %s", g_server, e.msg);
+    }
     return status;
 }
 

@@ -77,15 +77,19 @@ int main(int argc, char **argv) {
     }
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    /* Line buffered when paced, so the log is live; fully buffered when
+     * asked for volume (--interval-ms 0). */
+    setvbuf(stdout, NULL, interval > 0 ? _IOLBF : _IOFBF, interval > 0 ? 0 : 1 << 16);
     const char *pod = getenv("STAMP_POD"), *bucket = getenv("STAMP_BUCKET_ID");
     char ts[32];
     stamp_now(ts, sizeof(ts));
     printf("%s - INFO - worker %s starting for bucket %s (%ld steps)\n", ts, pod ? pod : "?",
            bucket ? bucket : "?", steps);
     for (long i = 1; (forever || i <= steps) && !stop; i++) {
-        struct timespec d = {interval / 1000, (interval % 1000) * 1000000L};
-        nanosleep(&d, NULL);
+        if (interval > 0) {
+            struct timespec d = {interval / 1000, (interval % 1000) * 1000000L};
+            nanosleep(&d, NULL);
+        }
         stamp_now(ts, sizeof(ts));
         printf("%s - INFO - worker %s step %ld: projected block %ld of bucket %s\n", ts,
                pod ? pod : "?", i, i, bucket ? bucket : "?");
