@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: stampd on the embedded defaults (SQLite, local runtime), the
 # example template, two stamps in two regions, real traffic, a drain with a
-# slow request in flight, reactivation, and the retirement of one stamp.
+# slow request in flight, reactivation, and the retirement of one stamp; then
+# seed 004: a bucket's transient namespace with pods, MTTC verification, and
+# its reap with the diagnostics archived first.
 #   scripts/demo.sh BUILD_DIR        run the demo (stampd is left running)
 #   scripts/demo.sh BUILD_DIR stop   retire what is left and stop stampd
 set -euo pipefail
@@ -102,6 +104,40 @@ run "$CTL" events synaxis-eus-001 | tail -n 12
 echo "archive: $(jq -r '"\(.files | length) files, kept until \(.retainUntilMs/1000 | todate)"' "$D/data/archive/synaxis-eus-001/manifest.json")"
 run "$CTL" metrics synaxis-weu-001 --period=1h
 
+say "Seed 004: a transient namespace for batch bucket q3-close, as tenant acme"
+export STAMP_TOKEN
+STAMP_TOKEN=$("$CTL" token create --tenant acme --user alice --ttl 1h 2>/dev/null)
+echo "(a tenant token from: stampctl token create --tenant acme --user alice --ttl 1h)"
+NS=livecalc-bucket-q3-close
+run "$CTL" ns create q3-close
+run "$CTL" ns volume $NS results
+run "$CTL" ns run-pod $NS worker-1 --volume results -- --steps 20 --interval-ms 20 --write-volume results
+run "$CTL" ns run-pod $NS worker-2 -- --steps 20 --interval-ms 20 --violation "rss 912MiB > 768MiB limit"
+sleep 1
+run "$CTL" ns pods $NS
+run "$CTL" ns logs $NS worker-2 | head -n 4
+
+say "MTTC: a model bundle by content hash, a recorded run, then verify (seed 004's eight steps)"
+head -c 1048576 /dev/urandom >"$D/model.bin"
+run "$CTL" bundle push "$D/model.bin"
+H=$(sha256sum <"$D/model.bin" | cut -d' ' -f1)
+run "$CTL" ns run $NS --bundle "$H" --set scenarios=2000 --set months=60
+run "$CTL" mttc verify --bucket q3-close --bundle "$H"
+
+say "The bucket's work is done: what a reap would do, then finalize"
+run "$CTL" ns reap $NS --dry-run
+t=$(date +%s%N)
+run "$CTL" ns finalize $NS
+for _ in $(seq 100); do [ "$("$CTL" ns get $NS -o json | jq -r .status)" = reaped ] && break; sleep 0.1; done
+say "Reaped in $(( ($(date +%s%N) - t) / 1000000 )) ms, diagnostics stored and verified first"
+grep -E "Reaping namespace $NS|Archived logs|Indexed|Deleted namespace $NS|Successfully reaped namespace $NS" "$D/stampd.log" | sed 's/^/  stampd: /'
+run "$CTL" ns get $NS
+v=$("$CTL" ns get $NS -o json | jq -r '.diagnostics.blob_paths[] | select(endswith("sentinel-violations.json"))')
+echo "\$ cat $D/data/blobs/diagnostics/$v"
+cat "$D/data/blobs/diagnostics/$v"; echo
+unset STAMP_TOKEN
+run "$CTL" audit --limit 8
+
 say "Where things stand"
 run "$CTL" list
 cat <<MSG
@@ -112,5 +148,6 @@ synaxis-weu-001 Active behind the front door on $FRONTDOOR.  Try:
   curl -H 'X-Tenant-Id: acme' http://$FRONTDOOR/work?ms=10
   $CTL status synaxis-weu-001
   $CTL drain synaxis-weu-001 --grace-period 30s
+  $CTL ns list -A
 Stop it all with:  scripts/demo.sh $1 stop
 MSG

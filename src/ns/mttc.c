@@ -355,7 +355,10 @@ int mttc_verify(ctl_ctx *c, const char *tenant, const char *user, const char *bu
     char cleanup_msg[SERR_MSG_MAX + 32];
     serr ce = {0};
     json_t *reap = NULL;
-    if (ns_finalize(c, &ns, &ce) == 0 && ns_reap_now(c, ns.name, user, &reap, &ce) == 0) {
+    /* Reaped here and now (not finalized, which would hand it to the
+     * controller and race this call); a failed archive leaves it reaping,
+     * and the controller retries it. */
+    if (ns_reap_now(c, ns.name, user, &reap, &ce) == 0) {
         cleanup = "reaped";
     } else {
         snprintf(cleanup_msg, sizeof(cleanup_msg), "pending: %s", ce.msg);

@@ -43,6 +43,7 @@ expect_eq "steps measured" "$(jq -r '.steps | keys | join(",")' "$T/v.json")" \
   "bundle_fetch_seconds,bundle_verify_seconds,cleanup_seconds,execute_seconds,namespace_create_seconds,pipeline_init_seconds"
 expect_eq "within the 120 s target" "$(jq -r '"\(.target_seconds) \(.within_target)"' "$T/v.json")" "120 true"
 VNS=$(jq -r .verification_namespace "$T/v.json")
+expect_eq "cleaned up within the call" "$(jq -r .cleanup "$T/v.json")" reaped
 expect_eq "verification namespace reaped" "$(ns_status "$VNS")" reaped
 expect_eq "its pipeline logs archived" "$(nsfield "$VNS" '[.diagnostics.blob_paths[] | select(test("logs/verify-(init|run).log$"))] | length')" 2
 expect_ok "human output" sh -c "ctl mttc verify --bucket q3-close --bundle $H | grep -q '^MTTC verification passed'"
