@@ -30,10 +30,12 @@ static int lookup(api *a, api_req *rq, api_resp *rs, resource *r) {
     return rc;
 }
 
+/* extra: more detail, stolen (the callers build it in the call). */
 static void audit_ns(api *a, api_req *rq, const char *op, const char *ns, const char *bucket,
                      int rc, const serr *e, json_t *extra) {
     json_t *d = json_pack("{s:s,s:s}", "namespace", ns ? ns : "", "bucket_id", bucket ? bucket : "");
     if (extra) json_object_update(d, extra);
+    json_decref(extra);
     api_audit(a, rq, op, "Namespace", ns, rc, e, d);
     json_decref(d);
 }

@@ -363,9 +363,11 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, json_t *
         json_decref(hdr);
         return serr_set(e, SE_UNAUTH, "malformed token header");
     }
-    const char *alg = json_string_value(json_object_get(hdr, "alg"));
+    char alg[16] = "";
+    const char *algv = json_string_value(json_object_get(hdr, "alg"));
+    if (algv) str_copy(alg, sizeof(alg), algv); /* hdr is released below */
     json_t *kidj = json_object_get(hdr, "kid");
-    int bit = alg ? alg_bit(alg) : 0;
+    int bit = algv && strlen(algv) < sizeof(alg) ? alg_bit(alg) : 0;
     bool crit = json_object_get(hdr, "crit") != NULL;
     char kid[128] = "";
     bool kid_ok = kidj == NULL ||

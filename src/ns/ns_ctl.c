@@ -110,6 +110,7 @@ static void audit(ctl_ctx *c, const char *user, const char *tenant, const char *
                   const char *ns, const char *bucket, const char *result, json_t *extra) {
     json_t *d = json_pack("{s:s,s:s}", "namespace", ns, "bucket_id", bucket ? bucket : "");
     if (extra) json_object_update(d, extra);
+    json_decref(extra); /* stolen: callers build it in the call */
     store_audit a = {.user = user, .tenant = tenant, .operation = op, .kind = KIND, .name = ns,
                      .result = result, .detail = d};
     serr e = {0};
@@ -181,16 +182,14 @@ int ns_create(ctl_ctx *c, const char *tenant, const char *user, const char *buck
     return 0;
 }
 
+/* On failure *out holds nothing to free (resource_free on it is a no-op). */
 int ns_lookup(ctl_ctx *c, const char *tenant, const char *ns, resource *out, serr *e) {
     resource_init(out);
     int rc = ns_name_check(ns, e);
-    if (rc) return rc;
-    rc = store_get(c->st, KIND, ns, out, e);
-    if (rc == 0 && tenant && strcmp(out->tenant, tenant) != 0) {
-        resource_free(out);
-        resource_init(out);
-        rc = SE_NOTFOUND;
-    }
+    if (rc == 0) rc = store_get(c->st, KIND, ns, out, e);
+    if (rc == 0 && tenant && strcmp(out->tenant, tenant) != 0) rc = SE_NOTFOUND;
+    if (rc == 0) return 0;
+    resource_free(out);
     if (rc == SE_NOTFOUND) return serr_set(e, SE_NOTFOUND, "namespace %s not found", ns);
     return rc;
 }
