@@ -53,7 +53,7 @@ done
 d=$(median <"$T/direct"); v=$(median <"$T/verify")
 echo "  pipeline directly (reference):  median ${d} ms"
 echo "  mttc/verify, all eight steps:   median ${v} ms   (worst $(sort -n "$T/verify" | tail -n1) ms)"
-echo "  overhead stamp adds:            $(( v - d )) ms"
+echo "  overhead stamp adds:            $(echo "$v - $d" | bc) ms"
 for k in namespace_create_seconds bundle_fetch_seconds bundle_verify_seconds pipeline_init_seconds execute_seconds cleanup_seconds; do
   printf '    %-26s median %7.1f ms\n' "$k" "$(jq ".$k * 1000" "$T/steps" | median)"
 done

@@ -72,6 +72,7 @@ int main(int argc, char **argv) {
     t0 = mono_ms();
     for (int i = 0; i < n; i++) {
         resource g;
+        resource_init(&g);
         store_get(s, "Stamp", "synaxis-weu-001", &g, &e);
         resource_free(&g);
     }

@@ -76,7 +76,8 @@ json_t *resource_to_json(const resource *r);
 /* Create: fails with SE_EXISTS if (kind,name) exists.  Sets
  * resource_version=1, generation=1 and timestamps in r.  ev may be NULL. */
 int store_create(store *s, resource *r, const store_event *ev, serr *e);
-/* Get into out (out is resource_init'ed by the call). */
+/* Get into out, which must be resource_init'ed or hold a resource to
+ * reuse: its old contents are released first. */
 int store_get(store *s, const char *kind, const char *name, resource *out, serr *e);
 /* Update spec/status/labels/annotations/finalizers/deletion of r if
  * r->resource_version equals the stored one; bumps it in r on success. */

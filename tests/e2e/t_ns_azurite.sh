@@ -69,7 +69,7 @@ expect_eq "nothing lost" "$(ctl ns get $NS2 -o json | jq '.diagnostics.diagnosti
 
 # ---- past the upload window: reaped anyway, diagnostics lost, loudly ----
 stop_stampd
-start_stampd "${NS_ARGS[@]}" "${RETRY[@]}" --set reap-upload-window=3s
+start_stampd "${NS_ARGS[@]}" "${RETRY[@]}" --set reap-upload-window=5s
 ctl ns create az-3 >/dev/null || fail create3
 NS3=livecalc-bucket-az-3
 ctl ns run-pod $NS3 w1 -- --steps 3 --interval-ms 5 >/dev/null || fail pod3

@@ -103,7 +103,7 @@ B=livecalc-bucket-idle-b
 d=$(( $(date -d "$(nsfield $A .reap_eligible_at)" +%s) - $(date -d "$(nsfield $A .last_activity)" +%s) ))
 expect_eq "eligible exactly threshold after last activity" "$d" 8
 expect_eq "not eligible before the threshold" "$(ctl ns reap --dry-run -o json | jq '[.eligible[] | select(.namespace == "'$A'")] | length')" 0
-sleep 3
+sleep 4
 ctl ns activity $B >/dev/null || fail activity
 d=$(( $(date -d "$(nsfield $B .reap_eligible_at)" +%s) - $(date -d "$(nsfield $A .reap_eligible_at)" +%s) ))
 [ "$d" -ge 2 ] || fail "activity did not move B's eligibility ($d s)"
