@@ -539,8 +539,13 @@ static int reap_step(ctl_ctx *c, resource *r, const char *user, int64_t *retry_m
     set_status_annotation(r, NP_REAPED);
     int64_t started = jint(reap, "startedMs", now);
     r->due_ms = 0;
-    if ((rc = phase_change(c, &ns_fsm, r, NP_REAPED, "Reaped",
-                           lost ? "diagnostics lost" : "diagnostics archived", e)))
+    char why[96];
+    if (lost)
+        snprintf(why, sizeof(why), "DIAGNOSTICS LOST: uploads failed past the upload window");
+    else
+        snprintf(why, sizeof(why), "%zu file(s) stored and verified first",
+                 json_array_size(json_object_get(json_object_get(r->status, "diagnostics"), "files")));
+    if ((rc = phase_change(c, &ns_fsm, r, NP_REAPED, "Reaped", why, e)))
         return rc;
     metrics_inc("namespace_reaped_total", lost ? "result=\"diagnostics_lost\"" : "result=\"archived\"", 1);
     metrics_observe("namespace_reap_duration_seconds", "", (double)(now - started) / 1000.0);
