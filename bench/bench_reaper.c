@@ -1,7 +1,7 @@
 /*
  * bench_reaper.c - what a reaper sweep costs (seed 004): at 10k and 100k
- * namespaces with 1 % eligible, the sweep's walk of the due index
- * (store_list_due in batches of NS_SWEEP_BATCH, as ns_sweep does) against
+ * namespaces with 1 % eligible, ns_sweep itself (the due index walked in
+ * batches of NS_SWEEP_BATCH, each eligible namespace queued) against
  * the reference a naive reaper would do in the same process: list every
  * namespace and test each.  Prints CPU time and peak RSS growth of each and
  * the ratio; asserts nothing.
@@ -17,7 +17,10 @@
 #include <unistd.h>
 
 #include "ns/ns.h"
+#include "reconcile/ctl.h"
+#include "reconcile/queue.h"
 #include "store/store.h"
+#include "util/log.h"
 #include "util/util.h"
 
 static int64_t cpu_us(void) {
@@ -27,23 +30,14 @@ static int64_t cpu_us(void) {
            ru.ru_stime.tv_usec;
 }
 
-/* Peak RSS in KiB since the last reset_peak(). */
-static long peak_kib(void) {
+/* A field of /proc/self/status in KiB: VmRSS now, VmHWM (peak since the
+ * last reset_peak()). */
+static long status_kib(const char *field) {
     char *t = NULL;
     long v = -1;
     if (read_file("/proc/self/status", 1 << 16, &t, NULL, NULL) == 0) {
-        char *p = strstr(t, "VmHWM:");
-        if (p) v = strtol(p + 6, NULL, 10);
-        free(t);
-    }
-    return v;
-}
-static long rss_kib(void) {
-    char *t = NULL;
-    long v = -1;
-    if (read_file("/proc/self/status", 1 << 16, &t, NULL, NULL) == 0) {
-        char *p = strstr(t, "VmRSS:");
-        if (p) v = strtol(p + 6, NULL, 10);
+        char *p = strstr(t, field);
+        if (p) v = strtol(p + strlen(field), NULL, 10);
         free(t);
     }
     return v;
@@ -56,32 +50,16 @@ static void reset_peak(void) {
     }
 }
 
-typedef struct sweep {
-    int64_t last_due;
-    char last_name[RES_NAME_MAX];
-    int n;
-} sweep;
-
-static int due_row(const resource *r, void *arg) {
-    sweep *s = arg;
-    s->last_due = r->due_ms;
-    str_copy(s->last_name, sizeof(s->last_name), r->name);
-    s->n++;
-    return 0;
-}
-
-static int sweep_due(store *st, int64_t now) {
-    sweep s = {0};
+/* The reaper's own sweep: ns_sweep walks the due index and queues each
+ * eligible namespace on the work queue, as stampd's timer does. */
+static int sweep_due(ctl_ctx *c) {
     serr e = {0};
-    for (;;) {
-        int got = store_list_due(st, "Namespace", s.last_due, s.last_name, now, NS_SWEEP_BATCH, due_row, &s, &e);
-        if (got < 0) {
-            fprintf(stderr, "bench_reaper: %s\n", e.msg);
-            exit(1);
-        }
-        if (got < NS_SWEEP_BATCH) break;
+    int n = ns_sweep(c, false, 0, NULL, &e);
+    if (n < 0) {
+        fprintf(stderr, "bench_reaper: %s\n", e.msg);
+        exit(1);
     }
-    return s.n;
+    return n;
 }
 
 typedef struct naive {
@@ -165,31 +143,36 @@ static void run(int n, const char *dir) {
     serr e = {0};
     if (store_open_sqlite(path, &st, &e)) exit(1);
     /* Warm the page cache for both, then best of 5 each. */
-    sweep_due(st, now);
+    ctl_ctx warm = {.st = st};
+    sweep_due(&warm);
     sweep_all(st, now);
     int64_t best_due = INT64_MAX, best_all = INT64_MAX;
     long peak_due = 0, peak_all = 0;
     int found_due = 0, found_all = 0;
+    wq_backoff bo = {1000, 60000, 2.0, 0.1};
     for (int i = 0; i < 5; i++) {
-        long base = rss_kib();
+        /* A fresh queue each trial (stampd's size), so every add is real. */
+        ctl_ctx c = {.st = st, .q = wq_new(100000, &bo)};
+        long base = status_kib("VmRSS:");
         reset_peak();
         int64_t c0 = cpu_us();
-        found_due = sweep_due(st, now);
+        found_due = sweep_due(&c);
         int64_t c1 = cpu_us();
-        long pk = peak_kib() - base;
+        wq_free(c.q);
+        long pk = status_kib("VmHWM:") - base;
         if (c1 - c0 < best_due) best_due = c1 - c0;
         if (pk > peak_due) peak_due = pk;
 
-        base = rss_kib();
+        base = status_kib("VmRSS:");
         reset_peak();
         c0 = cpu_us();
         found_all = sweep_all(st, now);
         c1 = cpu_us();
-        pk = peak_kib() - base;
+        pk = status_kib("VmHWM:") - base;
         if (c1 - c0 < best_all) best_all = c1 - c0;
         if (pk > peak_all) peak_all = pk;
     }
-    long rss = rss_kib();
+    long rss = status_kib("VmRSS:");
     store_close(st);
     printf("  %6d namespaces, %4d eligible (naive scan found %d)\n", n, found_due, found_all);
     printf("    sweep (due index):        %9.3f ms CPU, peak RSS +%ld KiB\n", best_due / 1000.0, peak_due);
@@ -202,6 +185,7 @@ static void run(int n, const char *dir) {
 }
 
 int main(int argc, char **argv) {
+    log_init(LOG_WARN); /* not "Found N namespaces eligible" per trial */
     char dir[] = "/tmp/stamp-bench-reaper-XXXXXX";
     if (mkdtemp(dir) == NULL) return 1;
     printf("reaper sweep, 1%% eligible, best of 5 (CPU = user+system of this process)\n");
