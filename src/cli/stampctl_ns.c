@@ -99,19 +99,19 @@ static void print_diag(json_t *d) {
                (long long)jint(d, "sentinel_violations", 0), jstr(d, "store", jstr(d, "container", "?")));
     size_t i;
     json_t *f;
-    int pw = 4, sw = 5; /* widths of "PATH" and "BYTES" */
-    json_array_foreach(json_object_get(d, "files"), i, f) {
-        char sz[24];
-        int n = (int)strlen(jstr(f, "path", ""));
-        if (n > pw) pw = n;
-        n = snprintf(sz, sizeof(sz), "%lld", (long long)jint(f, "size", 0));
-        if (n > sw) sw = n;
+    if (json_array_size(json_object_get(d, "files")) > 0) {
+        static const char *const h[] = {"PATH", "BYTES", "SHA256"};
+        table *t = table_new(3, h);
+        json_array_foreach(json_object_get(d, "files"), i, f) {
+            char sz[24], sha[32];
+            snprintf(sz, sizeof(sz), "%lld", (long long)jint(f, "size", 0));
+            snprintf(sha, sizeof(sha), "%.12s%s", jstr(f, "sha256", ""),
+                     json_is_true(json_object_get(f, "truncated")) ? " (truncated)" : "");
+            const char *cells[] = {jstr(f, "path", ""), sz, sha};
+            table_add(t, cells);
+        }
+        render_table(t);
     }
-    if (json_array_size(json_object_get(d, "files")) > 0)
-        printf("  %-*s  %*s  %s\n", pw, "PATH", sw, "BYTES", "SHA256");
-    json_array_foreach(json_object_get(d, "files"), i, f)
-        printf("  %-*s  %*lld  %.12s%s\n", pw, jstr(f, "path", ""), sw, (long long)jint(f, "size", 0),
-               jstr(f, "sha256", ""), json_is_true(json_object_get(f, "truncated")) ? "  (truncated)" : "");
     if (json_object_get(d, "files") == NULL)
         json_array_foreach(json_object_get(d, "blob_paths"), i, f) printf("  %s\n", json_string_value(f));
 }
