@@ -107,28 +107,27 @@ int h_ns_get(api *a, api_req *rq, api_resp *rs) {
     return 0;
 }
 
-int h_ns_finalize(api *a, api_req *rq, api_resp *rs) {
+/* finalize and activity: one call on the namespace, audited, answered
+ * with the namespace as it now stands. */
+static int ns_op(api *a, api_req *rq, api_resp *rs, const char *what,
+                 int (*op)(ctl_ctx *, resource *, serr *)) {
     resource r;
     if (lookup(a, rq, rs, &r)) return -1;
     serr e = {0};
-    int rc = ns_finalize(api_ctx(a), &r, &e);
-    audit_ns(a, rq, "finalize", r.name, bucket_of(&r), rc, &e, NULL);
+    int rc = op(api_ctx(a), &r, &e);
+    audit_ns(a, rq, what, r.name, bucket_of(&r), rc, &e, NULL);
     if (rc) api_error_serr(rs, &e);
     else api_json(rs, 200, ns_to_json(api_ctx(a), &r));
     resource_free(&r);
     return rc;
 }
 
+int h_ns_finalize(api *a, api_req *rq, api_resp *rs) {
+    return ns_op(a, rq, rs, "finalize", ns_finalize);
+}
+
 int h_ns_activity(api *a, api_req *rq, api_resp *rs) {
-    resource r;
-    if (lookup(a, rq, rs, &r)) return -1;
-    serr e = {0};
-    int rc = ns_activity(api_ctx(a), &r, &e);
-    audit_ns(a, rq, "activity", r.name, bucket_of(&r), rc, &e, NULL);
-    if (rc) api_error_serr(rs, &e);
-    else api_json(rs, 200, ns_to_json(api_ctx(a), &r));
-    resource_free(&r);
-    return rc;
+    return ns_op(a, rq, rs, "activity", ns_activity);
 }
 
 int h_ns_reap(api *a, api_req *rq, api_resp *rs) {
