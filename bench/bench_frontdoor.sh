@@ -8,15 +8,9 @@
 #   3. last connection -> Ready over many trials.
 # Usage: bench/bench_frontdoor.sh BUILD_DIR   (TRIALS=N, LOAD_SECONDS=S)
 set -euo pipefail
-B=$(cd "${1:-build}" && pwd)
-SRC=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 TRIALS=${TRIALS:-10}
 SECS=${LOAD_SECONDS:-3}
-T=$(mktemp -d /tmp/stamp-bench.XXXXXX)
-export STAMP_CONFIG=$T/client.conf
-CTL=$B/stampctl
-port() { local p; while :; do p=$((10000 + RANDOM % 10000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo $p; return; }; done; }
-API=$(port); FDP=$(port)
 INTERVAL_MS=100; UNHEALTHY=3
 "$B/stampd" --data-dir "$T/data" --listen 127.0.0.1:$API --frontdoor-listen 127.0.0.1:$FDP \
   --set health-interval=${INTERVAL_MS}ms --set health-unhealthy-threshold=$UNHEALTHY --set probe-timeout=200ms \
@@ -39,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap "exit 130" INT TERM
-for _ in $(seq 50); do [ -s "$STAMP_CONFIG" ] && curl -fsS http://127.0.0.1:$API/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+wait_api
 "$CTL" apply -f "$SRC/deploy/templates/synaxis-stamp.yaml" >/dev/null
 for r in westeurope eastus; do "$CTL" deploy --region $r --stamp-id 1 --template synaxis-stamp >/dev/null; done
 "$CTL" wait --for=active synaxis-weu-001 --timeout 60s >/dev/null

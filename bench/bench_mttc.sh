@@ -7,14 +7,9 @@
 # and the cleanup reap with its diagnostics archive.
 # Usage: bench/bench_mttc.sh BUILD_DIR   (TRIALS=N, BUNDLE_MB=M)
 set -euo pipefail
-B=$(cd "${1:-build}" && pwd)
+. "$(dirname "$0")/lib.sh"
 TRIALS=${TRIALS:-10}
 MB=${BUNDLE_MB:-8}
-T=$(mktemp -d /tmp/stamp-bench.XXXXXX)
-export STAMP_CONFIG=$T/client.conf
-CTL=$B/stampctl
-port() { local p; while :; do p=$((10000 + RANDOM % 10000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo $p; return; }; done; }
-API=$(port); FDP=$(port)
 "$B/stampd" --data-dir "$T/data" --listen 127.0.0.1:$API --frontdoor-listen 127.0.0.1:$FDP \
   --set "pod-command=$B/stamp-nsworker" --set "pipeline-command=$B/stamp-pipeline" >"$T/stampd.log" 2>&1 &
 SD=$!
@@ -25,7 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap "exit 130" INT TERM
-for _ in $(seq 50); do [ -s "$STAMP_CONFIG" ] && curl -fsS http://127.0.0.1:$API/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+wait_api
 export STAMP_TOKEN
 STAMP_TOKEN=$("$CTL" token create --tenant bench --user bench 2>/dev/null)
 head -c $((MB << 20)) /dev/urandom >"$T/model.bin"

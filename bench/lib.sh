@@ -1,0 +1,20 @@
+# bench/lib.sh - what the shell benchmarks share, sourced after `set -euo
+# pipefail` with the build directory as $1: B (build), SRC (checkout), T (a
+# scratch directory), CTL, STAMP_CONFIG in T, free loopback ports API and FDP
+# for stampd, and wait_api to wait for the stampd started on them.
+B=$(cd "${1:-build}" && pwd)
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+T=$(mktemp -d /tmp/stamp-bench.XXXXXX)
+export STAMP_CONFIG=$T/client.conf
+CTL=$B/stampctl
+port() { local p; while :; do p=$((10000 + RANDOM % 10000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo $p; return; }; done; }
+API=$(port); FDP=$(port)
+wait_api() {
+  for _ in $(seq 50); do
+    [ -s "$STAMP_CONFIG" ] && curl -fsS "http://127.0.0.1:$API/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "stampd did not answer on 127.0.0.1:$API; its log:" >&2
+  cat "$T/stampd.log" >&2
+  return 1
+}
