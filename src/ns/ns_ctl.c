@@ -263,6 +263,7 @@ int ns_finalize(ctl_ctx *c, resource *r, serr *e) {
 
 typedef struct diag_item {
     char path[BLOB_PATH_MAX];
+    char pod[NS_POD_MAX + 1]; /* whose log this is; "" for the index */
     char *data;
     size_t len;
     bool truncated;
@@ -300,6 +301,7 @@ static int diag_collect(ctl_ctx *c, const resource *r, const char *stamp, diag_s
         const char *pod = jstr(p, "name", "");
         diag_item *it = &d->items[d->n];
         snprintf(it->path, sizeof(it->path), "%s/logs/%s.log", base, pod);
+        str_copy(it->pod, sizeof(it->pod), pod);
         rc = nsrt_pod_log(c, r->name, pod, (size_t)c->cfg->pod_log_max, &it->data, &it->len,
                           &it->truncated, e);
         if (rc) break;
@@ -464,17 +466,10 @@ static int reap_step(ctl_ctx *c, resource *r, const char *user, int64_t *retry_m
                                   (json_int_t)d.items[i].len, "sha256", sha);
             if (d.items[i].truncated) json_object_set_new(f, "truncated", json_true());
             json_array_append_new(files, f);
-            const char *slash = strrchr(d.items[i].path, '/');
-            if (strstr(d.items[i].path, "/logs/")) {
-                char pod[128];
-                str_copy(pod, sizeof(pod), slash + 1);
-                char *dot = strrchr(pod, '.');
-                if (dot) *dot = '\0';
-                log_info("Archived logs for pod %s", pod);
-            }
+            if (d.items[i].pod[0]) log_info("Archived logs for pod %s", d.items[i].pod);
         }
         int violations = rc == 0 ? d.violations : 0;
-        if (rc == 0 || d.items) diag_free(&d);
+        diag_free(&d); /* a no-op when diag_collect failed */
         json_t *diag = json_object();
         if (rc == 0) {
             log_info("Indexed %d sentinel violations", violations);
