@@ -249,34 +249,23 @@ static int scan_ns(const char *ns, lrt_proc **procs) {
     return n < 0 ? 0 : n > LRT_MAX_PROCS ? LRT_MAX_PROCS : n;
 }
 
+static int pod_entry(const struct dirent *de) { return name_valid(de->d_name, NS_POD_MAX); }
+
 json_t *nsrt_pods(ctl_ctx *c, const char *ns) {
     json_t *arr = json_array();
     char pods[PATH_MAX];
     if (nsrt_dir(c, ns, "pods", pods, sizeof(pods))) return arr;
-    DIR *d = opendir(pods);
-    if (d == NULL) return arr;
+    struct dirent **names;
+    int n = scandir(pods, &names, pod_entry, alphasort); /* name order: stable listings */
+    if (n < 0) return arr;
     lrt_proc *procs = NULL;
     int np = scan_ns(ns, &procs);
-    struct dirent *de;
-    json_t *names = json_array();
-    while ((de = readdir(d)) != NULL)
-        if (name_valid(de->d_name, NS_POD_MAX)) json_array_append_new(names, json_string(de->d_name));
-    closedir(d);
-    /* name order, so listings are stable */
-    size_t n = json_array_size(names);
-    const char **sorted = calloc(n + 1, sizeof(char *));
-    for (size_t i = 0; sorted && i < n; i++) sorted[i] = json_string_value(json_array_get(names, i));
-    for (size_t i = 1; sorted && i < n; i++)
-        for (size_t j = i; j > 0 && strcmp(sorted[j - 1], sorted[j]) > 0; j--) {
-            const char *t = sorted[j];
-            sorted[j] = sorted[j - 1];
-            sorted[j - 1] = t;
-        }
-    for (size_t i = 0; sorted && i < n; i++) {
+    for (int i = 0; i < n; i++) {
+        const char *pod = names[i]->d_name;
         char pd[PATH_MAX], sp[PATH_MAX + 16];
-        pod_dir(c, ns, sorted[i], NULL, pd, sizeof(pd));
-        json_t *p = json_pack("{s:s}", "name", sorted[i]);
-        pod_state(c, ns, sorted[i], procs, np, p);
+        pod_dir(c, ns, pod, NULL, pd, sizeof(pd));
+        json_t *p = json_pack("{s:s}", "name", pod);
+        pod_state(c, ns, pod, procs, np, p);
         snprintf(sp, sizeof(sp), "%s/spec.json", pd);
         char *text = NULL;
         if (read_file(sp, 1 << 20, &text, NULL, NULL) == 0) {
@@ -292,8 +281,8 @@ json_t *nsrt_pods(ctl_ctx *c, const char *ns) {
         json_object_set_new(p, "annotations", read_annotations(pd));
         json_array_append_new(arr, p);
     }
-    free(sorted);
-    json_decref(names);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
     free(procs);
     return arr;
 }
