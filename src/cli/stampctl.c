@@ -159,16 +159,6 @@ bool printed_structured(const opts *o, json_t *r) {
     return true;
 }
 
-const char *jstr(json_t *o, const char *k, const char *d) {
-    const char *v = json_string_value(json_object_get(o, k));
-    return v ? v : d;
-}
-
-int64_t jint(json_t *o, const char *k, int64_t d) {
-    json_t *v = json_object_get(o, k);
-    return json_is_integer(v) ? json_integer_value(v) : d;
-}
-
 static const char *need_name(const opts *o, const char *cmd) {
     if (o->npos < 1) die("%s needs a stamp name", cmd);
     if (o->npos > 1) die("%s takes one stamp name", cmd);

@@ -12,6 +12,7 @@
 
 #include "cli/cli_output.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 #define MAX_ARGS 32
 
@@ -45,8 +46,6 @@ const char *error_message(json_t *j);
 void print_json_or_yaml(json_t *v, const char *fmt);
 bool structured(const opts *o);
 bool printed_structured(const opts *o, json_t *r);
-const char *jstr(json_t *o, const char *k, const char *d);
-int64_t jint(json_t *o, const char *k, int64_t d);
 void render_table(table *t);
 void age_since(const char *ts, char *buf, size_t len);
 

@@ -22,6 +22,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 #include <openssl/rand.h>
 
@@ -34,11 +35,6 @@ void mttc_metrics_register(void) {
                      "MTTC verification time, namespace creation to compared hashes (seconds)");
     metrics_register("model_bundles_pushed_total", MT_COUNTER, "Model bundles stored");
     metrics_register("pipeline_runs_total", MT_COUNTER, "Pipeline runs, by result");
-}
-
-static const char *jstr(const json_t *o, const char *k, const char *d) {
-    const char *v = json_string_value(json_object_get(o, k));
-    return v ? v : d;
 }
 
 static double secs(int64_t ms) { return (double)ms / 1000.0; }
@@ -358,9 +354,7 @@ int mttc_verify(ctl_ctx *c, const char *tenant, const char *user, const char *bu
     /* Reaped here and now (not finalized, which would hand it to the
      * controller and race this call); a failed archive leaves it reaping,
      * and the controller retries it. */
-    if (ns_reap_now(c, ns.name, user, &reap, &ce) == 0) {
-        cleanup = "reaped";
-    } else {
+    if (ns_reap_now(c, ns.name, user, &reap, &ce) != 0) {
         snprintf(cleanup_msg, sizeof(cleanup_msg), "pending: %s", ce.msg);
         cleanup = cleanup_msg;
     }

@@ -27,6 +27,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 #define KIND "Namespace"
 #define NLOCKS 64
@@ -70,16 +71,6 @@ void ns_metrics_register(void) {
 }
 
 /* ---- small helpers ---- */
-
-static int64_t jint(const json_t *o, const char *k, int64_t d) {
-    json_t *v = json_object_get(o, k);
-    return json_is_integer(v) ? json_integer_value(v) : d;
-}
-
-static const char *jstr(const json_t *o, const char *k, const char *d) {
-    const char *v = json_string_value(json_object_get(o, k));
-    return v ? v : d;
-}
 
 static json_t *child(json_t *o, const char *k) {
     json_t *v = json_object_get(o, k);

@@ -56,6 +56,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 #define MAX_VARS 96
 #define EXEC_POLL_MS 100
@@ -114,16 +115,6 @@ static json_t *obj_child(json_t *o, const char *key) {
         json_object_set_new(o, key, v);
     }
     return v;
-}
-
-static int64_t jint(json_t *o, const char *key, int64_t dflt) {
-    json_t *v = json_object_get(o, key);
-    return json_is_integer(v) ? json_integer_value(v) : dflt;
-}
-
-static const char *jstr(json_t *o, const char *key, const char *dflt) {
-    const char *v = json_string_value(json_object_get(o, key));
-    return v ? v : dflt;
 }
 
 static bool jbool(json_t *o, const char *key) { return json_is_true(json_object_get(o, key)); }

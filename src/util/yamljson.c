@@ -487,3 +487,13 @@ int json_to_yaml(const json_t *v, char **out, serr *e) {
     *out = b.data;
     return 0;
 }
+
+const char *jstr(const json_t *o, const char *k, const char *d) {
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : d;
+}
+
+int64_t jint(const json_t *o, const char *k, int64_t d) {
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? json_integer_value(v) : d;
+}

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/err.h"
 
@@ -28,6 +29,11 @@ int json_parse_user(const char *text, size_t len, json_t **out, serr *e);
 
 /* Depth of a JSON value (scalars are 1). */
 int json_depth(const json_t *v);
+
+/* Member k of object o as a string or an integer, d when absent or of
+ * another type. */
+const char *jstr(const json_t *o, const char *k, const char *d);
+int64_t jint(const json_t *o, const char *k, int64_t d);
 
 /* Emit a JSON value as block YAML (for -o yaml). Caller frees *out. */
 int json_to_yaml(const json_t *v, char **out, serr *e);
