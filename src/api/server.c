@@ -79,10 +79,16 @@ static const route routes[] = {
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
+/* One request's state across libmicrohttpd's calls.  Its route is found
+ * once, on the first call, since the body's limit depends on it. */
 typedef struct conn_state {
     sbuf body;
     size_t cap;
     bool too_big;
+    const route *rt;        /* NULL: no route has this method and path */
+    bool path_known;        /* some route has the path (405 rather than 404) */
+    char caps[API_MAX_PARAMS][RES_NAME_MAX];
+    int ncaps;
 } conn_state;
 
 ctl_ctx *api_ctx(api *a) { return a->c; }
@@ -171,6 +177,18 @@ static bool match(const char *pattern, const char *path, char caps[API_MAX_PARAM
     return *p == '\0' && *q == '\0';
 }
 
+static void route_for(const char *method, const char *path, conn_state *cs) {
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!match(routes[i].pattern, path, cs->caps, &cs->ncaps)) continue;
+        cs->path_known = true;
+        if (strcmp(routes[i].method, method) == 0) {
+            cs->rt = &routes[i];
+            return;
+        }
+    }
+    cs->ncaps = 0;
+}
+
 static int authenticate(api *a, api_req *rq, int need, api_resp *rs) {
     const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Authorization");
     if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
@@ -194,44 +212,39 @@ static int authenticate(api *a, api_req *rq, int need, api_resp *rs) {
 }
 
 static void dispatch(api *a, api_req *rq, conn_state *cs, api_resp *rs) {
-    char caps[API_MAX_PARAMS][RES_NAME_MAX];
-    int ncaps = 0;
-    bool path_known = false;
     if (strcmp(rq->path, "/healthz") == 0) {
         rs->status = 200;
         rs->text = strdup("ok\n");
         rs->content_type = "text/plain";
         return;
     }
-    for (size_t i = 0; i < NROUTES; i++) {
-        if (!match(routes[i].pattern, rq->path, caps, &ncaps)) continue;
-        path_known = true;
-        if (strcmp(routes[i].method, rq->method) != 0) continue;
-        for (int k = 0; k < ncaps; k++) rq->params[k] = caps[k];
-        if (routes[i].auth != AUTH_NONE && authenticate(a, rq, routes[i].auth, rs) != 0) return;
-        if (cs->too_big) {
-            api_error(rs, SE_TOOBIG, "request body larger than %zu bytes", cs->cap);
-            return;
-        }
-        if (routes[i].raw) {
-            rq->raw = cs->body.data;
-            rq->raw_len = cs->body.len;
-        } else if (cs->body.len > 0) {
-            serr e = {0};
-            if (json_parse_user(cs->body.data, cs->body.len, &rq->body, &e) != 0) {
-                api_error(rs, e.code, "request body: %s", e.msg);
-                return;
-            }
-            if (!json_is_object(rq->body)) {
-                api_error(rs, SE_INVAL, "request body: must be a JSON object");
-                return;
-            }
-        }
-        routes[i].fn(a, rq, rs);
+    const route *rt = cs->rt;
+    if (rt == NULL) {
+        if (cs->path_known) api_error(rs, SE_METHOD, "%s is not allowed on %s", rq->method, rq->path);
+        else api_error(rs, SE_NOTFOUND, "no such endpoint: %s", rq->path);
         return;
     }
-    if (path_known) api_error(rs, SE_METHOD, "%s is not allowed on %s", rq->method, rq->path);
-    else api_error(rs, SE_NOTFOUND, "no such endpoint: %s", rq->path);
+    for (int k = 0; k < cs->ncaps; k++) rq->params[k] = cs->caps[k];
+    if (rt->auth != AUTH_NONE && authenticate(a, rq, rt->auth, rs) != 0) return;
+    if (cs->too_big) {
+        api_error(rs, SE_TOOBIG, "request body larger than %zu bytes", cs->cap);
+        return;
+    }
+    if (rt->raw) {
+        rq->raw = cs->body.data;
+        rq->raw_len = cs->body.len;
+    } else if (cs->body.len > 0) {
+        serr e = {0};
+        if (json_parse_user(cs->body.data, cs->body.len, &rq->body, &e) != 0) {
+            api_error(rs, e.code, "request body: %s", e.msg);
+            return;
+        }
+        if (!json_is_object(rq->body)) {
+            api_error(rs, SE_INVAL, "request body: must be a JSON object");
+            return;
+        }
+    }
+    rt->fn(a, rq, rs);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -243,10 +256,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (cs == NULL) {
         cs = calloc(1, sizeof(*cs));
         if (cs == NULL) return MHD_NO;
-        /* Bundles are bytes and may be large; everything else is JSON. */
-        cs->cap = API_MAX_BODY;
-        if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/platform/bundles") == 0)
-            cs->cap = (size_t)a->c->cfg->bundle_max_size;
+        route_for(method, url, cs);
+        /* Raw bodies (model bundles) may be large; JSON ones are not. */
+        cs->cap = cs->rt && cs->rt->raw ? (size_t)a->c->cfg->bundle_max_size : API_MAX_BODY;
         sbuf_init(&cs->body, cs->cap);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         int64_t n;
