@@ -33,16 +33,8 @@ static int lookup(api *a, api_req *rq, api_resp *rs, resource *r) {
 /* extra: more detail, stolen (the callers build it in the call). */
 static void audit_ns(api *a, api_req *rq, const char *op, const char *ns, const char *bucket,
                      int rc, const serr *e, json_t *extra) {
-    json_t *d = json_pack("{s:s,s:s}", "namespace", ns ? ns : "", "bucket_id", bucket ? bucket : "");
-    if (extra) json_object_update(d, extra);
-    json_decref(extra);
-    api_audit(a, rq, op, "Namespace", ns, rc, e, d);
-    json_decref(d);
-}
-
-static const char *bucket_of(const resource *r) {
-    const char *b = json_string_value(json_object_get(r->spec, "bucket_id"));
-    return b ? b : "";
+    const char *result = rc == 0 ? "ok" : e->msg[0] ? e->msg : se_text(rc);
+    ns_audit(api_ctx(a), rq->user, rq->tenant, op, ns ? ns : "", bucket, result, extra);
 }
 
 static bool truthy(const char *v) { return v && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0); }
@@ -115,7 +107,7 @@ static int ns_op(api *a, api_req *rq, api_resp *rs, const char *what,
     if (lookup(a, rq, rs, &r)) return -1;
     serr e = {0};
     int rc = op(api_ctx(a), &r, &e);
-    audit_ns(a, rq, what, r.name, bucket_of(&r), rc, &e, NULL);
+    audit_ns(a, rq, what, r.name, ns_bucket_of(&r), rc, &e, NULL);
     if (rc) api_error_serr(rs, &e);
     else api_json(rs, 200, ns_to_json(api_ctx(a), &r));
     resource_free(&r);
@@ -134,9 +126,9 @@ int h_ns_reap(api *a, api_req *rq, api_resp *rs) {
     resource r;
     if (lookup(a, rq, rs, &r)) return -1;
     const char *bucket = api_query(rq, "bucket_id");
-    if (bucket && strcmp(bucket, bucket_of(&r)) != 0) {
+    if (bucket && strcmp(bucket, ns_bucket_of(&r)) != 0) {
         api_error(rs, SE_INVAL, "bucket_id %.64s does not match namespace %s (bucket %s)", bucket,
-                  r.name, bucket_of(&r));
+                  r.name, ns_bucket_of(&r));
         resource_free(&r);
         return -1;
     }
@@ -147,7 +139,7 @@ int h_ns_reap(api *a, api_req *rq, api_resp *rs) {
     }
     char name[RES_NAME_MAX], b[NS_BUCKET_MAX + 1];
     str_copy(name, sizeof(name), r.name);
-    str_copy(b, sizeof(b), bucket_of(&r));
+    str_copy(b, sizeof(b), ns_bucket_of(&r));
     resource_free(&r);
     json_t *result = NULL;
     serr e = {0};
@@ -176,10 +168,10 @@ int h_ns_pod_create(api *a, api_req *rq, api_resp *rs) {
     const char *pod = json_string_value(json_object_get(rq->body, "name"));
     int rc = fsm_check_op(&ns_fsm, r.name, phase_of(&ns_fsm, &r), NO_POD, &e);
     if (rc == 0)
-        rc = nsrt_pod_start(api_ctx(a), r.name, bucket_of(&r), pod ? pod : "", NULL,
+        rc = nsrt_pod_start(api_ctx(a), r.name, ns_bucket_of(&r), pod ? pod : "", NULL,
                             json_object_get(rq->body, "args"), json_object_get(rq->body, "env"),
                             json_object_get(rq->body, "volumes"), 0, &e);
-    audit_ns(a, rq, "pod-create", r.name, bucket_of(&r), rc, &e,
+    audit_ns(a, rq, "pod-create", r.name, ns_bucket_of(&r), rc, &e,
              json_pack("{s:s}", "pod", pod ? pod : ""));
     if (rc == 0) {
         serr ae = {0};
@@ -231,7 +223,7 @@ int h_ns_pod_annotate(api *a, api_req *rq, api_resp *rs) {
         }
         rc = nsrt_annotate(api_ctx(a), r.name, rq->params[1], k, json_string_value(v), &e);
     }
-    audit_ns(a, rq, "annotate", r.name, bucket_of(&r), rc, &e,
+    audit_ns(a, rq, "annotate", r.name, ns_bucket_of(&r), rc, &e,
              json_pack("{s:s,s:O}", "pod", rq->params[1], "annotations", rq->body));
     if (rc) api_error_serr(rs, &e);
     else api_json(rs, 200, json_pack("{s:s,s:s}", "namespace", r.name, "pod", rq->params[1]));
@@ -249,7 +241,7 @@ int h_ns_volume_create(api *a, api_req *rq, api_resp *rs) {
     const char *vol = json_string_value(json_object_get(rq->body, "name"));
     int rc = fsm_check_op(&ns_fsm, r.name, phase_of(&ns_fsm, &r), NO_POD, &e);
     if (rc == 0) rc = nsrt_volume_create(api_ctx(a), r.name, vol ? vol : "", &e);
-    audit_ns(a, rq, "volume-create", r.name, bucket_of(&r), rc, &e,
+    audit_ns(a, rq, "volume-create", r.name, ns_bucket_of(&r), rc, &e,
              json_pack("{s:s}", "volume", vol ? vol : ""));
     if (rc) api_error_serr(rs, &e);
     else api_json(rs, 201, json_pack("{s:s,s:s}", "namespace", r.name, "volume", vol));
@@ -268,7 +260,7 @@ int h_ns_run_create(api *a, api_req *rq, api_resp *rs) {
     json_t *out = NULL;
     int rc = mttc_run(api_ctx(a), &r, rq->user, hash ? hash : "", json_object_get(rq->body, "config"),
                       &out, &e);
-    audit_ns(a, rq, "run", r.name, bucket_of(&r), rc, &e,
+    audit_ns(a, rq, "run", r.name, ns_bucket_of(&r), rc, &e,
              json_pack("{s:s}", "model_bundle_hash", hash ? hash : ""));
     if (rc == 0) {
         serr ae = {0};

@@ -127,7 +127,7 @@ static const char *pipeline_prog(ctl_ctx *c, char *buf, size_t len) {
 static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_t *config,
                          const char *tag, char *result, pipe_times *t, serr *e) {
     memset(t, 0, sizeof(*t));
-    const char *bucket = jstr(ns->spec, "bucket_id", "");
+    const char *bucket = ns_bucket_of(ns);
     char path[256], work[PATH_MAX], bpath[PATH_MAX + 32], cpath[PATH_MAX + 32], opath[PATH_MAX + 32];
     char sub[128], prog[PATH_MAX], pod[80];
     snprintf(sub, sizeof(sub), "work/%s", tag);
@@ -237,7 +237,7 @@ int mttc_run(ctl_ctx *c, const resource *ns, const char *user, const char *hash,
     str_copy(r.kind, sizeof(r.kind), "Run");
     snprintf(r.name, sizeof(r.name), "%s.%s", ns->name, tag);
     str_copy(r.tenant, sizeof(r.tenant), ns->tenant);
-    json_object_set_new(r.spec, "bucket_id", json_string(jstr(ns->spec, "bucket_id", "")));
+    json_object_set_new(r.spec, "bucket_id", json_string(ns_bucket_of(ns)));
     json_object_set_new(r.spec, "namespace", json_string(ns->name));
     json_object_set_new(r.spec, "model_bundle_hash", json_string(hash));
     json_object_set_new(r.spec, "config", config ? json_incref(config) : json_object());

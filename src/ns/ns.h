@@ -70,6 +70,11 @@ int ns_create(ctl_ctx *c, const char *tenant, const char *user, const char *buck
               const char *name, json_t *labels, resource *out, serr *e);
 /* Reads ns; another tenant's namespace is SE_NOTFOUND (tenant NULL: any). */
 int ns_lookup(ctl_ctx *c, const char *tenant, const char *ns, resource *out, serr *e);
+const char *ns_bucket_of(const resource *r); /* "" when unknown */
+/* An audit entry about namespace ns: detail {namespace, bucket_id} plus
+ * extra's members (extra is stolen, so callers may build it in the call). */
+void ns_audit(ctl_ctx *c, const char *user, const char *tenant, const char *op, const char *ns,
+              const char *bucket, const char *result, json_t *extra);
 /* Seed 004's shape: namespace, bucket_id, created_at, last_activity,
  * status, pod_count, pvc_count, and labels, annotations, diagnostics. */
 json_t *ns_to_json(ctl_ctx *c, const resource *r);

@@ -91,19 +91,19 @@ static void archive_stamp(int64_t ms, char *buf, size_t len) {
     strftime(buf, len, "%Y%m%d-%H%M%S", &tm);
 }
 
-static const char *bucket_of(const resource *r) { return jstr(r->spec, "bucket_id", ""); }
+const char *ns_bucket_of(const resource *r) { return jstr(r->spec, "bucket_id", ""); }
 
 static void set_status_annotation(resource *r, int phase) {
     json_object_set_new(r->annotations, "status", json_string(fsm_phase_name(&ns_fsm, phase)));
 }
 
-static void audit(ctl_ctx *c, const char *user, const char *tenant, const char *op,
-                  const char *ns, const char *bucket, const char *result, json_t *extra) {
+void ns_audit(ctl_ctx *c, const char *user, const char *tenant, const char *op, const char *ns,
+              const char *bucket, const char *result, json_t *extra) {
     json_t *d = json_pack("{s:s,s:s}", "namespace", ns, "bucket_id", bucket ? bucket : "");
     if (extra) json_object_update(d, extra);
-    json_decref(extra); /* stolen: callers build it in the call */
-    store_audit a = {.user = user, .tenant = tenant, .operation = op, .kind = KIND, .name = ns,
-                     .result = result, .detail = d};
+    json_decref(extra);
+    store_audit a = {.user = user ? user : "", .tenant = tenant ? tenant : "", .operation = op,
+                     .kind = KIND, .name = ns, .result = result, .detail = d};
     serr e = {0};
     if (store_audit_add(c->st, &a, &e)) log_warnx("audit append failed: %s", e.msg);
     json_decref(d);
@@ -191,7 +191,7 @@ json_t *ns_to_json(ctl_ctx *c, const resource *r) {
     int pods = 0, vols = 0;
     if (ph != NP_REAPED) nsrt_counts(c, r->name, &pods, &vols);
     json_t *o = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:i}", "namespace", r->name, "bucket_id", bucket_of(r),
+        "{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:i}", "namespace", r->name, "bucket_id", ns_bucket_of(r),
         "tenant_id", r->tenant, "created_at", rfc(r->created_ms, t1, sizeof(t1)), "last_activity",
         rfc(jint(r->status, "lastActivityMs", r->created_ms), t2, sizeof(t2)), "status",
         fsm_phase_name(&ns_fsm, ph), "pod_count", pods, "pvc_count", vols);
@@ -283,7 +283,7 @@ static int diag_collect(ctl_ctx *c, const resource *r, const char *stamp, diag_s
         return serr_set(e, SE_NOMEM, "out of memory");
     }
     char base[512];
-    snprintf(base, sizeof(base), "%s/%s/%s", r->tenant, bucket_of(r), stamp);
+    snprintf(base, sizeof(base), "%s/%s/%s", r->tenant, ns_bucket_of(r), stamp);
     json_t *violations = json_array();
     size_t i;
     json_t *p;
@@ -332,7 +332,7 @@ json_t *ns_reap_plan(ctl_ctx *c, const resource *r) {
     char stamp[32];
     archive_stamp(now_ms(), stamp, sizeof(stamp));
     json_t *o = json_pack("{s:b,s:s,s:s}", "dry_run", 1, "namespace", r->name, "bucket_id",
-                          bucket_of(r));
+                          ns_bucket_of(r));
     diag_set d;
     serr e = {0};
     json_t *paths = json_array();
@@ -475,7 +475,7 @@ static int reap_step(ctl_ctx *c, resource *r, const char *user, int64_t *retry_m
             json_object_set(r->status, "diagnostics", diag);
             json_decref(diag);
             metrics_inc("namespace_diagnostics_bytes_total", "", (double)bytes);
-            audit(c, user, r->tenant, "archive-diagnostics", r->name, bucket_of(r), "ok",
+            ns_audit(c, user, r->tenant, "archive-diagnostics", r->name, ns_bucket_of(r), "ok",
                   json_pack("{s:I,s:i}", "files", (json_int_t)json_array_size(paths), "violations", violations));
         } else {
             json_decref(paths);
@@ -495,7 +495,7 @@ static int reap_step(ctl_ctx *c, resource *r, const char *user, int64_t *retry_m
                              se.msg, "blob_paths");
             json_object_set_new(r->status, "diagnostics", diag);
             metrics_inc("namespace_diagnostics_lost_total", "", 1);
-            audit(c, user, r->tenant, "diagnostics-lost", r->name, bucket_of(r), msg, NULL);
+            ns_audit(c, user, r->tenant, "diagnostics-lost", r->name, ns_bucket_of(r), msg, NULL);
             json_object_set_new(reap, "step", json_string("delete"));
             if ((rc = save(c, r, "DiagnosticsLost", "Warning", msg, e))) return rc;
             step = "delete";
@@ -536,7 +536,7 @@ static int reap_step(ctl_ctx *c, resource *r, const char *user, int64_t *retry_m
     metrics_inc("namespace_reaped_total", lost ? "result=\"diagnostics_lost\"" : "result=\"archived\"", 1);
     metrics_observe("namespace_reap_duration_seconds", "", (double)(now - started) / 1000.0);
     log_info("Successfully reaped namespace %s", r->name);
-    audit(c, user, r->tenant, "reap", r->name, bucket_of(r), lost ? "ok, diagnostics lost" : "ok",
+    ns_audit(c, user, r->tenant, "reap", r->name, ns_bucket_of(r), lost ? "ok, diagnostics lost" : "ok",
           json_pack("{s:O}", "diagnostics", json_object_get(r->status, "diagnostics")));
     return 0;
 }
