@@ -30,12 +30,21 @@ static void ns_path(char *buf, size_t len, const char *ns, const char *suffix) {
     free(e);
 }
 
+/* "--flag KEY=VALUE": the key into k, the value returned. */
+static const char *kv_split(const char *flagname, const char *a, char *k, size_t klen) {
+    const char *eq = strchr(a, '=');
+    if (eq == NULL || eq == a) die("--%s %s: expected KEY=VALUE", flagname, a);
+    snprintf(k, klen, "%.*s", (int)(eq - a), a);
+    return eq + 1;
+}
+
 /* The argument list after the subcommand must have exactly n entries. */
 static void nargs(const opts *o, int n, const char *usage) {
     if (o->npos != n) die("usage: stampctl %s", usage);
 }
 
-static void ns_row(table *t, json_t *n, bool wide) {
+/* The table decides how many of the cells show (REAP ELIGIBLE only wide). */
+static void ns_row(table *t, json_t *n) {
     char age[32], idle[32];
     age_since(jstr(n, "created_at", NULL), age, sizeof(age));
     age_since(jstr(n, "last_activity", NULL), idle, sizeof(idle));
@@ -45,7 +54,6 @@ static void ns_row(table *t, json_t *n, bool wide) {
     const char *cells[] = {jstr(n, "namespace", ""), jstr(n, "bucket_id", ""), jstr(n, "tenant_id", ""),
                            jstr(n, "status", ""), pods, pvcs, idle, age,
                            jstr(n, "reap_eligible_at", "-")};
-    (void)wide;
     table_add(t, cells);
 }
 
@@ -68,7 +76,7 @@ static int ns_list(opts *o) {
     table *t = ns_table(wide);
     size_t i;
     json_t *n;
-    json_array_foreach(json_object_get(r, "namespaces"), i, n) ns_row(t, n, wide);
+    json_array_foreach(json_object_get(r, "namespaces"), i, n) ns_row(t, n);
     if (json_array_size(json_object_get(r, "namespaces")) == 0) {
         table_free(t);
         fprintf(stderr, "No namespaces found.\n");
@@ -166,7 +174,7 @@ static int ns_eligible(opts *o) {
         table *t = ns_table(true);
         size_t i;
         json_t *n;
-        json_array_foreach(list, i, n) ns_row(t, n, true);
+        json_array_foreach(list, i, n) ns_row(t, n);
         render_table(t);
     }
     json_decref(r);
@@ -260,11 +268,9 @@ static int ns_run_pod(opts *o) {
     const char *v[MAX_ARGS];
     int n = nflag(o, "env", v, MAX_ARGS);
     for (int i = 0; i < n; i++) {
-        const char *eq = strchr(v[i], '=');
-        if (eq == NULL || eq == v[i]) die("--env %s: expected KEY=VALUE", v[i]);
         char k[128];
-        snprintf(k, sizeof(k), "%.*s", (int)(eq - v[i]), v[i]);
-        json_object_set_new(env, k, json_string(eq + 1));
+        const char *val = kv_split("env", v[i], k, sizeof(k));
+        json_object_set_new(env, k, json_string(val));
     }
     n = nflag(o, "volume", v, MAX_ARGS);
     for (int i = 0; i < n; i++) json_array_append_new(vols, json_string(v[i]));
@@ -359,12 +365,10 @@ static json_t *config_from_flags(const opts *o) {
     const char *v[MAX_ARGS];
     int n = nflag(o, "set", v, MAX_ARGS);
     for (int i = 0; i < n; i++) {
-        const char *eq = strchr(v[i], '=');
-        if (eq == NULL || eq == v[i]) die("--set %s: expected KEY=VALUE", v[i]);
         char k[128];
-        snprintf(k, sizeof(k), "%.*s", (int)(eq - v[i]), v[i]);
-        json_t *val = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
-        json_object_set_new(cfg, k, val ? val : json_string(eq + 1));
+        const char *text = kv_split("set", v[i], k, sizeof(k));
+        json_t *val = json_loads(text, JSON_DECODE_ANY, NULL);
+        json_object_set_new(cfg, k, val ? val : json_string(text));
     }
     return cfg;
 }
