@@ -213,16 +213,12 @@ json_t *ns_to_json(ctl_ctx *c, const resource *r) {
 
 /* ---- activity and finalize ---- */
 
-int ns_activity(ctl_ctx *c, resource *r, serr *e) {
+/* Apply a change to r and write it; on a conflict (the controller wrote
+ * meanwhile) read r again and re-apply, a few times. */
+static int with_retry(ctl_ctx *c, resource *r, int (*apply)(ctl_ctx *, resource *, serr *),
+                      serr *e) {
     for (int tries = 0;; tries++) {
-        int rc = fsm_check_op(&ns_fsm, r->name, phase_of(&ns_fsm, r), NO_ACTIVITY, e);
-        if (rc) return rc;
-        int64_t now = now_ms();
-        char ts[40];
-        json_object_set_new(r->annotations, "last-activity", json_string(rfc(now, ts, sizeof(ts))));
-        json_object_set_new(r->status, "lastActivityMs", json_integer(now));
-        r->due_ms = now + c->cfg->inactivity_threshold_ms;
-        rc = store_update(c->st, r, NULL, e);
+        int rc = apply(c, r, e);
         if (rc != SE_CONFLICT || tries >= 5) return rc;
         char name[RES_NAME_MAX];
         str_copy(name, sizeof(name), r->name);
@@ -230,24 +226,33 @@ int ns_activity(ctl_ctx *c, resource *r, serr *e) {
     }
 }
 
+static int activity_once(ctl_ctx *c, resource *r, serr *e) {
+    int rc = fsm_check_op(&ns_fsm, r->name, phase_of(&ns_fsm, r), NO_ACTIVITY, e);
+    if (rc) return rc;
+    int64_t now = now_ms();
+    char ts[40];
+    json_object_set_new(r->annotations, "last-activity", json_string(rfc(now, ts, sizeof(ts))));
+    json_object_set_new(r->status, "lastActivityMs", json_integer(now));
+    r->due_ms = now + c->cfg->inactivity_threshold_ms;
+    return store_update(c->st, r, NULL, e);
+}
+
+static int finalize_once(ctl_ctx *c, resource *r, serr *e) {
+    int rc = fsm_check_op(&ns_fsm, r->name, phase_of(&ns_fsm, r), NO_FINALIZE, e);
+    if (rc) return rc;
+    int64_t now = now_ms();
+    json_object_set_new(r->status, "finalizedMs", json_integer(now));
+    set_status_annotation(r, NP_FINALIZED);
+    r->due_ms = now; /* eligible at once */
+    return phase_change(c, &ns_fsm, r, NP_FINALIZED, "Finalized", NULL, e);
+}
+
+int ns_activity(ctl_ctx *c, resource *r, serr *e) { return with_retry(c, r, activity_once, e); }
+
 int ns_finalize(ctl_ctx *c, resource *r, serr *e) {
-    for (int tries = 0;; tries++) {
-        int rc = fsm_check_op(&ns_fsm, r->name, phase_of(&ns_fsm, r), NO_FINALIZE, e);
-        if (rc) return rc;
-        int64_t now = now_ms();
-        json_object_set_new(r->status, "finalizedMs", json_integer(now));
-        set_status_annotation(r, NP_FINALIZED);
-        r->due_ms = now; /* eligible at once */
-        rc = phase_change(c, &ns_fsm, r, NP_FINALIZED, "Finalized", NULL, e);
-        if (rc == 0) {
-            ctl_enqueue(c, KIND, r->name);
-            return 0;
-        }
-        if (rc != SE_CONFLICT || tries >= 5) return rc;
-        char name[RES_NAME_MAX];
-        str_copy(name, sizeof(name), r->name);
-        if ((rc = store_get(c->st, KIND, name, r, e))) return rc;
-    }
+    int rc = with_retry(c, r, finalize_once, e);
+    if (rc == 0) ctl_enqueue(c, KIND, r->name);
+    return rc;
 }
 
 /* ---- diagnostics ---- */
