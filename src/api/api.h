@@ -45,6 +45,7 @@ typedef struct api_resp {
     int status;
     json_t *body;   /* owned */
     char *text;     /* owned; used when body is NULL */
+    size_t text_len; /* its length when it may hold NUL bytes (a pod log); 0: strlen */
     const char *content_type;
 } api_resp;
 

@@ -202,6 +202,7 @@ int h_ns_pod_log(api *a, api_req *rq, api_resp *rs) {
     if (rc) return api_error_serr(rs, &e);
     rs->status = 200;
     rs->text = data;
+    rs->text_len = len;
     rs->content_type = "text/plain";
     return 0;
 }

@@ -276,8 +276,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     api_resp rs = {.status = 500};
     dispatch(a, &rq, cs, &rs);
     char *text = rs.text;
+    size_t tlen = rs.text_len;
     const char *ctype = rs.content_type ? rs.content_type : "application/json";
     if (rs.body) {
+        tlen = 0;
         text = json_dumps(rs.body, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
         free(rs.text);
         if (text) {
@@ -292,8 +294,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ctype = "application/json";
     }
     if (text == NULL) text = strdup("");
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (tlen == 0) tlen = strlen(text);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(tlen, text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", ctype);
     if (rs.status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)rs.status, resp);

@@ -38,8 +38,11 @@ ctl ns annotate $NS w2 owner=alice >/dev/null || fail annotate
 expect_eq "annotation set" "$(ctl ns pods $NS -o json | jq -r '.pods[] | select(.name == "w2") | .annotations.owner')" alice
 expect_ok "w1 log" sh -c "ctl ns logs $NS w1 | grep -q 'memory sentinel violation'"
 expect_err "pod name with a slash" "not valid" ctl ns run-pod $NS ../x
+# A finished pod's log with binary output (NUL bytes) comes back whole.
+printf 'binary tail: \000\001\002 end\n' >>"$DATA/namespaces/$NS/pods/w1/log"
 ctl ns logs $NS w1 >"$T/w1.log"
 ctl ns logs $NS w2 >"$T/w2.log"
+expect_ok "log with NUL bytes read whole" cmp "$T/w1.log" "$DATA/namespaces/$NS/pods/w1/log"
 
 # ---- dry runs change nothing ----
 ctl ns reap $NS --dry-run -o json >"$T/plan.json" || fail dry-run
