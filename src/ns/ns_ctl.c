@@ -72,15 +72,6 @@ void ns_metrics_register(void) {
 
 /* ---- small helpers ---- */
 
-static json_t *child(json_t *o, const char *k) {
-    json_t *v = json_object_get(o, k);
-    if (!json_is_object(v)) {
-        v = json_object();
-        json_object_set_new(o, k, v);
-    }
-    return v;
-}
-
 static char *rfc(int64_t ms, char *buf, size_t len) { return fmt_time_rfc3339(ms, buf, len); }
 
 /* 20260125-010000 */
@@ -379,7 +370,7 @@ static int save(ctl_ctx *c, resource *r, const char *reason, const char *type, c
 /* A failed attempt: keep the namespace, come back after the backoff. */
 static int reap_failed(ctl_ctx *c, resource *r, const char *step, const serr *why,
                        int64_t *retry_ms, serr *e) {
-    json_t *reap = child(r->status, "reap");
+    json_t *reap = jchild(r->status, "reap");
     int64_t attempts = jint(reap, "attempts", 0) + 1;
     int64_t delay = retry_delay(c, attempts);
     json_object_set_new(reap, "attempts", json_integer(attempts));
@@ -422,7 +413,7 @@ static int reap_step(ctl_ctx *c, resource *r, const char *user, int64_t *retry_m
     json_t *reap = json_object_get(r->status, "reap");
     int rc;
     if (!json_is_object(reap)) {
-        reap = child(r->status, "reap");
+        reap = jchild(r->status, "reap");
         char stamp[32];
         int64_t now = now_ms();
         archive_stamp(now, stamp, sizeof(stamp));

@@ -108,15 +108,6 @@ int stamp_dir(const ctl_ctx *c, const char *name, const char *sub, char *buf, si
 
 /* ---- small JSON helpers over status and spec ---- */
 
-static json_t *obj_child(json_t *o, const char *key) {
-    json_t *v = json_object_get(o, key);
-    if (!json_is_object(v)) {
-        v = json_object();
-        json_object_set_new(o, key, v);
-    }
-    return v;
-}
-
 static bool jbool(json_t *o, const char *key) { return json_is_true(json_object_get(o, key)); }
 
 static void set_int(sctx *s, json_t *o, const char *key, int64_t v) {
@@ -397,7 +388,7 @@ static int scale_all(sctx *s, int mode, bool count_restarts, int *started_total,
                   st->name);
         }
     }
-    json_t *jp = obj_child(s->r.status, "pools");
+    json_t *jp = jchild(s->r.status, "pools");
     for (int p = 0; p < POOL_N; p++) set_int(s, jp, tpl_pool_names[p], pools[p]);
     update_endpoint(s);
     return 0;
@@ -1081,7 +1072,7 @@ static int do_archive(sctx *s, serr *e) {
         rc = serr_set(e, SE_IO, "rename %s: %s", partial, strerror(errno));
         goto fail;
     }
-    json_t *rt = obj_child(s->r.status, "retire");
+    json_t *rt = jchild(s->r.status, "retire");
     json_object_set_new(rt, "archive", json_pack("{s:s,s:I,s:I,s:I}", "path", final, "files",
                                                  (json_int_t)nfiles, "bytes", (json_int_t)bytes,
                                                  "retainUntilMs", (json_int_t)until));
@@ -1175,7 +1166,7 @@ static int reconcile_creating(sctx *s, serr *e) {
         const tpl_step *st = &s->t.steps[i];
         json_t *prog = json_array_get(steps, (size_t)i);
         const char *state = jstr(prog, "state", "Pending");
-        json_t *cur = obj_child(s->r.status, "step");
+        json_t *cur = jchild(s->r.status, "step");
         set_str(s, cur, "phase", tpl_phase_names[st->phase]);
         set_str(s, cur, "name", st->name);
         set_int(s, cur, "index", i);
@@ -1324,7 +1315,7 @@ static int reconcile_active(sctx *s, serr *e) {
     health_view hv;
     load_checks(s, &set);
     update_endpoint(s);
-    json_t *hs = obj_child(s->r.status, "health");
+    json_t *hs = jchild(s->r.status, "health");
     json_t *rec = json_object_get(hs, "recovery"); /* a recovery under way */
     eval_health(s, &set, SCALE_FULL, &hv);
     /* A replica that has exited is a failure for certain: no need to wait
@@ -1332,7 +1323,7 @@ static int reconcile_active(sctx *s, serr *e) {
     char gone[200] = "";
     int pools[POOL_N] = {0};
     int missing = missing_replicas(s, SCALE_FULL, gone, sizeof(gone), pools);
-    json_t *jp = obj_child(s->r.status, "pools");
+    json_t *jp = jchild(s->r.status, "pools");
     for (int p = 0; p < POOL_N; p++) set_int(s, jp, tpl_pool_names[p], pools[p]);
     bool in_grace = json_is_object(rec) &&
                     now_ms() - jint(rec, "startedMs", 0) < s->c->cfg->health_recovery_grace_ms;
@@ -1436,7 +1427,7 @@ static int reconcile_active(sctx *s, serr *e) {
 }
 
 static int finish_drain(sctx *s, const blockers *b, bool forced, const char *why, serr *e) {
-    json_t *dr = obj_child(s->r.status, "drain");
+    json_t *dr = jchild(s->r.status, "drain");
     /* Connections open at the end: what HAProxy still carries, or what the
      * workload counts when more (clients that came around the front door). */
     int64_t fd = b->fd_sessions + b->fd_queue;
@@ -1471,7 +1462,7 @@ static int finish_drain(sctx *s, const blockers *b, bool forced, const char *why
 }
 
 static int reconcile_draining(sctx *s, serr *e) {
-    json_t *dr = obj_child(s->r.status, "drain");
+    json_t *dr = jchild(s->r.status, "drain");
     const char *d = desired(s);
     if (strcmp(d, "active") == 0) {
         json_object_set_new(dr, "cancelledMs", json_integer(now_ms()));
@@ -1612,13 +1603,13 @@ static int reconcile_failed(sctx *s, serr *e) {
 }
 
 static int decommission(sctx *s, bool *done, serr *e) {
-    json_t *rt = obj_child(s->r.status, "retire");
-    json_t *dc = obj_child(rt, "decommission");
+    json_t *rt = jchild(s->r.status, "retire");
+    json_t *dc = jchild(rt, "decommission");
     int rc;
     *done = false;
     for (int i = s->t.nsteps - 1; i >= 0; i--) {
         const tpl_step *st = &s->t.steps[i];
-        json_t *prog = obj_child(dc, st->name);
+        json_t *prog = jchild(dc, st->name);
         if (strcmp(jstr(prog, "state", ""), "Done") == 0) continue;
         if (st->kind == TK_PROCESS) {
             int alive, started;
@@ -1665,7 +1656,7 @@ static int decommission(sctx *s, bool *done, serr *e) {
 }
 
 static int reconcile_deleting(sctx *s, serr *e) {
-    json_t *rt = obj_child(s->r.status, "retire");
+    json_t *rt = jchild(s->r.status, "retire");
     int rc;
     for (;;) {
         int64_t step = jint(rt, "step", 0);
@@ -1730,7 +1721,7 @@ static int reconcile_deleting(sctx *s, serr *e) {
         if ((rc = save(s, e))) return rc;
     }
     json_object_del(s->r.status, "endpoint");
-    json_t *pools = obj_child(s->r.status, "pools");
+    json_t *pools = jchild(s->r.status, "pools");
     for (int p = 0; p < POOL_N; p++) json_object_set_new(pools, tpl_pool_names[p], json_integer(0));
     return change(s, SP_DELETED, "RetirementComplete", "backup, quarantine, decommission, archive, purge", e);
 }
@@ -1738,7 +1729,7 @@ static int reconcile_deleting(sctx *s, serr *e) {
 static int reconcile_deleted(sctx *s, serr *e) {
     if (traffic_enabled() && traffic_set(s->name, NULL, TR_ABSENT, NULL) == 0) traffic_forget(s->name);
     hc_reset(s->name);
-    int64_t until = jint(json_object_get(obj_child(s->r.status, "retire"), "archive"), "retainUntilMs", 0);
+    int64_t until = jint(json_object_get(jchild(s->r.status, "retire"), "archive"), "retainUntilMs", 0);
     if (until == 0) return 0;
     int64_t left = until - now_ms();
     if (left > 0) {

@@ -497,3 +497,12 @@ int64_t jint(const json_t *o, const char *k, int64_t d) {
     json_t *v = json_object_get(o, k);
     return json_is_integer(v) ? json_integer_value(v) : d;
 }
+
+json_t *jchild(json_t *o, const char *k) {
+    json_t *v = json_object_get(o, k);
+    if (!json_is_object(v)) {
+        v = json_object();
+        json_object_set_new(o, k, v);
+    }
+    return v;
+}

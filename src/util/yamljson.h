@@ -34,6 +34,8 @@ int json_depth(const json_t *v);
  * another type. */
 const char *jstr(const json_t *o, const char *k, const char *d);
 int64_t jint(const json_t *o, const char *k, int64_t d);
+/* Member k of object o, made an empty object first if absent or not one. */
+json_t *jchild(json_t *o, const char *k);
 
 /* Emit a JSON value as block YAML (for -o yaml). Caller frees *out. */
 int json_to_yaml(const json_t *v, char **out, serr *e);
