@@ -83,6 +83,31 @@ typedef struct stamp_config {
     int64_t regulatory_retention_ms;
     char regulatory_locked_tenants[1024];
     int64_t retention_sweep_ms;
+    /* Tenant pods: who they run as and what they may use */
+    char pod_user[64];
+    int64_t pod_memory_max;
+    int64_t pod_procs_max;
+    int64_t pod_files_max;
+    int64_t pod_cpu_max_ms;
+    int64_t pod_file_size_max;
+    int64_t ns_disk_max;
+    int64_t disk_reserve;
+    /* API connections and uploads */
+    int64_t api_max_connections;
+    int64_t api_max_connections_per_client;
+    int64_t api_header_timeout_ms;
+    int64_t api_idle_timeout_ms;
+    int64_t api_min_body_rate;
+    int64_t api_max_uploads;
+    /* Tokens from identity providers */
+    char jwt_jwks_url[512];
+    int64_t jwt_jwks_refresh_ms;
+    int64_t jwt_jwks_min_refresh_ms;
+    char jwt_issuers[512];
+    char jwt_operator_issuers[512];
+    char jwt_operator_kids[512];
+    char jwt_role_claim[64];
+    int64_t jwt_leeway_ms;
 } stamp_config;
 
 void config_defaults(stamp_config *c);

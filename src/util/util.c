@@ -415,3 +415,71 @@ int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e) {
     EVP_MD_CTX_free(ctx);
     return rc;
 }
+
+/* Length of the valid UTF-8 character at s (n bytes left), 0 if none. */
+static size_t utf8_char(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    if (c == 0) return 0;
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned min;
+    if (c >= 0xc2 && c <= 0xdf) len = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef) len = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4) len = 4, min = 0x10000;
+    else return 0;
+    if (n < len) return 0;
+    unsigned cp = c & (0xff >> (len + 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return len;
+}
+
+bool utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t k = utf8_char(p + i, n - i);
+        if (k == 0) return false;
+        i += k;
+    }
+    return true;
+}
+
+size_t utf8_cut(const char *s, size_t n, size_t max) {
+    if (n <= max) return n;
+    size_t i = max;
+    while (i > 0 && (((unsigned char)s[i]) & 0xc0) == 0x80) i--;
+    return i;
+}
+
+char *utf8_sanitize(const char *s, size_t n, char *buf, size_t max) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    if (max == 0) return buf;
+    while (i < n) {
+        size_t k = utf8_char(p + i, n - i);
+        bool esc = k == 0 || (p[i] < 0x20 && p[i] != '\t');
+        size_t need = esc ? 4 : k;
+        if (o + need + 3 >= max) { /* room for "..." and the NUL */
+            if (o + 3 < max) memcpy(buf + o, "...", 3), o += 3;
+            break;
+        }
+        if (esc) {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[p[i] >> 4];
+            buf[o++] = hex[p[i] & 15];
+            i++;
+        } else {
+            memcpy(buf + o, p + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}

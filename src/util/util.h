@@ -63,6 +63,18 @@ int sbuf_add(sbuf *b, const void *data, size_t len);
 int sbuf_addf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int sbuf_adds(sbuf *b, const char *s);
 
+/* UTF-8.  utf8_valid: the n bytes are well-formed UTF-8 (no overlongs, no
+ * surrogates, nothing past U+10FFFF) and hold no NUL.  utf8_cut: the
+ * largest length <= max that ends on a character boundary of s (which must
+ * be valid).  utf8_sanitize: a copy of s[0..n) that is valid UTF-8 and at
+ * most max bytes (plus the NUL): every byte that is not part of a valid
+ * character, and every NUL or other C0 control except tab, becomes "\xNN",
+ * and a cut never splits a character or an escape; "..." marks a cut.
+ * Returns buf. */
+bool utf8_valid(const char *s, size_t n);
+size_t utf8_cut(const char *s, size_t n, size_t max);
+char *utf8_sanitize(const char *s, size_t n, char *buf, size_t max);
+
 /* Lowercase hex SHA-256 of data (65 bytes with the NUL). */
 void sha256_hex(const void *data, size_t len, char out[65]);
 int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e);
