@@ -216,12 +216,19 @@ int h_ns_pod_annotate(api *a, api_req *rq, api_resp *rs) {
     int rc = ns_pod_check(rq->params[1], &e);
     const char *k;
     json_t *v;
+    /* All or nothing: every member is checked before any is written. */
     json_object_foreach(rq->body, k, v) {
         if (rc) break;
         if (!json_is_string(v) && !json_is_null(v)) {
-            rc = serr_set(&e, SE_INVAL, "annotation %.64s: a string or null", k);
+            char shown[80];
+            rc = serr_set(&e, SE_INVAL, "annotation %s: a string or null",
+                          utf8_sanitize(k, strlen(k), shown, sizeof(shown)));
             break;
         }
+        rc = nsrt_annotate_check(k, json_string_value(v), &e);
+    }
+    json_object_foreach(rq->body, k, v) {
+        if (rc) break;
         rc = nsrt_annotate(api_ctx(a), r.name, rq->params[1], k, json_string_value(v), &e);
     }
     audit_ns(a, rq, "annotate", r.name, ns_bucket_of(&r), rc, &e,

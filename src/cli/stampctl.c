@@ -113,7 +113,8 @@ json_t *call_raw(const char *method, const char *path, const char *data, size_t 
                  const char *ctype, long *status_out, bool allow_error) {
     sbuf resp;
     long status = http(method, path, data, len, ctype, &resp);
-    json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
+    /* A valid answer may carry \u0000 (a NUL a pod wrote): accept it. */
+    json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, JSON_ALLOW_NUL, NULL);
     sbuf_free(&resp);
     if (status_out) *status_out = status;
     if (status >= 400 && !allow_error) {
@@ -756,6 +757,15 @@ static bool is_switch(const char *name) {
 int main(int argc, char **argv) {
     opts o = {.output = ""};
     const char *cmd = NULL;
+    /* The API carries text: an argument that is not UTF-8 could only be
+     * dropped or altered on the way, so it is refused before anything is
+     * sent. */
+    for (int i = 1; i < argc; i++) {
+        if (!utf8_valid(argv[i], strlen(argv[i]))) {
+            fprintf(stderr, "stampctl: argument %d is not valid UTF-8 text (the API carries text only)\n", i);
+            return 2;
+        }
+    }
     httpc_global_init();
     bool rest = false; /* after "--", everything is an argument */
     for (int i = 1; i < argc; i++) {

@@ -298,7 +298,7 @@ static int ns_logs(opts *o) {
     sbuf resp;
     long status = http("GET", path, NULL, 0, NULL, &resp);
     if (status >= 400) {
-        json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
+        json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, JSON_ALLOW_NUL, NULL);
         const char *m = error_message(j);
         die("%s", m ? m : "request failed");
     }

@@ -109,7 +109,9 @@ int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *p
                    const char *prog, json_t *args, json_t *env, json_t *volumes,
                    int64_t timeout_ms, serr *e);
 /* [{name, phase (Running|Succeeded|Failed|Unknown), pid, exitCode,
- *   startedAt, annotations{}}] */
+ *   startedAt, annotations{}, annotationsBase64{}}]: annotationsBase64 holds
+ *   the exact bytes of the values that are not UTF-8 text (or hold a NUL),
+ *   shown in annotations{} with those bytes as \xNN. */
 json_t *nsrt_pods(ctl_ctx *c, const char *ns);
 /* phase of one pod; SE_NOTFOUND when there is no such pod. */
 int nsrt_pod_phase(ctl_ctx *c, const char *ns, const char *pod, char *phase, size_t len,
@@ -117,8 +119,17 @@ int nsrt_pod_phase(ctl_ctx *c, const char *ns, const char *pod, char *phase, siz
 /* The last max bytes of a pod's log. */
 int nsrt_pod_log(ctl_ctx *c, const char *ns, const char *pod, size_t max, char **data,
                  size_t *len, bool *truncated, serr *e);
+/* Checks one annotation (key syntax, size, UTF-8) without writing it, so a
+ * request of several is checked whole before any is written. */
+int nsrt_annotate_check(const char *key, const char *value, serr *e);
 int nsrt_annotate(ctl_ctx *c, const char *ns, const char *pod, const char *key,
                   const char *value, serr *e);
+/* An annotation's exact bytes as the pod wrote them (less one trailing line
+ * end); SE_NOTFOUND when unset.  *data is NUL terminated, to be freed. */
+int nsrt_annotation(ctl_ctx *c, const char *ns, const char *pod, const char *key, char **data,
+                    size_t *len, serr *e);
+/* Standard base64 of data, to be freed (NULL when out of memory). */
+char *nsrt_base64(const void *data, size_t len);
 int nsrt_volume_create(ctl_ctx *c, const char *ns, const char *vol, serr *e);
 void nsrt_counts(ctl_ctx *c, const char *ns, int *pods, int *volumes);
 /* Stop every pod (SIGTERM, grace, SIGKILL); 0 when none is left. */

@@ -293,8 +293,13 @@ static int diag_collect(ctl_ctx *c, const resource *r, const char *stamp, diag_s
                           &it->truncated, e);
         if (rc) break;
         d->n++;
-        const char *v = jstr(json_object_get(p, "annotations"), NS_SENTINEL_KEY, NULL);
-        if (v && *v) {
+        /* The violations as the pod wrote them: read again as bytes, not
+         * from the listing's display form. */
+        char *v = NULL;
+        size_t vlen = 0;
+        serr ve = {0};
+        if (json_object_get(json_object_get(p, "annotations"), NS_SENTINEL_KEY) &&
+            nsrt_annotation(c, r->name, pod, NS_SENTINEL_KEY, &v, &vlen, &ve) == 0 && vlen > 0) {
             char ap[PATH_MAX], ts[40];
             struct stat st;
             int64_t when = now_ms();
@@ -303,9 +308,27 @@ static int diag_collect(ctl_ctx *c, const resource *r, const char *stamp, diag_s
                 snprintf(ap + l, sizeof(ap) - l, "/pods/%s/annotations/%s", pod, NS_SENTINEL_KEY);
                 if (stat(ap, &st) == 0) when = (int64_t)st.st_mtime * 1000;
             }
-            json_array_append_new(violations, json_pack("{s:s,s:s,s:s}", "pod", pod, "violations", v,
-                                                        "timestamp", rfc(when, ts, sizeof(ts))));
+            json_t *rec = json_pack("{s:s,s:s}", "pod", pod, "timestamp", rfc(when, ts, sizeof(ts)));
+            if (utf8_valid(v, vlen)) {
+                json_object_set_new(rec, "violations", json_stringn(v, vlen));
+            } else {
+                /* Not text: shown with \xNN escapes, and the exact bytes
+                 * kept in base64 beside it. */
+                size_t max = vlen * 4 + 1;
+                char *shown = malloc(max), *b64 = nsrt_base64(v, vlen);
+                if (shown == NULL || b64 == NULL) rc = serr_set(e, SE_NOMEM, "out of memory");
+                else {
+                    json_object_set_new(rec, "violations", json_string(utf8_sanitize(v, vlen, shown, max)));
+                    json_object_set_new(rec, "violations_base64", json_string(b64));
+                    json_object_set_new(rec, "violations_escaped", json_true());
+                }
+                free(shown);
+                free(b64);
+            }
+            json_array_append_new(violations, rec);
         }
+        free(v);
+        if (rc) break;
     }
     json_decref(pods);
     if (rc == 0) {

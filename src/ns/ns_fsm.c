@@ -57,21 +57,31 @@ const fsm_def ns_fsm = {
     .duration_metric = "namespace_state_duration",
 };
 
+/* A refused name quoted in its error: cut on a character boundary, odd
+ * bytes shown as \xNN, so the message is always valid UTF-8. */
+static const char *quoted(const char *s, char *buf, size_t len) {
+    return utf8_sanitize(s ? s : "", s ? strlen(s) : 0, buf, len);
+}
+
 int ns_bucket_check(const char *bucket, serr *e) {
     if (bucket == NULL || *bucket == '\0') return serr_set(e, SE_INVAL, "bucket_id is required");
+    char q[72];
     if (!name_valid(bucket, NS_BUCKET_MAX))
         return serr_set(e, SE_INVAL,
-                        "bucket_id \"%.64s\" is not valid: 1-%d lowercase letters, digits and '-', "
+                        "bucket_id \"%s\" is not valid: 1-%d lowercase letters, digits and '-', "
                         "starting and ending with a letter or digit",
-                        bucket, NS_BUCKET_MAX);
+                        quoted(bucket, q, sizeof(q)), NS_BUCKET_MAX);
     return 0;
 }
 
 int ns_name_check(const char *ns, serr *e) {
     if (ns == NULL || !name_valid(ns, NS_NAME_MAX) ||
         (!str_has_prefix(ns, NS_PREFIX) && !str_has_prefix(ns, NS_MTTC_PREFIX)))
-        return serr_set(e, SE_INVAL, "namespace \"%.80s\" is not valid: expected %s{bucket_id}",
-                        ns ? ns : "", NS_PREFIX);
+    {
+        char q[88];
+        return serr_set(e, SE_INVAL, "namespace \"%s\" is not valid: expected %s{bucket_id}",
+                        quoted(ns, q, sizeof(q)), NS_PREFIX);
+    }
     return 0;
 }
 
@@ -87,9 +97,10 @@ int ns_tenant_check(const char *t, serr *e) {
 }
 
 int ns_pod_check(const char *pod, serr *e) {
+    char q[88];
     if (!name_valid(pod, NS_POD_MAX))
-        return serr_set(e, SE_INVAL, "pod name \"%.80s\" is not valid: 1-%d lowercase letters, digits and '-'",
-                        pod ? pod : "", NS_POD_MAX);
+        return serr_set(e, SE_INVAL, "pod name \"%s\" is not valid: 1-%d lowercase letters, digits and '-'",
+                        quoted(pod, q, sizeof(q)), NS_POD_MAX);
     return 0;
 }
 

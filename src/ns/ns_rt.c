@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "runtime/local.h"
 #include "util/util.h"
 
@@ -186,8 +188,29 @@ int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *p
     return rc;
 }
 
-static json_t *read_annotations(const char *pd) {
+/* An annotation as its bytes (one trailing line end is not part of it). */
+static int read_annotation_raw(const char *pd, const char *key, char **data, size_t *len) {
+    char p[PATH_MAX + 300];
+    if (snprintf(p, sizeof(p), "%s/annotations/%s", pd, key) >= (int)sizeof(p)) return SE_INVAL;
+    int rc = read_file(p, NS_ANNOTATION_VALUE_MAX, data, len, NULL);
+    if (rc) return rc;
+    while (*len > 0 && ((*data)[*len - 1] == '\n' || (*data)[*len - 1] == '\r')) (*data)[--*len] = '\0';
+    return 0;
+}
+
+char *nsrt_base64(const void *data, size_t len) {
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    if (out) EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    return out;
+}
+
+/* A pod writes its annotations as files, and may write any bytes.  Text
+ * that is UTF-8 without NUL is shown as it is; anything else is shown with
+ * the odd bytes as \xNN and its exact bytes, base64, in encoded{} (so that
+ * nothing a pod reported vanishes or is silently altered). */
+static json_t *read_annotations(const char *pd, json_t **encoded) {
     json_t *o = json_object();
+    *encoded = NULL;
     char ad[PATH_MAX];
     snprintf(ad, sizeof(ad), "%s/annotations", pd);
     DIR *d = opendir(ad);
@@ -195,17 +218,39 @@ static json_t *read_annotations(const char *pd) {
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (!annotation_key_valid(de->d_name)) continue;
-        char p[PATH_MAX + 300], *text = NULL;
-        snprintf(p, sizeof(p), "%s/%s", ad, de->d_name);
+        char *text = NULL;
         size_t len = 0;
-        if (read_file(p, NS_ANNOTATION_VALUE_MAX, &text, &len, NULL) == 0) {
-            while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = '\0';
-            json_object_set_new(o, de->d_name, json_stringn(text, len));
+        if (read_annotation_raw(pd, de->d_name, &text, &len) == 0) {
+            if (utf8_valid(text, len)) {
+                json_object_set_new(o, de->d_name, json_stringn(text, len));
+            } else {
+                size_t max = len * 4 + 1;
+                char *shown = malloc(max), *b64 = nsrt_base64(text, len);
+                if (shown && b64) {
+                    json_object_set_new(o, de->d_name, json_string(utf8_sanitize(text, len, shown, max)));
+                    if (*encoded == NULL) *encoded = json_object();
+                    json_object_set_new(*encoded, de->d_name, json_string(b64));
+                }
+                free(shown);
+                free(b64);
+            }
         }
         free(text);
     }
     closedir(d);
     return o;
+}
+
+int nsrt_annotation(ctl_ctx *c, const char *ns, const char *pod, const char *key, char **data,
+                    size_t *len, serr *e) {
+    char pd[PATH_MAX];
+    *data = NULL;
+    *len = 0;
+    if (pod_dir(c, ns, pod, NULL, pd, sizeof(pd))) return serr_set(e, SE_INVAL, "name too long");
+    int rc = read_annotation_raw(pd, key, data, len);
+    if (rc == SE_NOTFOUND) return rc;
+    if (rc) return serr_set(e, rc, "pod %s: annotation %s cannot be read", pod, key);
+    return 0;
 }
 
 static void pod_state(ctl_ctx *c, const char *ns, const char *pod, const lrt_proc *procs, int np,
@@ -278,7 +323,9 @@ json_t *nsrt_pods(ctl_ctx *c, const char *ns) {
             json_decref(spec);
             free(text);
         }
-        json_object_set_new(p, "annotations", read_annotations(pd));
+        json_t *encoded = NULL;
+        json_object_set_new(p, "annotations", read_annotations(pd, &encoded));
+        if (encoded) json_object_set_new(p, "annotationsBase64", encoded);
         json_array_append_new(arr, p);
     }
     for (int i = 0; i < n; i++) free(names[i]);
@@ -350,22 +397,34 @@ int nsrt_pod_log(ctl_ctx *c, const char *ns, const char *pod, size_t max, char *
     return 0;
 }
 
-int nsrt_annotate(ctl_ctx *c, const char *ns, const char *pod, const char *key,
-                  const char *value, serr *e) {
-    if (!annotation_key_valid(key))
-        return serr_set(e, SE_INVAL, "annotation key \"%.80s\": 1-63 of [a-z0-9.-]", key);
+int nsrt_annotate_check(const char *key, const char *value, serr *e) {
+    if (!annotation_key_valid(key)) {
+        char shown[80];
+        return serr_set(e, SE_INVAL, "annotation key \"%s\": 1-63 of [a-z0-9.-]",
+                        utf8_sanitize(key, strlen(key), shown, sizeof(shown)));
+    }
     if (value && strlen(value) > NS_ANNOTATION_VALUE_MAX)
         return serr_set(e, SE_TOOBIG, "annotation %s: value longer than %d bytes", key,
                         NS_ANNOTATION_VALUE_MAX);
+    if (value && !utf8_valid(value, strlen(value)))
+        return serr_set(e, SE_INVAL, "annotation %s: value is not UTF-8 text", key);
+    return 0;
+}
+
+int nsrt_annotate(ctl_ctx *c, const char *ns, const char *pod, const char *key,
+                  const char *value, serr *e) {
+    int rc = nsrt_annotate_check(key, value, e);
+    if (rc) return rc;
     char pd[PATH_MAX], p[PATH_MAX + 128];
     if (pod_dir(c, ns, pod, NULL, pd, sizeof(pd)) || !path_exists(pd))
         return serr_set(e, SE_NOTFOUND, "pod %s not found in %s", pod, ns);
     snprintf(p, sizeof(p), "%s/annotations", pd);
-    int rc = mkdir_p(p, 0750, e);
+    rc = mkdir_p(p, 0750, e);
     if (rc) return rc;
     snprintf(p, sizeof(p), "%s/annotations/%s", pd, key);
     if (value == NULL) {
-        if (unlink(p) != 0 && errno != ENOENT) return serr_set(e, SE_IO, "unlink: %s", strerror(errno));
+        if (unlink(p) != 0 && errno != ENOENT)
+            return serr_set(e, SE_IO, "annotation %s: %s", key, strerror(errno));
         return 0;
     }
     return write_file_atomic(p, value, strlen(value), 0640, e);

@@ -112,14 +112,24 @@ static int prep(store *s, const char *sql, sqlite3_stmt **st, serr *e) {
 /* Binds at most max bytes of v, cut back to a UTF-8 character boundary, so
  * an overlong message is shortened rather than failing the write it
  * describes.  Strings bound here outlive the statement (SQLITE_STATIC). */
+/* Text is stored as valid UTF-8, at most max bytes, cut on a character
+ * boundary: a byte that is not UTF-8 (a query value, a pod's output) is
+ * kept visible as \xNN rather than making the row unreadable as JSON. */
 static void bind_str(sqlite3_stmt *st, int idx, const char *v, size_t max) {
     if (v == NULL) v = "";
     size_t n = strlen(v);
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)v[n] & 0xC0) == 0x80) n--;
+    if (utf8_valid(v, n)) {
+        sqlite3_bind_text(st, idx, v, (int)utf8_cut(v, n, max), SQLITE_STATIC);
+        return;
     }
-    sqlite3_bind_text(st, idx, v, (int)n, SQLITE_STATIC);
+    char *safe = malloc(max + 1);
+    if (safe == NULL) {
+        sqlite3_bind_text(st, idx, "?", 1, SQLITE_STATIC);
+        return;
+    }
+    utf8_sanitize(v, n, safe, max + 1);
+    sqlite3_bind_text(st, idx, safe, -1, SQLITE_TRANSIENT);
+    free(safe);
 }
 
 static void bind_opt(sqlite3_stmt *st, int idx, const char *v) {
@@ -136,6 +146,21 @@ static void bind_due(sqlite3_stmt *st, int idx, int64_t due) {
 static const char *col_str(sqlite3_stmt *st, int col) {
     const unsigned char *t = sqlite3_column_text(st, col);
     return t ? (const char *)t : "";
+}
+
+/* A text column as a JSON string.  Rows written before text was checked
+ * may hold bytes that are not UTF-8: they are shown escaped, never allowed
+ * to make a whole listing fail. */
+static json_t *col_jstr(sqlite3_stmt *st, int col) {
+    const char *t = col_str(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    if (utf8_valid(t, n)) return json_stringn(t, n);
+    size_t max = n * 4 + 1;
+    char *safe = malloc(max);
+    if (safe == NULL) return NULL;
+    json_t *j = json_string(utf8_sanitize(t, n, safe, max));
+    free(safe);
+    return j;
 }
 
 static void lock(store *s) { pthread_mutex_lock(&s->mu); }
@@ -845,10 +870,10 @@ int store_events(store *s, const char *kind, const char *name, int limit, json_t
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
             char ts[48];
             int64_t t = sqlite3_column_int64(st, 0);
-            json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I}", "time",
+            json_t *ev = json_pack("{s:s, s:I, s:o, s:o, s:o, s:I}", "time",
                                    fmt_time_ms(t, ts, sizeof(ts)), "timeMs", (json_int_t)t,
-                                   "type", col_str(st, 1), "reason", col_str(st, 2), "message",
-                                   col_str(st, 3), "resourceVersion",
+                                   "type", col_jstr(st, 1), "reason", col_jstr(st, 2), "message",
+                                   col_jstr(st, 3), "resourceVersion",
                                    (json_int_t)sqlite3_column_int64(st, 4));
             if (push(arr, ev) != 0) {
                 rc = serr_set(e, SE_NOMEM, "store: out of memory");
@@ -934,11 +959,11 @@ int store_audit_list(store *s, const char *kind, const char *name, int limit, js
                     detail = d;
                 }
             }
-            json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "time",
+            json_t *row = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "time",
                                     fmt_time_ms(sqlite3_column_int64(st, 0), ts, sizeof(ts)),
-                                    "user", col_str(st, 1), "tenant", col_str(st, 2),
-                                    "operation", col_str(st, 3), "kind", col_str(st, 4), "name",
-                                    col_str(st, 5), "result", col_str(st, 6), "detail", detail);
+                                    "user", col_jstr(st, 1), "tenant", col_jstr(st, 2),
+                                    "operation", col_jstr(st, 3), "kind", col_jstr(st, 4), "name",
+                                    col_jstr(st, 5), "result", col_jstr(st, 6), "detail", detail);
             if (push(arr, row) != 0) {
                 rc = serr_set(e, SE_NOMEM, "store: out of memory");
                 break;

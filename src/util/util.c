@@ -190,12 +190,21 @@ static int fsync_dir_of(const char *path) {
     return rc;
 }
 
+/* The last component of path: error texts that may reach a tenant name
+ * the file, not the server's directories. */
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, serr *e) {
+    /* A temporary name of its own per call (mkostemp): threads writing the
+     * same file at once each rename a whole file, the last one wins. */
     char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
         return serr_set(e, SE_INVAL, "path too long");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd == -1) return serr_set(e, SE_IO, "open %s: %s", tmp, strerror(errno));
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd == -1) return serr_set(e, SE_IO, "create %s: %s", base_name(path), strerror(errno));
     const char *p = data;
     size_t left = len;
     while (left > 0) {
@@ -205,7 +214,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
             int err = errno;
             close(fd);
             unlink(tmp);
-            return serr_set(e, SE_IO, "write %s: %s", tmp, strerror(err));
+            return serr_set(e, SE_IO, "write %s: %s", base_name(path), strerror(err));
         }
         p += n;
         left -= (size_t)n;
@@ -214,13 +223,13 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
         int err = errno;
         close(fd);
         unlink(tmp);
-        return serr_set(e, SE_IO, "sync %s: %s", tmp, strerror(err));
+        return serr_set(e, SE_IO, "sync %s: %s", base_name(path), strerror(err));
     }
     close(fd);
     if (rename(tmp, path) == -1) {
         int err = errno;
         unlink(tmp);
-        return serr_set(e, SE_IO, "rename %s: %s", path, strerror(err));
+        return serr_set(e, SE_IO, "rename %s: %s", base_name(path), strerror(err));
     }
     fsync_dir_of(path);
     return 0;

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sqlite3.h>
+
 #include "store/store.h"
 #include "util/util.h"
 
@@ -490,6 +492,41 @@ static void test_audit(void **state) {
     json_decref(l);
 }
 
+/* Bytes that are not UTF-8 (a query value, a cut mid-character) must
+ * neither be lost from the audit log nor make it unreadable; rows written
+ * raw by an older version are listed too. */
+static void test_audit_bad_bytes(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    char cut[81];
+    for (int i = 0; i < 40; i++) memcpy(cut + 2 * i, "\xc3\xa9", 2);
+    cut[63] = '\0'; /* mid-character, as a %.63s would have left it */
+    store_audit a1 = {"alice", "contoso", "create", "Namespace", "livecalc-bucket-\xff", cut, NULL};
+    assert_int_equal(store_audit_add(f->s, &a1, &e), 0);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO audit(time_ms, \"user\", tenant, operation, kind, name, "
+                                  "result, detail) VALUES(1, 'bob', 't', 'create', 'Namespace', "
+                                  "CAST(X'6e73ff00' AS TEXT), 'ok', NULL)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    json_t *l = NULL;
+    assert_int_equal(store_audit_list(f->s, NULL, NULL, 0, &l, &e), 0);
+    assert_int_equal(json_array_size(l), 2);
+    const char *name = json_string_value(json_object_get(json_array_get(l, 0), "name"));
+    assert_string_equal(name, "livecalc-bucket-\\xff");
+    const char *res = json_string_value(json_object_get(json_array_get(l, 0), "result"));
+    assert_true(utf8_valid(res, strlen(res)));
+    assert_true(strncmp(res, cut, 62) == 0);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 1), "name")), "ns\\xff\\x00");
+    char *text = json_dumps(l, 0);
+    assert_non_null(text);
+    free(text);
+    json_decref(l);
+}
+
 static void test_meta(void **state) {
     fixture *f = *state;
     serr e = {0};
@@ -713,6 +750,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_list_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_bad_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
