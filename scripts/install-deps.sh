@@ -35,4 +35,10 @@ if [ "$what" = test ]; then
     echo "installing: azurite 3.35.0 (npm) into .deps/azurite"
     npm install --silent --no-audit --no-fund --prefix "$root/.deps/azurite" azurite@3.35.0 >/dev/null
   fi
+  # Microsoft's own Azure Storage SDK reads the archives back in the tests:
+  # an independent client, not stampd's code.  12.27 still runs on Node 18.
+  if [ ! -d "$root/.deps/azure-sdk/node_modules/@azure/storage-blob" ]; then
+    echo "installing: @azure/storage-blob 12.27.0 (npm) into .deps/azure-sdk"
+    npm install --silent --no-audit --no-fund --prefix "$root/.deps/azure-sdk" @azure/storage-blob@12.27.0 >/dev/null
+  fi
 fi
