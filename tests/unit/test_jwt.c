@@ -447,6 +447,8 @@ static void test_jwks_skips_unusable_keys(void **st) {
         p384, nokid, "kty", "oct", "kid", "hmac-1", dup, "junk");
     char *text = json_dumps(doc, 0);
     json_decref(doc);
+    json_decref(rsa); /* packed with O: the document held its own references */
+    json_decref(ec);
     warnings w = {0};
     jwt_config c = {.alg = "RS256,ES256", .issuer = "stampd", .audience = "stamp", .jwks = text,
                     .warn = collect, .warn_arg = &w};
