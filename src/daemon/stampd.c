@@ -290,6 +290,10 @@ int main(int argc, char **argv) {
         log_info("jwt: accepting %s; %d JWKS key(s) from %s; operator issuers: %s", cfg.jwt_algorithms,
                  jwt_verifier_nkeys(jv), cfg.jwt_jwks[0] ? cfg.jwt_jwks : cfg.jwt_jwks_url,
                  cfg.jwt_operator_issuers[0] ? cfg.jwt_operator_issuers : "(none)");
+    if ((cfg.jwt_jwks[0] || cfg.jwt_jwks_url[0]) && strstr(cfg.jwt_algorithms, "RS256") == NULL &&
+        strstr(cfg.jwt_algorithms, "ES256") == NULL)
+        log_warnx("jwt: JWKS keys are configured but jwt-algorithms (%s) accepts neither RS256 nor ES256",
+                  cfg.jwt_algorithms);
     memcpy(ctx.token_secret, secret, (size_t)slen);
     ctx.token_secret_len = (size_t)slen;
 
