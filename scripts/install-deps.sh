@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
       libcurl4-openssl-dev libsqlite3-dev libpq-dev libyaml-dev libssl-dev
       haproxy curl jq bc)
 if [ "$what" = test ]; then
-  pkgs+=(libcmocka-dev sqlite3 procps jq)
+  pkgs+=(libcmocka-dev sqlite3 procps jq openssl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -204,8 +204,8 @@ static int authenticate(api *a, api_req *rq, int need, api_resp *rs) {
     serr te = {0};
     if (ns_tenant_check(rq->tenant, &te) != 0)
         return api_error(rs, SE_UNAUTH, "token's %s", te.msg);
-    const char *role = json_string_value(json_object_get(rq->claims, "role"));
-    rq->operator_role = role && strcmp(role, "operator") == 0;
+    rq->operator_role = jwt_grants_operator(a->v, h + 7, rq->claims, &e) == 1;
+    if (e.msg[0]) log_warnx("auth: tenant %s: %s", rq->tenant, e.msg);
     if (need == AUTH_OPERATOR && !rq->operator_role)
         return api_error(rs, SE_FORBIDDEN, "this needs the operator role");
     return 0;

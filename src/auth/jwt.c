@@ -1,46 +1,66 @@
 /*
- * jwt.c - HS256 JSON Web Tokens over OpenSSL's HMAC.
+ * jwt.c - JSON Web Tokens over OpenSSL: HS256 with stampd's own secret,
+ * RS256/ES256 with keys from a JWKS (jwks.c), and the operator-role rule.
  *
  * Verification order matters: size, shape (three base64url parts), header
- * (alg must equal the configured algorithm, no "crit"), signature, and only
+ * (alg must be accepted and fit the key, no "crit"), signature, and only
  * then the claims.  Nothing from an unverified payload is ever looked at.
  */
 #include "auth/jwt.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
+#include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/param_build.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/jwks.h"
 #include "util/util.h"
 
-enum { ALG_HS256 = 1, ALG_RS256 = 2, ALG_ES256 = 4 };
-
-typedef struct jwk {
-    char kid[128];
-    int alg;
-    EVP_PKEY *pkey;
-} jwk;
-
 struct jwt_verifier {
-    int accepted; /* ALG_* bits */
+    int accepted; /* JWT_ALG_* bits */
     unsigned char *secret;
     size_t secret_len;
     char issuer[256];
     char audience[256];
-    jwk keys[JWT_MAX_KEYS];
-    int nkeys;
+    char role_claim[64];
+    int64_t leeway_s;
+    char *jwks_issuers;     /* NULL: issuer */
+    char *operator_issuers; /* NULL: none */
+    char *operator_kids;    /* NULL: any kid of an operator issuer */
+    jwks_source *keys;      /* never NULL (may hold no key) */
 };
 
 static int alg_bit(const char *name) {
-    if (strcmp(name, "HS256") == 0) return ALG_HS256;
-    if (strcmp(name, "RS256") == 0) return ALG_RS256;
-    if (strcmp(name, "ES256") == 0) return ALG_ES256;
+    if (strcmp(name, "HS256") == 0) return JWT_ALG_HS256;
+    if (strcmp(name, "RS256") == 0) return JWT_ALG_RS256;
+    if (strcmp(name, "ES256") == 0) return JWT_ALG_ES256;
+    return 0;
+}
+
+/* item is one of the comma-separated entries of csv (spaces around an
+ * entry are ignored; empty entries never match). */
+static bool csv_has(const char *csv, const char *item) {
+    if (csv == NULL || item == NULL || *item == '\0') return false;
+    size_t n = strlen(item);
+    for (const char *p = csv; *p;) {
+        p += strspn(p, ", ");
+        size_t m = strcspn(p, ",");
+        size_t t = m;
+        while (t > 0 && p[t - 1] == ' ') t--;
+        if (t == n && memcmp(p, item, n) == 0) return true;
+        p += m;
+    }
+    return false;
+}
+
+static int dup_list(const char *csv, char **out, serr *e) {
+    *out = NULL;
+    if (csv == NULL || csv[strspn(csv, ", ")] == '\0') return 0;
+    if ((*out = strdup(csv)) == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     return 0;
 }
 
@@ -99,129 +119,6 @@ long b64url_decode(const char *in, size_t n, unsigned char *out) {
     return (long)o;
 }
 
-/* base64url-decoded big-endian integer of a JWK member. */
-static BIGNUM *jwk_bn(const json_t *k, const char *member, int *nbytes) {
-    const char *v = json_string_value(json_object_get(k, member));
-    if (v == NULL || strlen(v) > 1400) return NULL;
-    unsigned char buf[1100];
-    long n = b64url_decode(v, strlen(v), buf);
-    if (n <= 0) return NULL;
-    if (nbytes) *nbytes = (int)n;
-    return BN_bin2bn(buf, (int)n, NULL);
-}
-
-static EVP_PKEY *jwk_rsa(const json_t *k, serr *e) {
-    BIGNUM *n = jwk_bn(k, "n", NULL), *ex = jwk_bn(k, "e", NULL);
-    EVP_PKEY *pk = NULL;
-    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    OSSL_PARAM *params = NULL;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-    if (n == NULL || ex == NULL) {
-        serr_set(e, SE_INVAL, "RSA key needs base64url n and e");
-    } else if (BN_num_bits(n) < 2048) {
-        serr_set(e, SE_INVAL, "RSA key of %d bits (2048 at least)", BN_num_bits(n));
-    } else if (bld && ctx && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) &&
-               OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, ex) &&
-               (params = OSSL_PARAM_BLD_to_param(bld)) && EVP_PKEY_fromdata_init(ctx) == 1 &&
-               EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) == 1) {
-        /* built */
-    } else {
-        serr_set(e, SE_INVAL, "RSA key rejected by OpenSSL");
-    }
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    EVP_PKEY_CTX_free(ctx);
-    BN_free(n);
-    BN_free(ex);
-    return pk;
-}
-
-static EVP_PKEY *jwk_ec(const json_t *k, serr *e) {
-    const char *crv = json_string_value(json_object_get(k, "crv"));
-    if (crv == NULL || strcmp(crv, "P-256") != 0) {
-        serr_set(e, SE_INVAL, "EC key curve must be P-256");
-        return NULL;
-    }
-    unsigned char pt[65], x[48], y[48];
-    const char *xs = json_string_value(json_object_get(k, "x"));
-    const char *ys = json_string_value(json_object_get(k, "y"));
-    if (xs == NULL || ys == NULL || strlen(xs) != 43 || strlen(ys) != 43 ||
-        b64url_decode(xs, 43, x) != 32 || b64url_decode(ys, 43, y) != 32) {
-        serr_set(e, SE_INVAL, "EC key needs 32-byte base64url x and y");
-        return NULL;
-    }
-    pt[0] = 4;
-    memcpy(pt + 1, x, 32);
-    memcpy(pt + 33, y, 32);
-    EVP_PKEY *pk = NULL;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0),
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt)),
-        OSSL_PARAM_construct_end()};
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
-        EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-        serr_set(e, SE_INVAL, "EC key is not a point on P-256");
-        pk = NULL;
-    }
-    EVP_PKEY_CTX_free(ctx);
-    return pk;
-}
-
-static int load_jwks(jwt_verifier *v, const char *text, serr *e) {
-    json_error_t je;
-    json_t *doc = json_loads(text, JSON_REJECT_DUPLICATES, &je);
-    json_t *keys = json_object_get(doc, "keys");
-    if (!json_is_array(keys)) {
-        json_decref(doc);
-        return serr_set(e, SE_INVAL, "jwks: expected {\"keys\": [...]}");
-    }
-    size_t i;
-    json_t *k;
-    int rc = 0;
-    json_array_foreach(keys, i, k) {
-        const char *kty = json_string_value(json_object_get(k, "kty"));
-        const char *kid = json_string_value(json_object_get(k, "kid"));
-        const char *alg = json_string_value(json_object_get(k, "alg"));
-        const char *use = json_string_value(json_object_get(k, "use"));
-        if (use && strcmp(use, "sig") != 0) continue;
-        if (kty == NULL || kid == NULL || !*kid || strlen(kid) >= sizeof(v->keys[0].kid)) {
-            rc = serr_set(e, SE_INVAL, "jwks: key %zu needs kty and kid", i);
-            break;
-        }
-        int bit = strcmp(kty, "RSA") == 0 ? ALG_RS256 : strcmp(kty, "EC") == 0 ? ALG_ES256 : 0;
-        if (bit == 0) {
-            rc = serr_set(e, SE_INVAL, "jwks: key %s: kty %s is not RSA or EC", kid, kty);
-            break;
-        }
-        if (alg && alg_bit(alg) != bit) {
-            rc = serr_set(e, SE_INVAL, "jwks: key %s: alg %s does not fit kty %s", kid, alg, kty);
-            break;
-        }
-        if (strcmp(kid, JWT_LOCAL_KID) == 0) {
-            rc = serr_set(e, SE_INVAL, "jwks: kid %s is reserved for the local secret", kid);
-            break;
-        }
-        for (int j = 0; j < v->nkeys; j++)
-            if (strcmp(v->keys[j].kid, kid) == 0) rc = serr_set(e, SE_INVAL, "jwks: kid %s twice", kid);
-        if (rc) break;
-        if (v->nkeys >= JWT_MAX_KEYS) {
-            rc = serr_set(e, SE_LIMIT, "jwks: more than %d keys", JWT_MAX_KEYS);
-            break;
-        }
-        EVP_PKEY *pk = bit == ALG_RS256 ? jwk_rsa(k, e) : jwk_ec(k, e);
-        if (pk == NULL) {
-            rc = serr_wrap(e, "jwks: key %s", kid);
-            break;
-        }
-        jwk *slot = &v->keys[v->nkeys++];
-        str_copy(slot->kid, sizeof(slot->kid), kid);
-        slot->alg = bit;
-        slot->pkey = pk;
-    }
-    json_decref(doc);
-    return rc;
-}
 
 int jwt_verifier_new(const jwt_config *cfg, jwt_verifier **out, serr *e) {
     jwt_verifier *v = calloc(1, sizeof(*v));
@@ -252,7 +149,7 @@ int jwt_verifier_new(const jwt_config *cfg, jwt_verifier **out, serr *e) {
         rc = serr_set(e, SE_INVAL, "jwt: no accepted algorithm");
         goto fail;
     }
-    if (v->accepted & ALG_HS256) {
+    if (v->accepted & JWT_ALG_HS256) {
         if (cfg->secret == NULL || cfg->secret_len < 32) {
             rc = serr_set(e, SE_INVAL, "jwt: an HS256 secret needs at least 32 bytes");
             goto fail;
@@ -273,9 +170,45 @@ int jwt_verifier_new(const jwt_config *cfg, jwt_verifier **out, serr *e) {
         rc = serr_set(e, SE_INVAL, "jwt: issuer or audience too long");
         goto fail;
     }
-    if (cfg->jwks && *cfg->jwks && (rc = load_jwks(v, cfg->jwks, e)) != 0) goto fail;
-    if ((v->accepted & (ALG_RS256 | ALG_ES256)) && v->nkeys == 0) {
-        rc = serr_set(e, SE_INVAL, "jwt: RS256/ES256 accepted but no JWKS key loaded");
+    if (cfg->leeway_s < 0 || cfg->leeway_s > JWT_MAX_LEEWAY_S) {
+        rc = serr_set(e, SE_INVAL, "jwt: leeway must be 0 to %d seconds", JWT_MAX_LEEWAY_S);
+        goto fail;
+    }
+    v->leeway_s = cfg->leeway_s;
+    const char *rclaim = cfg->role_claim && *cfg->role_claim ? cfg->role_claim : "role";
+    if (!str_copy(v->role_claim, sizeof(v->role_claim), rclaim)) {
+        rc = serr_set(e, SE_INVAL, "jwt: role claim name too long");
+        goto fail;
+    }
+    if ((rc = dup_list(cfg->jwks_issuers, &v->jwks_issuers, e)) ||
+        (rc = dup_list(cfg->operator_issuers, &v->operator_issuers, e)) ||
+        (rc = dup_list(cfg->operator_kids, &v->operator_kids, e)))
+        goto fail;
+    bool asym = v->accepted & (JWT_ALG_RS256 | JWT_ALG_ES256);
+    bool have_jwks = (cfg->jwks && *cfg->jwks) || (cfg->jwks_url && *cfg->jwks_url);
+    if (asym && !have_jwks) {
+        rc = serr_set(e, SE_INVAL, "jwt: RS256/ES256 accepted but no JWKS file or URL is set");
+        goto fail;
+    }
+    jwks_source_config sc = {.text = cfg->jwks,
+                             .url = cfg->jwks_url,
+                             .ca_file = cfg->jwks_ca_file,
+                             .refresh_ms = cfg->jwks_refresh_ms,
+                             .min_refresh_ms = cfg->jwks_min_refresh_ms,
+                             .timeout_ms = cfg->jwks_timeout_ms,
+                             .fetch = cfg->jwks_fetch,
+                             .fetch_arg = cfg->jwks_fetch_arg,
+                             .warn = cfg->warn,
+                             .warn_arg = cfg->warn_arg};
+    if ((rc = jwks_source_new(&sc, &v->keys, e)) != 0) goto fail;
+    /* Without HS256 a verifier with no key could accept nothing: refuse to
+     * start.  With HS256, stampd's own tokens still work (and a URL's keys
+     * may come with the next refresh). */
+    if (asym && !(v->accepted & JWT_ALG_HS256) && jwt_verifier_nkeys(v) == 0) {
+        jwk_set *s = jwks_source_acquire(v->keys);
+        rc = serr_set(e, SE_INVAL, "jwt: no usable JWKS key%s%s", *jwk_set_last_skip(s) ? "; last: " : "",
+                      jwk_set_last_skip(s));
+        jwk_set_release(s);
         goto fail;
     }
     *out = v;
@@ -289,17 +222,26 @@ void jwt_verifier_free(jwt_verifier *v) {
     if (v == NULL) return;
     if (v->secret) OPENSSL_cleanse(v->secret, v->secret_len);
     free(v->secret);
-    for (int i = 0; i < v->nkeys; i++) EVP_PKEY_free(v->keys[i].pkey);
+    free(v->jwks_issuers);
+    free(v->operator_issuers);
+    free(v->operator_kids);
+    jwks_source_free(v->keys);
     free(v);
 }
 
-int jwt_verifier_nkeys(const jwt_verifier *v) { return v->nkeys; }
+int jwt_verifier_nkeys(const jwt_verifier *v) {
+    jwk_set *s = jwks_source_acquire(v->keys);
+    int n = jwk_set_count(s);
+    jwk_set_release(s);
+    return n;
+}
 
 static json_t *decode_part(const char *s, size_t n) {
-    unsigned char buf[JWT_MAX_LEN];
-    long m = b64url_decode(s, n, buf);
-    if (m < 0) return NULL;
-    return json_loadb((const char *)buf, (size_t)m, JSON_REJECT_DUPLICATES, NULL);
+    unsigned char *buf = malloc(n / 4 * 3 + 3);
+    long m = buf ? b64url_decode(s, n, buf) : -1;
+    json_t *j = m < 0 ? NULL : json_loadb((const char *)buf, (size_t)m, JSON_REJECT_DUPLICATES, NULL);
+    free(buf);
+    return j;
 }
 
 static bool aud_matches(const json_t *aud, const char *want) {
@@ -320,7 +262,7 @@ static int pkey_verify(EVP_PKEY *pk, int bit, const unsigned char *msg, size_t n
     unsigned char der[160];
     const unsigned char *s = sig;
     size_t slen = siglen;
-    if (bit == ALG_ES256) {
+    if (bit == JWT_ALG_ES256) {
         if (siglen != 64) return -1;
         ECDSA_SIG *es = ECDSA_SIG_new();
         BIGNUM *r = BN_bin2bn(sig, 32, NULL), *ss = BN_bin2bn(sig + 32, 32, NULL);
@@ -348,6 +290,96 @@ static int pkey_verify(EVP_PKEY *pk, int bit, const unsigned char *msg, size_t n
     return ok ? 0 : -1;
 }
 
+/* The signature over token[0..signed_len) against the local secret (key
+ * NULL) or a JWKS key. */
+static int check_signature(const jwt_verifier *v, const jwk *key, int bit, const char *token,
+                           size_t signed_len, const char *sig64, size_t sig64_len, serr *e) {
+    unsigned char *sig = malloc(sig64_len / 4 * 3 + 3);
+    if (sig == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    long siglen = b64url_decode(sig64, sig64_len, sig);
+    int rc = 0;
+    if (siglen < 0) {
+        rc = serr_set(e, SE_UNAUTH, "bad signature");
+    } else if (key == NULL) {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int maclen = 0;
+        if (HMAC(EVP_sha256(), v->secret, (int)v->secret_len, (const unsigned char *)token,
+                 signed_len, mac, &maclen) == NULL)
+            rc = serr_set(e, SE_INTERNAL, "hmac failed");
+        else if (siglen != (long)maclen || CRYPTO_memcmp(sig, mac, maclen) != 0)
+            rc = serr_set(e, SE_UNAUTH, "bad signature");
+    } else if (pkey_verify(key->pkey, bit, (const unsigned char *)token, signed_len, sig,
+                           (size_t)siglen) != 0) {
+        rc = serr_set(e, SE_UNAUTH, "bad signature");
+    }
+    free(sig);
+    return rc;
+}
+
+/* A NumericDate claim: 0 absent, 1 present in [0, JWT_MAX_TIME], -1 anything
+ * else (a real, a string, INT64_MAX...).  Bounding the value here is what
+ * keeps the comparisons below free of overflow. */
+static int time_claim(const json_t *p, const char *name, int64_t *out) {
+    const json_t *j = json_object_get(p, name);
+    if (j == NULL) return 0;
+    if (!json_is_integer(j)) return -1;
+    json_int_t t = json_integer_value(j);
+    if (t < 0 || t > JWT_MAX_TIME) return -1;
+    *out = (int64_t)t;
+    return 1;
+}
+
+/* Why the claims are refused, or NULL.  jwks: the token was signed by a JWKS
+ * key (not stampd's own secret). */
+static const char *claims_refusal(const jwt_verifier *v, const json_t *p, int64_t now_s, bool jwks) {
+    int64_t exp = 0, nbf = 0, iat = 0;
+    int he = time_claim(p, "exp", &exp), hn = time_claim(p, "nbf", &nbf),
+        hi = time_claim(p, "iat", &iat);
+    /* now_s comes from the clock; a value outside [0, JWT_MAX_TIME] is a
+     * caller bug, refused rather than compared. */
+    if (now_s < 0 || now_s > JWT_MAX_TIME) return "clock out of range";
+    /* exp + leeway <= JWT_MAX_TIME + JWT_MAX_LEEWAY_S and nbf - leeway >=
+     * -JWT_MAX_LEEWAY_S: no overflow either way. */
+    if (he == 0) return "token has no expiry";
+    if (he < 0) return "malformed exp claim";
+    if (exp + v->leeway_s < now_s) return "token expired";
+    if (hn < 0) return "malformed nbf claim";
+    if (hn > 0 && nbf - v->leeway_s > now_s) return "token not yet valid";
+    if (hi < 0) return "malformed iat claim";
+    if (hi > 0 && iat - v->leeway_s > now_s) return "token issued in the future";
+    const char *iss = json_string_value(json_object_get(p, "iss"));
+    if (iss == NULL) return "wrong issuer";
+    if (!jwks || v->jwks_issuers == NULL) {
+        if (strcmp(iss, v->issuer) != 0) return "wrong issuer";
+    } else if (!csv_has(v->jwks_issuers, iss)) {
+        return "wrong issuer";
+    }
+    if (!aud_matches(json_object_get(p, "aud"), v->audience)) return "wrong audience";
+    return NULL;
+}
+
+/* The header's alg bit (0 if absent or unknown), kid ("" if none) and
+ * whether it is acceptable at all. */
+static const char *read_header(const char *s, size_t n, int *bit, char *kid, size_t kidcap) {
+    json_t *hdr = decode_part(s, n);
+    const char *why = NULL;
+    *bit = 0;
+    kid[0] = '\0';
+    if (!json_is_object(hdr)) {
+        json_decref(hdr);
+        return "malformed token header";
+    }
+    const char *alg = json_string_value(json_object_get(hdr, "alg"));
+    json_t *kidj = json_object_get(hdr, "kid");
+    *bit = alg ? alg_bit(alg) : 0;
+    if (json_object_get(hdr, "crit") != NULL)
+        why = "critical header extensions not supported";
+    else if (kidj && !(json_is_string(kidj) && str_copy(kid, kidcap, json_string_value(kidj))))
+        why = "malformed kid";
+    json_decref(hdr);
+    return why;
+}
+
 int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, json_t **claims,
                serr *e) {
     *claims = NULL;
@@ -358,74 +390,86 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, json_t *
     if (d1 == NULL || d2 == NULL || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)))
         return serr_set(e, SE_UNAUTH, "malformed token");
 
-    json_t *hdr = decode_part(token, (size_t)(d1 - token));
-    if (!json_is_object(hdr)) {
-        json_decref(hdr);
-        return serr_set(e, SE_UNAUTH, "malformed token header");
-    }
-    char alg[16] = "";
-    const char *algv = json_string_value(json_object_get(hdr, "alg"));
-    if (algv) str_copy(alg, sizeof(alg), algv); /* hdr is released below */
-    json_t *kidj = json_object_get(hdr, "kid");
-    int bit = algv && strlen(algv) < sizeof(alg) ? alg_bit(alg) : 0;
-    bool crit = json_object_get(hdr, "crit") != NULL;
-    char kid[128] = "";
-    bool kid_ok = kidj == NULL ||
-                  (json_is_string(kidj) && str_copy(kid, sizeof(kid), json_string_value(kidj)));
-    json_decref(hdr);
+    int bit = 0;
+    char kid[128];
+    const char *why = read_header(token, (size_t)(d1 - token), &bit, kid, sizeof(kid));
+    if (why && strcmp(why, "malformed token header") == 0) return serr_set(e, SE_UNAUTH, "%s", why);
     if (bit == 0 || !(v->accepted & bit)) return serr_set(e, SE_UNAUTH, "algorithm not accepted");
-    if (crit) return serr_set(e, SE_UNAUTH, "critical header extensions not supported");
-    if (!kid_ok) return serr_set(e, SE_UNAUTH, "malformed kid");
+    if (why) return serr_set(e, SE_UNAUTH, "%s", why);
 
     /* The key: by kid; the local secret for no kid or the reserved kid.  The
      * key's algorithm must be the token's. */
+    jwk_set *set = NULL;
     const jwk *key = NULL;
     if (kid[0] && strcmp(kid, JWT_LOCAL_KID) != 0) {
-        for (int i = 0; i < v->nkeys; i++)
-            if (strcmp(v->keys[i].kid, kid) == 0) key = &v->keys[i];
-        if (key == NULL) return serr_set(e, SE_UNAUTH, "unknown key id");
-        if (key->alg != bit) return serr_set(e, SE_UNAUTH, "algorithm does not match the key");
-    } else if (bit != ALG_HS256) {
-        return serr_set(e, SE_UNAUTH, "%s token needs a kid", alg);
+        set = jwks_source_acquire(v->keys);
+        key = jwk_set_find(set, kid);
+        if (key == NULL || key->alg != bit) {
+            jwk_set_release(set);
+            if (key != NULL) return serr_set(e, SE_UNAUTH, "algorithm does not match the key");
+            /* Perhaps the provider rotated its keys: ask for a refresh. */
+            jwks_source_poke(v->keys);
+            return serr_set(e, SE_UNAUTH, "unknown key id");
+        }
+    } else if (bit != JWT_ALG_HS256) {
+        return serr_set(e, SE_UNAUTH, "%s token needs a kid",
+                        bit == JWT_ALG_RS256 ? "RS256" : "ES256");
     }
-
-    unsigned char sigbuf[JWT_MAX_LEN];
-    long siglen = b64url_decode(d2 + 1, len - (size_t)(d2 + 1 - token), sigbuf);
-    if (siglen < 0) return serr_set(e, SE_UNAUTH, "bad signature");
-    const unsigned char *signed_part = (const unsigned char *)token;
-    size_t signed_len = (size_t)(d2 - token);
-    if (bit == ALG_HS256) {
-        unsigned char mac[EVP_MAX_MD_SIZE];
-        unsigned int maclen = 0;
-        if (HMAC(EVP_sha256(), v->secret, (int)v->secret_len, signed_part, signed_len, mac,
-                 &maclen) == NULL)
-            return serr_set(e, SE_INTERNAL, "hmac failed");
-        if (siglen != (long)maclen || CRYPTO_memcmp(sigbuf, mac, maclen) != 0)
-            return serr_set(e, SE_UNAUTH, "bad signature");
-    } else if (pkey_verify(key->pkey, bit, signed_part, signed_len, sigbuf, (size_t)siglen) != 0) {
-        return serr_set(e, SE_UNAUTH, "bad signature");
-    }
+    int rc = check_signature(v, key, bit, token, (size_t)(d2 - token), d2 + 1,
+                             len - (size_t)(d2 + 1 - token), e);
+    jwk_set_release(set);
+    if (rc) return rc;
 
     json_t *p = decode_part(d1 + 1, (size_t)(d2 - d1 - 1));
     if (!json_is_object(p)) {
         json_decref(p);
         return serr_set(e, SE_UNAUTH, "malformed token payload");
     }
-    const char *why = NULL;
-    json_t *exp = json_object_get(p, "exp"), *nbf = json_object_get(p, "nbf");
-    const char *iss = json_string_value(json_object_get(p, "iss"));
-    if (!json_is_integer(exp)) why = "token has no expiry";
-    else if (json_integer_value(exp) + JWT_LEEWAY_S < now_s) why = "token expired";
-    else if (nbf && !json_is_integer(nbf)) why = "malformed nbf claim";
-    else if (nbf && json_integer_value(nbf) - JWT_LEEWAY_S > now_s) why = "token not yet valid";
-    else if (iss == NULL || strcmp(iss, v->issuer) != 0) why = "wrong issuer";
-    else if (!aud_matches(json_object_get(p, "aud"), v->audience)) why = "wrong audience";
-    if (why) {
+    if ((why = claims_refusal(v, p, now_s, key != NULL)) != NULL) {
         json_decref(p);
         return serr_set(e, SE_UNAUTH, "%s", why);
     }
     *claims = p;
     return 0;
+}
+
+static bool role_has(const json_t *r, const char *want) {
+    if (json_is_string(r)) return strcmp(json_string_value(r), want) == 0;
+    size_t i;
+    json_t *x;
+    if (!json_is_array(r)) return false;
+    json_array_foreach(r, i, x) {
+        if (json_is_string(x) && strcmp(json_string_value(x), want) == 0) return true;
+    }
+    return false;
+}
+
+int jwt_grants_operator(const jwt_verifier *v, const char *token, const json_t *claims, serr *e) {
+    if (e) serr_clear(e);
+    const char *d1 = token ? strchr(token, '.') : NULL;
+    int bit = 0;
+    char kid[128];
+    if (d1 == NULL || (size_t)(d1 - token) > JWT_MAX_LEN ||
+        read_header(token, (size_t)(d1 - token), &bit, kid, sizeof(kid)) != NULL)
+        return 0; /* not a token jwt_verify accepted */
+    /* jwt_verify sends a token without a kid, or with the reserved one, to
+     * stampd's own HS256 secret and nowhere else. */
+    bool local = kid[0] == '\0' || strcmp(kid, JWT_LOCAL_KID) == 0;
+    if (local) return bit == JWT_ALG_HS256 && role_has(json_object_get(claims, "role"), "operator");
+    if (!role_has(json_object_get(claims, v->role_claim), "operator")) return 0;
+    const char *iss = json_string_value(json_object_get(claims, "iss"));
+    char is[80], ks[80];
+    utf8_sanitize(iss ? iss : "", iss ? strlen(iss) : 0, is, 64);
+    utf8_sanitize(kid, strlen(kid), ks, 64);
+    if (!csv_has(v->operator_issuers, iss))
+        return serr_set(e, SE_FORBIDDEN,
+                        "operator role refused: issuer \"%s\" (kid \"%s\") is not in jwt-operator-issuers",
+                        is, ks);
+    if (v->operator_kids && !csv_has(v->operator_kids, kid))
+        return serr_set(e, SE_FORBIDDEN,
+                        "operator role refused: key \"%s\" of issuer \"%s\" is not in jwt-operator-kids",
+                        ks, is);
+    return 1;
 }
 
 int jwt_sign_hs256(const unsigned char *secret, size_t secret_len, json_t *claims, char **token,
@@ -465,7 +509,7 @@ int jwt_sign(const char *alg, const unsigned char *secret, size_t secret_len, vo
     free(payload);
     unsigned char sig[600];
     size_t siglen = sizeof(sig);
-    if (bit == ALG_HS256) {
+    if (bit == JWT_ALG_HS256) {
         unsigned int ml = 0;
         if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)t, n, sig, &ml) == NULL)
             rc = serr_set(e, SE_INTERNAL, "hmac failed");
@@ -478,7 +522,7 @@ int jwt_sign(const char *alg, const unsigned char *secret, size_t secret_len, vo
             EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, (EVP_PKEY *)pkey) != 1 ||
             EVP_DigestSign(md, der, &dl, (const unsigned char *)t, n) != 1) {
             rc = serr_set(e, SE_INVAL, "jwt: %s signing failed", alg);
-        } else if (bit == ALG_ES256) {
+        } else if (bit == JWT_ALG_ES256) {
             const unsigned char *p = der;
             ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)dl);
             const BIGNUM *r = NULL, *s = NULL;

@@ -5,12 +5,24 @@
  * key, never by the token: an HS256 verifier rejects any header whose alg is
  * not exactly "HS256" before it looks at the signature (so "none" and
  * RS256-vs-HS256 confusion both fail).  MACs are compared with
- * CRYPTO_memcmp.  exp and nbf are checked with a small leeway, iss exactly,
- * aud as a string or an array that contains the expected audience.  Tokens
- * longer than JWT_MAX_LEN are refused unparsed.
+ * CRYPTO_memcmp.  exp and nbf are checked with a configured leeway, iss
+ * exactly, aud as a string or an array that contains the expected audience.
+ * Tokens longer than JWT_MAX_LEN are refused unparsed.
  *
- * Threading: a jwt_verifier is immutable after creation; verify may run on
- * any thread at once.
+ * Time claims (exp, nbf, iat) must be integers in [0, JWT_MAX_TIME]; with
+ * the leeway capped at JWT_MAX_LEEWAY_S no comparison can overflow.
+ *
+ * Issuers: tokens under stampd's own HS256 secret need iss = issuer; tokens
+ * under a JWKS key need an iss in jwks_issuers (default: issuer).
+ *
+ * Roles (jwt_grants_operator): the operator role is honoured from stampd's
+ * own HS256 tokens (claim "role", which stampd mints), and from JWKS tokens
+ * only when their iss is in operator_issuers (default: none) and, when
+ * operator_kids is set, their kid is in it; the claim is role_claim
+ * (default "role"), a string or an array of strings.
+ *
+ * Threading: verify and jwt_grants_operator may run on any thread at once;
+ * JWKS keys from a URL are refreshed by a background thread (jwks.h).
  */
 #ifndef STAMP_JWT_H
 #define STAMP_JWT_H
@@ -22,9 +34,17 @@
 #include "util/err.h"
 
 #define JWT_MAX_LEN 8192
-#define JWT_LEEWAY_S 30
+#define JWT_LEEWAY_S 30              /* the default of jwt-leeway */
+#define JWT_MAX_LEEWAY_S 86400
+#define JWT_MAX_TIME 253402300799LL  /* 9999-12-31T23:59:59Z */
 
 typedef struct jwt_verifier jwt_verifier;
+
+/* Warnings from the verifier (skipped JWKS keys, failed refreshes); the
+ * caller logs them.  May be called from the refresher thread. */
+typedef void (*jwt_warn_fn)(void *arg, const char *msg);
+/* Replaces the HTTP fetch of the JWKS URL (tests): *text is malloc'ed. */
+typedef int (*jwt_fetch_fn)(void *arg, const char *url, char **text, size_t *len, serr *e);
 
 /* Keys: the local HS256 secret (tokens without a kid, or kid "stampd"),
  * and RSA (RS256) / EC P-256 (ES256) public keys from a JWKS document, each
@@ -37,7 +57,21 @@ typedef struct jwt_config {
     size_t secret_len;
     const char *issuer;        /* required iss */
     const char *audience;      /* required aud */
-    const char *jwks;          /* JWKS JSON text; required for RS256/ES256 */
+    const char *jwks;          /* JWKS JSON text, or */
+    const char *jwks_url;      /* a jwks_uri (https, or loopback http) */
+    const char *jwks_ca_file;  /* CA bundle for jwks_url (default: system) */
+    int64_t jwks_refresh_ms;   /* default 1h */
+    int64_t jwks_min_refresh_ms; /* an unknown kid refetches at most this often; 30s */
+    int64_t jwks_timeout_ms;   /* one fetch; default 5s */
+    jwt_fetch_fn jwks_fetch;   /* tests only */
+    void *jwks_fetch_arg;
+    const char *jwks_issuers;  /* iss accepted under JWKS keys, comma separated; default issuer */
+    const char *operator_issuers; /* JWKS iss that may grant operator; default none */
+    const char *operator_kids; /* if set, only these JWKS kids may grant operator */
+    const char *role_claim;    /* claim read from JWKS tokens; default "role" */
+    int64_t leeway_s;          /* clock skew allowed on exp/nbf/iat; 0 = none */
+    jwt_warn_fn warn;
+    void *warn_arg;
 } jwt_config;
 
 #define JWT_MAX_KEYS 32
@@ -53,6 +87,12 @@ void jwt_verifier_free(jwt_verifier *v);
 int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, json_t **claims,
                serr *e);
 
+/* Whether a token that jwt_verify accepted (token and its claims) carries
+ * the operator role and may: 1 yes; 0 no role claimed (e cleared);
+ * SE_FORBIDDEN when it claims operator without the right (e says why, fit
+ * for a log line).  Such a token still works as a tenant token. */
+int jwt_grants_operator(const jwt_verifier *v, const char *token, const json_t *claims, serr *e);
+
 /* Mint an HS256 token over claims (borrowed; iat/exp are not added here). */
 int jwt_sign_hs256(const unsigned char *secret, size_t secret_len, json_t *claims, char **token,
                    serr *e);
@@ -63,7 +103,7 @@ int jwt_sign(const char *alg, const unsigned char *secret, size_t secret_len, vo
 /* The public half of pkey (RSA or EC P-256) as a JWK with kid and alg,
  * for building a JWKS document.  For tests and tools. */
 json_t *jwt_public_jwk(void *pkey, const char *kid, serr *e);
-/* The number of JWKS keys loaded (for logs). */
+/* The number of JWKS keys loaded now (for logs). */
 int jwt_verifier_nkeys(const jwt_verifier *v);
 
 /* base64url without padding. out must hold 4*ceil(n/3)+1 bytes. */

@@ -178,7 +178,9 @@ static const crow rows[] = {
     {"jwt-role-claim", CT_STR, F(jwt_role_claim), S(jwt_role_claim), "role", 0, 0,
      "claim that carries the role"},
     {"jwt-leeway", CT_DUR, F(jwt_leeway_ms), 0, "30s", 0, 0,
-     "clock skew allowed on exp and nbf"},
+     "clock skew allowed on exp, nbf and iat (at most 1d)"},
+    {"jwt-jwks-ca-file", CT_STR, F(jwt_jwks_ca_file), S(jwt_jwks_ca_file), "", 0, 0,
+     "CA bundle that verifies jwt-jwks-url's certificate (default: the system's)"},
 };
 #undef F
 #undef S

@@ -55,6 +55,9 @@ static void usage(FILE *f) {
             "  --help-config      list every configuration key with its default\n");
 }
 
+/* The verifier's warnings (skipped JWKS keys, failed refreshes). */
+static void jwt_warn(void *arg, const char *msg) { log_warnx("%s", msg); }
+
 static void enqueue_stamp(const char *name, void *arg) { ctl_enqueue(arg, "Stamp", name); }
 
 static int hex_random(char *out, size_t nbytes) {
@@ -269,13 +272,28 @@ int main(int argc, char **argv) {
                      .secret_len = (size_t)slen,
                      .issuer = cfg.jwt_issuer,
                      .audience = cfg.jwt_audience,
-                     .jwks = jwks};
+                     .jwks = jwks,
+                     .jwks_url = cfg.jwt_jwks_url,
+                     .jwks_ca_file = cfg.jwt_jwks_ca_file,
+                     .jwks_refresh_ms = cfg.jwt_jwks_refresh_ms,
+                     .jwks_min_refresh_ms = cfg.jwt_jwks_min_refresh_ms,
+                     .jwks_issuers = cfg.jwt_issuers,
+                     .operator_issuers = cfg.jwt_operator_issuers,
+                     .operator_kids = cfg.jwt_operator_kids,
+                     .role_claim = cfg.jwt_role_claim,
+                     .leeway_s = cfg.jwt_leeway_ms / 1000,
+                     .warn = jwt_warn};
     int jrc = jwt_verifier_new(&jc, &jv, &e);
     free(jwks);
     if (jrc) goto bad;
-    if (jwt_verifier_nkeys(jv) > 0)
-        log_info("jwt: accepting %s; %d JWKS key(s) from %s", cfg.jwt_algorithms,
-                 jwt_verifier_nkeys(jv), cfg.jwt_jwks);
+    if (cfg.jwt_jwks[0] || cfg.jwt_jwks_url[0])
+        log_info("jwt: accepting %s; %d JWKS key(s) from %s; operator issuers: %s", cfg.jwt_algorithms,
+                 jwt_verifier_nkeys(jv), cfg.jwt_jwks[0] ? cfg.jwt_jwks : cfg.jwt_jwks_url,
+                 cfg.jwt_operator_issuers[0] ? cfg.jwt_operator_issuers : "(none)");
+    if ((cfg.jwt_jwks[0] || cfg.jwt_jwks_url[0]) && strstr(cfg.jwt_algorithms, "RS256") == NULL &&
+        strstr(cfg.jwt_algorithms, "ES256") == NULL)
+        log_warnx("jwt: JWKS keys are configured but jwt-algorithms (%s) accepts neither RS256 nor ES256",
+                  cfg.jwt_algorithms);
     memcpy(ctx.token_secret, secret, (size_t)slen);
     ctx.token_secret_len = (size_t)slen;
 

@@ -3,6 +3,7 @@
  * expired, early, wrong-issuer, wrong-audience, alg=none and tampered
  * tokens are all refused with SE_UNAUTH and a reason.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -17,6 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "auth/jwks.h"
 #include "auth/jwt.h"
 
 static const unsigned char key[32] = "0123456789abcdef0123456789abcdef";
@@ -328,10 +331,9 @@ static void test_jwks_refusals(void **st) {
     json_t *ec = jwt_public_jwk(ec_key, "ec", &e);
     json_t *off = json_deep_copy(ec);
     json_object_set_new(off, "y", json_string("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
-    json_t *docs[] = {json_pack("{s:[O]}", "keys", small), json_pack("{s:[O]}", "keys", off),
-                      json_pack("{s:[O,O]}", "keys", ec, ec)};
-    const char *why[] = {"2048", "P-256", "twice"};
-    for (int i = 0; i < 3; i++) {
+    json_t *docs[] = {json_pack("{s:[O]}", "keys", small), json_pack("{s:[O]}", "keys", off)};
+    const char *why[] = {"2048", "P-256"};
+    for (int i = 0; i < 2; i++) {
         char *t = json_dumps(docs[i], 0);
         jwt_config c = {.alg = "RS256,ES256", .issuer = "i", .audience = "a", .jwks = t};
         jwt_verifier *v = NULL;
@@ -346,6 +348,352 @@ static void test_jwks_refusals(void **st) {
     json_decref(off);
 }
 
+/* ---- time claims at the edges of int64 (UBSan: no overflow) ---- */
+
+static jwt_verifier *leeway_verifier(int64_t leeway) {
+    jwt_config c = {.alg = "HS256", .secret = key, .secret_len = sizeof(key), .issuer = "stampd",
+                    .audience = "stamp", .leeway_s = leeway};
+    jwt_verifier *v = NULL;
+    serr e = {0};
+    if (jwt_verifier_new(&c, &v, &e)) fail_msg("verifier: %s", e.msg);
+    return v;
+}
+
+/* A correctly signed token whose claim name is set to value. */
+static void time_case(jwt_verifier *v, const char *name, json_int_t value, const char *reason) {
+    json_t *c = good_claims();
+    json_object_set_new(c, name, json_integer(value));
+    json_object_set_new(c, "sub", json_string("ops"));
+    check(v, mint(key, c), reason);
+}
+
+static void test_time_extremes(void **st) {
+    jwt_verifier *v = leeway_verifier(30);
+    time_case(v, "exp", INT64_MAX, "malformed exp");
+    time_case(v, "exp", INT64_MIN, "malformed exp");
+    time_case(v, "exp", -1, "malformed exp");
+    time_case(v, "exp", JWT_MAX_TIME + 1, "malformed exp");
+    time_case(v, "exp", JWT_MAX_TIME, NULL); /* far, but a real date */
+    time_case(v, "nbf", INT64_MIN, "malformed nbf");
+    time_case(v, "nbf", INT64_MAX, "malformed nbf");
+    time_case(v, "nbf", 0, NULL);
+    time_case(v, "iat", INT64_MAX, "malformed iat");
+    time_case(v, "iat", INT64_MIN, "malformed iat");
+    time_case(v, "iat", NOW, NULL);
+    time_case(v, "iat", NOW + 30, NULL);
+    time_case(v, "iat", NOW + 31, "issued in the future");
+    /* The leeway, exactly. */
+    time_case(v, "exp", NOW - 30, NULL);
+    time_case(v, "exp", NOW - 31, "expired");
+    time_case(v, "nbf", NOW + 30, NULL);
+    time_case(v, "nbf", NOW + 31, "not yet valid");
+    json_t *c = good_claims();
+    json_object_set_new(c, "exp", json_real(1e300));
+    check(v, mint(key, c), "malformed exp");
+    jwt_verifier_free(v);
+    /* No leeway at all; an absurd leeway is a configuration error. */
+    v = leeway_verifier(0);
+    time_case(v, "exp", NOW - 1, "expired");
+    time_case(v, "exp", NOW, NULL);
+    jwt_verifier_free(v);
+    jwt_config bad = {.alg = "HS256", .secret = key, .secret_len = sizeof(key), .issuer = "i",
+                      .audience = "a", .leeway_s = INT64_MAX};
+    jwt_verifier *bv = NULL;
+    assert_int_equal(jwt_verifier_new(&bad, &bv, NULL), SE_INVAL);
+    bad.leeway_s = -1;
+    assert_int_equal(jwt_verifier_new(&bad, &bv, NULL), SE_INVAL);
+    /* A clock outside [0, JWT_MAX_TIME] is refused, not compared. */
+    v = leeway_verifier(30);
+    json_t *cl = NULL;
+    char *t = mint(key, good_claims());
+    assert_int_equal(jwt_verify(v, t, INT64_MIN, &cl, NULL), SE_UNAUTH);
+    assert_int_equal(jwt_verify(v, t, INT64_MAX, &cl, NULL), SE_UNAUTH);
+    free(t);
+    jwt_verifier_free(v);
+}
+
+/* ---- JWKS keys that cannot be used are skipped, with a warning ---- */
+
+typedef struct warnings {
+    int n;
+    char text[4096];
+} warnings;
+
+static void collect(void *arg, const char *msg) {
+    warnings *w = arg;
+    size_t used = strlen(w->text);
+    snprintf(w->text + used, sizeof(w->text) - used, "%s\n", msg);
+    w->n++;
+}
+
+static void test_jwks_skips_unusable_keys(void **st) {
+    serr e = {0};
+    json_t *rsa = jwt_public_jwk(rsa_key, "rsa-1", &e);
+    json_t *small = jwt_public_jwk(rsa_small, "small", &e);
+    json_t *ec = jwt_public_jwk(ec_key, "ec-1", &e);
+    json_t *enc = json_deep_copy(ec);
+    json_object_set_new(enc, "kid", json_string("ec-enc"));
+    json_object_set_new(enc, "use", json_string("enc"));
+    json_t *p384 = json_deep_copy(ec);
+    json_object_set_new(p384, "kid", json_string("ec-384"));
+    json_object_set_new(p384, "crv", json_string("P-384"));
+    json_t *nokid = json_deep_copy(rsa);
+    json_object_del(nokid, "kid");
+    json_t *dup = json_deep_copy(ec);
+    json_object_set_new(dup, "x", json_string("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    json_t *doc = json_pack(
+        "{s:[{s:s,s:s,s:s,s:s},O,o,O,o,o,o,{s:s,s:s},o,s]}", "keys", "kty", "OKP", "crv", "Ed25519",
+        "kid", "ed-1", "x", "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", rsa, small, ec, enc,
+        p384, nokid, "kty", "oct", "kid", "hmac-1", dup, "junk");
+    char *text = json_dumps(doc, 0);
+    json_decref(doc);
+    json_decref(rsa); /* packed with O: the document held its own references */
+    json_decref(ec);
+    warnings w = {0};
+    jwt_config c = {.alg = "RS256,ES256", .issuer = "stampd", .audience = "stamp", .jwks = text,
+                    .warn = collect, .warn_arg = &w};
+    jwt_verifier *v = NULL;
+    if (jwt_verifier_new(&c, &v, &e)) fail_msg("verifier: %s", e.msg);
+    assert_int_equal(jwt_verifier_nkeys(v), 2); /* rsa-1 and ec-1 */
+    check(v, sign_with("RS256", rsa_key, "rsa-1"), NULL);
+    check(v, sign_with("ES256", ec_key, "ec-1"), NULL);
+    check(v, sign_with("RS256", rsa_small, "small"), "unknown key id");
+    assert_int_equal(w.n, 8);
+    const char *want[] = {"ed-1", "OKP", "small", "2048", "ec-enc", "use", "ec-384",
+                          "P-256", "(none)", "hmac-1", "seen before", "not an object"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (strstr(w.text, want[i]) == NULL) fail_msg("warnings lack \"%s\":\n%s", want[i], w.text);
+    jwt_verifier_free(v);
+    free(text);
+    /* Only an Ed25519 key: nothing usable.  Fatal when RS256/ES256 is all
+     * that is accepted, a warning when HS256 is too. */
+    const char *okp = "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"ed-1\",\"x\":\"AA\"}]}";
+    jwt_config only = {.alg = "RS256", .issuer = "i", .audience = "a", .jwks = okp};
+    serr oe = {0};
+    assert_int_equal(jwt_verifier_new(&only, &v, &oe), SE_INVAL);
+    if (strstr(oe.msg, "no usable JWKS key") == NULL || strstr(oe.msg, "ed-1") == NULL)
+        fail_msg("message: %s", oe.msg);
+    only.alg = "HS256,RS256";
+    only.secret = key;
+    only.secret_len = sizeof(key);
+    assert_int_equal(jwt_verifier_new(&only, &v, &oe), 0);
+    assert_int_equal(jwt_verifier_nkeys(v), 0);
+    jwt_verifier_free(v);
+}
+
+/* ---- who is an operator ---- */
+
+static char *idp_token(EVP_PKEY *k, const char *kid, const char *iss, const char *claim,
+                       json_t *role) {
+    json_t *claims = good_claims();
+    json_object_set_new(claims, "iss", json_string(iss));
+    if (claim) json_object_set_new(claims, claim, role);
+    char *t = NULL;
+    serr e = {0};
+    if (jwt_sign(k ? "RS256" : "HS256", key, sizeof(key), k, kid, claims, &t, &e))
+        fail_msg("sign: %s", e.msg);
+    json_decref(claims);
+    return t;
+}
+
+/* jwt_grants_operator on a token that must verify. */
+static int grants(jwt_verifier *v, char *tok, serr *e) {
+    json_t *c = NULL;
+    serr ve = {0};
+    if (jwt_verify(v, tok, NOW, &c, &ve)) fail_msg("refused: %s", ve.msg);
+    int r = jwt_grants_operator(v, tok, c, e);
+    json_decref(c);
+    free(tok);
+    return r;
+}
+
+static jwt_verifier *role_verifier(const char *op_issuers, const char *op_kids, const char *claim) {
+    serr e = {0};
+    json_t *a = jwt_public_jwk(rsa_key, "rsa-1", &e), *b = jwt_public_jwk(rsa_other, "rsa-2", &e);
+    json_t *doc = json_pack("{s:[o,o]}", "keys", a, b);
+    char *jwks = json_dumps(doc, 0);
+    json_decref(doc);
+    jwt_config c = {.alg = "HS256,RS256", .secret = key, .secret_len = sizeof(key),
+                    .issuer = "stampd", .audience = "stamp", .jwks = jwks,
+                    .jwks_issuers = "https://idp.example, https://other.example",
+                    .operator_issuers = op_issuers, .operator_kids = op_kids, .role_claim = claim};
+    jwt_verifier *v = NULL;
+    if (jwt_verifier_new(&c, &v, &e)) fail_msg("verifier: %s", e.msg);
+    free(jwks);
+    return v;
+}
+
+static void test_operator_roles(void **st) {
+    const char *idp = "https://idp.example";
+    serr e = {0};
+    /* Defaults: stampd's own tokens only. */
+    jwt_verifier *v = role_verifier(NULL, NULL, NULL);
+    assert_int_equal(grants(v, idp_token(NULL, NULL, "stampd", "role", json_string("operator")), &e), 1);
+    assert_int_equal(grants(v, idp_token(NULL, JWT_LOCAL_KID, "stampd", "role", json_string("operator")), &e), 1);
+    assert_int_equal(grants(v, idp_token(NULL, NULL, "stampd", "role", json_string("tenant")), &e), 0);
+    assert_int_equal(grants(v, idp_token(NULL, NULL, "stampd", NULL, NULL), &e), 0);
+    assert_int_equal(grants(v, idp_token(rsa_key, "rsa-1", idp, "role", json_string("operator")), &e),
+                     SE_FORBIDDEN);
+    if (strstr(e.msg, "jwt-operator-issuers") == NULL || strstr(e.msg, idp) == NULL)
+        fail_msg("message: %s", e.msg);
+    assert_int_equal(grants(v, idp_token(rsa_key, "rsa-1", idp, "role", json_string("viewer")), &e), 0);
+    assert_string_equal(e.msg, "");
+    /* JWKS tokens need an iss from jwks_issuers; stampd's own, jwt-issuer. */
+    check(v, idp_token(rsa_key, "rsa-1", "stampd", NULL, NULL), "wrong issuer");
+    check(v, idp_token(NULL, NULL, idp, NULL, NULL), "wrong issuer");
+    jwt_verifier_free(v);
+
+    /* An operator issuer. */
+    v = role_verifier("https://idp.example", NULL, NULL);
+    assert_int_equal(grants(v, idp_token(rsa_key, "rsa-1", idp, "role", json_string("operator")), &e), 1);
+    assert_int_equal(grants(v, idp_token(rsa_other, "rsa-2", idp, "role", json_string("operator")), &e), 1);
+    assert_int_equal(grants(v, idp_token(rsa_key, "rsa-1", "https://other.example", "role",
+                                         json_string("operator")), &e),
+                     SE_FORBIDDEN);
+    jwt_verifier_free(v);
+
+    /* ... whose operator tokens must come from one key. */
+    v = role_verifier("https://idp.example", "rsa-1", NULL);
+    assert_int_equal(grants(v, idp_token(rsa_key, "rsa-1", idp, "role", json_string("operator")), &e), 1);
+    assert_int_equal(grants(v, idp_token(rsa_other, "rsa-2", idp, "role", json_string("operator")), &e),
+                     SE_FORBIDDEN);
+    if (strstr(e.msg, "jwt-operator-kids") == NULL) fail_msg("message: %s", e.msg);
+    jwt_verifier_free(v);
+
+    /* A custom claim, string or array; stampd's own tokens keep "role". */
+    v = role_verifier("https://idp.example", NULL, "roles");
+    assert_int_equal(grants(v, idp_token(rsa_key, "rsa-1", idp, "roles",
+                                         json_pack("[s,s]", "viewer", "operator")), &e), 1);
+    assert_int_equal(grants(v, idp_token(rsa_key, "rsa-1", idp, "roles", json_string("operator")), &e), 1);
+    assert_int_equal(grants(v, idp_token(rsa_key, "rsa-1", idp, "role", json_string("operator")), &e), 0);
+    assert_int_equal(grants(v, idp_token(NULL, NULL, "stampd", "role", json_string("operator")), &e), 1);
+    jwt_verifier_free(v);
+}
+
+/* ---- JWKS from a URL: refresh on an unknown kid, keep keys on failure ---- */
+
+typedef struct fake_idp {
+    pthread_mutex_t mu;
+    char *doc;  /* NULL: the fetch fails */
+    int fetches;
+} fake_idp;
+
+static int fake_fetch(void *arg, const char *url, char **text, size_t *len, serr *e) {
+    fake_idp *f = arg;
+    pthread_mutex_lock(&f->mu);
+    f->fetches++;
+    int rc = 0;
+    if (f->doc == NULL) rc = serr_set(e, SE_UNAVAIL, "connection refused");
+    else *len = strlen(*text = strdup(f->doc));
+    pthread_mutex_unlock(&f->mu);
+    return rc;
+}
+
+static int idp_fetches(fake_idp *f) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->fetches;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+static int64_t mono_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void idp_serve(fake_idp *f, EVP_PKEY *k, const char *kid) {
+    char *doc = NULL;
+    if (k) {
+        json_t *d = json_pack("{s:[o]}", "keys", jwt_public_jwk(k, kid, NULL));
+        doc = json_dumps(d, 0);
+        json_decref(d);
+    }
+    pthread_mutex_lock(&f->mu);
+    free(f->doc);
+    f->doc = doc;
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Polls until tok verifies (the refresher runs in the background). */
+static bool accepted_within(jwt_verifier *v, const char *tok, int ms) {
+    for (int i = 0; i < ms / 10; i++) {
+        json_t *c = NULL;
+        if (jwt_verify(v, tok, NOW, &c, NULL) == 0) {
+            json_decref(c);
+            return true;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+static void test_jwks_url_refresh(void **st) {
+    fake_idp f = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    idp_serve(&f, rsa_key, "rsa-1");
+    warnings w = {0};
+    jwt_config c = {.alg = "RS256", .issuer = "stampd", .audience = "stamp",
+                    .jwks_url = "https://idp.example/jwks", .jwks_refresh_ms = 3600 * 1000,
+                    .jwks_min_refresh_ms = 100, .jwks_fetch = fake_fetch, .jwks_fetch_arg = &f,
+                    .warn = collect, .warn_arg = &w};
+    jwt_verifier *v = NULL;
+    serr e = {0};
+    if (jwt_verifier_new(&c, &v, &e)) fail_msg("verifier: %s", e.msg);
+    assert_int_equal(idp_fetches(&f), 1);
+    check(v, sign_with("RS256", rsa_key, "rsa-1"), NULL);
+    /* The provider rotates: the first token under the new kid is refused
+     * and asks for a refresh; soon after, it verifies. */
+    idp_serve(&f, rsa_other, "rsa-2");
+    char *t2 = sign_with("RS256", rsa_other, "rsa-2");
+    json_t *cl = NULL;
+    assert_int_equal(jwt_verify(v, t2, NOW, &cl, &e), SE_UNAUTH);
+    assert_true(accepted_within(v, t2, 3000));
+    check(v, sign_with("RS256", rsa_key, "rsa-1"), "unknown key id"); /* rotated out */
+    /* The provider fails: the last good keys stay, and it says so. */
+    idp_serve(&f, NULL, NULL);
+    int before = idp_fetches(&f);
+    check(v, sign_with("RS256", rsa_key, "nobody"), "unknown key id");
+    for (int i = 0; i < 300 && idp_fetches(&f) == before; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(idp_fetches(&f) > before);
+    assert_true(accepted_within(v, t2, 1000));
+    if (strstr(w.text, "keeping the last good keys") == NULL) fail_msg("warnings: %s", w.text);
+    /* Unknown kids do not fetch more often than min_refresh (100ms). */
+    char *nobody = sign_with("RS256", rsa_key, "nobody");
+    before = idp_fetches(&f);
+    int64_t t0 = mono_now_ms();
+    for (int i = 0; i < 200; i++) {
+        json_t *nc = NULL;
+        assert_int_equal(jwt_verify(v, nobody, NOW, &nc, NULL), SE_UNAUTH);
+    }
+    int64_t took = mono_now_ms() - t0;
+    if (idp_fetches(&f) - before > took / 100 + 2)
+        fail_msg("%d fetches in %lld ms", idp_fetches(&f) - before, (long long)took);
+    free(nobody);
+    free(t2);
+    jwt_verifier_free(v);
+    idp_serve(&f, NULL, NULL);
+
+    /* The first fetch fails and only RS256 is accepted: no start. */
+    c.warn = NULL;
+    assert_int_not_equal(jwt_verifier_new(&c, &v, &e), 0);
+    /* URLs: https, or http on loopback only; never both a file and a URL. */
+    assert_int_equal(jwks_url_check("https://idp.example/.well-known/jwks.json", NULL), 0);
+    assert_int_equal(jwks_url_check("http://127.0.0.1:8080/jwks", NULL), 0);
+    assert_int_equal(jwks_url_check("http://[::1]/jwks", NULL), 0);
+    assert_int_equal(jwks_url_check("http://localhost/jwks", NULL), 0);
+    assert_int_equal(jwks_url_check("http://idp.example/jwks", NULL), SE_INVAL);
+    assert_int_equal(jwks_url_check("http://127.0.0.1@idp.example/jwks", NULL), SE_INVAL);
+    assert_int_equal(jwks_url_check("file:///etc/passwd", NULL), SE_INVAL);
+    assert_int_equal(jwks_url_check("ftp://idp.example/jwks", NULL), SE_INVAL);
+    assert_int_equal(jwks_url_check("not a url", NULL), SE_INVAL);
+    c.jwks = "{\"keys\":[]}";
+    assert_int_equal(jwt_verifier_new(&c, &v, &e), SE_INVAL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),          cmocka_unit_test(test_wrong_key),
@@ -358,6 +706,10 @@ int main(void) {
         cmocka_unit_test(test_hs256_with_public_key_refused),
         cmocka_unit_test(test_algorithms_from_config),
         cmocka_unit_test(test_jwks_refusals),
+        cmocka_unit_test(test_time_extremes),
+        cmocka_unit_test(test_jwks_skips_unusable_keys),
+        cmocka_unit_test(test_operator_roles),
+        cmocka_unit_test(test_jwks_url_refresh),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     return failed + cmocka_run_group_tests(asym, keys_setup, keys_teardown);
