@@ -41,26 +41,10 @@ static double secs(int64_t ms) { return (double)ms / 1000.0; }
 
 /* ---- bundles ---- */
 
-int mttc_bundle_push(ctl_ctx *c, const char *tenant, const char *user, const void *data,
-                     size_t len, char *hash, bool *existed, serr *e) {
-    int rc = ns_tenant_check(tenant, e);
-    if (rc) return rc;
-    if (len == 0) return serr_set(e, SE_INVAL, "an empty model bundle");
-    if (len > (size_t)c->cfg->bundle_max_size)
-        return serr_set(e, SE_TOOBIG, "model bundle of %zu bytes (bundle-max-size %lld)", len,
-                        (long long)c->cfg->bundle_max_size);
-    sha256_hex(data, len, hash);
-    char path[256], name[RES_NAME_MAX];
-    snprintf(path, sizeof(path), "%s/%s", tenant, hash);
-    snprintf(name, sizeof(name), "%s.%s", hash, tenant);
+/* Records bundle hash of tenant after its bytes were stored and verified. */
+static int bundle_record(ctl_ctx *c, const char *tenant, const char *user, const char *hash,
+                         size_t len, const char *path, const char *name, serr *e) {
     resource r;
-    resource_init(&r);
-    *existed = store_get(c->st, "ModelBundle", name, &r, NULL) == 0;
-    resource_free(&r);
-    /* Stored (and read back) even when recorded: the blob may have gone. */
-    if ((rc = blob_put_verified(c->blobs, c->cfg->bundle_container, path, data, len, NULL, e)))
-        return rc;
-    if (*existed) return 0;
     resource_init(&r);
     str_copy(r.kind, sizeof(r.kind), "ModelBundle");
     str_copy(r.name, sizeof(r.name), name);
@@ -71,11 +55,67 @@ int mttc_bundle_push(ctl_ctx *c, const char *tenant, const char *user, const voi
     json_object_set_new(r.spec, "path", json_string(path));
     json_object_set_new(r.spec, "pushedBy", json_string(user ? user : ""));
     store_event ev = {.type = "Normal", .reason = "Stored", .message = "model bundle stored and verified"};
-    rc = store_create(c->st, &r, &ev, e);
+    int rc = store_create(c->st, &r, &ev, e);
     if (rc == SE_EXISTS) rc = 0;
     resource_free(&r);
     if (rc == 0) metrics_inc("model_bundles_pushed_total", "", 1);
     return rc;
+}
+
+static int bundle_check(ctl_ctx *c, const char *tenant, size_t len, serr *e) {
+    int rc = ns_tenant_check(tenant, e);
+    if (rc) return rc;
+    if (len == 0) return serr_set(e, SE_INVAL, "an empty model bundle");
+    if (len > (size_t)c->cfg->bundle_max_size)
+        return serr_set(e, SE_TOOBIG, "model bundle of %zu bytes (bundle-max-size %lld)", len,
+                        (long long)c->cfg->bundle_max_size);
+    return 0;
+}
+
+static bool bundle_known(ctl_ctx *c, const char *name) {
+    resource r;
+    resource_init(&r);
+    bool known = store_get(c->st, "ModelBundle", name, &r, NULL) == 0;
+    resource_free(&r);
+    return known;
+}
+
+int mttc_bundle_push(ctl_ctx *c, const char *tenant, const char *user, const void *data,
+                     size_t len, char *hash, bool *existed, serr *e) {
+    int rc = bundle_check(c, tenant, len, e);
+    if (rc) return rc;
+    sha256_hex(data, len, hash);
+    char path[256], name[RES_NAME_MAX];
+    snprintf(path, sizeof(path), "%s/%s", tenant, hash);
+    snprintf(name, sizeof(name), "%s.%s", hash, tenant);
+    *existed = bundle_known(c, name);
+    /* Stored (and read back) even when recorded: the blob may have gone. */
+    if ((rc = blob_put_verified(c->blobs, c->cfg->bundle_container, path, data, len, NULL, e)))
+        return rc;
+    if (*existed) return 0;
+    return bundle_record(c, tenant, user, hash, len, path, name, e);
+}
+
+int mttc_bundle_push_file(ctl_ctx *c, const char *tenant, const char *user, const char *file,
+                          size_t len, const char *sha, char *hash, bool *existed, serr *e) {
+    int rc = bundle_check(c, tenant, len, e);
+    if (rc) return rc;
+    if (sha == NULL || !ns_hash_valid(sha)) {
+        int64_t size = 0;
+        serr he = {0};
+        if (sha256_file_hex(file, hash, &size, &he) != 0)
+            return serr_set(e, he.code, "model bundle: cannot read the upload back");
+    } else {
+        str_copy(hash, 65, sha);
+    }
+    char path[256], name[RES_NAME_MAX];
+    snprintf(path, sizeof(path), "%s/%s", tenant, hash);
+    snprintf(name, sizeof(name), "%s.%s", hash, tenant);
+    *existed = bundle_known(c, name);
+    if ((rc = blob_put_file_verified(c->blobs, c->cfg->bundle_container, path, file, hash, e)))
+        return rc;
+    if (*existed) return 0;
+    return bundle_record(c, tenant, user, hash, len, path, name, e);
 }
 
 static int bundle_row(const resource *r, void *arg) {
