@@ -173,18 +173,17 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     snprintf(sub, sizeof(sub), "work/%s", tag);
     if (nsrt_dir(c, ns->name, sub, work, sizeof(work)))
         return serr_set(e, SE_INVAL, "path too long");
-    int rc = mkdir_p(work, 0750, e);
-    if (rc) return rc;
     snprintf(bpath, sizeof(bpath), "%s/bundle", work);
     snprintf(cpath, sizeof(cpath), "%s/config.json", work);
     snprintf(opath, sizeof(opath), "%s/result", work);
 
-    /* 2. load the bundle from blob storage by hash */
+    /* 2. load the bundle from blob storage by hash (before the work
+     * directory is made: a missing bundle leaves nothing behind) */
     int64_t t0 = mono_ms();
     snprintf(path, sizeof(path), "%s/%s", ns->tenant, hash);
     char *data = NULL;
     size_t len = 0;
-    rc = blob_get(c->blobs, c->cfg->bundle_container, path, (size_t)c->cfg->bundle_max_size, &data,
+    int rc = blob_get(c->blobs, c->cfg->bundle_container, path, (size_t)c->cfg->bundle_max_size, &data,
                   &len, e);
     if (rc == SE_NOTFOUND)
         return serr_set(e, SE_NOTFOUND, "model bundle %.12s… is not in blob storage (%s/%s)", hash,
@@ -199,6 +198,10 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
         free(data);
         return serr_set(e, SE_IO, "model bundle %.12s… is corrupt: its content hashes to %.12s…",
                         hash, got);
+    }
+    if ((rc = mkdir_p(work, 0750, e))) {
+        free(data);
+        return serr_set(e, rc, "cannot make the run's work directory");
     }
     rc = write_file_atomic(bpath, data, len, 0640, e);
     free(data);
@@ -270,6 +273,13 @@ int mttc_run(ctl_ctx *c, const resource *ns, const char *user, const char *hash,
     if (config && !json_is_object(config)) return serr_set(e, SE_INVAL, "config must be an object");
     int rc = fsm_check_op(&ns_fsm, ns->name, phase_of(&ns_fsm, ns), NO_RUN, e);
     if (rc) return rc;
+    /* Before anything is recorded or made: an unknown bundle leaves no Run
+     * and no work directory behind. */
+    char bname[RES_NAME_MAX];
+    snprintf(bname, sizeof(bname), "%s.%s", hash, ns->tenant);
+    if (!bundle_known(c, bname))
+        return serr_set(e, SE_NOTFOUND, "model bundle %.12s… is unknown: push it first (stampctl bundle push)",
+                        hash);
     char tag[32];
     tag_new(tag, sizeof(tag), "run");
     resource r;
