@@ -336,10 +336,12 @@ static int watchdog_pass(api *a, int64_t now) {
         /* MHD sees the end of the stream and closes the connection itself. */
         shutdown(t->fd, SHUT_RDWR);
         t->cut = true;
-        n++;
-        log_info("api: cut connection from %s after %lldms: %s (%llu body bytes)", t->peer,
-                 (long long)age, why, (unsigned long long)t->body_bytes);
+        /* A few lines per pass, then a count: a flood must not flood the log. */
+        if (++n <= 8)
+            log_info("api: cut connection from %s after %lldms: %s (%llu body bytes)", t->peer,
+                     (long long)age, why, (unsigned long long)t->body_bytes);
     }
+    if (n > 8) log_info("api: cut %d more connections", n - 8);
     return n;
 }
 
@@ -611,7 +613,8 @@ static void mask_paths(api *a, json_t *body) {
     sbuf b1, b2;
     sbuf_init(&b1, 4 * SERR_MSG_MAX);
     sbuf_init(&b2, 4 * SERR_MSG_MAX);
-    mask_prefix(&b1, msg, cfg->blob_dir[0] ? cfg->blob_dir : cfg->data_dir, "<blob-dir>");
+    if (blob) mask_prefix(&b1, msg, cfg->blob_dir, "<blob-dir>");
+    else sbuf_adds(&b1, msg);
     if (sbuf_add(&b1, "", 1) == 0) {
         mask_prefix(&b2, b1.data, cfg->data_dir, "<data-dir>");
         if (sbuf_add(&b2, "", 1) == 0) json_object_set_new(err, "message", json_string(b2.data));

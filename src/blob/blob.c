@@ -510,7 +510,12 @@ static int dir_put_file(blob_store *b, const char *container, const char *path, 
     if (rc) return rc;
     str_copy(parent, sizeof(parent), full);
     *strrchr(parent, '/') = '\0';
-    if ((rc = mkdir_p(parent, 0700, e))) return serr_wrap(e, "storing %s/%s", container, path);
+    serr me = {0};
+    if ((rc = mkdir_p(parent, 0700, &me))) { /* its message names the server path */
+        const char *why = strrchr(me.msg, ':');
+        return serr_set(e, rc, "storing %s/%s: cannot make its directory%s", container, path,
+                        why ? why : "");
+    }
     snprintf(tmp, sizeof(tmp), "%s.up.XXXXXX", full);
     int out = mkostemp(tmp, O_CLOEXEC);
     if (out < 0) return serr_set(e, SE_IO, "storing %s/%s: %s", container, path, strerror(errno));

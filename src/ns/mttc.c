@@ -135,6 +135,39 @@ json_t *mttc_bundle_list(ctl_ctx *c, const char *tenant) {
 
 /* ---- the pipeline ---- */
 
+/* A run's messages reach its tenant (in the Run record and the answer):
+ * file-system errors there keep what went wrong and lose the server path
+ * ("open /var/lib/stamp/...: No space left on device"). */
+static int fs_error(serr *e, int rc, const char *what) {
+    const char *why = strrchr(e->msg, ':');
+    char tail[128];
+    str_copy(tail, sizeof(tail), why && why[1] == ' ' ? why + 2 : se_text(rc));
+    return serr_set(e, rc, "%s: %s", what, tail);
+}
+
+/* The safety net for messages from elsewhere (the pod runtime): the data
+ * dir becomes "<data-dir>". */
+static void mask_data_dir(const ctl_ctx *c, char *msg, size_t len) {
+    size_t dl = strlen(c->data_dir);
+    char *p;
+    if (dl < 2 || (p = strstr(msg, c->data_dir)) == NULL) return;
+    sbuf b;
+    sbuf_init(&b, len);
+    const char *s = msg;
+    int bad = 0;
+    while ((p = strstr(s, c->data_dir)) != NULL) {
+        bad |= sbuf_add(&b, s, (size_t)(p - s));
+        bad |= sbuf_adds(&b, "<data-dir>");
+        s = p + dl;
+    }
+    bad |= sbuf_adds(&b, s);
+    if (!bad && b.len < len) {
+        memcpy(msg, b.data, b.len);
+        msg[b.len] = '\0';
+    }
+    sbuf_free(&b);
+}
+
 static int wait_pod(ctl_ctx *c, const char *ns, const char *pod, int64_t timeout_ms, serr *e) {
     int64_t deadline = mono_ms() + timeout_ms + 5000; /* stamp-run enforces the timeout */
     for (;;) {
@@ -201,17 +234,17 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     }
     if ((rc = mkdir_p(work, 0750, e))) {
         free(data);
-        return serr_set(e, rc, "cannot make the run's work directory");
+        return fs_error(e, rc, "making the run's work directory");
     }
     rc = write_file_atomic(bpath, data, len, 0640, e);
     free(data);
-    if (rc) return rc;
+    if (rc) return fs_error(e, rc, "copying the bundle to the run's work directory");
     t->verify_ms = mono_ms() - t0;
     char *ctext = json_dumps(config ? config : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
     if (ctext == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     rc = write_file_atomic(cpath, ctext, strlen(ctext), 0640, e);
     free(ctext);
-    if (rc) return rc;
+    if (rc) return fs_error(e, rc, "writing the run's config");
     pipeline_prog(c, prog, sizeof(prog));
 
     /* 4. initialise the pipeline */
@@ -235,7 +268,7 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     if (rc || (rc = wait_pod(c, ns->name, pod, c->cfg->pipeline_timeout_ms, e)))
         return serr_wrap(e, "pipeline run");
     int64_t size = 0;
-    if ((rc = sha256_file_hex(opath, result, &size, e))) return serr_wrap(e, "pipeline result");
+    if ((rc = sha256_file_hex(opath, result, &size, e))) return fs_error(e, rc, "pipeline result");
     t->exec_ms = mono_ms() - t0;
     return 0;
 }
@@ -303,6 +336,7 @@ int mttc_run(ctl_ctx *c, const resource *ns, const char *user, const char *hash,
     int64_t t0 = mono_ms();
     int prc = pipeline_exec(c, ns, hash, config, tag, result, &t, &pe);
     int64_t dur = mono_ms() - t0;
+    mask_data_dir(c, pe.msg, sizeof(pe.msg));
     json_object_set_new(r.status, "phase", json_string(prc == 0 ? "Succeeded" : "Failed"));
     json_object_set_new(r.status, "duration_seconds", json_real(secs(dur)));
     if (prc == 0) json_object_set_new(r.status, "result_hash", json_string(result));
@@ -391,6 +425,7 @@ int mttc_verify(ctl_ctx *c, const char *tenant, const char *user, const char *bu
     serr pe = {0};
     int prc = pipeline_exec(c, &ns, hash, config, "verify", resumed, &t, &pe);
     json_decref(config);
+    mask_data_dir(c, pe.msg, sizeof(pe.msg));
     /* 6, 7 */
     bool match = prc == 0 && strcmp(original, resumed) == 0;
     int64_t total = mono_ms() - t0;

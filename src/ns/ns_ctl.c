@@ -176,7 +176,9 @@ int ns_create(ctl_ctx *c, const char *tenant, const char *user, const char *buck
     snprintf(msg, sizeof(msg), "namespace %s created for bucket %s", ns, bucket);
     store_event ev = {.type = "Normal", .reason = "Created", .message = msg};
     if ((rc = store_create(c->st, out, &ev, e))) {
-        if (made) remove_tree(dir, NULL);
+        /* Not when another create of the same name won the race: the
+         * directory is its now. */
+        if (made && rc != SE_EXISTS && rc != SE_CONFLICT) remove_tree(dir, NULL);
         resource_free(out);
         return rc;
     }

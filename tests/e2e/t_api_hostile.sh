@@ -178,6 +178,17 @@ if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=1m,nr_inodes=2 tmpfs "$DATA/name
   case "$msg" in *"$DATA"* | *"$T"*) fail "the message shows a server path: $msg" ;; *) ok "no server path in the message" ;; esac
   expect_eq "its directory removed" "$left" ""
   expect_eq "and not recorded" "$(api GET /v1/platform/namespaces/livecalc-bucket-full1)" 404
+  # The safety net: a pod runtime error names a path under the data dir; a
+  # tenant reads it with the data dir hidden, an operator reads it whole.
+  P=$DATA/namespaces/livecalc-bucket-runs1/pods
+  mount -t tmpfs -o size=1m,nr_inodes=1 tmpfs "$P"
+  api POST /v1/platform/namespaces/livecalc-bucket-runs1/pods -d '{"name": "p1", "args": ["true"]}' >/dev/null
+  tmsg=$(jq -r .error.message "$T/body")
+  TOKEN=$OPTOKEN api POST /v1/platform/namespaces/livecalc-bucket-runs1/pods -d '{"name": "p2", "args": ["true"]}' >/dev/null
+  omsg=$(jq -r .error.message "$T/body")
+  umount "$P"
+  case "$tmsg" in *"$DATA"*) fail "tenant sees the data dir: $tmsg" ;; *"<data-dir>"*) ok "tenant: $tmsg" ;; *) fail "tenant: $tmsg" ;; esac
+  case "$omsg" in *"$DATA"*) ok "operator sees the path" ;; *) fail "operator: $omsg" ;; esac
 else
   log "skipped: namespace create on a full disk (needs root and mount)"
 fi
