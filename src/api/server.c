@@ -475,9 +475,10 @@ static int upload_begin(api *a, conn_state *cs, api_resp *rs) {
         return api_error(rs, SE_INTERNAL, "upload: temporary path too long");
     cs->fd = mkostemp(cs->file, O_CLOEXEC);
     if (cs->fd < 0) {
+        int err = errno;
         cs->file[0] = '\0';
-        log_warn("upload: temporary file in %s", a->tmpdir);
-        return api_error(rs, SE_IO, "upload: cannot store the body (%s)", strerror(errno));
+        log_warnx("upload: temporary file in %s: %s", a->tmpdir, strerror(err));
+        return api_error(rs, SE_IO, "upload: cannot store the body (%s)", strerror(err));
     }
     cs->md = EVP_MD_CTX_new();
     if (cs->md == NULL || EVP_DigestInit_ex(cs->md, EVP_sha256(), NULL) != 1)
@@ -557,7 +558,7 @@ static void dispatch(api *a, api_req *rq, conn_state *cs, api_resp *rs) {
     }
     if (rt->raw) {
         if (cs->io_failed) {
-            log_warnx("upload: writing %s: %s", cs->file, cs->io_err);
+            log_warnx("upload: writing to %s: %s", a->tmpdir, cs->io_err);
             api_error(rs, SE_IO, "upload: cannot store the body (%s)", cs->io_err);
             return;
         }
