@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -174,6 +175,26 @@ static int lock_data_dir(const char *dir, int *out, serr *e) {
     return 0;
 }
 
+/* api-max-connections is only a limit if the descriptors are there: the
+ * soft RLIMIT_NOFILE (often 1024) is raised toward the hard one so that
+ * the API's connections, the store and the workers' files all fit. */
+static void fit_nofile(const stamp_config *cfg) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = (rlim_t)cfg->api_max_connections + 512;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_info("open files limit raised from %llu to %llu for api-max-connections",
+                     (unsigned long long)old, (unsigned long long)rl.rlim_cur);
+        if (rl.rlim_cur < want)
+            log_warnx("open files limit %llu is below api-max-connections + 512: lower "
+                      "api-max-connections or raise the limit (LimitNOFILE)",
+                      (unsigned long long)rl.rlim_cur);
+    }
+}
+
 static int find_libexec(stamp_config *cfg, serr *e) {
     if (cfg->libexec_dir[0]) return 0;
     char exe[PATH_MAX];
@@ -278,6 +299,7 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    fit_nofile(&cfg);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
