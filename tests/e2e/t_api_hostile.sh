@@ -45,7 +45,9 @@ expect_eq "with Expect: every POST answered 401" "$(sort "$T/flood-expect.txt" |
 expect_eq "without Expect: 401 or reset while sending" \
   "$(grep -cvxE '401|000' "$T/flood-noexpect.txt") $(grep -vcE 'Send failure|Recv failure|reset by peer' "$T/flood.err")" "0 0"
 [ "$(grep -cx 401 "$T/flood-noexpect.txt")" -ge 1 ] && ok "without Expect: some read their 401" || fail "without Expect: no 401 seen"
-[ "$dt" -lt 10000 ] && ok "answered quickly (${dt}ms)" || fail "flood took ${dt}ms"
+# Generous bounds (the suite asserts no timings): on main every body was
+# read whole before its 401.
+[ "$dt" -lt 30000 ] && ok "answered without reading the bodies (${dt}ms)" || fail "flood took ${dt}ms"
 [ $((hwm1 - hwm0)) -lt 65536 ] && ok "peak RSS grew $((hwm1 - hwm0)) kB" || fail "peak RSS grew $((hwm1 - hwm0)) kB"
 
 # An authenticated 32 MiB bundle streams through a file: RSS stays flat.
@@ -144,7 +146,8 @@ code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 "$URL/healthz" 2>/de
 expect_eq "127.0.0.1 over its connection limit is refused" "${code:-000}" 000
 expect_eq "another client: /healthz" "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 --interface 127.0.0.2 "$URL/healthz")" 200
 expect_eq "another client: authenticated GET" "$(api GET /v1/platform/namespaces --max-time 2 --interface 127.0.0.2)" 200
-# Every held connection ends within the header timeout and the watchdog's period.
+# Every held connection ends: after the header timeout (never before), and
+# well before the idle timeout (30s), which would otherwise be what ends it.
 cut_ms=0
 for fd in "${fds[@]}"; do
   while :; do
@@ -159,7 +162,7 @@ for fd in "${fds[@]}"; do
 done
 kill "${writers[@]}" 2>/dev/null; wait "${writers[@]}" 2>/dev/null
 log "20 held connections all cut within ${cut_ms}ms (header timeout ${HDR_TIMEOUT_S}s)"
-[ "$cut_ms" -ge $((HDR_TIMEOUT_S * 1000)) ] && [ "$cut_ms" -lt $((HDR_TIMEOUT_S * 1000 + 3000)) ] &&
+[ "$cut_ms" -ge $((HDR_TIMEOUT_S * 1000)) ] && [ "$cut_ms" -lt 15000 ] &&
   ok "held connections cut after ${cut_ms}ms" || fail "held connections cut after ${cut_ms}ms"
 expect_eq "127.0.0.1 is served again" "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 "$URL/healthz")" 200
 expect_ok "the cuts are counted" sh -c "curl -fsS $URL/metrics | grep -q '^api_connections_cut_total [1-9]'"
