@@ -12,7 +12,7 @@
  * errors).  A request that passes gets its state in *con_cls and is answered
  * on the final call (upload size 0), so keep-alive works.  Body chunks come
  * between: JSON bodies are buffered up to API_MAX_BODY; a bundle upload is
- * streamed to a file under DATA_DIR/tmp and hashed while it is written.
+ * streamed to a file under DATA_DIR/uploads and hashed while it is written.
  *
  * Connections: MHD enforces the total and per-address limits and the idle
  * timeout.  It has no header timeout nor minimum body rate, so every
@@ -786,7 +786,7 @@ int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, 
     pthread_condattr_destroy(&ca);
     int fd = -1, rc;
     /* Uploads in flight; what a crash left there is garbage. */
-    if (snprintf(a->tmpdir, sizeof(a->tmpdir), "%s/tmp", cfg->data_dir) >= (int)sizeof(a->tmpdir)) {
+    if (snprintf(a->tmpdir, sizeof(a->tmpdir), "%s/uploads", cfg->data_dir) >= (int)sizeof(a->tmpdir)) {
         rc = serr_set(e, SE_INVAL, "data dir path too long");
         goto fail;
     }

@@ -59,7 +59,7 @@ log "32 MiB bundle upload: peak RSS ${hwm1} kB -> ${hwm2} kB"
 expect_eq "32 MiB bundle stored" "$code $(jq -r .hash "$T/body")" "201 $want"
 expect_ok "stored bytes match" cmp "$T/b32.bin" "$DATA/blobs/bundles/acme/$want"
 [ $((hwm2 - hwm1)) -lt 16384 ] && ok "upload: peak RSS grew $((hwm2 - hwm1)) kB" || fail "upload: peak RSS grew $((hwm2 - hwm1)) kB"
-expect_eq "no upload file left behind" "$(ls -A "$DATA/tmp" | wc -l)" 0
+expect_eq "no upload file left behind" "$(ls -A "$DATA/uploads" | wc -l)" 0
 # A chunked body past bundle-max-size is read and dropped, then refused.
 head -c 65M /dev/zero >"$T/over.bin"
 code=$(api POST /v1/platform/bundles -H 'Content-Type: application/octet-stream' -H 'Transfer-Encoding: chunked' --data-binary @"$T/over.bin")
