@@ -572,8 +572,10 @@ int blob_put_file_verified(blob_store *b, const char *container, const char *pat
         char got[65];
         rc = blob_put_verified(b, container, path, map, (size_t)st.st_size, got, e);
         munmap(map, (size_t)st.st_size);
-        if (rc == 0 && sha && strcmp(got, sha) != 0)
+        if (rc == 0 && sha && strcmp(got, sha) != 0) {
+            blob_delete(b, container, path, NULL);
             rc = serr_set(e, SE_IO, "storing %s/%s: the upload changed while it was stored", container, path);
+        }
         return rc;
     }
     rc = dir_put_file(b, container, path, in, e);
@@ -586,8 +588,10 @@ int blob_put_file_verified(blob_store *b, const char *container, const char *pat
     if ((rc = dir_path(b, container, path, full, sizeof(full), e))) return rc;
     if (sha256_file_hex(full, got, &size, &ve) != 0)
         return serr_set(e, ve.code, "verifying %s/%s: cannot read it back", container, path);
-    if (size != (int64_t)st.st_size || (sha && strcmp(got, sha) != 0))
+    if (size != (int64_t)st.st_size || (sha && strcmp(got, sha) != 0)) {
+        blob_delete(b, container, path, NULL); /* not left to pass for the real thing */
         return serr_set(e, SE_IO, "verifying %s/%s: stored %lld bytes sha256 %.12s, sent %lld bytes sha256 %.12s",
                         container, path, (long long)size, got, (long long)st.st_size, sha ? sha : "?");
+    }
     return 0;
 }
