@@ -184,6 +184,22 @@ if [ "$(id -u)" = 0 ] && mkdir -p "$T/ro" && mount -t tmpfs -o size=4m tmpfs "$T
 else
   log "skipped: read-only data dir (needs root and mount)"
 fi
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  C=$(mktemp -d "${TMPDIR:-/tmp}/stamp-e2e-closed.XXXXXX") # $T is root's alone
+  chmod 755 "$C" && mkdir -m 700 "$C/data"
+  out=$(setpriv --reuid=65534 --regid=65534 --clear-groups env STAMP_CONFIG="$C/c.conf" \
+    "$STAMP_BIN/stampd" --data-dir "$C/data" --listen "127.0.0.1:$(free_port)" --set traffic-driver=none 2>&1)
+  rc=$?
+  rm -rf "$C"
+  case "$rc $out" in
+    126* | 127*) log "skipped: permission denied (uid 65534 cannot run $STAMP_BIN/stampd)" ;;
+    0*) fail "started in a data dir it may not write" ;;
+    *"permission denied"*) ok "data dir of another user: $out" ;;
+    *) fail "data dir of another user: $out" ;;
+  esac
+else
+  log "skipped: permission denied (needs root and setpriv to be another user)"
+fi
 
 # ---- finding 10: a namespace create that fails leaves no directory ----
 # A file system with room for one more directory: the namespace's is made,
