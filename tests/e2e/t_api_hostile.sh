@@ -78,6 +78,9 @@ curl -sS -D "$T/h503" -o "$T/body" -H "Authorization: Bearer $TOKEN" -H "Expect:
 expect_eq "third upload at once: 503" "$(head -n1 "$T/h503" | cut -d' ' -f2) $(jq -r .error.code "$T/body")" "503 Unavailable"
 expect_ok "with Retry-After" grep -qi '^Retry-After: ' "$T/h503"
 kill "${slow[@]}" 2>/dev/null; wait "${slow[@]}" 2>/dev/null
+# Clients that went away give their slots and files back.
+wait_until "aborted uploads cleaned up" 10 sh -c "[ -z \"\$(ls -A '$DATA/uploads')\" ]"
+expect_eq "slots free again" "$(api POST /v1/platform/bundles --data-binary @"$T/b1.bin")" 201
 
 # ---- finding 4: bytes in URLs are checked at the door ----
 n0=$(TOKEN=$OPTOKEN api GET '/v1/platform/namespaces?all_tenants=true' >/dev/null; jq .count "$T/body")
