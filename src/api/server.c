@@ -810,7 +810,7 @@ int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, 
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->api_max_connections,
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                             (unsigned)cfg->api_max_connections_per_client,
-                            MHD_OPTION_CONNECTION_TIMEOUT, idle ? idle : 1u,
+                            MHD_OPTION_CONNECTION_TIMEOUT, idle, /* 0: none */
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->api_threads,
                             MHD_OPTION_END);
