@@ -643,6 +643,11 @@ static enum MHD_Result respond(api *a, struct MHD_Connection *conn, api_req *rq,
             }
         }
         ctype = "application/json";
+        if (text == NULL) { /* still the one error shape */
+            rs->status = 500;
+            text = strdup("{\"error\": {\"code\": \"InternalError\", \"message\": \"the answer could "
+                          "not be encoded\"}, \"status\": 500}\n");
+        }
     }
     rs->text = NULL;
     if (text == NULL) text = strdup("");
