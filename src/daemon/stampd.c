@@ -160,7 +160,7 @@ static int lock_data_dir(const char *dir, int *out, serr *e) {
         close(fd);
         if (err != EAGAIN && err != EACCES)
             return serr_set(e, SE_IO, "data dir %s: cannot lock %s: %s", dir, path, strerror(err));
-        if (pid > 0) return serr_set(e, SE_UNAVAIL, "another stampd (pid %ld) is running on %s", pid, dir);
+        if (pid > 0) return serr_set(e, SE_UNAVAIL, "another stampd is running on %s (pid %ld)", dir, pid);
         return serr_set(e, SE_UNAVAIL, "another stampd is running on %s (it holds %s)", dir, path);
     }
     char buf[32];
