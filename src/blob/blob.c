@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -504,24 +505,37 @@ int blob_expire(blob_store *b, const char *container, int64_t now, blob_retentio
 
 /* ---- a blob from a file (model bundle uploads) ---- */
 
-static int dir_put_file(blob_store *b, const char *container, const char *path, int in, serr *e) {
-    char full[2048], parent[2048], tmp[2100];
-    int rc = dir_path(b, container, path, full, sizeof(full), e);
-    if (rc) return rc;
-    str_copy(parent, sizeof(parent), full);
-    *strrchr(parent, '/') = '\0';
-    serr me = {0};
-    if ((rc = mkdir_p(parent, 0700, &me))) { /* its message names the server path */
-        const char *why = strrchr(me.msg, ':');
-        return serr_set(e, rc, "storing %s/%s: cannot make its directory%s", container, path,
-                        why ? why : "");
+/* The upload and the blob on one file system (DATA_DIR/uploads and
+ * DATA_DIR/blobs, the usual case): a hard link to a unique name, then a
+ * rename into place.  1 when done, 0 to copy instead, <0 on error. */
+static int dir_link_file(const char *container, const char *path, const char *src, int in,
+                         const char *full, serr *e) {
+    static atomic_uint seq;
+    char tmp[2100];
+    for (int attempt = 0; attempt < 4; attempt++) {
+        snprintf(tmp, sizeof(tmp), "%s.ln.%d.%u", full, (int)getpid(), atomic_fetch_add(&seq, 1));
+        if (link(src, tmp) == 0) break;
+        if (errno != EEXIST) return 0; /* EXDEV, EPERM, ...: copy */
+        if (attempt == 3) return 0;
     }
+    if (fsync(in) != 0 || rename(tmp, full) != 0) {
+        int err = errno;
+        unlink(tmp);
+        return serr_set(e, SE_IO, "storing %s/%s: %s", container, path, strerror(err));
+    }
+    return 1;
+}
+
+/* Otherwise a copy in chunks to a unique name, then a rename into place. */
+static int dir_copy_file(const char *container, const char *path, int in, const char *full,
+                         serr *e) {
+    char tmp[2100];
     snprintf(tmp, sizeof(tmp), "%s.up.XXXXXX", full);
     int out = mkostemp(tmp, O_CLOEXEC);
     if (out < 0) return serr_set(e, SE_IO, "storing %s/%s: %s", container, path, strerror(errno));
     enum { CHUNK = 1 << 16 };
     char *buf = malloc(CHUNK);
-    if (buf == NULL) rc = serr_set(e, SE_NOMEM, "out of memory");
+    int rc = buf ? 0 : serr_set(e, SE_NOMEM, "out of memory");
     while (rc == 0) {
         ssize_t n = read(in, buf, CHUNK);
         if (n < 0 && errno == EINTR) continue;
@@ -540,10 +554,26 @@ static int dir_put_file(blob_store *b, const char *container, const char *path, 
     close(out);
     if (rc == 0 && rename(tmp, full) != 0)
         rc = serr_set(e, SE_IO, "storing %s/%s: %s", container, path, strerror(errno));
-    if (rc) {
-        unlink(tmp);
-        return rc;
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+static int dir_put_file(blob_store *b, const char *container, const char *path, const char *src,
+                        int in, serr *e) {
+    char full[2048], parent[2048];
+    int rc = dir_path(b, container, path, full, sizeof(full), e);
+    if (rc) return rc;
+    str_copy(parent, sizeof(parent), full);
+    *strrchr(parent, '/') = '\0';
+    serr me = {0};
+    if ((rc = mkdir_p(parent, 0700, &me))) { /* its message names the server path */
+        const char *why = strrchr(me.msg, ':');
+        return serr_set(e, rc, "storing %s/%s: cannot make its directory%s", container, path,
+                        why ? why : "");
     }
+    rc = dir_link_file(container, path, src, in, full, e);
+    if (rc == 0) rc = dir_copy_file(container, path, in, full, e);
+    if (rc < 0) return rc;
     int dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
@@ -578,7 +608,7 @@ int blob_put_file_verified(blob_store *b, const char *container, const char *pat
         }
         return rc;
     }
-    rc = dir_put_file(b, container, path, in, e);
+    rc = dir_put_file(b, container, path, src, in, e);
     close(in);
     if (rc) return rc;
     /* Read back, as blob_put_verified does: size and SHA-256 of what landed. */

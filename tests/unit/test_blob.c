@@ -180,6 +180,17 @@ static void exercise(blob_store *b) {
     serr ne = {0};
     assert_int_equal(blob_put_file_verified(b, "bundles", "../x", src, NULL, &ne), SE_INVAL);
     unlink(src);
+    /* From another file system (tmpfs, when there is one): copied, not linked. */
+    char shm[128];
+    snprintf(shm, sizeof(shm), "/dev/shm/stamp-blob-upload-%d", (int)getpid());
+    if (write_file_atomic(shm, "from another fs", 15, 0600, &e) == 0) {
+        sha256_hex("from another fs", 15, want);
+        assert_int_equal(blob_put_file_verified(b, "bundles", "acme/fromshm", shm, want, &e), 0);
+        assert_int_equal(blob_get(b, "bundles", "acme/fromshm", 100, &got, &len, &e), 0);
+        assert_string_equal(got, "from another fs");
+        free(got);
+        unlink(shm);
+    }
 
     /* Names that could escape are refused before any I/O. */
     static const char *const bad_paths[] = {"../x", "a/../b", "a//b", "/a", "a/", "a/./b", ".", "..",
