@@ -4,13 +4,16 @@
  * Routes are a table of (method, path pattern, handler, who may call).
  * Every endpoint but /healthz and /metrics needs a JWT bearer token (see
  * auth/jwt.h); tokens must carry user_id and tenant_id; operator-only kinds
- * need role "operator".  Bodies are buffered up to API_MAX_BODY and parsed
- * with duplicate keys and deep nesting refused.  Every error reply goes
+ * need role "operator".  The token, the route, the URL's bytes and the
+ * declared size are checked from the headers, before any body is read.
+ * JSON bodies are then buffered up to API_MAX_BODY and parsed with
+ * duplicate keys and deep nesting refused; a bundle upload is streamed to a
+ * temporary file instead (at most api-max-uploads at once).  Every error reply goes
  * through api_error() and has one shape:
  *   {"error": {"code": "NotFound", "message": "..."}, "status": 404}
  * Every mutation is appended to the audit log with its result.
  *
- * Threading: MHD's internal polling thread (epoll) runs the handlers; they
+ * Threading: MHD's thread pool (api-threads, epoll) runs the handlers; they
  * only touch the store (short transactions) and the work queue.
  */
 #ifndef STAMP_API_H
@@ -33,8 +36,11 @@ typedef struct api_req {
     void *conn;                 /* struct MHD_Connection * */
     const char *params[API_MAX_PARAMS];
     json_t *body;               /* NULL when there was none */
-    const char *raw;            /* raw-body routes: the bytes as sent */
-    size_t raw_len;
+    /* raw-body routes (a bundle upload): the body as sent, in a file the
+     * server removes after the request; NULL when the body was empty */
+    const char *upload_file;
+    size_t upload_len;
+    const char *upload_sha256;  /* its hash, computed while it arrived */
     json_t *claims;
     const char *user;
     const char *tenant;

@@ -287,19 +287,19 @@ int h_runs_list(api *a, api_req *rq, api_resp *rs) {
 }
 
 int h_bundles_push(api *a, api_req *rq, api_resp *rs) {
-    if (rq->raw == NULL || rq->raw_len == 0)
+    if (rq->upload_file == NULL || rq->upload_len == 0)
         return api_error(rs, SE_INVAL, "the body is the bundle's bytes (application/octet-stream)");
     char hash[65];
     bool existed = false;
     serr e = {0};
-    int rc = mttc_bundle_push(api_ctx(a), rq->tenant, rq->user, rq->raw, rq->raw_len, hash,
-                              &existed, &e);
-    json_t *d = json_pack("{s:s,s:I}", "hash", rc == 0 ? hash : "", "size", (json_int_t)rq->raw_len);
+    int rc = mttc_bundle_push_file(api_ctx(a), rq->tenant, rq->user, rq->upload_file,
+                                   rq->upload_len, rq->upload_sha256, hash, &existed, &e);
+    json_t *d = json_pack("{s:s,s:I}", "hash", rc == 0 ? hash : "", "size", (json_int_t)rq->upload_len);
     api_audit(a, rq, "bundle-push", "ModelBundle", rc == 0 ? hash : "", rc, &e, d);
     json_decref(d);
     if (rc) return api_error_serr(rs, &e);
     return api_json(rs, existed ? 200 : 201,
-                    json_pack("{s:s,s:I,s:b}", "hash", hash, "size", (json_int_t)rq->raw_len,
+                    json_pack("{s:s,s:I,s:b}", "hash", hash, "size", (json_int_t)rq->upload_len,
                               "existed", existed));
 }
 

@@ -567,10 +567,10 @@ int h_templates_list(api *a, api_req *rq, api_resp *rs) {
 }
 
 int h_templates_get(api *a, api_req *rq, api_resp *rs) {
-    resource r;
-    resource_init(&r);
-    serr e = {0};
     if (!name_valid(rq->params[0], 63)) return api_error(rs, SE_INVAL, "bad template name");
+    resource r;
+    resource_init(&r); /* allocates: only once nothing can return early */
+    serr e = {0};
     int rc = store_get(api_ctx(a)->st, "StampTemplate", rq->params[0], &r, &e);
     if (rc) api_error_serr(rs, &e);
     else api_json(rs, 200, resource_to_json(&r));

@@ -1,33 +1,84 @@
 /*
  * server.c - the HTTP plumbing of the API: libmicrohttpd, the route table,
- * body buffering with a cap, bearer-token authentication, the one error
- * shape and the audit helper.  Handlers live in routes_*.c.
+ * the door every request passes (URL bytes, route, token, size, upload
+ * slots), request bodies, the one error shape, the audit helper, and the
+ * watchdog that cuts connections too slow to be anything but an attack.
+ * Handlers live in routes_*.c.
  *
- * MHD calls the access handler several times per request: the first call
- * only allocates our per-request state (so the reply can be queued on a
- * later call and the connection kept alive), body chunks come next, and the
- * final call (upload size 0) dispatches.  An oversized body is refused as
- * soon as it is seen, by Content-Length or by counting.
+ * MHD calls the access handler several times per request.  The first call
+ * carries the headers only: everything that can be refused from them is
+ * refused there, before one byte of the body is read (a response queued on
+ * the first call goes out with Connection: close, which is fine for
+ * errors).  A request that passes gets its state in *con_cls and is answered
+ * on the final call (upload size 0), so keep-alive works.  Body chunks come
+ * between: JSON bodies are buffered up to API_MAX_BODY; a bundle upload is
+ * streamed to a file under DATA_DIR/uploads and hashed while it is written.
+ *
+ * Connections: MHD enforces the total and per-address limits and the idle
+ * timeout.  It has no header timeout nor minimum body rate, so every
+ * connection is tracked (NOTIFY_CONNECTION: fd and start; the access
+ * handler: headers complete, body bytes) and a watchdog thread
+ * shutdown()s the fd of one whose headers are late or whose body trickles.
+ *
+ * Threading: MHD's thread pool (api-threads) runs the handlers; a
+ * connection stays on one worker.  The tracking list is shared with the
+ * watchdog under one mutex.  An entry is removed, under that mutex, by the
+ * CLOSED notification, which MHD sends before it closes the fd: so the
+ * watchdog never shuts down an fd that was closed and reused.
  */
 #include "api/api.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ns/ns.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/util.h"
 #include "util/yamljson.h"
+
+/* What the watchdog knows of one TCP connection. */
+enum { T_HEADERS, T_BODY, T_BUSY };
+
+typedef struct track {
+    struct track *prev, *next;
+    int fd;
+    int phase;            /* T_*, under api.mu */
+    int64_t since_ms;     /* T_HEADERS: waiting since; T_BODY: headers complete at */
+    int64_t header_limit; /* T_HEADERS: how long they may take */
+    uint64_t body_bytes;  /* T_BODY */
+    bool cut;             /* shut down already */
+    bool nul_in_url;      /* the unescaper decoded a %00 (this connection's thread only) */
+    char peer[48];
+} track;
 
 struct api {
     struct MHD_Daemon *d;
     ctl_ctx *c;
     const jwt_verifier *v;
+    char tmpdir[PATH_MAX];
+    atomic_int uploads;
+    /* connection tracking and the watchdog */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    track *conns;
+    bool stopping;
+    bool watchdog_on;
+    pthread_t watchdog;
 };
 
 enum auth_need { AUTH_NONE, AUTH_TOKEN, AUTH_OPERATOR };
@@ -79,16 +130,29 @@ static const route routes[] = {
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
-/* One request's state across libmicrohttpd's calls.  Its route is found
- * once, on the first call, since the body's limit depends on it. */
+/* One request's state across libmicrohttpd's calls, made on the first. */
 typedef struct conn_state {
-    sbuf body;
-    size_t cap;
-    bool too_big;
+    track *tr;              /* this connection's entry (NULL if untracked) */
     const route *rt;        /* NULL: no route has this method and path */
     bool path_known;        /* some route has the path (405 rather than 404) */
     char caps[API_MAX_PARAMS][RES_NAME_MAX];
     int ncaps;
+    size_t cap;             /* largest body accepted */
+    bool too_big;
+    /* who is asking (authenticated on the first call) */
+    json_t *claims;
+    const char *user, *tenant;
+    bool operator_role;
+    /* a JSON body */
+    sbuf body;
+    /* a raw body (bundle upload): streamed to a file */
+    bool upload_slot;
+    int fd;
+    char file[PATH_MAX];
+    EVP_MD_CTX *md;
+    uint64_t received;
+    bool io_failed;
+    char io_err[128];
 } conn_state;
 
 ctl_ctx *api_ctx(api *a) { return a->c; }
@@ -111,12 +175,15 @@ static const char *code_slug(int code) {
     }
 }
 
+/* Every error has the one JSON shape, so its message must be valid UTF-8
+ * whatever a client put in the URL: bytes that are not become "\xNN". */
 int api_error(api_resp *rs, int code, const char *fmt, ...) {
-    char msg[SERR_MSG_MAX];
+    char raw[SERR_MSG_MAX], msg[SERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    utf8_sanitize(raw, strlen(raw), msg, sizeof(msg));
     json_decref(rs->body);
     rs->status = se_http(code);
     rs->body = json_pack("{s:{s:s,s:s},s:i}", "error", "code", code_slug(code), "message", msg,
@@ -189,6 +256,191 @@ static void route_for(const char *method, const char *path, conn_state *cs) {
     cs->ncaps = 0;
 }
 
+/* ---- connection tracking and the watchdog ---- */
+
+static track *track_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void track_phase(api *a, track *t, int phase) {
+    if (t == NULL) return;
+    pthread_mutex_lock(&a->mu);
+    t->phase = phase;
+    t->since_ms = mono_ms();
+    t->body_bytes = 0;
+    /* After a request, the next one's headers may wait as long as an idle
+     * keep-alive connection may: nothing tells idle from slow there. */
+    if (phase == T_HEADERS) t->header_limit = a->c->cfg->api_idle_timeout_ms;
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void track_body(api *a, track *t, size_t n) {
+    if (t == NULL) return;
+    pthread_mutex_lock(&a->mu);
+    t->body_bytes += n;
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    api *a = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        track *t = calloc(1, sizeof(*t));
+        if (t == NULL) return; /* untracked: MHD's idle timeout still applies */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        t->fd = ci ? ci->connect_fd : -1;
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr_in *sin = ci ? (const struct sockaddr_in *)ci->client_addr : NULL;
+        if (sin == NULL || inet_ntop(AF_INET, &sin->sin_addr, t->peer, sizeof(t->peer)) == NULL)
+            str_copy(t->peer, sizeof(t->peer), "?");
+        t->phase = T_HEADERS;
+        t->since_ms = mono_ms();
+        t->header_limit = a->c->cfg->api_header_timeout_ms;
+        pthread_mutex_lock(&a->mu);
+        t->next = a->conns;
+        if (a->conns) a->conns->prev = t;
+        a->conns = t;
+        pthread_mutex_unlock(&a->mu);
+        *socket_context = t;
+        return;
+    }
+    track *t = *socket_context;
+    if (t == NULL) return;
+    pthread_mutex_lock(&a->mu);
+    if (t->prev) t->prev->next = t->next;
+    else a->conns = t->next;
+    if (t->next) t->next->prev = t->prev;
+    pthread_mutex_unlock(&a->mu);
+    free(t);
+    *socket_context = NULL;
+}
+
+/* Cuts, under a->mu, the connections that are too slow; returns how many. */
+static int watchdog_pass(api *a, int64_t now) {
+    const stamp_config *cfg = a->c->cfg;
+    int n = 0;
+    for (track *t = a->conns; t; t = t->next) {
+        if (t->cut || t->fd < 0) continue;
+        int64_t age = now - t->since_ms;
+        const char *why = NULL;
+        if (t->phase == T_HEADERS && t->header_limit > 0 && age > t->header_limit)
+            why = "request headers incomplete";
+        else if (t->phase == T_BODY && cfg->api_min_body_rate > 0 && cfg->api_header_timeout_ms > 0 &&
+                 age > cfg->api_header_timeout_ms &&
+                 t->body_bytes * 1000 < (uint64_t)cfg->api_min_body_rate * (uint64_t)age)
+            why = "request body slower than api-min-body-rate";
+        if (why == NULL) continue;
+        /* MHD sees the end of the stream and closes the connection itself. */
+        shutdown(t->fd, SHUT_RDWR);
+        t->cut = true;
+        /* A few lines per pass, then a count: a flood must not flood the log. */
+        if (++n <= 8)
+            log_info("api: cut connection from %s after %lldms: %s (%llu body bytes)", t->peer,
+                     (long long)age, why, (unsigned long long)t->body_bytes);
+    }
+    if (n > 8) log_info("api: cut %d more connections", n - 8);
+    return n;
+}
+
+static void *watchdog_main(void *arg) {
+    api *a = arg;
+    int64_t hto = a->c->cfg->api_header_timeout_ms;
+    int64_t period = hto > 0 && hto / 4 < 500 ? hto / 4 : 500;
+    if (period < 20) period = 20;
+    pthread_mutex_lock(&a->mu);
+    while (!a->stopping) {
+        int n = watchdog_pass(a, mono_ms());
+        if (n) metrics_inc("api_connections_cut_total", "", n);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += period / 1000;
+        ts.tv_nsec += (long)(period % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* ---- the URL's bytes ---- */
+
+/* MHD's own %HH decoding, noting a decoded NUL: the path reaches the access
+ * handler as a C string, where a NUL would silently cut it. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s) {
+    (void)cls;
+    size_t n = MHD_http_unescape(s);
+    if (memchr(s, '\0', n) != NULL) {
+        track *t = track_of(conn);
+        if (t) t->nul_in_url = true;
+    }
+    return n;
+}
+
+/* NULL when the n bytes are fine for a path segment or a query value. */
+static const char *bytes_problem(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == 0) return "contains a NUL byte";
+        if (ch < 0x20 || ch == 0x7f) return "contains a control character";
+    }
+    return utf8_valid(s, n) ? NULL : "not valid UTF-8";
+}
+
+typedef struct arg_check {
+    api_resp *rs;
+    bool bad;
+} arg_check;
+
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 size_t key_size, const char *value, size_t value_size) {
+    (void)kind;
+    arg_check *ac = cls;
+    const char *why = bytes_problem(key, key_size);
+    if (why) {
+        char k[80];
+        utf8_sanitize(key, key_size, k, sizeof(k));
+        api_error(ac->rs, SE_INVAL, "query parameter name \"%s\": %s", k, why);
+    } else if (value && (why = bytes_problem(value, value_size)) != NULL) {
+        api_error(ac->rs, SE_INVAL, "query parameter %s: %s", key, why);
+    }
+    if (why == NULL) return MHD_YES;
+    ac->bad = true;
+    return MHD_NO;
+}
+
+/* Every query value and path segment, once, before any routing. */
+static int check_url(struct MHD_Connection *conn, const char *url, track *t, api_resp *rs) {
+    bool nul = t && t->nul_in_url;
+    if (t) t->nul_in_url = false; /* the next request on this connection starts clean */
+    arg_check ac = {.rs = rs};
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, check_arg, &ac);
+    if (ac.bad) return SE_INVAL;
+    const char *seg = url;
+    while (*seg) {
+        while (*seg == '/') seg++;
+        const char *end = strchr(seg, '/');
+        size_t n = end ? (size_t)(end - seg) : strlen(seg);
+        const char *why = bytes_problem(seg, n);
+        if (why) {
+            char s[80];
+            utf8_sanitize(seg, n, s, sizeof(s));
+            return api_error(rs, SE_INVAL, "path segment \"%s\": %s", s, why);
+        }
+        seg += n;
+    }
+    /* A %00 in no query value: it was in the path, which ends there. */
+    if (nul) return api_error(rs, SE_INVAL, "path: contains a NUL byte (%%00)");
+    return 0;
+}
+
+/* ---- the door ---- */
+
 static int authenticate(api *a, api_req *rq, int need, api_resp *rs) {
     const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Authorization");
     if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
@@ -211,6 +463,86 @@ static int authenticate(api *a, api_req *rq, int need, api_resp *rs) {
     return 0;
 }
 
+/* A bundle upload: a slot of api-max-uploads and a file to stream into. */
+static int upload_begin(api *a, conn_state *cs, api_resp *rs) {
+    int max = (int)a->c->cfg->api_max_uploads;
+    if (atomic_fetch_add(&a->uploads, 1) >= max) {
+        atomic_fetch_sub(&a->uploads, 1);
+        return api_error(rs, SE_UNAVAIL, "%d bundle uploads are in progress; try again later", max);
+    }
+    cs->upload_slot = true;
+    if (snprintf(cs->file, sizeof(cs->file), "%s/upload-XXXXXX", a->tmpdir) >= (int)sizeof(cs->file))
+        return api_error(rs, SE_INTERNAL, "upload: temporary path too long");
+    cs->fd = mkostemp(cs->file, O_CLOEXEC);
+    if (cs->fd < 0) {
+        int err = errno;
+        cs->file[0] = '\0';
+        log_warnx("upload: temporary file in %s: %s", a->tmpdir, strerror(err));
+        return api_error(rs, SE_IO, "upload: cannot store the body (%s)", strerror(err));
+    }
+    cs->md = EVP_MD_CTX_new();
+    if (cs->md == NULL || EVP_DigestInit_ex(cs->md, EVP_sha256(), NULL) != 1)
+        return api_error(rs, SE_NOMEM, "out of memory");
+    return 0;
+}
+
+static void upload_discard(conn_state *cs) {
+    if (cs->fd >= 0) close(cs->fd);
+    cs->fd = -1;
+    if (cs->file[0]) unlink(cs->file);
+    cs->file[0] = '\0';
+}
+
+static void upload_chunk(conn_state *cs, const char *data, size_t n) {
+    if (cs->too_big || cs->io_failed) return;
+    if (cs->received + n > cs->cap) {
+        cs->too_big = true; /* the rest is read and dropped; 413 at the end */
+        upload_discard(cs);
+        return;
+    }
+    EVP_DigestUpdate(cs->md, data, n);
+    cs->received += n;
+    while (n > 0) {
+        ssize_t w = write(cs->fd, data, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            cs->io_failed = true;
+            str_copy(cs->io_err, sizeof(cs->io_err), w < 0 ? strerror(errno) : "short write");
+            upload_discard(cs);
+            return;
+        }
+        data += w;
+        n -= (size_t)w;
+    }
+}
+
+/* The first call: refuse from the headers alone whatever can be refused.
+ * Returns 0 when the request goes on (its body comes next), else the error
+ * is in rs. */
+static int admit(api *a, struct MHD_Connection *conn, const char *url, const char *method,
+                 conn_state *cs, api_req *rq, api_resp *rs) {
+    int rc = check_url(conn, url, cs->tr, rs);
+    if (rc) return rc;
+    if (strcmp(url, "/healthz") == 0) return 0;
+    route_for(method, url, cs);
+    const route *rt = cs->rt;
+    if (rt == NULL) {
+        if (cs->path_known) return api_error(rs, SE_METHOD, "%s is not allowed on %s", method, url);
+        return api_error(rs, SE_NOTFOUND, "no such endpoint: %s", url);
+    }
+    if (rt->auth != AUTH_NONE && (rc = authenticate(a, rq, rt->auth, rs)) != 0) return rc;
+    /* Raw bodies (model bundles) may be large; JSON ones are not. */
+    cs->cap = rt->raw ? (size_t)a->c->cfg->bundle_max_size : API_MAX_BODY;
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    int64_t n;
+    if (cl && parse_i64(cl, 0, INT64_MAX, &n) == 0 && n > (int64_t)cs->cap)
+        return api_error(rs, SE_TOOBIG, "request body larger than %zu bytes", cs->cap);
+    if (rt->raw) return upload_begin(a, cs, rs);
+    sbuf_init(&cs->body, cs->cap);
+    return 0;
+}
+
+/* The final call: the body is all there. */
 static void dispatch(api *a, api_req *rq, conn_state *cs, api_resp *rs) {
     if (strcmp(rq->path, "/healthz") == 0) {
         rs->status = 200;
@@ -219,21 +551,31 @@ static void dispatch(api *a, api_req *rq, conn_state *cs, api_resp *rs) {
         return;
     }
     const route *rt = cs->rt;
-    if (rt == NULL) {
-        if (cs->path_known) api_error(rs, SE_METHOD, "%s is not allowed on %s", rq->method, rq->path);
-        else api_error(rs, SE_NOTFOUND, "no such endpoint: %s", rq->path);
-        return;
-    }
     for (int k = 0; k < cs->ncaps; k++) rq->params[k] = cs->caps[k];
-    if (rt->auth != AUTH_NONE && authenticate(a, rq, rt->auth, rs) != 0) return;
     if (cs->too_big) {
         api_error(rs, SE_TOOBIG, "request body larger than %zu bytes", cs->cap);
         return;
     }
     if (rt->raw) {
-        rq->raw = cs->body.data;
-        rq->raw_len = cs->body.len;
-    } else if (cs->body.len > 0) {
+        if (cs->io_failed) {
+            log_warnx("upload: writing to %s: %s", a->tmpdir, cs->io_err);
+            api_error(rs, SE_IO, "upload: cannot store the body (%s)", cs->io_err);
+            return;
+        }
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        char hex[65];
+        EVP_DigestFinal_ex(cs->md, md, &mdlen);
+        for (unsigned i = 0; i < 32 && i < mdlen; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        hex[64] = '\0';
+        rq->upload_file = cs->received ? cs->file : NULL;
+        rq->upload_len = (size_t)cs->received;
+        rq->upload_sha256 = hex;
+        rt->fn(a, rq, rs);
+        rq->upload_sha256 = NULL;
+        return;
+    }
+    if (cs->body.len > 0) {
         serr e = {0};
         if (json_parse_user(cs->body.data, cs->body.len, &rq->body, &e) != 0) {
             api_error(rs, e.code, "request body: %s", e.msg);
@@ -247,41 +589,50 @@ static void dispatch(api *a, api_req *rq, conn_state *cs, api_resp *rs) {
     rt->fn(a, rq, rs);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
-    api *a = cls;
-    conn_state *cs = *con_cls;
-    if (cs == NULL) {
-        cs = calloc(1, sizeof(*cs));
-        if (cs == NULL) return MHD_NO;
-        route_for(method, url, cs);
-        /* Raw bodies (model bundles) may be large; JSON ones are not. */
-        cs->cap = cs->rt && cs->rt->raw ? (size_t)a->c->cfg->bundle_max_size : API_MAX_BODY;
-        sbuf_init(&cs->body, cs->cap);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        int64_t n;
-        if (cl && parse_i64(cl, 0, INT64_MAX, &n) == 0 && n > (int64_t)cs->cap) cs->too_big = true;
-        *con_cls = cs;
-        return MHD_YES;
+/* Appends to b the text s with every occurrence of prefix replaced. */
+static void mask_prefix(sbuf *b, const char *s, const char *prefix, const char *with) {
+    size_t pl = strlen(prefix);
+    const char *p;
+    while (pl > 1 && (p = strstr(s, prefix)) != NULL) {
+        sbuf_add(b, s, (size_t)(p - s));
+        sbuf_adds(b, with);
+        s = p + pl;
     }
-    if (*upload_data_size > 0) {
-        if (!cs->too_big && sbuf_add(&cs->body, upload_data, *upload_data_size) != 0)
-            cs->too_big = true;
-        *upload_data_size = 0;
-        return MHD_YES;
+    sbuf_adds(b, s);
+}
+
+/* The safety net behind every message fixed at its source: a tenant never
+ * reads where stampd keeps its files. */
+static void mask_paths(api *a, json_t *body) {
+    json_t *err = json_object_get(body, "error");
+    const char *msg = json_string_value(json_object_get(err, "message"));
+    const stamp_config *cfg = a->c->cfg;
+    if (msg == NULL) return;
+    bool data = cfg->data_dir[0] && strstr(msg, cfg->data_dir);
+    bool blob = cfg->blob_dir[0] && strstr(msg, cfg->blob_dir);
+    if (!data && !blob) return;
+    sbuf b1, b2;
+    sbuf_init(&b1, 4 * SERR_MSG_MAX);
+    sbuf_init(&b2, 4 * SERR_MSG_MAX);
+    if (blob) mask_prefix(&b1, msg, cfg->blob_dir, "<blob-dir>");
+    else sbuf_adds(&b1, msg);
+    if (sbuf_add(&b1, "", 1) == 0) {
+        mask_prefix(&b2, b1.data, cfg->data_dir, "<data-dir>");
+        if (sbuf_add(&b2, "", 1) == 0) json_object_set_new(err, "message", json_string(b2.data));
     }
-    api_req rq = {.method = method, .path = url, .conn = conn};
-    api_resp rs = {.status = 500};
-    dispatch(a, &rq, cs, &rs);
-    char *text = rs.text;
-    size_t tlen = rs.text_len;
-    const char *ctype = rs.content_type ? rs.content_type : "application/json";
-    if (rs.body) {
+    sbuf_free(&b1);
+    sbuf_free(&b2);
+}
+
+static enum MHD_Result respond(api *a, struct MHD_Connection *conn, api_req *rq, api_resp *rs) {
+    if (rs->status >= 400 && rs->body && !rq->operator_role) mask_paths(a, rs->body);
+    char *text = rs->text;
+    size_t tlen = rs->text_len;
+    const char *ctype = rs->content_type ? rs->content_type : "application/json";
+    if (rs->body) {
         tlen = 0;
-        text = json_dumps(rs.body, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-        free(rs.text);
+        text = json_dumps(rs->body, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+        free(rs->text);
         if (text) {
             size_t n = strlen(text);
             char *t2 = realloc(text, n + 2);
@@ -292,66 +643,205 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             }
         }
         ctype = "application/json";
+        if (text == NULL) { /* still the one error shape */
+            rs->status = 500;
+            text = strdup("{\"error\": {\"code\": \"InternalError\", \"message\": \"the answer could "
+                          "not be encoded\"}, \"status\": 500}\n");
+        }
     }
+    rs->text = NULL;
     if (text == NULL) text = strdup("");
+    if (text == NULL) return MHD_NO;
     if (tlen == 0) tlen = strlen(text);
     struct MHD_Response *resp = MHD_create_response_from_buffer(tlen, text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
     MHD_add_response_header(resp, "Content-Type", ctype);
-    if (rs.status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
-    enum MHD_Result r = MHD_queue_response(conn, (unsigned)rs.status, resp);
+    if (rs->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (rs->status == 503) MHD_add_response_header(resp, "Retry-After", "5");
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)rs->status, resp);
     MHD_destroy_response(resp);
+    json_decref(rs->body);
+    rs->body = NULL;
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    (void)version;
+    api *a = cls;
+    conn_state *cs = *con_cls;
+    if (cs == NULL) {
+        cs = calloc(1, sizeof(*cs));
+        if (cs == NULL) return MHD_NO;
+        cs->fd = -1;
+        cs->tr = track_of(conn);
+        *con_cls = cs;
+        track_phase(a, cs->tr, T_BODY);
+        api_req rq = {.method = method, .path = url, .conn = conn};
+        api_resp rs = {.status = 0};
+        if (admit(a, conn, url, method, cs, &rq, &rs) == 0) {
+            cs->claims = rq.claims;
+            cs->user = rq.user;
+            cs->tenant = rq.tenant;
+            cs->operator_role = rq.operator_role;
+            return MHD_YES;
+        }
+        /* Refused from the headers: answered now, the body never read. */
+        track_phase(a, cs->tr, T_BUSY);
+        enum MHD_Result r = respond(a, conn, &rq, &rs);
+        log_debug("%s %s -> %d (at the door)", method, url, rs.status);
+        json_decref(rq.claims);
+        return r;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        track_body(a, cs->tr, n);
+        if (cs->rt && cs->rt->raw) upload_chunk(cs, upload_data, n);
+        else if (!cs->too_big && sbuf_add(&cs->body, upload_data, n) != 0) cs->too_big = true;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    track_phase(a, cs->tr, T_BUSY);
+    api_req rq = {.method = method,
+                  .path = url,
+                  .conn = conn,
+                  .claims = cs->claims,
+                  .user = cs->user,
+                  .tenant = cs->tenant,
+                  .operator_role = cs->operator_role};
+    api_resp rs = {.status = 500};
+    dispatch(a, &rq, cs, &rs);
+    enum MHD_Result r = respond(a, conn, &rq, &rs);
     log_debug("%s %s -> %d", method, url, rs.status);
-    json_decref(rs.body);
     json_decref(rq.body);
-    json_decref(rq.claims);
     return r;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
+    (void)toe;
+    api *a = cls;
     conn_state *cs = *con_cls;
     if (cs == NULL) return;
+    track_phase(a, cs->tr, T_HEADERS);
+    (void)conn;
     sbuf_free(&cs->body);
+    upload_discard(cs);
+    EVP_MD_CTX_free(cs->md);
+    if (cs->upload_slot) atomic_fetch_sub(&a->uploads, 1);
+    json_decref(cs->claims);
     free(cs);
     *con_cls = NULL;
 }
 
-int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, serr *e) {
+/* ---- start and stop ---- */
+
+/* The listening socket is ours, so a failure says why (MHD only says it
+ * failed). */
+static int listen_on(const char *addr, int *out, serr *e) {
     char host[128];
-    if (!str_copy(host, sizeof(host), listen)) return serr_set(e, SE_INVAL, "listen too long");
+    if (!str_copy(host, sizeof(host), addr)) return serr_set(e, SE_INVAL, "listen too long");
     char *colon = strrchr(host, ':');
-    if (colon == NULL) return serr_set(e, SE_INVAL, "listen \"%s\" is not ADDR:PORT", listen);
+    if (colon == NULL) return serr_set(e, SE_INVAL, "listen \"%s\" is not ADDR:PORT", addr);
     *colon = '\0';
     int64_t port;
     if (parse_i64(colon + 1, 1, 65535, &port) != 0)
-        return serr_set(e, SE_INVAL, "listen \"%s\": bad port", listen);
+        return serr_set(e, SE_INVAL, "listen \"%s\": bad port", addr);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-        return serr_set(e, SE_INVAL, "listen \"%s\": bad IPv4 address", listen);
+        return serr_set(e, SE_INVAL, "listen \"%s\": bad IPv4 address", addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return serr_set(e, SE_IO, "API socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int err = errno;
+        close(fd);
+        if (err == EADDRINUSE)
+            return serr_set(e, SE_UNAVAIL, "cannot listen on %s: the address is in use (%s)", addr,
+                            strerror(err));
+        return serr_set(e, SE_IO, "cannot listen on %s: %s", addr, strerror(err));
+    }
+    if (listen(fd, 128) != 0) {
+        int err = errno;
+        close(fd);
+        return serr_set(e, SE_IO, "cannot listen on %s: %s", addr, strerror(err));
+    }
+    *out = fd;
+    return 0;
+}
+
+int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, serr *e) {
+    const stamp_config *cfg = c->cfg;
     api *a = calloc(1, sizeof(*a));
     if (a == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     a->c = c;
     a->v = v;
+    atomic_init(&a->uploads, 0);
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int fd = -1, rc;
+    /* Uploads in flight; what a crash left there is garbage. */
+    if (snprintf(a->tmpdir, sizeof(a->tmpdir), "%s/uploads", cfg->data_dir) >= (int)sizeof(a->tmpdir)) {
+        rc = serr_set(e, SE_INVAL, "data dir path too long");
+        goto fail;
+    }
+    if ((rc = remove_tree(a->tmpdir, e)) || (rc = mkdir_p(a->tmpdir, 0700, e))) goto fail;
+    if ((rc = listen_on(listen, &fd, e))) goto fail;
+    metrics_register("api_connections_cut_total", MT_COUNTER,
+                     "API connections cut for late headers or a trickling body");
+    if (pthread_create(&a->watchdog, NULL, watchdog_main, a) != 0) {
+        rc = serr_set(e, SE_INTERNAL, "cannot start the API watchdog thread");
+        goto fail;
+    }
+    a->watchdog_on = true;
+    unsigned idle = (unsigned)((cfg->api_idle_timeout_ms + 999) / 1000);
     /* A pool of threads: a reap or an MTTC verification holds one for as
      * long as it runs, and the others keep answering. */
-    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO,
-                            (uint16_t)port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, &sa,
+    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO, 0,
+                            NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, fd,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
+                            MHD_OPTION_UNESCAPE_CALLBACK, unescape, a,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->api_max_connections,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            (unsigned)cfg->api_max_connections_per_client,
+                            MHD_OPTION_CONNECTION_TIMEOUT, idle, /* 0: none */
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->cfg->api_threads,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->api_threads,
                             MHD_OPTION_END);
     if (a->d == NULL) {
-        free(a);
-        return serr_set(e, SE_IO, "cannot listen on %s (in use?)", listen);
+        rc = serr_set(e, SE_IO, "cannot start the HTTP server on %s", listen);
+        goto fail;
     }
     *out = a;
     return 0;
+fail:
+    if (fd >= 0) close(fd);
+    api_stop(a);
+    return rc;
 }
 
 void api_stop(api *a) {
     if (a == NULL) return;
-    MHD_stop_daemon(a->d);
+    if (a->d) MHD_stop_daemon(a->d);
+    if (a->watchdog_on) {
+        pthread_mutex_lock(&a->mu);
+        a->stopping = true;
+        pthread_cond_signal(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->watchdog, NULL);
+    }
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
     free(a);
 }

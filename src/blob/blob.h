@@ -57,6 +57,12 @@ int blob_delete(blob_store *b, const char *container, const char *path, serr *e)
 int blob_put_verified(blob_store *b, const char *container, const char *path, const void *data,
                       size_t len, char *sha_out, serr *e);
 
+/* The same from the file src, whose SHA-256 the caller knows (sha, may be
+ * NULL): the directory backend copies it in chunks, never holding it whole
+ * in memory; azure maps it for its one PUT. */
+int blob_put_file_verified(blob_store *b, const char *container, const char *path, const char *src,
+                           const char *sha, serr *e);
+
 /* Directory backend only: delete blobs of container older than the
  * retention fn gives for their first path segment (the tenant).  Returns the
  * number deleted; empty directories are removed too. */

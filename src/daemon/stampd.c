@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,6 +129,75 @@ static int write_client_config(const stamp_config *cfg, const unsigned char *sec
     return rc;
 }
 
+/* One stampd per data dir: a POSIX lock on DATA_DIR/stampd.lock, which
+ * also holds the pid for people.  F_GETLK names the holder, so a failure
+ * says which of the usual causes it is. */
+static int lock_data_dir(const char *dir, int *out, serr *e) {
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/stampd.lock", dir) >= (int)sizeof(path))
+        return serr_set(e, SE_INVAL, "data dir %s: path too long", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int err = errno;
+        if (err == EROFS)
+            return serr_set(e, SE_IO, "data dir %s is on a read-only file system", dir);
+        if (err == EACCES || err == EPERM)
+            return serr_set(e, SE_FORBIDDEN, "data dir %s: permission denied creating %s (running as uid %d)",
+                            dir, path, (int)geteuid());
+        return serr_set(e, SE_IO, "data dir %s: cannot open %s: %s", dir, path, strerror(err));
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int err = errno;
+        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        long pid = 0;
+        if (fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK) pid = (long)who.l_pid;
+        if (pid <= 0) { /* another pid namespace: the pid it wrote */
+            char buf[32] = "";
+            ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+            buf[n > 0 ? n : 0] = '\0';
+            int64_t v;
+            buf[strcspn(buf, "\n")] = '\0';
+            if (parse_i64(buf, 1, INT32_MAX, &v) == 0) pid = (long)v;
+        }
+        close(fd);
+        if (err != EAGAIN && err != EACCES)
+            return serr_set(e, SE_IO, "data dir %s: cannot lock %s: %s", dir, path, strerror(err));
+        if (pid > 0) return serr_set(e, SE_UNAVAIL, "another stampd is running on %s (pid %ld)", dir, pid);
+        return serr_set(e, SE_UNAVAIL, "another stampd is running on %s (it holds %s)", dir, path);
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+        int err = errno;
+        close(fd);
+        if (err == ENOSPC) return serr_set(e, SE_IO, "data dir %s: no space left on the device", dir);
+        return serr_set(e, SE_IO, "data dir %s: cannot write %s: %s", dir, path, strerror(err));
+    }
+    *out = fd;
+    return 0;
+}
+
+/* api-max-connections is only a limit if the descriptors are there: the
+ * soft RLIMIT_NOFILE (often 1024) is raised toward the hard one so that
+ * the API's connections, the store and the workers' files all fit. */
+static void fit_nofile(const stamp_config *cfg) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = (rlim_t)cfg->api_max_connections + 512;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_info("open files limit raised from %llu to %llu for api-max-connections",
+                     (unsigned long long)old, (unsigned long long)rl.rlim_cur);
+        if (rl.rlim_cur < want)
+            log_warnx("open files limit %llu is below api-max-connections + 512: lower "
+                      "api-max-connections or raise the limit (LimitNOFILE)",
+                      (unsigned long long)rl.rlim_cur);
+    }
+}
+
 static int find_libexec(stamp_config *cfg, serr *e) {
     if (cfg->libexec_dir[0]) return 0;
     char exe[PATH_MAX];
@@ -233,6 +302,7 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    fit_nofile(&cfg);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
@@ -240,14 +310,12 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     httpc_global_init();
 
-    if (mkdir_p(cfg.data_dir, 0700, &e)) goto bad;
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/stampd.lock", cfg.data_dir);
-    lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
-        serr_set(&e, SE_UNAVAIL, "another stampd is running on %s", cfg.data_dir);
+    if (mkdir_p(cfg.data_dir, 0700, &e)) {
+        serr_wrap(&e, "data dir");
         goto bad;
     }
+    char path[PATH_MAX];
+    if (lock_data_dir(cfg.data_dir, &lockfd, &e)) goto bad;
     snprintf(path, sizeof(path), "%s/stamp.db", cfg.data_dir);
     if (store_open_sqlite(path, &st, &e)) goto bad;
 

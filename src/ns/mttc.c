@@ -41,26 +41,10 @@ static double secs(int64_t ms) { return (double)ms / 1000.0; }
 
 /* ---- bundles ---- */
 
-int mttc_bundle_push(ctl_ctx *c, const char *tenant, const char *user, const void *data,
-                     size_t len, char *hash, bool *existed, serr *e) {
-    int rc = ns_tenant_check(tenant, e);
-    if (rc) return rc;
-    if (len == 0) return serr_set(e, SE_INVAL, "an empty model bundle");
-    if (len > (size_t)c->cfg->bundle_max_size)
-        return serr_set(e, SE_TOOBIG, "model bundle of %zu bytes (bundle-max-size %lld)", len,
-                        (long long)c->cfg->bundle_max_size);
-    sha256_hex(data, len, hash);
-    char path[256], name[RES_NAME_MAX];
-    snprintf(path, sizeof(path), "%s/%s", tenant, hash);
-    snprintf(name, sizeof(name), "%s.%s", hash, tenant);
+/* Records bundle hash of tenant after its bytes were stored and verified. */
+static int bundle_record(ctl_ctx *c, const char *tenant, const char *user, const char *hash,
+                         size_t len, const char *path, const char *name, serr *e) {
     resource r;
-    resource_init(&r);
-    *existed = store_get(c->st, "ModelBundle", name, &r, NULL) == 0;
-    resource_free(&r);
-    /* Stored (and read back) even when recorded: the blob may have gone. */
-    if ((rc = blob_put_verified(c->blobs, c->cfg->bundle_container, path, data, len, NULL, e)))
-        return rc;
-    if (*existed) return 0;
     resource_init(&r);
     str_copy(r.kind, sizeof(r.kind), "ModelBundle");
     str_copy(r.name, sizeof(r.name), name);
@@ -71,11 +55,67 @@ int mttc_bundle_push(ctl_ctx *c, const char *tenant, const char *user, const voi
     json_object_set_new(r.spec, "path", json_string(path));
     json_object_set_new(r.spec, "pushedBy", json_string(user ? user : ""));
     store_event ev = {.type = "Normal", .reason = "Stored", .message = "model bundle stored and verified"};
-    rc = store_create(c->st, &r, &ev, e);
+    int rc = store_create(c->st, &r, &ev, e);
     if (rc == SE_EXISTS) rc = 0;
     resource_free(&r);
     if (rc == 0) metrics_inc("model_bundles_pushed_total", "", 1);
     return rc;
+}
+
+static int bundle_check(ctl_ctx *c, const char *tenant, size_t len, serr *e) {
+    int rc = ns_tenant_check(tenant, e);
+    if (rc) return rc;
+    if (len == 0) return serr_set(e, SE_INVAL, "an empty model bundle");
+    if (len > (size_t)c->cfg->bundle_max_size)
+        return serr_set(e, SE_TOOBIG, "model bundle of %zu bytes (bundle-max-size %lld)", len,
+                        (long long)c->cfg->bundle_max_size);
+    return 0;
+}
+
+static bool bundle_known(ctl_ctx *c, const char *name) {
+    resource r;
+    resource_init(&r);
+    bool known = store_get(c->st, "ModelBundle", name, &r, NULL) == 0;
+    resource_free(&r);
+    return known;
+}
+
+int mttc_bundle_push(ctl_ctx *c, const char *tenant, const char *user, const void *data,
+                     size_t len, char *hash, bool *existed, serr *e) {
+    int rc = bundle_check(c, tenant, len, e);
+    if (rc) return rc;
+    sha256_hex(data, len, hash);
+    char path[256], name[RES_NAME_MAX];
+    snprintf(path, sizeof(path), "%s/%s", tenant, hash);
+    snprintf(name, sizeof(name), "%s.%s", hash, tenant);
+    *existed = bundle_known(c, name);
+    /* Stored (and read back) even when recorded: the blob may have gone. */
+    if ((rc = blob_put_verified(c->blobs, c->cfg->bundle_container, path, data, len, NULL, e)))
+        return rc;
+    if (*existed) return 0;
+    return bundle_record(c, tenant, user, hash, len, path, name, e);
+}
+
+int mttc_bundle_push_file(ctl_ctx *c, const char *tenant, const char *user, const char *file,
+                          size_t len, const char *sha, char *hash, bool *existed, serr *e) {
+    int rc = bundle_check(c, tenant, len, e);
+    if (rc) return rc;
+    if (sha == NULL || !ns_hash_valid(sha)) {
+        int64_t size = 0;
+        serr he = {0};
+        if (sha256_file_hex(file, hash, &size, &he) != 0)
+            return serr_set(e, he.code, "model bundle: cannot read the upload back");
+    } else {
+        str_copy(hash, 65, sha);
+    }
+    char path[256], name[RES_NAME_MAX];
+    snprintf(path, sizeof(path), "%s/%s", tenant, hash);
+    snprintf(name, sizeof(name), "%s.%s", hash, tenant);
+    *existed = bundle_known(c, name);
+    if ((rc = blob_put_file_verified(c->blobs, c->cfg->bundle_container, path, file, hash, e)))
+        return rc;
+    if (*existed) return 0;
+    return bundle_record(c, tenant, user, hash, len, path, name, e);
 }
 
 static int bundle_row(const resource *r, void *arg) {
@@ -94,6 +134,39 @@ json_t *mttc_bundle_list(ctl_ctx *c, const char *tenant) {
 }
 
 /* ---- the pipeline ---- */
+
+/* A run's messages reach its tenant (in the Run record and the answer):
+ * file-system errors there keep what went wrong and lose the server path
+ * ("open /var/lib/stamp/...: No space left on device"). */
+static int fs_error(serr *e, int rc, const char *what) {
+    const char *why = strrchr(e->msg, ':');
+    char tail[128];
+    str_copy(tail, sizeof(tail), why && why[1] == ' ' ? why + 2 : se_text(rc));
+    return serr_set(e, rc, "%s: %s", what, tail);
+}
+
+/* The safety net for messages from elsewhere (the pod runtime): the data
+ * dir becomes "<data-dir>". */
+static void mask_data_dir(const ctl_ctx *c, char *msg, size_t len) {
+    size_t dl = strlen(c->data_dir);
+    char *p;
+    if (dl < 2 || (p = strstr(msg, c->data_dir)) == NULL) return;
+    sbuf b;
+    sbuf_init(&b, len);
+    const char *s = msg;
+    int bad = 0;
+    while ((p = strstr(s, c->data_dir)) != NULL) {
+        bad |= sbuf_add(&b, s, (size_t)(p - s));
+        bad |= sbuf_adds(&b, "<data-dir>");
+        s = p + dl;
+    }
+    bad |= sbuf_adds(&b, s);
+    if (!bad && b.len < len) {
+        memcpy(msg, b.data, b.len);
+        msg[b.len] = '\0';
+    }
+    sbuf_free(&b);
+}
 
 static int wait_pod(ctl_ctx *c, const char *ns, const char *pod, int64_t timeout_ms, serr *e) {
     int64_t deadline = mono_ms() + timeout_ms + 5000; /* stamp-run enforces the timeout */
@@ -133,18 +206,17 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     snprintf(sub, sizeof(sub), "work/%s", tag);
     if (nsrt_dir(c, ns->name, sub, work, sizeof(work)))
         return serr_set(e, SE_INVAL, "path too long");
-    int rc = mkdir_p(work, 0750, e);
-    if (rc) return rc;
     snprintf(bpath, sizeof(bpath), "%s/bundle", work);
     snprintf(cpath, sizeof(cpath), "%s/config.json", work);
     snprintf(opath, sizeof(opath), "%s/result", work);
 
-    /* 2. load the bundle from blob storage by hash */
+    /* 2. load the bundle from blob storage by hash (before the work
+     * directory is made: a missing bundle leaves nothing behind) */
     int64_t t0 = mono_ms();
     snprintf(path, sizeof(path), "%s/%s", ns->tenant, hash);
     char *data = NULL;
     size_t len = 0;
-    rc = blob_get(c->blobs, c->cfg->bundle_container, path, (size_t)c->cfg->bundle_max_size, &data,
+    int rc = blob_get(c->blobs, c->cfg->bundle_container, path, (size_t)c->cfg->bundle_max_size, &data,
                   &len, e);
     if (rc == SE_NOTFOUND)
         return serr_set(e, SE_NOTFOUND, "model bundle %.12s… is not in blob storage (%s/%s)", hash,
@@ -160,15 +232,19 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
         return serr_set(e, SE_IO, "model bundle %.12s… is corrupt: its content hashes to %.12s…",
                         hash, got);
     }
+    if ((rc = mkdir_p(work, 0750, e))) {
+        free(data);
+        return fs_error(e, rc, "making the run's work directory");
+    }
     rc = write_file_atomic(bpath, data, len, 0640, e);
     free(data);
-    if (rc) return rc;
+    if (rc) return fs_error(e, rc, "copying the bundle to the run's work directory");
     t->verify_ms = mono_ms() - t0;
     char *ctext = json_dumps(config ? config : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
     if (ctext == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     rc = write_file_atomic(cpath, ctext, strlen(ctext), 0640, e);
     free(ctext);
-    if (rc) return rc;
+    if (rc) return fs_error(e, rc, "writing the run's config");
     pipeline_prog(c, prog, sizeof(prog));
 
     /* 4. initialise the pipeline */
@@ -192,7 +268,7 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     if (rc || (rc = wait_pod(c, ns->name, pod, c->cfg->pipeline_timeout_ms, e)))
         return serr_wrap(e, "pipeline run");
     int64_t size = 0;
-    if ((rc = sha256_file_hex(opath, result, &size, e))) return serr_wrap(e, "pipeline result");
+    if ((rc = sha256_file_hex(opath, result, &size, e))) return fs_error(e, rc, "pipeline result");
     t->exec_ms = mono_ms() - t0;
     return 0;
 }
@@ -230,6 +306,13 @@ int mttc_run(ctl_ctx *c, const resource *ns, const char *user, const char *hash,
     if (config && !json_is_object(config)) return serr_set(e, SE_INVAL, "config must be an object");
     int rc = fsm_check_op(&ns_fsm, ns->name, phase_of(&ns_fsm, ns), NO_RUN, e);
     if (rc) return rc;
+    /* Before anything is recorded or made: an unknown bundle leaves no Run
+     * and no work directory behind. */
+    char bname[RES_NAME_MAX];
+    snprintf(bname, sizeof(bname), "%s.%s", hash, ns->tenant);
+    if (!bundle_known(c, bname))
+        return serr_set(e, SE_NOTFOUND, "model bundle %.12s… is unknown: push it first (stampctl bundle push)",
+                        hash);
     char tag[32];
     tag_new(tag, sizeof(tag), "run");
     resource r;
@@ -253,6 +336,7 @@ int mttc_run(ctl_ctx *c, const resource *ns, const char *user, const char *hash,
     int64_t t0 = mono_ms();
     int prc = pipeline_exec(c, ns, hash, config, tag, result, &t, &pe);
     int64_t dur = mono_ms() - t0;
+    mask_data_dir(c, pe.msg, sizeof(pe.msg));
     json_object_set_new(r.status, "phase", json_string(prc == 0 ? "Succeeded" : "Failed"));
     json_object_set_new(r.status, "duration_seconds", json_real(secs(dur)));
     if (prc == 0) json_object_set_new(r.status, "result_hash", json_string(result));
@@ -341,6 +425,7 @@ int mttc_verify(ctl_ctx *c, const char *tenant, const char *user, const char *bu
     serr pe = {0};
     int prc = pipeline_exec(c, &ns, hash, config, "verify", resumed, &t, &pe);
     json_decref(config);
+    mask_data_dir(c, pe.msg, sizeof(pe.msg));
     /* 6, 7 */
     bool match = prc == 0 && strcmp(original, resumed) == 0;
     int64_t total = mono_ms() - t0;

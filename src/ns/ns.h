@@ -143,6 +143,11 @@ void mttc_metrics_register(void);
 /* Store data as a bundle of tenant; *hash is its sha256 (65 bytes). */
 int mttc_bundle_push(ctl_ctx *c, const char *tenant, const char *user, const void *data,
                      size_t len, char *hash, bool *existed, serr *e);
+/* The same from a file of len bytes (an upload), never read whole into
+ * memory; sha is its SHA-256 when the caller computed it already (else
+ * NULL). */
+int mttc_bundle_push_file(ctl_ctx *c, const char *tenant, const char *user, const char *file,
+                          size_t len, const char *sha, char *hash, bool *existed, serr *e);
 json_t *mttc_bundle_list(ctl_ctx *c, const char *tenant);
 /* Run the pipeline on bundle with config in namespace ns (pods "init-N",
  * "run-N"); records a Run.  *out is the Run's JSON. */

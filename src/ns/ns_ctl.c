@@ -74,6 +74,13 @@ void ns_metrics_register(void) {
 
 static char *rfc(int64_t ms, char *buf, size_t len) { return fmt_time_rfc3339(ms, buf, len); }
 
+/* "mkdir /var/lib/stamp/x: No space left on device" -> "No space left on
+ * device": what a tenant may read of a file-system error. */
+static const char *last_part(const char *msg) {
+    const char *p = strrchr(msg, ':');
+    return p && p[1] == ' ' ? p + 2 : msg;
+}
+
 /* 20260125-010000 */
 static void archive_stamp(int64_t ms, char *buf, size_t len) {
     time_t t = (time_t)(ms / 1000);
@@ -147,15 +154,31 @@ int ns_create(ctl_ctx *c, const char *tenant, const char *user, const char *buck
     json_object_set_new(out->status, "lastActivityMs", json_integer(now));
     out->due_ms = now + c->cfg->inactivity_threshold_ms;
     if (out->due_ms <= 0) out->due_ms = 1;
-    /* The directory first: a namespace the store knows always has one. */
-    if ((rc = nsrt_create(c, ns, e))) {
+    /* The directory first: a namespace the store knows always has one.  If
+     * this create fails, what it made goes again (a directory that was
+     * there before stays). */
+    char dir[PATH_MAX];
+    if (nsrt_dir(c, ns, NULL, dir, sizeof(dir))) {
         resource_free(out);
-        return rc;
+        return serr_set(e, SE_INVAL, "namespace %s: path too long", ns);
+    }
+    bool made = !path_exists(dir);
+    serr de = {0};
+    if ((rc = nsrt_create(c, ns, &de))) {
+        /* de names server paths: the tenant gets what went wrong, the log the rest */
+        log_warnx("namespace %s: %s", ns, de.msg);
+        if (made) remove_tree(dir, NULL);
+        resource_free(out);
+        return serr_set(e, rc, "namespace %s: cannot make its directory (%s)", ns,
+                        last_part(de.msg));
     }
     char msg[256];
     snprintf(msg, sizeof(msg), "namespace %s created for bucket %s", ns, bucket);
     store_event ev = {.type = "Normal", .reason = "Created", .message = msg};
     if ((rc = store_create(c->st, out, &ev, e))) {
+        /* Not when another create of the same name won the race: the
+         * directory is its now. */
+        if (made && rc != SE_EXISTS && rc != SE_CONFLICT) remove_tree(dir, NULL);
         resource_free(out);
         return rc;
     }

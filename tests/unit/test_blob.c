@@ -153,6 +153,45 @@ static void exercise(blob_store *b) {
     /* A container that did not exist is created on first use. */
     assert_int_equal(blob_put(b, "bundles-new", "acme/abc", "x", 1, &e), 0);
 
+    /* From a file (a bundle upload): stored whole and checked against the
+     * hash the caller computed while it arrived. */
+    char src[128];
+    snprintf(src, sizeof(src), "%s/upload.bin", tmp);
+    size_t flen = 300000;
+    unsigned char *fdata = malloc(flen);
+    assert_non_null(fdata);
+    for (size_t i = 0; i < flen; i++) fdata[i] = (unsigned char)(i * 7 + i / 251);
+    assert_int_equal(write_file_atomic(src, fdata, flen, 0600, &e), 0);
+    sha256_hex(fdata, flen, want);
+    assert_int_equal(blob_put_file_verified(b, "bundles", "acme/fromfile", src, want, &e), 0);
+    assert_int_equal(blob_get(b, "bundles", "acme/fromfile", 1 << 20, &got, &len, &e), 0);
+    assert_int_equal(len, flen);
+    assert_memory_equal(got, fdata, flen);
+    free(got);
+    free(fdata);
+    serr fe = {0};
+    char wrong[65];
+    memset(wrong, 'a', 64);
+    wrong[64] = '\0';
+    assert_int_equal(blob_put_file_verified(b, "bundles", "acme/fromfile2", src, wrong, &fe), SE_IO);
+    assert_int_equal(blob_get(b, "bundles", "acme/fromfile2", 1 << 20, &got, &len, &fe), SE_NOTFOUND);
+    serr me = {0};
+    assert_int_not_equal(blob_put_file_verified(b, "bundles", "acme/x", "/nonexistent/upload", NULL, &me), 0);
+    serr ne = {0};
+    assert_int_equal(blob_put_file_verified(b, "bundles", "../x", src, NULL, &ne), SE_INVAL);
+    unlink(src);
+    /* From another file system (tmpfs, when there is one): copied, not linked. */
+    char shm[128];
+    snprintf(shm, sizeof(shm), "/dev/shm/stamp-blob-upload-%d", (int)getpid());
+    if (write_file_atomic(shm, "from another fs", 15, 0600, &e) == 0) {
+        sha256_hex("from another fs", 15, want);
+        assert_int_equal(blob_put_file_verified(b, "bundles", "acme/fromshm", shm, want, &e), 0);
+        assert_int_equal(blob_get(b, "bundles", "acme/fromshm", 100, &got, &len, &e), 0);
+        assert_string_equal(got, "from another fs");
+        free(got);
+        unlink(shm);
+    }
+
     /* Names that could escape are refused before any I/O. */
     static const char *const bad_paths[] = {"../x", "a/../b", "a//b", "/a", "a/", "a/./b", ".", "..",
                                             "a b", "a\\b", "a%2f..", ""};
