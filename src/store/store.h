@@ -103,6 +103,18 @@ int store_list_due(store *s, const char *kind, int64_t after_ms, const char *aft
 int store_event_add(store *s, const char *kind, const char *name, const store_event *ev, serr *e);
 int store_events(store *s, const char *kind, const char *name, int limit, json_t **out, serr *e);
 
+/* Events after id `after`, oldest first, at most limit (<= 256): of kind
+ * (NULL: every kind), of name (NULL: every name), of resources of tenant
+ * (NULL: every tenant; with a tenant, events of rows gone are not shown).
+ * Each is {id, time, kind, name, type, reason, message, resourceVersion}.
+ * *upto gets the largest event id at the time of the read: the caller may
+ * resume after it when fewer than limit came back.  A watch reads with
+ * this. */
+int store_events_after(store *s, const char *kind, const char *name, const char *tenant,
+                       int64_t after, int limit, json_t **out, int64_t *upto, serr *e);
+/* The largest event id (0 when there is none). */
+int store_events_last_id(store *s, int64_t *id, serr *e);
+
 /* Audit log: append-only. */
 int store_audit_add(store *s, const store_audit *a, serr *e);
 /* Newest last; filter by kind/name when non-NULL. */

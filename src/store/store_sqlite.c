@@ -892,6 +892,82 @@ int store_events(store *s, const char *kind, const char *name, int limit, json_t
     return 0;
 }
 
+static int last_event_id(store *s, int64_t *id, serr *e) {
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT COALESCE(MAX(id), 0) FROM events", &st, e);
+    if (rc) return rc;
+    if (sqlite3_step(st) == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
+    else rc = db_fail(s, e, "reading events");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_events_last_id(store *s, int64_t *id, serr *e) {
+    *id = 0;
+    lock(s);
+    int rc = last_event_id(s, id, e);
+    unlock(s);
+    return rc;
+}
+
+int store_events_after(store *s, const char *kind, const char *name, const char *tenant,
+                       int64_t after, int limit, json_t **out, int64_t *upto, serr *e) {
+    *out = NULL;
+    *upto = after;
+    if (limit <= 0 || limit > 256) limit = 256;
+    json_t *arr = json_array();
+    if (arr == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
+    sqlite3_stmt *st;
+    lock(s);
+    int rc = last_event_id(s, upto, e);
+    if (rc == 0)
+        rc = prep(s,
+                  "SELECT e.id, e.time_ms, e.kind, e.name, e.type, e.reason, e.message,"
+                  " e.resource_version FROM events e"
+                  " WHERE e.id > ?1 AND e.id <= ?2 AND (?3 IS NULL OR e.kind = ?3)"
+                  " AND (?4 IS NULL OR e.name = ?4)"
+                  " AND (?5 IS NULL OR EXISTS (SELECT 1 FROM resources r WHERE r.kind = e.kind"
+                  "  AND r.name = e.name AND r.tenant = ?5))"
+                  " ORDER BY e.id LIMIT ?6",
+                  &st, e);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, after);
+        sqlite3_bind_int64(st, 2, *upto);
+        if (kind) bind_str(st, 3, kind, RES_KIND_MAX);
+        if (name) bind_str(st, 4, name, RES_NAME_MAX);
+        if (tenant) bind_str(st, 5, tenant, RES_TENANT_MAX);
+        sqlite3_bind_int(st, 6, limit);
+        int step, n = 0;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            char ts[48];
+            int64_t t = sqlite3_column_int64(st, 1);
+            json_t *ev = json_pack("{s:I,s:s,s:o,s:o,s:o,s:o,s:o,s:I}", "id",
+                                   (json_int_t)sqlite3_column_int64(st, 0), "time",
+                                   fmt_time_ms(t, ts, sizeof(ts)), "kind", col_jstr(st, 2), "name",
+                                   col_jstr(st, 3), "type", col_jstr(st, 4), "reason",
+                                   col_jstr(st, 5), "message", col_jstr(st, 6), "resourceVersion",
+                                   (json_int_t)sqlite3_column_int64(st, 7));
+            if (push(arr, ev) != 0) {
+                rc = serr_set(e, SE_NOMEM, "store: out of memory");
+                break;
+            }
+            n++;
+        }
+        if (rc == 0 && step != SQLITE_DONE) rc = db_fail(s, e, "reading events");
+        sqlite3_finalize(st);
+        /* A full batch: the caller resumes after its last row, not upto. */
+        if (rc == 0 && n == limit)
+            *upto = json_integer_value(json_object_get(json_array_get(arr, (size_t)n - 1), "id"));
+    }
+    unlock(s);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = arr;
+    return 0;
+}
+
 /* ---- audit ------------------------------------------------------------ */
 
 int store_audit_add(store *s, const store_audit *a, serr *e) {
