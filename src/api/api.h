@@ -30,7 +30,35 @@
 
 typedef struct api api;
 
-typedef struct api_req {
+/* What a route row says about itself: the door enforces it (auth, body kind,
+ * query parameters) and /openapi.json is generated from it, so the
+ * description cannot drift from what the server does. */
+enum api_auth { API_AUTH_NONE, API_AUTH_TOKEN, API_AUTH_OPERATOR };
+enum api_body { API_BODY_NONE, API_BODY_JSON, API_BODY_RAW };
+
+typedef struct api_req api_req;
+typedef struct api_resp api_resp;
+typedef int (*api_handler)(api *a, api_req *rq, api_resp *rs);
+
+typedef struct api_route {
+    const char *method;
+    const char *pattern;  /* "{name}" matches one path segment */
+    api_handler fn;
+    int auth;             /* API_AUTH_* */
+    int body;             /* API_BODY_*: what the request carries */
+    const char *query;    /* accepted query parameters: "name:type ..." with
+                           * type string, integer, boolean or duration */
+    bool dry_run;         /* accepts dryRun=All (validate, change nothing) */
+    int status;           /* the usual success status */
+    const char *produces; /* "json" (default), "text", "ndjson" */
+    const char *summary;
+} api_route;
+
+const api_route *api_routes(size_t *n);
+/* The OpenAPI 3.1 document of the n rows (pure: no server needed). */
+json_t *api_openapi(const api_route *rows, size_t n, const char *version);
+
+struct api_req {
     const char *method;
     const char *path;
     void *conn;                 /* struct MHD_Connection * */
@@ -45,21 +73,24 @@ typedef struct api_req {
     const char *user;
     const char *tenant;
     bool operator_role;
-} api_req;
+    bool dry_run;               /* ?dryRun=All on a route that has a dry run */
+};
 
-typedef struct api_resp {
+struct api_resp {
     int status;
     json_t *body;   /* owned */
     char *text;     /* owned; used when body is NULL */
     size_t text_len; /* its length when it may hold NUL bytes (a pod log); 0: strlen */
     const char *content_type;
-} api_resp;
+    struct api_watch *watch;    /* a streamed answer (GET /v1/watch), owned */
+};
 
 int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, serr *e);
 void api_stop(api *a);
 
 /* Used by handlers. */
 ctl_ctx *api_ctx(api *a);
+struct watch_hub *api_watch_hub(api *a);
 int api_error(api_resp *rs, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int api_error_serr(api_resp *rs, const serr *e);
 int api_json(api_resp *rs, int status, json_t *body); /* steals body */
@@ -68,7 +99,10 @@ void api_audit(api *a, api_req *rq, const char *op, const char *kind, const char
                int rc, const serr *e, json_t *detail);
 
 /* Route handlers (routes_*.c). */
-typedef int (*api_handler)(api *a, api_req *rq, api_resp *rs);
+int h_healthz(api *a, api_req *rq, api_resp *rs);
+int h_version(api *a, api_req *rq, api_resp *rs);
+int h_openapi(api *a, api_req *rq, api_resp *rs);
+int h_watch(api *a, api_req *rq, api_resp *rs);
 int h_stamps_create(api *a, api_req *rq, api_resp *rs);
 int h_stamps_list(api *a, api_req *rq, api_resp *rs);
 int h_stamps_get(api *a, api_req *rq, api_resp *rs);

@@ -56,6 +56,29 @@ static const char *body_str(json_t *b, const char *k) {
     return json_string_value(json_object_get(b, k));
 }
 
+/* What a dry run answers: 200, "dryRun": true, the operation, the object
+ * as it would be stored and the phase change it would start.  Nothing is
+ * written, enqueued or audited: a dry run changes nothing, so the audit
+ * log (a record of changes) does not list it, as Kubernetes' does not. */
+static json_t *dry_answer(const char *op, json_t *object, const char *from, const char *to) {
+    json_t *o = json_pack("{s:b,s:s,s:o}", "dryRun", 1, "operation", op, "object", object);
+    if (from || to)
+        json_object_set_new(o, "transition", json_pack("{s:s?,s:s?}", "from", from, "to", to));
+    return o;
+}
+
+/* The phase an accepted operation leads to from phase (its first step). */
+static int planned_phase(int op, int phase) {
+    switch (op) {
+    case SO_DRAIN:
+    case SO_STANDBY: return SP_DRAINING;
+    case SO_ACTIVATE: return SP_ACTIVE;
+    case SO_DELETE: return phase == SP_ACTIVE || phase == SP_DRAINING ? SP_DRAINING : SP_DELETING;
+    case SO_FORCE_DELETE: return SP_DELETING;
+    default: return phase;
+    }
+}
+
 int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
     static const char *const keys[] = {"region", "stampId", "template", "parameters", NULL};
     ctl_ctx *c = api_ctx(a);
@@ -116,6 +139,11 @@ int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
             phase_init(&stamp_fsm, &r, SP_CREATING);
             json_object_set_new(r.status, "attempt", json_integer(1));
             json_object_set_new(r.status, "creatingSinceMs", json_integer(now_ms()));
+            if (rq->dry_run) {
+                rc = 0;
+                api_json(rs, 200, dry_answer("deploy", resource_to_json(&r), NULL, "Creating"));
+                goto out;
+            }
             char msg[256];
             snprintf(msg, sizeof(msg), "deploy requested by %s: region %s, template %s", rq->user,
                      region, tname);
@@ -139,6 +167,10 @@ int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
         json_object_set_new(r.spec, "templateSpec", json_deep_copy(tr.spec));
         if (json_object_get(b, "parameters"))
             json_object_set_new(r.spec, "parameters", json_deep_copy(json_object_get(b, "parameters")));
+        if (rq->dry_run) {
+            api_json(rs, 200, dry_answer("redeploy", resource_to_json(&r), "Failed", "Creating"));
+            goto out;
+        }
         store_event ev = {.type = "Normal", .reason = "RedeployRequested", .message = rq->user};
         rc = store_update(c->st, &r, &ev, &e);
         if (rc == SE_CONFLICT) continue;
@@ -150,10 +182,12 @@ int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
     }
 out:
     if (rc) api_error_serr(rs, &e);
-    json_t *detail = json_pack("{s:s?,s:s?}", "region", body_str(b, "region"), "template",
-                               body_str(b, "template"));
-    api_audit(a, rq, "deploy", "Stamp", name, rc, &e, detail);
-    json_decref(detail);
+    if (!rq->dry_run) {
+        json_t *detail = json_pack("{s:s?,s:s?}", "region", body_str(b, "region"), "template",
+                                   body_str(b, "template"));
+        api_audit(a, rq, "deploy", "Stamp", name, rc, &e, detail);
+        json_decref(detail);
+    }
     resource_free(&tr);
     resource_free(&r);
     return rc;
@@ -413,6 +447,12 @@ static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, con
             reason = "BackupRequested";
             break;
         }
+        if (rq->dry_run) {
+            api_json(rs, 200,
+                     dry_answer(action, resource_to_json(&r), fsm_phase_name(&stamp_fsm, phase),
+                                fsm_phase_name(&stamp_fsm, planned_phase(op, phase))));
+            goto out;
+        }
         char msg[256];
         snprintf(msg, sizeof(msg), "%s%s requested by %s in phase %s", action,
                  force ? " --force" : "", rq->user, fsm_phase_name(&stamp_fsm, phase));
@@ -429,7 +469,7 @@ out:
     if (rc) api_error_serr(rs, &e);
     char opname[48];
     snprintf(opname, sizeof(opname), "%s%s", action, force ? " --force" : "");
-    api_audit(a, rq, opname, "Stamp", name, rc, &e, NULL);
+    if (!rq->dry_run) api_audit(a, rq, opname, "Stamp", name, rc, &e, NULL);
     resource_free(&r);
     return rc;
 }
@@ -518,6 +558,10 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
             r.spec = json_deep_copy(spec);
             if (labels) json_object_update(r.labels, labels);
             if (ann) json_object_update(r.annotations, ann);
+            if (rq->dry_run) {
+                rc = 0;
+                goto out;
+            }
             store_event ev = {.type = "Normal", .reason = "Applied", .message = rq->user};
             rc = store_create(c->st, &r, &ev, &e);
             if (rc == SE_EXISTS) continue;
@@ -535,18 +579,20 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
             r.labels = json_deep_copy(labels);
         }
         if (ann) json_object_update(r.annotations, ann);
+        result = "configured";
+        if (rq->dry_run) goto out;
         store_event ev = {.type = "Normal", .reason = "Applied", .message = rq->user};
         rc = store_update(c->st, &r, &ev, &e);
         if (rc == SE_CONFLICT) continue;
-        result = "configured";
         goto out;
     }
 out:
     if (rc) api_error_serr(rs, &e);
     else
-        api_json(rs, 200, json_pack("{s:s,s:s,s:s,s:o}", "kind", kind, "name", name, "result",
-                                    result, "resource", resource_to_json(&r)));
-    api_audit(a, rq, "apply", kind ? kind : "", name, rc, &e, NULL);
+        api_json(rs, 200, json_pack("{s:s,s:s,s:s,s:o,s:b}", "kind", kind, "name", name, "result",
+                                    result, "resource", resource_to_json(&r), "dryRun",
+                                    rq->dry_run));
+    if (!rq->dry_run) api_audit(a, rq, "apply", kind ? kind : "", name, rc, &e, NULL);
     resource_free(&r);
     return rc;
 }

@@ -41,14 +41,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "api/watch.h"
 #include "ns/ns.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/version.h"
 #include "util/yamljson.h"
 
 /* What the watchdog knows of one TCP connection. */
@@ -79,53 +82,95 @@ struct api {
     bool stopping;
     bool watchdog_on;
     pthread_t watchdog;
+    watch_hub *wh;
 };
 
-enum auth_need { AUTH_NONE, AUTH_TOKEN, AUTH_OPERATOR };
+#define A_NONE API_AUTH_NONE
+#define A_TOKEN API_AUTH_TOKEN
+#define A_OP API_AUTH_OPERATOR
+#define B_NONE API_BODY_NONE
+#define B_JSON API_BODY_JSON
+#define B_RAW API_BODY_RAW
 
-typedef struct route {
-    const char *method;
-    const char *pattern; /* "{}" matches one path segment */
-    api_handler fn;
-    int auth;
-    bool raw; /* body is bytes (up to bundle-max-size), not JSON */
-} route;
-
-static const route routes[] = {
-    {"GET", "/metrics", h_metrics, AUTH_NONE, false},
-    {"POST", "/v1/stamps", h_stamps_create, AUTH_OPERATOR, false},
-    {"GET", "/v1/stamps", h_stamps_list, AUTH_OPERATOR, false},
-    {"GET", "/v1/stamps/{}", h_stamps_get, AUTH_OPERATOR, false},
-    {"DELETE", "/v1/stamps/{}", h_stamps_delete, AUTH_OPERATOR, false},
-    {"GET", "/v1/stamps/{}/events", h_stamps_events, AUTH_OPERATOR, false},
-    {"GET", "/v1/stamps/{}/health", h_stamps_health, AUTH_OPERATOR, false},
-    {"GET", "/v1/stamps/{}/metrics", h_stamps_metrics, AUTH_OPERATOR, false},
-    {"POST", "/v1/stamps/{}/{}", h_stamps_action, AUTH_OPERATOR, false},
-    {"POST", "/v1/apply", h_apply, AUTH_OPERATOR, false},
-    {"GET", "/v1/frontdoor", h_frontdoor, AUTH_OPERATOR, false},
-    {"GET", "/v1/templates", h_templates_list, AUTH_OPERATOR, false},
-    {"GET", "/v1/templates/{}", h_templates_get, AUTH_OPERATOR, false},
-    {"GET", "/v1/audit", h_audit, AUTH_OPERATOR, false},
-    {"POST", "/v1/tokens", h_tokens_create, AUTH_OPERATOR, false},
-    /* seed 004 */
-    {"POST", "/v1/platform/namespaces", h_ns_create, AUTH_TOKEN, false},
-    {"GET", "/v1/platform/namespaces", h_ns_list, AUTH_TOKEN, false},
-    {"GET", "/v1/platform/namespaces/{}", h_ns_get, AUTH_TOKEN, false},
-    {"POST", "/v1/platform/namespaces/{}/finalize", h_ns_finalize, AUTH_TOKEN, false},
-    {"POST", "/v1/platform/namespaces/{}/activity", h_ns_activity, AUTH_TOKEN, false},
-    {"POST", "/v1/platform/namespaces/{}/reap", h_ns_reap, AUTH_TOKEN, false},
-    {"GET", "/v1/platform/namespaces/{}/pods", h_ns_pods_list, AUTH_TOKEN, false},
-    {"POST", "/v1/platform/namespaces/{}/pods", h_ns_pod_create, AUTH_TOKEN, false},
-    {"GET", "/v1/platform/namespaces/{}/pods/{}/log", h_ns_pod_log, AUTH_TOKEN, false},
-    {"POST", "/v1/platform/namespaces/{}/pods/{}/annotations", h_ns_pod_annotate, AUTH_TOKEN, false},
-    {"POST", "/v1/platform/namespaces/{}/volumes", h_ns_volume_create, AUTH_TOKEN, false},
-    {"POST", "/v1/platform/namespaces/{}/runs", h_ns_run_create, AUTH_TOKEN, false},
-    {"GET", "/v1/platform/runs", h_runs_list, AUTH_TOKEN, false},
-    {"POST", "/v1/platform/bundles", h_bundles_push, AUTH_TOKEN, true},
-    {"GET", "/v1/platform/bundles", h_bundles_list, AUTH_TOKEN, false},
-    {"POST", "/v1/platform/mttc/verify", h_mttc_verify, AUTH_TOKEN, false},
-    {"GET", "/v1/platform/reaper/eligible", h_reaper_eligible, AUTH_TOKEN, false},
-    {"POST", "/v1/platform/reaper/sweep", h_reaper_sweep, AUTH_OPERATOR, false},
+/* method, path, handler, auth, body, query parameters, dry run, status,
+ * produces, summary.  A query parameter not listed is refused with 400: a
+ * misspelt flag must never be ignored (that is how a "dry run" once
+ * deployed a real stamp). */
+static const api_route routes[] = {
+    {"GET", "/healthz", h_healthz, A_NONE, B_NONE, NULL, false, 200, "text", "Liveness: ok"},
+    {"GET", "/version", h_version, A_NONE, B_NONE, NULL, false, 200, NULL, "Server version"},
+    {"GET", "/openapi.json", h_openapi, A_NONE, B_NONE, NULL, false, 200, NULL,
+     "This API's OpenAPI 3.1 document, generated from the route table"},
+    {"GET", "/metrics", h_metrics, A_NONE, B_NONE, NULL, false, 200, "text",
+     "Prometheus metrics"},
+    {"POST", "/v1/stamps", h_stamps_create, A_OP, B_JSON, NULL, true, 201, NULL,
+     "Deploy a stamp (or redeploy a Failed one)"},
+    {"GET", "/v1/stamps", h_stamps_list, A_OP, B_NONE, "state:string region:string", false, 200,
+     NULL, "List stamps"},
+    {"GET", "/v1/stamps/{name}", h_stamps_get, A_OP, B_NONE, NULL, false, 200, NULL,
+     "Get a stamp"},
+    {"DELETE", "/v1/stamps/{name}", h_stamps_delete, A_OP, B_JSON, "force:boolean", true, 202,
+     NULL, "Retire a stamp"},
+    {"GET", "/v1/stamps/{name}/events", h_stamps_events, A_OP, B_NONE, NULL, false, 200, NULL,
+     "A stamp's events"},
+    {"GET", "/v1/stamps/{name}/health", h_stamps_health, A_OP, B_NONE, NULL, false, 200, NULL,
+     "A stamp's health checks"},
+    {"GET", "/v1/stamps/{name}/metrics", h_stamps_metrics, A_OP, B_NONE, "period:duration", false,
+     200, NULL, "A stamp's metrics over a period"},
+    {"POST", "/v1/stamps/{name}/{action}", h_stamps_action, A_OP, B_JSON, "force:boolean", true,
+     202, NULL, "drain, activate, standby, delete or backup a stamp"},
+    {"POST", "/v1/apply", h_apply, A_OP, B_JSON, NULL, true, 200, NULL,
+     "Create or update a StampTemplate or StampHealthCheck from its manifest"},
+    {"GET", "/v1/watch", h_watch, A_TOKEN, B_NONE, "kind:string name:string since:integer", false,
+     200, "ndjson", "Stream changes (newline-delimited JSON events) as they are written"},
+    {"GET", "/v1/frontdoor", h_frontdoor, A_OP, B_NONE, NULL, false, 200, NULL,
+     "The front door's servers"},
+    {"GET", "/v1/templates", h_templates_list, A_OP, B_NONE, NULL, false, 200, NULL,
+     "List stamp templates"},
+    {"GET", "/v1/templates/{name}", h_templates_get, A_OP, B_NONE, NULL, false, 200, NULL,
+     "Get a stamp template"},
+    {"GET", "/v1/audit", h_audit, A_OP, B_NONE, "kind:string name:string limit:integer", false, 200,
+     NULL, "The audit log, newest last"},
+    {"POST", "/v1/tokens", h_tokens_create, A_OP, B_JSON, NULL, false, 201, NULL,
+     "Mint a token for a tenant"},
+    /* transient namespaces, diagnostics and MTTC */
+    {"POST", "/v1/platform/namespaces", h_ns_create, A_TOKEN, B_JSON, "bucket_id:string", false,
+     201, NULL, "Create a bucket's namespace"},
+    {"GET", "/v1/platform/namespaces", h_ns_list, A_TOKEN, B_NONE,
+     "status:string all_tenants:boolean", false, 200, NULL, "List namespaces"},
+    {"GET", "/v1/platform/namespaces/{namespace}", h_ns_get, A_TOKEN, B_NONE, NULL, false, 200,
+     NULL, "Get a namespace"},
+    {"POST", "/v1/platform/namespaces/{namespace}/finalize", h_ns_finalize, A_TOKEN, B_JSON, NULL,
+     false, 200, NULL, "Mark a namespace finalized (idempotent)"},
+    {"POST", "/v1/platform/namespaces/{namespace}/activity", h_ns_activity, A_TOKEN, B_JSON, NULL,
+     false, 200, NULL, "Record activity in a namespace"},
+    {"POST", "/v1/platform/namespaces/{namespace}/reap", h_ns_reap, A_TOKEN, B_JSON,
+     "bucket_id:string dry_run:boolean", true, 200, NULL,
+     "Archive a namespace's diagnostics and delete it (idempotent)"},
+    {"GET", "/v1/platform/namespaces/{namespace}/pods", h_ns_pods_list, A_TOKEN, B_NONE, NULL,
+     false, 200, NULL, "List a namespace's pods"},
+    {"POST", "/v1/platform/namespaces/{namespace}/pods", h_ns_pod_create, A_TOKEN, B_JSON, NULL,
+     false, 201, NULL, "Start a pod"},
+    {"GET", "/v1/platform/namespaces/{namespace}/pods/{pod}/log", h_ns_pod_log, A_TOKEN, B_NONE,
+     "limit_bytes:integer", false, 200, "text", "A pod's log"},
+    {"POST", "/v1/platform/namespaces/{namespace}/pods/{pod}/annotations", h_ns_pod_annotate,
+     A_TOKEN, B_JSON, NULL, false, 200, NULL, "Set or remove a pod's annotations"},
+    {"POST", "/v1/platform/namespaces/{namespace}/volumes", h_ns_volume_create, A_TOKEN, B_JSON,
+     NULL, false, 201, NULL, "Create a volume"},
+    {"POST", "/v1/platform/namespaces/{namespace}/runs", h_ns_run_create, A_TOKEN, B_JSON, NULL,
+     false, 201, NULL, "Run a model bundle in a namespace"},
+    {"GET", "/v1/platform/runs", h_runs_list, A_TOKEN, B_NONE, "bucket_id:string", false, 200, NULL,
+     "List runs"},
+    {"POST", "/v1/platform/bundles", h_bundles_push, A_TOKEN, B_RAW, NULL, false, 201, NULL,
+     "Upload a model bundle (content-addressed)"},
+    {"GET", "/v1/platform/bundles", h_bundles_list, A_TOKEN, B_NONE, NULL, false, 200, NULL,
+     "List model bundles"},
+    {"POST", "/v1/platform/mttc/verify", h_mttc_verify, A_TOKEN, B_JSON, NULL, false, 200, NULL,
+     "Verify a bucket's run against a model bundle"},
+    {"GET", "/v1/platform/reaper/eligible", h_reaper_eligible, A_TOKEN, B_NONE, NULL, false, 200,
+     NULL, "Namespaces the reaper would reap now"},
+    {"POST", "/v1/platform/reaper/sweep", h_reaper_sweep, A_OP, B_JSON, NULL, false, 202, NULL,
+     "Run a reaper sweep now"},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -133,7 +178,7 @@ static const route routes[] = {
 /* One request's state across libmicrohttpd's calls, made on the first. */
 typedef struct conn_state {
     track *tr;              /* this connection's entry (NULL if untracked) */
-    const route *rt;        /* NULL: no route has this method and path */
+    const api_route *rt;    /* NULL: no route has this method and path */
     bool path_known;        /* some route has the path (405 rather than 404) */
     char caps[API_MAX_PARAMS][RES_NAME_MAX];
     int ncaps;
@@ -156,6 +201,8 @@ typedef struct conn_state {
 } conn_state;
 
 ctl_ctx *api_ctx(api *a) { return a->c; }
+
+struct watch_hub *api_watch_hub(api *a) { return a->wh; }
 
 static const char *code_slug(int code) {
     switch (code) {
@@ -226,7 +273,7 @@ static bool match(const char *pattern, const char *path, char caps[API_MAX_PARAM
     *ncaps = 0;
     const char *p = pattern, *q = path;
     while (*p && *q) {
-        if (p[0] == '{' && p[1] == '}') {
+        if (p[0] == '{') {
             const char *end = strchr(q, '/');
             size_t n = end ? (size_t)(end - q) : strlen(q);
             if (n == 0 || n >= RES_NAME_MAX || *ncaps >= API_MAX_PARAMS) return false;
@@ -234,7 +281,8 @@ static bool match(const char *pattern, const char *path, char caps[API_MAX_PARAM
             caps[*ncaps][n] = '\0';
             (*ncaps)++;
             q += n;
-            p += 2;
+            const char *close = strchr(p, '}');
+            p = close ? close + 1 : p + strlen(p);
             continue;
         }
         if (*p != *q) return false;
@@ -441,12 +489,120 @@ static int check_url(struct MHD_Connection *conn, const char *url, track *t, api
 
 /* ---- the door ---- */
 
+/* The type of a query value, as the route row declares it. */
+static bool query_value_ok(const char *type, size_t tlen, const char *v) {
+    if (v == NULL) return true;
+    if (tlen == 7 && strncmp(type, "boolean", 7) == 0)
+        return strcmp(v, "true") == 0 || strcmp(v, "false") == 0 || strcmp(v, "1") == 0 ||
+               strcmp(v, "0") == 0;
+    if (tlen == 7 && strncmp(type, "integer", 7) == 0) {
+        int64_t n;
+        return parse_i64(v, INT64_MIN, INT64_MAX, &n) == 0;
+    }
+    return true;
+}
+
+/* Finds key in the row's list "name:type ..."; *type gets its type. */
+static bool query_declared(const char *list, const char *key, const char **type, size_t *tlen) {
+    size_t kl = strlen(key);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ') p++;
+        const char *colon = strchr(p, ':');
+        size_t wl = strcspn(p, " ");
+        if (colon == NULL || (size_t)(colon - p) > wl) break;
+        if ((size_t)(colon - p) == kl && strncmp(p, key, kl) == 0) {
+            *type = colon + 1;
+            *tlen = wl - (size_t)(colon - p) - 1;
+            return true;
+        }
+        p += wl;
+    }
+    return false;
+}
+
+typedef struct query_check {
+    const api_route *rt;
+    const char *method;
+    api_resp *rs;
+    bool bad;
+} query_check;
+
+static enum MHD_Result check_one_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value) {
+    (void)kind;
+    query_check *qc = cls;
+    const api_route *rt = qc->rt;
+    const char *type = NULL;
+    size_t tlen = 0;
+    if (strcmp(key, "dryRun") == 0) {
+        if (!rt->dry_run) {
+            api_error(qc->rs, SE_INVAL, "%s %s has no dry run: the dryRun parameter is refused, not "
+                      "ignored", qc->method, rt->pattern);
+        } else if (value == NULL || (strcmp(value, "All") != 0 && strcmp(value, "true") != 0)) {
+            api_error(qc->rs, SE_INVAL, "dryRun: \"%s\" is not All (or true)", value ? value : "");
+        } else {
+            return MHD_YES;
+        }
+    } else if (!query_declared(rt->query, key, &type, &tlen)) {
+        api_error(qc->rs, SE_INVAL, "unknown query parameter \"%s\" for %s %s (accepted: %s%s%s)",
+                  key, qc->method, rt->pattern, rt->query ? rt->query : "none",
+                  rt->dry_run ? " " : "", rt->dry_run ? "dryRun:All" : "");
+    } else if (!query_value_ok(type, tlen, value)) {
+        api_error(qc->rs, SE_INVAL, "query parameter %s: \"%s\" is not a %.*s", key, value,
+                  (int)tlen, type);
+    } else {
+        return MHD_YES;
+    }
+    qc->bad = true;
+    return MHD_NO;
+}
+
+/* Every query parameter must be one the route row lists, with its type. */
+static int check_query(struct MHD_Connection *conn, const api_route *rt, const char *method,
+                       api_resp *rs) {
+    query_check qc = {.rt = rt, .method = method, .rs = rs};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, check_one_query, &qc);
+    return qc.bad ? SE_INVAL : 0;
+}
+
+const api_route *api_routes(size_t *n) {
+    *n = NROUTES;
+    return routes;
+}
+
+int h_healthz(api *a, api_req *rq, api_resp *rs) {
+    (void)a;
+    (void)rq;
+    rs->status = 200;
+    rs->text = strdup("ok\n");
+    rs->content_type = "text/plain";
+    return 0;
+}
+
+int h_version(api *a, api_req *rq, api_resp *rs) {
+    (void)a;
+    (void)rq;
+    return api_json(rs, 200, json_pack("{s:s,s:s,s:s}", "version", STAMP_VERSION, "apiVersion",
+                                       "v1", "server", "stampd"));
+}
+
+int h_openapi(api *a, api_req *rq, api_resp *rs) {
+    (void)a;
+    (void)rq;
+    json_t *doc = api_openapi(routes, NROUTES, STAMP_VERSION);
+    if (doc == NULL) return api_error(rs, SE_NOMEM, "out of memory");
+    return api_json(rs, 200, doc);
+}
+
 static int authenticate(api *a, api_req *rq, int need, api_resp *rs) {
     const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Authorization");
-    if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
+    /* RFC 7235: the scheme is case-insensitive ("bearer x" is fine). */
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
         return api_error(rs, SE_UNAUTH, "missing bearer token");
+    h += 7;
+    while (*h == ' ') h++;
     serr e = {0};
-    int rc = jwt_verify(a->v, h + 7, now_ms() / 1000, &rq->claims, &e);
+    int rc = jwt_verify(a->v, h, now_ms() / 1000, &rq->claims, &e);
     if (rc) return api_error(rs, SE_UNAUTH, "%s", e.msg);
     rq->user = json_string_value(json_object_get(rq->claims, "user_id"));
     rq->tenant = json_string_value(json_object_get(rq->claims, "tenant_id"));
@@ -456,9 +612,9 @@ static int authenticate(api *a, api_req *rq, int need, api_resp *rs) {
     serr te = {0};
     if (ns_tenant_check(rq->tenant, &te) != 0)
         return api_error(rs, SE_UNAUTH, "token's %s", te.msg);
-    rq->operator_role = jwt_grants_operator(a->v, h + 7, rq->claims, &e) == 1;
+    rq->operator_role = jwt_grants_operator(a->v, h, rq->claims, &e) == 1;
     if (e.msg[0]) log_warnx("auth: tenant %s: %s", rq->tenant, e.msg);
-    if (need == AUTH_OPERATOR && !rq->operator_role)
+    if (need == API_AUTH_OPERATOR && !rq->operator_role)
         return api_error(rs, SE_FORBIDDEN, "this needs the operator role");
     return 0;
 }
@@ -523,40 +679,35 @@ static int admit(api *a, struct MHD_Connection *conn, const char *url, const cha
                  conn_state *cs, api_req *rq, api_resp *rs) {
     int rc = check_url(conn, url, cs->tr, rs);
     if (rc) return rc;
-    if (strcmp(url, "/healthz") == 0) return 0;
     route_for(method, url, cs);
-    const route *rt = cs->rt;
+    const api_route *rt = cs->rt;
     if (rt == NULL) {
         if (cs->path_known) return api_error(rs, SE_METHOD, "%s is not allowed on %s", method, url);
         return api_error(rs, SE_NOTFOUND, "no such endpoint: %s", url);
     }
-    if (rt->auth != AUTH_NONE && (rc = authenticate(a, rq, rt->auth, rs)) != 0) return rc;
+    if (rt->auth != API_AUTH_NONE && (rc = authenticate(a, rq, rt->auth, rs)) != 0) return rc;
+    if ((rc = check_query(conn, rt, method, rs)) != 0) return rc;
     /* Raw bodies (model bundles) may be large; JSON ones are not. */
-    cs->cap = rt->raw ? (size_t)a->c->cfg->bundle_max_size : API_MAX_BODY;
+    cs->cap = (rt->body == API_BODY_RAW) ? (size_t)a->c->cfg->bundle_max_size : API_MAX_BODY;
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     int64_t n;
     if (cl && parse_i64(cl, 0, INT64_MAX, &n) == 0 && n > (int64_t)cs->cap)
         return api_error(rs, SE_TOOBIG, "request body larger than %zu bytes", cs->cap);
-    if (rt->raw) return upload_begin(a, cs, rs);
+    if ((rt->body == API_BODY_RAW)) return upload_begin(a, cs, rs);
     sbuf_init(&cs->body, cs->cap);
     return 0;
 }
 
 /* The final call: the body is all there. */
 static void dispatch(api *a, api_req *rq, conn_state *cs, api_resp *rs) {
-    if (strcmp(rq->path, "/healthz") == 0) {
-        rs->status = 200;
-        rs->text = strdup("ok\n");
-        rs->content_type = "text/plain";
-        return;
-    }
-    const route *rt = cs->rt;
+    const api_route *rt = cs->rt;
+    rq->dry_run = rt->dry_run && api_query(rq, "dryRun") != NULL;
     for (int k = 0; k < cs->ncaps; k++) rq->params[k] = cs->caps[k];
     if (cs->too_big) {
         api_error(rs, SE_TOOBIG, "request body larger than %zu bytes", cs->cap);
         return;
     }
-    if (rt->raw) {
+    if ((rt->body == API_BODY_RAW)) {
         if (cs->io_failed) {
             log_warnx("upload: writing to %s: %s", a->tmpdir, cs->io_err);
             api_error(rs, SE_IO, "upload: cannot store the body (%s)", cs->io_err);
@@ -624,14 +775,92 @@ static void mask_paths(api *a, json_t *body) {
     sbuf_free(&b2);
 }
 
+/* RFC 3339 beside every epoch-millisecond field of an answer.  Controllers
+ * keep times as epoch ms in status (…Ms, and phaseSince and history's "at"
+ * from before the convention); clients that read those keep working, and
+ * every such field gains a sibling in RFC 3339 UTC with milliseconds:
+ * startedMs -> startedTime, phaseSince -> phaseSinceTime, at -> time.
+ * Only values that are plausible instants (years 2000-2199) count, so a
+ * duration such as gracePeriodMs never becomes a date. */
+#define EPOCH_MS_MIN 946684800000LL  /* 2000-01-01 */
+#define EPOCH_MS_MAX 7258118400000LL /* 2200-01-01 */
+
+static void rfc3339_ms(int64_t ms, char *buf, size_t len) {
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char base[32];
+    if (gmtime_r(&t, &tm) == NULL || strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        base[0] = '\0';
+    snprintf(buf, len, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+static void add_times(json_t *v, int depth) {
+    if (depth > 16) return;
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) add_times(x, depth + 1);
+        return;
+    }
+    if (!json_is_object(v)) return;
+    const char *k;
+    json_t *x;
+    json_t *add = NULL;
+    json_object_foreach(v, k, x) {
+        if (!json_is_integer(x)) {
+            add_times(x, depth + 1);
+            continue;
+        }
+        json_int_t ms = json_integer_value(x);
+        if (ms < EPOCH_MS_MIN || ms >= EPOCH_MS_MAX) continue;
+        size_t n = strlen(k);
+        char name[96];
+        if (strcmp(k, "at") == 0) str_copy(name, sizeof(name), "time");
+        else if (strcmp(k, "phaseSince") == 0) str_copy(name, sizeof(name), "phaseSinceTime");
+        else if (n > 2 && n < 80 && strcmp(k + n - 2, "Ms") == 0) {
+            /* "timeMs" beside "time": the text form is there already */
+            snprintf(name, sizeof(name), "%.*s", (int)(n - 2), k);
+            if (json_is_string(json_object_get(v, name))) continue;
+            snprintf(name, sizeof(name), "%.*sTime", (int)(n - 2), k);
+        } else {
+            continue;
+        }
+        if (json_object_get(v, name)) continue;
+        char t[48];
+        rfc3339_ms(ms, t, sizeof(t));
+        if (add == NULL) add = json_object();
+        json_object_set_new(add, name, json_string(t));
+    }
+    if (add) json_object_update(v, add);
+    json_decref(add);
+}
+
+/* A watch: a chunked stream the watch module feeds (watch.h). */
+static enum MHD_Result respond_stream(struct MHD_Connection *conn, api_resp *rs) {
+    struct MHD_Response *resp = watch_response(rs->watch, conn);
+    rs->watch = NULL; /* the response owns it now, even when it failed */
+    if (resp == NULL) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    enum MHD_Result r = MHD_queue_response(conn, 200, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
 static enum MHD_Result respond(api *a, struct MHD_Connection *conn, api_req *rq, api_resp *rs) {
+    if (rs->watch) {
+        if (rs->body == NULL && rs->status == 200) return respond_stream(conn, rs);
+        watch_drop(rs->watch);
+        rs->watch = NULL;
+    }
     if (rs->status >= 400 && rs->body && !rq->operator_role) mask_paths(a, rs->body);
     char *text = rs->text;
     size_t tlen = rs->text_len;
     const char *ctype = rs->content_type ? rs->content_type : "application/json";
     if (rs->body) {
+        add_times(rs->body, 0);
         tlen = 0;
-        text = json_dumps(rs->body, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+        text = json_dumps(rs->body, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
         free(rs->text);
         if (text) {
             size_t n = strlen(text);
@@ -701,7 +930,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         track_body(a, cs->tr, n);
-        if (cs->rt && cs->rt->raw) upload_chunk(cs, upload_data, n);
+        if (cs->rt && cs->rt->body == API_BODY_RAW) upload_chunk(cs, upload_data, n);
         else if (!cs->too_big && sbuf_add(&cs->body, upload_data, n) != 0) cs->too_big = true;
         *upload_data_size = 0;
         return MHD_YES;
@@ -804,10 +1033,13 @@ int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, 
         goto fail;
     }
     a->watchdog_on = true;
+    if ((rc = watch_hub_new(c->st, (int)cfg->api_max_watches, &a->wh, e))) goto fail;
     unsigned idle = (unsigned)((cfg->api_idle_timeout_ms + 999) / 1000);
     /* A pool of threads: a reap or an MTTC verification holds one for as
      * long as it runs, and the others keep answering. */
-    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO, 0,
+    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
+                                MHD_ALLOW_SUSPEND_RESUME,
+                            0,
                             NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, fd,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
@@ -833,7 +1065,11 @@ fail:
 
 void api_stop(api *a) {
     if (a == NULL) return;
+    /* Suspended watches must be resumed before MHD stops; their responses
+     * are freed by MHD_stop_daemon, which still needs the hub. */
+    watch_hub_stop(a->wh);
     if (a->d) MHD_stop_daemon(a->d);
+    watch_hub_free(a->wh);
     if (a->watchdog_on) {
         pthread_mutex_lock(&a->mu);
         a->stopping = true;

@@ -181,6 +181,8 @@ static const crow rows[] = {
      "clock skew allowed on exp, nbf and iat (at most 1d)"},
     {"jwt-jwks-ca-file", CT_STR, F(jwt_jwks_ca_file), S(jwt_jwks_ca_file), "", 0, 0,
      "CA bundle that verifies jwt-jwks-url's certificate (default: the system's)"},
+    {"api-max-watches", CT_INT, F(api_max_watches), 0, "64", 1, 4096,
+     "open GET /v1/watch streams at once (429 past it)"},
 };
 #undef F
 #undef S

@@ -109,6 +109,8 @@ typedef struct stamp_config {
     char jwt_role_claim[64];
     int64_t jwt_leeway_ms;
     char jwt_jwks_ca_file[512];
+    /* API watches */
+    int64_t api_max_watches;
 } stamp_config;
 
 void config_defaults(stamp_config *c);
