@@ -114,8 +114,25 @@ static int ns_op(api *a, api_req *rq, api_resp *rs, const char *what,
     return rc;
 }
 
+/* Idempotent: finalizing a namespace finalized already (or reaping, or
+ * reaped) answers 200 with its state and "alreadyFinalized": true. */
 int h_ns_finalize(api *a, api_req *rq, api_resp *rs) {
-    return ns_op(a, rq, rs, "finalize", ns_finalize);
+    resource r;
+    if (lookup(a, rq, rs, &r)) return -1;
+    serr e = {0};
+    bool already = false;
+    int rc = ns_finalize(api_ctx(a), &r, &already, &e);
+    audit_ns(a, rq, "finalize", r.name, ns_bucket_of(&r), rc, &e,
+             already ? json_pack("{s:b}", "alreadyFinalized", 1) : NULL);
+    if (rc) {
+        api_error_serr(rs, &e);
+    } else {
+        json_t *o = ns_to_json(api_ctx(a), &r);
+        json_object_set_new(o, "alreadyFinalized", json_boolean(already));
+        api_json(rs, 200, o);
+    }
+    resource_free(&r);
+    return rc;
 }
 
 int h_ns_activity(api *a, api_req *rq, api_resp *rs) {
@@ -132,8 +149,19 @@ int h_ns_reap(api *a, api_req *rq, api_resp *rs) {
         resource_free(&r);
         return -1;
     }
-    if (truthy(api_query(rq, "dry_run"))) {
-        api_json(rs, 200, ns_reap_plan(api_ctx(a), &r));
+    /* dryRun=All (the API's convention) or dry_run=true (seed 004's, which
+     * stampctl has sent): the same checks as the reap, then the plan. */
+    if (rq->dry_run || truthy(api_query(rq, "dry_run"))) {
+        int ph = phase_of(&ns_fsm, &r);
+        serr e = {0};
+        if (ph != NP_REAPING && ph != NP_REAPED && fsm_check_op(&ns_fsm, r.name, ph, NO_REAP, &e)) {
+            resource_free(&r);
+            return api_error_serr(rs, &e);
+        }
+        json_t *plan = ns_reap_plan(api_ctx(a), &r);
+        json_object_set_new(plan, "dryRun", json_true());
+        json_object_set_new(plan, "alreadyReaped", json_boolean(ph == NP_REAPED));
+        api_json(rs, 200, plan);
         resource_free(&r);
         return 0;
     }

@@ -79,11 +79,16 @@ void ns_audit(ctl_ctx *c, const char *user, const char *tenant, const char *op, 
  * status, pod_count, pvc_count, and labels, annotations, diagnostics. */
 json_t *ns_to_json(ctl_ctx *c, const resource *r);
 int ns_activity(ctl_ctx *c, resource *r, serr *e);
-int ns_finalize(ctl_ctx *c, resource *r, serr *e);
+/* Idempotent: a namespace finalized, reaping or reaped is left as it is,
+ * 0 is returned and *already (when given) is set. */
+int ns_finalize(ctl_ctx *c, resource *r, bool *already, serr *e);
 /* Reap now (manual reap or MTTC cleanup): one attempt, under the
- * namespace's lock.  *result is seed 004's reap answer; the return is 0 when
- * reaped, SE_UNAVAIL when the diagnostics could not be stored (namespace
- * kept, retried by the controller). */
+ * namespace's lock (so a reap the controller is running is waited for, for
+ * as long as its step takes).  *result is seed 004's reap answer plus
+ * "alreadyReaped"; the return is 0 when reaped (now or before: then
+ * alreadyReaped is true and the recorded outcome is answered), SE_UNAVAIL
+ * when the diagnostics could not be stored (namespace kept, retried by the
+ * controller). */
 int ns_reap_now(ctl_ctx *c, const char *ns, const char *user, json_t **result, serr *e);
 /* What a reap would archive and delete, changing nothing. */
 json_t *ns_reap_plan(ctl_ctx *c, const resource *r);

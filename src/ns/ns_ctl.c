@@ -251,7 +251,16 @@ static int activity_once(ctl_ctx *c, resource *r, serr *e) {
     return store_update(c->st, r, NULL, e);
 }
 
+/* Finalize is idempotent: a namespace already finalized, or past it
+ * (reaping, reaped: the reaper takes a finalized one at once), stays as it
+ * is and the call succeeds, so a client retrying after a timeout is told
+ * the truth instead of a conflict. */
+static bool finalized_already(int ph) {
+    return ph == NP_FINALIZED || ph == NP_REAPING || ph == NP_REAPED;
+}
+
 static int finalize_once(ctl_ctx *c, resource *r, serr *e) {
+    if (finalized_already(phase_of(&ns_fsm, r))) return 0;
     int rc = fsm_check_op(&ns_fsm, r->name, phase_of(&ns_fsm, r), NO_FINALIZE, e);
     if (rc) return rc;
     int64_t now = now_ms();
@@ -263,9 +272,11 @@ static int finalize_once(ctl_ctx *c, resource *r, serr *e) {
 
 int ns_activity(ctl_ctx *c, resource *r, serr *e) { return with_retry(c, r, activity_once, e); }
 
-int ns_finalize(ctl_ctx *c, resource *r, serr *e) {
+int ns_finalize(ctl_ctx *c, resource *r, bool *already, serr *e) {
+    bool was = finalized_already(phase_of(&ns_fsm, r));
     int rc = with_retry(c, r, finalize_once, e);
-    if (rc == 0) ctl_enqueue(c, KIND, r->name);
+    if (already) *already = was;
+    if (rc == 0 && !was) ctl_enqueue(c, KIND, r->name);
     return rc;
 }
 
@@ -609,6 +620,17 @@ int ns_reap_now(ctl_ctx *c, const char *ns, const char *user, json_t **result, s
     int rc = ns_lookup(c, NULL, ns, &r, e);
     if (rc) goto out;
     int ph = phase_of(&ns_fsm, &r);
+    if (ph == NP_REAPED) {
+        /* Idempotent: the outcome recorded when it was reaped (by the
+         * reaper, which takes a finalized namespace at once, or by an
+         * earlier call whose answer the client never got). */
+        char msg[200], t[40];
+        snprintf(msg, sizeof(msg), "Namespace %s was already reaped at %s", r.name,
+                 rfc(jint(r.status, "reapedMs", 0), t, sizeof(t)));
+        *result = reap_result(&r, true, msg);
+        json_object_set_new(*result, "alreadyReaped", json_true());
+        goto out;
+    }
     if (ph != NP_REAPING) {
         if ((rc = fsm_check_op(&ns_fsm, r.name, ph, NO_REAP, e))) goto out;
         if ((rc = to_reaping(c, &r, "ManualReap", "requested by a user", e))) goto out;
@@ -620,6 +642,7 @@ int ns_reap_now(ctl_ctx *c, const char *ns, const char *user, json_t **result, s
         char msg[200];
         snprintf(msg, sizeof(msg), "Namespace %s successfully reaped", r.name);
         *result = reap_result(&r, true, msg);
+        json_object_set_new(*result, "alreadyReaped", json_false());
     } else if (rc == SE_UNAVAIL) {
         *result = reap_result(&r, false, se.msg);
         ctl_enqueue(c, KIND, r.name); /* the controller owns the retries */
