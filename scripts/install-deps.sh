@@ -41,4 +41,12 @@ if [ "$what" = test ]; then
     echo "installing: @azure/storage-blob 12.27.0 (npm) into .deps/azure-sdk"
     npm install --silent --no-audit --no-fund --prefix "$root/.deps/azure-sdk" @azure/storage-blob@12.27.0 >/dev/null
   fi
+  # An independent OpenAPI validator checks the document stampd generates
+  # (GET /openapi.json).  swagger-parser 10.1.1 validates OpenAPI 3.1 and
+  # runs on Node 18 and 20 (its ref parser needs Node >= 16).
+  if [ ! -d "$root/.deps/openapi/node_modules/@apidevtools/swagger-parser" ]; then
+    echo "installing: @apidevtools/swagger-parser 10.1.1 (npm) into .deps/openapi"
+    npm install --silent --no-audit --no-fund --prefix "$root/.deps/openapi" \
+      @apidevtools/swagger-parser@10.1.1 openapi-types@12.1.3 >/dev/null
+  fi
 fi
