@@ -192,4 +192,12 @@ wait_until "acme's watch sees its namespace" 5 grep -q 'livecalc-bucket-mine2' "
 kill $W4 2>/dev/null; wait $W4 2>/dev/null
 expect_ok "and never another tenant's" sh -c "! grep -q other1 '$T/watch-acme.out'"
 
+# A stop with a watch open (suspended): the watch ends, stampd exits 0.
+curl -sS -N -H "Authorization: Bearer $OPTOKEN" "$URL/v1/watch" >"$T/watch-stop.out" 2>/dev/null &
+W5=$!
+sleep 0.5
+stop_stampd
+wait $W5
+expect_eq "stampd stopped cleanly with a watch open" "$STAMPD_BAD_EXITS" 0
+
 finish
