@@ -20,6 +20,10 @@
 #include "reconcile/phase.h"
 #include "util/util.h"
 
+/* How long a reap call waits for a reap already running before it answers
+ * 202 with the state: an API thread is held that long at most. */
+#define NS_REAP_WAIT_MS 5000
+
 /* The tenant a request is scoped to: NULL (all) for operators. */
 static const char *scope(api_req *rq) { return rq->operator_role ? NULL : rq->tenant; }
 
@@ -171,7 +175,15 @@ int h_ns_reap(api *a, api_req *rq, api_resp *rs) {
     resource_free(&r);
     json_t *result = NULL;
     serr e = {0};
-    int rc = ns_reap_now(api_ctx(a), name, rq->user, &result, &e);
+    /* A reap in progress (the reaper takes a finalized namespace at once)
+     * is waited for, but only so long: then 202 with its state, and the
+     * client asks again (a reap of a reaped namespace answers its
+     * outcome). */
+    int rc = ns_reap_within(api_ctx(a), name, rq->user, NS_REAP_WAIT_MS, &result, &e);
+    if (rc == SE_TIMEOUT && result) {
+        audit_ns(a, rq, "reap", name, b, 0, &e, json_pack("{s:b}", "inProgress", 1));
+        return api_json(rs, 202, result);
+    }
     audit_ns(a, rq, "reap", name, b, rc, &e,
              result ? json_pack("{s:O}", "diagnostics", json_object_get(result, "diagnostics")) : NULL);
     if (result) return api_json(rs, rc == 0 ? 200 : 503, result);

@@ -90,6 +90,11 @@ int ns_finalize(ctl_ctx *c, resource *r, bool *already, serr *e);
  * when the diagnostics could not be stored (namespace kept, retried by the
  * controller). */
 int ns_reap_now(ctl_ctx *c, const char *ns, const char *user, json_t **result, serr *e);
+/* The same, waiting at most wait_ms for a reap already running (the
+ * reaper's, or another call's); past it SE_TIMEOUT with *result the
+ * namespace's state ("inProgress": true) and nothing done. */
+int ns_reap_within(ctl_ctx *c, const char *ns, const char *user, int64_t wait_ms, json_t **result,
+                   serr *e);
 /* What a reap would archive and delete, changing nothing. */
 json_t *ns_reap_plan(ctl_ctx *c, const resource *r);
 int ns_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e);

@@ -612,10 +612,44 @@ static void sweep_done(bool ok) {
     pthread_mutex_unlock(&sweep_mu);
 }
 
+/* The namespace's lock within wait_ms (< 0: however long it takes). */
+static bool lock_within(pthread_mutex_t *mu, int64_t wait_ms) {
+    if (wait_ms < 0) return pthread_mutex_lock(mu) == 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* timedlock's clock */
+    ts.tv_sec += (time_t)(wait_ms / 1000);
+    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_mutex_timedlock(mu, &ts) == 0;
+}
+
+/* A reap someone else is running took longer than the caller would wait:
+ * the namespace as it stands, read without the lock. */
+static int reap_busy(ctl_ctx *c, const char *ns, json_t **result, serr *e) {
+    resource r;
+    int rc = ns_lookup(c, NULL, ns, &r, e);
+    if (rc) return rc;
+    *result = json_pack("{s:b,s:s,s:s,s:b,s:s}", "success", 0, "namespace", r.name, "status",
+                        fsm_phase_name(&ns_fsm, phase_of(&ns_fsm, &r)), "inProgress", 1,
+                        "message", "a reap of this namespace is in progress; ask again");
+    json_t *reap = json_object_get(r.status, "reap");
+    if (reap) json_object_set(*result, "reap", reap);
+    resource_free(&r);
+    return serr_set(e, SE_TIMEOUT, "namespace %s: a reap is in progress", ns);
+}
+
 int ns_reap_now(ctl_ctx *c, const char *ns, const char *user, json_t **result, serr *e) {
+    return ns_reap_within(c, ns, user, -1, result, e);
+}
+
+int ns_reap_within(ctl_ctx *c, const char *ns, const char *user, int64_t wait_ms, json_t **result,
+                   serr *e) {
     *result = NULL;
     pthread_mutex_t *mu = lock_of(ns);
-    pthread_mutex_lock(mu);
+    if (!lock_within(mu, wait_ms)) return reap_busy(c, ns, result, e);
     resource r;
     int rc = ns_lookup(c, NULL, ns, &r, e);
     if (rc) goto out;
