@@ -26,6 +26,10 @@
 #include "reconcile/ctl.h"
 
 #define API_MAX_BODY (1024 * 1024)
+/* How answers are printed.  Reals with 15 significant digits: what a double
+ * holds of a decimal, so 0.073 prints 0.073 and not 0.072999999999999995
+ * (jansson's default, 17, shows the binary approximation). */
+#define API_JSON_DUMP_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
 #define API_MAX_PARAMS 4
 
 typedef struct api api;

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
@@ -123,10 +124,29 @@ static void test_watch_line(void **st) {
     json_decref(ev);
 }
 
+static void test_reals_as_written(void **st) {
+    (void)st;
+    static const struct {
+        double v;
+        const char *want;
+    } cases[] = {{0.073, "0.073"}, {0.1 + 0.2, "0.3"}, {1234.5678, "1234.5678"},
+                 {99.95, "99.95"}, {1e-7, "1e-7"}, {2.0, "2.0"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *a = json_pack("[f]", cases[i].v);
+        char *s = json_dumps(a, (API_JSON_DUMP_FLAGS & ~(size_t)JSON_MAX_INDENT) | JSON_COMPACT);
+        char want[64];
+        snprintf(want, sizeof(want), "[%s]", cases[i].want);
+        if (strcmp(s, want) != 0) fail_msg("%.17g printed %s, want %s", cases[i].v, s, want);
+        free(s);
+        json_decref(a);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_route_is_documented),
         cmocka_unit_test(test_watch_line),
+        cmocka_unit_test(test_reals_as_written),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
