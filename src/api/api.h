@@ -107,6 +107,7 @@ int h_healthz(api *a, api_req *rq, api_resp *rs);
 int h_version(api *a, api_req *rq, api_resp *rs);
 int h_openapi(api *a, api_req *rq, api_resp *rs);
 int h_watch(api *a, api_req *rq, api_resp *rs);
+int h_events(api *a, api_req *rq, api_resp *rs);
 int h_stamps_create(api *a, api_req *rq, api_resp *rs);
 int h_stamps_list(api *a, api_req *rq, api_resp *rs);
 int h_stamps_get(api *a, api_req *rq, api_resp *rs);

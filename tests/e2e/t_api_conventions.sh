@@ -91,6 +91,10 @@ expect_eq "watch: the drain's phase changes in order" \
   "Active>Draining,Draining>Ready"
 expect_eq "watch: only the stamp asked for" "$(jq -r '.object.name' "$T/watch.out" | sort -u)" "$S"
 expect_eq "watch: MODIFIED events" "$(jq -r 'select(.event.to) | .type' "$T/watch.out" | sort -u)" MODIFIED
+code=$(TOKEN=$OPTOKEN api GET "/v1/events?kind=Stamp&name=$S&since=0")
+expect_eq "events list: the same changes as one answer" \
+  "$code:$(jq -r '[.items[] | select(.event.to) | .event.from + ">" + .event.to] | join(",")' "$T/body")" \
+  "200:Creating>Active,Active>Draining,Draining>Ready"
 curl -sS -N -H "Authorization: Bearer $OPTOKEN" "$URL/v1/watch" >/dev/null 2>&1 &
 W3=$!
 sleep 0.3
@@ -191,6 +195,10 @@ TOKEN=$TOKEN api POST '/v1/platform/namespaces?bucket_id=mine2' >/dev/null
 wait_until "acme's watch sees its namespace" 5 grep -q 'livecalc-bucket-mine2' "$T/watch-acme.out"
 kill $W4 2>/dev/null; wait $W4 2>/dev/null
 expect_ok "and never another tenant's" sh -c "! grep -q other1 '$T/watch-acme.out'"
+code=$(api GET '/v1/events?since=0')
+expect_eq "a tenant's event list: its own namespaces only" \
+  "$code:$(jq -r '[.items[].object.name] | unique | map(select(test("other1"))) | length' "$T/body")" "200:0"
+expect_ok "and its own are there" jq -e '[.items[].object.name] | index("livecalc-bucket-mine2")' "$T/body"
 
 # A stop with a watch open (suspended): the watch ends, stampd exits 0.
 curl -sS -N -H "Authorization: Bearer $OPTOKEN" "$URL/v1/watch" >"$T/watch-stop.out" 2>/dev/null &
