@@ -60,7 +60,9 @@ int h_watch(api *a, api_req *rq, api_resp *rs) {
 }
 
 /* GET /v1/events: the events of every object (or of a kind, a name), after
- * an id, oldest first: what a watch would have shown, as one answer.
+ * an id, oldest first, each as GET /v1/stamps/NAME/events shows one (time,
+ * type, reason, message, resourceVersion) with id, kind, name, and from and
+ * to for a phase change: what a watch streams, as one answer.
  * "next" is the id to pass as since for the following page or watch. */
 int h_events(api *a, api_req *rq, api_resp *rs) {
     const char *kind, *name, *tenant;
@@ -77,7 +79,7 @@ int h_events(api *a, api_req *rq, api_resp *rs) {
     json_t *items = json_array();
     size_t i;
     json_t *ev;
-    json_array_foreach(rows, i, ev) json_array_append_new(items, watch_line(ev));
+    json_array_foreach(rows, i, ev) json_array_append_new(items, watch_event(ev));
     json_decref(rows);
     return api_json(rs, 200, json_pack("{s:s,s:o,s:I}", "kind", "EventList", "items", items, "next",
                                        (json_int_t)upto));

@@ -585,8 +585,13 @@ int h_healthz(api *a, api_req *rq, api_resp *rs) {
 int h_version(api *a, api_req *rq, api_resp *rs) {
     (void)a;
     (void)rq;
-    return api_json(rs, 200, json_pack("{s:s,s:s,s:s}", "version", STAMP_VERSION, "apiVersion",
-                                       "v1", "server", "stampd"));
+    /* features: what a client may rely on without trying it (stampctl
+     * refuses --dry-run against a stampd that does not list dryRun, since
+     * an older one ignored unknown parameters and acted for real). */
+    return api_json(rs, 200,
+                    json_pack("{s:s,s:s,s:s,s:[s,s,s,s,s]}", "version", STAMP_VERSION, "apiVersion",
+                              "v1", "server", "stampd", "features", "dryRun", "strictQuery",
+                              "watch", "events", "openapi"));
 }
 
 int h_openapi(api *a, api_req *rq, api_resp *rs) {

@@ -72,10 +72,15 @@ static void phases_of(const char *msg, json_t *ev) {
     json_object_set_new(ev, "to", json_string(t));
 }
 
-json_t *watch_line(json_t *ev) {
+json_t *watch_event(json_t *ev) {
     json_t *e = json_deep_copy(ev);
+    if (e) phases_of(json_string_value(json_object_get(e, "message")), e);
+    return e;
+}
+
+json_t *watch_line(json_t *ev) {
+    json_t *e = watch_event(ev);
     if (e == NULL) return NULL;
-    phases_of(json_string_value(json_object_get(e, "message")), e);
     const char *to = json_string_value(json_object_get(e, "to"));
     json_int_t rv = json_integer_value(json_object_get(e, "resourceVersion"));
     const char *type = "MODIFIED";

@@ -93,7 +93,7 @@ expect_eq "watch: only the stamp asked for" "$(jq -r '.object.name' "$T/watch.ou
 expect_eq "watch: MODIFIED events" "$(jq -r 'select(.event.to) | .type' "$T/watch.out" | sort -u)" MODIFIED
 code=$(TOKEN=$OPTOKEN api GET "/v1/events?kind=Stamp&name=$S&since=0")
 expect_eq "events list: the same changes as one answer" \
-  "$code:$(jq -r '[.items[] | select(.event.to) | .event.from + ">" + .event.to] | join(",")' "$T/body")" \
+  "$code:$(jq -r '[.items[] | select(.to) | .from + ">" + .to] | join(",")' "$T/body")" \
   "200:Creating>Active,Active>Draining,Draining>Ready"
 curl -sS -N -H "Authorization: Bearer $OPTOKEN" "$URL/v1/watch" >/dev/null 2>&1 &
 W3=$!
@@ -131,6 +131,7 @@ expect_eq "upper-case BEARER works" "$code" 200
 code=$(curl -sS -o "$T/body" -w '%{http_code}' "$URL/version")
 expect_eq "/version without a token" "$code" 200
 expect_ok "/version has the version" jq -e '.version | test("^[0-9]+\\.[0-9]+\\.[0-9]+$")' "$T/body"
+expect_ok "/version lists the dryRun feature (stampctl's gate)" jq -e '.features | index("dryRun")' "$T/body"
 
 # ---- 5. OpenAPI ----
 code=$(curl -sS -o "$T/openapi.json" -w '%{http_code}' "$URL/openapi.json")
@@ -197,8 +198,8 @@ kill $W4 2>/dev/null; wait $W4 2>/dev/null
 expect_ok "and never another tenant's" sh -c "! grep -q other1 '$T/watch-acme.out'"
 code=$(api GET '/v1/events?since=0')
 expect_eq "a tenant's event list: its own namespaces only" \
-  "$code:$(jq -r '[.items[].object.name] | unique | map(select(test("other1"))) | length' "$T/body")" "200:0"
-expect_ok "and its own are there" jq -e '[.items[].object.name] | index("livecalc-bucket-mine2")' "$T/body"
+  "$code:$(jq -r '[.items[].name] | unique | map(select(test("other1"))) | length' "$T/body")" "200:0"
+expect_ok "and its own are there" jq -e '[.items[].name] | index("livecalc-bucket-mine2")' "$T/body"
 
 # A stop with a watch open (suspended): the watch ends, stampd exits 0.
 curl -sS -N -H "Authorization: Bearer $OPTOKEN" "$URL/v1/watch" >"$T/watch-stop.out" 2>/dev/null &
