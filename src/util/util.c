@@ -194,7 +194,8 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
         return serr_set(e, SE_INVAL, "path too long");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* O_NOFOLLOW: a pod may own the directory (its annotations). */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd == -1) return serr_set(e, SE_IO, "open %s: %s", tmp, strerror(errno));
     const char *p = data;
     size_t left = len;
