@@ -126,17 +126,27 @@ static long long num_arg(const char *opt, const char *s, long long min) {
     return v;
 }
 
-static int write_result(const char *path, const char *text) {
-    char tmp[PATH_MAX], dir[PATH_MAX];
+/* FILE.tmp, opened by open_slot: the result's blocks are allocated when the
+ * command starts, so that a command that fills the disk cannot keep its
+ * result from being written. */
+static int slot_fd = -1;
+
+static int open_slot(const char *path, int *fd) {
+    char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) return -1;
     /* The directory may be writable by the command (a pod's is not, but an
      * exec step's may be): never follow or reuse what is at FILE.tmp. */
     unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-    if (fd < 0) return -1;
+    *fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+    return *fd < 0 ? -1 : 0;
+}
+
+static int write_result_fd(const char *path, int fd, const char *text) {
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     size_t n = strlen(text), off = 0;
     while (off < n) {
-        ssize_t w = write(fd, text + off, n - off);
+        ssize_t w = pwrite(fd, text + off, n - off, (off_t)off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
             close(fd);
@@ -144,7 +154,8 @@ static int write_result(const char *path, const char *text) {
         }
         off += (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) return -1;
+    if (ftruncate(fd, (off_t)n) != 0 || fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0)
+        return -1;
     snprintf(dir, sizeof(dir), "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash == dir) slash[1] = '\0';
@@ -156,6 +167,12 @@ static int write_result(const char *path, const char *text) {
         close(dfd);
     }
     return 0;
+}
+
+static int write_result(const char *path, const char *text) {
+    int fd;
+    if (open_slot(path, &fd) != 0) return -1;
+    return write_result_fd(path, fd, text);
 }
 
 /* ---- options ---- */
@@ -512,6 +529,9 @@ int main(int argc, char **argv) {
         fcntl(pfd[0], F_SETFL, O_NONBLOCK);
     }
 
+    if (open_slot(o.rc_path, &slot_fd) == 0 && posix_fallocate(slot_fd, 0, 4096) != 0) {
+        /* No room even now: the result is tried again at the end. */
+    }
     int64_t started = clock_ms(CLOCK_REALTIME), t0 = clock_ms(CLOCK_MONOTONIC);
     pid_t self = getpid();
     pid_t child = fork();
@@ -615,7 +635,8 @@ int main(int argc, char **argv) {
              "\"startedMs\":%lld,\"endedMs\":%lld,\"logBytesDropped\":%llu%s}\n",
              code, sig, timed_out ? "true" : "false", (long long)dur, (long long)started,
              (long long)ended, dropped, by);
-    if (write_result(o.rc_path, res) != 0) {
+    if ((slot_fd >= 0 ? write_result_fd(o.rc_path, slot_fd, res) : -1) != 0 &&
+        write_result(o.rc_path, res) != 0) {
         fprintf(stderr, "stamp-run: writing %s: %s\n", o.rc_path, strerror(errno));
         return 1;
     }
