@@ -29,6 +29,13 @@ BUNDLE=$DATA/blobs/bundles/beta/$BH
 wait_until "beta pod done" 20 sh -c "[ \"\$(ctl ns pods $OTHER -o json | jq -r '.pods[0].phase')\" = Succeeded ]"
 OTHER_LOG=$DATA/namespaces/$OTHER/pods/secret-pod/log
 expect_ok "beta's log holds its secret" grep -q beta-secret-4411 "$OTHER_LOG"
+# A running pod of beta's with a secret in its environment: all pods share
+# the pod user, so only Landlock keeps another pod out of its /proc files.
+ctl ns run-pod $OTHER victim --env BETA_TOKEN=beta-token-9931 -- -c 'echo victim up; exec sleep 60' >/dev/null || fail "victim pod"
+wait_until "victim runs" 20 sh -c "ctl ns logs $OTHER victim | grep -q 'victim up'"
+VPID=$(pgrep -P "$(ctl ns pods $OTHER -o json | jq -r '.pods[] | select(.name == "victim") | .pid')" | head -n 1)
+[ -n "$VPID" ] || fail "no victim process"
+expect_ok "the victim's environ holds the token" grep -qa beta-token-9931 "/proc/$VPID/environ"
 
 STAMP_TOKEN=$(tenant_token acme alice)
 TOKEN=$STAMP_TOKEN
@@ -71,6 +78,8 @@ try other-log "$OTHER_LOG"
 try other-bundle "$BUNDLE"
 try other-bundle-rel "../../../../../blobs/bundles/beta/$BH"
 try stampd-environ /proc/$STAMPD_PID_NOW/environ
+try other-pod-environ /proc/$VPID/environ
+try other-pod-cwd /proc/$VPID/cwd/../spec.json
 try stampd-lock "$DATA/stampd.lock"
 try client-conf "$T/client.conf"
 try world-readable "$T/world.txt"
@@ -90,6 +99,7 @@ wait_until "probe done" 20 sh -c "[ \"\$(ctl ns pods $NS -o json | jq -r '.pods[
 ctl ns logs $NS probe >"$T/probe.log"
 log "probe log: $(tr '\n' '|' <"$T/probe.log" | head -c 1500)"
 for what in store store-wal store-rel other-log other-bundle other-bundle-rel stampd-environ stampd-lock \
+  other-pod-environ other-pod-cwd \
   client-conf world-readable tmp-file list-data write-other symlink; do
   expect_ok "pod cannot: $what" grep -q "^DENIED $what: .*\(Permission denied\|No such file\|Operation not permitted\)" "$T/probe.log"
   expect_ok "no leak: $what" sh -c "! grep -q '^LEAK $what' '$T/probe.log'"
@@ -150,4 +160,15 @@ ctl ns finalize $NS >/dev/null || fail finalize
 wait_ns $NS reaped 30
 expect_eq "no pod processes" "$(procs "ns/$NS/")" 0
 expect_ok "stampd logged how pods are confined" grep -q "pods run as" "$T/stampd.log"
+
+# ---- as root, a missing pod user refuses pods, loudly ----
+if [ "$(id -u)" -eq 0 ]; then
+  stop_stampd
+  kill_owned
+  start_stampd --set pod-command=/bin/sh --set pod-user=stamp-no-such-user
+  expect_ok "stampd says at start" grep -q "ERROR.*pod user \"stamp-no-such-user\" does not exist" "$T/stampd.log"
+  ctl ns create late >/dev/null || fail "ns late"
+  expect_err "pod refused without the pod user" "does not exist" ctl ns run-pod livecalc-bucket-late p -- -c true
+  [ ! -e "$DATA/namespaces/livecalc-bucket-late/pods/p" ] || fail "a refused pod left a directory"
+fi
 finish
