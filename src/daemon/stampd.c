@@ -319,7 +319,7 @@ int main(int argc, char **argv) {
     char cmsg[512];
     int cl = nsrt_confine_init(&ctx, cmsg, sizeof(cmsg));
     if (cl < 0) log_error("%s", cmsg);
-    else if (cl > 0) log_warnx("WARNING: %s", cmsg);
+    else if (cl > 0) log_warnx("%s", cmsg);
     else log_info("%s", cmsg);
 
     if (api_start(&ctx, jv, cfg.listen, &ap, &e)) goto bad;

@@ -278,6 +278,16 @@ static int parse_args(int argc, char **argv) {
 }
 
 /* ---- the command's environment ---- */
+static char *env_buf; /* the env file's text; entries point into it */
+static int env_own_from; /* entries from here on were malloc'd */
+
+static void free_env(char **env) {
+    if (env == NULL) return;
+    for (int k = env_own_from; env[k]; k++) free(env[k]);
+    free(env);
+    free(env_buf);
+}
+
 static char **build_env(void) {
     char **env = calloc(MAX_ENV + 1, sizeof(char *));
     if (env == NULL) return NULL;
@@ -302,13 +312,15 @@ static char **build_env(void) {
             free(env);
             return NULL;
         }
-        buf[got] = '\0'; /* buf lives as long as the process: env points into it */
+        buf[got] = '\0';
+        env_buf = buf;
         for (size_t off = 0; off < got && n < MAX_ENV - 16;) {
             size_t len = strnlen(buf + off, got - off);
             if (len > 0 && strchr(buf + off, '=')) env[n++] = buf + off;
             off += len + 1;
         }
     }
+    env_own_from = n;
     for (int k = 0; k < o.n_keep; k++) {
         const char *v = getenv(o.env_keep[k]);
         if (v == NULL) continue;
@@ -499,6 +511,7 @@ int main(int argc, char **argv) {
         char *pbuf = malloc(bl);
         if (pbuf == NULL || getpwnam_r(o.user, &pw, pbuf, bl, &res) != 0 || res == NULL) {
             fprintf(stderr, "stamp-run: user %s does not exist\n", o.user);
+            free(pbuf);
             return 126;
         }
         uid = pw.pw_uid;
@@ -635,6 +648,8 @@ int main(int argc, char **argv) {
              "\"startedMs\":%lld,\"endedMs\":%lld,\"logBytesDropped\":%llu%s}\n",
              code, sig, timed_out ? "true" : "false", (long long)dur, (long long)started,
              (long long)ended, dropped, by);
+    free(buf);
+    free_env(env);
     if ((slot_fd >= 0 ? write_result_fd(o.rc_path, slot_fd, res) : -1) != 0 &&
         write_result(o.rc_path, res) != 0) {
         fprintf(stderr, "stamp-run: writing %s: %s\n", o.rc_path, strerror(errno));
