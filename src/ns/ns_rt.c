@@ -149,8 +149,21 @@ int nsrt_confine_init(ctl_ctx *c, char *msg, size_t len) {
     if (id.switch_user) {
         /* The pod user must be able to pass through the data directory to
          * reach its pods (no listing: 0711); the store, blobs and every
-         * other file in it stay stampd's only. */
+         * other file in it stay stampd's only.  Its parents are the
+         * operator's: say which one is closed rather than change it. */
         chmod(c->data_dir, 0711);
+        char up[PATH_MAX];
+        str_copy(up, sizeof(up), c->data_dir);
+        for (char *slash = strrchr(up, '/'); slash && slash != up; slash = strrchr(up, '/')) {
+            *slash = '\0';
+            struct stat st;
+            if (stat(up, &st) == 0 && !(st.st_mode & S_IXOTH) &&
+                !(st.st_gid == id.gid && (st.st_mode & S_IXGRP)) && st.st_uid != id.uid) {
+                snprintf(msg, len, "pods run as %s but cannot reach the data directory: %s is "
+                                   "not passable for it (chmod o+x)", c->cfg->pod_user, up);
+                return -1;
+            }
+        }
         if (id.landlock_abi < 1) {
             snprintf(msg, len, "pods run as %s (uid %d) WITHOUT a filesystem sandbox: this kernel "
                                "has no Landlock; pods of different tenants share that user",
