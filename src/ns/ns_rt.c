@@ -470,10 +470,12 @@ int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *p
     arg(a, "--log"), arg(a, logpath);
     argf(a, "--log-max", "%lld", (long long)c->cfg->pod_log_max);
     arg(a, "--env-file"), arg(a, envpath);
-    /* The runtime's markers: a pod left behind by a dead stamp-run is still
-     * found and stopped. */
-    arg(a, "--env-keep"), arg(a, "STAMPD_OWNER");
-    arg(a, "--env-keep"), arg(a, "STAMP_UNIT");
+    /* Not the runtime's markers: stamp-run carries them and is the unit;
+     * in the pod they would let it pass its own processes off as any unit
+     * of this stampd.  Nothing the pod starts outlives stamp-run's watch:
+     * it is their subreaper, and the pod dies with it (parent-death
+     * signal). */
+    arg(a, "--reap-all");
     arg(a, "--cwd"), arg(a, home);
     pod_confine(a, c, &id, program, home, ann, vp, nvol, has_work ? work : NULL, ns);
     arg(a, "--");

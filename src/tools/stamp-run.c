@@ -31,6 +31,9 @@
  *                            or moves across directories)
  *   --landlock-optional      run without Landlock if the kernel has none
  *                            (stampd passes it only with --user)
+ *   --reap-all               stamp-run is the subreaper of everything the
+ *                            command starts: a process that left its group
+ *                            (setsid, double fork) still ends with it
  *   --disk-free DIR=N        every 200 ms: stop the command when DIR's
  *                            filesystem has less than N bytes free
  *   --disk-usage DIR --disk-max N
@@ -41,6 +44,7 @@
  *
  * stamp-run is single-threaded, so its child may do anything before exec.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -110,7 +114,8 @@ static _Noreturn void usage(void) {
     fprintf(stderr, "usage: stamp-run --rc FILE [--timeout-ms N] [--log FILE --log-max N]\n"
                     "  [--env-file FILE] [--env-keep NAME] [--cwd DIR] [--user NAME]\n"
                     "  [--rlimit NAME=N] [--allow-rx|--allow-ro|--allow-rw PATH]\n"
-                    "  [--landlock-optional] [--disk-free DIR=N] [--disk-usage DIR --disk-max N]\n"
+                    "  [--landlock-optional] [--reap-all] [--disk-free DIR=N]\n"
+                    "  [--disk-usage DIR --disk-max N]\n"
                     "  -- PROG [ARGS...]\n");
     exit(2);
 }
@@ -195,7 +200,7 @@ static struct opts {
     int n_rlims;
     lrule rules[MAX_PATHS];
     int n_rules;
-    bool landlock_optional;
+    bool landlock_optional, reap_all;
     const char *free_dir;
     long long free_min;
     const char *usage_dirs[MAX_PATHS];
@@ -238,6 +243,10 @@ static int parse_args(int argc, char **argv) {
         if (strcmp(a, "--") == 0) return i + 1 < argc ? i + 1 : (usage(), 0);
         if (strcmp(a, "--landlock-optional") == 0) {
             o.landlock_optional = true;
+            continue;
+        }
+        if (strcmp(a, "--reap-all") == 0) {
+            o.reap_all = true;
             continue;
         }
         if (!has) usage();
@@ -490,6 +499,66 @@ static int64_t used_bytes(void) {
     return b;
 }
 
+/* ---- the command's processes ---- */
+static pid_t child;
+static int child_status;
+static bool child_done;
+
+/* Reaps whatever ended (with --reap-all, orphans come to us too). */
+static void reap(void) {
+    int st;
+    pid_t w;
+    while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (w == child) {
+            child_status = st;
+            child_done = true;
+        }
+    }
+}
+
+/* SIGKILL to the command's group and, with --reap-all, to every process
+ * that is our child now (orphans that left the group were re-parented to
+ * us) and to its group. */
+static void kill_all(void) {
+    kill(-child, SIGKILL);
+    if (!o.reap_all) return;
+    pid_t self = getpid();
+    DIR *d = opendir("/proc");
+    if (d == NULL) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char *end, path[64], buf[512];
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 1 || pid == self) continue;
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')'), state;
+        long ppid;
+        if (p && sscanf(p + 1, " %c %ld", &state, &ppid) == 2 && ppid == self) {
+            kill(-(pid_t)pid, SIGKILL);
+            kill((pid_t)pid, SIGKILL);
+        }
+    }
+    closedir(d);
+}
+
+/* After the command: nothing it started may outlive it.  Bounded. */
+static void kill_rest(void) {
+    for (int round = 0; round < 100; round++) {
+        kill_all();
+        reap();
+        if (!o.reap_all) return;
+        if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD) return;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int main(int argc, char **argv) {
     int i = parse_args(argc, argv);
     if (o.rc_path == NULL) usage();
@@ -545,9 +614,10 @@ int main(int argc, char **argv) {
     if (open_slot(o.rc_path, &slot_fd) == 0 && posix_fallocate(slot_fd, 0, 4096) != 0) {
         /* No room even now: the result is tried again at the end. */
     }
+    if (o.reap_all) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     int64_t started = clock_ms(CLOCK_REALTIME), t0 = clock_ms(CLOCK_MONOTONIC);
     pid_t self = getpid();
-    pid_t child = fork();
+    child = fork();
     if (child < 0) {
         fprintf(stderr, "stamp-run: fork: %s\n", strerror(errno));
         return 1;
@@ -561,14 +631,9 @@ int main(int argc, char **argv) {
     const char *stopped_by = NULL;
     int64_t term_at = -1; /* when SIGTERM went to the group */
     int64_t next_flush = t0 + 1000, next_free = t0, next_usage = t0;
-    int status = 0;
     for (;;) {
-        pid_t w = waitpid(child, &status, WNOHANG);
-        if (w == child) break;
-        if (w < 0 && errno != EINTR) {
-            fprintf(stderr, "stamp-run: waitpid: %s\n", strerror(errno));
-            return 1;
-        }
+        reap();
+        if (child_done) break;
         int64_t now = clock_ms(CLOCK_MONOTONIC);
         if (term_at < 0 && (got_term || (o.timeout_ms > 0 && now - t0 >= o.timeout_ms))) {
             if (!got_term) {
@@ -586,7 +651,7 @@ int main(int argc, char **argv) {
             int64_t f = free_bytes(o.free_dir);
             if (f < o.free_min) {
                 stopped_by = "disk-reserve";
-                kill(-child, SIGKILL);
+                kill_all();
                 note("\n[stamp: stopped: the data filesystem has %lld bytes free, under the "
                      "reserve of %lld (disk-reserve)]\n", (long long)f, o.free_min);
             }
@@ -596,7 +661,7 @@ int main(int argc, char **argv) {
             int64_t u = used_bytes();
             if (u > o.disk_max) {
                 stopped_by = "ns-disk-max";
-                kill(-child, SIGKILL);
+                kill_all();
                 note("\n[stamp: stopped: the namespace uses %lld bytes on disk, over its budget "
                      "of %lld (ns-disk-max)]\n", (long long)u, o.disk_max);
             }
@@ -613,8 +678,9 @@ int main(int argc, char **argv) {
             nanosleep(&ts, NULL);
         }
     }
-    /* Whatever the command left behind in its group goes with it. */
-    kill(-child, SIGKILL);
+    /* Whatever the command left behind in its group (and, with --reap-all,
+     * anywhere) goes with it. */
+    kill_rest();
     /* What is still in the pipe; bounded, since a process that left the
      * group may hold it open. */
     for (int64_t until = clock_ms(CLOCK_MONOTONIC) + DRAIN_AFTER_EXIT_MS;
@@ -623,7 +689,7 @@ int main(int argc, char **argv) {
         if (poll(&p, 1, 50) > 0) eof = !pump(pfd[0], buf);
     }
 
-    int code, sig = 0;
+    int code, sig = 0, status = child_status;
     if (WIFEXITED(status)) {
         code = WEXITSTATUS(status);
     } else {

@@ -131,6 +131,12 @@ wait_until "dots done" 20 sh -c "[ \"\$(ctl ns pods $NS -o json | jq -r '.pods[]
 expect_ok "'..' paths lead nowhere" grep -q "dots rc=1" <(ctl ns logs $NS dots)
 expect_ok "no store bytes in the log" sh -c "! ctl ns logs $NS dots | grep -qa 'SQLite format'"
 
+# ---- nothing a pod starts outlives it, not even what left its group ----
+ctl ns run-pod $NS escaper -- -c 'setsid sh -c "exec sleep 3011" </dev/null >/dev/null 2>&1 & (sh -c "exec sleep 3012" &) ; echo started' >/dev/null || fail escaper
+wait_until "escaper done" 20 sh -c "[ \"\$(ctl ns pods $NS -o json | jq -r '.pods[] | select(.name == \"escaper\") | .phase')\" = Succeeded ]"
+wait_until "the escaped processes are gone" 5 sh -c '! pgrep -x -f "sleep 301[12]" >/dev/null'
+expect_ok "no pod marker in a pod's processes" sh -c "! ctl ns logs $NS probe | grep -q '^STAMPD_OWNER='"
+
 # ---- limits of a running pod ----
 ctl ns run-pod $NS sleeper -- -c 'echo up; exec sleep 30' >/dev/null || fail sleeper
 wait_until "sleeper runs" 20 sh -c "ctl ns logs $NS sleeper | grep -q up"
