@@ -102,7 +102,7 @@ int64_t ns_retention_ms(ctl_ctx *c, const char *tenant);
 int nsrt_dir(const ctl_ctx *c, const char *ns, const char *sub, char *buf, size_t len);
 int nsrt_create(ctl_ctx *c, const char *ns, serr *e);
 /* 0 when a tenant may set environment variable name on a pod; SE_INVAL
- * naming it otherwise (the denylist is in util/confine.c). */
+ * naming it otherwise (the denylist is a table in ns_rt.c). */
 int nsrt_env_check(const char *name, serr *e);
 /* Once at start: how pods will be confined, in msg.  Returns 0 (all is
  * well: info), 1 (pods run with weaker confinement: warn) or -1 (pods are

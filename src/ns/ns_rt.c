@@ -40,6 +40,7 @@
 #define MAX_ARGS 64
 #define MAX_ENV 32
 #define ARG_MAX_LEN 1024
+#define ENV_NAME_MAX 64
 
 int nsrt_dir(const ctl_ctx *c, const char *ns, const char *sub, char *buf, size_t len) {
     int n = sub ? snprintf(buf, len, "%s/namespaces/%s/%s", c->data_dir, ns, sub)
@@ -76,11 +77,71 @@ static bool annotation_key_valid(const char *k) {
     return true;
 }
 
+/* ---- the tenant's environment ----
+ * A tenant's variables reach programs the operator chose (pod-command), so
+ * no variable may turn into code or files those programs load: the dynamic
+ * loader's, libc's (locale, iconv, malloc, tunables, resolver), shells'
+ * (startup files, IFS, PATH) and interpreters' (module paths and options).
+ * The variables stamp sets itself (PATH, HOME, LANG, TMPDIR, STAMP*) are
+ * refused too, so a pod always sees the values stamp gave it.
+ *
+ *   entry       why
+ *   LD_*        dynamic loader: LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, ...
+ *   DYLD_*      the same on other loaders
+ *   GLIBC_*     GLIBC_TUNABLES
+ *   MALLOC_*    glibc malloc debugging hooks
+ *   GCONV*      GCONV_PATH: iconv modules are shared objects
+ *   LC_*        a locale name with a '/' is a path to locale files
+ *   STAMP*      stamp's own variables and the runtime's markers
+ *   BASH_*      BASH_ENV (a file bash sources), BASH_LOADABLES_PATH, ...
+ *   PYTHON*     PYTHONPATH, PYTHONSTARTUP, PYTHONHOME, ...
+ *   PERL5*      PERL5LIB, PERL5OPT, PERL5DB
+ *   RUBY*       RUBYLIB, RUBYOPT
+ *   NODE_*      NODE_OPTIONS (--require), NODE_PATH
+ *   LUA_*       LUA_INIT runs code
+ *   JAVA_TOOL*, _JAVA*, JDK_JAVA*   JVM options (-javaagent)
+ *   OPENSSL_*   OPENSSL_CONF loads engines (shared objects)
+ *   names: PATH HOME TMPDIR LANG LANGUAGE (stamp sets them), IFS ENV SHELL
+ *   SHELLOPTS BASHOPTS PS4 CDPATH GLOBIGNORE PROMPT_COMMAND (shells),
+ *   LOCPATH NLSPATH TZDIR GETCONF_DIR (libc data paths), HOSTALIASES
+ *   RES_OPTIONS LOCALDOMAIN (resolver), PERLLIB PHPRC (interpreters).
+ */
+static const char *const env_prefixes[] = {
+    "LD_",    "DYLD_", "GLIBC_", "MALLOC_", "GCONV",     "LC_",   "STAMP",    "BASH_",    "PYTHON",
+    "PERL5",  "RUBY",  "NODE_",  "LUA_",    "JAVA_TOOL", "_JAVA", "JDK_JAVA", "OPENSSL_",
+};
+static const char *const env_names[] = {
+    "PATH",      "HOME",       "TMPDIR",         "LANG",    "LANGUAGE", "IFS",
+    "ENV",       "SHELL",      "SHELLOPTS",      "BASHOPTS", "PS4",     "CDPATH",
+    "GLOBIGNORE", "PROMPT_COMMAND", "LOCPATH",   "NLSPATH", "TZDIR",    "GETCONF_DIR",
+    "HOSTALIASES", "RES_OPTIONS", "LOCALDOMAIN", "PERLLIB", "PHPRC",
+};
+
+static bool env_name_valid(const char *name) {
+    size_t n = strlen(name);
+    if (n == 0 || n > ENV_NAME_MAX || (name[0] >= '0' && name[0] <= '9')) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+    }
+    return true;
+}
+
+static const char *env_denied(const char *name) {
+    for (size_t i = 0; i < sizeof(env_names) / sizeof(env_names[0]); i++)
+        if (strcmp(name, env_names[i]) == 0) return env_names[i];
+    for (size_t i = 0; i < sizeof(env_prefixes) / sizeof(env_prefixes[0]); i++) {
+        size_t n = strlen(env_prefixes[i]);
+        if (strncmp(name, env_prefixes[i], n) == 0) return env_prefixes[i];
+    }
+    return NULL;
+}
+
 int nsrt_env_check(const char *name, serr *e) {
-    if (!confine_env_name_valid(name))
+    if (!env_name_valid(name))
         return serr_set(e, SE_INVAL, "env.%.64s: names are [A-Z_][A-Z0-9_]*, at most %d bytes",
-                        name, CONFINE_ENV_NAME_MAX);
-    const char *rule = confine_env_denied(name);
+                        name, ENV_NAME_MAX);
+    const char *rule = env_denied(name);
     if (rule)
         return serr_set(e, SE_INVAL, "env.%s: not allowed (%s%s is stamp's or could load code)",
                         name, rule, strcmp(rule, name) == 0 ? "" : "*");

@@ -6,7 +6,6 @@
  * Nothing here logs or uses stamp's error table: stamp-run links this file
  * alone, without the rest of the library.
  *
- *   - the environment rule: which variable names a tenant may set;
  *   - Landlock: the ABI version and the access masks of each ABI;
  *   - disk usage: a bounded walk that never follows symlinks;
  *   - logcap: an output log with a hard size cap (head, marker, tail).
@@ -19,14 +18,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* ---- environment ---- */
-#define CONFINE_ENV_NAME_MAX 64
-/* True for [A-Z_][A-Z0-9_]*, 1-64 bytes. */
-bool confine_env_name_valid(const char *name);
-/* NULL when a tenant may set name; otherwise the denylist entry it matched
- * ("LD_*", "PATH", ...).  See the table in confine.c. */
-const char *confine_env_denied(const char *name);
 
 /* ---- Landlock ---- */
 /* The kernel's Landlock ABI version, or 0 when Landlock is unavailable
