@@ -130,8 +130,13 @@ int lrt_spawn(const lrt_spawn_spec *sp, pid_t *pid_out, serr *e) {
     snprintf(unit_entry, sizeof(unit_entry), "%s%s", UNIT_VAR, sp->unit);
     char *envp[ENV_MAX + 1];
     int ne = 0;
-    for (char **ev = environ; !sp->env_clear && ev && *ev && ne < ENV_MAX - 64; ev++)
-        if (!is_marker(*ev)) envp[ne++] = *ev;
+    for (char **ev = environ; ev && *ev && ne < ENV_MAX - 64; ev++) {
+        if (is_marker(*ev)) continue;
+        /* Even then a sanitizer build's options, so that it reports alike. */
+        if (!sp->env_clear || str_has_prefix(*ev, "ASAN_OPTIONS=") ||
+            str_has_prefix(*ev, "UBSAN_OPTIONS=") || str_has_prefix(*ev, "LSAN_OPTIONS="))
+            envp[ne++] = *ev;
+    }
     for (const char *const *ev = sp->env; ev && *ev; ev++) {
         if (ne >= ENV_MAX - 2) return serr_set(e, SE_LIMIT, "runtime: too many variables");
         if (!is_marker(*ev)) envp[ne++] = (char *)*ev;
