@@ -401,9 +401,10 @@ static int env_add(sbuf *b, const char *k, const char *v) {
     return rc;
 }
 
-int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *pod,
-                   const char *prog, json_t *args, json_t *env, json_t *volumes,
-                   int64_t timeout_ms, serr *e) {
+/* vpaths: 16 PATH_MAX buffers from the heap (64 KiB is no stack buffer). */
+static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *pod,
+                     const char *prog, json_t *args, json_t *env, json_t *volumes,
+                     int64_t timeout_ms, char (*vpaths)[PATH_MAX], serr *e) {
     int rc = ns_pod_check(pod, e);
     if (rc) return rc;
     if (args && (!json_is_array(args) || json_array_size(args) > MAX_ARGS))
@@ -442,7 +443,6 @@ int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *p
         return serr_set(e, SE_LIMIT, "namespace %s has %lld pods already (ns-max-pods)", ns,
                         (long long)c->cfg->ns_max_pods);
     /* Volumes must exist: a pod cannot create storage by naming it. */
-    char vpaths[16][PATH_MAX];
     const char *vp[16];
     int nvol = 0;
     json_array_foreach(volumes, i, v) {
@@ -492,8 +492,6 @@ int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *p
      * (already checked against the denylist). */
     sbuf eb;
     sbuf_init(&eb, 256 * 1024);
-    char annv[PATH_MAX];
-    snprintf(annv, sizeof(annv), "%s", ann);
     rc = env_add(&eb, "PATH", "/usr/local/bin:/usr/bin:/bin");
     if (rc == 0) rc = env_add(&eb, "HOME", home);
     if (rc == 0) rc = env_add(&eb, "TMPDIR", home);
@@ -502,7 +500,7 @@ int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *p
     if (rc == 0) rc = env_add(&eb, "STAMP_POD", pod);
     if (rc == 0) rc = env_add(&eb, "STAMP_BUCKET_ID", bucket);
     if (rc == 0) rc = env_add(&eb, "STAMP_POD_DIR", pd);
-    if (rc == 0) rc = env_add(&eb, "STAMP_ANNOTATIONS_DIR", annv);
+    if (rc == 0) rc = env_add(&eb, "STAMP_ANNOTATIONS_DIR", ann);
     json_array_foreach(volumes, i, v) {
         char up[96];
         size_t j = (size_t)snprintf(up, sizeof(up), "STAMP_VOLUME_");
@@ -554,6 +552,16 @@ int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *p
     free(a);
     if (rc) return serr_set(e, rc, "pod %s could not be started", pod);
     return 0;
+}
+
+int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *pod,
+                   const char *prog, json_t *args, json_t *env, json_t *volumes,
+                   int64_t timeout_ms, serr *e) {
+    char (*vpaths)[PATH_MAX] = calloc(16, PATH_MAX);
+    if (vpaths == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    int rc = pod_start(c, ns, bucket, pod, prog, args, env, volumes, timeout_ms, vpaths, e);
+    free(vpaths);
+    return rc;
 }
 
 static json_t *read_annotations(const char *pd) {
