@@ -535,6 +535,7 @@ static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char 
      * it is their subreaper, and the pod dies with it (parent-death
      * signal). */
     arg(a, "--reap-all");
+    arg(a, "--no-unix-sockets");
     arg(a, "--cwd"), arg(a, home);
     pod_confine(a, c, &id, program, home, ann, vp, nvol, has_work ? work : NULL, ns);
     arg(a, "--");

@@ -31,6 +31,10 @@
  *                            or moves across directories)
  *   --landlock-optional      run without Landlock if the kernel has none
  *                            (stampd passes it only with --user)
+ *   --no-unix-sockets        socket(AF_UNIX) fails (seccomp): Landlock does
+ *                            not cover connecting to a socket by its path,
+ *                            and a pod running as stampd's user could
+ *                            otherwise drive e.g. HAProxy's admin socket
  *   --reap-all               stamp-run is the subreaper of everything the
  *                            command starts: a process that left its group
  *                            (setsid, double fork) still ends with it
@@ -49,18 +53,23 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/landlock.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -114,7 +123,7 @@ static _Noreturn void usage(void) {
     fprintf(stderr, "usage: stamp-run --rc FILE [--timeout-ms N] [--log FILE --log-max N]\n"
                     "  [--env-file FILE] [--env-keep NAME] [--cwd DIR] [--user NAME]\n"
                     "  [--rlimit NAME=N] [--allow-rx|--allow-ro|--allow-rw PATH]\n"
-                    "  [--landlock-optional] [--reap-all] [--disk-free DIR=N]\n"
+                    "  [--landlock-optional] [--reap-all] [--no-unix-sockets] [--disk-free DIR=N]\n"
                     "  [--disk-usage DIR --disk-max N]\n"
                     "  -- PROG [ARGS...]\n");
     exit(2);
@@ -200,7 +209,7 @@ static struct opts {
     int n_rlims;
     lrule rules[MAX_PATHS];
     int n_rules;
-    bool landlock_optional, reap_all;
+    bool landlock_optional, reap_all, no_unix;
     const char *free_dir;
     long long free_min;
     const char *usage_dirs[MAX_PATHS];
@@ -247,6 +256,10 @@ static int parse_args(int argc, char **argv) {
         }
         if (strcmp(a, "--reap-all") == 0) {
             o.reap_all = true;
+            continue;
+        }
+        if (strcmp(a, "--no-unix-sockets") == 0) {
+            o.no_unix = true;
             continue;
         }
         if (!has) usage();
@@ -395,6 +408,41 @@ static int build_ruleset(void) {
     return rs;
 }
 
+/* ---- seccomp: no AF_UNIX sockets ---- */
+#if defined(__x86_64__)
+#define SECCOMP_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define SECCOMP_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+/* Needs no_new_privs.  A syscall of another ABI (32-bit, x32) fails
+ * outright: it could reach socket() by another number. */
+static int deny_unix_sockets(void) {
+#ifdef SECCOMP_ARCH
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SECCOMP_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+#ifdef __x86_64__
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1), /* x32 */
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+#endif
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 3),
+        /* args[0], low 32 bits (little endian): the domain */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = (unsigned short)(sizeof(f) / sizeof(f[0])), .filter = f};
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 /* ---- the child ---- */
 static _Noreturn void child_fail(const char *what) {
     fprintf(stderr, "stamp-run: %s: %s\n", what, strerror(errno));
@@ -413,7 +461,7 @@ static _Noreturn void run_child(char **argv, int outfd, char **env, int ruleset,
         struct rlimit rl = {o.rlims[k].value, o.rlims[k].value};
         if (setrlimit(o.rlims[k].resource, &rl) != 0) child_fail("setrlimit");
     }
-    if ((o.user || ruleset >= 0) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    if ((o.user || ruleset >= 0 || o.no_unix) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         child_fail("prctl(NO_NEW_PRIVS)");
     if (o.user) {
         if (setgroups(0, NULL) != 0) child_fail("setgroups");
@@ -431,6 +479,7 @@ static _Noreturn void run_child(char **argv, int outfd, char **env, int ruleset,
             child_fail("landlock_restrict_self");
         close(ruleset);
     }
+    if (o.no_unix && deny_unix_sockets() != 0) child_fail("seccomp");
     /* If stamp-run dies (kill -9), the command goes with it.  Set after the
      * uid change, which clears it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
