@@ -270,7 +270,7 @@ azurite_conn() {
 NS_ARGS=(--set "pod-command=$STAMP_BIN/stamp-nsworker" --set "pipeline-command=$STAMP_BIN/stamp-pipeline")
 
 # tenant_token TENANT USER: an HS256 token minted by stampd (operator call).
-tenant_token() { STAMP_TOKEN= ctl token create --tenant "$1" --user "$2" 2>/dev/null || fail "token for $1/$2"; }
+tenant_token() { env -u STAMP_TOKEN ctl token create --tenant "$1" --user "$2" 2>/dev/null || fail "token for $1/$2"; }
 
 # api METHOD PATH [curl args...]: prints the HTTP status; body in $T/body.
 # Uses $TOKEN.
