@@ -223,7 +223,7 @@ static int check_value(const ca_cmd *c, const flag_ref *r, const char *v, const 
                        char *err, size_t len) {
     const ca_flag *f = r->f;
     const char *const *values = f->values;
-    char why[256] = "";
+    char why[1024] = "";
     *canon = v;
     if (f->type == CA_ENUM && strcmp(f->name, "output") == 0 && f == &ca_globals[3])
         values = c->outputs ? c->outputs : default_outputs;

@@ -21,7 +21,7 @@
 
 #define CA_MAX_POS 64
 #define CA_MAX_SET 64
-#define CA_ERR_MAX 512
+#define CA_ERR_MAX 2048
 
 typedef enum ca_type {
     CA_BOOL,     /* --force, --force=true|false */

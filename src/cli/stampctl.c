@@ -1112,7 +1112,7 @@ static int check_region(const char *v, char *why, size_t len) {
     if (region_code(v) || region_from_code(v)) return 0;
     char known[1024];
     region_list(known, sizeof(known));
-    snprintf(why, len, "unknown region (known: %.200s)", known);
+    snprintf(why, len, "unknown region \"%s\" (known: %s)", v, known);
     return -1;
 }
 
