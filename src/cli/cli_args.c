@@ -23,6 +23,9 @@
 
 static const char *const default_outputs[] = {"json", "yaml", NULL};
 
+/* Rows of ca_globals, in order. */
+enum { G_SERVER, G_TOKEN, G_CONFIG, G_OUTPUT, G_HELP, G_COUNT };
+
 const ca_flag ca_globals[] = {
     {"server", 0, CA_STRING, NULL, false, false, "URL", "stampd's API (default: the client config's endpoint)", NULL},
     {"token", 0, CA_STRING, NULL, false, false, "TOKEN",
@@ -137,15 +140,15 @@ static int find_words(const ca_cmd *cmds, size_t n, int argc, char **argv, ca_pa
                 p->version = true;
                 continue;
             }
-            flag_ref r;
-            const ca_flag *g = NULL;
+            const ca_flag *g;
+            const char *inline_val;
             if (a[1] == '-') {
                 const char *nm = a + 2, *eq = strchr(nm, '=');
                 g = find_long(ca_globals, nm, eq ? (size_t)(eq - nm) : strlen(nm));
-                r.inline_val = eq ? eq + 1 : NULL;
+                inline_val = eq ? eq + 1 : NULL;
             } else {
                 g = find_short(ca_globals, a[1]);
-                r.inline_val = a[2] == '=' ? a + 3 : (a[2] ? a + 2 : NULL);
+                inline_val = a[2] == '=' ? a + 3 : (a[2] ? a + 2 : NULL);
             }
             if (g == NULL) {
                 if (nw == 0) {
@@ -157,7 +160,7 @@ static int find_words(const ca_cmd *cmds, size_t n, int argc, char **argv, ca_pa
             }
             if (g->type == CA_BOOL) {
                 if (strcmp(g->name, "help") == 0) p->help = true;
-            } else if (r.inline_val == NULL && i + 1 < argc && !looks_like_flag(argv[i + 1])) {
+            } else if (inline_val == NULL && i + 1 < argc && !looks_like_flag(argv[i + 1])) {
                 i++; /* its value */
             }
             continue;
@@ -225,7 +228,7 @@ static int check_value(const ca_cmd *c, const flag_ref *r, const char *v, const 
     const char *const *values = f->values;
     char why[1024] = "";
     *canon = v;
-    if (f->type == CA_ENUM && strcmp(f->name, "output") == 0 && f == &ca_globals[3])
+    if (f == &ca_globals[G_OUTPUT])
         values = c->outputs ? c->outputs : default_outputs;
     switch (f->type) {
     case CA_BOOL:
@@ -304,7 +307,7 @@ int ca_parse(const ca_cmd *cmds, size_t ncmds, int argc, char **argv, ca_parsed 
                 else if (i + 1 < argc && !looks_like_flag(argv[i + 1]) && i + 1 != widx[0] && i + 1 != widx[1])
                     v = argv[++i];
             }
-            bool empty_ok = r.f == &ca_globals[1]; /* an empty token is reported with its source */
+            bool empty_ok = r.f == &ca_globals[G_TOKEN]; /* an empty token is reported with its source */
             if (v == NULL || (*v == '\0' && !empty_ok)) {
                 errf(err, errlen, "flag %s needs a value for %s (see 'stampctl %s --help')", r.shown,
                      c->name, c->name);
@@ -312,12 +315,14 @@ int ca_parse(const ca_cmd *cmds, size_t ncmds, int argc, char **argv, ca_parsed 
             }
             const char *canon = v;
             if (!(empty_ok && *v == '\0') && check_value(c, &r, v, &canon, err, errlen) != 0) return -1;
-            if (r.f >= ca_globals && r.f < ca_globals + 5) {
-                if (strcmp(r.f->name, "server") == 0) p->server = canon;
-                else if (strcmp(r.f->name, "token") == 0) p->token = canon, p->token_given = true;
-                else if (strcmp(r.f->name, "config") == 0) p->config = canon;
-                else if (strcmp(r.f->name, "output") == 0) p->output = canon;
-                else if (strcmp(r.f->name, "help") == 0) p->help = strcmp(canon, "true") == 0;
+            if (r.f >= ca_globals && r.f < ca_globals + G_COUNT) {
+                switch (r.f - ca_globals) {
+                case G_SERVER: p->server = canon; break;
+                case G_TOKEN: p->token = canon, p->token_given = true; break;
+                case G_CONFIG: p->config = canon; break;
+                case G_OUTPUT: p->output = canon; break;
+                case G_HELP: p->help = strcmp(canon, "true") == 0; break;
+                }
                 continue;
             }
             if (p->nset >= CA_MAX_SET) {
@@ -402,10 +407,10 @@ void ca_help_cmd(const ca_cmd *c, FILE *f) {
     if (c->notes) fprintf(f, "\n%s\n", c->notes);
     fprintf(f, "\nFlags:\n");
     for (const ca_flag *x = c->flags; x && x->name; x++) help_flag(x, x->values, f);
-    help_flag(&ca_globals[3], c->outputs ? c->outputs : default_outputs, f);
-    help_flag(&ca_globals[4], NULL, f);
+    help_flag(&ca_globals[G_OUTPUT], c->outputs ? c->outputs : default_outputs, f);
+    help_flag(&ca_globals[G_HELP], NULL, f);
     fprintf(f, "\nGlobal flags (anywhere on the line):\n");
-    for (int i = 0; i < 3; i++) help_flag(&ca_globals[i], NULL, f);
+    for (int i = G_SERVER; i <= G_CONFIG; i++) help_flag(&ca_globals[i], NULL, f);
     if (c->examples) {
         fprintf(f, "\nExamples:\n");
         const char *s = c->examples;
@@ -433,8 +438,8 @@ void ca_help_all(const ca_cmd *cmds, size_t n, const char *group, FILE *f) {
         fprintf(f, "  %-34s %s\n", left, cmds[i].summary ? cmds[i].summary : "");
     }
     fprintf(f, "\nGlobal flags (anywhere on the line):\n");
-    for (int i = 0; i < 3; i++) help_flag(&ca_globals[i], NULL, f);
-    help_flag(&ca_globals[3], default_outputs, f);
+    for (int i = G_SERVER; i <= G_CONFIG; i++) help_flag(&ca_globals[i], NULL, f);
+    help_flag(&ca_globals[G_OUTPUT], default_outputs, f);
     fprintf(f, "      --version                    print the client's and the server's version\n");
     fprintf(f, "\n'stampctl COMMAND --help' shows a command's flags and examples.\n");
 }
@@ -455,7 +460,8 @@ void ca_completion_bash(const ca_cmd *cmds, size_t n, FILE *f) {
                "_stampctl() {\n"
                "  local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} w1= w2= i\n"
                "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
-               "    case ${COMP_WORDS[i]} in -*) ;; *) if [ -z \"$w1\" ]; then w1=${COMP_WORDS[i]};\n"
+               "    case ${COMP_WORDS[i]} in --server|--token|--config|--output|-o) i=$((i + 1)) ;;\n"
+               "    -*) ;; *) if [ -z \"$w1\" ]; then w1=${COMP_WORDS[i]};\n"
                "      elif [ -z \"$w2\" ]; then w2=${COMP_WORDS[i]}; fi ;; esac\n"
                "  done\n"
                "  local vals=\n"
@@ -473,12 +479,14 @@ void ca_completion_bash(const ca_cmd *cmds, size_t n, FILE *f) {
                "  if [ -n \"$vals\" ]; then COMPREPLY=($(compgen -W \"$vals\" -- \"$cur\")); return; fi\n"
                "  case \"$w1\" in\n    '') vals=\"");
     const char *prev = "";
+    size_t prev_len = 0;
     for (size_t i = 0; i < n; i++) {
         const char *sp = strchr(cmds[i].name, ' ');
         size_t l = sp ? (size_t)(sp - cmds[i].name) : strlen(cmds[i].name);
-        if (strlen(prev) == l && strncmp(prev, cmds[i].name, l) == 0) continue;
+        if (prev_len == l && strncmp(prev, cmds[i].name, l) == 0) continue; /* a group, once */
         fprintf(f, "%s%.*s", i ? " " : "", (int)l, cmds[i].name);
         prev = cmds[i].name;
+        prev_len = l;
     }
     fprintf(f, " --version --server --token --config\" ;;\n");
     /* Groups: their subcommands, then each subcommand's flags. */

@@ -430,12 +430,11 @@ static const char *item_name(const kind_def *k, json_t *it) {
     return jstr(k->meta ? json_object_get(it, "metadata") : it, k->name_key, "");
 }
 
-/* A list answer shown as asked: the server's own shape for -o json|yaml
+/* A list answer shown as asked (sel parsed before the request, so a bad
+ * one sends nothing): the server's own shape for -o json|yaml
  * (items filtered by -l, "count" kept true), one kind/name a line for
  * -o name, else a table. */
-static int show_list(const opts *o, const kind_def *k, json_t *r) {
-    ca_selector sb;
-    const ca_selector *sel = selector_of(o, &sb);
+static int show_list(const opts *o, const kind_def *k, const ca_selector *sel, json_t *r) {
     json_t *items = json_object_get(r, k->items_key);
     if (!json_is_array(items)) die("stampd's answer has no %s list", k->items_key);
     if (sel) {
@@ -461,6 +460,8 @@ static int show_list(const opts *o, const kind_def *k, json_t *r) {
 static int cmd_list(opts *o) {
     char path[512] = "/v1/stamps";
     const char *state = flag(o, "state"), *region = flag(o, "region");
+    ca_selector sb;
+    const ca_selector *sel = selector_of(o, &sb);
     char *es = state ? url_escape(state) : NULL, *er = region ? url_escape(region) : NULL;
     snprintf(path, sizeof(path), "/v1/stamps%s%s%s%s%s", es || er ? "?" : "", es ? "state=" : "",
              es ? es : "", es && er ? "&" : "", er ? "region=" : "");
@@ -471,12 +472,12 @@ static int cmd_list(opts *o) {
     free(es);
     free(er);
     json_t *r = call("GET", path, NULL, NULL, false);
-    if (json_array_size(json_object_get(r, "items")) == 0 && !structured(o) && !flag(o, "selector")) {
+    if (json_array_size(json_object_get(r, "items")) == 0 && !structured(o) && sel == NULL) {
         json_decref(r);
         puts("No stamps found.");
         return 0;
     }
-    return show_list(o, &kinds[0], r);
+    return show_list(o, &kinds[0], sel, r);
 }
 
 /* One item of a kind: its own GET, or picked from the list by name. */
@@ -507,11 +508,14 @@ static const kind_def *readable_kind(const opts *o) {
 
 static int cmd_get(opts *o) {
     const kind_def *k = readable_kind(o);
+    bool ns = strcmp(k->name, "namespaces") == 0;
+    if (flag(o, "all-tenants") && !ns) usage_die(o, "-A applies to namespaces only");
     if (o->npos == 1) {
+        ca_selector sb;
+        const ca_selector *sel = selector_of(o, &sb);
         char path[512];
-        snprintf(path, sizeof(path), "%s%s", k->list_path,
-                 k == &kinds[2] && flag(o, "all-tenants") ? "?all_tenants=true" : "");
-        return show_list(o, k, call("GET", path, NULL, NULL, false));
+        snprintf(path, sizeof(path), "%s%s", k->list_path, ns && flag(o, "all-tenants") ? "?all_tenants=true" : "");
+        return show_list(o, k, sel, call("GET", path, NULL, NULL, false));
     }
     if (flag(o, "selector")) usage_die(o, "-l selects from a list; it cannot be given with a NAME");
     json_t *it = get_item(o, k, o->pos[1]);
@@ -1157,7 +1161,6 @@ static const ca_flag f_list[] = {
     F_SEL, F_END};
 static const ca_flag f_get[] = {
     F_SEL, F_BOOL("all-tenants", 'A', "namespaces of every tenant (operator token)"), F_END};
-static const ca_flag f_describe[] = {F_BOOL("all-tenants", 'A', "namespaces of every tenant (operator token)"), F_END};
 static const ca_flag f_metrics[] = {F_DUR("period", "the window (default 1h, up to 90d)"), F_END};
 static const ca_flag f_apply[] = {
     {"filename", 'f', CA_STRING, NULL, true, false, "FILE", "YAML or JSON manifests, - for stdin", NULL},
@@ -1230,7 +1233,7 @@ static const ca_cmd commands[] = {
      "KIND: stamps (stamp, st), templates (template, tpl), namespaces (namespace, ns), bundles (bundle), "
      "runs (run), healthchecks (healthcheck, hc; stampd has no endpoint to read them yet).  -l is "
      "filtered by stampctl (the API has no selector).  -o yaml of a list reads back with apply -f."},
-    {cmd_describe, "describe", "KIND NAME", 2, 2, false, f_describe, NULL, "Show one resource in detail",
+    {cmd_describe, "describe", "KIND NAME", 2, 2, false, NULL, NULL, "Show one resource in detail",
      "stampctl describe stamp synaxis-weu-003\nstampctl describe ns acme-bucket-1", NULL},
     {cmd_status, "status", "NAME", 1, 1, false, NULL, NULL, "Show a stamp's status",
      "stampctl status synaxis-weu-003\nstampctl status synaxis-weu-003 -o json", NULL},
