@@ -241,12 +241,12 @@ static int check_value(const ca_cmd *c, const flag_ref *r, const char *v, const 
     case CA_DURATION: {
         int64_t ms;
         if (parse_duration_ms(v, &ms) != 0 || ms <= 0)
-            str_copy(why, sizeof(why), "not a duration like 90s, 60m or 1h30m");
+            str_copy(why, sizeof(why), "it is not a duration like 90s, 60m or 1h30m");
         break;
     }
     case CA_INT: {
         int64_t x;
-        if (parse_i64(v, 0, INT64_MAX, &x) != 0) str_copy(why, sizeof(why), "not a whole number >= 0");
+        if (parse_i64(v, 0, INT64_MAX, &x) != 0) str_copy(why, sizeof(why), "it is not a whole number >= 0");
         break;
     }
     case CA_ENUM: {
@@ -401,9 +401,26 @@ static void help_flag(const ca_flag *f, const char *const *values, FILE *out) {
     fputc('\n', out);
 }
 
+/* "drain NAME", "deploy --region REGION ...": the words, the arguments
+ * and the flags that must be given. */
+static void usage_line(const ca_cmd *c, char *buf, size_t len) {
+    size_t used = 0;
+    int w = snprintf(buf, len, "%s%s%s", c->name, c->args ? " " : "", c->args ? c->args : "");
+    if (w < 0 || (size_t)w >= len) return;
+    used = (size_t)w;
+    for (const ca_flag *x = c->flags; x && x->name; x++) {
+        if (!x->required) continue;
+        w = snprintf(buf + used, len - used, " --%s %s", x->name, x->metavar ? x->metavar : "VALUE");
+        if (w < 0 || (size_t)w >= len - used) return;
+        used += (size_t)w;
+    }
+}
+
 void ca_help_cmd(const ca_cmd *c, FILE *f) {
-    fprintf(f, "Usage: stampctl %s%s%s [flags]%s\n\n%s\n", c->name, c->args ? " " : "", c->args ? c->args : "",
-            c->passthrough ? " [-- ARGS...]" : "", c->summary ? c->summary : "");
+    char u[256];
+    usage_line(c, u, sizeof(u));
+    fprintf(f, "Usage: stampctl %s [flags]%s\n\n%s\n", u, c->passthrough ? " [-- ARGS...]" : "",
+            c->summary ? c->summary : "");
     if (c->notes) fprintf(f, "\n%s\n", c->notes);
     fprintf(f, "\nFlags:\n");
     for (const ca_flag *x = c->flags; x && x->name; x++) help_flag(x, x->values, f);
@@ -432,14 +449,14 @@ void ca_help_all(const ca_cmd *cmds, size_t n, const char *group, FILE *f) {
     size_t gl = group ? strlen(group) : 0;
     for (size_t i = 0; i < n; i++) {
         if (group && (strncmp(cmds[i].name, group, gl) != 0 || cmds[i].name[gl] != ' ')) continue;
-        char left[96];
-        snprintf(left, sizeof(left), "%s%s%s", cmds[i].name, cmds[i].args ? " " : "",
-                 cmds[i].args ? cmds[i].args : "");
-        fprintf(f, "  %-34s %s\n", left, cmds[i].summary ? cmds[i].summary : "");
+        char left[256];
+        usage_line(&cmds[i], left, sizeof(left));
+        if (strlen(left) > 34) fprintf(f, "  %s\n  %-34s %s\n", left, "", cmds[i].summary ? cmds[i].summary : "");
+        else fprintf(f, "  %-34s %s\n", left, cmds[i].summary ? cmds[i].summary : "");
     }
     fprintf(f, "\nGlobal flags (anywhere on the line):\n");
     for (int i = G_SERVER; i <= G_CONFIG; i++) help_flag(&ca_globals[i], NULL, f);
-    help_flag(&ca_globals[G_OUTPUT], default_outputs, f);
+    fprintf(f, "  -o, --output FORMAT              json or yaml; list, get and ns list also wide and name\n");
     fprintf(f, "      --version                    print the client's and the server's version\n");
     fprintf(f, "\n'stampctl COMMAND --help' shows a command's flags and examples.\n");
 }

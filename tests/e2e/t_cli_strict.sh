@@ -87,7 +87,7 @@ check 2 "stampctl: unexpected argument \"extra-arg\" for list (see 'stampctl lis
 check 2 "stampctl: invalid value \"bogus\" for --state of list: expected creating, active, draining, ready, deleting, deleted or failed (see 'stampctl list --help')" ctl list --state=bogus
 check 2 "stampctl: invalid value \"xml\" for -o of list: expected json, yaml, wide or name (see 'stampctl list --help')" ctl list -o xml
 check 2 "stampctl: invalid value \"finished\" for --status of ns list: expected active, finalized, reaping or reaped (see 'stampctl ns list --help')" ctl ns list --status finished
-check 2 "stampctl: invalid value \"60 minutes\" for --grace-period of drain: not a duration like 90s, 60m or 1h30m (see 'stampctl drain --help')" ctl drain $S --grace-period "60 minutes"
+check 2 "stampctl: invalid value \"60 minutes\" for --grace-period of drain: it is not a duration like 90s, 60m or 1h30m (see 'stampctl drain --help')" ctl drain $S --grace-period "60 minutes"
 expect_err "unknown region" "unknown region" ctl deploy --region westeurop --stamp-id 9 --template synaxis-stamp
 expect_eq "the examples refused" "$bad" 0
 t0=$(date +%s%N)
