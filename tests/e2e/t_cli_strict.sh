@@ -114,6 +114,54 @@ expect_eq "no stamp created or removed by any of it" "$(names)" "$before_names"
 expect_eq "$S still Active" "$(phase $S)" Active
 expect_eq "no audit entry from any refused command" "$(ops)" "$before_ops"
 
+# The gate itself, against a stand-in server that records what it gets: a
+# dry run goes out (as ?dryRun=All) only when GET /version lists "dryRun".
+fake_api() { # FEATURES_JSON LOGFILE PORTFILE
+  python3 - "$1" "$2" "$3" <<'PY' &
+import http.server, json, sys
+features, logf, portf = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, body):
+        b = json.dumps(body).encode()
+        self.send_response(code); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+    def do_GET(self):
+        open(logf, "a").write("GET " + self.path + "\n")
+        if self.path == "/version" and features is not None:
+            self.reply(200, {"version": "fake", "features": features})
+        else:
+            self.reply(404, {"error": {"code": "NotFound", "message": "no such endpoint"}})
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0)); self.rfile.read(n)
+        open(logf, "a").write("POST " + self.path + "\n")
+        self.reply(200, {"metadata": {"name": "synaxis-weu-006"}, "status": {"phase": "Creating"}, "dryRun": True})
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+open(portf, "w").write(str(s.server_address[1]))
+s.serve_forever()
+PY
+  FAKE_PID=$!
+  for _ in $(seq 50); do [ -s "$3" ] && break; sleep 0.1; done
+  FAKE_URL=http://127.0.0.1:$(cat "$3")
+}
+FAKE_PID=
+trap '[ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null; crash_stampd; kill_owned; stop_azurite' EXIT
+DEPLOY6=(deploy --region westeurope --stamp-id 6 --template synaxis-stamp --dry-run --token a.b.c)
+fake_api null "$T/fake1.log" "$T/fake1.port"
+expect_eq "no /version: dry run refused" "$(ctl --server "$FAKE_URL" "${DEPLOY6[@]}" >/dev/null 2>&1; echo $?)" 2
+expect_eq "no /version: only GET /version was sent" "$(cat "$T/fake1.log")" "GET /version"
+kill "$FAKE_PID"
+fake_api '["other"]' "$T/fake2.log" "$T/fake2.port"
+expect_err "/version without dryRun: refused" "nothing was sent" ctl --server "$FAKE_URL" "${DEPLOY6[@]}"
+expect_eq "/version without dryRun: no POST" "$(grep -c POST "$T/fake2.log")" 0
+kill "$FAKE_PID"
+fake_api '["dryRun"]' "$T/fake3.log" "$T/fake3.port"
+expect_ok "/version with dryRun: sent" ctl --server "$FAKE_URL" "${DEPLOY6[@]}"
+ctl --server "$FAKE_URL" --token a.b.c drain $S --dry-run >/dev/null || fail "drain --dry-run to a dry-run server"
+expect_eq "dry runs carry dryRun=All" "$(grep POST "$T/fake3.log")" "POST /v1/stamps?dryRun=All
+POST /v1/stamps/$S/drain?dryRun=All"
+kill "$FAKE_PID"
+
 # ---- tokens: given on purpose, used or refused, never replaced ----
 expect_eq "STAMP_TOKEN= list" "$(STAMP_TOKEN= ctl list 2>&1 >/dev/null; echo "rc=$?")" \
   "stampctl: STAMP_TOKEN is empty; give a token, or unset it to use the client config's token
