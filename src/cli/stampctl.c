@@ -751,7 +751,8 @@ static int cmd_delete(opts *o) {
  * drain-total-timeout 40m, activation-timeout 10m), plus a minute of
  * slack: without --timeout, wait's deadline restarts at each phase change,
  * so a wait never gives up on a stamp still inside its phase's limit.
- * Phases without a limit of their own get ten minutes. */
+ * Phases without a limit of their own get ten minutes.  A drain's own
+ * deadline (status.drain.deadlineTotalMs) wins when it is later. */
 static int64_t phase_limit_ms(const char *phase) {
     static const struct {
         const char *phase;
@@ -833,6 +834,10 @@ static int cmd_wait(opts *o) {
         }
         int64_t now = mono_ms();
         int64_t deadline = timeout ? start + timeout : phase_start + phase_limit_ms(phase);
+        /* A drain states its own limit (a --grace-period may be longer). */
+        int64_t dl = jint(dr, "deadlineTotalMs", 0);
+        if (!timeout && strcmp(phase, "Draining") == 0 && dl > 0 && now + (dl - now_ms()) + 60000 > deadline)
+            deadline = now + (dl - now_ms()) + 60000;
         if (progress && now - last_progress >= 3000) {
             char left[32];
             fprintf(stderr, "stampctl: waited %s for %s to be %s; now %s; gives up in %s\n",
@@ -1208,8 +1213,8 @@ static const ca_cmd commands[] = {
     {cmd_wait, "wait", "NAME", 1, 1, false, f_wait, NULL, "Wait until a stamp reaches a phase",
      "stampctl wait --for=active synaxis-weu-003\nstampctl wait --for=ready synaxis-weu-003 --timeout 45m",
      "Prints each change of phase or step on stdout.  Without --timeout the limit follows the phase: "
-     "Creating 31m, Draining 41m, Deleting 31m, others 11m (stampd's defaults plus a minute), counted "
-     "from when the phase was first seen.  Progress (elapsed time, phase, step) goes to stderr every 3s "
+     "Creating 31m, Draining 41m (or the drain's own deadline plus a minute, if later), Deleting 31m, "
+     "others 11m (stampd's defaults plus a minute), counted from when the phase was first seen.  Progress (elapsed time, phase, step) goes to stderr every 3s "
      "when stderr is a terminal, or always with --progress."},
     {cmd_drain, "drain", "NAME", 1, 1, false, f_drain, NULL, "Take a stamp out of traffic and drain it to Ready",
      "stampctl drain synaxis-weu-003\nstampctl drain synaxis-weu-003 --force\n"
