@@ -277,7 +277,7 @@ STAMP_SANITIZED=
 grep -q '^STAMP_SANITIZE:BOOL=ON' "$STAMP_BIN/CMakeCache.txt" 2>/dev/null && STAMP_SANITIZED=1
 
 # tenant_token TENANT USER: an HS256 token minted by stampd (operator call).
-tenant_token() { STAMP_TOKEN= ctl token create --tenant "$1" --user "$2" 2>/dev/null || fail "token for $1/$2"; }
+tenant_token() { env -u STAMP_TOKEN ctl token create --tenant "$1" --user "$2" 2>/dev/null || fail "token for $1/$2"; }
 
 # api METHOD PATH [curl args...]: prints the HTTP status; body in $T/body.
 # Uses $TOKEN.
