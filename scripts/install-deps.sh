@@ -21,6 +21,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Tenants' pods run as their own unprivileged user when stampd is root
+# (pod-user, default stamp-pod): no home, no login shell.
+if [ "$(id -u)" -eq 0 ] && ! getent passwd stamp-pod >/dev/null; then
+  echo "creating user: stamp-pod"
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin stamp-pod
+fi
+
 # The tests run a real Azure Blob API: Azurite, from npm, into .deps/ of the
 # source tree (not global, so nothing outside the checkout changes).
 if [ "$what" = test ]; then

@@ -4,9 +4,20 @@
  * the client config stampd writes ($STAMP_CONFIG, else
  * ~/.config/stamp/config), or from --server and --token.
  *
- * Commands are a table.  Every command exits 0 on success, otherwise
- * non-zero with one line "stampctl: <reason>" on stderr (the server's
+ * Commands are a table (below, before main): each row gives the parser
+ * (cli_args.c) its words, arguments and typed flags, and the help and
+ * completion are made from the same rows.  A usage error (unknown flag,
+ * missing value, extra argument, bad enum value, empty or malformed token)
+ * exits 2 before any request is sent.  Otherwise a command exits 0 on
+ * success, 1 with one line "stampctl: <reason>" on stderr (the server's
  * message when it gave one).
+ *
+ * --dry-run is server-side, as kubectl's: the request carries ?dryRun=All
+ * and the server validates without changing anything.  stampd ignores query
+ * parameters it does not know, so a dry run is sent only to a stampd whose
+ * GET /version lists the feature "dryRun"; any other stampd gets nothing and
+ * the command exits 2.  ns reap --dry-run uses the reap route's own
+ * ?dry_run=true, which stampd has always had.
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -19,6 +30,8 @@
 #include <unistd.h>
 
 #include "auth/jwt.h"
+#include "cli/cli_args.h"
+#include "core/naming.h"
 #include "cli/cli_output.h"
 #include "cli/stampctl.h"
 #include "util/httpc.h"
@@ -28,17 +41,10 @@
 static char g_server[512], g_token[JWT_MAX_LEN + 1];
 long http_timeout_ms = 30000;
 
-const char *flag(const opts *o, const char *name) {
-    for (int i = o->nflags - 1; i >= 0; i--)
-        if (strcmp(o->fname[i], name) == 0) return o->fval[i];
-    return NULL;
-}
+const char *flag(const opts *o, const char *name) { return ca_get(o, name); }
 
 int nflag(const opts *o, const char *name, const char **vals, int max) {
-    int n = 0;
-    for (int i = 0; i < o->nflags && n < max; i++)
-        if (strcmp(o->fname[i], name) == 0) vals[n++] = o->fval[i];
-    return n;
+    return ca_getn(o, name, vals, max);
 }
 
 _Noreturn void die(const char *fmt, ...) {
@@ -51,11 +57,35 @@ _Noreturn void die(const char *fmt, ...) {
     exit(1);
 }
 
+_Noreturn void usage_die(const opts *o, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("stampctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    if (o && o->cmd) fprintf(stderr, " (see 'stampctl %s --help')", o->cmd->name);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+/* A token given on purpose (--token, or STAMP_TOKEN set at all) is used or
+ * refused, never replaced by the client config's: an empty STAMP_TOKEN is
+ * what a failed $(stampctl token create) leaves, and falling back to the
+ * operator token would run the next command with more rights than meant. */
+static void take_token(const char *tok, const char *source) {
+    const char *p = tok;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (*p == '\0')
+        usage_die(NULL, "%s is empty; give a token, or unset it to use the client config's token", source);
+    if (!ca_token_wellformed(tok))
+        usage_die(NULL, "%s is not a token (expected three dot-separated base64url parts, no spaces)", source);
+    if (!str_copy(g_token, sizeof(g_token), tok)) usage_die(NULL, "%s is longer than any token", source);
+}
+
 static void load_config(const opts *o) {
     if (o->server) str_copy(g_server, sizeof(g_server), o->server);
-    if (o->token) str_copy(g_token, sizeof(g_token), o->token);
-    else if (getenv("STAMP_TOKEN") && *getenv("STAMP_TOKEN"))
-        str_copy(g_token, sizeof(g_token), getenv("STAMP_TOKEN"));
+    if (o->token_given) take_token(o->token, "--token");
+    else if (getenv("STAMP_TOKEN")) take_token(getenv("STAMP_TOKEN"), "STAMP_TOKEN");
     if (g_server[0] && g_token[0]) return;
     char path[PATH_MAX];
     const char *env = getenv("STAMP_CONFIG");
@@ -76,7 +106,10 @@ static void load_config(const opts *o) {
     const char *ep = json_string_value(json_object_get(cfg, "endpoint"));
     const char *tk = json_string_value(json_object_get(cfg, "token"));
     if (!g_server[0] && ep) str_copy(g_server, sizeof(g_server), ep);
-    if (!g_token[0] && tk) str_copy(g_token, sizeof(g_token), tk);
+    if (!g_token[0] && tk) {
+        if (!ca_token_wellformed(tk)) die("client config %s: its token is malformed", path);
+        str_copy(g_token, sizeof(g_token), tk);
+    }
     json_decref(cfg);
     if (!g_server[0]) str_copy(g_server, sizeof(g_server), "http://127.0.0.1:7480");
 }
@@ -134,6 +167,77 @@ json_t *call(const char *method, const char *path, json_t *body, long *status_ou
     return j;
 }
 
+/* GET /version once: its JSON, or NULL with the reason in why (no such
+ * endpoint, cannot reach stampd).  Never dies: version and the dry-run gate
+ * must work against any stampd. */
+static json_t *server_version(char *why, size_t len) {
+    static json_t *cached;
+    static char cached_why[300];
+    static bool done;
+    if (!done) {
+        done = true;
+        char url[1024];
+        snprintf(url, sizeof(url), "%s/version", g_server);
+        httpc_req rq = {.method = "GET", .url = url, .bearer = g_token[0] ? g_token : NULL,
+                        .max_response = 1 << 20, .timeout_ms = 10000};
+        long status = 0;
+        sbuf resp;
+        serr e = {0};
+        if (httpc_do(&rq, &status, &resp, &e) != 0) {
+            snprintf(cached_why, sizeof(cached_why), "cannot reach stampd at %s: %s", g_server, e.msg);
+        } else {
+            json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
+            if (status == 404) str_copy(cached_why, sizeof(cached_why), "no /version endpoint");
+            else if (status >= 400 || !json_is_object(j))
+                snprintf(cached_why, sizeof(cached_why), "GET /version answered %ld", status);
+            else cached = json_incref(j);
+            json_decref(j);
+            sbuf_free(&resp);
+        }
+    }
+    if (why) str_copy(why, len, cached_why);
+    return cached;
+}
+
+static bool server_has_feature(const char *feature) {
+    json_t *v = server_version(NULL, 0), *f;
+    size_t i;
+    json_array_foreach(json_object_get(v, "features"), i, f) {
+        if (json_is_string(f) && strcmp(json_string_value(f), feature) == 0) return true;
+    }
+    return false;
+}
+
+void dry_run_gate(const char *what) {
+    if (server_has_feature("dryRun")) return;
+    char why[300];
+    server_version(why, sizeof(why));
+    fprintf(stderr,
+            "stampctl: --dry-run of %s needs server-side dry run (?" DRY_RUN_QUERY "), which this stampd "
+            "does not offer (%s); it would ignore the parameter and %s for real, so nothing was sent\n",
+            what, why[0] ? why : "GET /version lists no \"dryRun\" feature", what);
+    exit(2);
+}
+
+bool wide(const opts *o) { return o->output && strcmp(o->output, "wide") == 0; }
+
+const ca_selector *selector_of(const opts *o, ca_selector *buf) {
+    const char *l = flag(o, "selector");
+    if (l == NULL) return NULL;
+    char err[CA_ERR_MAX];
+    if (ca_selector_parse(l, buf, err, sizeof(err)) != 0) usage_die(o, "-l: %s", err);
+    return buf;
+}
+
+size_t filter_by_labels(json_t *arr, const ca_selector *sel, bool meta) {
+    for (size_t i = json_array_size(arr); i-- > 0;) {
+        json_t *it = json_array_get(arr, i);
+        json_t *labels = json_object_get(meta ? json_object_get(it, "metadata") : it, "labels");
+        if (!ca_selector_match(sel, labels)) json_array_remove(arr, i);
+    }
+    return json_array_size(arr);
+}
+
 void print_json_or_yaml(json_t *v, const char *fmt) {
     if (strcmp(fmt, "yaml") == 0) {
         char *y = NULL;
@@ -160,9 +264,9 @@ bool printed_structured(const opts *o, json_t *r) {
     return true;
 }
 
+/* The parser has checked the count; this names what the argument is. */
 static const char *need_name(const opts *o, const char *cmd) {
-    if (o->npos < 1) die("%s needs a stamp name", cmd);
-    if (o->npos > 1) die("%s takes one stamp name", cmd);
+    (void)cmd;
     return o->pos[0];
 }
 
@@ -185,7 +289,8 @@ static void age_of(json_t *st, const char *key, char *buf, size_t len) {
 
 static int cmd_deploy(opts *o) {
     const char *region = flag(o, "region"), *sid = flag(o, "stamp-id"), *tpl = flag(o, "template");
-    if (!region || !sid || !tpl) die("deploy needs --region, --stamp-id and --template");
+    bool dry = flag(o, "dry-run") != NULL;
+    if (dry) dry_run_gate("deploy");
     json_t *body = json_pack("{s:s,s:s,s:s}", "region", region, "stampId", sid, "template", tpl);
     const char *params[MAX_ARGS];
     int np = nflag(o, "param", params, MAX_ARGS);
@@ -204,13 +309,13 @@ static int cmd_deploy(opts *o) {
         json_object_set_new(body, "parameters", p);
     }
     long status;
-    json_t *r = call("POST", "/v1/stamps", body, &status, false);
+    json_t *r = call("POST", dry ? "/v1/stamps?" DRY_RUN_QUERY : "/v1/stamps", body, &status, false);
     json_decref(body);
     if (structured(o)) print_json_or_yaml(r, o->output);
     else
-        printf("stamp/%s %s (phase %s)\n", jstr(json_object_get(r, "metadata"), "name", "?"),
+        printf("stamp/%s %s (phase %s)%s\n", jstr(json_object_get(r, "metadata"), "name", "?"),
                status == 201 ? "created" : "redeploying",
-               jstr(json_object_get(r, "status"), "phase", "?"));
+               jstr(json_object_get(r, "status"), "phase", "?"), dry ? " (server dry run)" : "");
     json_decref(r);
     return 0;
 }
@@ -253,28 +358,186 @@ static void stamp_row(table *t, json_t *s, bool wide) {
     table_add(t, cells);
 }
 
-static int cmd_list(opts *o) {
-    char path[512] = "/v1/stamps";
-    const char *state = flag(o, "state"), *region = flag(o, "region");
-    size_t n = strlen(path);
-    if (state) n += (size_t)snprintf(path + n, sizeof(path) - n, "%sstate=%s", "?", state);
-    if (region) snprintf(path + n, sizeof(path) - n, "%sregion=%s", state ? "&" : "?", region);
-    json_t *r = call("GET", path, NULL, NULL, false);
-    if (printed_structured(o, r)) return 0;
-    bool wide = o->output && strcmp(o->output, "wide") == 0;
+static table *stamp_table(bool w) {
     static const char *const h[] = {"NAME", "REGION", "PHASE", "ENDPOINT", "IN PHASE", "AGE",
                                     "TEMPLATE", "POOLS(S/G/GPU)", "ATTEMPT", "MESSAGE"};
-    table *t = table_new(wide ? 10 : 6, h);
+    return table_new(w ? 10 : 6, h);
+}
+
+static void template_row(table *t, json_t *tp, bool w) {
+    (void)w;
+    json_t *phases = json_object_get(json_object_get(tp, "spec"), "phases");
+    char np[16], ns[16];
+    size_t steps = 0, k;
+    json_t *ph;
+    json_array_foreach(phases, k, ph) steps += json_array_size(json_object_get(ph, "steps"));
+    snprintf(np, sizeof(np), "%zu", json_array_size(phases));
+    snprintf(ns, sizeof(ns), "%zu", steps);
+    char age[32];
+    age_since(jstr(json_object_get(tp, "metadata"), "creationTimestamp", NULL), age, sizeof(age));
+    const char *cells[] = {jstr(json_object_get(tp, "metadata"), "name", "?"), np, ns, age};
+    table_add(t, cells);
+}
+
+static table *template_table(bool w) {
+    static const char *const h[] = {"NAME", "PHASES", "STEPS", "AGE"};
+    (void)w;
+    return table_new(4, h);
+}
+
+static void describe_stamp(json_t *r);
+
+/* The kinds get and describe know, with where the API keeps them.  No
+ * endpoint lists StampHealthCheck resources yet: apply is all it has. */
+typedef struct kind_def {
+    const char *name, *single;
+    const char *aliases[5];
+    const char *list_path;    /* NULL: stampd has no endpoint to read it */
+    const char *items_key;
+    const char *get_prefix;   /* GET prefix + NAME; NULL: NAME picks from the list */
+    const char *name_key;     /* the name: metadata.name when meta, else this key */
+    bool meta;                /* a resource with metadata (labels there) */
+    table *(*new_table)(bool wide);
+    void (*row)(table *t, json_t *item, bool wide);
+    void (*describe)(json_t *item);
+} kind_def;
+
+static const kind_def kinds[] = {
+    {"stamps", "stamp", {"stamp", "st", NULL}, "/v1/stamps", "items", "/v1/stamps/", "name", true,
+     stamp_table, stamp_row, describe_stamp},
+    {"templates", "template", {"template", "tpl", "stamptemplate", "stamptemplates", NULL}, "/v1/templates",
+     "items", "/v1/templates/", "name", true, template_table, template_row, NULL},
+    {"namespaces", "namespace", {"namespace", "ns", NULL}, "/v1/platform/namespaces", "namespaces",
+     "/v1/platform/namespaces/", "namespace", false, ns_table, ns_row, ns_describe},
+    {"bundles", "bundle", {"bundle", NULL}, "/v1/platform/bundles", "bundles", NULL, "hash", false,
+     bundle_table, bundle_row, NULL},
+    {"runs", "run", {"run", NULL}, "/v1/platform/runs", "runs", NULL, "run", false, run_table, run_row, NULL},
+    {"healthchecks", "healthcheck", {"healthcheck", "hc", "stamphealthcheck", "stamphealthchecks", NULL},
+     NULL, NULL, NULL, NULL, true, NULL, NULL, NULL},
+};
+#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
+
+static const kind_def *kind_of(const opts *o, const char *w) {
+    for (size_t i = 0; i < NKINDS; i++) {
+        if (strcasecmp(kinds[i].name, w) == 0) return &kinds[i];
+        for (int k = 0; kinds[i].aliases[k]; k++)
+            if (strcasecmp(kinds[i].aliases[k], w) == 0) return &kinds[i];
+    }
+    usage_die(o, "unknown kind \"%s\" (stamps, templates, namespaces, bundles, runs, healthchecks)", w);
+}
+
+static const char *item_name(const kind_def *k, json_t *it) {
+    return jstr(k->meta ? json_object_get(it, "metadata") : it, k->name_key, "");
+}
+
+/* A list answer shown as asked (sel parsed before the request, so a bad
+ * one sends nothing): the server's own shape for -o json|yaml
+ * (items filtered by -l, "count" kept true), one kind/name a line for
+ * -o name, else a table. */
+static int show_list(const opts *o, const kind_def *k, const ca_selector *sel, json_t *r) {
+    json_t *items = json_object_get(r, k->items_key);
+    if (!json_is_array(items)) die("stampd's answer has no %s list", k->items_key);
+    if (sel) {
+        size_t n = filter_by_labels(items, sel, k->meta);
+        if (json_object_get(r, "count")) json_object_set_new(r, "count", json_integer((json_int_t)n));
+    }
+    if (printed_structured(o, r)) return 0;
     size_t i;
-    json_t *s;
-    json_array_foreach(json_object_get(r, "items"), i, s) stamp_row(t, s, wide);
-    if (json_array_size(json_object_get(r, "items")) == 0) {
-        table_free(t);
-        puts("No stamps found.");
+    json_t *it;
+    if (o->output && strcmp(o->output, "name") == 0) {
+        json_array_foreach(items, i, it) printf("%s/%s\n", k->single, item_name(k, it));
+    } else if (json_array_size(items) == 0) {
+        fprintf(stderr, "No %s found.\n", k->name);
     } else {
+        table *t = k->new_table(wide(o));
+        json_array_foreach(items, i, it) k->row(t, it, wide(o));
         render_table(t);
     }
     json_decref(r);
+    return 0;
+}
+
+static int cmd_list(opts *o) {
+    char path[512] = "/v1/stamps";
+    const char *state = flag(o, "state"), *region = flag(o, "region");
+    ca_selector sb;
+    const ca_selector *sel = selector_of(o, &sb);
+    char *es = state ? url_escape(state) : NULL, *er = region ? url_escape(region) : NULL;
+    snprintf(path, sizeof(path), "/v1/stamps%s%s%s%s%s", es || er ? "?" : "", es ? "state=" : "",
+             es ? es : "", es && er ? "&" : "", er ? "region=" : "");
+    if (er) {
+        size_t n = strlen(path);
+        snprintf(path + n, sizeof(path) - n, "%s", er);
+    }
+    free(es);
+    free(er);
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (json_array_size(json_object_get(r, "items")) == 0 && !structured(o) && sel == NULL) {
+        json_decref(r);
+        puts("No stamps found.");
+        return 0;
+    }
+    return show_list(o, &kinds[0], sel, r);
+}
+
+/* One item of a kind: its own GET, or picked from the list by name. */
+static json_t *get_item(const opts *o, const kind_def *k, const char *name) {
+    char path[768];
+    if (k->get_prefix) {
+        char *e = url_escape(name);
+        snprintf(path, sizeof(path), "%s%s", k->get_prefix, e);
+        free(e);
+        return call("GET", path, NULL, NULL, false);
+    }
+    json_t *r = call("GET", k->list_path, NULL, NULL, false), *it, *found = NULL;
+    size_t i;
+    json_array_foreach(json_object_get(r, k->items_key), i, it) {
+        if (strcmp(item_name(k, it), name) == 0) found = json_incref(it);
+    }
+    json_decref(r);
+    if (found == NULL) die("%s \"%s\" not found", k->single, name);
+    return found;
+}
+
+static const kind_def *readable_kind(const opts *o) {
+    const kind_def *k = kind_of(o, o->pos[0]);
+    if (k->list_path == NULL)
+        die("this stampd has no endpoint to read %s (they can only be applied: stampctl apply -f)", k->name);
+    return k;
+}
+
+static int cmd_get(opts *o) {
+    const kind_def *k = readable_kind(o);
+    bool ns = strcmp(k->name, "namespaces") == 0;
+    if (flag(o, "all-tenants") && !ns) usage_die(o, "-A applies to namespaces only");
+    if (o->npos == 1) {
+        ca_selector sb;
+        const ca_selector *sel = selector_of(o, &sb);
+        char path[512];
+        snprintf(path, sizeof(path), "%s%s", k->list_path, ns && flag(o, "all-tenants") ? "?all_tenants=true" : "");
+        return show_list(o, k, sel, call("GET", path, NULL, NULL, false));
+    }
+    if (flag(o, "selector")) usage_die(o, "-l selects from a list; it cannot be given with a NAME");
+    json_t *it = get_item(o, k, o->pos[1]);
+    if (printed_structured(o, it)) return 0;
+    if (o->output && strcmp(o->output, "name") == 0) {
+        printf("%s/%s\n", k->single, item_name(k, it));
+    } else {
+        table *t = k->new_table(wide(o));
+        k->row(t, it, wide(o));
+        render_table(t);
+    }
+    json_decref(it);
+    return 0;
+}
+
+static int cmd_describe(opts *o) {
+    const kind_def *k = readable_kind(o);
+    json_t *it = get_item(o, k, o->pos[1]);
+    if (printed_structured(o, it)) return 0;
+    if (k->describe) k->describe(it);
+    else print_json_or_yaml(it, "yaml");
+    json_decref(it);
     return 0;
 }
 
@@ -316,6 +579,12 @@ static void print_drain(json_t *dr, bool live) {
 static int cmd_status(opts *o) {
     json_t *r = get_stamp(need_name(o, "status"));
     if (printed_structured(o, r)) return 0;
+    describe_stamp(r);
+    json_decref(r);
+    return 0;
+}
+
+static void describe_stamp(json_t *r) {
     json_t *md = json_object_get(r, "metadata"), *sp = json_object_get(r, "spec"),
            *st = json_object_get(r, "status");
     char a[32];
@@ -383,47 +652,133 @@ static int cmd_status(opts *o) {
                    (long long)jint(b, "files", 0), (long long)jint(b, "bytes", 0), jstr(b, "path", ""));
     }
     printf("Message:      %s\n", jstr(st, "message", ""));
-    json_decref(r);
-    return 0;
 }
 
-static int action(opts *o, const char *verb) {
-    const char *name = need_name(o, verb);
+static int stamp_action(opts *o, const char *verb, const char *name) {
+    bool dry = flag(o, "dry-run") != NULL;
     json_t *body = json_object();
     if (flag(o, "force")) json_object_set_new(body, "force", json_true());
     if (flag(o, "skip-fleet-check")) json_object_set_new(body, "skipFleetCheck", json_true());
     const char *g = flag(o, "grace-period");
     if (g) json_object_set_new(body, "gracePeriod", json_string(g));
     char path[512];
-    snprintf(path, sizeof(path), "/v1/stamps/%s/%s", name, verb);
+    char *e = url_escape(name);
+    snprintf(path, sizeof(path), "/v1/stamps/%s/%s%s", e, verb, dry ? "?" DRY_RUN_QUERY : "");
+    free(e);
     json_t *r = call("POST", path, body, NULL, false);
     json_decref(body);
     if (structured(o)) print_json_or_yaml(r, o->output);
     else
-        printf("stamp/%s: %s%s requested (phase %s)\n", name, verb, flag(o, "force") ? " --force" : "",
-               jstr(json_object_get(r, "status"), "phase", "?"));
+        printf("stamp/%s: %s%s requested (phase %s)%s\n", name, verb, flag(o, "force") ? " --force" : "",
+               jstr(json_object_get(r, "status"), "phase", "?"), dry ? " (server dry run)" : "");
     json_decref(r);
+    return 0;
+}
+
+static int action(opts *o, const char *verb) {
+    if (flag(o, "dry-run")) dry_run_gate(verb);
+    return stamp_action(o, verb, need_name(o, verb));
+}
+
+/* Reads a manifest file (YAML or JSON, several documents, - for stdin)
+ * into an array of documents, a List's items taken one by one. */
+static json_t *read_manifests(const char *file) {
+    char *text;
+    size_t len;
+    serr e = {0};
+    int rc = strcmp(file, "-") == 0 ? read_file("/dev/stdin", MANIFEST_MAX_BYTES, &text, &len, &e)
+                                    : read_file(file, MANIFEST_MAX_BYTES, &text, &len, &e);
+    if (rc) die("%s", e.msg);
+    json_t *doc;
+    int multi = 0;
+    if (yaml_to_json(text, len, &doc, &multi, &e) != 0) die("%s: %s", file, e.msg);
+    free(text);
+    json_t *docs = multi ? doc : json_pack("[O]", doc);
+    if (!multi) json_decref(doc);
+    json_t *out = json_array(), *d;
+    size_t i;
+    json_array_foreach(docs, i, d) {
+        if (json_is_null(d)) continue;
+        const char *kind = json_string_value(json_object_get(d, "kind"));
+        json_t *items = json_object_get(d, "items");
+        size_t kl = kind ? strlen(kind) : 0;
+        if (json_is_array(items) && kl >= 4 && strcmp(kind + kl - 4, "List") == 0) {
+            size_t k;
+            json_t *it;
+            json_array_foreach(items, k, it) json_array_append(out, it);
+        } else {
+            json_array_append(out, d);
+        }
+    }
+    json_decref(docs);
+    return out;
+}
+
+/* delete -f: every document must name a stamp (the only kind stampd can
+ * delete); all are checked before the first request. */
+static int delete_files(opts *o) {
+    const char *file = flag(o, "filename");
+    json_t *docs = read_manifests(file), *d;
+    size_t i;
+    json_array_foreach(docs, i, d) {
+        const char *kind = jstr(d, "kind", "");
+        const char *name = jstr(json_object_get(d, "metadata"), "name", NULL);
+        if (strcmp(kind, "Stamp") != 0)
+            die("%s: document %zu is a %s; stampd can delete only stamps (nothing was deleted)", file, i + 1,
+                kind[0] ? kind : "document without kind");
+        if (name == NULL || !name_valid(name, 63))
+            die("%s: document %zu has no valid metadata.name (nothing was deleted)", file, i + 1);
+    }
+    if (json_array_size(docs) == 0) die("%s: no documents", file);
+    if (flag(o, "dry-run")) dry_run_gate("delete");
+    json_array_foreach(docs, i, d) stamp_action(o, "delete", jstr(json_object_get(d, "metadata"), "name", ""));
+    json_decref(docs);
     return 0;
 }
 
 static int cmd_drain(opts *o) { return action(o, "drain"); }
 static int cmd_activate(opts *o) { return action(o, "activate"); }
 static int cmd_standby(opts *o) { return action(o, "standby"); }
-static int cmd_delete(opts *o) { return action(o, "delete"); }
 static int cmd_backup(opts *o) { return action(o, "backup"); }
+static int cmd_delete(opts *o) {
+    if (flag(o, "filename") && o->npos > 0) usage_die(o, "delete takes NAME or -f FILE, not both");
+    if (flag(o, "filename")) return delete_files(o);
+    if (o->npos == 0) usage_die(o, "delete needs NAME or -f FILE");
+    return action(o, "delete");
+}
+
+/* How long a phase may last by stampd's defaults (creating-timeout 30m,
+ * drain-total-timeout 40m, activation-timeout 10m), plus a minute of
+ * slack: without --timeout, wait's deadline restarts at each phase change,
+ * so a wait never gives up on a stamp still inside its phase's limit.
+ * Phases without a limit of their own get ten minutes.  A drain's own
+ * deadline (status.drain.deadlineTotalMs) wins when it is later. */
+static int64_t phase_limit_ms(const char *phase) {
+    static const struct {
+        const char *phase;
+        int64_t ms;
+    } lim[] = {{"Creating", 30 * 60000}, {"Draining", 40 * 60000}, {"Deleting", 30 * 60000}};
+    int64_t ms = 10 * 60000;
+    for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++)
+        if (strcmp(lim[i].phase, phase) == 0) ms = lim[i].ms;
+    return ms + 60000;
+}
 
 static int cmd_wait(opts *o) {
     const char *name = need_name(o, "wait");
     const char *target = flag(o, "for");
-    if (target == NULL) die("wait needs --for=STATE (creating, active, draining, ready, deleted, failed)");
-    int64_t timeout = 60000;
+    int64_t timeout = 0;
     const char *t = flag(o, "timeout");
-    if (t && (parse_duration_ms(t, &timeout) != 0 || timeout <= 0)) die("--timeout %s: not a duration", t);
-    int64_t start = mono_ms();
-    char last[512] = "";
+    if (t) parse_duration_ms(t, &timeout); /* the parser checked it */
+    /* Progress on stderr: to a terminal always, elsewhere with --progress. */
+    bool progress = flag(o, "progress") != NULL || isatty(2);
+    int64_t start = mono_ms(), phase_start = start, last_progress = -1000000;
+    char last[512] = "", last_phase[32] = "";
     for (;;) {
         char path[512];
-        snprintf(path, sizeof(path), "/v1/stamps/%s", name);
+        char *e = url_escape(name);
+        snprintf(path, sizeof(path), "/v1/stamps/%s", e);
+        free(e);
         long status;
         json_t *r = call("GET", path, NULL, &status, true);
         if (status == 404 && strcasecmp(target, "deleted") == 0) {
@@ -432,11 +787,15 @@ static int cmd_wait(opts *o) {
             return 0;
         }
         if (status >= 400) {
-            const char *msg = json_string_value(json_object_get(json_object_get(r, "error"), "message"));
+            const char *msg = error_message(r);
             die("%s", msg ? msg : "request failed");
         }
         json_t *st = json_object_get(r, "status");
         const char *phase = jstr(st, "phase", "?");
+        if (strcmp(phase, last_phase) != 0) {
+            str_copy(last_phase, sizeof(last_phase), phase);
+            phase_start = mono_ms();
+        }
         char line[512];
         json_t *step = json_object_get(st, "step");
         json_t *dr = json_object_get(st, "drain");
@@ -455,8 +814,8 @@ static int cmd_wait(opts *o) {
             snprintf(line, sizeof(line), "%s: Deleting (step %s)", name, jstr(rt, "current", "backup"));
         else
             snprintf(line, sizeof(line), "%s: %s", name, phase);
+        char a[32];
         if (strcmp(line, last) != 0) {
-            char a[32];
             printf("[%6s] %s\n", fmt_duration(mono_ms() - start, a, sizeof(a)), line);
             fflush(stdout);
             str_copy(last, sizeof(last), line);
@@ -473,21 +832,47 @@ static int cmd_wait(opts *o) {
             json_decref(r);
             die("%s is %s, not %s: %s", name, ph, target, msg);
         }
+        int64_t now = mono_ms();
+        int64_t deadline = timeout ? start + timeout : phase_start + phase_limit_ms(phase);
+        /* A drain states its own limit (a --grace-period may be longer). */
+        int64_t dl = jint(dr, "deadlineTotalMs", 0);
+        if (!timeout && strcmp(phase, "Draining") == 0 && dl > 0 && now + (dl - now_ms()) + 60000 > deadline)
+            deadline = now + (dl - now_ms()) + 60000;
+        if (progress && now - last_progress >= 3000) {
+            char left[32];
+            fprintf(stderr, "stampctl: waited %s for %s to be %s; now %s; gives up in %s\n",
+                    fmt_duration(now - start, a, sizeof(a)), name, target, line + strlen(name) + 2,
+                    fmt_duration(deadline > now ? deadline - now : 0, left, sizeof(left)));
+            last_progress = now;
+        }
         json_decref(r);
-        if (mono_ms() - start > timeout) {
-            char a[32];
-            die("timed out after %s waiting for %s to be %s (%s)", fmt_duration(timeout, a, sizeof(a)),
-                name, target, line);
+        if (now > deadline) {
+            if (timeout)
+                die("timed out after %s waiting for %s to be %s (%s)", fmt_duration(timeout, a, sizeof(a)),
+                    name, target, line);
+            die("gave up waiting for %s to be %s: %s for %s, past that phase's limit (%s); --timeout sets "
+                "another", name, target, phase, fmt_duration(now - phase_start, a, sizeof(a)), line);
         }
         sleep_ms(200);
     }
 }
 
 static int cmd_events(opts *o) {
-    const char *name = need_name(o, "events");
     char path[512];
-    snprintf(path, sizeof(path), "/v1/stamps/%s/events", name);
-    json_t *r = call("GET", path, NULL, NULL, false);
+    json_t *r;
+    if (o->npos == 0) {
+        /* Across the fleet only where stampd has such an endpoint. */
+        long status;
+        r = call("GET", "/v1/events", NULL, &status, true);
+        if (status == 404)
+            die("this stampd has no fleet-wide events endpoint (GET /v1/events); name a stamp: stampctl events NAME");
+        if (status >= 400) die("%s", error_message(r) ? error_message(r) : "request failed");
+    } else {
+        char *e = url_escape(o->pos[0]);
+        snprintf(path, sizeof(path), "/v1/stamps/%s/events", e);
+        free(e);
+        r = call("GET", path, NULL, NULL, false);
+    }
     if (printed_structured(o, r)) return 0;
     static const char *const h[] = {"TIME", "TYPE", "REASON", "MESSAGE"};
     table *t = table_new(4, h);
@@ -615,37 +1000,39 @@ static int cmd_frontdoor(opts *o) {
     return 0;
 }
 
+/* What get -o yaml prints and apply must not send: the status and the
+ * metadata the server sets. */
+static void strip_server_fields(json_t *d) {
+    static const char *const md_fields[] = {"resourceVersion", "generation", "creationTimestamp",
+                                            "deletionTimestamp", "uid", "tenant", "finalizers",
+                                            "managedFields", "selfLink", NULL};
+    json_object_del(d, "status");
+    json_t *md = json_object_get(d, "metadata");
+    for (int i = 0; md_fields[i]; i++) json_object_del(md, md_fields[i]);
+}
+
 static int cmd_apply(opts *o) {
-    const char *file = flag(o, "f");
-    if (file == NULL) die("apply needs -f FILE (YAML or JSON; - for stdin)");
-    char *text;
-    size_t len;
-    serr e = {0};
-    int rc = strcmp(file, "-") == 0 ? read_file("/dev/stdin", MANIFEST_MAX_BYTES, &text, &len, &e)
-                                    : read_file(file, MANIFEST_MAX_BYTES, &text, &len, &e);
-    if (rc) die("%s", e.msg);
-    json_t *doc;
-    int multi = 0;
-    if (yaml_to_json(text, len, &doc, &multi, &e) != 0) die("%s: %s", file, e.msg);
-    free(text);
-    json_t *docs = multi ? doc : json_pack("[O]", doc);
-    if (!multi) json_decref(doc);
+    const char *file = flag(o, "filename");
+    bool dry = flag(o, "dry-run") != NULL;
+    json_t *docs = read_manifests(file);
+    if (dry) dry_run_gate("apply");
     size_t i;
     json_t *d;
     int failures = 0;
     json_array_foreach(docs, i, d) {
-        if (json_is_null(d)) continue;
         long status;
-        json_t *r = call("POST", "/v1/apply", d, &status, true);
+        strip_server_fields(d);
+        json_t *r = call("POST", dry ? "/v1/apply?" DRY_RUN_QUERY : "/v1/apply", d, &status, true);
         if (status >= 400) {
-            const char *msg = json_string_value(json_object_get(json_object_get(r, "error"), "message"));
+            const char *msg = error_message(r);
             fprintf(stderr, "stampctl: %s: %s\n", file, msg ? msg : "apply failed");
             failures++;
         } else {
             char kind[64];
             str_copy(kind, sizeof(kind), jstr(r, "kind", "?"));
             for (char *p = kind; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-            printf("%s/%s %s\n", kind, jstr(r, "name", "?"), jstr(r, "result", "?"));
+            printf("%s/%s %s%s\n", kind, jstr(r, "name", "?"), jstr(r, "result", "?"),
+                   dry ? " (server dry run)" : "");
         }
         json_decref(r);
     }
@@ -655,31 +1042,21 @@ static int cmd_apply(opts *o) {
 
 static int cmd_templates(opts *o) {
     char path[512] = "/v1/templates";
-    if (o->npos == 1) snprintf(path, sizeof(path), "/v1/templates/%s", o->pos[0]);
+    if (o->npos == 1) {
+        char *e = url_escape(o->pos[0]);
+        snprintf(path, sizeof(path), "/v1/templates/%s", e);
+        free(e);
+    }
     json_t *r = call("GET", path, NULL, NULL, false);
     if (structured(o) || o->npos == 1) {
         print_json_or_yaml(r, o->output && *o->output ? o->output : "yaml");
         json_decref(r);
         return 0;
     }
-    static const char *const h[] = {"NAME", "PHASES", "STEPS", "AGE"};
-    table *t = table_new(4, h);
+    table *t = template_table(false);
     size_t i;
     json_t *tp;
-    json_array_foreach(json_object_get(r, "items"), i, tp) {
-        json_t *phases = json_object_get(json_object_get(tp, "spec"), "phases");
-        char np[16], ns[16];
-        size_t steps = 0, k;
-        json_t *ph;
-        json_array_foreach(phases, k, ph) steps += json_array_size(json_object_get(ph, "steps"));
-        snprintf(np, sizeof(np), "%zu", json_array_size(phases));
-        snprintf(ns, sizeof(ns), "%zu", steps);
-        char age[32];
-        age_since(jstr(json_object_get(tp, "metadata"), "creationTimestamp", NULL), age,
-                  sizeof(age));
-        const char *cells[] = {jstr(json_object_get(tp, "metadata"), "name", "?"), np, ns, age};
-        table_add(t, cells);
-    }
+    json_array_foreach(json_object_get(r, "items"), i, tp) template_row(t, tp, false);
     render_table(t);
     json_decref(r);
     return 0;
@@ -707,56 +1084,254 @@ static int cmd_audit(opts *o) {
     return 0;
 }
 
-typedef struct command {
-    const char *name;
-    int (*fn)(opts *o);
-    const char *usage;
-} command;
+static int cmd_logs(opts *o) { return cmd_ns_logs(o); }
 
-static const command commands[] = {
-    {"deploy", cmd_deploy, "deploy --region R --stamp-id N --template T [--param K=V]"},
-    {"wait", cmd_wait, "wait --for=STATE NAME [--timeout 60s]"},
-    {"drain", cmd_drain, "drain NAME [--force] [--grace-period 60m] [--skip-fleet-check]"},
-    {"activate", cmd_activate, "activate NAME"},
-    {"standby", cmd_standby, "standby NAME [--force] [--skip-fleet-check]"},
-    {"delete", cmd_delete, "delete NAME [--force] [--skip-fleet-check]"},
-    {"list", cmd_list, "list [--state S] [--region R] [-o json|yaml|wide]"},
-    {"status", cmd_status, "status NAME [-o json|yaml]"},
-    {"backup", cmd_backup, "backup NAME"},
-    {"events", cmd_events, "events NAME [-o json|yaml]"},
-    {"health", cmd_health, "health NAME [-o json|yaml]"},
-    {"frontdoor", cmd_frontdoor, "frontdoor [-o json|yaml]"},
-    {"metrics", cmd_metrics, "metrics NAME [--period=1h] [-o json|yaml]"},
-    {"apply", cmd_apply, "apply -f FILE"},
-    {"templates", cmd_templates, "templates [NAME] [-o json|yaml]"},
-    {"audit", cmd_audit, "audit [NAME] [--limit N]"},
-    {"ns", cmd_ns, "ns create BUCKET | list [-A] [--status S] | get NS | activity NS | finalize NS"},
-    {"ns", cmd_ns, "ns reap NS [--bucket B] [--dry-run] | reap --dry-run | sweep"},
-    {"ns", cmd_ns, "ns pods NS | run-pod NS POD [--volume V] [--env K=V] [-- ARGS...] | logs NS POD"},
-    {"ns", cmd_ns, "ns annotate NS POD KEY=VALUE... | volume NS NAME | run NS --bundle H [--set K=V]"},
-    {"bundle", cmd_bundle, "bundle push FILE | list"},
-    {"runs", cmd_runs, "runs [--bucket B]"},
-    {"mttc", cmd_mttc, "mttc verify --bucket B --bundle H"},
-    {"token", cmd_token, "token create --tenant T --user U [--role operator] [--ttl 1h]"},
+static int cmd_version(opts *o) {
+    char why[300];
+    json_t *v = server_version(why, sizeof(why));
+    if (structured(o)) {
+        json_t *out = json_pack("{s:{s:s},s:O?}", "client", "version", STAMP_VERSION, "server", v);
+        if (v == NULL) json_object_set_new(out, "serverUnknown", json_string(why));
+        print_json_or_yaml(out, o->output);
+        json_decref(out);
+        return 0;
+    }
+    printf("client: stampctl %s\n", STAMP_VERSION);
+    if (v) printf("server: stampd %s\n", jstr(v, "version", "?"));
+    else printf("server: unknown (%s)\n", why);
+    return 0;
+}
+
+static int cmd_help(opts *o);
+static int cmd_completion(opts *o);
+
+/* Flag tables.  Enum values are matched case-insensitively. */
+#define F_BOOL(n, a, h) {n, a, CA_BOOL, NULL, false, false, NULL, h, NULL}
+#define F_STR(n, a, mv, h) {n, a, CA_STRING, NULL, false, false, mv, h, NULL}
+#define F_NEED(n, mv, h) {n, 0, CA_STRING, NULL, true, false, mv, h, NULL}
+#define F_DUR(n, h) {n, 0, CA_DURATION, NULL, false, false, "DURATION", h, NULL}
+#define F_INT(n, mv, h) {n, 0, CA_INT, NULL, false, false, mv, h, NULL}
+#define F_ENUM(n, vals, req, mv, h) {n, 0, CA_ENUM, vals, req, false, mv, h, NULL}
+#define F_KV(n, mv, h) {n, 0, CA_KV, NULL, false, true, mv, h, NULL}
+#define F_END {NULL, 0, CA_BOOL, NULL, false, false, NULL, NULL, NULL}
+#define F_DRY(what) F_BOOL("dry-run", 0, "server-side dry run: validate and show, change nothing (" what ")")
+#define F_SEL F_STR("selector", 'l', "KEY=VALUE[,...]", "only items whose labels match (filtered by stampctl: the API has no selector)")
+
+static int check_region(const char *v, char *why, size_t len) {
+    if (region_code(v) || region_from_code(v)) return 0;
+    char known[1024];
+    region_list(known, sizeof(known));
+    snprintf(why, len, "unknown region \"%s\" (known: %s)", v, known);
+    return -1;
+}
+
+static const char *const phases[] = {"creating", "active", "draining", "ready", "deleting", "deleted", "failed", NULL};
+static const char *const ns_statuses[] = {"active", "finalized", "reaping", "reaped", NULL};
+static const char *const roles[] = {"tenant", "operator", NULL};
+static const char *const out_list[] = {"json", "yaml", "wide", "name", NULL};
+static const char *const out_get[] = {"json", "yaml", "wide", "name", NULL};
+
+static const ca_flag f_deploy[] = {
+    {"region", 0, CA_STRING, NULL, true, false, "REGION", "Azure region name, like westeurope", check_region},
+    F_NEED("stamp-id", "ID", "the stamp's number (003) or id"),
+    F_NEED("template", "NAME", "the StampTemplate to deploy (stampctl get templates)"),
+    F_KV("param", "KEY=VALUE", "a template parameter"),
+    F_DRY("needs stampd with the dryRun feature"),
+    F_END};
+static const ca_flag f_wait[] = {
+    F_ENUM("for", phases, true, "PHASE", "the phase to wait for"),
+    F_DUR("timeout", "give up after this long (default: each phase's own limit, see below)"),
+    F_BOOL("progress", 0, "report progress on stderr every 3s even when it is not a terminal"),
+    F_END};
+static const ca_flag f_drain[] = {
+    F_BOOL("force", 0, "finish the drain now, dropping what is left"),
+    F_DUR("grace-period", "total drain limit instead of the configured one"),
+    F_BOOL("skip-fleet-check", 0, "allow it even if the fleet would fall below its minimum"),
+    F_DRY("needs stampd with the dryRun feature"),
+    F_END};
+static const ca_flag f_standby[] = {
+    F_BOOL("force", 0, "finish the drain now"),
+    F_DUR("grace-period", "total drain limit instead of the configured one"),
+    F_BOOL("skip-fleet-check", 0, "allow it even if the fleet would fall below its minimum"),
+    F_END};
+static const ca_flag f_delete[] = {
+    F_BOOL("force", 0, "terminate at once instead of draining first"),
+    F_BOOL("skip-fleet-check", 0, "allow it even if the fleet would fall below its minimum"),
+    F_STR("filename", 'f', "FILE", "delete the stamps a manifest names (- for stdin)"),
+    F_DRY("needs stampd with the dryRun feature"),
+    F_END};
+static const ca_flag f_list[] = {
+    F_ENUM("state", phases, false, "PHASE", "only stamps in this phase (filtered by stampd)"),
+    {"region", 0, CA_STRING, NULL, false, false, "REGION", "only stamps in this region, name or code (filtered by stampd)", check_region},
+    F_SEL, F_END};
+static const ca_flag f_get[] = {
+    F_SEL, F_BOOL("all-tenants", 'A', "namespaces of every tenant (operator token)"), F_END};
+static const ca_flag f_metrics[] = {F_DUR("period", "the window (default 1h, up to 90d)"), F_END};
+static const ca_flag f_apply[] = {
+    {"filename", 'f', CA_STRING, NULL, true, false, "FILE", "YAML or JSON manifests, - for stdin", NULL},
+    F_DRY("needs stampd with the dryRun feature"),
+    F_END};
+static const ca_flag f_audit[] = {F_INT("limit", "N", "at most N entries (default 50)"), F_END};
+static const ca_flag f_logs[] = {
+    F_INT("tail", "N", "only the last N lines (cut by stampctl from what stampd sends)"),
+    F_INT("limit-bytes", "N", "stampd sends at most the last N bytes of the log"),
+    F_END};
+static const ca_flag f_ns_list[] = {
+    F_ENUM("status", ns_statuses, false, "STATUS", "only namespaces with this status (filtered by stampd)"),
+    F_BOOL("all-tenants", 'A', "every tenant's namespaces (operator token)"), F_SEL, F_END};
+static const ca_flag f_ns_reap[] = {
+    F_STR("bucket", 0, "BUCKET", "the bucket id the namespace must belong to"),
+    F_BOOL("dry-run", 0, "show what would be deleted and archived; without NS, list what is eligible"),
+    F_END};
+static const ca_flag f_run_pod[] = {
+    {"volume", 0, CA_STRING, NULL, false, true, "NAME", "mount this volume of the namespace", NULL},
+    F_KV("env", "KEY=VALUE", "an environment variable of the pod"),
+    F_END};
+static const ca_flag f_ns_run[] = {
+    F_NEED("bundle", "HASH", "the model bundle (stampctl bundle list)"),
+    F_STR("from-file", 0, "CONFIG.json", "the run's configuration"),
+    F_KV("set", "KEY=VALUE", "one configuration value (JSON when it parses, else a string)"),
+    F_END};
+static const ca_flag f_runs[] = {F_STR("bucket", 0, "BUCKET", "only runs of this bucket"), F_END};
+static const ca_flag f_mttc[] = {F_NEED("bucket", "BUCKET", "the bucket whose run is verified"),
+                                 F_NEED("bundle", "HASH", "the model bundle"), F_END};
+static const ca_flag f_token[] = {
+    F_NEED("tenant", "TENANT", "the tenant the token acts for"),
+    F_NEED("user", "USER", "the user recorded in the audit log"),
+    F_ENUM("role", roles, false, "ROLE", "operator grants every tenant and the operator routes"),
+    F_DUR("ttl", "lifetime (default 1h)"),
+    F_END};
+
+#define STAMP_NOTES_PHASES "PHASE is one of creating, active, draining, ready, deleting, deleted, failed."
+
+static const ca_cmd commands[] = {
+    {cmd_deploy, "deploy", NULL, 0, 0, false, f_deploy, NULL, "Deploy a new stamp from a template",
+     "stampctl deploy --region westeurope --stamp-id 003 --template synaxis-stamp\n"
+     "stampctl deploy --region westeurope --stamp-id 004 --template synaxis-stamp --param SKU=premium",
+     "--dry-run is refused (exit 2, nothing sent) unless stampd's GET /version lists the \"dryRun\" feature: "
+     "today's stampd would ignore ?dryRun=All and deploy for real."},
+    {cmd_wait, "wait", "NAME", 1, 1, false, f_wait, NULL, "Wait until a stamp reaches a phase",
+     "stampctl wait --for=active synaxis-weu-003\nstampctl wait --for=ready synaxis-weu-003 --timeout 45m",
+     "Prints each change of phase or step on stdout.  Without --timeout the limit follows the phase: "
+     "Creating 31m, Draining 41m (or the drain's own deadline plus a minute, if later), Deleting 31m, "
+     "others 11m (stampd's defaults plus a minute), counted from when the phase was first seen.  Progress (elapsed time, phase, step) goes to stderr every 3s "
+     "when stderr is a terminal, or always with --progress."},
+    {cmd_drain, "drain", "NAME", 1, 1, false, f_drain, NULL, "Take a stamp out of traffic and drain it to Ready",
+     "stampctl drain synaxis-weu-003\nstampctl drain synaxis-weu-003 --force\n"
+     "stampctl drain synaxis-weu-003 --grace-period=60m", NULL},
+    {cmd_activate, "activate", "NAME", 1, 1, false, NULL, NULL, "Bring a Ready stamp into traffic",
+     "stampctl activate synaxis-weu-003", NULL},
+    {cmd_standby, "standby", "NAME", 1, 1, false, f_standby, NULL, "Drain a stamp and keep it warm (Ready)",
+     "stampctl standby synaxis-weu-003", NULL},
+    {cmd_delete, "delete", "[NAME]", 0, 1, false, f_delete, NULL, "Retire a stamp (NAME, or those a manifest names)",
+     "stampctl delete synaxis-weu-003\nstampctl delete synaxis-weu-003 --force\nstampctl delete -f stamps.yaml",
+     "-f accepts what 'stampctl get stamps -o yaml' prints; every document must be a Stamp (stampd can "
+     "delete no other kind) and all are checked before the first request."},
+    {cmd_backup, "backup", "NAME", 1, 1, false, NULL, NULL, "Back up a stamp's local state",
+     "stampctl backup synaxis-weu-003", NULL},
+    {cmd_list, "list", NULL, 0, 0, false, f_list, out_list, "List stamps",
+     "stampctl list\nstampctl list --state=active\nstampctl list --region=westeurope\n"
+     "stampctl list -l template=synaxis-stamp -o name", STAMP_NOTES_PHASES},
+    {cmd_get, "get", "KIND [NAME]", 1, 2, false, f_get, out_get, "Show resources of a kind, or one of them",
+     "stampctl get stamps\nstampctl get st -l region=westeurope -o wide\nstampctl get templates synaxis-stamp -o yaml\n"
+     "stampctl get ns -A\nstampctl get bundles -o name",
+     "KIND: stamps (stamp, st), templates (template, tpl), namespaces (namespace, ns), bundles (bundle), "
+     "runs (run), healthchecks (healthcheck, hc; stampd has no endpoint to read them yet).  -l is "
+     "filtered by stampctl (the API has no selector).  -o yaml of a list reads back with apply -f."},
+    {cmd_describe, "describe", "KIND NAME", 2, 2, false, NULL, NULL, "Show one resource in detail",
+     "stampctl describe stamp synaxis-weu-003\nstampctl describe ns acme-bucket-1", NULL},
+    {cmd_status, "status", "NAME", 1, 1, false, NULL, NULL, "Show a stamp's status",
+     "stampctl status synaxis-weu-003\nstampctl status synaxis-weu-003 -o json", NULL},
+    {cmd_events, "events", "[NAME]", 0, 1, false, NULL, NULL, "Show a stamp's events",
+     "stampctl events synaxis-weu-003",
+     "Without NAME, the events of every stamp, where stampd has GET /v1/events (today's has not)."},
+    {cmd_health, "health", "NAME", 1, 1, false, NULL, NULL, "Show a stamp's health checks",
+     "stampctl health synaxis-weu-003", NULL},
+    {cmd_frontdoor, "frontdoor", NULL, 0, 0, false, NULL, NULL, "Show the front door and its servers",
+     "stampctl frontdoor", NULL},
+    {cmd_metrics, "metrics", "NAME", 1, 1, false, f_metrics, NULL, "Show a stamp's lifecycle metrics",
+     "stampctl metrics synaxis-weu-003 --period=1h", NULL},
+    {cmd_apply, "apply", NULL, 0, 0, false, f_apply, NULL, "Create or update StampTemplate and StampHealthCheck resources",
+     "stampctl apply -f deploy/templates/synaxis-stamp.yaml\n"
+     "stampctl get templates synaxis-stamp -o yaml | stampctl apply -f -",
+     "A List (what get -o yaml prints) is applied item by item; status and the metadata stampd sets "
+     "(resourceVersion, generation, creationTimestamp, uid, tenant, ...) are dropped before sending."},
+    {cmd_templates, "templates", "[NAME]", 0, 1, false, NULL, NULL, "List stamp templates, or show one",
+     "stampctl templates\nstampctl templates synaxis-stamp", NULL},
+    {cmd_audit, "audit", "[NAME]", 0, 1, false, f_audit, NULL, "Show the audit log",
+     "stampctl audit --limit 20\nstampctl audit synaxis-weu-003", NULL},
+    {cmd_logs, "logs", "NS POD", 2, 2, false, f_logs, NULL, "Print a pod's log (same as ns logs)",
+     "stampctl logs acme-bucket-1 w1 --tail=20",
+     "A stamp's step logs need an endpoint stampd does not have yet."},
+    {cmd_version, "version", NULL, 0, 0, false, NULL, NULL, "Print the client's and the server's version",
+     "stampctl version\nstampctl --version", NULL},
+    {cmd_help, "help", "[COMMAND]", 0, 2, false, NULL, NULL, "Show help for stampctl or a command",
+     "stampctl help\nstampctl help drain\nstampctl help ns reap", NULL},
+    {cmd_completion, "completion", "bash|zsh", 1, 1, false, NULL, NULL, "Print a shell completion script",
+     "source <(stampctl completion bash)\nsource <(stampctl completion zsh)", NULL},
+    {cmd_ns_create, "ns create", "BUCKET", 1, 1, false, NULL, NULL, "Create a transient namespace for a bucket",
+     "stampctl ns create acme-bucket-1", NULL},
+    {cmd_ns_list, "ns list", NULL, 0, 0, false, f_ns_list, out_list, "List namespaces",
+     "stampctl ns list\nstampctl ns list -A --status=finalized", NULL},
+    {cmd_ns_get, "ns get", "NS", 1, 1, false, NULL, NULL, "Show a namespace", "stampctl ns get ns-acme-1", NULL},
+    {cmd_ns_activity, "ns activity", "NS", 1, 1, false, NULL, NULL, "Record activity (resets the idle clock)",
+     "stampctl ns activity ns-acme-1", NULL},
+    {cmd_ns_finalize, "ns finalize", "NS", 1, 1, false, NULL, NULL, "Mark a namespace done; the reaper takes it",
+     "stampctl ns finalize ns-acme-1", NULL},
+    {cmd_ns_reap, "ns reap", "[NS]", 0, 1, false, f_ns_reap, NULL, "Archive a namespace's diagnostics and delete it",
+     "stampctl ns reap ns-acme-1\nstampctl ns reap ns-acme-1 --dry-run\nstampctl ns reap --dry-run", NULL},
+    {cmd_ns_pods, "ns pods", "NS", 1, 1, false, NULL, NULL, "List a namespace's pods", "stampctl ns pods ns-acme-1",
+     NULL},
+    {cmd_ns_run_pod, "ns run-pod", "NS POD", 2, 2, true, f_run_pod, NULL, "Start a pod; arguments after -- go to it",
+     "stampctl ns run-pod ns-acme-1 w1 -- --steps 5\nstampctl ns run-pod ns-acme-1 w2 --volume results --env K=V", NULL},
+    {cmd_ns_logs, "ns logs", "NS POD", 2, 2, false, f_logs, NULL, "Print a pod's log",
+     "stampctl ns logs ns-acme-1 w1 --tail=2", NULL},
+    {cmd_ns_annotate, "ns annotate", "NS POD KEY=VALUE...", 3, -1, false, NULL, NULL,
+     "Set (KEY=VALUE) or remove (KEY-) pod annotations", "stampctl ns annotate ns-acme-1 w1 note=ok old-", NULL},
+    {cmd_ns_volume, "ns volume", "NS NAME", 2, 2, false, NULL, NULL, "Create a volume in a namespace",
+     "stampctl ns volume ns-acme-1 results", NULL},
+    {cmd_ns_run, "ns run", "NS", 1, 1, false, f_ns_run, NULL, "Run the pipeline of a model bundle",
+     "stampctl ns run ns-acme-1 --bundle HASH --set scenarios=300", NULL},
+    {cmd_ns_sweep, "ns sweep", NULL, 0, 0, false, NULL, NULL, "Enqueue every eligible namespace for reaping",
+     "stampctl ns sweep", NULL},
+    {cmd_bundle_push, "bundle push", "FILE", 1, 1, false, NULL, NULL, "Upload a model bundle",
+     "stampctl bundle push model.tar", NULL},
+    {cmd_bundle_list, "bundle list", NULL, 0, 0, false, NULL, NULL, "List model bundles", "stampctl bundle list", NULL},
+    {cmd_runs, "runs", NULL, 0, 0, false, f_runs, NULL, "List pipeline runs", "stampctl runs --bucket acme-bucket-1",
+     NULL},
+    {cmd_mttc_verify, "mttc verify", NULL, 0, 0, false, f_mttc, NULL, "Verify a run resumes to the same result",
+     "stampctl mttc verify --bucket acme-bucket-1 --bundle HASH", NULL},
+    {cmd_token_create, "token create", NULL, 0, 0, false, f_token, NULL, "Mint a token for a tenant's user",
+     "export STAMP_TOKEN=$(stampctl token create --tenant acme --user alice)", NULL},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: stampctl [--server URL] [--token TOKEN] [--config FILE] COMMAND ...\n\ncommands:\n");
-    for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  stampctl %s\n", commands[i].usage);
+static int cmd_help(opts *o) {
+    if (o->npos == 0) {
+        ca_help_all(commands, NCOMMANDS, NULL, stdout);
+        return 0;
+    }
+    char *argv[4] = {"stampctl", (char *)o->pos[0], o->npos > 1 ? (char *)o->pos[1] : "--help", "--help"};
+    ca_parsed p;
+    char err[CA_ERR_MAX];
+    if (ca_parse(commands, NCOMMANDS, 4, argv, &p, err, sizeof(err)) != 0) usage_die(NULL, "%s", err);
+    if (p.cmd) ca_help_cmd(p.cmd, stdout);
+    else ca_help_all(commands, NCOMMANDS, p.group, stdout);
+    return 0;
 }
 
-/* Flags that take no value. */
-static bool is_switch(const char *name) {
-    return strcmp(name, "force") == 0 || strcmp(name, "dry-run") == 0 ||
-           strcmp(name, "skip-fleet-check") == 0 || strcmp(name, "A") == 0 ||
-           strcmp(name, "all-tenants") == 0;
+static int cmd_completion(opts *o) {
+    if (strcmp(o->pos[0], "bash") == 0) ca_completion_bash(commands, NCOMMANDS, stdout);
+    else if (strcmp(o->pos[0], "zsh") == 0) ca_completion_zsh(commands, NCOMMANDS, stdout);
+    else usage_die(o, "completion: \"%s\" is not a shell stampctl knows (bash, zsh)", o->pos[0]);
+    return 0;
 }
+
+/* Commands that need no server. */
+static bool offline(const ca_cmd *c) { return c->run == cmd_help || c->run == cmd_completion; }
 
 int main(int argc, char **argv) {
-    opts o = {.output = ""};
-    const char *cmd = NULL;
     /* The API carries text: an argument that is not UTF-8 could only be
      * dropped or altered on the way, so it is refused before anything is
      * sent. */
@@ -766,67 +1341,18 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    httpc_global_init();
-    bool rest = false; /* after "--", everything is an argument */
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!rest && strcmp(a, "--") == 0) {
-            rest = true;
-            continue;
-        }
-        if (rest) {
-            if (cmd == NULL) cmd = a;
-            else if (o.npos < MAX_ARGS) o.pos[o.npos++] = a;
-            else die("too many arguments");
-            continue;
-        }
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return 0;
-        }
-        if (a[0] == '-' && a[1] != '\0') {
-            const char *name = a + (a[1] == '-' ? 2 : 1);
-            char key[64];
-            const char *eq = strchr(name, '=');
-            const char *val = NULL;
-            size_t kl = eq ? (size_t)(eq - name) : strlen(name);
-            if (kl >= sizeof(key)) die("flag %s too long", a);
-            memcpy(key, name, kl);
-            key[kl] = '\0';
-            if (eq) val = eq + 1;
-            else if (is_switch(key)) val = "true";
-            else if (i + 1 < argc) val = argv[++i];
-            else die("flag %s needs a value", a);
-            if (strcmp(key, "server") == 0) o.server = val;
-            else if (strcmp(key, "token") == 0) o.token = val;
-            else if (strcmp(key, "config") == 0) o.config = val;
-            else if (strcmp(key, "o") == 0 || strcmp(key, "output") == 0) {
-                if (strcmp(val, "json") && strcmp(val, "yaml") && strcmp(val, "wide"))
-                    die("-o %s: expected json, yaml or wide", val);
-                o.output = val;
-            } else {
-                if (o.nflags >= MAX_ARGS) die("too many flags");
-                char *k = strdup(key);
-                if (k == NULL) die("out of memory");
-                o.fname[o.nflags] = k;
-                o.fval[o.nflags++] = val;
-            }
-            continue;
-        }
-        if (cmd == NULL) cmd = a;
-        else if (o.npos < MAX_ARGS) o.pos[o.npos++] = a;
-        else die("too many arguments");
-    }
-    if (cmd == NULL) {
-        usage(stderr);
+    opts o;
+    char err[CA_ERR_MAX];
+    if (ca_parse(commands, NCOMMANDS, argc, argv, &o, err, sizeof(err)) != 0) {
+        fprintf(stderr, "stampctl: %s\n", err);
         return 2;
     }
-    for (size_t i = 0; i < NCOMMANDS; i++) {
-        if (strcmp(commands[i].name, cmd) != 0) continue;
-        load_config(&o);
-        int rc = commands[i].fn(&o);
-        for (int k = 0; k < o.nflags; k++) free((char *)o.fname[k]);
-        return rc;
+    if (o.help) {
+        if (o.cmd) ca_help_cmd(o.cmd, stdout);
+        else ca_help_all(commands, NCOMMANDS, o.group, stdout);
+        return 0;
     }
-    die("unknown command \"%s\" (stampctl --help lists them)", cmd);
+    httpc_global_init();
+    if (!offline(o.cmd)) load_config(&o);
+    return o.cmd->run(&o);
 }

@@ -1,7 +1,8 @@
 /*
  * stampctl.h - what stampctl's command files share: the parsed command
- * line, the API call helpers and the output helpers.  Every helper that
- * fails prints "stampctl: <reason>" and exits; commands stay straight-line.
+ * line (cli_args.h), the API call helpers and the output helpers.  Every
+ * helper that fails prints "stampctl: <reason>" and exits: 1 when a request
+ * failed, 2 for a usage error (then nothing that changes anything was sent).
  */
 #ifndef STAMP_STAMPCTL_H
 #define STAMP_STAMPCTL_H
@@ -10,24 +11,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cli/cli_args.h"
 #include "cli/cli_output.h"
 #include "util/util.h"
 #include "util/yamljson.h"
 
-#define MAX_ARGS 32
+#ifndef STAMP_VERSION
+#define STAMP_VERSION "0.1.0"
+#endif
 
-typedef struct opts {
-    const char *server;
-    const char *token;
-    const char *config;
-    const char *output; /* "", json, yaml, wide */
-    const char *pos[MAX_ARGS];
-    int npos;
-    /* flags by name */
-    const char *fname[MAX_ARGS];
-    const char *fval[MAX_ARGS];
-    int nflags;
-} opts;
+#define MAX_ARGS CA_MAX_POS
+
+typedef ca_parsed opts;
 
 /* Per-request timeout; commands that wait on long server work raise it. */
 extern long http_timeout_ms;
@@ -35,6 +30,8 @@ extern long http_timeout_ms;
 const char *flag(const opts *o, const char *name);
 int nflag(const opts *o, const char *name, const char **vals, int max);
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A usage error found after parsing: exit 2, nothing changed. */
+_Noreturn void usage_die(const opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 long http(const char *method, const char *path, const char *data, size_t len, const char *ctype,
           sbuf *resp);
@@ -42,18 +39,51 @@ json_t *call(const char *method, const char *path, json_t *body, long *status_ou
 json_t *call_raw(const char *method, const char *path, const char *data, size_t len,
                  const char *ctype, long *status_out, bool allow_error);
 const char *error_message(json_t *j);
+char *url_escape(const char *s);
+/* --dry-run: exits 2 unless the server says it does dry runs; what names
+ * the command for the message. */
+void dry_run_gate(const char *what);
+#define DRY_RUN_QUERY "dryRun=All"
 
 void print_json_or_yaml(json_t *v, const char *fmt);
 bool structured(const opts *o);
+bool wide(const opts *o);
 bool printed_structured(const opts *o, json_t *r);
 void render_table(table *t);
 void age_since(const char *ts, char *buf, size_t len);
+/* -l: the parsed selector, or NULL when none was given (exit 2 if bad). */
+const ca_selector *selector_of(const opts *o, ca_selector *buf);
+/* Keeps the elements of arr whose labels (at labels_key of each, or of
+ * its metadata when meta) match; returns how many are left. */
+size_t filter_by_labels(json_t *arr, const ca_selector *sel, bool meta);
 
-/* stampctl_ns.c: seed 004's platform commands */
-int cmd_ns(opts *o);
-int cmd_bundle(opts *o);
+/* stampctl_ns.c: the platform commands (transient namespaces, pods,
+ * volumes, runs, the reaper, model bundles, MTTC verification, tokens). */
+int cmd_ns_create(opts *o);
+int cmd_ns_list(opts *o);
+int cmd_ns_get(opts *o);
+int cmd_ns_activity(opts *o);
+int cmd_ns_finalize(opts *o);
+int cmd_ns_reap(opts *o);
+int cmd_ns_pods(opts *o);
+int cmd_ns_run_pod(opts *o);
+int cmd_ns_logs(opts *o);
+int cmd_ns_annotate(opts *o);
+int cmd_ns_volume(opts *o);
+int cmd_ns_run(opts *o);
+int cmd_ns_sweep(opts *o);
+int cmd_bundle_push(opts *o);
+int cmd_bundle_list(opts *o);
 int cmd_runs(opts *o);
-int cmd_mttc(opts *o);
-int cmd_token(opts *o);
+int cmd_mttc_verify(opts *o);
+int cmd_token_create(opts *o);
+/* Rows and describe pages of the platform kinds, for get and describe. */
+table *ns_table(bool wide);
+void ns_row(table *t, json_t *n, bool wide);
+void ns_describe(json_t *n);
+table *bundle_table(bool wide);
+void bundle_row(table *t, json_t *b, bool wide);
+table *run_table(bool wide);
+void run_row(table *t, json_t *x, bool wide);
 
 #endif

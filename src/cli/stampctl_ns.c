@@ -1,6 +1,8 @@
 /*
- * stampctl_ns.c - seed 004's commands: transient namespaces and their pods,
- * volumes and runs; the reaper; model bundles; MTTC verification; tokens.
+ * stampctl_ns.c - the platform commands: transient namespaces and their
+ * pods, volumes and runs; the reaper; model bundles; MTTC verification;
+ * tokens.  Their arguments and flags are checked by the parser (the table
+ * in stampctl.c) before any of these runs.
  *
  * The tenant is the token's: use --token, or STAMP_TOKEN, with a token from
  * "stampctl token create".  The operator token in the client config sees
@@ -14,7 +16,7 @@
 #include "cli/stampctl.h"
 
 /* s escaped for a URL path segment or query value. */
-static char *esc(const char *s) {
+char *url_escape(const char *s) {
     char *c = curl_easy_escape(NULL, s, 0);
     if (c == NULL) die("out of memory");
     char *d = strdup(c);
@@ -25,7 +27,7 @@ static char *esc(const char *s) {
 
 /* "/v1/platform/namespaces/{ns}{suffix}" */
 static void ns_path(char *buf, size_t len, const char *ns, const char *suffix) {
-    char *e = esc(ns);
+    char *e = url_escape(ns);
     snprintf(buf, len, "/v1/platform/namespaces/%s%s", e, suffix);
     free(e);
 }
@@ -38,13 +40,9 @@ static const char *kv_split(const char *flagname, const char *a, char *k, size_t
     return eq + 1;
 }
 
-/* The argument list after the subcommand must have exactly n entries. */
-static void nargs(const opts *o, int n, const char *usage) {
-    if (o->npos != n) die("usage: stampctl %s", usage);
-}
-
 /* The table decides how many of the cells show (REAP ELIGIBLE only wide). */
-static void ns_row(table *t, json_t *n) {
+void ns_row(table *t, json_t *n, bool wide) {
+    (void)wide; /* the table decides how many cells show */
     char age[32], idle[32];
     age_since(jstr(n, "created_at", NULL), age, sizeof(age));
     age_since(jstr(n, "last_activity", NULL), idle, sizeof(idle));
@@ -57,27 +55,36 @@ static void ns_row(table *t, json_t *n) {
     table_add(t, cells);
 }
 
-static table *ns_table(bool wide) {
+table *ns_table(bool wide) {
     static const char *const h[] = {"NAMESPACE", "BUCKET", "TENANT", "STATUS", "PODS",
                                     "PVCS", "IDLE", "AGE", "REAP ELIGIBLE"};
     return table_new(wide ? 9 : 8, h);
 }
 
-static int ns_list(opts *o) {
+int cmd_ns_list(opts *o) {
     char path[512];
     const char *st = flag(o, "status");
-    char *e = st ? esc(st) : NULL;
+    ca_selector sb;
+    const ca_selector *sel = selector_of(o, &sb);
+    char *e = st ? url_escape(st) : NULL;
     snprintf(path, sizeof(path), "/v1/platform/namespaces?all_tenants=%s%s%s",
-             flag(o, "A") || flag(o, "all-tenants") ? "true" : "false", e ? "&status=" : "", e ? e : "");
+             flag(o, "all-tenants") ? "true" : "false", e ? "&status=" : "", e ? e : "");
     free(e);
     json_t *r = call("GET", path, NULL, NULL, false);
+    json_t *list = json_object_get(r, "namespaces");
+    /* Labels are filtered here: the API has no selector. */
+    if (sel) json_object_set_new(r, "count", json_integer((json_int_t)filter_by_labels(list, sel, false)));
     if (printed_structured(o, r)) return 0;
-    bool wide = o->output && strcmp(o->output, "wide") == 0;
-    table *t = ns_table(wide);
     size_t i;
     json_t *n;
-    json_array_foreach(json_object_get(r, "namespaces"), i, n) ns_row(t, n);
-    if (json_array_size(json_object_get(r, "namespaces")) == 0) {
+    if (o->output && strcmp(o->output, "name") == 0) {
+        json_array_foreach(list, i, n) printf("namespace/%s\n", jstr(n, "namespace", ""));
+        json_decref(r);
+        return 0;
+    }
+    table *t = ns_table(wide(o));
+    json_array_foreach(list, i, n) ns_row(t, n, true);
+    if (json_array_size(list) == 0) {
         table_free(t);
         fprintf(stderr, "No namespaces found.\n");
     } else {
@@ -124,7 +131,7 @@ static void print_diag(json_t *d) {
         json_array_foreach(json_object_get(d, "blob_paths"), i, f) printf("  %s\n", json_string_value(f));
 }
 
-static void ns_describe(json_t *n) {
+void ns_describe(json_t *n) {
     kv("Namespace:", jstr(n, "namespace", ""));
     kv("Bucket:", jstr(n, "bucket_id", ""));
     kv("Tenant:", jstr(n, "tenant_id", ""));
@@ -152,7 +159,6 @@ static void ns_describe(json_t *n) {
 }
 
 static int ns_simple(opts *o, const char *verb, const char *done) {
-    nargs(o, 1, verb);
     char path[512], suffix[32];
     snprintf(suffix, sizeof(suffix), "/%s", verb);
     ns_path(path, sizeof(path), o->pos[0], suffix);
@@ -162,6 +168,9 @@ static int ns_simple(opts *o, const char *verb, const char *done) {
     json_decref(r);
     return 0;
 }
+
+int cmd_ns_activity(opts *o) { return ns_simple(o, "activity", "activity recorded"); }
+int cmd_ns_finalize(opts *o) { return ns_simple(o, "finalize", "finalized"); }
 
 static int ns_eligible(opts *o) {
     json_t *r = call("GET", "/v1/platform/reaper/eligible", NULL, NULL, false);
@@ -174,20 +183,25 @@ static int ns_eligible(opts *o) {
         table *t = ns_table(true);
         size_t i;
         json_t *n;
-        json_array_foreach(list, i, n) ns_row(t, n);
+        json_array_foreach(list, i, n) ns_row(t, n, true);
         render_table(t);
     }
     json_decref(r);
     return 0;
 }
 
-static int ns_reap(opts *o) {
+/* The one dry run stampd already has: ?dry_run=true on the reap route, and
+ * the eligible list for a reap of everything. */
+int cmd_ns_reap(opts *o) {
     bool dry = flag(o, "dry-run") != NULL;
-    if (o->npos == 0 && dry) return ns_eligible(o);
-    nargs(o, 1, "ns reap NS [--bucket B] [--dry-run]");
+    if (o->npos == 0 && dry) {
+        if (flag(o, "bucket")) usage_die(o, "ns reap --dry-run without NS lists what a sweep would reap; --bucket needs NS");
+        return ns_eligible(o);
+    }
+    if (o->npos == 0) usage_die(o, "ns reap needs NS (or --dry-run alone, to list what is eligible)");
     char path[768], q[256] = "";
     const char *b = flag(o, "bucket");
-    char *eb = b ? esc(b) : NULL;
+    char *eb = b ? url_escape(b) : NULL;
     snprintf(q, sizeof(q), "/reap%s%s%s%s", dry || eb ? "?" : "", dry ? "dry_run=true" : "",
              dry && eb ? "&" : "", eb ? "bucket_id=" : "");
     if (eb) {
@@ -231,8 +245,7 @@ static int ns_reap(opts *o) {
     return ok ? 0 : 1;
 }
 
-static int ns_pods(opts *o) {
-    nargs(o, 1, "ns pods NS");
+int cmd_ns_pods(opts *o) {
     char path[512];
     ns_path(path, sizeof(path), o->pos[0], "/pods");
     json_t *r = call("GET", path, NULL, NULL, false);
@@ -261,10 +274,9 @@ static int ns_pods(opts *o) {
     return 0;
 }
 
-static int ns_run_pod(opts *o) {
-    if (o->npos < 2) die("usage: stampctl ns run-pod NS POD [--volume V] [--env K=V] [-- ARGS...]");
+int cmd_ns_run_pod(opts *o) {
     json_t *args = json_array(), *env = json_object(), *vols = json_array();
-    for (int i = 2; i < o->npos; i++) json_array_append_new(args, json_string(o->pos[i]));
+    for (int i = 0; i < o->nrest; i++) json_array_append_new(args, json_string(o->rest[i]));
     const char *v[MAX_ARGS];
     int n = nflag(o, "env", v, MAX_ARGS);
     for (int i = 0; i < n; i++) {
@@ -285,12 +297,31 @@ static int ns_run_pod(opts *o) {
     return 0;
 }
 
-static int ns_logs(opts *o) {
-    nargs(o, 2, "ns logs NS POD [--limit-bytes N]");
+/* --tail=N keeps the last N lines of what the server sends (the API can only
+ * cut by bytes: limit_bytes, the end of the log). */
+static void write_tail(const char *data, size_t len, const char *tail) {
+    int64_t want = -1;
+    if (tail && parse_i64(tail, 0, INT64_MAX, &want) != 0) want = -1;
+    size_t start = 0;
+    if (want >= 0) {
+        size_t end = len;
+        if (end > 0 && data[end - 1] == '\n') end--; /* the last line's own newline */
+        int64_t seen = 0;
+        start = end;
+        while (start > 0) {
+            if (data[start - 1] == '\n' && ++seen == want) break;
+            start--;
+        }
+        if (want == 0) start = len;
+    }
+    if (len > start) fwrite(data + start, 1, len - start, stdout);
+}
+
+int cmd_ns_logs(opts *o) {
     char path[768], suffix[300];
-    char *ep = esc(o->pos[1]);
+    char *ep = url_escape(o->pos[1]);
     const char *lim = flag(o, "limit-bytes");
-    char *el = lim ? esc(lim) : NULL;
+    char *el = lim ? url_escape(lim) : NULL;
     snprintf(suffix, sizeof(suffix), "/pods/%s/log%s%s", ep, el ? "?limit_bytes=" : "", el ? el : "");
     free(ep);
     free(el);
@@ -302,13 +333,12 @@ static int ns_logs(opts *o) {
         const char *m = error_message(j);
         die("%s", m ? m : "request failed");
     }
-    if (resp.len) fwrite(resp.data, 1, resp.len, stdout);
+    if (resp.len) write_tail(resp.data, resp.len, flag(o, "tail"));
     sbuf_free(&resp);
     return 0;
 }
 
-static int ns_annotate(opts *o) {
-    if (o->npos < 3) die("usage: stampctl ns annotate NS POD KEY=VALUE... (KEY- removes)");
+int cmd_ns_annotate(opts *o) {
     json_t *body = json_object();
     for (int i = 2; i < o->npos; i++) {
         const char *a = o->pos[i], *eq = strchr(a, '=');
@@ -325,7 +355,7 @@ static int ns_annotate(opts *o) {
         }
     }
     char path[768], suffix[300];
-    char *ep = esc(o->pos[1]);
+    char *ep = url_escape(o->pos[1]);
     snprintf(suffix, sizeof(suffix), "/pods/%s/annotations", ep);
     free(ep);
     ns_path(path, sizeof(path), o->pos[0], suffix);
@@ -337,8 +367,7 @@ static int ns_annotate(opts *o) {
     return 0;
 }
 
-static int ns_volume(opts *o) {
-    nargs(o, 2, "ns volume NS NAME");
+int cmd_ns_volume(opts *o) {
     char path[512];
     ns_path(path, sizeof(path), o->pos[0], "/volumes");
     json_t *body = json_pack("{s:s}", "name", o->pos[1]);
@@ -381,10 +410,8 @@ static void print_run(json_t *r) {
     if (json_object_get(r, "message")) printf("  message      %s\n", jstr(r, "message", ""));
 }
 
-static int ns_run(opts *o) {
-    nargs(o, 1, "ns run NS --bundle HASH [--from-file CONFIG.json] [--set K=V]");
+int cmd_ns_run(opts *o) {
     const char *h = flag(o, "bundle");
-    if (h == NULL) die("ns run needs --bundle HASH (stampctl bundle list shows them)");
     json_t *body = json_pack("{s:s,s:o}", "model_bundle_hash", h, "config", config_from_flags(o));
     char path[512];
     ns_path(path, sizeof(path), o->pos[0], "/runs");
@@ -402,10 +429,9 @@ static int ns_run(opts *o) {
     return status >= 400;
 }
 
-static int ns_create(opts *o) {
-    nargs(o, 1, "ns create BUCKET");
+int cmd_ns_create(opts *o) {
     char path[512];
-    char *b = esc(o->pos[0]);
+    char *b = url_escape(o->pos[0]);
     snprintf(path, sizeof(path), "/v1/platform/namespaces?bucket_id=%s", b);
     free(b);
     json_t *r = call("POST", path, NULL, NULL, false);
@@ -415,8 +441,7 @@ static int ns_create(opts *o) {
     return 0;
 }
 
-static int ns_get(opts *o) {
-    nargs(o, 1, "ns get NS");
+int cmd_ns_get(opts *o) {
     char path[512];
     ns_path(path, sizeof(path), o->pos[0], "");
     json_t *r = call("GET", path, NULL, NULL, false);
@@ -426,8 +451,7 @@ static int ns_get(opts *o) {
     return 0;
 }
 
-static int ns_sweep(opts *o) {
-    nargs(o, 0, "ns sweep");
+int cmd_ns_sweep(opts *o) {
     json_t *r = call("POST", "/v1/platform/reaper/sweep", NULL, NULL, false);
     if (printed_structured(o, r)) return 0;
     printf("reaper sweep: %lld namespaces enqueued\n", (long long)jint(r, "enqueued", 0));
@@ -435,107 +459,87 @@ static int ns_sweep(opts *o) {
     return 0;
 }
 
-/* Subcommands take their arguments from pos[1...]: shift once. */
-static const char *shift(opts *o, const char *usage) {
-    if (o->npos < 1) die("usage: stampctl %s", usage);
-    const char *sub = o->pos[0];
-    memmove(o->pos, o->pos + 1, (size_t)(o->npos - 1) * sizeof(o->pos[0]));
-    o->npos--;
-    return sub;
-}
-
-int cmd_ns(opts *o) {
-    static const struct {
-        const char *name;
-        int (*fn)(opts *o);
-    } subs[] = {{"create", ns_create}, {"list", ns_list},       {"get", ns_get},
-                {"reap", ns_reap},     {"pods", ns_pods},       {"run-pod", ns_run_pod},
-                {"logs", ns_logs},     {"annotate", ns_annotate}, {"volume", ns_volume},
-                {"run", ns_run},       {"sweep", ns_sweep}};
-    const char *sub = shift(o, "ns create|list|get|activity|finalize|reap|pods|run-pod|logs|annotate|volume|run|sweep");
-    if (strcmp(sub, "activity") == 0) return ns_simple(o, "activity", "activity recorded");
-    if (strcmp(sub, "finalize") == 0) return ns_simple(o, "finalize", "finalized");
-    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
-        if (strcmp(subs[i].name, sub) == 0) return subs[i].fn(o);
-    die("ns %s: unknown (create, list, get, activity, finalize, reap, pods, run-pod, logs, annotate, "
-        "volume, run, sweep)", sub);
-}
-
-int cmd_bundle(opts *o) {
-    const char *sub = shift(o, "bundle push FILE | bundle list");
-    if (strcmp(sub, "push") == 0) {
-        nargs(o, 1, "bundle push FILE");
-        char *data = NULL;
-        size_t len = 0;
-        serr e = {0};
-        if (read_file(o->pos[0], (size_t)1 << 30, &data, &len, &e)) die("%s", e.msg);
-        if (len == 0) die("%s: empty file", o->pos[0]);
-        http_timeout_ms = 600000;
-        json_t *r = call_raw("POST", "/v1/platform/bundles", data, len, "application/octet-stream", NULL, false);
-        free(data);
-        if (printed_structured(o, r)) return 0;
-        printf("bundle/%s %s (%lld bytes)\n", jstr(r, "hash", ""),
-               json_is_true(json_object_get(r, "existed")) ? "unchanged" : "pushed",
-               (long long)jint(r, "size", 0));
-        json_decref(r);
-        return 0;
-    }
-    if (strcmp(sub, "list") == 0) {
-        nargs(o, 0, "bundle list");
-        json_t *r = call("GET", "/v1/platform/bundles", NULL, NULL, false);
-        if (printed_structured(o, r)) return 0;
-        static const char *const h[] = {"HASH", "SIZE", "PUSHED BY", "AGE"};
-        table *t = table_new(4, h);
-        size_t i;
-        json_t *b;
-        json_array_foreach(json_object_get(r, "bundles"), i, b) {
-            char sz[32], age[32];
-            snprintf(sz, sizeof(sz), "%lld", (long long)jint(b, "size", 0));
-            age_since(jstr(b, "pushed_at", NULL), age, sizeof(age));
-            const char *cells[] = {jstr(b, "hash", ""), sz, jstr(b, "pushed_by", ""), age};
-            table_add(t, cells);
-        }
-        render_table(t);
-        json_decref(r);
-        return 0;
-    }
-    die("bundle %s: unknown (push, list)", sub);
-}
-
-int cmd_runs(opts *o) {
-    nargs(o, 0, "runs [--bucket B]");
-    char path[512] = "/v1/platform/runs";
-    const char *b = flag(o, "bucket");
-    if (b) {
-        char *e = esc(b);
-        snprintf(path, sizeof(path), "/v1/platform/runs?bucket_id=%s", e);
-        free(e);
-    }
-    json_t *r = call("GET", path, NULL, NULL, false);
+int cmd_bundle_push(opts *o) {
+    char *data = NULL;
+    size_t len = 0;
+    serr e = {0};
+    if (read_file(o->pos[0], (size_t)1 << 30, &data, &len, &e)) die("%s", e.msg);
+    if (len == 0) die("%s: empty file", o->pos[0]);
+    http_timeout_ms = 600000;
+    json_t *r = call_raw("POST", "/v1/platform/bundles", data, len, "application/octet-stream", NULL, false);
+    free(data);
     if (printed_structured(o, r)) return 0;
-    static const char *const h[] = {"RUN", "BUCKET", "STATUS", "BUNDLE", "RESULT", "AGE"};
-    table *t = table_new(6, h);
+    printf("bundle/%s %s (%lld bytes)\n", jstr(r, "hash", ""),
+           json_is_true(json_object_get(r, "existed")) ? "unchanged" : "pushed",
+           (long long)jint(r, "size", 0));
+    json_decref(r);
+    return 0;
+}
+
+table *bundle_table(bool wide) {
+    static const char *const h[] = {"HASH", "SIZE", "PUSHED BY", "AGE"};
+    (void)wide;
+    return table_new(4, h);
+}
+
+void bundle_row(table *t, json_t *b, bool wide) {
+    char sz[32], age[32];
+    (void)wide;
+    snprintf(sz, sizeof(sz), "%lld", (long long)jint(b, "size", 0));
+    age_since(jstr(b, "pushed_at", NULL), age, sizeof(age));
+    const char *cells[] = {jstr(b, "hash", ""), sz, jstr(b, "pushed_by", ""), age};
+    table_add(t, cells);
+}
+
+int cmd_bundle_list(opts *o) {
+    json_t *r = call("GET", "/v1/platform/bundles", NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    table *t = bundle_table(false);
     size_t i;
-    json_t *x;
-    json_array_foreach(json_object_get(r, "runs"), i, x) {
-        char bh[16], rh[16], age[32];
-        snprintf(bh, sizeof(bh), "%.12s", jstr(x, "model_bundle_hash", "-"));
-        snprintf(rh, sizeof(rh), "%.12s", jstr(x, "result_hash", "-"));
-        age_since(jstr(x, "created_at", NULL), age, sizeof(age));
-        const char *cells[] = {jstr(x, "run", ""), jstr(x, "bucket_id", ""), jstr(x, "status", ""), bh, rh, age};
-        table_add(t, cells);
-    }
+    json_t *b;
+    json_array_foreach(json_object_get(r, "bundles"), i, b) bundle_row(t, b, false);
     render_table(t);
     json_decref(r);
     return 0;
 }
 
-int cmd_mttc(opts *o) {
-    const char *sub = shift(o, "mttc verify --bucket B --bundle H");
-    if (strcmp(sub, "verify") != 0) die("mttc %s: unknown (verify)", sub);
-    nargs(o, 0, "mttc verify --bucket B --bundle H");
+table *run_table(bool wide) {
+    static const char *const h[] = {"RUN", "BUCKET", "STATUS", "BUNDLE", "RESULT", "AGE"};
+    (void)wide;
+    return table_new(6, h);
+}
+
+void run_row(table *t, json_t *x, bool wide) {
+    char bh[16], rh[16], age[32];
+    (void)wide;
+    snprintf(bh, sizeof(bh), "%.12s", jstr(x, "model_bundle_hash", "-"));
+    snprintf(rh, sizeof(rh), "%.12s", jstr(x, "result_hash", "-"));
+    age_since(jstr(x, "created_at", NULL), age, sizeof(age));
+    const char *cells[] = {jstr(x, "run", ""), jstr(x, "bucket_id", ""), jstr(x, "status", ""), bh, rh, age};
+    table_add(t, cells);
+}
+
+int cmd_runs(opts *o) {
+    char path[512] = "/v1/platform/runs";
+    const char *b = flag(o, "bucket");
+    if (b) {
+        char *e = url_escape(b);
+        snprintf(path, sizeof(path), "/v1/platform/runs?bucket_id=%s", e);
+        free(e);
+    }
+    json_t *r = call("GET", path, NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    table *t = run_table(false);
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(r, "runs"), i, x) run_row(t, x, false);
+    render_table(t);
+    json_decref(r);
+    return 0;
+}
+
+int cmd_mttc_verify(opts *o) {
     const char *b = flag(o, "bucket"), *h = flag(o, "bundle");
-    if (b == NULL || h == NULL) die("usage: stampctl mttc verify --bucket B --bundle H");
     json_t *body = json_pack("{s:s,s:s}", "bucket_id", b, "model_bundle_hash", h);
     http_timeout_ms = 3600000;
     json_t *r = call("POST", "/v1/platform/mttc/verify", body, NULL, false);
@@ -557,14 +561,12 @@ int cmd_mttc(opts *o) {
     return ok ? 0 : 1;
 }
 
-int cmd_token(opts *o) {
-    const char *sub = shift(o, "token create --tenant T --user U [--role operator] [--ttl 1h]");
-    if (strcmp(sub, "create") != 0) die("token %s: unknown (create)", sub);
-    nargs(o, 0, "token create --tenant T --user U [--role operator] [--ttl 1h]");
+int cmd_token_create(opts *o) {
     const char *t = flag(o, "tenant"), *u = flag(o, "user");
-    if (t == NULL || u == NULL) die("token create needs --tenant T and --user U");
     json_t *body = json_pack("{s:s,s:s}", "tenant_id", t, "user_id", u);
-    if (flag(o, "role")) json_object_set_new(body, "role", json_string(flag(o, "role")));
+    /* "tenant" is the default: no role claim. */
+    if (flag(o, "role") && strcmp(flag(o, "role"), "operator") == 0)
+        json_object_set_new(body, "role", json_string("operator"));
     if (flag(o, "ttl")) json_object_set_new(body, "ttl", json_string(flag(o, "ttl")));
     json_t *r = call("POST", "/v1/tokens", body, NULL, false);
     json_decref(body);

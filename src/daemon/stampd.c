@@ -31,6 +31,7 @@
 #include "util/httpc.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/reserve.h"
 #include "util/util.h"
 
 #define RESYNC_MS 30000
@@ -318,6 +319,11 @@ int main(int argc, char **argv) {
     if (lock_data_dir(cfg.data_dir, &lockfd, &e)) goto bad;
     snprintf(path, sizeof(path), "%s/stamp.db", cfg.data_dir);
     if (store_open_sqlite(path, &st, &e)) goto bad;
+    snprintf(path, sizeof(path), "%s/reserve", cfg.data_dir);
+    if (reserve_init(path, cfg.disk_reserve, &e)) {
+        log_warnx("%s; retried while stampd runs", e.msg);
+        serr_clear(&e);
+    }
 
     char owner[64], secret_hex[129];
     unsigned char secret[64];
@@ -396,6 +402,11 @@ int main(int argc, char **argv) {
     mttc_metrics_register();
     if (ns_rebase_due(&ctx, &e)) goto bad;
     if (traffic_init(&cfg, cfg.data_dir, &e)) goto bad;
+    char cmsg[512];
+    int cl = nsrt_confine_init(&ctx, cmsg, sizeof(cmsg));
+    if (cl < 0) log_error("%s", cmsg);
+    else if (cl > 0) log_warnx("%s", cmsg);
+    else log_info("%s", cmsg);
 
     if (api_start(&ctx, jv, cfg.listen, &ap, &e)) goto bad;
     if (write_client_config(&cfg, secret, (size_t)slen, &e)) {
@@ -406,6 +417,7 @@ int main(int argc, char **argv) {
     log_info("stampd listening on %s, data dir %s, owner %s", cfg.listen, cfg.data_dir, owner);
 
     int64_t next_resync = mono_ms() + RESYNC_MS, next_fd = 0, next_reap = 0, next_retention = 0;
+    int64_t next_reserve = 0;
     log_info("reaper: every %lldms, inactivity threshold %lldms", (long long)cfg.reap_interval_ms,
              (long long)cfg.inactivity_threshold_ms);
     while (!quit) {
@@ -424,6 +436,18 @@ int main(int argc, char **argv) {
         if (mono_ms() >= next_fd) {
             traffic_sync(enqueue_stamp, &ctx);
             next_fd = mono_ms() + cfg.frontdoor_sync_ms;
+        }
+        if (mono_ms() >= next_reserve) {
+            /* The store's disk reserve: say loudly when it was used, and
+             * take the space back once the disk has room again. */
+            serr se = {0};
+            int n = reserve_take_releases();
+            if (n > 0)
+                log_error("the data filesystem is full: the store's reserve of %lld bytes "
+                          "was released so that stampd can commit", (long long)cfg.disk_reserve);
+            int rr = reserve_refill(cfg.disk_reserve, &se);
+            if (rr == 1) log_info("the store's disk reserve is restored");
+            next_reserve = mono_ms() + 1000;
         }
         if (mono_ms() >= next_resync) {
             engine_resync(en);

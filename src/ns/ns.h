@@ -111,6 +111,13 @@ int64_t ns_retention_ms(ctl_ctx *c, const char *tenant);
 /* ---- ns_rt.c: the local runtime ---- */
 int nsrt_dir(const ctl_ctx *c, const char *ns, const char *sub, char *buf, size_t len);
 int nsrt_create(ctl_ctx *c, const char *ns, serr *e);
+/* 0 when a tenant may set environment variable name on a pod; SE_INVAL
+ * naming it otherwise (the denylist is a table in ns_rt.c). */
+int nsrt_env_check(const char *name, serr *e);
+/* Once at start: how pods will be confined, in msg.  Returns 0 (all is
+ * well: info), 1 (pods run with weaker confinement: warn) or -1 (pods are
+ * refused: error).  When stampd is root, makes the data dir passable. */
+int nsrt_confine_init(ctl_ctx *c, char *msg, size_t len);
 /* Starts pod running the configured pod command with args (array of
  * strings), env (object of strings), volumes (array of names): detached,
  * supervised, adopted across restarts.  prog overrides the pod command
@@ -119,9 +126,10 @@ int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *p
                    const char *prog, json_t *args, json_t *env, json_t *volumes,
                    int64_t timeout_ms, serr *e);
 /* [{name, phase (Running|Succeeded|Failed|Unknown), pid, exitCode,
- *   startedAt, annotations{}, annotationsBase64{}}]: annotationsBase64 holds
- *   the exact bytes of the values that are not UTF-8 text (or hold a NUL),
- *   shown in annotations{} with those bytes as \xNN. */
+ *   startedAt, annotations{}, annotationsBase64{}, logBytesDropped,
+ *   stoppedBy}]: annotationsBase64 holds the exact bytes of the values that
+ *   are not UTF-8 text (or hold a NUL), shown in annotations{} with those
+ *   bytes as \xNN. */
 json_t *nsrt_pods(ctl_ctx *c, const char *ns);
 /* phase of one pod; SE_NOTFOUND when there is no such pod. */
 int nsrt_pod_phase(ctl_ctx *c, const char *ns, const char *pod, char *phase, size_t len,

@@ -24,6 +24,7 @@
 
 #include "blob/blob.h"
 #include "reconcile/phase.h"
+#include "util/confine.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
@@ -288,6 +289,7 @@ typedef struct diag_item {
     char *data;
     size_t len;
     bool truncated;
+    int64_t dropped; /* bytes stamp-run cut from the pod's output */
 } diag_item;
 
 typedef struct diag_set {
@@ -323,8 +325,10 @@ static int diag_collect(ctl_ctx *c, const resource *r, const char *stamp, diag_s
         diag_item *it = &d->items[d->n];
         snprintf(it->path, sizeof(it->path), "%s/logs/%s.log", base, pod);
         str_copy(it->pod, sizeof(it->pod), pod);
-        rc = nsrt_pod_log(c, r->name, pod, (size_t)c->cfg->pod_log_max, &it->data, &it->len,
-                          &it->truncated, e);
+        it->dropped = json_integer_value(json_object_get(p, "logBytesDropped"));
+        /* A cut log is pod-log-max plus stamp-run's marker line. */
+        rc = nsrt_pod_log(c, r->name, pod, (size_t)c->cfg->pod_log_max + LOGCAP_MARKER_MAX,
+                          &it->data, &it->len, &it->truncated, e);
         if (rc) break;
         d->n++;
         /* The violations as the pod wrote them: read again as bytes, not
@@ -509,6 +513,8 @@ static int reap_step(ctl_ctx *c, resource *r, const char *user, int64_t *retry_m
             json_t *f = json_pack("{s:s,s:I,s:s}", "path", d.items[i].path, "size",
                                   (json_int_t)d.items[i].len, "sha256", sha);
             if (d.items[i].truncated) json_object_set_new(f, "truncated", json_true());
+            if (d.items[i].dropped > 0)
+                json_object_set_new(f, "logBytesDropped", json_integer(d.items[i].dropped));
             json_array_append_new(files, f);
             if (d.items[i].pod[0]) log_info("Archived logs for pod %s", d.items[i].pod);
         }

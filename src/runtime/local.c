@@ -124,13 +124,19 @@ int lrt_spawn(const lrt_spawn_spec *sp, pid_t *pid_out, serr *e) {
         return serr_set(e, SE_INVAL, "runtime: %s: %s: %s", sp->unit, sp->argv[0],
                         strerror(errno));
 
-    /* The environment: ours without old markers, the spec's, the markers. */
+    /* The environment: ours without old markers (unless env_clear: a
+     * tenant's pod must not see stampd's secrets), the spec's, the markers. */
     char unit_entry[LRT_UNIT_MAX + 16];
     snprintf(unit_entry, sizeof(unit_entry), "%s%s", UNIT_VAR, sp->unit);
     char *envp[ENV_MAX + 1];
     int ne = 0;
-    for (char **ev = environ; ev && *ev && ne < ENV_MAX - 64; ev++)
-        if (!is_marker(*ev)) envp[ne++] = *ev;
+    for (char **ev = environ; ev && *ev && ne < ENV_MAX - 64; ev++) {
+        if (is_marker(*ev)) continue;
+        /* Even then a sanitizer build's options, so that it reports alike. */
+        if (!sp->env_clear || str_has_prefix(*ev, "ASAN_OPTIONS=") ||
+            str_has_prefix(*ev, "UBSAN_OPTIONS=") || str_has_prefix(*ev, "LSAN_OPTIONS="))
+            envp[ne++] = *ev;
+    }
     for (const char *const *ev = sp->env; ev && *ev; ev++) {
         if (ne >= ENV_MAX - 2) return serr_set(e, SE_LIMIT, "runtime: too many variables");
         if (!is_marker(*ev)) envp[ne++] = (char *)*ev;
@@ -291,6 +297,18 @@ static int owned_unit(pid_t pid, char *unit, size_t len, char *buf) {
     return str_copy(unit, len, u) ? 1 : 0;
 }
 
+/* The real uid of pid, or -1. */
+static long proc_uid(pid_t pid) {
+    char path[64], *text = NULL;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if (read_file(path, 8192, &text, NULL, NULL) != 0) return -1;
+    const char *u = strstr(text, "\nUid:");
+    long uid = -1;
+    if (u) uid = strtol(u + 5, NULL, 10);
+    free(text);
+    return uid;
+}
+
 static int rescan(serr *e) {
     DIR *d = opendir("/proc");
     if (d == NULL) return serr_set(e, SE_IO, "runtime: opendir /proc: %s", strerror(errno));
@@ -301,6 +319,7 @@ static int rescan(serr *e) {
     }
     int n = 0;
     pid_t self = getpid();
+    uid_t euid = geteuid();
     struct dirent *de;
     while ((de = readdir(d)) != NULL && n < LRT_MAX_PROCS) {
         int64_t v;
@@ -309,6 +328,9 @@ static int rescan(serr *e) {
         if (pid == self) continue;
         lrt_proc *p = &cache[n];
         if (!owned_unit(pid, p->unit, sizeof(p->unit), buf)) continue;
+        /* Only our own uid's processes are units: a pod running as the pod
+         * user could otherwise forge the markers of any unit. */
+        if (proc_uid(pid) != (long)euid) continue;
         char state;
         pid_t pgrp = 0;
         if (read_stat(pid, &state, &pgrp, &p->start_ticks) != 0) continue;

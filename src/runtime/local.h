@@ -39,6 +39,7 @@ typedef struct lrt_spawn_spec {
     const char *const *env;       /* extra "K=V" entries, NULL terminated; may be NULL */
     const char *log_path;         /* stdout+stderr appended here; required */
     const char *cwd;              /* may be NULL */
+    bool env_clear;               /* true: not stampd's environment, only env + markers */
 } lrt_spawn_spec;
 
 /* Once per process: owner id (e.g. a hash of the data dir). */

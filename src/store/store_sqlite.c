@@ -30,6 +30,7 @@
 
 #include <sqlite3.h>
 
+#include "util/reserve.h"
 #include "util/util.h"
 
 #define STORE_SCHEMA_VERSION 1
@@ -93,6 +94,7 @@ static const char schema_sql[] =
  * the write lock past busy_timeout: worth a retry, so it is UNAVAIL, not IO. */
 static int db_fail(store *s, serr *e, const char *what) {
     int rc = sqlite3_errcode(s->db);
+    if (rc == SQLITE_FULL) reserve_release(); /* so the next write finds room */
     int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? SE_UNAVAIL : SE_IO;
     if (rc == SQLITE_NOMEM) code = SE_NOMEM;
     return serr_set(e, code, "store: %s: %s", what, sqlite3_errmsg(s->db));
@@ -173,8 +175,11 @@ static int tx_begin(store *s, serr *e) {
 }
 
 static int tx_commit(store *s, serr *e) {
-    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(s, e, "commit");
+    int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    /* Disk full (a tenant filled it): free stampd's reserve and retry once. */
+    if (rc == SQLITE_FULL && !sqlite3_get_autocommit(s->db) && reserve_release())
+        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) return db_fail(s, e, "commit");
     return 0;
 }
 

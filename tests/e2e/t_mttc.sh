@@ -77,6 +77,6 @@ expect_eq "mismatch: success false" "$(jq -r '"\(.success) \(.match)"' "$T/m.jso
 expect_eq "mismatch: message" "$(jq -r .message "$T/m.json")" "MTTC verification failed: result hashes differ"
 expect_eq "mismatch: original kept" "$(jq -r .original_result_hash "$T/m.json")" "$R"
 expect_eq "mismatch namespace cleaned up too" "$(ns_status "$(jq -r .verification_namespace "$T/m.json")")" reaped
-expect_eq "audit mttc-verify" "$(STAMP_TOKEN= ctl audit --limit 200 -o json | jq '[.items[] | select(.operation == "mttc-verify")] | length')" 7
+expect_eq "audit mttc-verify" "$(env -u STAMP_TOKEN ctl audit --limit 200 -o json | jq '[.items[] | select(.operation == "mttc-verify")] | length')" 7
 kill -0 "$STAMPD_PID" || fail "stampd died"
 finish

@@ -81,6 +81,6 @@ wait_ns $NS3 reaped 30
 expect_eq "diagnostics_lost recorded" "$(ctl ns get $NS3 -o json | jq .diagnostics.diagnostics_lost)" true
 expect_ok "log says DIAGNOSTICS LOST" grep -q "ERROR - namespace $NS3: DIAGNOSTICS LOST" "$T/stampd.log"
 expect_eq "metric" "$(curl -fsS http://127.0.0.1:$API_PORT/metrics | sed -n 's/^namespace_diagnostics_lost_total \([0-9.]*\).*/\1/p' | cut -d. -f1)" 1
-expect_eq "audit diagnostics-lost" "$(STAMP_TOKEN= ctl audit --limit 100 -o json | jq -r '[.items[] | select(.operation == "diagnostics-lost" and .name == "'$NS3'")] | length')" 1
+expect_eq "audit diagnostics-lost" "$(env -u STAMP_TOKEN ctl audit --limit 100 -o json | jq -r '[.items[] | select(.operation == "diagnostics-lost" and .name == "'$NS3'")] | length')" 1
 [ ! -e "$DATA/namespaces/$NS3" ] || fail "namespace left after the window"
 finish

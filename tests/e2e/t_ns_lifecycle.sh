@@ -84,7 +84,7 @@ for line in "Reaping namespace $NS" "Archived logs for pod w1" "Indexed 1 sentin
   "Deleted namespace $NS" "Successfully reaped namespace $NS"; do
   expect_ok "log line: $line" grep -q "$line" "$T/stampd.log"
 done
-STAMP_TOKEN= ctl audit --limit 200 -o json >"$T/audit.json"
+env -u STAMP_TOKEN ctl audit --limit 200 -o json >"$T/audit.json"
 for op in create finalize archive-diagnostics reap; do
   expect_eq "audit $op" "$(jq -r --arg op $op '[.items[] | select(.operation == $op and .name == "'$NS'" and .tenant == "acme")] | length > 0' "$T/audit.json")" true
 done
