@@ -56,15 +56,19 @@ static const char *body_str(json_t *b, const char *k) {
     return json_string_value(json_object_get(b, k));
 }
 
-/* What a dry run answers: 200, "dryRun": true, the operation, the object
- * as it would be stored and the phase change it would start.  Nothing is
- * written, enqueued or audited: a dry run changes nothing, so the audit
- * log (a record of changes) does not list it, as Kubernetes' does not. */
+/* What a dry run answers, as kubectl's server-side dry run does: the object
+ * as it would be stored, the same shape as the real call's answer (so a
+ * client reads both alike), with "dryRun": true, the operation and the
+ * phase change it would start.  Status 200, or 201 for a stamp it would
+ * create (as the real call and Kubernetes answer).  Nothing is written,
+ * enqueued or audited: a dry run changes nothing, so the audit log (a
+ * record of changes) does not list it, as Kubernetes' does not. */
 static json_t *dry_answer(const char *op, json_t *object, const char *from, const char *to) {
-    json_t *o = json_pack("{s:b,s:s,s:o}", "dryRun", 1, "operation", op, "object", object);
+    json_object_set_new(object, "dryRun", json_true());
+    json_object_set_new(object, "operation", json_string(op));
     if (from || to)
-        json_object_set_new(o, "transition", json_pack("{s:s?,s:s?}", "from", from, "to", to));
-    return o;
+        json_object_set_new(object, "transition", json_pack("{s:s?,s:s?}", "from", from, "to", to));
+    return object;
 }
 
 /* The phase an accepted operation leads to from phase (its first step). */
@@ -141,7 +145,7 @@ int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
             json_object_set_new(r.status, "creatingSinceMs", json_integer(now_ms()));
             if (rq->dry_run) {
                 rc = 0;
-                api_json(rs, 200, dry_answer("deploy", resource_to_json(&r), NULL, "Creating"));
+                api_json(rs, 201, dry_answer("deploy", resource_to_json(&r), NULL, "Creating"));
                 goto out;
             }
             char msg[256];

@@ -33,9 +33,9 @@ snapshot "$T/before"
 # ---- 1. dry runs ----
 code=$(TOKEN=$OPTOKEN api POST '/v1/stamps?dryRun=All' -H 'Content-Type: application/json' \
   -d '{"region":"westeurope","stampId":"2","template":"synaxis-stamp"}')
-expect_eq "deploy dry run: 200" "$code" 200
+expect_eq "deploy dry run: 201 as the real create (and kubectl) answers" "$code" 201
 expect_eq "deploy dry run: the stamp it would create" \
-  "$(jq -r '[.dryRun, .operation, .object.metadata.name, .transition.to] | join(" ")' "$T/body")" \
+  "$(jq -r '[.dryRun, .operation, .metadata.name, .transition.to] | join(" ")' "$T/body")" \
   "true deploy synaxis-weu-002 Creating"
 code=$(TOKEN=$OPTOKEN api POST '/v1/stamps?dryRun=All' -d '{"region":"westeurope","stampId":"2","template":"nope"}')
 expect_eq "deploy dry run validates the template" "$code" 404
@@ -49,7 +49,7 @@ code=$(TOKEN=$OPTOKEN api POST "/v1/stamps/$S/activate?dryRun=true")
 expect_eq "activate dry run of an Active stamp refused by the phase" "$code" 409
 code=$(TOKEN=$OPTOKEN api DELETE "/v1/stamps/$S?dryRun=All")
 expect_eq "delete dry run: 200" "$code" 200
-expect_eq "delete dry run: desired deleted" "$(jq -r '.object.spec.desired' "$T/body")" deleted
+expect_eq "delete dry run: desired deleted" "$(jq -r '.spec.desired' "$T/body")" deleted
 code=$(TOKEN=$OPTOKEN api POST "/v1/stamps/$S/delete?dryRun=All&force=true")
 expect_eq "delete --force dry run: 200" "$code" 200
 code=$(TOKEN=$OPTOKEN api POST "/v1/stamps/$S/drain?dryRun=maybe")
