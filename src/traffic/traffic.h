@@ -77,6 +77,13 @@ void traffic_sync(traffic_enqueue_fn enqueue, void *arg);
 /* Leaves an owned HAProxy running (like the workloads). */
 void traffic_shutdown(void);
 
+/* A start of stampd that failed after traffic_init: stops the HAProxy that
+ * traffic_init started (never one it adopted from an earlier stampd). */
+void traffic_abort(void);
+
+/* stampd --shutdown-all: stops the owned HAProxy, whoever started it. */
+int traffic_stop_owned(serr *e);
+
 /* {driver, listen, adminSocket, backend, servers: [{name, status, ...}]} */
 int traffic_json(json_t **out, serr *e);
 

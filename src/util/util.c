@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -491,4 +494,35 @@ char *utf8_sanitize(const char *s, size_t n, char *buf, size_t max) {
     }
     buf[o] = '\0';
     return buf;
+}
+
+/* ---- addresses ---- */
+
+int tcp_addr_free(const char *addr, const char *what, serr *e) {
+    char host[128];
+    if (!str_copy(host, sizeof(host), addr)) return serr_set(e, SE_INVAL, "%s address too long", what);
+    char *colon = strrchr(host, ':');
+    if (colon == NULL) return serr_set(e, SE_INVAL, "%s address \"%s\" is not ADDR:PORT", what, addr);
+    *colon = '\0';
+    int64_t port;
+    if (parse_i64(colon + 1, 1, 65535, &port) != 0)
+        return serr_set(e, SE_INVAL, "%s address \"%s\": bad port", what, addr);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (host[0] == '\0' || strcmp(host, "*") == 0) sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        return serr_set(e, SE_INVAL, "%s address \"%s\": not an IPv4 address", what, addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return serr_set(e, SE_IO, "socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = 0;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int err = errno;
+        if (err == EADDRINUSE)
+            rc = serr_set(e, SE_UNAVAIL, "%s address %s is in use by another process", what, addr);
+        else
+            rc = serr_set(e, SE_IO, "%s address %s: cannot bind: %s", what, addr, strerror(err));
+    }
+    close(fd);
+    return rc;
 }
