@@ -102,6 +102,15 @@ char *fmt_time_rfc3339(int64_t ms, char *buf, size_t len) {
     return buf;
 }
 
+char *fmt_time_rfc3339_ms(int64_t ms, char *buf, size_t len) {
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (n > 0) snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000 + 1000) % 1000);
+    return buf;
+}
+
 bool name_valid(const char *s, size_t max) {
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > max) return false;

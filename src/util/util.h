@@ -24,6 +24,8 @@ int parse_duration_ms(const char *s, int64_t *ms);
 char *fmt_duration(int64_t ms, char *buf, size_t len);
 /* RFC 3339 UTC with seconds: "2026-01-25T01:00:00Z". */
 char *fmt_time_rfc3339(int64_t ms, char *buf, size_t len);
+/* The same with milliseconds: "2026-01-25T01:00:00.123Z" (25 bytes). */
+char *fmt_time_rfc3339_ms(int64_t ms, char *buf, size_t len);
 /* Strict integer parsing (whole string, range-checked). */
 int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 
