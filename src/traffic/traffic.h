@@ -5,7 +5,7 @@
  *            admin socket in the data dir, a detached process adopted again
  *            after a restart of stampd), or drives an existing one through a
  *            configured admin socket.  One backend for the fleet, balanced on
- *            X-Tenant-Id with consistent hashing (seed 001 pattern 1); each
+ *            X-Tenant-Id with consistent hashing (tenant affinity); each
  *            serving stamp is a dynamic server named after the stamp.
  *   none     no front door; every call succeeds and reports nothing.
  *

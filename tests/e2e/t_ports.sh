@@ -19,8 +19,21 @@ haproxy_of() {
 
 expect_ok "stampd --version" sh -c "'$STAMP_BIN/stampd' --version | grep -qx 'stampd [0-9]*\.[0-9]*\.[0-9]*'"
 
+# sd_notify: a datagram socket standing in for systemd's.
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+while True:
+    with open(sys.argv[2], "ab") as f:
+        f.write(s.recv(4096) + b"\n")
+' "$T/notify.sock" "$T/notify.log" &
+NOTIFY_PID=$!
+wait_until "notify socket" 5 test -S "$T/notify.sock"
 STAMPD_ARGS=(--set log-format=json)
-start_stampd
+NOTIFY_SOCKET=$T/notify.sock start_stampd
+wait_until "READY=1 sent to NOTIFY_SOCKET" 5 grep -qx READY=1 "$T/notify.log"
+ok "stampd told systemd it is ready"
 apply_template
 ctl deploy --region westeurope --stamp-id 1 --template synaxis-stamp >/dev/null || fail deploy
 wait_for synaxis-weu-001 active
@@ -75,4 +88,6 @@ STAMPD_PID=
 expect_eq "stampd stopped" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$API_PORT/healthz")" 000
 expect_eq "no process of the setup is left" "$(procs)" 0
 expect_eq "no HAProxy is left" "$(haproxy_of "$DATA")" 0
+expect_ok "STOPPING=1 sent at the stop" grep -qx STOPPING=1 "$T/notify.log"
+kill "$NOTIFY_PID" 2>/dev/null || true
 finish
