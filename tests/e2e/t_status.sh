@@ -6,14 +6,36 @@ TEST_NAME=status
 . "$(dirname "$0")/lib.sh"
 
 start_stampd
-apply_template
+# A health check the test opens and closes: $T/gate exists.
+cat >"$T/hc.yaml" <<Y
+apiVersion: stamp/v1
+kind: StampHealthCheck
+metadata: {name: gated}
+spec:
+  checks:
+    - name: gate
+      command: test -e $T/gate
+      interval: 100ms
+      timeout: 1s
+      healthyThreshold: 1
+      unhealthyThreshold: 1
+Y
+ctl apply -f "$T/hc.yaml" >/dev/null || fail "apply health check"
+sed -e 's/^spec:/spec:\n  healthCheck: gated/' "$STAMP_SRC/deploy/templates/synaxis-stamp.yaml" >"$T/tpl.yaml"
+apply_template "$T/tpl.yaml"
+touch "$T/gate"
 S=synaxis-weu-001
 ctl deploy --region westeurope --stamp-id 1 --template synaxis-stamp >/dev/null || fail deploy
 wait_for $S active
 ctl standby $S >/dev/null || fail standby
 wait_for $S ready
+# An activation that waits for its health gate, then passes it.
+rm -f "$T/gate"
 ctl activate $S >/dev/null || fail activate
+wait_until "the activation waits for health" 15 sh -c "ctl status $S -o json | jq -e '.status.waitingFor | test(\"health\")'"
+touch "$T/gate"
 wait_for $S active
+expect_eq "Active: the activation's wait is gone" "$(ctl status $S -o json | jq -c .status.waitingFor)" null
 ctl standby $S >/dev/null || fail "standby again"
 wait_for $S ready
 st() { ctl status $S -o json | jq -c "$1"; }
