@@ -581,8 +581,10 @@ int main(int argc, char **argv) {
     log_info("stopped");
     return 0;
 bad:
-    /* What was started, stopped in reverse order. */
-    fprintf(stderr, "stampd: %s\n", e.msg);
+    /* What was started, stopped in reverse order.  With log-format json the
+     * reason is a JSON line too, so that a log reader can parse it. */
+    if (strcmp(cfg.log_format, "json") == 0) log_error("stampd: %s", e.msg);
+    else fprintf(stderr, "stampd: %s\n", e.msg);
     if (en) engine_stop(en);
     if (ap) api_stop(ap);
     traffic_abort();

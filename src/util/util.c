@@ -12,8 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include <netdb.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -513,19 +512,33 @@ int tcp_addr_free(const char *addr, const char *what, serr *e) {
     char *colon = strrchr(host, ':');
     if (colon == NULL) return serr_set(e, SE_INVAL, "%s address \"%s\" is not ADDR:PORT", what, addr);
     *colon = '\0';
-    int64_t port;
-    if (parse_i64(colon + 1, 1, 65535, &port) != 0)
+    const char *port = colon + 1, *h = host;
+    int64_t pn;
+    if (parse_i64(port, 1, 65535, &pn) != 0)
         return serr_set(e, SE_INVAL, "%s address \"%s\": bad port", what, addr);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (host[0] == '\0' || strcmp(host, "*") == 0) sa.sin_addr.s_addr = htonl(INADDR_ANY);
-    else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-        return serr_set(e, SE_INVAL, "%s address \"%s\": not an IPv4 address", what, addr);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return serr_set(e, SE_IO, "socket: %s", strerror(errno));
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') { /* [::1]:7481 */
+        host[hl - 1] = '\0';
+        h = host + 1;
+    }
+    if (*h == '\0' || strcmp(h, "*") == 0) h = NULL; /* every address, as HAProxy reads it */
+    struct addrinfo hints = {.ai_family = h ? AF_UNSPEC : AF_INET,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(h, port, &hints, &ai);
+    if (g != 0 || ai == NULL)
+        return serr_set(e, SE_INVAL, "%s address \"%s\": %s", what, addr, gai_strerror(g));
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        int err = errno;
+        freeaddrinfo(ai);
+        return serr_set(e, SE_IO, "socket: %s", strerror(err));
+    }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     int rc = 0;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         int err = errno;
         if (err == EADDRINUSE)
             rc = serr_set(e, SE_UNAVAIL, "%s address %s is in use by another process", what, addr);
@@ -533,5 +546,6 @@ int tcp_addr_free(const char *addr, const char *what, serr *e) {
             rc = serr_set(e, SE_IO, "%s address %s: cannot bind: %s", what, addr, strerror(err));
     }
     close(fd);
+    freeaddrinfo(ai);
     return rc;
 }

@@ -81,8 +81,8 @@ char *utf8_sanitize(const char *s, size_t n, char *buf, size_t max);
 void sha256_hex(const void *data, size_t len, char out[65]);
 int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e);
 
-/* tcp_addr_free: nothing listens on the IPv4 "ADDR:PORT" (ADDR may be empty
- * or "*" for every address).  A test socket is bound WITHOUT SO_REUSEPORT,
+/* tcp_addr_free: nothing listens on "ADDR:PORT" (an IPv4 address, "[IPv6]",
+ * a host name, or empty or "*" for every IPv4 address, as HAProxy reads it).  A test socket is bound WITHOUT SO_REUSEPORT,
  * so a listener that set it (HAProxy does) still counts as in use: two
  * sockets sharing a port with SO_REUSEPORT split its connections between
  * them.  SO_REUSEADDR is set, so connections in TIME_WAIT do not count.
