@@ -833,7 +833,8 @@ static int exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char
             json_t *created = jchild(s->r.status, "createdSteps");
             if (!json_is_string(json_object_get(created, stp->name))) {
                 char when[40];
-                json_object_set_new(created, stp->name, json_string(fmt_time_rfc3339(now_ms(), when, sizeof(when))));
+                json_object_set_new(created, stp->name,
+                                    json_string(fmt_time_rfc3339_ms(now_ms(), when, sizeof(when))));
             }
         }
         s->dirty = true;

@@ -17,6 +17,8 @@ haproxy_of() {
   echo "$n"
 }
 
+expect_ok "no internal references in stampd's help" sh -c "! '$STAMP_BIN/stampd' --help --help-config 2>&1 | grep -i 'seed [0-9]'"
+expect_ok "no internal references in the config help" sh -c "! '$STAMP_BIN/stampd' --help-config 2>&1 | grep -i 'seed'"
 expect_ok "stampd --version" sh -c "'$STAMP_BIN/stampd' --version | grep -qx 'stampd [0-9]*\.[0-9]*\.[0-9]*'"
 
 # sd_notify: a datagram socket standing in for systemd's.
