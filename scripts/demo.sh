@@ -43,6 +43,9 @@ command -v jq >/dev/null && command -v bc >/dev/null || {
 if [ -f "$D/stampd.pid" ] && kill -0 "$(cat "$D/stampd.pid")" 2>/dev/null; then
   echo "demo: a demo stampd is already running; 'scripts/demo.sh $1 stop' ends it"; exit 1
 fi
+# What an earlier demo left running (its stampd gone, its HAProxy and
+# workloads not) would hold the ports: stop it before starting afresh.
+if [ -d "$D/data" ]; then "$B/stampd" --shutdown-all --data-dir "$D/data" >/dev/null 2>&1 || true; fi
 rm -rf "$D" && mkdir -p "$D"
 
 say "Starting stampd (SQLite store in $D/data, API on $LISTEN, HAProxy front door on $FRONTDOOR)"
