@@ -322,15 +322,25 @@ static int shutdown_all(const stamp_config *cfg, serr *e) {
     if (n > LRT_MAX_PROCS) n = LRT_MAX_PROCS;
     /* All asked at once, then each waited for (and killed past the grace). */
     for (int i = 0; i < n; i++) kill(-p[i].pid, SIGTERM);
-    int stopped = 0;
+    int haproxy = 0, steps = 0, others = 0, failed = 0;
     for (int i = 0; i < n; i++) {
         serr se = {0};
-        if (lrt_stop(p[i].pid, (int)cfg->stop_grace_ms, &se) == 0) stopped++;
-        else fprintf(stderr, "stampd: %s (%s): %s\n", p[i].unit, "stop", se.msg);
+        if (lrt_stop(p[i].pid, (int)cfg->stop_grace_ms, &se) != 0) {
+            fprintf(stderr, "stampd: cannot stop %s (pid %d): %s\n", p[i].unit, (int)p[i].pid, se.msg);
+            failed++;
+        } else if (strncmp(p[i].unit, "frontdoor/", 10) == 0) {
+            haproxy++;
+        } else if (strstr(p[i].unit, "/x/") != NULL) {
+            steps++;
+        } else {
+            others++;
+        }
     }
     free(p);
-    printf("stampd: stopped %d process(es) (workloads, exec steps, namespace workers, HAProxy); "
-           "the stamps stay in the store and the next stampd starts them again\n", stopped);
+    printf("stampd: stopped %s, %d workload and namespace process(es), %d step command(s); "
+           "the stamps stay in the store and the next stampd starts them again\n",
+           haproxy ? "the front door (HAProxy)" : "no front door", others, steps);
+    if (failed) rc = serr_set(e, SE_IO, "%d process(es) did not stop", failed);
 out:
     free(owner);
     if (lockfd >= 0) close(lockfd);
