@@ -100,6 +100,7 @@ static const route routes[] = {
     {"GET", "/v1/stamps/{}/events", h_stamps_events, AUTH_OPERATOR, false},
     {"GET", "/v1/stamps/{}/health", h_stamps_health, AUTH_OPERATOR, false},
     {"GET", "/v1/stamps/{}/metrics", h_stamps_metrics, AUTH_OPERATOR, false},
+    {"GET", "/v1/stamps/{}/logs", h_stamps_logs, AUTH_OPERATOR, false},
     {"POST", "/v1/stamps/{}/{}", h_stamps_action, AUTH_OPERATOR, false},
     {"POST", "/v1/apply", h_apply, AUTH_OPERATOR, false},
     {"GET", "/v1/frontdoor", h_frontdoor, AUTH_OPERATOR, false},

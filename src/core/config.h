@@ -109,6 +109,7 @@ typedef struct stamp_config {
     char jwt_role_claim[64];
     int64_t jwt_leeway_ms;
     char jwt_jwks_ca_file[512];
+    char log_format[16];
 } stamp_config;
 
 void config_defaults(stamp_config *c);
