@@ -2,10 +2,14 @@
 # make demo: stampd on the embedded defaults (SQLite, local runtime), the
 # example template, two stamps in two regions, real traffic, a drain with a
 # slow request in flight, reactivation, and the retirement of one stamp; then
-# seed 004: a bucket's transient namespace with pods, MTTC verification, and
-# its reap with the diagnostics archived first.
+# a batch bucket's transient namespace with pods, MTTC verification, and its
+# reap with the diagnostics archived first.
 #   scripts/demo.sh BUILD_DIR        run the demo (stampd is left running)
-#   scripts/demo.sh BUILD_DIR stop   retire what is left and stop stampd
+#   scripts/demo.sh BUILD_DIR stop   retire what is left and stop stampd,
+#                                    its workloads and its HAProxy
+# The API and the front door listen on STAMP_LISTEN (127.0.0.1:7480) and
+# STAMP_FRONTDOOR (127.0.0.1:7481); set them when those ports are taken:
+#   STAMP_LISTEN=127.0.0.1:8480 STAMP_FRONTDOOR=127.0.0.1:8481 make demo
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 cd "$(dirname "$0")/.."
@@ -24,10 +28,10 @@ if [ "${2:-}" = stop ]; then
     for s in $("$CTL" list -o json | jq -r '.items[] | select(.status.phase != "Deleted") | .metadata.name'); do
       "$CTL" delete "$s" --force >/dev/null && "$CTL" wait --for=deleted "$s" --timeout 60s
     done
-    kill -TERM "$(cat "$D/stampd.pid")" && rm -f "$D/stampd.pid"
-    # The front door outlives stampd by design; the demo's goes with it.
-    pkill -f "haproxy -f $D/data/frontdoor/haproxy.cfg" || true
-    echo "stampd and its HAProxy stopped; state kept in $D/data"
+    # The front door and workloads outlive a plain stop of stampd by design;
+    # --shutdown-all stops stampd and everything it started.
+    "$B/stampd" --shutdown-all --data-dir "$D/data" && rm -f "$D/stampd.pid"
+    echo "stampd, its workloads and its HAProxy stopped; state kept in $D/data"
   else
     echo "no demo stampd running"
   fi
@@ -39,13 +43,30 @@ command -v jq >/dev/null && command -v bc >/dev/null || {
 if [ -f "$D/stampd.pid" ] && kill -0 "$(cat "$D/stampd.pid")" 2>/dev/null; then
   echo "demo: a demo stampd is already running; 'scripts/demo.sh $1 stop' ends it"; exit 1
 fi
+# What an earlier demo left running (its stampd gone, its HAProxy and
+# workloads not) would hold the ports: stop it before starting afresh.
+if [ -d "$D/data" ]; then "$B/stampd" --shutdown-all --data-dir "$D/data" >/dev/null 2>&1 || true; fi
 rm -rf "$D" && mkdir -p "$D"
 
 say "Starting stampd (SQLite store in $D/data, API on $LISTEN, HAProxy front door on $FRONTDOOR)"
 "$B/stampd" --data-dir "$D/data" --listen "$LISTEN" --frontdoor-listen "$FRONTDOOR" >"$D/stampd.log" 2>&1 &
 echo $! >"$D/stampd.pid"
-for _ in $(seq 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && [ -s "$STAMP_CONFIG" ] && break; sleep 0.1; done
-"$B/stampd" -n --data-dir "$D/data" --listen "$LISTEN" --frontdoor-listen "$FRONTDOOR"
+up=
+for _ in $(seq 100); do
+  curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && [ -s "$STAMP_CONFIG" ] && { up=1; break; }
+  kill -0 "$(cat "$D/stampd.pid")" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$up" ]; then
+  # stampd names what it could not get (a port in use, most often).
+  echo "demo: stampd did not start: $(grep '^stampd: ' "$D/stampd.log" | tail -n 1 | sed 's/^stampd: //')" >&2
+  echo "demo: the API listens on STAMP_LISTEN ($LISTEN) and the front door on STAMP_FRONTDOOR ($FRONTDOOR);" >&2
+  echo "demo: choose free ones, e.g. STAMP_LISTEN=127.0.0.1:8480 STAMP_FRONTDOOR=127.0.0.1:8481 make demo" >&2
+  echo "demo: full log in $D/stampd.log" >&2
+  rm -f "$D/stampd.pid"
+  exit 1
+fi
+echo "stampd $("$B/stampd" --version | sed 's/^stampd //') is up (log $D/stampd.log)"
 
 say "Applying the example template"
 run "$CTL" apply -f deploy/templates/synaxis-stamp.yaml
@@ -69,7 +90,7 @@ for t in acme globex initech umbrella hooli; do
 done
 run "$CTL" frontdoor
 
-say "The fleet rule (seed 001): two Active stamps in two regions is the minimum"
+say "The fleet rule: two Active stamps in two regions is the minimum"
 run "$CTL" drain synaxis-weu-001 || true
 
 # A tenant that lands on synaxis-weu-001.
@@ -104,7 +125,7 @@ run "$CTL" events synaxis-eus-001 | tail -n 12
 echo "archive: $(jq -r '"\(.files | length) files, kept until \(.retainUntilMs/1000 | todate)"' "$D/data/archive/synaxis-eus-001/manifest.json")"
 run "$CTL" metrics synaxis-weu-001 --period=1h
 
-say "Seed 004: a transient namespace for batch bucket q3-close, as tenant acme"
+say "A transient namespace for batch bucket q3-close, as tenant acme"
 export STAMP_TOKEN
 STAMP_TOKEN=$("$CTL" token create --tenant acme --user alice --ttl 1h 2>/dev/null)
 echo "(a tenant token from: stampctl token create --tenant acme --user alice --ttl 1h)"
@@ -117,7 +138,7 @@ sleep 1
 run "$CTL" ns pods $NS
 run "$CTL" ns logs $NS worker-2 | head -n 4
 
-say "MTTC: a model bundle by content hash, a recorded run, then verify (seed 004's eight steps)"
+say "MTTC: a model bundle by content hash, a recorded run, then verify: the run repeated in a fresh namespace and its result hash compared"
 head -c 1048576 /dev/urandom >"$D/model.bin"
 run "$CTL" bundle push "$D/model.bin"
 H=$(sha256sum <"$D/model.bin" | cut -d' ' -f1)

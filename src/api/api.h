@@ -116,6 +116,7 @@ int h_stamps_delete(api *a, api_req *rq, api_resp *rs);
 int h_stamps_events(api *a, api_req *rq, api_resp *rs);
 int h_stamps_health(api *a, api_req *rq, api_resp *rs);
 int h_stamps_metrics(api *a, api_req *rq, api_resp *rs);
+int h_stamps_logs(api *a, api_req *rq, api_resp *rs);
 int h_frontdoor(api *a, api_req *rq, api_resp *rs);
 int h_apply(api *a, api_req *rq, api_resp *rs);
 int h_templates_list(api *a, api_req *rq, api_resp *rs);

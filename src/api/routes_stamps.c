@@ -292,6 +292,41 @@ int h_stamps_metrics(api *a, api_req *rq, api_resp *rs) {
     return api_json(rs, 200, m);
 }
 
+/* GET /v1/stamps/{name}/logs: the step logs (JSON); with ?step=S the text
+ * of S's latest run (or ?run=create-2), its last limit_bytes (1 MiB).  In
+ * every phase, Creating included. */
+int h_stamps_logs(api *a, api_req *rq, api_resp *rs) {
+    resource r;
+    resource_init(&r);
+    int rc = get_stamp(a, rq->params[0], &r, rs);
+    resource_free(&r);
+    if (rc) return rc;
+    serr e = {0};
+    const char *step = api_query(rq, "step"), *run = api_query(rq, "run");
+    if (step == NULL) {
+        json_t *o;
+        if (stamp_step_logs_json(api_ctx(a), rq->params[0], &o, &e)) return api_error_serr(rs, &e);
+        return api_json(rs, 200, o);
+    }
+    if (!name_valid(step, RES_NAME_MAX - 1))
+        return api_error(rs, SE_INVAL, "step: \"%s\" is not a step name", step);
+    if (run && !(strlen(run) < 32 && (strncmp(run, "create-", 7) == 0 || strncmp(run, "delete-", 7) == 0)))
+        return api_error(rs, SE_INVAL, "run: like create-1 or delete-1");
+    int64_t tail = 1 << 20;
+    const char *t = api_query(rq, "limit_bytes");
+    if (t && parse_i64(t, 1, 64 << 20, &tail) != 0)
+        return api_error(rs, SE_INVAL, "limit_bytes: 1..67108864");
+    char *data;
+    size_t len;
+    if (stamp_step_log(api_ctx(a), rq->params[0], step, run, (size_t)tail, &data, &len, &e))
+        return api_error_serr(rs, &e);
+    rs->status = 200;
+    rs->text = data;
+    rs->text_len = len;
+    rs->content_type = "text/plain; charset=utf-8";
+    return 0;
+}
+
 int h_frontdoor(api *a, api_req *rq, api_resp *rs) {
     serr e = {0};
     json_t *o;

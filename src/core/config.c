@@ -42,7 +42,7 @@ static const crow rows[] = {
     {"creating-attempts", CT_INT, F(creating_attempts), 0, "3", 1, 100,
      "deployment attempts before Failed"},
     {"failed-auto-delete", CT_DUR, F(failed_auto_delete_ms), 0, "0", 0, 0,
-     "delete a Failed stamp after this long (0 = never; seed: 1h)"},
+     "delete a Failed stamp after this long (0 = never; 1h is a common choice)"},
     {"drain-connections-timeout", CT_DUR, F(drain_connections_timeout_ms), 0, "10m", 0, 0,
      "wait for connections"},
     {"drain-jobs-timeout", CT_DUR, F(drain_jobs_timeout_ms), 0, "30m", 0, 0, "wait for jobs"},
@@ -63,10 +63,11 @@ static const crow rows[] = {
     {"stop-grace", CT_DUR, F(stop_grace_ms), 0, "5s", 0, 0, "SIGTERM to SIGKILL"},
     {"restart-limit", CT_INT, F(restart_limit), 0, "5", 1, 1000,
      "replica restarts in Creating before the attempt fails"},
-    {"backoff-initial", CT_DUR, F(backoff_initial_ms), 0, "10s", 0, 0, "seed 003"},
-    {"backoff-max", CT_DUR, F(backoff_max_ms), 0, "5m", 0, 0, "seed 003"},
-    {"backoff-factor", CT_FLOAT, F(backoff_factor), 0, "2.0", 0, 0, "seed 003"},
-    {"backoff-retries", CT_INT, F(backoff_retries), 0, "5", 0, 1000, "seed 003"},
+    {"backoff-initial", CT_DUR, F(backoff_initial_ms), 0, "10s", 0, 0, "first retry delay of a failed reconcile"},
+    {"backoff-max", CT_DUR, F(backoff_max_ms), 0, "5m", 0, 0, "longest retry delay"},
+    {"backoff-factor", CT_FLOAT, F(backoff_factor), 0, "2.0", 0, 0, "each retry delay is the previous one times this"},
+    {"backoff-retries", CT_INT, F(backoff_retries), 0, "5", 0, 1000,
+     "accepted but not used: a failed reconcile retries with backoff until it succeeds"},
     {"token-ttl", CT_DUR, F(token_ttl_ms), 0, "8760h", 0, 0,
      "lifetime of the operator token in the client config"},
     {"traffic-driver", CT_STR, F(traffic_driver), S(traffic_driver), "haproxy", 0, 0,
@@ -181,6 +182,8 @@ static const crow rows[] = {
      "clock skew allowed on exp, nbf and iat (at most 1d)"},
     {"jwt-jwks-ca-file", CT_STR, F(jwt_jwks_ca_file), S(jwt_jwks_ca_file), "", 0, 0,
      "CA bundle that verifies jwt-jwks-url's certificate (default: the system's)"},
+    {"log-format", CT_STR, F(log_format), S(log_format), "text", 0, 0,
+     "text (\"TIME - LEVEL - message\") or json (one object a line: time, level, msg)"},
     {"api-max-watches", CT_INT, F(api_max_watches), 0, "64", 1, 4096,
      "open GET /v1/watch streams at once (429 past it)"},
 };
@@ -307,6 +310,8 @@ int config_validate(const stamp_config *c, serr *e) {
     if (log_level_parse(c->log_level) < 0)
         return serr_set(e, SE_INVAL, "log-level: \"%s\" is not ERROR, WARNING, INFO or DEBUG",
                         c->log_level);
+    if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0)
+        return serr_set(e, SE_INVAL, "log-format: \"%s\" is not text or json", c->log_format);
     if (c->backoff_initial_ms <= 0 || c->backoff_max_ms < c->backoff_initial_ms)
         return serr_set(e, SE_INVAL, "backoff-initial must be > 0 and <= backoff-max");
     if (strcmp(c->traffic_driver, "haproxy") != 0 && strcmp(c->traffic_driver, "none") != 0)

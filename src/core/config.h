@@ -109,6 +109,7 @@ typedef struct stamp_config {
     char jwt_role_claim[64];
     int64_t jwt_leeway_ms;
     char jwt_jwks_ca_file[512];
+    char log_format[16];
     /* API watches */
     int64_t api_max_watches;
 } stamp_config;

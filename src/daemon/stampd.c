@@ -4,17 +4,28 @@
  *   - every 30 s: resync, i.e. enqueue every resource (level-triggered
  *     safety net; wake-ups are an optimisation, not a requirement).
  * Signal handlers only set flags.  SIGTERM stops stampd cleanly and leaves
- * every workload running; the next stampd adopts them.
+ * every workload running; the next stampd adopts them.  `--shutdown-all`
+ * stops a running stampd and then every process it owns (workloads,
+ * namespace workers, HAProxy).
+ *
+ * Start-up takes what stampd must own before it starts anything that would
+ * outlive a failure: the data dir lock, the API address and the front door
+ * address (both checked free), then HAProxy, the API and the workers.  A
+ * failure stops what was started, in reverse order.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -33,6 +44,7 @@
 #include "util/metrics.h"
 #include "util/reserve.h"
 #include "util/util.h"
+#include "util/version.h"
 
 #define RESYNC_MS 30000
 
@@ -45,8 +57,13 @@ static void usage(FILE *f) {
             "usage: stampd [-nv] [--data-dir DIR] [--listen ADDR:PORT] [--frontdoor-listen ADDR:PORT]\n"
             "              [--config FILE]\n"
             "              [--set KEY=VALUE ...]\n"
+            "       stampd --shutdown-all [--data-dir DIR]\n"
+            "       stampd --version\n"
             "  -n                 check the configuration, say so, and exit\n"
             "  -v                 verbose (LOG_LEVEL=DEBUG)\n"
+            "  --version          print the version and exit\n"
+            "  --shutdown-all     stop the stampd of DATA_DIR, then every workload, namespace\n"
+            "                     worker and the HAProxy it started: the setup is down\n"
             "  --data-dir DIR     state, logs and workloads (default /var/lib/stamp)\n"
             "  --listen ADDR:PORT API address (default 127.0.0.1:7480)\n"
             "  --frontdoor-listen ADDR:PORT\n"
@@ -221,6 +238,116 @@ static int find_libexec(stamp_config *cfg, serr *e) {
     return serr_set(e, SE_NOTFOUND, "stamp-run not found next to stampd nor in ../libexec/stamp; set libexec-dir");
 }
 
+/* The sd_notify protocol (a datagram to $NOTIFY_SOCKET; '@' is the
+ * abstract namespace), so that Type=notify works without libsystemd. */
+static void notify_systemd(const char *msg) {
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (path == NULL || (path[0] != '/' && path[0] != '@')) return;
+    size_t len = strlen(path);
+    if (len >= sizeof(a.sun_path)) return;
+    memcpy(a.sun_path, path, len);
+    if (a.sun_path[0] == '@') a.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&a, alen) < 0)
+        log_debug("sd_notify %s: %s", msg, strerror(errno));
+    close(fd);
+}
+
+/* The pid written in DATA_DIR/stampd.lock, or 0. */
+static pid_t lock_pid(const char *dir) {
+    char path[PATH_MAX], *text = NULL;
+    if (snprintf(path, sizeof(path), "%s/stampd.lock", dir) >= (int)sizeof(path)) return 0;
+    if (read_file(path, 64, &text, NULL, NULL) != 0) return 0;
+    text[strcspn(text, "\n")] = '\0';
+    int64_t v = 0;
+    if (parse_i64(text, 1, INT32_MAX, &v) != 0) v = 0;
+    free(text);
+    return (pid_t)v;
+}
+
+/* stampd --shutdown-all: SIGTERM to the running stampd (if any), wait for
+ * its lock, then stop every process of this data dir's owner: workloads,
+ * exec steps, namespace workers and HAProxy.  The store keeps every stamp;
+ * the next stampd starts their workloads again. */
+static int shutdown_all(const stamp_config *cfg, serr *e) {
+    int lockfd = -1, rc;
+    if (!path_exists(cfg->data_dir)) {
+        printf("stampd: nothing to stop (no data dir %s)\n", cfg->data_dir);
+        return 0;
+    }
+    bool signalled = false;
+    int64_t until = mono_ms() + 60000;
+    for (;;) {
+        serr le = {0};
+        rc = lock_data_dir(cfg->data_dir, &lockfd, &le);
+        if (rc == 0) break;
+        if (rc != SE_UNAVAIL) return serr_set(e, rc, "%s", le.msg);
+        pid_t pid = lock_pid(cfg->data_dir);
+        if (!signalled && pid > 0) {
+            printf("stampd: stopping stampd pid %ld\n", (long)pid);
+            if (kill(pid, SIGTERM) != 0 && errno != ESRCH)
+                return serr_set(e, SE_FORBIDDEN, "cannot signal stampd pid %ld: %s", (long)pid,
+                                strerror(errno));
+            signalled = true;
+        }
+        if (mono_ms() >= until) return serr_set(e, SE_TIMEOUT, "stampd pid %ld did not stop in 60s", (long)pid);
+        sleep_ms(100);
+    }
+    char path[PATH_MAX], *owner = NULL;
+    store *st = NULL;
+    snprintf(path, sizeof(path), "%s/stamp.db", cfg->data_dir);
+    if ((rc = store_open_sqlite(path, &st, e))) goto out;
+    rc = store_meta_get(st, "owner_id", &owner, e);
+    store_close(st);
+    if (rc == SE_NOTFOUND) {
+        serr_clear(e);
+        rc = 0;
+        printf("stampd: no process was ever started from %s\n", cfg->data_dir);
+        goto out;
+    }
+    if (rc || (rc = lrt_init(owner, e))) goto out;
+    lrt_proc *p = calloc(LRT_MAX_PROCS, sizeof(*p));
+    if (p == NULL) {
+        rc = serr_set(e, SE_NOMEM, "out of memory");
+        goto out;
+    }
+    int n = lrt_scan(NULL, true, p, LRT_MAX_PROCS, e);
+    if (n < 0) {
+        free(p);
+        rc = n;
+        goto out;
+    }
+    if (n > LRT_MAX_PROCS) n = LRT_MAX_PROCS;
+    /* All asked at once, then each waited for (and killed past the grace). */
+    for (int i = 0; i < n; i++) kill(-p[i].pid, SIGTERM);
+    int haproxy = 0, steps = 0, others = 0, failed = 0;
+    for (int i = 0; i < n; i++) {
+        serr se = {0};
+        if (lrt_stop(p[i].pid, (int)cfg->stop_grace_ms, &se) != 0) {
+            fprintf(stderr, "stampd: cannot stop %s (pid %d): %s\n", p[i].unit, (int)p[i].pid, se.msg);
+            failed++;
+        } else if (strncmp(p[i].unit, "frontdoor/", 10) == 0) {
+            haproxy++;
+        } else if (strstr(p[i].unit, "/x/") != NULL) {
+            steps++;
+        } else {
+            others++;
+        }
+    }
+    free(p);
+    printf("stampd: stopped %s, %d workload and namespace process(es), %d step command(s); "
+           "the stamps stay in the store and the next stampd starts them again\n",
+           haproxy ? "the front door (HAProxy)" : "no front door", others, steps);
+    if (failed) rc = serr_set(e, SE_IO, "%d process(es) did not stop", failed);
+out:
+    free(owner);
+    if (lockfd >= 0) close(lockfd);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     static stamp_config cfg;
     config_defaults(&cfg);
@@ -232,7 +359,7 @@ int main(int argc, char **argv) {
     api *ap = NULL;
     engine *en = NULL;
     int lockfd = -1;
-    bool check_only = false, verbose = false;
+    bool check_only = false, verbose = false, stop_all = false;
     const char *config_file = NULL, *data_dir = NULL, *listen = NULL, *fd_listen = NULL;
     const char *sets[128];
     int nsets = 0;
@@ -246,7 +373,11 @@ int main(int argc, char **argv) {
         if (strcmp(a, "-n") == 0) check_only = true;
         else if (strcmp(a, "-v") == 0) verbose = true;
         else if (strcmp(a, "-nv") == 0 || strcmp(a, "-vn") == 0) check_only = verbose = true;
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        else if (strcmp(a, "--shutdown-all") == 0) stop_all = true;
+        else if (strcmp(a, "--version") == 0) {
+            printf("stampd %s\n", STAMP_VERSION);
+            return 0;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
         } else if (strcmp(a, "--help-config") == 0) {
@@ -297,6 +428,11 @@ int main(int argc, char **argv) {
     if (verbose) str_copy(cfg.log_level, sizeof(cfg.log_level), "DEBUG");
     if (config_validate(&cfg, &e) || find_libexec(&cfg, &e)) goto bad;
     log_init(log_level_parse(cfg.log_level));
+    log_set_json(strcmp(cfg.log_format, "json") == 0);
+    if (stop_all) {
+        if (shutdown_all(&cfg, &e)) goto bad;
+        return 0;
+    }
     if (check_only) {
         if (verbose) config_print(&cfg, stdout);
         printf("configuration OK\n");
@@ -401,6 +537,16 @@ int main(int argc, char **argv) {
     ns_metrics_register();
     mttc_metrics_register();
     if (ns_rebase_due(&ctx, &e)) goto bad;
+    /* The API address is bound only after HAProxy is up (requests may use
+     * the front door), so it is checked first: a port in use must stop
+     * stampd before it starts anything. */
+    if (tcp_addr_free(cfg.listen, "API", &e) == SE_UNAVAIL) {
+        char m[SERR_MSG_MAX];
+        str_copy(m, sizeof(m), e.msg);
+        serr_set(&e, SE_UNAVAIL, "%.400s; choose another with --listen ADDR:PORT (the listen key)", m);
+        goto bad;
+    }
+    serr_clear(&e);
     if (traffic_init(&cfg, cfg.data_dir, &e)) goto bad;
     char cmsg[512];
     int cl = nsrt_confine_init(&ctx, cmsg, sizeof(cmsg));
@@ -414,7 +560,9 @@ int main(int argc, char **argv) {
         serr_clear(&e);
     }
     if (engine_start(&ctx, (int)cfg.workers, &en, &e)) goto bad;
-    log_info("stampd listening on %s, data dir %s, owner %s", cfg.listen, cfg.data_dir, owner);
+    log_info("stampd %s listening on %s, data dir %s, owner %s", STAMP_VERSION, cfg.listen,
+             cfg.data_dir, owner);
+    notify_systemd("READY=1");
 
     int64_t next_resync = mono_ms() + RESYNC_MS, next_fd = 0, next_reap = 0, next_retention = 0;
     int64_t next_reserve = 0;
@@ -455,6 +603,7 @@ int main(int argc, char **argv) {
         }
     }
     log_info("signal %d: stopping; workloads keep running", (int)quit);
+    notify_systemd("STOPPING=1");
     api_stop(ap);
     engine_stop(en);
     traffic_shutdown();
@@ -466,8 +615,13 @@ int main(int argc, char **argv) {
     log_info("stopped");
     return 0;
 bad:
-    fprintf(stderr, "stampd: %s\n", e.msg);
+    /* What was started, stopped in reverse order.  With log-format json the
+     * reason is a JSON line too, so that a log reader can parse it. */
+    if (strcmp(cfg.log_format, "json") == 0) log_error("stampd: %s", e.msg);
+    else fprintf(stderr, "stampd: %s\n", e.msg);
+    if (en) engine_stop(en);
     if (ap) api_stop(ap);
+    traffic_abort();
     if (ctx.q) wq_free(ctx.q);
     jwt_verifier_free(jv);
     blob_close(blobs);

@@ -32,6 +32,10 @@ int64_t phase_age_ms(const resource *r) {
 void phase_init(const fsm_def *d, resource *r, int phase) {
     json_object_set_new(r->status, "phase", json_string(fsm_phase_name(d, phase)));
     json_object_set_new(r->status, "phaseSince", json_integer(now_ms()));
+    char when[40];
+    json_object_set_new(r->status, "phaseSinceTime",
+                        json_string(fmt_time_rfc3339_ms(json_integer_value(json_object_get(r->status, "phaseSince")),
+                                                        when, sizeof(when))));
 }
 
 int phase_change(ctl_ctx *c, const fsm_def *d, resource *r, int to, const char *reason,
@@ -50,15 +54,20 @@ int phase_change(ctl_ctx *c, const fsm_def *d, resource *r, int to, const char *
 
     json_object_set_new(r->status, "previousPhase", json_string(fsm_phase_name(d, from)));
     json_object_set_new(r->status, "phase", json_string(fsm_phase_name(d, to)));
+    /* phaseSince (ms, for code) and phaseSinceTime (RFC 3339 UTC, for people
+     * and clients) say the same. */
+    char when[40];
+    fmt_time_rfc3339_ms(now, when, sizeof(when));
     json_object_set_new(r->status, "phaseSince", json_integer(now));
+    json_object_set_new(r->status, "phaseSinceTime", json_string(when));
     json_object_set_new(r->status, "message", json_string(text));
     json_t *hist = json_object_get(r->status, "history");
     if (!json_is_array(hist)) {
         hist = json_array();
         json_object_set_new(r->status, "history", hist);
     }
-    json_array_append_new(hist, json_pack("{s:s,s:I,s:s}", "phase", fsm_phase_name(d, to), "at",
-                                          (json_int_t)now, "reason", reason));
+    json_array_append_new(hist, json_pack("{s:s,s:I,s:s,s:s}", "phase", fsm_phase_name(d, to), "at",
+                                          (json_int_t)now, "time", when, "reason", reason));
     while (json_array_size(hist) > 50) json_array_remove(hist, 0);
 
     store_event ev = {.type = d->warning && d->warning[to] ? "Warning" : "Normal",

@@ -137,15 +137,83 @@ static void event(sctx *s, const char *type, const char *reason, const char *fmt
     else log_info("stamp %s: %s: %s", s->name, reason, msg);
 }
 
+/* Every timestamp the controller keeps in milliseconds for its own
+ * arithmetic (a key ending in "Ms" whose value is a time, not a duration:
+ * after 2001) gets an RFC 3339 UTC twin, "startedMs" -> "startedTime", in
+ * the same write.  Durations (gracePeriodMs) are left alone. */
+static void status_times(json_t *o, int depth) {
+    if (depth > 6) return;
+    if (json_is_array(o)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(o, i, v) status_times(v, depth + 1);
+        return;
+    }
+    if (!json_is_object(o)) return;
+    /* Keys are added after the walk: inserting while iterating may rehash. */
+    struct { char key[72]; int64_t ms; } add[32];
+    int nadd = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        size_t n = strlen(k);
+        if (json_is_integer(v) && n > 2 && n < 64 && strcmp(k + n - 2, "Ms") == 0 &&
+            json_integer_value(v) > 978307200000LL) {
+            if (nadd == 32) continue;
+            memcpy(add[nadd].key, k, n - 2);
+            str_copy(add[nadd].key + n - 2, sizeof(add[nadd].key) - (n - 2), "Time");
+            add[nadd++].ms = json_integer_value(v);
+        } else if (json_is_object(v) || json_is_array(v)) {
+            status_times(v, depth + 1);
+        }
+    }
+    for (int i = 0; i < nadd; i++) {
+        char when[40];
+        fmt_time_rfc3339_ms(add[i].ms, when, sizeof(when));
+        const char *old = json_string_value(json_object_get(o, add[i].key));
+        if (old == NULL || strcmp(old, when) != 0) json_object_set_new(o, add[i].key, json_string(when));
+    }
+}
+
 /* Persist status if it changed; a conflict means the API wrote meanwhile. */
 static int save(sctx *s, serr *e) {
     if (!s->dirty) return 0;
+    status_times(s->r.status, 0);
     int rc = store_update(s->c->st, &s->r, NULL, e);
     if (rc == 0) s->dirty = false;
     return rc;
 }
 
+/* Status that describes the phase being left goes with it, in the same
+ * write as the phase: what Creating and an activation wait for, the step
+ * being run, an activation's attempts, the health of a stamp that no
+ * longer serves, and (once Deleted) the front door state of a server that
+ * is gone.  An exec step still Running when Creating ends was cancelled:
+ * its command is stopped before any delete command runs. */
+static void leave_phase(sctx *s, int to) {
+    json_t *st = s->r.status;
+    json_object_del(st, "waitingFor");
+    json_object_del(st, "step");
+    if (s->phase == SP_READY) json_object_del(st, "activation");
+    if (to == SP_READY || to == SP_FAILED || to == SP_DELETING || to == SP_DELETED)
+        json_object_del(st, "health");
+    if (s->phase == SP_CREATING && to != SP_CREATING) {
+        size_t i;
+        json_t *prog;
+        json_array_foreach(json_object_get(st, "steps"), i, prog) {
+            if (strcmp(jstr(prog, "state", ""), "Running") == 0) {
+                json_object_set_new(prog, "state", json_string("Cancelled"));
+                json_object_set_new(prog, "message",
+                                    json_string("the deployment ended while the command ran"));
+            }
+        }
+    }
+    if (to == SP_DELETED) json_object_del(st, "frontdoor");
+}
+
 static int change(sctx *s, int to, const char *reason, const char *msg, serr *e) {
+    leave_phase(s, to);
+    status_times(s->r.status, 0);
     int rc = phase_change(s->c, &stamp_fsm, &s->r, to, reason, msg, e);
     if (rc == 0) {
         log_info("stamp %s: %s -> %s (%s)", s->name, fsm_phase_name(&stamp_fsm, s->phase),
@@ -759,6 +827,16 @@ static int exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char
         json_object_set_new(prog, "runId", json_string(runid));
         json_object_set_new(prog, "state", json_string("Running"));
         json_object_set_new(prog, "startedMs", json_integer(now_ms()));
+        /* Which create commands may have run is what decides which delete
+         * commands run; unlike the step progress, it is never reset. */
+        if (strcmp(tag, "create") == 0) {
+            json_t *created = jchild(s->r.status, "createdSteps");
+            if (!json_is_string(json_object_get(created, stp->name))) {
+                char when[40];
+                json_object_set_new(created, stp->name,
+                                    json_string(fmt_time_rfc3339_ms(now_ms(), when, sizeof(when))));
+            }
+        }
         s->dirty = true;
         if ((rc = save(s, e))) return rc;
     }
@@ -1602,11 +1680,39 @@ static int reconcile_failed(sctx *s, serr *e) {
     return save(s, e);
 }
 
+/* The create command of step i may have run: recorded in createdSteps, or
+ * (for a stamp recorded before createdSteps existed) in its progress. */
+static bool create_ran(sctx *s, int i) {
+    if (json_is_string(json_object_get(json_object_get(s->r.status, "createdSteps"), s->t.steps[i].name)))
+        return true;
+    json_t *prog = json_array_get(json_object_get(s->r.status, "steps"), (size_t)i);
+    return jint(prog, "runs", 0) > 0 || strcmp(jstr(prog, "state", "Pending"), "Pending") != 0;
+}
+
+/* Create commands still running (a deployment cancelled mid-step) stop
+ * before any delete command runs. */
+static int stop_create_commands(sctx *s, serr *e) {
+    char prefix[LRT_UNIT_MAX];
+    snprintf(prefix, sizeof(prefix), "%s/x/", s->name);
+    lrt_proc p[16];
+    int n = lrt_scan(prefix, true, p, 16, e);
+    if (n < 0) return n;
+    for (int i = 0; i < n && i < 16; i++) {
+        const char *run = strrchr(p[i].unit, '/');
+        if (run == NULL || strncmp(run + 1, "create-", 7) != 0) continue;
+        log_info("stamp %s: stopping %s: the deployment was cancelled", s->name, p[i].unit);
+        lrt_stop(p[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+    }
+    if (n > 0) lrt_invalidate();
+    return 0;
+}
+
 static int decommission(sctx *s, bool *done, serr *e) {
     json_t *rt = jchild(s->r.status, "retire");
     json_t *dc = jchild(rt, "decommission");
     int rc;
     *done = false;
+    if ((rc = stop_create_commands(s, e))) return rc;
     for (int i = s->t.nsteps - 1; i >= 0; i--) {
         const tpl_step *st = &s->t.steps[i];
         json_t *prog = jchild(dc, st->name);
@@ -1623,6 +1729,14 @@ static int decommission(sctx *s, bool *done, serr *e) {
         if (st->del == NULL) {
             json_object_set_new(prog, "state", json_string("Done"));
             s->dirty = true;
+            continue;
+        }
+        if (!create_ran(s, i)) {
+            json_object_set_new(prog, "state", json_string("Done"));
+            json_object_set_new(prog, "skipped", json_string("its create command never ran"));
+            s->dirty = true;
+            event(s, "Normal", "Decommissioned",
+                  "step %s: create command never ran; delete command not run", st->name);
             continue;
         }
         int result;
@@ -1936,5 +2050,152 @@ int stamp_metrics_json(ctl_ctx *c, const char *name, int64_t period_ms, json_t *
                      drains, "activations", acts, "frontdoor", fd);
     json_decref(evs);
     resource_free(&r);
+    return 0;
+}
+
+/* ---- step logs ---- */
+
+#define STEP_LOGS_MAX 512
+
+typedef struct step_log {
+    char step[RES_NAME_MAX];
+    char run[32];
+    int64_t bytes;
+    int64_t mtime_ms;
+} step_log;
+
+/* The steps directory that holds the stamp's logs now. */
+static void step_log_dir(ctl_ctx *c, const char *name, char *buf, size_t len) {
+    snprintf(buf, len, "%s/stamps/%s/steps", c->data_dir, name);
+    if (!path_exists(buf)) snprintf(buf, len, "%s/archive/%s/steps", c->data_dir, name);
+}
+
+/* "STEP.RUN.log" -> step, run ("create-1"); false for anything else. */
+static bool step_log_name(const char *file, step_log *out) {
+    size_t n = strlen(file);
+    if (n < 5 || strcmp(file + n - 4, ".log") != 0) return false;
+    const char *dot = NULL;
+    for (const char *p = file + n - 5; p > file; p--)
+        if (*p == '.') {
+            dot = p;
+            break;
+        }
+    if (dot == NULL) return false;
+    size_t sl = (size_t)(dot - file), rl = n - 4 - sl - 1;
+    if (sl >= sizeof(out->step) || rl >= sizeof(out->run) || rl == 0) return false;
+    memcpy(out->step, file, sl);
+    out->step[sl] = '\0';
+    memcpy(out->run, dot + 1, rl);
+    out->run[rl] = '\0';
+    return strncmp(out->run, "create-", 7) == 0 || strncmp(out->run, "delete-", 7) == 0;
+}
+
+static int step_log_cmp(const void *a, const void *b) {
+    const step_log *x = a, *y = b;
+    if (x->mtime_ms != y->mtime_ms) return x->mtime_ms < y->mtime_ms ? -1 : 1;
+    int c = strcmp(x->step, y->step);
+    return c ? c : strcmp(x->run, y->run);
+}
+
+/* Every log of the stamp, oldest first; *n its count. */
+static int step_logs_scan(ctl_ctx *c, const char *name, step_log **out, int *n, char *dir, size_t dlen,
+                          serr *e) {
+    *out = NULL;
+    *n = 0;
+    step_log_dir(c, name, dir, dlen);
+    DIR *d = opendir(dir);
+    if (d == NULL) return errno == ENOENT ? 0 : serr_set(e, SE_IO, "%s: %s", dir, strerror(errno));
+    step_log *v = calloc(STEP_LOGS_MAX, sizeof(*v));
+    if (v == NULL) {
+        closedir(d);
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && *n < STEP_LOGS_MAX) {
+        step_log x = {0};
+        if (!step_log_name(de->d_name, &x)) continue;
+        char path[PATH_MAX];
+        struct stat sb;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
+            stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        x.bytes = (int64_t)sb.st_size;
+        x.mtime_ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+        v[(*n)++] = x;
+    }
+    closedir(d);
+    qsort(v, (size_t)*n, sizeof(*v), step_log_cmp);
+    *out = v;
+    return 0;
+}
+
+int stamp_step_logs_json(ctl_ctx *c, const char *name, json_t **out, serr *e) {
+    step_log *v;
+    int n;
+    char dir[PATH_MAX];
+    int rc = step_logs_scan(c, name, &v, &n, dir, sizeof(dir), e);
+    if (rc) return rc;
+    json_t *items = json_array();
+    for (int i = 0; i < n; i++) {
+        char when[40];
+        char cmd[8];
+        str_copy(cmd, sizeof(cmd), v[i].run);
+        cmd[strcspn(cmd, "-")] = '\0';
+        json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:I,s:s}", "step", v[i].step, "run",
+                                               v[i].run, "command", cmd, "bytes",
+                                               (json_int_t)v[i].bytes, "modified",
+                                               fmt_time_rfc3339(v[i].mtime_ms, when, sizeof(when))));
+    }
+    free(v);
+    *out = json_pack("{s:s,s:s,s:o}", "kind", "StepLogList", "stamp", name, "items", items);
+    return 0;
+}
+
+int stamp_step_log(ctl_ctx *c, const char *name, const char *step, const char *run, size_t tail,
+                   char **data, size_t *len, serr *e) {
+    step_log *v;
+    int n;
+    char dir[PATH_MAX];
+    *data = NULL;
+    *len = 0;
+    int rc = step_logs_scan(c, name, &v, &n, dir, sizeof(dir), e);
+    if (rc) return rc;
+    int pick = -1;
+    for (int i = 0; i < n; i++)
+        if (strcmp(v[i].step, step) == 0 && (run == NULL || strcmp(v[i].run, run) == 0)) pick = i;
+    if (pick < 0) {
+        free(v);
+        if (run) return serr_set(e, SE_NOTFOUND, "stamp %s: step %s has no log of run %s", name, step, run);
+        return serr_set(e, SE_NOTFOUND, "stamp %s: step %s has no log (no command of it has run)",
+                        name, step);
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s.%s.log", dir, v[pick].step, v[pick].run);
+    free(v);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return serr_set(e, SE_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        close(fd);
+        return serr_set(e, SE_IO, "%s: %s", path, strerror(errno));
+    }
+    size_t size = (size_t)sb.st_size, want = size < tail ? size : tail;
+    char *buf = malloc(want + 1);
+    if (buf == NULL) {
+        close(fd);
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
+    size_t got = 0;
+    off_t off = (off_t)(size - want);
+    while (got < want) {
+        ssize_t r = pread(fd, buf + got, want - got, off + (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = '\0';
+    *data = buf;
+    *len = got;
     return 0;
 }

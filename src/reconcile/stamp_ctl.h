@@ -20,6 +20,16 @@ int stamp_health_json(ctl_ctx *c, const char *name, json_t **out, serr *e);
  * activation durations over the last period_ms, and the front door's figures. */
 int stamp_metrics_json(ctl_ctx *c, const char *name, int64_t period_ms, json_t **out, serr *e);
 
+/* Step logs (the output of exec steps' create and delete commands), in
+ * every phase: from the stamp's directory, or from its archive once it is
+ * Deleted.  stamp_step_logs_json lists them, newest last:
+ * {stamp, items: [{step, run, command, bytes, modified}]}.  stamp_step_log
+ * reads the last `tail` bytes of one run's log (run NULL: the step's
+ * latest); SE_NOTFOUND when the step has no log. */
+int stamp_step_logs_json(ctl_ctx *c, const char *name, json_t **out, serr *e);
+int stamp_step_log(ctl_ctx *c, const char *name, const char *step, const char *run, size_t tail,
+                   char **data, size_t *len, serr *e);
+
 /* Register the stamp_* metric families. */
 void stamp_metrics_register(void);
 

@@ -44,6 +44,7 @@ static struct {
     bool haproxy;
     bool owned;
     bool down_logged;
+    pid_t started; /* the HAProxy this stampd started at traffic_init */
     char backend[64];
     char sock[108];
     char cfg_path[PATH_MAX];
@@ -140,6 +141,9 @@ static int write_config(bool *changed, serr *e) {
         "# the admin socket, one per serving stamp, named after the stamp.\n"
         "global\n"
         "    stats socket %s mode 600 level admin\n"
+        "    # The front door port is this HAProxy's alone: with SO_REUSEPORT a\n"
+        "    # second HAProxy could bind it too and take a share of its requests.\n"
+        "    noreuseport\n"
         "defaults\n"
         "    mode http\n"
         "    timeout connect 5s\n"
@@ -152,7 +156,7 @@ static int write_config(bool *changed, serr *e) {
         "    http-request return status 200 content-type text/plain string \"ok\\n\" if { path /.stamp/ping }\n"
         "    default_backend %s\n"
         "backend %s\n"
-        "    # Tenant affinity (seed 001 pattern 1); consistent hashing keeps\n"
+        "    # Tenant affinity: one tenant's requests go to one stamp; consistent hashing keeps\n"
         "    # dynamic servers possible and moves only a new server's share.\n"
         "    balance hdr(X-Tenant-Id)\n"
         "    # avalanche: tenant ids that look alike still spread over the ring\n"
@@ -186,13 +190,24 @@ static int wait_socket(int ms, serr *e) {
     }
 }
 
-static int hap_start(serr *e) {
+static int hap_start(pid_t *out, serr *e) {
     char check[PATH_MAX + 64];
     const char *argv[] = {T.bin, "-f", T.cfg_path, "-db", NULL};
+    /* Checked here, not left to HAProxy: its own failure to bind only
+     * shows in its log, and a port someone else holds must stop us before
+     * anything starts. */
+    int rc = tcp_addr_free(T.listen, "front door", e);
+    if (rc == SE_UNAVAIL) {
+        char m[SERR_MSG_MAX];
+        str_copy(m, sizeof(m), e->msg);
+        return serr_set(e, rc, "%.400s; choose another with --frontdoor-listen ADDR:PORT "
+                        "(the frontdoor-listen key)", m);
+    }
+    if (rc) return rc;
     unlink(T.sock);
     lrt_spawn_spec sp = {.unit = TR_UNIT, .argv = argv, .log_path = T.log_path};
     pid_t pid;
-    int rc = lrt_spawn(&sp, &pid, e);
+    rc = lrt_spawn(&sp, &pid, e);
     if (rc) return serr_wrap(e, "starting haproxy (%s)", T.bin);
     lrt_invalidate();
     if ((rc = wait_socket(5000, e))) {
@@ -209,6 +224,7 @@ static int hap_start(serr *e) {
         return SE_UNAVAIL;
     }
     log_info("front door: haproxy pid %d listening on %s (admin socket %s)", (int)pid, T.listen, T.sock);
+    if (out) *out = pid;
     return 0;
 }
 
@@ -259,10 +275,31 @@ int traffic_init(const stamp_config *cfg, const char *data_dir, serr *e) {
             lrt_stop(pid, 2000, NULL);
             lrt_invalidate();
         }
-        if ((rc = hap_start(e))) return rc;
+        if ((rc = hap_start(&T.started, e))) return rc;
     }
     metrics_set("stamp_frontdoor_up", "", 1);
     return 0;
+}
+
+void traffic_abort(void) {
+    if (T.started <= 0) return;
+    log_info("front door: stopping haproxy pid %d, started by this stampd", (int)T.started);
+    lrt_stop(T.started, 2000, NULL);
+    lrt_invalidate();
+    T.started = 0;
+}
+
+int traffic_stop_owned(serr *e) {
+    if (!T.haproxy || !T.owned) return 0;
+    pid_t pid;
+    int n = hap_find(&pid);
+    if (n < 0) return serr_set(e, SE_IO, "cannot look for haproxy");
+    if (n == 0) return 0;
+    log_info("front door: stopping haproxy pid %d", (int)pid);
+    int rc = lrt_stop(pid, 2000, e);
+    lrt_invalidate();
+    T.started = 0;
+    return rc;
 }
 
 void traffic_shutdown(void) {
@@ -543,7 +580,7 @@ void traffic_sync(traffic_enqueue_fn enqueue, void *arg) {
             metrics_set("stamp_frontdoor_up", "", 0);
             metrics_inc("stamp_frontdoor_restarts_total", "", 1);
             bool changed;
-            if (write_config(&changed, &e) || hap_start(&e)) {
+            if (write_config(&changed, &e) || hap_start(NULL, &e)) {
                 log_warnx("front door: %s", e.msg);
                 return;
             }

@@ -5,7 +5,7 @@
  *            admin socket in the data dir, a detached process adopted again
  *            after a restart of stampd), or drives an existing one through a
  *            configured admin socket.  One backend for the fleet, balanced on
- *            X-Tenant-Id with consistent hashing (seed 001 pattern 1); each
+ *            X-Tenant-Id with consistent hashing (tenant affinity); each
  *            serving stamp is a dynamic server named after the stamp.
  *   none     no front door; every call succeeds and reports nothing.
  *
@@ -76,6 +76,13 @@ void traffic_sync(traffic_enqueue_fn enqueue, void *arg);
 
 /* Leaves an owned HAProxy running (like the workloads). */
 void traffic_shutdown(void);
+
+/* A start of stampd that failed after traffic_init: stops the HAProxy that
+ * traffic_init started (never one it adopted from an earlier stampd). */
+void traffic_abort(void);
+
+/* stampd --shutdown-all: stops the owned HAProxy, whoever started it. */
+int traffic_stop_owned(serr *e);
 
 /* {driver, listen, adminSocket, backend, servers: [{name, status, ...}]} */
 int traffic_json(json_t **out, serr *e);

@@ -12,9 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "util/util.h"
+
 static int log_lvl = LOG_INFO;
+static bool log_as_json;
 
 void log_init(int level) { log_lvl = level; }
+void log_set_json(bool on) { log_as_json = on; }
 int log_getlevel(void) { return log_lvl; }
 
 int log_level_parse(const char *s) {
@@ -34,6 +40,36 @@ static void log_vline(int level, const char *fmt, va_list ap, int err) {
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
+    if (log_as_json) {
+        /* jansson escapes the message; bytes that are not UTF-8 are
+         * written as \xNN first (jansson refuses them). */
+        char msg[1536], safe[2048], when[40];
+        int m = vsnprintf(msg, sizeof(msg), fmt, ap);
+        if (m < 0) m = 0;
+        if (m >= (int)sizeof(msg)) m = (int)sizeof(msg) - 1;
+        if (err) {
+            int k = snprintf(msg + m, sizeof(msg) - (size_t)m, ": %s", strerror(err));
+            m = k > 0 && m + k < (int)sizeof(msg) ? m + k : (int)sizeof(msg) - 1;
+        }
+        utf8_sanitize(msg, (size_t)m, safe, sizeof(safe) - 1);
+        size_t w = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(when + w, sizeof(when) - w, ".%03ldZ", ts.tv_nsec / 1000000);
+        json_t *o = json_pack("{s:s,s:s,s:s}", "time", when, "level", names[level], "msg", safe);
+        char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(o);
+        if (text == NULL) return;
+        size_t tl = strlen(text);
+        char *out = realloc(text, tl + 2);
+        if (out == NULL) {
+            free(text);
+            return;
+        }
+        out[tl] = '\n';
+        ssize_t wr = write(STDERR_FILENO, out, tl + 1);
+        (void)wr;
+        free(out);
+        return;
+    }
     int n = (int)strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
     n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ld - %s - ",
                   ts.tv_nsec / 1000000, names[level]);

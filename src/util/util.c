@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,6 +98,15 @@ char *fmt_time_rfc3339(int64_t ms, char *buf, size_t len) {
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+char *fmt_time_rfc3339_ms(int64_t ms, char *buf, size_t len) {
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (n > 0) snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000 + 1000) % 1000);
     return buf;
 }
 
@@ -491,4 +502,50 @@ char *utf8_sanitize(const char *s, size_t n, char *buf, size_t max) {
     }
     buf[o] = '\0';
     return buf;
+}
+
+/* ---- addresses ---- */
+
+int tcp_addr_free(const char *addr, const char *what, serr *e) {
+    char host[128];
+    if (!str_copy(host, sizeof(host), addr)) return serr_set(e, SE_INVAL, "%s address too long", what);
+    char *colon = strrchr(host, ':');
+    if (colon == NULL) return serr_set(e, SE_INVAL, "%s address \"%s\" is not ADDR:PORT", what, addr);
+    *colon = '\0';
+    const char *port = colon + 1, *h = host;
+    int64_t pn;
+    if (parse_i64(port, 1, 65535, &pn) != 0)
+        return serr_set(e, SE_INVAL, "%s address \"%s\": bad port", what, addr);
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') { /* [::1]:7481 */
+        host[hl - 1] = '\0';
+        h = host + 1;
+    }
+    if (*h == '\0' || strcmp(h, "*") == 0) h = NULL; /* every address, as HAProxy reads it */
+    struct addrinfo hints = {.ai_family = h ? AF_UNSPEC : AF_INET,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(h, port, &hints, &ai);
+    if (g != 0 || ai == NULL)
+        return serr_set(e, SE_INVAL, "%s address \"%s\": %s", what, addr, gai_strerror(g));
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        int err = errno;
+        freeaddrinfo(ai);
+        return serr_set(e, SE_IO, "socket: %s", strerror(err));
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = 0;
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        int err = errno;
+        if (err == EADDRINUSE)
+            rc = serr_set(e, SE_UNAVAIL, "%s address %s is in use by another process", what, addr);
+        else
+            rc = serr_set(e, SE_IO, "%s address %s: cannot bind: %s", what, addr, strerror(err));
+    }
+    close(fd);
+    freeaddrinfo(ai);
+    return rc;
 }

@@ -24,6 +24,8 @@ int parse_duration_ms(const char *s, int64_t *ms);
 char *fmt_duration(int64_t ms, char *buf, size_t len);
 /* RFC 3339 UTC with seconds: "2026-01-25T01:00:00Z". */
 char *fmt_time_rfc3339(int64_t ms, char *buf, size_t len);
+/* The same with milliseconds: "2026-01-25T01:00:00.123Z" (25 bytes). */
+char *fmt_time_rfc3339_ms(int64_t ms, char *buf, size_t len);
 /* Strict integer parsing (whole string, range-checked). */
 int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 
@@ -78,5 +80,14 @@ char *utf8_sanitize(const char *s, size_t n, char *buf, size_t max);
 /* Lowercase hex SHA-256 of data (65 bytes with the NUL). */
 void sha256_hex(const void *data, size_t len, char out[65]);
 int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e);
+
+/* tcp_addr_free: nothing listens on "ADDR:PORT" (an IPv4 address, "[IPv6]",
+ * a host name, or empty or "*" for every IPv4 address, as HAProxy reads it).  A test socket is bound WITHOUT SO_REUSEPORT,
+ * so a listener that set it (HAProxy does) still counts as in use: two
+ * sockets sharing a port with SO_REUSEPORT split its connections between
+ * them.  SO_REUSEADDR is set, so connections in TIME_WAIT do not count.
+ * SE_UNAVAIL "ADDR:PORT is in use" when taken; `what` names the address in
+ * the message ("front door", "API"). */
+int tcp_addr_free(const char *addr, const char *what, serr *e);
 
 #endif

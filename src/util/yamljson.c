@@ -178,26 +178,35 @@ static int build_collection(yreader *r, yaml_event_t *start, int depth, json_t *
             json_decref(c);
             return rc;
         }
-        char key[1024];
-        if (ev.data.scalar.length >= sizeof(key) ||
+        /* Keys as long as the document allows: whatever JSON can carry,
+         * YAML must too. */
+        if (ev.data.scalar.length >= MANIFEST_MAX_BYTES ||
             strlen((const char *)ev.data.scalar.value) != ev.data.scalar.length) {
             rc = at(r->e, &ev.start_mark, SE_INVAL, "mapping key too long or not text");
             yaml_event_delete(&ev);
             json_decref(c);
             return rc;
         }
+        char *key = malloc(ev.data.scalar.length + 1);
+        if (key == NULL) {
+            yaml_event_delete(&ev);
+            json_decref(c);
+            return serr_set(r->e, SE_NOMEM, "out of memory");
+        }
         memcpy(key, ev.data.scalar.value, ev.data.scalar.length + 1);
         if (json_object_get(c, key) != NULL) {
-            char msg[1100];
-            snprintf(msg, sizeof(msg), "duplicate key \"%s\"", key);
+            char msg[300];
+            snprintf(msg, sizeof(msg), "duplicate key \"%.200s\"", key);
             rc = at(r->e, &ev.start_mark, SE_INVAL, msg);
             yaml_event_delete(&ev);
             json_decref(c);
+            free(key);
             return rc;
         }
         yaml_event_delete(&ev);
         if ((rc = next_event(r, &ev))) {
             json_decref(c);
+            free(key);
             return rc;
         }
         json_t *v = NULL;
@@ -205,12 +214,16 @@ static int build_collection(yreader *r, yaml_event_t *start, int depth, json_t *
         yaml_event_delete(&ev);
         if (rc) {
             json_decref(c);
+            free(key);
             return rc;
         }
         if (json_object_set_new(c, key, v) != 0) {
             json_decref(c);
-            return serr_set(r->e, SE_INVAL, "mapping key \"%s\" is not valid UTF-8", key);
+            rc = serr_set(r->e, SE_INVAL, "mapping key \"%.200s\" is not valid UTF-8", key);
+            free(key);
+            return rc;
         }
+        free(key);
     }
     *out = c;
     return 0;
@@ -350,6 +363,36 @@ int json_parse_user(const char *text, size_t len, json_t **out, serr *e) {
 
 /* ---- writing ---- */
 
+/* Length of the UTF-8 character at s (valid UTF-8, as jansson keeps it)
+ * and its code point. */
+static size_t utf8_char(const unsigned char *s, uint32_t *cp) {
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    if ((s[0] & 0xe0) == 0xc0) {
+        *cp = ((uint32_t)(s[0] & 0x1f) << 6) | (s[1] & 0x3f);
+        return 2;
+    }
+    if ((s[0] & 0xf0) == 0xe0) {
+        *cp = ((uint32_t)(s[0] & 0x0f) << 12) | ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+        return 3;
+    }
+    *cp = ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3f) << 12) |
+          ((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
+    return 4;
+}
+
+/* Characters a YAML reader does not take as they are: C0 and C1 controls
+ * and DEL, the line breaks of YAML 1.1 (U+0085 NEL, U+2028, U+2029), the
+ * byte order mark (dropped at the start of a stream) and the two
+ * non-characters libyaml refuses.  Such a string is double-quoted, with
+ * these escaped. */
+static bool needs_escape(uint32_t cp) {
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0xfeff || cp == 0xfffe || cp == 0xffff;
+}
+
 /* Can s be written as a plain scalar and read back as the same string? */
 static bool plain_ok(const char *s) {
     if (*s == '\0' || is_null_word(s) || bool_word(s) >= 0) return false;
@@ -357,13 +400,17 @@ static bool plain_ok(const char *s) {
     double dv;
     if (int_word(s, &iv) || real_word(s, &dv)) return false;
     if (strchr("-?:,[]{}#&*!|>'\"%@` ", s[0]) != NULL) return false;
+    /* "..." at the start of a line ends a document. */
+    if (strncmp(s, "...", 3) == 0) return false;
     size_t n = strlen(s);
     if (s[n - 1] == ' ' || s[n - 1] == ':') return false;
-    for (const char *c = s; *c; c++) {
-        unsigned char u = (unsigned char)*c;
-        if (u < 0x20 || u == 0x7f) return false;
+    for (const char *c = s; *c;) {
+        uint32_t cp;
+        size_t k = utf8_char((const unsigned char *)c, &cp);
+        if (needs_escape(cp)) return false;
         if (*c == ':' && c[1] == ' ') return false;
         if (*c == ' ' && c[1] == '#') return false;
+        c += k;
     }
     /* Values like "yes"/"no"/"on"/"off" mean booleans to YAML 1.1 readers. */
     static const char *const yaml11[] = {"yes", "no", "on", "off", "y", "n", "Yes", "No",
@@ -373,16 +420,53 @@ static bool plain_ok(const char *s) {
     return true;
 }
 
+/* A YAML double-quoted scalar: YAML's own escapes for what needs one,
+ * every other character as it is (JSON's \u escapes would not do: libyaml
+ * refuses the surrogate pairs JSON writes for characters past U+FFFF). */
+static int put_quoted(sbuf *b, const char *s) {
+    int rc = sbuf_add(b, "\"", 1);
+    for (const char *c = s; *c && rc == 0;) {
+        uint32_t cp;
+        size_t k = utf8_char((const unsigned char *)c, &cp);
+        if (cp == '"') rc = sbuf_add(b, "\\\"", 2);
+        else if (cp == '\\') rc = sbuf_add(b, "\\\\", 2);
+        else if (cp == '\n') rc = sbuf_add(b, "\\n", 2);
+        else if (cp == '\t') rc = sbuf_add(b, "\\t", 2);
+        else if (cp == '\r') rc = sbuf_add(b, "\\r", 2);
+        else if (cp == 0x85) rc = sbuf_add(b, "\\N", 2);
+        else if (cp == 0x2028) rc = sbuf_add(b, "\\L", 2);
+        else if (cp == 0x2029) rc = sbuf_add(b, "\\P", 2);
+        else if (cp <= 0xff && needs_escape(cp)) rc = sbuf_addf(b, "\\x%02X", (unsigned)cp);
+        else if (needs_escape(cp)) rc = sbuf_addf(b, "\\u%04X", (unsigned)cp);
+        else rc = sbuf_add(b, c, k);
+        c += k;
+    }
+    return rc ? rc : sbuf_add(b, "\"", 1);
+}
+
 static int put_string(sbuf *b, const char *s) {
-    if (plain_ok(s)) return sbuf_adds(b, s);
-    /* JSON's escaping is valid YAML double-quoted syntax. */
-    json_t *j = json_string(s);
-    char *q = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    json_decref(j);
-    if (q == NULL) return SE_NOMEM;
-    int rc = sbuf_adds(b, q);
-    free(q);
-    return rc;
+    return plain_ok(s) ? sbuf_adds(b, s) : put_quoted(b, s);
+}
+
+/* libyaml takes an implicit ("key: value") key of at most 1024 characters;
+ * a longer one is written as an explicit "? key" entry. */
+#define YAML_SIMPLE_KEY_MAX 1000
+
+static size_t written_len(const char *s) {
+    sbuf t;
+    sbuf_init(&t, 64 * 1024 * 1024);
+    size_t n = put_string(&t, s) == 0 ? t.len : SIZE_MAX;
+    sbuf_free(&t);
+    return n;
+}
+
+/* The shortest decimal that reads back as the same double: 0.073, not
+ * 0.072999999999999995. */
+static void shortest_real(double d, char *num, size_t len) {
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(num, len, "%.*g", prec, d);
+        if (strtod(num, NULL) == d) return;
+    }
 }
 
 static int put_scalar(sbuf *b, const json_t *v) {
@@ -391,7 +475,7 @@ static int put_scalar(sbuf *b, const json_t *v) {
     case JSON_INTEGER: return sbuf_addf(b, "%lld", (long long)json_integer_value(v));
     case JSON_REAL: {
         char num[64];
-        snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+        shortest_real(json_real_value(v), num, sizeof(num));
         /* Keep it a real when read back. */
         if (strpbrk(num, ".eE") == NULL) return sbuf_addf(b, "%s.0", num);
         return sbuf_adds(b, num);
@@ -443,6 +527,23 @@ static int emit(sbuf *b, const json_t *v, int lvl, bool inline_first) {
         json_object_foreach((json_t *)v, k, c) {
             if (!(first && inline_first)) rc = indent(b, lvl);
             first = false;
+            if (rc == 0 && written_len(k) > YAML_SIMPLE_KEY_MAX) {
+                /* "? key" then ": value" on a line of its own; a collection
+                 * value starts on the next line, one level deeper. */
+                rc = sbuf_add(b, "? ", 2);
+                if (rc == 0) rc = put_string(b, k);
+                if (rc == 0) rc = sbuf_add(b, "\n", 1);
+                if (rc == 0) rc = indent(b, lvl);
+                if (rc == 0) rc = sbuf_add(b, ":", 1);
+                if (rc == 0 && is_collection(c)) {
+                    rc = sbuf_add(b, "\n", 1);
+                    if (rc == 0) rc = emit(b, c, lvl + 1, false);
+                } else if (rc == 0) {
+                    rc = emit_value_after_key(b, c, lvl + 1);
+                }
+                if (rc) return rc;
+                continue;
+            }
             if (rc == 0) rc = put_string(b, k);
             if (rc == 0) rc = sbuf_add(b, ":", 1);
             if (rc == 0) rc = emit_value_after_key(b, c, lvl + 1);

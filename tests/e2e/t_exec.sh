@@ -73,6 +73,56 @@ expect_err "failing step ends Failed" "is Failed" ctl wait --for=active synaxis-
 expect_eq "three attempts" "$(wc -l <"$T/attempts")" 3
 expect_ok "reason names the step" sh -c "ctl status synaxis-uks-010 -o json | jq -e '.status.message | test(\"flaky\")'"
 expect_ok "stderr kept in the step log" sh -c "cat $DATA/stamps/synaxis-uks-010/steps/flaky.*.log | grep -q 'quota exceeded'"
+TOKEN=$(sed -n 's/^token: //p' "$STAMP_CONFIG")
+expect_eq "the API lists the failed step's logs" "$(api GET /v1/stamps/synaxis-uks-010/logs)" 200
+expect_ok "three runs of flaky listed" jq -e '[.items[] | select(.step == "flaky" and .command == "create")] | length == 3' "$T/body"
+expect_eq "the API serves the failed step's output" "$(api GET '/v1/stamps/synaxis-uks-010/logs?step=flaky')" 200
+expect_ok "with its stderr" grep -q 'quota exceeded' "$T/body"
+expect_eq "a step without a log is 404" "$(api GET '/v1/stamps/synaxis-uks-010/logs?step=nosuch')" 404
+
+# A deployment cancelled while a step's create command runs: the command is
+# stopped, the delete commands run only for steps whose create ran, and the
+# logs can be read while Creating.
+REC=$T/rec
+cat >"$T/cancel.yaml" <<Y
+apiVersion: stamp.synaxis.io/v1
+kind: StampTemplate
+metadata: {name: cancel-stamp}
+spec:
+  phases:
+    - name: network
+      steps:
+        - name: first
+          kind: exec
+          run: echo create-first >> $REC
+          delete: echo delete-first >> $REC
+        - name: slow
+          kind: exec
+          run: echo create-slow >> $REC; echo "slow is creating"; sleep 30
+          delete: echo delete-slow >> $REC
+    - name: data
+      steps:
+        - name: after
+          kind: exec
+          run: echo create-after >> $REC
+          delete: echo delete-after >> $REC
+Y
+apply_template "$T/cancel.yaml"
+ctl deploy --region uksouth --stamp-id 12 --template cancel-stamp >/dev/null || fail deploy-cancel
+C=synaxis-uks-012
+wait_until "slow's create command runs" 15 grep -q create-slow "$REC"
+wait_until "slow's output in its log" 5 sh -c "cat $DATA/stamps/$C/steps/slow.create-1.log | grep -q creating"
+expect_eq "still Creating" "$(phase $C)" Creating
+expect_eq "step logs are served while Creating" "$(api GET "/v1/stamps/$C/logs?step=slow")" 200
+expect_ok "with the running command's output" grep -q 'slow is creating' "$T/body"
+ctl delete $C --force >/dev/null || fail "delete $C"
+wait_for $C deleted
+expect_eq "delete commands only of steps whose create ran" "$(tr '\n' ' ' <"$REC")" "create-first create-slow delete-slow delete-first "
+expect_eq "the cancelled create command was stopped" "$(procs $C/)" 0
+expect_ok "no step Running in a Deleted stamp" sh -c "ctl status $C -o json | jq -e '[.status.steps[]? | select(.state == \"Running\")] | length == 0'"
+expect_ok "no front door state in a Deleted stamp" sh -c "ctl status $C -o json | jq -e '.status.frontdoor == null'"
+expect_ok "no waiting in a Deleted stamp" sh -c "ctl status $C -o json | jq -e '.status.waitingFor == null and .status.step == null'"
+expect_eq "logs of a Deleted stamp come from its archive" "$(api GET "/v1/stamps/$C/logs?step=slow&run=delete-1")" 200
 
 # A step past its timeout is killed and counts as a failure.
 cat >"$T/slow.yaml" <<Y

@@ -145,12 +145,107 @@ static void test_yaml_roundtrip(void **st) {
     free(y);
 }
 
+/* v -> YAML -> JSON gives v back, or the test fails showing the YAML. */
+static void roundtrip(json_t *v, const char *what) {
+    char *y = NULL;
+    serr e = {0};
+    if (json_to_yaml(v, &y, &e) != 0) fail_msg("%s: emit: %s", what, e.msg);
+    json_t *back = NULL;
+    if (yaml_to_json(y, strlen(y), &back, NULL, &e) != 0) {
+        fail_msg("%s: does not read back: %s\n%.400s", what, e.msg, y);
+    }
+    if (!json_equal(v, back)) {
+        char *a = json_dumps(v, JSON_ENCODE_ANY), *b = json_dumps(back, JSON_ENCODE_ANY);
+        fail_msg("%s: round trip differs:\n%.400s\nwas %.300s\ngot %.300s", what, y, a, b);
+    }
+    json_decref(back);
+    free(y);
+}
+
+/* Every string survives JSON -> YAML -> JSON as a value, as a key, in a
+ * sequence, nested, and as the whole document. */
+static void test_string_roundtrip(void **st) {
+    static const char *const cases[] = {
+        /* found by a round-trip fuzzer */
+        "\xc2\x85", "a\xc2\x85" "b", "\xc2\x85" "a", "\xef\xbb\xbf", "\xef\xbb\xbf" "a",
+        "\xe2\x80\xa8", "\xe2\x80\xa9", "a\xe2\x80\xa8" "b", "...", "... x", "...a", "..",
+        /* document markers and indicators */
+        "---", "--- a", "-", "- ", "- a", "-a", ": ", "a: b", "a:", ":", "?", "? a", "#", "a #b",
+        "a#b", "[a]", "{a}", "a, b", "*a", "&a", "!a", "!!str", "|", ">", "'", "\"", "%YAML",
+        "@a", "`a", "<<", "=", ",",
+        /* typed words as strings */
+        "true", "false", "True", "null", "Null", "~", "yes", "no", "on", "off", "y", "n",
+        "0", "123", "-1", "+1", "1.5", "1e3", "0x1f", "0o17", "010", ".5", "1.", ".inf", "-.inf",
+        ".nan", "1_000",
+        /* empty, spaces, controls */
+        "", " ", "  ", " a", "a ", "\t", "a\tb", "\n", "a\nb", "a\n", "\r\n", "\x01", "\x1f",
+        "\x7f", "a\x1b[0m", "\\", "\\n", "\xc2\x80", "\xc2\x9f", "\xc2\xa0", "\xef\xbf\xbe",
+        "\xef\xbf\xbf", "\xef\xbf\xbd",
+        /* beyond ASCII */
+        "caf\xc3\xa9", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "a\xf0\x90\x80\x80" "b",
+        "\xe6\x97\xa5\xe6\x9c\xac",
+    };
+    char what[64];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *c = cases[i];
+        snprintf(what, sizeof(what), "case %zu", i);
+        json_t *s = json_string(c);
+        assert_non_null(s);
+        json_t *v = json_pack("{s:O,s:[O,O],s:{s:[O]}}", "value", s, "list", s, s, "nested", c, s);
+        json_object_set(v, c, s);
+        roundtrip(v, what);
+        roundtrip(s, what);
+        json_t *arr = json_pack("[{s:O}]", c, s);
+        roundtrip(arr, what);
+        json_decref(arr);
+        json_decref(v);
+        json_decref(s);
+    }
+}
+
+/* Long keys (libyaml takes implicit keys of up to 1024 characters), long
+ * values, and keys whose escaped form is long. */
+static void test_long_roundtrip(void **st) {
+    static const size_t lens[] = {1000, 1023, 1024, 1025, 2000, 100000};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        char *k = malloc(lens[i] + 1), *ctl = malloc(lens[i] / 4 + 1);
+        assert_non_null(k);
+        assert_non_null(ctl);
+        memset(k, 'k', lens[i]);
+        k[lens[i]] = '\0';
+        memset(ctl, '\x01', lens[i] / 4); /* \x01 is written as 4 characters */
+        ctl[lens[i] / 4] = '\0';
+        json_t *v = json_pack("{s:s,s:{s:i},s:[s]}", k, k, ctl, "a", 1, "x", k);
+        json_object_set_new(v, "scalar", json_string(ctl));
+        json_t *inner = json_pack("[{s:[i,i]}]", k, 1, 2);
+        json_object_set_new(v, "seq", inner);
+        roundtrip(v, "long");
+        json_decref(v);
+        free(k);
+        free(ctl);
+    }
+}
+
+static void test_reals_shortest(void **st) {
+    json_t *v = json_pack("{s:f,s:f,s:f}", "a", 0.073, "b", 0.1, "c", 1e300);
+    char *y = NULL;
+    serr e = {0};
+    assert_int_equal(json_to_yaml(v, &y, &e), 0);
+    assert_non_null(strstr(y, "a: 0.073\n"));
+    assert_non_null(strstr(y, "b: 0.1\n"));
+    free(y);
+    roundtrip(v, "reals");
+    json_decref(v);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_typing),        cmocka_unit_test(test_json_is_yaml),
         cmocka_unit_test(test_refusals),      cmocka_unit_test(test_nonfinite_are_strings),
         cmocka_unit_test(test_depth_and_size), cmocka_unit_test(test_json_user),
         cmocka_unit_test(test_multi),         cmocka_unit_test(test_yaml_roundtrip),
+        cmocka_unit_test(test_string_roundtrip), cmocka_unit_test(test_long_roundtrip),
+        cmocka_unit_test(test_reals_shortest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
