@@ -14,11 +14,8 @@
 #include "cli/cli_args.h"
 #include "cli/cli_output.h"
 #include "util/util.h"
+#include "util/version.h"
 #include "util/yamljson.h"
-
-#ifndef STAMP_VERSION
-#define STAMP_VERSION "0.1.0"
-#endif
 
 #define MAX_ARGS CA_MAX_POS
 
