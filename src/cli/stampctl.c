@@ -1084,7 +1084,76 @@ static int cmd_audit(opts *o) {
     return 0;
 }
 
-static int cmd_logs(opts *o) { return cmd_ns_logs(o); }
+/* GET path as text; dies with the server's message on an error. */
+static long get_text(const char *path, sbuf *resp) {
+    long status = http("GET", path, NULL, 0, NULL, resp);
+    if (status >= 400) {
+        json_t *j = json_loadb(resp->data ? resp->data : "", resp->len, JSON_ALLOW_NUL, NULL);
+        const char *m = error_message(j);
+        die("%s", m ? m : "request failed");
+    }
+    return status;
+}
+
+/* logs STAMP: the stamp's exec step logs (the list, or one step's log,
+ * the newest run unless --run); logs NS POD: a pod's log.  -f prints what
+ * is added to the log until interrupted (the API has no log stream: stampctl
+ * asks again every second for what follows the bytes it has). */
+static int cmd_logs(opts *o) {
+    if (o->npos == 2) {
+        if (flag(o, "step") || flag(o, "run")) die("--step and --run are for a stamp's logs (logs STAMP)");
+        if (!flag(o, "follow")) return cmd_ns_logs(o);
+    }
+    char path[1024], *en = url_escape(o->pos[0]);
+    if (o->npos == 2) {
+        char *ep = url_escape(o->pos[1]);
+        snprintf(path, sizeof(path), "/v1/platform/namespaces/%s/pods/%s/log", en, ep);
+        free(ep);
+    } else if (flag(o, "step")) {
+        char *es = url_escape(flag(o, "step")), *er = flag(o, "run") ? url_escape(flag(o, "run")) : NULL;
+        snprintf(path, sizeof(path), "/v1/stamps/%s/logs?step=%s%s%s", en, es, er ? "&run=" : "", er ? er : "");
+        free(es);
+        free(er);
+    } else {
+        if (flag(o, "follow")) die("-f needs --step S (which step's log to follow)");
+        snprintf(path, sizeof(path), "/v1/stamps/%s/logs", en);
+        free(en);
+        json_t *r = call("GET", path, NULL, NULL, false);
+        if (printed_structured(o, r)) return 0;
+        static const char *const h[] = {"STEP", "RUN", "BYTES", "MODIFIED"};
+        table *t = table_new(4, h);
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(r, "items"), i, it) {
+            char b[32];
+            snprintf(b, sizeof(b), "%lld", (long long)jint(it, "bytes", 0));
+            const char *row[] = {jstr(it, "step", ""), jstr(it, "run", ""), b, jstr(it, "modified", "")};
+            table_add(t, row);
+        }
+        json_decref(r);
+        render_table(t);
+        return 0;
+    }
+    free(en);
+    sbuf resp;
+    get_text(path, &resp);
+    if (resp.len) write_tail(resp.data, resp.len, flag(o, "tail"));
+    fflush(stdout);
+    size_t seen = resp.len;
+    sbuf_free(&resp);
+    if (!flag(o, "follow")) return 0;
+    /* Follow: the whole log again each second, printing what is new.  A log
+     * that got shorter (a new run, a cut pod log) is printed again whole. */
+    for (;;) {
+        sleep_ms(1000);
+        get_text(path, &resp);
+        if (resp.len < seen) seen = 0;
+        if (resp.len > seen) fwrite(resp.data + seen, 1, resp.len - seen, stdout);
+        fflush(stdout);
+        seen = resp.len;
+        sbuf_free(&resp);
+    }
+}
 
 static int cmd_version(opts *o) {
     char why[300];
@@ -1173,6 +1242,9 @@ static const ca_flag f_apply[] = {
     F_END};
 static const ca_flag f_audit[] = {F_INT("limit", "N", "at most N entries (default 50)"), F_END};
 static const ca_flag f_logs[] = {
+    F_STR("step", 0, "STEP", "a stamp's step whose log to print (logs STAMP)"),
+    F_STR("run", 0, "RUN", "which run of the step: create-N or delete-N (default: the newest)"),
+    F_BOOL("follow", 'f', "keep printing what is added to the log"),
     F_INT("tail", "N", "only the last N lines (cut by stampctl from what stampd sends)"),
     F_INT("limit-bytes", "N", "stampd sends at most the last N bytes of the log"),
     F_END};
@@ -1260,9 +1332,11 @@ static const ca_cmd commands[] = {
      "stampctl templates\nstampctl templates synaxis-stamp", NULL},
     {cmd_audit, "audit", "[NAME]", 0, 1, false, f_audit, NULL, "Show the audit log",
      "stampctl audit --limit 20\nstampctl audit synaxis-weu-003", NULL},
-    {cmd_logs, "logs", "NS POD", 2, 2, false, f_logs, NULL, "Print a pod's log (same as ns logs)",
-     "stampctl logs acme-bucket-1 w1 --tail=20",
-     "A stamp's step logs need an endpoint stampd does not have yet."},
+    {cmd_logs, "logs", "STAMP | NS POD", 1, 2, false, f_logs, NULL, "Print a stamp's step logs, or a pod's log",
+     "stampctl logs synaxis-weu-003\nstampctl logs synaxis-weu-003 --step datastore\n"
+     "stampctl logs synaxis-weu-003 --step smoke --run create-2 -f\nstampctl logs livecalc-bucket-b1 w1 --tail=20",
+     "With one name, the exec steps of that stamp that have logs (in every phase, from the archive "
+     "once Deleted), or with --step the newest run's output.  With two, a pod's log."},
     {cmd_version, "version", NULL, 0, 0, false, NULL, NULL, "Print the client's and the server's version",
      "stampctl version\nstampctl --version", NULL},
     {cmd_help, "help", "[COMMAND]", 0, 2, false, NULL, NULL, "Show help for stampctl or a command",

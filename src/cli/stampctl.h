@@ -14,11 +14,8 @@
 #include "cli/cli_args.h"
 #include "cli/cli_output.h"
 #include "util/util.h"
+#include "util/version.h"
 #include "util/yamljson.h"
-
-#ifndef STAMP_VERSION
-#define STAMP_VERSION "0.1.0"
-#endif
 
 #define MAX_ARGS CA_MAX_POS
 
@@ -40,6 +37,8 @@ json_t *call_raw(const char *method, const char *path, const char *data, size_t 
                  const char *ctype, long *status_out, bool allow_error);
 const char *error_message(json_t *j);
 char *url_escape(const char *s);
+/* Writes data to stdout, only its last N lines when tail is "N". */
+void write_tail(const char *data, size_t len, const char *tail);
 /* --dry-run: exits 2 unless the server says it does dry runs; what names
  * the command for the message. */
 void dry_run_gate(const char *what);

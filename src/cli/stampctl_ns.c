@@ -299,7 +299,7 @@ int cmd_ns_run_pod(opts *o) {
 
 /* --tail=N keeps the last N lines of what the server sends (the API can only
  * cut by bytes: limit_bytes, the end of the log). */
-static void write_tail(const char *data, size_t len, const char *tail) {
+void write_tail(const char *data, size_t len, const char *tail) {
     int64_t want = -1;
     if (tail && parse_i64(tail, 0, INT64_MAX, &want) != 0) want = -1;
     size_t start = 0;

@@ -123,8 +123,26 @@ PORT_SLOT=
 
 # Fast timings so the lifecycle runs in seconds; tests add their own.
 start_stampd() {
-  [ -n "$API_PORT" ] || API_PORT=$(free_port)
-  [ -n "${FD_PORT:-}" ] || FD_PORT=$(free_port)
+  # Ports picked here (not by the test) may be taken by another test between
+  # the pick and stampd's bind; stampd refuses a port in use, so pick again.
+  local picked=
+  [ -n "$API_PORT" ] && [ -n "${FD_PORT:-}" ] || picked=1
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    [ -n "$API_PORT" ] || API_PORT=$(free_port)
+    [ -n "${FD_PORT:-}" ] || FD_PORT=$(free_port)
+    start_stampd_once "$@" && return 0
+    if [ -n "$picked" ] && [ "$attempt" -lt 5 ] && tail -n 5 "$T/stampd.log" | grep -q "in use"; then
+      log "port taken between pick and bind ($API_PORT/$FD_PORT); picking again"
+      API_PORT= FD_PORT=
+      continue
+    fi
+    fail "stampd exited at start"
+  done
+}
+
+# 0 when up, 1 when stampd exited at start.
+start_stampd_once() {
   # One port range per test, kept across restarts of stampd.
   [ -n "${PORT_BASE:-}" ] || claim_port_slot
   local base=$PORT_BASE
@@ -143,7 +161,11 @@ start_stampd() {
     if curl -fsS "http://127.0.0.1:$API_PORT/healthz" >/dev/null 2>&1 && [ -s "$STAMP_CONFIG" ]; then
       return 0
     fi
-    kill -0 "$STAMPD_PID" 2>/dev/null || fail "stampd exited at start"
+    if ! kill -0 "$STAMPD_PID" 2>/dev/null; then
+      wait "$STAMPD_PID" 2>/dev/null
+      STAMPD_PID=
+      return 1
+    fi
     sleep 0.1
   done
   fail "stampd did not come up on $API_PORT"

@@ -79,6 +79,10 @@ expect_ok "three runs of flaky listed" jq -e '[.items[] | select(.step == "flaky
 expect_eq "the API serves the failed step's output" "$(api GET '/v1/stamps/synaxis-uks-010/logs?step=flaky')" 200
 expect_ok "with its stderr" grep -q 'quota exceeded' "$T/body"
 expect_eq "a step without a log is 404" "$(api GET '/v1/stamps/synaxis-uks-010/logs?step=nosuch')" 404
+expect_ok "stampctl logs lists the step logs" sh -c "ctl logs synaxis-uks-010 | grep -q '^flaky  *create-3'"
+expect_ok "stampctl logs --step shows the failed step's output" sh -c "ctl logs synaxis-uks-010 --step flaky | grep -q 'quota exceeded'"
+expect_ok "stampctl logs --step --run names one run" sh -c "ctl logs synaxis-uks-010 --step flaky --run create-1 | grep -q 'quota exceeded'"
+expect_err "stampctl logs of a step without a log" "nosuch" ctl logs synaxis-uks-010 --step nosuch
 
 # A deployment cancelled while a step's create command runs: the command is
 # stopped, the delete commands run only for steps whose create ran, and the
