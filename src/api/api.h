@@ -121,6 +121,8 @@ int h_frontdoor(api *a, api_req *rq, api_resp *rs);
 int h_apply(api *a, api_req *rq, api_resp *rs);
 int h_templates_list(api *a, api_req *rq, api_resp *rs);
 int h_templates_get(api *a, api_req *rq, api_resp *rs);
+int h_healthchecks_list(api *a, api_req *rq, api_resp *rs);
+int h_healthchecks_get(api *a, api_req *rq, api_resp *rs);
 int h_audit(api *a, api_req *rq, api_resp *rs);
 int h_metrics(api *a, api_req *rq, api_resp *rs);
 int h_ns_create(api *a, api_req *rq, api_resp *rs);

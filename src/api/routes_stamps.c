@@ -641,26 +641,44 @@ static int collect(const resource *r, void *arg) {
     return json_array_size(arg) >= 10000;
 }
 
-int h_templates_list(api *a, api_req *rq, api_resp *rs) {
+/* The manifest kinds apply stores (StampTemplate, StampHealthCheck): their
+ * list and one of them, in the shape get -o yaml prints and apply reads. */
+static int manifest_list(api *a, api_resp *rs, const char *kind, const char *list_kind) {
     json_t *items = json_array();
     serr e = {0};
-    if (store_list(api_ctx(a)->st, "StampTemplate", NULL, collect, items, &e) != 0) {
+    if (store_list(api_ctx(a)->st, kind, NULL, collect, items, &e) != 0) {
         json_decref(items);
         return api_error_serr(rs, &e);
     }
-    return api_json(rs, 200, json_pack("{s:s,s:o}", "kind", "StampTemplateList", "items", items));
+    return api_json(rs, 200, json_pack("{s:s,s:o}", "kind", list_kind, "items", items));
 }
 
-int h_templates_get(api *a, api_req *rq, api_resp *rs) {
-    if (!name_valid(rq->params[0], 63)) return api_error(rs, SE_INVAL, "bad template name");
+static int manifest_get(api *a, api_req *rq, api_resp *rs, const char *kind, const char *what) {
+    if (!name_valid(rq->params[0], 63)) return api_error(rs, SE_INVAL, "bad %s name", what);
     resource r;
     resource_init(&r); /* allocates: only once nothing can return early */
     serr e = {0};
-    int rc = store_get(api_ctx(a)->st, "StampTemplate", rq->params[0], &r, &e);
+    int rc = store_get(api_ctx(a)->st, kind, rq->params[0], &r, &e);
     if (rc) api_error_serr(rs, &e);
     else api_json(rs, 200, resource_to_json(&r));
     resource_free(&r);
     return rc;
+}
+
+int h_templates_list(api *a, api_req *rq, api_resp *rs) {
+    return manifest_list(a, rs, "StampTemplate", "StampTemplateList");
+}
+
+int h_templates_get(api *a, api_req *rq, api_resp *rs) {
+    return manifest_get(a, rq, rs, "StampTemplate", "template");
+}
+
+int h_healthchecks_list(api *a, api_req *rq, api_resp *rs) {
+    return manifest_list(a, rs, "StampHealthCheck", "StampHealthCheckList");
+}
+
+int h_healthchecks_get(api *a, api_req *rq, api_resp *rs) {
+    return manifest_get(a, rq, rs, "StampHealthCheck", "health check");
 }
 
 int h_audit(api *a, api_req *rq, api_resp *rs) {

@@ -34,6 +34,8 @@
 #include "core/naming.h"
 #include "cli/cli_output.h"
 #include "cli/stampctl.h"
+#include <curl/curl.h>
+
 #include "util/httpc.h"
 #include "util/util.h"
 #include "util/yamljson.h"
@@ -387,8 +389,8 @@ static table *template_table(bool w) {
 
 static void describe_stamp(json_t *r);
 
-/* The kinds get and describe know, with where the API keeps them.  No
- * endpoint lists StampHealthCheck resources yet: apply is all it has. */
+/* The kinds get and describe know, with where the API keeps them and the
+ * kind their watch streams. */
 typedef struct kind_def {
     const char *name, *single;
     const char *aliases[5];
@@ -400,20 +402,40 @@ typedef struct kind_def {
     table *(*new_table)(bool wide);
     void (*row)(table *t, json_t *item, bool wide);
     void (*describe)(json_t *item);
+    const char *watch_kind;   /* the kind GET /v1/watch streams; NULL: none */
 } kind_def;
+
+static table *hc_table(bool w) {
+    static const char *const h[] = {"NAME", "CHECKS", "RECOVERY", "AGE"};
+    (void)w;
+    return table_new(4, h);
+}
+
+static void hc_row(table *t, json_t *hc, bool w) {
+    (void)w;
+    json_t *sp = json_object_get(hc, "spec");
+    char n[16], age[32];
+    snprintf(n, sizeof(n), "%zu", json_array_size(json_object_get(sp, "checks")));
+    age_since(jstr(json_object_get(hc, "metadata"), "creationTimestamp", NULL), age, sizeof(age));
+    const char *rec = jstr(json_object_get(sp, "recovery"), "action", "-");
+    const char *cells[] = {jstr(json_object_get(hc, "metadata"), "name", "?"), n, rec, age};
+    table_add(t, cells);
+}
 
 static const kind_def kinds[] = {
     {"stamps", "stamp", {"stamp", "st", NULL}, "/v1/stamps", "items", "/v1/stamps/", "name", true,
-     stamp_table, stamp_row, describe_stamp},
+     stamp_table, stamp_row, describe_stamp, "Stamp"},
     {"templates", "template", {"template", "tpl", "stamptemplate", "stamptemplates", NULL}, "/v1/templates",
-     "items", "/v1/templates/", "name", true, template_table, template_row, NULL},
+     "items", "/v1/templates/", "name", true, template_table, template_row, NULL, "StampTemplate"},
     {"namespaces", "namespace", {"namespace", "ns", NULL}, "/v1/platform/namespaces", "namespaces",
-     "/v1/platform/namespaces/", "namespace", false, ns_table, ns_row, ns_describe},
+     "/v1/platform/namespaces/", "namespace", false, ns_table, ns_row, ns_describe, "Namespace"},
     {"bundles", "bundle", {"bundle", NULL}, "/v1/platform/bundles", "bundles", NULL, "hash", false,
-     bundle_table, bundle_row, NULL},
-    {"runs", "run", {"run", NULL}, "/v1/platform/runs", "runs", NULL, "run", false, run_table, run_row, NULL},
+     bundle_table, bundle_row, NULL, NULL},
+    {"runs", "run", {"run", NULL}, "/v1/platform/runs", "runs", NULL, "run", false, run_table, run_row,
+     NULL, NULL},
     {"healthchecks", "healthcheck", {"healthcheck", "hc", "stamphealthcheck", "stamphealthchecks", NULL},
-     NULL, NULL, NULL, NULL, true, NULL, NULL, NULL},
+     "/v1/healthchecks", "items", "/v1/healthchecks/", "name", true, hc_table, hc_row, NULL,
+     "StampHealthCheck"},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -506,6 +528,90 @@ static const kind_def *readable_kind(const opts *o) {
     return k;
 }
 
+/* ---- watches: GET /v1/watch, one JSON line per event, as it happens ---- */
+
+#define WATCH_LINE_MAX (1024 * 1024)
+
+typedef struct watch_out {
+    sbuf line;
+    const opts *o;
+    bool dropped;
+} watch_out;
+
+static void watch_print(watch_out *w, const char *text, size_t len) {
+    json_t *j = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
+    if (j == NULL) return;
+    const char *type = jstr(j, "type", "");
+    if (strcmp(type, "BOOKMARK") == 0) {
+        json_decref(j);
+        return;
+    }
+    if (structured(w->o)) {
+        char *t = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (t) puts(t);
+        free(t);
+    } else {
+        json_t *ob = json_object_get(j, "object"), *ev = json_object_get(j, "event");
+        char what[300], phase[80];
+        snprintf(what, sizeof(what), "%s/%s", jstr(ob, "kind", "?"), jstr(ob, "name", "?"));
+        const char *from = jstr(ev, "from", NULL), *to = jstr(ev, "to", NULL);
+        if (from && to) snprintf(phase, sizeof(phase), "%s -> %s", from, to);
+        else str_copy(phase, sizeof(phase), "-");
+        printf("%-24s %-9s %-40s %-22s %-20s %s\n", jstr(ev, "time", ""), type, what, phase,
+               jstr(ev, "reason", ""), jstr(ev, "message", ""));
+    }
+    fflush(stdout);
+    json_decref(j);
+}
+
+static size_t watch_write(char *p, size_t sz, size_t n, void *arg) {
+    watch_out *w = arg;
+    size_t len = sz * n;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\n') {
+            if (!w->dropped && w->line.len) watch_print(w, w->line.data, w->line.len);
+            sbuf_reset(&w->line);
+            w->dropped = false;
+        } else if (!w->dropped && sbuf_add(&w->line, p + i, 1) != 0) {
+            fprintf(stderr, "stampctl: a watch line longer than %d bytes was skipped\n", WATCH_LINE_MAX);
+            w->dropped = true;
+        }
+    }
+    return len;
+}
+
+/* Streams the events of kind (and name, when given) until stampd ends the
+ * stream or the user interrupts. */
+static _Noreturn void watch_stream(const opts *o, const char *kind, const char *name) {
+    char url[1400], auth[JWT_MAX_LEN + 32];
+    char *ek = url_escape(kind), *en = name ? url_escape(name) : NULL;
+    snprintf(url, sizeof(url), "%s/v1/watch?kind=%s%s%s", g_server, ek, en ? "&name=" : "", en ? en : "");
+    free(ek);
+    free(en);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", g_token);
+    CURL *h = curl_easy_init();
+    if (h == NULL) die("out of memory");
+    struct curl_slist *hdr = g_token[0] ? curl_slist_append(NULL, auth) : NULL;
+    watch_out w = {.o = o};
+    sbuf_init(&w.line, WATCH_LINE_MAX);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, watch_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &w);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
+    CURLcode rc = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+    sbuf_free(&w.line);
+    if (rc != CURLE_OK && status >= 400) die("watch: stampd answered %ld", status);
+    if (rc != CURLE_OK) die("watch: %s", curl_easy_strerror(rc));
+    die("watch: stampd ended the stream");
+}
+
 static int cmd_get(opts *o) {
     const kind_def *k = readable_kind(o);
     bool ns = strcmp(k->name, "namespaces") == 0;
@@ -515,10 +621,27 @@ static int cmd_get(opts *o) {
         const ca_selector *sel = selector_of(o, &sb);
         char path[512];
         snprintf(path, sizeof(path), "%s%s", k->list_path, ns && flag(o, "all-tenants") ? "?all_tenants=true" : "");
-        return show_list(o, k, sel, call("GET", path, NULL, NULL, false));
+        if (flag(o, "watch") && k->watch_kind == NULL) usage_die(o, "stampd has no watch of %s", k->name);
+        int rc = show_list(o, k, sel, call("GET", path, NULL, NULL, false));
+        if (flag(o, "watch")) {
+            fflush(stdout);
+            watch_stream(o, k->watch_kind, NULL);
+        }
+        return rc;
     }
     if (flag(o, "selector")) usage_die(o, "-l selects from a list; it cannot be given with a NAME");
+    if (flag(o, "watch") && k->watch_kind == NULL) usage_die(o, "stampd has no watch of %s", k->name);
     json_t *it = get_item(o, k, o->pos[1]);
+    if (flag(o, "watch")) {
+        if (!printed_structured(o, it)) {
+            table *t = k->new_table(wide(o));
+            k->row(t, it, wide(o));
+            render_table(t);
+            json_decref(it);
+        }
+        fflush(stdout);
+        watch_stream(o, k->watch_kind, o->pos[1]);
+    }
     if (printed_structured(o, it)) return 0;
     if (o->output && strcmp(o->output, "name") == 0) {
         printf("%s/%s\n", k->single, item_name(k, it));
@@ -860,6 +983,7 @@ static int cmd_wait(opts *o) {
 static int cmd_events(opts *o) {
     char path[512];
     json_t *r;
+    if (flag(o, "watch")) watch_stream(o, "Stamp", o->npos ? o->pos[0] : NULL);
     if (o->npos == 0) {
         /* Across the fleet only where stampd has such an endpoint. */
         long status;
@@ -1234,7 +1358,10 @@ static const ca_flag f_list[] = {
     {"region", 0, CA_STRING, NULL, false, false, "REGION", "only stamps in this region, name or code (filtered by stampd)", check_region},
     F_SEL, F_END};
 static const ca_flag f_get[] = {
-    F_SEL, F_BOOL("all-tenants", 'A', "namespaces of every tenant (operator token)"), F_END};
+    F_SEL, F_BOOL("all-tenants", 'A', "namespaces of every tenant (operator token)"),
+    F_BOOL("watch", 'w', "after the list, print each change as it happens (until interrupted)"), F_END};
+static const ca_flag f_events[] = {
+    F_BOOL("watch", 'w', "print new events as they happen (until interrupted)"), F_END};
 static const ca_flag f_metrics[] = {F_DUR("period", "the window (default 1h, up to 90d)"), F_END};
 static const ca_flag f_apply[] = {
     {"filename", 'f', CA_STRING, NULL, true, false, "FILE", "YAML or JSON manifests, - for stdin", NULL},
@@ -1308,15 +1435,16 @@ static const ca_cmd commands[] = {
      "stampctl get stamps\nstampctl get st -l region=westeurope -o wide\nstampctl get templates synaxis-stamp -o yaml\n"
      "stampctl get ns -A\nstampctl get bundles -o name",
      "KIND: stamps (stamp, st), templates (template, tpl), namespaces (namespace, ns), bundles (bundle), "
-     "runs (run), healthchecks (healthcheck, hc; stampd has no endpoint to read them yet).  -l is "
+     "runs (run), healthchecks (healthcheck, hc).  -w streams changes after the list.  -l is "
      "filtered by stampctl (the API has no selector).  -o yaml of a list reads back with apply -f."},
     {cmd_describe, "describe", "KIND NAME", 2, 2, false, NULL, NULL, "Show one resource in detail",
      "stampctl describe stamp synaxis-weu-003\nstampctl describe ns acme-bucket-1", NULL},
     {cmd_status, "status", "NAME", 1, 1, false, NULL, NULL, "Show a stamp's status",
      "stampctl status synaxis-weu-003\nstampctl status synaxis-weu-003 -o json", NULL},
-    {cmd_events, "events", "[NAME]", 0, 1, false, NULL, NULL, "Show a stamp's events",
-     "stampctl events synaxis-weu-003",
-     "Without NAME, the events of every stamp, where stampd has GET /v1/events (today's has not)."},
+    {cmd_events, "events", "[NAME]", 0, 1, false, f_events, NULL, "Show a stamp's events, or every object's",
+     "stampctl events synaxis-weu-003\nstampctl events\nstampctl events -w",
+     "Without NAME, the events of every object.  -w streams new stamp events from stampd's watch "
+     "(GET /v1/watch) as they are written."},
     {cmd_health, "health", "NAME", 1, 1, false, NULL, NULL, "Show a stamp's health checks",
      "stampctl health synaxis-weu-003", NULL},
     {cmd_frontdoor, "frontdoor", NULL, 0, 0, false, NULL, NULL, "Show the front door and its servers",
