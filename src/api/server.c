@@ -48,6 +48,7 @@
 
 #include "api/watch.h"
 #include "ns/ns.h"
+#include "util/confine.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
@@ -642,6 +643,12 @@ static int upload_begin(api *a, conn_state *cs, api_resp *rs) {
         return api_error(rs, SE_UNAVAIL, "%d bundle uploads are in progress; try again later", max);
     }
     cs->upload_slot = true;
+    /* A bundle is a tenant's bytes on stampd's disk: never into the space
+     * kept for the store (disk-reserve), counting the whole body the
+     * request may still send. */
+    if (confine_free_bytes(a->c->data_dir) - (int64_t)cs->cap < a->c->cfg->disk_reserve)
+        return api_error(rs, SE_UNAVAIL, "no room for a bundle now: the data filesystem is nearly "
+                                         "full (disk-reserve); try again later");
     if (snprintf(cs->file, sizeof(cs->file), "%s/upload-XXXXXX", a->tmpdir) >= (int)sizeof(cs->file))
         return api_error(rs, SE_INTERNAL, "upload: temporary path too long");
     cs->fd = mkostemp(cs->file, O_CLOEXEC);

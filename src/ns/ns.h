@@ -47,6 +47,8 @@
 #define NS_TENANT_MAX 60
 #define NS_POD_MAX 63
 #define NS_ANNOTATION_VALUE_MAX 4096
+#define NS_ANNOTATIONS_MAX 64             /* shown per pod in a listing */
+#define NS_ANNOTATIONS_BYTES (64 * 1024)  /* of values shown per pod */
 #define NS_SWEEP_BATCH 64
 #define NS_SENTINEL_KEY "memory-sentinel-violations"
 
@@ -127,7 +129,7 @@ int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *p
                    int64_t timeout_ms, serr *e);
 /* [{name, phase (Running|Succeeded|Failed|Unknown), pid, exitCode,
  *   startedAt, annotations{}, annotationsBase64{}, logBytesDropped,
- *   stoppedBy}]: annotationsBase64 holds the exact bytes of the values that
+ *   stoppedBy, annotationsNotShown}]: annotationsBase64 holds the exact bytes of the values that
  *   are not UTF-8 text (or hold a NUL), shown in annotations{} with those
  *   bytes as \xNN. */
 json_t *nsrt_pods(ctl_ctx *c, const char *ns);

@@ -336,8 +336,7 @@ static int diag_collect(ctl_ctx *c, const resource *r, const char *stamp, diag_s
         char *v = NULL;
         size_t vlen = 0;
         serr ve = {0};
-        if (json_object_get(json_object_get(p, "annotations"), NS_SENTINEL_KEY) &&
-            nsrt_annotation(c, r->name, pod, NS_SENTINEL_KEY, &v, &vlen, &ve) == 0 && vlen > 0) {
+        if (nsrt_annotation(c, r->name, pod, NS_SENTINEL_KEY, &v, &vlen, &ve) == 0 && vlen > 0) {
             char ap[PATH_MAX], ts[40];
             struct stat st;
             int64_t when = now_ms();

@@ -248,22 +248,25 @@ static int64_t ns_usage(const ctl_ctx *c, const char *ns) {
     char d[PATH_MAX], v[PATH_MAX];
     int64_t bytes = 0;
     long budget = 200000;
-    if (nsrt_dir(c, ns, NULL, d, sizeof(d)) == 0) confine_du(d, &bytes, &budget);
-    if (vol_dir(c, ns, NULL, v, sizeof(v)) == 0) confine_du(v, &bytes, &budget);
+    if (nsrt_dir(c, ns, NULL, d, sizeof(d)) == 0 && confine_du(d, &bytes, &budget) != 0)
+        return INT64_MAX;
+    if (vol_dir(c, ns, NULL, v, sizeof(v)) == 0 && confine_du(v, &bytes, &budget) != 0)
+        return INT64_MAX;
     return bytes;
 }
 
 static int disk_check(const ctl_ctx *c, const char *ns, serr *e) {
-    struct statvfs sv;
-    if (statvfs(c->data_dir, &sv) == 0 &&
-        (int64_t)sv.f_bavail * (int64_t)sv.f_frsize < c->cfg->disk_reserve)
+    if (confine_free_bytes(c->data_dir) < c->cfg->disk_reserve)
         return serr_set(e, SE_LIMIT, "no pod can start now: the data filesystem is nearly full "
-                                     "(less free than disk-reserve)");
+                                     "(less free space or inodes than disk-reserve)");
     int64_t used = ns_usage(c, ns);
     if (used > c->cfg->ns_disk_max)
-        return serr_set(e, SE_LIMIT, "namespace %s uses %lld bytes on disk, over its budget "
-                                     "(ns-disk-max %lld)",
-                        ns, (long long)used, (long long)c->cfg->ns_disk_max);
+        return used == INT64_MAX
+                   ? serr_set(e, SE_LIMIT, "namespace %s holds more files than stamp counts "
+                                           "(over its ns-disk-max budget)", ns)
+                   : serr_set(e, SE_LIMIT, "namespace %s uses %lld bytes on disk, over its budget "
+                                           "(ns-disk-max %lld)",
+                              ns, (long long)used, (long long)c->cfg->ns_disk_max);
     return 0;
 }
 
@@ -609,19 +612,30 @@ char *nsrt_base64(const void *data, size_t len) {
  * that is UTF-8 without NUL is shown as it is; anything else is shown with
  * the odd bytes as \xNN and its exact bytes, base64, in encoded{} (so that
  * nothing a pod reported vanishes or is silently altered). */
-static json_t *read_annotations(const char *pd, json_t **encoded) {
+static json_t *read_annotations(const char *pd, json_t **encoded, int64_t *cut) {
     json_t *o = json_object();
     *encoded = NULL;
+    *cut = 0;
     char ad[PATH_MAX];
     snprintf(ad, sizeof(ad), "%s/annotations", pd);
     DIR *d = opendir(ad);
     if (d == NULL) return o;
     struct dirent *de;
+    size_t total = 0;
     while ((de = readdir(d)) != NULL) {
         if (!annotation_key_valid(de->d_name)) continue;
+        /* A pod makes as many files as it likes: a listing shows at most
+         * NS_ANNOTATIONS_MAX of them and NS_ANNOTATIONS_BYTES, and counts
+         * the rest (the sentinel violations are archived whatever this
+         * listing shows). */
+        if (json_object_size(o) >= NS_ANNOTATIONS_MAX || total >= NS_ANNOTATIONS_BYTES) {
+            (*cut)++;
+            continue;
+        }
         char *text = NULL;
         size_t len = 0;
         if (read_annotation_raw(pd, de->d_name, &text, &len) == 0) {
+            total += len;
             if (utf8_valid(text, len)) {
                 json_object_set_new(o, de->d_name, json_stringn(text, len));
             } else {
@@ -740,8 +754,10 @@ json_t *nsrt_pods(ctl_ctx *c, const char *ns) {
             free(text);
         }
         json_t *encoded = NULL;
-        json_object_set_new(p, "annotations", read_annotations(pd, &encoded));
+        int64_t cut = 0;
+        json_object_set_new(p, "annotations", read_annotations(pd, &encoded, &cut));
         if (encoded) json_object_set_new(p, "annotationsBase64", encoded);
+        if (cut) json_object_set_new(p, "annotationsNotShown", json_integer(cut));
         json_array_append_new(arr, p);
     }
     for (int i = 0; i < n; i++) free(names[i]);

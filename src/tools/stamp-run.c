@@ -93,6 +93,7 @@
 #ifndef LANDLOCK_ACCESS_FS_IOCTL_DEV
 #define LANDLOCK_ACCESS_FS_IOCTL_DEV (1ULL << 15)
 #endif
+#define LANDLOCK_NET_BIND_TCP (1ULL << 0) /* LANDLOCK_ACCESS_NET_BIND_TCP, ABI 4 */
 #define SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
 #define SCOPE_SIGNAL (1ULL << 1)
 
@@ -378,6 +379,17 @@ static int build_ruleset(void) {
     uint64_t handled = confine_landlock_fs_mask(abi);
     struct ruleset_attr attr = {.handled_access_fs = handled};
     size_t size = sizeof(uint64_t);
+    if (abi >= 4) {
+        /* No TCP port may be bound (no rule allows one): a pod squatting on
+         * stampd's API port while stampd restarts would be handed the
+         * operator's token by stampctl, and one holding the port range
+         * would stop every deployment.  Batch pods serve nothing. */
+        attr.handled_access_net = LANDLOCK_NET_BIND_TCP;
+        size = 2 * sizeof(uint64_t);
+    } else {
+        fprintf(stderr, "stamp-run: WARNING: Landlock ABI %d cannot forbid binding TCP ports "
+                        "(needs 4, Linux 6.7)\n", abi);
+    }
     if (abi >= 6) {
         /* Signals and abstract sockets only within the sandbox: a pod that
          * runs as stampd's user must not kill stampd or its other units. */
@@ -428,6 +440,14 @@ static int deny_unix_sockets(void) {
         BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1), /* x32 */
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
 #endif
+        /* io_uring makes sockets (IORING_OP_SOCKET) and more without the
+         * system calls this filter sees: none for pods. */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_enter, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_register, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 3),
         /* args[0], low 32 bits (little endian): the domain */
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
@@ -535,16 +555,15 @@ static bool pump(int fd, char *buf) {
 }
 
 /* ---- disk ---- */
-static int64_t free_bytes(const char *dir) {
-    struct statvfs sv;
-    if (statvfs(dir, &sv) != 0) return INT64_MAX;
-    return (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
-}
+static int64_t free_bytes(const char *dir) { return confine_free_bytes(dir); }
 
+/* A namespace with more entries than the walk may look at is over any
+ * budget (INT64_MAX): what the walk cannot see, it cannot vouch for. */
 static int64_t used_bytes(void) {
     int64_t b = 0;
     long budget = DU_ENTRIES_MAX;
-    for (int k = 0; k < o.n_usage; k++) confine_du(o.usage_dirs[k], &b, &budget);
+    for (int k = 0; k < o.n_usage; k++)
+        if (confine_du(o.usage_dirs[k], &b, &budget) != 0) return INT64_MAX;
     return b;
 }
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -55,7 +56,8 @@ static int du_fd(int dfd, int64_t *bytes, long *entries, int depth) {
         (*entries)--;
         struct stat st;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        *bytes += (int64_t)st.st_blocks * 512;
+        int64_t b = (int64_t)st.st_blocks * 512;
+        *bytes += b > CONFINE_ENTRY_COST ? b : CONFINE_ENTRY_COST;
         if (S_ISDIR(st.st_mode) && depth < 64) {
             int sub = openat(dirfd(d), de->d_name,
                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -74,6 +76,18 @@ int confine_du(const char *path, int64_t *bytes, long *entries) {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return 0;
     return du_fd(fd, bytes, entries, 0);
+}
+
+int64_t confine_free_bytes(const char *dir) {
+    struct statvfs sv;
+    if (statvfs(dir, &sv) != 0) return INT64_MAX;
+    int64_t bytes = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+    /* Some filesystems (btrfs) report no inode count: only bytes count. */
+    if (sv.f_files > 0) {
+        int64_t inodes = (int64_t)sv.f_favail * CONFINE_ENTRY_COST;
+        if (inodes < bytes) bytes = inodes;
+    }
+    return bytes;
 }
 
 /* ---- logcap ---- */

@@ -27,11 +27,19 @@ int confine_landlock_abi(void);
 uint64_t confine_landlock_fs_mask(int abi);
 
 /* ---- disk usage ---- */
-/* Adds to *bytes the space allocated (st_blocks * 512) under path, walking
- * at most *entries entries (decremented; the walk stops at 0) and depth 64,
- * never following a symlink.  A missing path adds nothing.  Returns 0, or -1
- * when the entry budget ran out (the sum is then a lower bound). */
+/* Adds to *bytes the space allocated (st_blocks * 512) under path, each
+ * entry counted as at least CONFINE_ENTRY_COST (an empty file still takes
+ * an inode: a budget in bytes then also bounds how many files a namespace
+ * makes), walking at most *entries entries (decremented; the walk stops at
+ * 0) and depth 64, never following a symlink.  A missing path adds nothing.
+ * Returns 0, or -1 when the entry budget ran out: callers treat that as
+ * over any budget, since the walk could not see everything. */
+#define CONFINE_ENTRY_COST 4096
 int confine_du(const char *path, int64_t *bytes, long *entries);
+/* Free space of the filesystem holding dir, in bytes, with free inodes
+ * counted as CONFINE_ENTRY_COST each when they are the scarcer: a disk out
+ * of inodes is as full as one out of blocks.  INT64_MAX when unknown. */
+int64_t confine_free_bytes(const char *dir);
 
 /* ---- logcap: a log file that never grows past max bytes + a marker ----
  * While the output fits, every byte goes to the file as it comes (the log

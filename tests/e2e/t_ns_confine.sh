@@ -136,6 +136,26 @@ fi
 
 rm -f "/tmp/stamp-confine-$$.txt"
 
+# ---- what a shell cannot try: a program of the tenant's ----
+# No TCP port may be bound (a pod squatting stampd's API port while it
+# restarts would be handed the operator's token), no io_uring (it makes
+# sockets without socket()), no unix socket by its path.
+SQUAT=$(free_port)
+ctl ns run-pod $NS prober -- -c "P=$STAMP_BIN/stamp-pod-probe; \$P bind $SQUAT; \$P uring; \$P unix $DATA/frontdoor/admin.sock" >/dev/null || fail prober
+wait_until "prober done" 20 sh -c "[ \"\$(ctl ns pods $NS -o json | jq -r '.pods[] | select(.name == \"prober\") | .phase')\" = Succeeded ]"
+ctl ns logs $NS prober >"$T/prober.log"
+log "prober: $(tr '\n' '|' <"$T/prober.log")"
+expect_ok "pod cannot bind a TCP port" grep -q "^DENIED bind: Permission denied" "$T/prober.log"
+expect_ok "pod cannot use io_uring" grep -q "^DENIED io_uring: Operation not permitted" "$T/prober.log"
+expect_ok "pod cannot connect to the HAProxy admin socket" grep -q "^DENIED unix: Permission denied" "$T/prober.log"
+
+# ---- a pod with thousands of annotations: the listing shows a bounded part ----
+ctl ns run-pod $NS many -- -c 'i=0; while [ $i -lt 300 ]; do printf "v%d" $i >"$STAMP_ANNOTATIONS_DIR/k$i"; i=$((i+1)); done; printf "oom 9GiB" >"$STAMP_ANNOTATIONS_DIR/memory-sentinel-violations"' >/dev/null || fail many
+wait_until "many done" 20 sh -c "[ \"\$(ctl ns pods $NS -o json | jq -r '.pods[] | select(.name == \"many\") | .phase')\" = Succeeded ]"
+ctl ns pods $NS -o json | jq '.pods[] | select(.name == "many")' >"$T/many.json"
+expect_eq "at most 64 annotations shown" "$(jq '.annotations | length' "$T/many.json")" 64
+expect_eq "the rest counted" "$(jq '.annotationsNotShown' "$T/many.json")" 237
+
 # ---- '..' in args is only text ----
 ctl ns run-pod $NS dots -- -c 'cat ../../../../../stamp.db ../../../../../../../../etc/shadow; echo "dots rc=$?"' >/dev/null || fail dots
 wait_until "dots done" 20 sh -c "[ \"\$(ctl ns pods $NS -o json | jq -r '.pods[] | select(.name == \"dots\") | .phase')\" = Succeeded ]"

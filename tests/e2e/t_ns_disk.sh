@@ -79,6 +79,14 @@ expect_eq "over budget: no new pod" "$(api POST /v1/platform/namespaces/$SNS/pod
 expect_ok "the refusal names the budget" grep -q "ns-disk-max" "$T/body"
 expect_ok "the refusal shows no server path" sh -c "! grep -q '$DATA' '$T/body'"
 
+# ---- empty files cost an inode each: they count against the budget ----
+ctl ns create inodes >/dev/null || fail "ns inodes"
+INS=livecalc-bucket-inodes
+ctl ns run-pod $INS touch -- -c 'i=0; while :; do : >"$HOME/f$i" || exit 3; i=$((i+1)); done' >/dev/null || fail "touch pod"
+wait_until "touch pod stopped" 60 sh -c "[ \"\$(ctl ns pods $INS -o json | jq -r '.pods[0].phase')\" = Failed ]"
+expect_eq "empty files stopped by the budget" "$(ctl ns pods $INS -o json | jq -r '.pods[0].stoppedBy')" ns-disk-max
+log "empty files made before the stop: $(find "$DATA/namespaces/$INS" -type f -name 'f*' | wc -l) (budget 16 MiB / 4 KiB per entry)"
+
 if [ $ROOT -eq 1 ]; then
   # ---- the filesystem filled at full speed ----
   ctl ns create fill >/dev/null || fail "ns fill"
@@ -100,6 +108,10 @@ if [ $ROOT -eq 1 ]; then
   expect_eq "no pod starts on a full disk" "$(api POST /v1/platform/namespaces/$NS/pods -H 'Content-Type: application/json' \
     -d '{"name":"late","args":["-c","true"]}')" 429
   expect_ok "the refusal says why" grep -q "nearly full" "$T/body"
+  head -c 4096 /dev/urandom >"$T/small.bin"
+  expect_eq "no bundle upload into the reserve" "$(api POST /v1/platform/bundles --data-binary @"$T/small.bin" \
+    -H 'Content-Type: application/octet-stream')" 503
+  expect_ok "the bundle refusal says why" grep -q "nearly full" "$T/body"
   # The disk was full (0 bytes free) before those writes: the store could
   # commit only by releasing its reserve, which stampd logs as an ERROR.
   wait_until "stampd logs the release" 5 grep -q "ERROR.*store's reserve of 8388608 bytes was released" "$T/stampd.log"
