@@ -202,6 +202,23 @@ static int pod_ident_get(const ctl_ctx *c, pod_ident *id, serr *e) {
     return 0;
 }
 
+/* The first directory above path that the pod user cannot pass through
+ * (into blocked), or 0 when all can be passed. */
+static int closed_parent(const char *path, const pod_ident *id, char *blocked, size_t len) {
+    char up[PATH_MAX];
+    str_copy(up, sizeof(up), path);
+    for (char *slash = strrchr(up, '/'); slash && slash != up; slash = strrchr(up, '/')) {
+        *slash = '\0';
+        struct stat st;
+        if (stat(up, &st) == 0 && !(st.st_mode & S_IXOTH) &&
+            !(st.st_gid == id->gid && (st.st_mode & S_IXGRP)) && st.st_uid != id->uid) {
+            str_copy(blocked, len, up);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int nsrt_confine_init(ctl_ctx *c, char *msg, size_t len) {
     pod_ident id;
     serr e = {0};
@@ -215,15 +232,22 @@ int nsrt_confine_init(ctl_ctx *c, char *msg, size_t len) {
          * other file in it stay stampd's only.  Its parents are the
          * operator's: say which one is closed rather than change it. */
         chmod(c->data_dir, 0711);
-        char up[PATH_MAX];
-        str_copy(up, sizeof(up), c->data_dir);
-        for (char *slash = strrchr(up, '/'); slash && slash != up; slash = strrchr(up, '/')) {
-            *slash = '\0';
-            struct stat st;
-            if (stat(up, &st) == 0 && !(st.st_mode & S_IXOTH) &&
-                !(st.st_gid == id.gid && (st.st_mode & S_IXGRP)) && st.st_uid != id.uid) {
-                snprintf(msg, len, "pods run as %s but cannot reach the data directory: %s is "
-                                   "not passable for it (chmod o+x)", c->cfg->pod_user, up);
+        char blocked[PATH_MAX];
+        if (closed_parent(c->data_dir, &id, blocked, sizeof(blocked))) {
+            snprintf(msg, len, "pods run as %s but cannot reach the data directory: %s is "
+                               "not passable for it (chmod o+x)", c->cfg->pod_user, blocked);
+            return -1;
+        }
+        /* The programs pods run must be reachable too (a build tree in a
+         * private directory is not). */
+        char prog[PATH_MAX];
+        const char *progs[2] = {c->cfg->pod_command, c->cfg->pipeline_command};
+        for (int k = 0; k < 2; k++) {
+            if (progs[k][0]) str_copy(prog, sizeof(prog), progs[k]);
+            else snprintf(prog, sizeof(prog), "%s/%s", c->libexec, k == 0 ? "stamp-nsworker" : "stamp-pipeline");
+            if (closed_parent(prog, &id, blocked, sizeof(blocked))) {
+                snprintf(msg, len, "pods run as %s but cannot reach %s: %s is not passable for it "
+                                   "(chmod o+x, or install stamp: make install)", c->cfg->pod_user, prog, blocked);
                 return -1;
             }
         }

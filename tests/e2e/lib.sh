@@ -12,6 +12,16 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/stamp-e2e.XXXXXX")
 # Pods run as the pod user when the tests run as root: it must be able to
 # pass through (not list) the test directory to reach its pod's.
 chmod 0711 "$T"
+# As root, pods run as the pod user and must reach the programs they run in
+# the build tree: open (o+x, no listing) any directory above it that is
+# closed, as a checkout in a private temporary directory is.
+if [ "$(id -u)" -eq 0 ]; then
+  d=$STAMP_BIN
+  while [ "$d" != / ] && [ -n "$d" ]; do
+    d=$(dirname "$d")
+    [ -n "$(find "$d" -maxdepth 0 ! -perm -o=x 2>/dev/null)" ] && chmod o+x "$d"
+  done
+fi
 export STAMP_CONFIG=$T/client.conf
 DATA=$T/data
 STAMPD_PID=
