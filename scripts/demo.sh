@@ -19,6 +19,19 @@ LISTEN=${STAMP_LISTEN:-127.0.0.1:7480}
 FRONTDOOR=${STAMP_FRONTDOOR:-127.0.0.1:7481}
 export STAMP_CONFIG=$D/client.conf
 T0=$(date +%s%N)
+# Where stampd keeps its state.  As root, pods run as the pod user
+# (stamp-pod), which must reach the data dir and the programs pods run; a
+# checkout under a private directory (root's home, say) is closed to it, so
+# the demo then keeps its state, and a copy of those two programs, in
+# /var/lib/stamp-demo instead.
+DATA=$D/data
+POD_ARGS=()
+if [ "$(id -u)" -eq 0 ] && getent passwd stamp-pod >/dev/null &&
+   ! runuser -u stamp-pod -- sh -c "test -x '$D/..' && test -x '$B/stamp-nsworker'" 2>/dev/null; then
+  DATA=/var/lib/stamp-demo/data
+  POD_ARGS=(--set pod-command=/var/lib/stamp-demo/libexec/stamp-nsworker
+            --set pipeline-command=/var/lib/stamp-demo/libexec/stamp-pipeline)
+fi
 
 say() { printf '\n\033[1m[%6.2fs] %s\033[0m\n' "$(echo "($(date +%s%N) - $T0)/1000000000" | bc -l)" "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -30,8 +43,8 @@ if [ "${2:-}" = stop ]; then
     done
     # The front door and workloads outlive a plain stop of stampd by design;
     # --shutdown-all stops stampd and everything it started.
-    "$B/stampd" --shutdown-all --data-dir "$D/data" && rm -f "$D/stampd.pid"
-    echo "stampd, its workloads and its HAProxy stopped; state kept in $D/data"
+    "$B/stampd" --shutdown-all --data-dir "$DATA" && rm -f "$D/stampd.pid"
+    echo "stampd, its workloads and its HAProxy stopped; state kept in $DATA"
   else
     echo "no demo stampd running"
   fi
@@ -45,11 +58,17 @@ if [ -f "$D/stampd.pid" ] && kill -0 "$(cat "$D/stampd.pid")" 2>/dev/null; then
 fi
 # What an earlier demo left running (its stampd gone, its HAProxy and
 # workloads not) would hold the ports: stop it before starting afresh.
-if [ -d "$D/data" ]; then "$B/stampd" --shutdown-all --data-dir "$D/data" >/dev/null 2>&1 || true; fi
+if [ -d "$DATA" ]; then "$B/stampd" --shutdown-all --data-dir "$DATA" >/dev/null 2>&1 || true; fi
 rm -rf "$D" && mkdir -p "$D"
+if [ "$DATA" != "$D/data" ]; then
+  rm -rf /var/lib/stamp-demo
+  install -d -m 0711 /var/lib/stamp-demo /var/lib/stamp-demo/libexec
+  install -m 0755 "$B/stamp-nsworker" "$B/stamp-pipeline" /var/lib/stamp-demo/libexec/
+  echo "demo: $D is closed to the pod user stamp-pod; state and pod programs in /var/lib/stamp-demo"
+fi
 
-say "Starting stampd (SQLite store in $D/data, API on $LISTEN, HAProxy front door on $FRONTDOOR)"
-"$B/stampd" --data-dir "$D/data" --listen "$LISTEN" --frontdoor-listen "$FRONTDOOR" >"$D/stampd.log" 2>&1 &
+say "Starting stampd (SQLite store in $DATA, API on $LISTEN, HAProxy front door on $FRONTDOOR)"
+"$B/stampd" --data-dir "$DATA" --listen "$LISTEN" --frontdoor-listen "$FRONTDOOR" "${POD_ARGS[@]}" >"$D/stampd.log" 2>&1 &
 echo $! >"$D/stampd.pid"
 up=
 for _ in $(seq 100); do
@@ -122,7 +141,7 @@ run "$CTL" delete synaxis-eus-001 --skip-fleet-check
 "$CTL" wait --for=deleted synaxis-eus-001 --timeout 120s
 say "Deleted in $(( ($(date +%s%N) - t) / 1000000 )) ms"
 run "$CTL" events synaxis-eus-001 | tail -n 12
-echo "archive: $(jq -r '"\(.files | length) files, kept until \(.retainUntilMs/1000 | todate)"' "$D/data/archive/synaxis-eus-001/manifest.json")"
+echo "archive: $(jq -r '"\(.files | length) files, kept until \(.retainUntilMs/1000 | todate)"' "$DATA/archive/synaxis-eus-001/manifest.json")"
 run "$CTL" metrics synaxis-weu-001 --period=1h
 
 say "A transient namespace for batch bucket q3-close, as tenant acme"
@@ -154,8 +173,8 @@ say "Reaped in $(( ($(date +%s%N) - t) / 1000000 )) ms, diagnostics stored and v
 grep -E "Reaping namespace $NS|Archived logs|Indexed|Deleted namespace $NS|Successfully reaped namespace $NS" "$D/stampd.log" | sed 's/^/  stampd: /'
 run "$CTL" ns get $NS
 v=$("$CTL" ns get $NS -o json | jq -r '.diagnostics.blob_paths[] | select(endswith("sentinel-violations.json"))')
-echo "\$ cat $D/data/blobs/diagnostics/$v"
-cat "$D/data/blobs/diagnostics/$v"; echo
+echo "\$ cat $DATA/blobs/diagnostics/$v"
+cat "$DATA/blobs/diagnostics/$v"; echo
 unset STAMP_TOKEN
 run "$CTL" audit --limit 8
 
