@@ -5,7 +5,7 @@ ASAN    ?= build-asan
 JOBS    ?= 2
 PREFIX  ?= /usr/local
 
-.PHONY: all deps test-deps build demo check check-fast check-asan bench install clean
+.PHONY: all deps test-deps build demo lint check check-fast check-asan bench install clean
 
 all: build
 
@@ -22,8 +22,12 @@ build: deps
 demo: build
 	@scripts/demo.sh $(BUILD)
 
+# House rules the compiler does not check (banned calls).
+lint:
+	@scripts/lint.sh
+
 # The whole suite, then the whole suite again under ASan+UBSan.
-check: test-deps
+check: test-deps lint
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure -j 2

@@ -262,8 +262,19 @@ int config_load_file(stamp_config *c, const char *path, serr *e) {
     int rc = read_file(path, 1 << 20, &text, NULL, e);
     if (rc) return rc;
     int lineno = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    /* Line by line, blank lines counted: an error names the line it is on
+     * (strtok_r skipped empty lines and miscounted). */
+    char *next = text;
+    while (next) {
+        char *line = next;
+        char *nl = strchr(line, '\n');
+        if (nl) {
+            *nl = '\0';
+            next = nl + 1;
+        } else {
+            next = NULL;
+            if (*line == '\0') break; /* after the last newline */
+        }
         lineno++;
         while (*line == ' ' || *line == '\t') line++;
         if (*line == '#' || *line == '\0') continue;
