@@ -525,14 +525,22 @@ int h_stamps_delete(api *a, api_req *rq, api_resp *rs) {
 
 typedef int (*validate_fn)(json_t *spec, serr *e);
 
+/* The parsed forms are large (tens of KiB): on the heap, not an API
+ * thread's stack. */
 static int validate_template(json_t *spec, serr *e) {
-    tpl t;
-    return tpl_parse(spec, &t, e);
+    tpl *t = malloc(sizeof(*t));
+    if (t == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    int rc = tpl_parse(spec, t, e);
+    free(t);
+    return rc;
 }
 
 static int validate_healthcheck(json_t *spec, serr *e) {
-    hc_set set;
-    return hc_parse(spec, &set, e);
+    hc_set *set = malloc(sizeof(*set));
+    if (set == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    int rc = hc_parse(spec, set, e);
+    free(set);
+    return rc;
 }
 
 static const struct {

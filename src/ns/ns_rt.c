@@ -431,9 +431,16 @@ static int env_add(sbuf *b, const char *k, const char *v) {
 }
 
 /* vpaths: 16 PATH_MAX buffers from the heap (64 KiB is no stack buffer). */
+/* The paths one pod start works with. */
+typedef struct pod_paths {
+    char pods[PATH_MAX], pd[PATH_MAX], path[PATH_MAX], rcpath[PATH_MAX], logpath[PATH_MAX];
+    char home[PATH_MAX], ann[PATH_MAX], runlog[PATH_MAX], envpath[PATH_MAX], d[PATH_MAX];
+    char work[PATH_MAX];
+} pod_paths;
+
 static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *pod,
                      const char *prog, json_t *args, json_t *env, json_t *volumes,
-                     int64_t timeout_ms, char (*vpaths)[PATH_MAX], serr *e) {
+                     int64_t timeout_ms, char (*vpaths)[PATH_MAX], pod_paths *P, serr *e) {
     int rc = ns_pod_check(pod, e);
     if (rc) return rc;
     if (args && (!json_is_array(args) || json_array_size(args) > MAX_ARGS))
@@ -456,15 +463,15 @@ static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char 
     }
     pod_ident id;
     if ((rc = pod_ident_get(c, &id, e))) return rc;
-    char pods[PATH_MAX], pd[PATH_MAX], path[PATH_MAX], rcpath[PATH_MAX], logpath[PATH_MAX];
-    char home[PATH_MAX], ann[PATH_MAX], runlog[PATH_MAX], envpath[PATH_MAX];
-    if (nsrt_dir(c, ns, "pods", pods, sizeof(pods)) || pod_dir(c, ns, pod, NULL, pd, sizeof(pd)) ||
-        pod_dir(c, ns, pod, "rc", rcpath, sizeof(rcpath)) ||
-        pod_dir(c, ns, pod, "log", logpath, sizeof(logpath)) ||
-        pod_dir(c, ns, pod, "home", home, sizeof(home)) ||
-        pod_dir(c, ns, pod, "annotations", ann, sizeof(ann)) ||
-        pod_dir(c, ns, pod, "run.log", runlog, sizeof(runlog)) ||
-        pod_dir(c, ns, pod, "env", envpath, sizeof(envpath)))
+    char *pods = P->pods, *pd = P->pd, *path = P->path, *rcpath = P->rcpath, *logpath = P->logpath;
+    char *home = P->home, *ann = P->ann, *runlog = P->runlog, *envpath = P->envpath;
+    if (nsrt_dir(c, ns, "pods", pods, PATH_MAX) || pod_dir(c, ns, pod, NULL, pd, PATH_MAX) ||
+        pod_dir(c, ns, pod, "rc", rcpath, PATH_MAX) ||
+        pod_dir(c, ns, pod, "log", logpath, PATH_MAX) ||
+        pod_dir(c, ns, pod, "home", home, PATH_MAX) ||
+        pod_dir(c, ns, pod, "annotations", ann, PATH_MAX) ||
+        pod_dir(c, ns, pod, "run.log", runlog, PATH_MAX) ||
+        pod_dir(c, ns, pod, "env", envpath, PATH_MAX))
         return serr_set(e, SE_INVAL, "path too long");
     if (!path_exists(pods)) return serr_set(e, SE_NOTFOUND, "namespace %s has no directory", ns);
     if (path_exists(pd)) return serr_set(e, SE_EXISTS, "pod %s already exists in %s", pod, ns);
@@ -491,28 +498,28 @@ static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char 
         return serr_set(e, SE_IO, "pod %s: its directory could not be made (%s)", pod,
                         strerror(errno));
     if (id.switch_user) {
-        char d[PATH_MAX];
-        snprintf(d, sizeof(d), "%s/namespaces", c->data_dir);
+        char *d = P->d;
+        snprintf(d, PATH_MAX, "%s/namespaces", c->data_dir);
         passable(&id, d);
-        if (nsrt_dir(c, ns, NULL, d, sizeof(d)) == 0) passable(&id, d);
+        if (nsrt_dir(c, ns, NULL, d, PATH_MAX) == 0) passable(&id, d);
         passable(&id, pods);
         passable(&id, pd);
-        snprintf(d, sizeof(d), "%s/volumes", c->data_dir);
+        snprintf(d, PATH_MAX, "%s/volumes", c->data_dir);
         passable(&id, d);
-        if (nvol && vol_dir(c, ns, NULL, d, sizeof(d)) == 0) passable(&id, d);
+        if (nvol && vol_dir(c, ns, NULL, d, PATH_MAX) == 0) passable(&id, d);
         for (int j = 0; j < nvol; j++)
             if (lchown(vp[j], id.uid, id.gid) != 0 || chmod(vp[j], 0700) != 0)
                 return serr_set(e, SE_IO, "pod %s: volume %d could not be given to it", pod, j);
     }
-    char work[PATH_MAX];
-    bool has_work = prog != NULL && nsrt_dir(c, ns, "work", work, sizeof(work)) == 0 && path_exists(work);
+    char *work = P->work;
+    bool has_work = prog != NULL && nsrt_dir(c, ns, "work", work, PATH_MAX) == 0 && path_exists(work);
     if (has_work) chown_work(work, &id);
 
     json_t *spec = json_pack("{s:s,s:O?,s:O?,s:O?,s:I}", "name", pod, "args", args, "env", env,
                              "volumes", volumes, "createdMs", (json_int_t)now_ms());
     char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(spec);
-    snprintf(path, sizeof(path), "%s/spec.json", pd);
+    snprintf(path, PATH_MAX, "%s/spec.json", pd);
     rc = text ? write_file_atomic(path, text, strlen(text), 0640, &ie) : SE_NOMEM;
     free(text);
     if (rc) return serr_set(e, rc == SE_NOMEM ? SE_NOMEM : SE_IO, "pod %s: its spec could not be written", pod);
@@ -587,10 +594,13 @@ static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char 
 int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *pod,
                    const char *prog, json_t *args, json_t *env, json_t *volumes,
                    int64_t timeout_ms, serr *e) {
+    /* Its paths on the heap: this runs on an API thread. */
     char (*vpaths)[PATH_MAX] = calloc(16, PATH_MAX);
-    if (vpaths == NULL) return serr_set(e, SE_NOMEM, "out of memory");
-    int rc = pod_start(c, ns, bucket, pod, prog, args, env, volumes, timeout_ms, vpaths, e);
+    pod_paths *P = calloc(1, sizeof(*P));
+    int rc = vpaths && P ? pod_start(c, ns, bucket, pod, prog, args, env, volumes, timeout_ms, vpaths, P, e)
+                         : serr_set(e, SE_NOMEM, "out of memory");
     free(vpaths);
+    free(P);
     return rc;
 }
 

@@ -599,7 +599,13 @@ void traffic_sync(traffic_enqueue_fn enqueue, void *arg) {
     if (T.down_logged) log_info("front door: admin socket answers again");
     T.down_logged = false;
     metrics_set("stamp_frontdoor_up", "", 1);
-    char pending[TR_MAX_SERVERS][64]; /* stamps to reconcile again */
+    /* Stamps to reconcile again, named after the lock is released: 64 KiB
+     * at the full 1024 servers, so on the heap. */
+    char (*pending)[64] = calloc(TR_MAX_SERVERS, sizeof(*pending));
+    if (pending == NULL) {
+        pthread_mutex_unlock(&T.mu);
+        return;
+    }
     int npending = 0;
     for (int i = 0; i < T.n; i++) {
         if (!a.seen[i] && T.e[i].known && T.e[i].applied != TR_ABSENT) {
@@ -610,6 +616,7 @@ void traffic_sync(traffic_enqueue_fn enqueue, void *arg) {
     }
     pthread_mutex_unlock(&T.mu);
     for (int i = 0; i < npending; i++) enqueue(pending[i], arg);
+    free(pending);
     for (int i = 0; i < a.norphans; i++) enqueue(a.orphans[i], arg);
 }
 

@@ -3,6 +3,10 @@
  */
 #include "util/util.h"
 
+/* Buffer for reading and copying files: on the heap, since these run on
+ * worker and API threads whose stacks are not for 64 KiB frames. */
+#define IO_CHUNK (64 * 1024)
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -161,22 +165,30 @@ int read_file(const char *path, size_t max, char **out, size_t *len, serr *e) {
         return serr_set(e, errno == ENOENT ? SE_NOTFOUND : SE_IO, "%s: %s", path, strerror(errno));
     sbuf b;
     sbuf_init(&b, max + 1);
-    char chunk[65536];
+    char *chunk = malloc(IO_CHUNK); /* off the stack: callers run on worker threads */
+    if (chunk == NULL) {
+        close(fd);
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
     for (;;) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
+        ssize_t n = read(fd, chunk, IO_CHUNK);
         if (n == -1 && errno == EINTR) continue;
         if (n == -1) {
+            int err = errno;
             close(fd);
+            free(chunk);
             sbuf_free(&b);
-            return serr_set(e, SE_IO, "read %s: %s", path, strerror(errno));
+            return serr_set(e, SE_IO, "read %s: %s", path, strerror(err));
         }
         if (n == 0) break;
         if (b.len + (size_t)n > max || sbuf_add(&b, chunk, (size_t)n) != 0) {
             close(fd);
+            free(chunk);
             sbuf_free(&b);
             return serr_set(e, SE_TOOBIG, "%s: larger than %zu bytes", path, max);
         }
     }
+    free(chunk);
     close(fd);
     if (sbuf_add(&b, "", 1) != 0) {
         sbuf_free(&b);
@@ -285,10 +297,15 @@ static int copy_file(const char *src, const char *dst, mode_t mode, serr *e) {
         close(in);
         return serr_set(e, SE_IO, "create %s: %s", dst, strerror(errno));
     }
-    char buf[65536];
+    char *buf = malloc(IO_CHUNK);
+    if (buf == NULL) {
+        close(in);
+        close(out);
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
     int rc = 0;
     for (;;) {
-        ssize_t n = read(in, buf, sizeof(buf));
+        ssize_t n = read(in, buf, IO_CHUNK);
         if (n == -1 && errno == EINTR) continue;
         if (n <= 0) {
             if (n < 0) rc = serr_set(e, SE_IO, "read %s: %s", src, strerror(errno));
@@ -306,6 +323,7 @@ static int copy_file(const char *src, const char *dst, mode_t mode, serr *e) {
         }
         if (rc) break;
     }
+    free(buf);
     if (rc == 0 && fsync(out) == -1) rc = serr_set(e, SE_IO, "fsync %s: %s", dst, strerror(errno));
     close(in);
     close(out);
@@ -326,13 +344,20 @@ int copy_tree(const char *src, const char *dst, serr *e) {
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        char a[PATH_MAX], b[PATH_MAX];
-        if (snprintf(a, sizeof(a), "%s/%s", src, de->d_name) >= (int)sizeof(a) ||
-            snprintf(b, sizeof(b), "%s/%s", dst, de->d_name) >= (int)sizeof(b)) {
+        /* The paths on the heap: this recurses once per directory level. */
+        char *a = NULL, *b = NULL;
+        if (asprintf(&a, "%s/%s", src, de->d_name) < 0) a = NULL;
+        if (asprintf(&b, "%s/%s", dst, de->d_name) < 0) b = NULL;
+        if (a == NULL || b == NULL || strlen(a) >= PATH_MAX || strlen(b) >= PATH_MAX) {
+            free(a);
+            free(b);
             rc = serr_set(e, SE_INVAL, "path too long under %s", src);
             break;
         }
-        if ((rc = copy_tree(a, b, e)) != 0) break;
+        rc = copy_tree(a, b, e);
+        free(a);
+        free(b);
+        if (rc != 0) break;
     }
     closedir(d);
     return rc;
@@ -409,11 +434,16 @@ int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e) {
         return serr_set(e, SE_NOMEM, "out of memory");
     }
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    char buf[65536];
+    char *buf = malloc(IO_CHUNK);
+    if (buf == NULL) {
+        EVP_MD_CTX_free(ctx);
+        close(fd);
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
     int64_t total = 0;
     int rc = 0;
     for (;;) {
-        ssize_t n = read(fd, buf, sizeof(buf));
+        ssize_t n = read(fd, buf, IO_CHUNK);
         if (n == -1 && errno == EINTR) continue;
         if (n < 0) {
             rc = serr_set(e, SE_IO, "read %s: %s", path, strerror(errno));
@@ -423,6 +453,7 @@ int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e) {
         EVP_DigestUpdate(ctx, buf, (size_t)n);
         total += n;
     }
+    free(buf);
     close(fd);
     if (rc == 0) {
         unsigned char md[32];
