@@ -1,7 +1,11 @@
 /*
- * blob.c - see blob.h.  The Azure backend signs each request with SharedKey
- * (HMAC-SHA256 over the canonical request, key from the connection string)
- * and sends it through httpc (libcurl).
+ * blob.c - see blob.h.  Each backend is a table of operations (blob_ops:
+ * put, get, delete, put a file verified, expire); the public functions
+ * check names once and dispatch, so a new backend is one more table.  The
+ * directory backend keeps CONTAINER/PATH under its root; the Azure backend
+ * signs each request with SharedKey (HMAC-SHA256 over the canonical
+ * request, key from the connection string) and sends it through httpc
+ * (libcurl).
  */
 #include "blob/blob.h"
 
@@ -26,7 +30,29 @@
 #define MAX_CONTAINERS 16
 #define AZ_VERSION "2021-12-02"
 
+/* A backend is a table of operations; blob_put/get/delete/put_file/expire
+ * check names and dispatch, so a backend never sees an invalid name. */
+typedef struct blob_ops {
+    const char *name;
+    int (*put)(blob_store *b, const char *container, const char *path, const void *data,
+               size_t len, serr *e);
+    int (*get)(blob_store *b, const char *container, const char *path, size_t max, char **data,
+               size_t *len, serr *e);
+    int (*del)(blob_store *b, const char *container, const char *path, serr *e);
+    /* Store the open upload `in` (file src, size bytes) and verify what
+     * landed against sha (may be NULL). */
+    int (*put_file_verified)(blob_store *b, const char *container, const char *path,
+                             const char *src, int in, int64_t size, const char *sha, serr *e);
+    /* Delete what is past its retention; backends with their own lifecycle
+     * policy (Azure) have none. */
+    int (*expire)(blob_store *b, const char *container, int64_t now, blob_retention_fn fn,
+                  void *arg, serr *e);
+} blob_ops;
+
+static const blob_ops dir_ops, azure_ops;
+
 struct blob_store {
+    const blob_ops *ops;
     bool dir;
     char root[512];
     /* azure */
@@ -150,12 +176,14 @@ int blob_open(const char *backend, const char *root, const char *conn, int64_t t
     int rc = 0;
     if (strcmp(backend, "dir") == 0) {
         b->dir = true;
+        b->ops = &dir_ops;
         if (!str_copy(b->root, sizeof(b->root), root))
             rc = serr_set(e, SE_INVAL, "blob directory path too long");
         else
             rc = mkdir_p(root, 0700, e);
         snprintf(b->desc, sizeof(b->desc), "dir %s", root);
     } else if (strcmp(backend, "azure") == 0) {
+        b->ops = &azure_ops;
         if (conn == NULL || !*conn)
             rc = serr_set(e, SE_INVAL, "blob-backend azure needs AZURE_BLOB_CONNECTION_STRING");
         else
@@ -363,24 +391,22 @@ int blob_put(blob_store *b, const char *container, const char *path, const void 
              size_t len, serr *e) {
     int rc = check_names(container, path, e);
     if (rc) return rc;
-    return b->dir ? dir_put(b, container, path, data, len, e)
-                  : az_put(b, container, path, data, len, e);
+    return b->ops->put(b, container, path, data, len, e);
 }
 
-int blob_get(blob_store *b, const char *container, const char *path, size_t max, char **data,
-             size_t *len, serr *e) {
-    *data = NULL;
-    *len = 0;
-    int rc = check_names(container, path, e);
+static int dir_get(blob_store *b, const char *container, const char *path, size_t max,
+                   char **data, size_t *len, serr *e) {
+    char full[2048];
+    int rc = dir_path(b, container, path, full, sizeof(full), e);
     if (rc) return rc;
-    if (b->dir) {
-        char full[2048];
-        if ((rc = dir_path(b, container, path, full, sizeof(full), e))) return rc;
-        rc = read_file(full, max, data, len, e);
-        if (rc == SE_NOTFOUND || (rc == SE_IO && !path_exists(full)))
-            return serr_set(e, SE_NOTFOUND, "blob %s/%s not found", container, path);
-        return rc;
-    }
+    rc = read_file(full, max, data, len, e);
+    if (rc == SE_NOTFOUND || (rc == SE_IO && !path_exists(full)))
+        return serr_set(e, SE_NOTFOUND, "blob %s/%s not found", container, path);
+    return rc;
+}
+
+static int az_get(blob_store *b, const char *container, const char *path, size_t max,
+                  char **data, size_t *len, serr *e) {
     char p[BLOB_PATH_MAX + 80];
     snprintf(p, sizeof(p), "/%s/%s", container, path);
     long status = 0;
@@ -388,7 +414,7 @@ int blob_get(blob_store *b, const char *container, const char *path, size_t max,
     /* Room for an error document even when the caller wants a few bytes:
      * a 404's XML must not read as "too large". */
     size_t room = max + 1 > 65536 ? max + 1 : 65536;
-    rc = az_request(b, "GET", p, "", NULL, 0, NULL, &status, &resp, room, e);
+    int rc = az_request(b, "GET", p, "", NULL, 0, NULL, &status, &resp, room, e);
     if (rc == SE_TOOBIG) return serr_set(e, SE_TOOBIG, "blob %s/%s is larger than %zu bytes", container, path, max);
     if (rc) return rc;
     if (status == 404) {
@@ -414,25 +440,40 @@ int blob_get(blob_store *b, const char *container, const char *path, size_t max,
     return 0;
 }
 
-int blob_delete(blob_store *b, const char *container, const char *path, serr *e) {
+int blob_get(blob_store *b, const char *container, const char *path, size_t max, char **data,
+             size_t *len, serr *e) {
+    *data = NULL;
+    *len = 0;
     int rc = check_names(container, path, e);
     if (rc) return rc;
-    if (b->dir) {
-        char full[2048];
-        if ((rc = dir_path(b, container, path, full, sizeof(full), e))) return rc;
-        if (unlink(full) != 0 && errno != ENOENT)
-            return serr_set(e, SE_IO, "unlink %s: %s", full, strerror(errno));
-        return 0;
-    }
+    return b->ops->get(b, container, path, max, data, len, e);
+}
+
+static int dir_delete(blob_store *b, const char *container, const char *path, serr *e) {
+    char full[2048];
+    int rc = dir_path(b, container, path, full, sizeof(full), e);
+    if (rc) return rc;
+    if (unlink(full) != 0 && errno != ENOENT)
+        return serr_set(e, SE_IO, "deleting %s/%s: %s", container, path, strerror(errno));
+    return 0;
+}
+
+static int az_delete(blob_store *b, const char *container, const char *path, serr *e) {
     char p[BLOB_PATH_MAX + 80];
     snprintf(p, sizeof(p), "/%s/%s", container, path);
     long status = 0;
     sbuf resp;
-    rc = az_request(b, "DELETE", p, "", NULL, 0, NULL, &status, &resp, 65536, e);
+    int rc = az_request(b, "DELETE", p, "", NULL, 0, NULL, &status, &resp, 65536, e);
     if (rc) return rc;
     if (status != 202 && status != 404) rc = az_error(status, &resp, "delete blob", e);
     sbuf_free(&resp);
     return rc;
+}
+
+int blob_delete(blob_store *b, const char *container, const char *path, serr *e) {
+    int rc = check_names(container, path, e);
+    if (rc) return rc;
+    return b->ops->del(b, container, path, e);
 }
 
 int blob_put_verified(blob_store *b, const char *container, const char *path, const void *data,
@@ -483,9 +524,13 @@ static int expire_walk(const char *dir, int64_t cutoff_ms, int *count, int depth
 
 int blob_expire(blob_store *b, const char *container, int64_t now, blob_retention_fn fn,
                 void *arg, serr *e) {
-    if (!b->dir) return 0;
     if (!blob_container_valid(container))
         return serr_set(e, SE_INVAL, "blob container \"%s\" is not valid", container);
+    return b->ops->expire ? b->ops->expire(b, container, now, fn, arg, e) : 0;
+}
+
+static int dir_expire(blob_store *b, const char *container, int64_t now, blob_retention_fn fn,
+                      void *arg, serr *e) {
     char top[1024];
     snprintf(top, sizeof(top), "%s/%s", b->root, container);
     DIR *d = opendir(top);
@@ -582,6 +627,42 @@ static int dir_put_file(blob_store *b, const char *container, const char *path, 
     return 0;
 }
 
+/* Azure takes one PUT of the whole blob: the file is mapped, not copied,
+ * and blob_put_verified reads it back whole. */
+static int az_put_file_verified(blob_store *b, const char *container, const char *path,
+                                const char *src, int in, int64_t size, const char *sha, serr *e) {
+    (void)src;
+    void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, in, 0);
+    if (map == MAP_FAILED) return serr_set(e, SE_NOMEM, "storing %s/%s: %s", container, path, strerror(errno));
+    char got[65];
+    int rc = blob_put_verified(b, container, path, map, (size_t)size, got, e);
+    munmap(map, (size_t)size);
+    if (rc == 0 && sha && strcmp(got, sha) != 0) {
+        blob_delete(b, container, path, NULL);
+        rc = serr_set(e, SE_IO, "storing %s/%s: the upload changed while it was stored", container, path);
+    }
+    return rc;
+}
+
+static int dir_put_file_verified(blob_store *b, const char *container, const char *path,
+                                 const char *src, int in, int64_t size, const char *sha, serr *e) {
+    int rc = dir_put_file(b, container, path, src, in, e);
+    if (rc) return rc;
+    /* Read back, as blob_put_verified does: size and SHA-256 of what landed. */
+    char full[2048], got[65];
+    int64_t stored = 0;
+    serr ve = {0};
+    if ((rc = dir_path(b, container, path, full, sizeof(full), e))) return rc;
+    if (sha256_file_hex(full, got, &stored, &ve) != 0)
+        return serr_set(e, ve.code, "verifying %s/%s: cannot read it back", container, path);
+    if (stored != size || (sha && strcmp(got, sha) != 0)) {
+        blob_delete(b, container, path, NULL); /* not left to pass for the real thing */
+        return serr_set(e, SE_IO, "verifying %s/%s: stored %lld bytes sha256 %.12s, sent %lld bytes sha256 %.12s",
+                        container, path, (long long)stored, got, (long long)size, sha ? sha : "?");
+    }
+    return 0;
+}
+
 int blob_put_file_verified(blob_store *b, const char *container, const char *path, const char *src,
                            const char *sha, serr *e) {
     int rc = check_names(container, path, e);
@@ -593,35 +674,27 @@ int blob_put_file_verified(blob_store *b, const char *container, const char *pat
         close(in);
         return serr_set(e, SE_IO, "storing %s/%s: the upload is empty or unreadable", container, path);
     }
-    if (!b->dir) {
-        /* Azure takes one PUT of the whole blob: the file is mapped, not
-         * copied, and blob_put_verified reads it back whole. */
-        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, in, 0);
-        close(in);
-        if (map == MAP_FAILED) return serr_set(e, SE_NOMEM, "storing %s/%s: %s", container, path, strerror(errno));
-        char got[65];
-        rc = blob_put_verified(b, container, path, map, (size_t)st.st_size, got, e);
-        munmap(map, (size_t)st.st_size);
-        if (rc == 0 && sha && strcmp(got, sha) != 0) {
-            blob_delete(b, container, path, NULL);
-            rc = serr_set(e, SE_IO, "storing %s/%s: the upload changed while it was stored", container, path);
-        }
-        return rc;
-    }
-    rc = dir_put_file(b, container, path, src, in, e);
+    rc = b->ops->put_file_verified(b, container, path, src, in, (int64_t)st.st_size, sha, e);
     close(in);
-    if (rc) return rc;
-    /* Read back, as blob_put_verified does: size and SHA-256 of what landed. */
-    char full[2048], got[65];
-    int64_t size = 0;
-    serr ve = {0};
-    if ((rc = dir_path(b, container, path, full, sizeof(full), e))) return rc;
-    if (sha256_file_hex(full, got, &size, &ve) != 0)
-        return serr_set(e, ve.code, "verifying %s/%s: cannot read it back", container, path);
-    if (size != (int64_t)st.st_size || (sha && strcmp(got, sha) != 0)) {
-        blob_delete(b, container, path, NULL); /* not left to pass for the real thing */
-        return serr_set(e, SE_IO, "verifying %s/%s: stored %lld bytes sha256 %.12s, sent %lld bytes sha256 %.12s",
-                        container, path, (long long)size, got, (long long)st.st_size, sha ? sha : "?");
-    }
-    return 0;
+    return rc;
 }
+
+/* ---- the backends ---- */
+
+static const blob_ops dir_ops = {
+    .name = "dir",
+    .put = dir_put,
+    .get = dir_get,
+    .del = dir_delete,
+    .put_file_verified = dir_put_file_verified,
+    .expire = dir_expire,
+};
+
+static const blob_ops azure_ops = {
+    .name = "azure",
+    .put = az_put,
+    .get = az_get,
+    .del = az_delete,
+    .put_file_verified = az_put_file_verified,
+    .expire = NULL,
+};
