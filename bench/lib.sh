@@ -5,6 +5,16 @@
 B=$(cd "${1:-build}" && pwd)
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 T=$(mktemp -d /tmp/stamp-bench.XXXXXX)
+# As root, pods run as the pod user: it must pass through the scratch
+# directory (no listing) and reach the build tree's programs.
+if [ "$(id -u)" -eq 0 ]; then
+  chmod 0711 "$T"
+  d=$B
+  while [ "$d" != / ] && [ -n "$d" ]; do
+    d=$(dirname "$d")
+    [ -n "$(find "$d" -maxdepth 0 ! -perm -o=x 2>/dev/null)" ] && chmod o+x "$d"
+  done
+fi
 export STAMP_CONFIG=$T/client.conf
 CTL=$B/stampctl
 port() { local p; while :; do p=$((10000 + RANDOM % 10000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo $p; return; }; done; }
