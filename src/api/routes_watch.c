@@ -79,7 +79,7 @@ int h_events(api *a, api_req *rq, api_resp *rs) {
     json_t *items = json_array();
     size_t i;
     json_t *ev;
-    json_array_foreach(rows, i, ev) json_array_append_new(items, watch_event(ev));
+    json_array_foreach(rows, i, ev) json_array_append(items, ev);
     json_decref(rows);
     return api_json(rs, 200, json_pack("{s:s,s:o,s:I}", "kind", "EventList", "items", items, "next",
                                        (json_int_t)upto));

@@ -54,42 +54,19 @@ struct watch_hub {
 
 /* ---- one event as a watch line ---- */
 
-/* "Creating -> Active: ..." gives from and to. */
-static void phases_of(const char *msg, json_t *ev) {
-    const char *arrow = msg ? strstr(msg, " -> ") : NULL;
-    const char *colon = msg ? strchr(msg, ':') : NULL;
-    if (arrow == NULL || (colon && colon < arrow)) return;
-    size_t fl = (size_t)(arrow - msg);
-    const char *to = arrow + 4;
-    size_t tl = strcspn(to, ": (");
-    if (fl == 0 || fl > 32 || tl == 0 || tl > 32) return;
-    char f[40], t[40];
-    memcpy(f, msg, fl);
-    f[fl] = '\0';
-    memcpy(t, to, tl);
-    t[tl] = '\0';
-    json_object_set_new(ev, "from", json_string(f));
-    json_object_set_new(ev, "to", json_string(t));
-}
-
-json_t *watch_event(json_t *ev) {
-    json_t *e = json_deep_copy(ev);
-    if (e) phases_of(json_string_value(json_object_get(e, "message")), e);
-    return e;
-}
-
+/* The row's from and to are the phase change's, as phase_change() wrote
+ * them: nothing here reads the message. */
 json_t *watch_line(json_t *ev) {
-    json_t *e = watch_event(ev);
-    if (e == NULL) return NULL;
-    const char *to = json_string_value(json_object_get(e, "to"));
-    json_int_t rv = json_integer_value(json_object_get(e, "resourceVersion"));
+    if (ev == NULL) return NULL;
+    const char *to = json_string_value(json_object_get(ev, "to"));
+    json_int_t rv = json_integer_value(json_object_get(ev, "resourceVersion"));
     const char *type = "MODIFIED";
     if (rv == 1) type = "ADDED";
     /* A row gone (resourceVersion 0) or a phase that ends the object. */
     if (rv == 0 || (to && (strcmp(to, "Deleted") == 0 || strcmp(to, "reaped") == 0)))
         type = "DELETED";
-    return json_pack("{s:s,s:{s:O,s:O},s:o}", "type", type, "object", "kind",
-                     json_object_get(e, "kind"), "name", json_object_get(e, "name"), "event", e);
+    return json_pack("{s:s,s:{s:O,s:O},s:O}", "type", type, "object", "kind",
+                     json_object_get(ev, "kind"), "name", json_object_get(ev, "name"), "event", ev);
 }
 
 /* ---- the reader ---- */

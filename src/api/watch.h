@@ -46,8 +46,6 @@ void watch_drop(api_watch *w);
 /* The response that streams w (which it then owns), bound to conn. */
 struct MHD_Response *watch_response(api_watch *w, struct MHD_Connection *conn);
 
-/* One event row with from and to added when it is a phase change (pure). */
-json_t *watch_event(json_t *ev);
 /* The watch line of one event row (pure): {"type": ADDED|MODIFIED|DELETED,
  * "object": {kind, name}, "event": {..., from, to}}. */
 json_t *watch_line(json_t *ev);

@@ -72,7 +72,9 @@ int phase_change(ctl_ctx *c, const fsm_def *d, resource *r, int to, const char *
 
     store_event ev = {.type = d->warning && d->warning[to] ? "Warning" : "Normal",
                       .reason = reason,
-                      .message = text};
+                      .message = text,
+                      .from = fsm_phase_name(d, from),
+                      .to = fsm_phase_name(d, to)};
     int rc = store_update(c->st, r, &ev, e);
     if (rc) return rc;
     char labels[128];

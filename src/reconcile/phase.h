@@ -4,7 +4,8 @@
  * phase (with phaseSince, message and the previous phase) into status,
  * persists the resource and its event in one transaction (optimistic
  * concurrency: a stale resource gets SE_CONFLICT and nothing changes), and
- * counts the transition and the time spent in the old phase.
+ * counts the transition and the time spent in the old phase.  It is the only
+ * writer of an event's from and to, which metrics and watches read.
  */
 #ifndef STAMP_PHASE_H
 #define STAMP_PHASE_H

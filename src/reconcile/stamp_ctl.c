@@ -1961,20 +1961,6 @@ int stamp_health_json(ctl_ctx *c, const char *name, json_t **out, serr *e) {
     return 0;
 }
 
-/* "A -> B: ..." */
-static bool parse_transition(const char *msg, char *from, char *to, size_t len) {
-    const char *arrow = strstr(msg, " -> ");
-    if (arrow == NULL || (size_t)(arrow - msg) >= len) return false;
-    memcpy(from, msg, (size_t)(arrow - msg));
-    from[arrow - msg] = '\0';
-    const char *b = arrow + 4;
-    size_t n = strcspn(b, ":");
-    if (n >= len || n == 0) return false;
-    memcpy(to, b, n);
-    to[n] = '\0';
-    return fsm_phase_parse(&stamp_fsm, from) >= 0 && fsm_phase_parse(&stamp_fsm, to) >= 0;
-}
-
 int stamp_metrics_json(ctl_ctx *c, const char *name, int64_t period_ms, json_t **out, serr *e) {
     resource r;
     resource_init(&r);
@@ -1997,12 +1983,14 @@ int stamp_metrics_json(ctl_ctx *c, const char *name, int64_t period_ms, json_t *
     json_t *ev;
     json_array_foreach(evs, i, ev) {
         int64_t t = json_integer_value(json_object_get(ev, "timeMs"));
-        const char *msg = json_string_value(json_object_get(ev, "message"));
         const char *reason = json_string_value(json_object_get(ev, "reason"));
         if (reason && strcmp(reason, "Activating") == 0) act_start = t;
-        char from[32], to[32];
-        if (msg == NULL || !parse_transition(msg, from, to, sizeof(from))) continue;
-        int f = fsm_phase_parse(&stamp_fsm, from), tt = fsm_phase_parse(&stamp_fsm, to);
+        /* A phase change carries from and to (columns phase_change() writes). */
+        const char *from = json_string_value(json_object_get(ev, "from"));
+        const char *to = json_string_value(json_object_get(ev, "to"));
+        int f = from ? fsm_phase_parse(&stamp_fsm, from) : -1;
+        int tt = to ? fsm_phase_parse(&stamp_fsm, to) : -1;
+        if (f < 0 || tt < 0) continue;
         if (cur >= 0 && cur < 8) {
             int64_t a = cur_since > since ? cur_since : since;
             if (t > a) in_phase[cur] += t - a;

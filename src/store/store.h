@@ -50,6 +50,10 @@ typedef struct store_event {
     const char *type;    /* "Normal" or "Warning" */
     const char *reason;  /* CamelCase, e.g. "PhaseChanged" */
     const char *message;
+    /* A phase change's phases, stored as columns so nothing parses the
+     * message; NULL for every other event.  Only phase_change() sets them. */
+    const char *from;
+    const char *to;
 } store_event;
 
 typedef struct store_audit {
@@ -99,14 +103,16 @@ int store_list_due(store *s, const char *kind, int64_t after_ms, const char *aft
                    int64_t before_ms, int limit, store_list_fn fn, void *arg, serr *e);
 
 /* Events of one resource, oldest first, at most limit (0 = 1000).  Each
- * event is {time, type, reason, message, resourceVersion}. */
+ * event is {time, type, reason, message, resourceVersion}, with from and to
+ * when it is a phase change. */
 int store_event_add(store *s, const char *kind, const char *name, const store_event *ev, serr *e);
 int store_events(store *s, const char *kind, const char *name, int limit, json_t **out, serr *e);
 
 /* Events after id `after`, oldest first, at most limit (<= 256): of kind
  * (NULL: every kind), of name (NULL: every name), of resources of tenant
  * (NULL: every tenant; with a tenant, events of rows gone are not shown).
- * Each is {id, time, kind, name, type, reason, message, resourceVersion}.
+ * Each is {id, time, kind, name, type, reason, message, resourceVersion}, with
+ * from and to when it is a phase change.
  * *upto gets the largest event id at the time of the read: the caller may
  * resume after it when fewer than limit came back.  A watch reads with
  * this. */

@@ -33,7 +33,6 @@
 #include "util/reserve.h"
 #include "util/util.h"
 
-#define STORE_SCHEMA_VERSION 1
 #define STORE_BUSY_MS 5000
 #define STORE_DOC_MAX (1024 * 1024)       /* spec + status text */
 #define STORE_METADOC_MAX (256 * 1024)    /* labels + annotations + finalizers */
@@ -58,35 +57,80 @@ struct store {
     bool mu_ready;
 };
 
-static const char schema_sql[] =
-    "BEGIN IMMEDIATE;"
-    "CREATE TABLE IF NOT EXISTS meta ("
-    "  key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS resources ("
-    "  kind TEXT NOT NULL, name TEXT NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
-    "  labels TEXT NOT NULL, annotations TEXT NOT NULL, spec TEXT NOT NULL,"
-    "  status TEXT NOT NULL, finalizers TEXT NOT NULL,"
-    "  resource_version INTEGER NOT NULL, generation INTEGER NOT NULL,"
-    "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
-    "  deletion_ms INTEGER NOT NULL DEFAULT 0,"
-    "  due_ms INTEGER,"
-    "  PRIMARY KEY (kind, name));"
-    "CREATE INDEX IF NOT EXISTS resources_tenant ON resources(kind, tenant, name);"
-    "CREATE TABLE IF NOT EXISTS events ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT NOT NULL,"
-    "  time_ms INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,"
-    "  message TEXT NOT NULL, resource_version INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS events_object ON events(kind, name, id);"
-    "CREATE TABLE IF NOT EXISTS audit ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL,"
-    "  \"user\" TEXT NOT NULL, tenant TEXT NOT NULL, operation TEXT NOT NULL,"
-    "  kind TEXT NOT NULL, name TEXT NOT NULL, result TEXT NOT NULL, detail TEXT);"
-    "CREATE INDEX IF NOT EXISTS audit_object ON audit(kind, name, id);"
-    "CREATE TABLE IF NOT EXISTS ports ("
-    "  port INTEGER PRIMARY KEY, owner TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS ports_owner ON ports(owner);"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '1');"
-    "COMMIT;";
+/* ---- schema and its migrations ---------------------------------------
+ *
+ * PRAGMA user_version says which migrations a database has had.  At open,
+ * each migration above it runs in order, each in its own transaction with
+ * the bump of user_version, so a crash leaves the database at one version or
+ * the next, never between.  A migration is SQL, or a function for what SQL
+ * alone cannot say ("add the column unless it is there").  Never edit a
+ * migration that has shipped: append one.
+ *
+ * Databases created before user_version was used are at 0 and already hold
+ * the tables; migration 1 is written with IF NOT EXISTS so it is a no-op on
+ * them.  meta's schema_version stays '1': programs from before this list
+ * open a database only when it says 1, and every migration so far only adds
+ * (columns they do not write are NULL), so a rollback to such a program
+ * still works.  A migration that those programs would corrupt sets it to
+ * something else, which locks them out. */
+
+typedef struct migration {
+    const char *what;                      /* for the error message */
+    const char *sql;                       /* or NULL */
+    int (*fn)(store *s, serr *e);          /* or NULL; runs after sql */
+} migration;
+
+static int add_due_ms(store *s, serr *e);
+
+static const migration migrations[] = {
+    {"tables", /* 1: the schema as it was when versions began */
+     "CREATE TABLE IF NOT EXISTS meta ("
+     "  key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+     "CREATE TABLE IF NOT EXISTS resources ("
+     "  kind TEXT NOT NULL, name TEXT NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
+     "  labels TEXT NOT NULL, annotations TEXT NOT NULL, spec TEXT NOT NULL,"
+     "  status TEXT NOT NULL, finalizers TEXT NOT NULL,"
+     "  resource_version INTEGER NOT NULL, generation INTEGER NOT NULL,"
+     "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+     "  deletion_ms INTEGER NOT NULL DEFAULT 0,"
+     "  due_ms INTEGER,"
+     "  PRIMARY KEY (kind, name));"
+     "CREATE INDEX IF NOT EXISTS resources_tenant ON resources(kind, tenant, name);"
+     "CREATE TABLE IF NOT EXISTS events ("
+     "  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT NOT NULL,"
+     "  time_ms INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,"
+     "  message TEXT NOT NULL, resource_version INTEGER NOT NULL);"
+     "CREATE INDEX IF NOT EXISTS events_object ON events(kind, name, id);"
+     "CREATE TABLE IF NOT EXISTS audit ("
+     "  id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL,"
+     "  \"user\" TEXT NOT NULL, tenant TEXT NOT NULL, operation TEXT NOT NULL,"
+     "  kind TEXT NOT NULL, name TEXT NOT NULL, result TEXT NOT NULL, detail TEXT);"
+     "CREATE INDEX IF NOT EXISTS audit_object ON audit(kind, name, id);"
+     "CREATE TABLE IF NOT EXISTS ports ("
+     "  port INTEGER PRIMARY KEY, owner TEXT NOT NULL);"
+     "CREATE INDEX IF NOT EXISTS ports_owner ON ports(owner);"
+     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '1');",
+     NULL},
+    {"resources.due_ms", /* 2: databases from before due_ms lack the column */
+     NULL, add_due_ms},
+    {"events.from_phase/to_phase", /* 3: a transition's phases as columns */
+     "ALTER TABLE events ADD COLUMN from_phase TEXT;"
+     "ALTER TABLE events ADD COLUMN to_phase TEXT;"
+     /* Rows written before the columns: their phase_change() message is
+      * "From -> To: trigger".  A one-time parse, under the rule the watch
+      * used: both names 1..32 bytes without a space, the arrow before the
+      * first colon.  From here on only the columns are read. */
+     "WITH t AS (SELECT id, message AS m, instr(message, ' -> ') AS a,"
+     "  instr(message, ':') AS c FROM events),"
+     " p AS (SELECT id, substr(m, 1, a - 1) AS f, substr(m, a + 4, c - a - 4) AS o FROM t"
+     "  WHERE a BETWEEN 2 AND 33 AND c > a + 4 AND c - a - 4 <= 32)"
+     "UPDATE events SET from_phase = (SELECT f FROM p WHERE p.id = events.id),"
+     " to_phase = (SELECT o FROM p WHERE p.id = events.id)"
+     " WHERE id IN (SELECT id FROM p WHERE instr(f, ' ') = 0 AND instr(o, ' ') = 0);",
+     NULL},
+};
+
+#define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -360,6 +404,74 @@ static int schema_version_cb(void *arg, int ncol, char **vals, char **names) {
     return 0;
 }
 
+static int user_version(store *s, int64_t *v, serr *e) {
+    sqlite3_stmt *st;
+    int rc = prep(s, "PRAGMA user_version", &st, e);
+    if (rc) return rc;
+    if (sqlite3_step(st) == SQLITE_ROW) *v = sqlite3_column_int64(st, 0);
+    else rc = db_fail(s, e, "reading user_version");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Migration 2.  Before due_ms, a database's resources table lacked it. */
+static int add_due_ms(store *s, serr *e) {
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT 1 FROM pragma_table_info('resources') WHERE name='due_ms'", &st, e);
+    if (rc) return rc;
+    int step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) return db_fail(s, e, "reading resources columns");
+    if (step == SQLITE_DONE &&
+        sqlite3_exec(s->db, "ALTER TABLE resources ADD COLUMN due_ms INTEGER", NULL, NULL, NULL) !=
+            SQLITE_OK)
+        return db_fail(s, e, "adding due_ms");
+    /* The partial index the sweeps use. */
+    if (sqlite3_exec(s->db,
+                     "CREATE INDEX IF NOT EXISTS resources_due ON resources(kind, due_ms, name) "
+                     "WHERE due_ms IS NOT NULL",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(s, e, "creating the due index");
+    return 0;
+}
+
+/* Brings the database to STORE_SCHEMA_VERSION, one transaction a step. */
+static int migrate(store *s, const char *path, serr *e) {
+    int64_t v = 0;
+    int rc = user_version(s, &v, e);
+    if (rc) return rc;
+    if (v > STORE_SCHEMA_VERSION)
+        return serr_set(e, SE_INVAL, "store: %s has schema version %lld, this program knows %d",
+                        path, (long long)v, STORE_SCHEMA_VERSION);
+    if (v == 0) {
+        /* Unversioned: new, or written before versions.  The latter says
+         * schema_version 1 in meta; anything else is not ours to upgrade. */
+        int64_t old = 1;
+        sqlite3_exec(s->db, "SELECT value FROM meta WHERE key='schema_version'", schema_version_cb,
+                     &old, NULL); /* no meta table: a new database */
+        if (old != 1)
+            return serr_set(e, SE_INVAL, "store: %s has schema version %lld, this program knows %d",
+                            path, (long long)old, STORE_SCHEMA_VERSION);
+    }
+    for (int n = (int)v + 1; n <= STORE_SCHEMA_VERSION; n++) {
+        const migration *m = &migrations[n - 1];
+        char bump[64];
+        snprintf(bump, sizeof(bump), "PRAGMA user_version=%d", n);
+        if ((rc = tx_begin(s, e)) != 0) return rc;
+        if (m->sql && sqlite3_exec(s->db, m->sql, NULL, NULL, NULL) != SQLITE_OK)
+            rc = db_fail(s, e, m->what); /* "store: <migration>: <why>" */
+        if (rc == 0 && m->fn) rc = m->fn(s, e);
+        if (rc == 0 && sqlite3_exec(s->db, bump, NULL, NULL, NULL) != SQLITE_OK)
+            rc = db_fail(s, e, "recording the schema version");
+        if (rc == 0) rc = tx_commit(s, e);
+        if (rc) {
+            tx_rollback(s); /* the message names the migration: db_fail's what */
+            return rc;
+        }
+    }
+    return 0;
+}
+
 int store_open_sqlite(const char *path, store **out, serr *e) {
     *out = NULL;
     if (path == NULL || path[0] == '\0') return serr_set(e, SE_INVAL, "store: empty path");
@@ -400,32 +512,7 @@ int store_open_sqlite(const char *path, store **out, serr *e) {
         rc = serr_set(e, SE_IO, "store: %s: cannot use WAL journal (got %s)", path, mode);
         goto fail;
     }
-    if (sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
-        rc = db_fail(s, e, "creating schema");
-        tx_rollback(s);
-        goto fail;
-    }
-    /* Databases from before due_ms: add the column (an error here means it
-     * is there already), then the partial index the sweeps use. */
-    sqlite3_exec(s->db, "ALTER TABLE resources ADD COLUMN due_ms INTEGER", NULL, NULL, NULL);
-    if (sqlite3_exec(s->db,
-                     "CREATE INDEX IF NOT EXISTS resources_due ON resources(kind, due_ms, name) "
-                     "WHERE due_ms IS NOT NULL",
-                     NULL, NULL, NULL) != SQLITE_OK) {
-        rc = db_fail(s, e, "creating the due index");
-        goto fail;
-    }
-    int64_t version = 0;
-    if (sqlite3_exec(s->db, "SELECT value FROM meta WHERE key='schema_version'",
-                     schema_version_cb, &version, NULL) != SQLITE_OK) {
-        rc = db_fail(s, e, "reading schema version");
-        goto fail;
-    }
-    if (version != STORE_SCHEMA_VERSION) {
-        rc = serr_set(e, SE_INVAL, "store: %s has schema version %lld, this program knows %d",
-                      path, (long long)version, STORE_SCHEMA_VERSION);
-        goto fail;
-    }
+    if ((rc = migrate(s, path, e)) != 0) goto fail;
     *out = s;
     return 0;
 fail:
@@ -526,7 +613,7 @@ static int event_insert(store *s, const char *kind, const char *name, int64_t t,
     sqlite3_stmt *st;
     int rc = prep(s,
                   "INSERT INTO events(kind, name, time_ms, type, reason, message, "
-                  "resource_version) VALUES(?,?,?,?,?,?,?)",
+                  "resource_version, from_phase, to_phase) VALUES(?,?,?,?,?,?,?,?,?)",
                   &st, e);
     if (rc) return rc;
     bind_str(st, 1, kind, RES_KIND_MAX);
@@ -536,6 +623,8 @@ static int event_insert(store *s, const char *kind, const char *name, int64_t t,
     bind_str(st, 5, ev->reason, STORE_WORD_MAX);
     bind_str(st, 6, ev->message, STORE_TEXT_MAX);
     sqlite3_bind_int64(st, 7, rv);
+    if (ev->from) bind_str(st, 8, ev->from, STORE_WORD_MAX);
+    if (ev->to) bind_str(st, 9, ev->to, STORE_WORD_MAX);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "recording event");
     sqlite3_finalize(st);
     return rc;
@@ -853,6 +942,14 @@ static int push(json_t *arr, json_t *obj) {
     return 0;
 }
 
+/* from and to of a phase change's row, from columns col and col + 1. */
+static void add_phases(json_t *ev, sqlite3_stmt *st, int col) {
+    if (sqlite3_column_type(st, col) != SQLITE_NULL)
+        json_object_set_new(ev, "from", col_jstr(st, col));
+    if (sqlite3_column_type(st, col + 1) != SQLITE_NULL)
+        json_object_set_new(ev, "to", col_jstr(st, col + 1));
+}
+
 int store_events(store *s, const char *kind, const char *name, int limit, json_t **out, serr *e) {
     *out = NULL;
     int rc = check_key(kind, name, e);
@@ -863,8 +960,9 @@ int store_events(store *s, const char *kind, const char *name, int limit, json_t
     lock(s);
     /* The newest `limit` events, shown oldest first. */
     rc = prep(s,
-              "SELECT time_ms, type, reason, message, resource_version FROM ("
-              " SELECT id, time_ms, type, reason, message, resource_version FROM events"
+              "SELECT time_ms, type, reason, message, resource_version, from_phase, to_phase"
+              " FROM (SELECT id, time_ms, type, reason, message, resource_version, from_phase,"
+              " to_phase FROM events"
               " WHERE kind=? AND name=? ORDER BY id DESC LIMIT ?) ORDER BY id",
               &st, e);
     if (rc == 0) {
@@ -880,6 +978,7 @@ int store_events(store *s, const char *kind, const char *name, int limit, json_t
                                    "type", col_jstr(st, 1), "reason", col_jstr(st, 2), "message",
                                    col_jstr(st, 3), "resourceVersion",
                                    (json_int_t)sqlite3_column_int64(st, 4));
+            if (ev) add_phases(ev, st, 5);
             if (push(arr, ev) != 0) {
                 rc = serr_set(e, SE_NOMEM, "store: out of memory");
                 break;
@@ -928,7 +1027,7 @@ int store_events_after(store *s, const char *kind, const char *name, const char 
     if (rc == 0)
         rc = prep(s,
                   "SELECT e.id, e.time_ms, e.kind, e.name, e.type, e.reason, e.message,"
-                  " e.resource_version FROM events e"
+                  " e.resource_version, e.from_phase, e.to_phase FROM events e"
                   " WHERE e.id > ?1 AND e.id <= ?2 AND (?3 IS NULL OR e.kind = ?3)"
                   " AND (?4 IS NULL OR e.name = ?4)"
                   " AND (?5 IS NULL OR EXISTS (SELECT 1 FROM resources r WHERE r.kind = e.kind"
@@ -952,6 +1051,7 @@ int store_events_after(store *s, const char *kind, const char *name, const char 
                                    col_jstr(st, 3), "type", col_jstr(st, 4), "reason",
                                    col_jstr(st, 5), "message", col_jstr(st, 6), "resourceVersion",
                                    (json_int_t)sqlite3_column_int64(st, 7));
+            if (ev) add_phases(ev, st, 8);
             if (push(arr, ev) != 0) {
                 rc = serr_set(e, SE_NOMEM, "store: out of memory");
                 break;

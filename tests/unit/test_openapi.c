@@ -101,10 +101,11 @@ static void test_every_route_is_documented(void **st) {
 
 static void test_watch_line(void **st) {
     (void)st;
-    json_t *ev = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I}", "id", (json_int_t)7, "kind", "Stamp", "name",
-                           "synaxis-weu-001", "reason", "DrainComplete", "message",
+    /* from and to are the store's columns, as phase_change() wrote them. */
+    json_t *ev = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:s,s:s}", "id", (json_int_t)7, "kind", "Stamp",
+                           "name", "synaxis-weu-001", "reason", "DrainComplete", "message",
                            "Draining -> Ready: connections closed (all done)", "resourceVersion",
-                           (json_int_t)9);
+                           (json_int_t)9, "from", "Draining", "to", "Ready");
     json_t *l = watch_line(ev);
     assert_string_equal(json_string_value(json_object_get(l, "type")), "MODIFIED");
     json_t *e = json_object_get(l, "event");
@@ -112,9 +113,14 @@ static void test_watch_line(void **st) {
     assert_string_equal(json_string_value(json_object_get(e, "to")), "Ready");
     json_decref(l);
     json_object_set_new(ev, "message", json_string("Deleting -> Deleted: purged"));
+    json_object_set_new(ev, "from", json_string("Deleting"));
+    json_object_set_new(ev, "to", json_string("Deleted"));
     l = watch_line(ev);
     assert_string_equal(json_string_value(json_object_get(l, "type")), "DELETED");
     json_decref(l);
+    /* Not a phase change: no from or to, whatever the message says. */
+    json_object_del(ev, "from");
+    json_object_del(ev, "to");
     json_object_set_new(ev, "message", json_string("deploy requested by x: region a -> b"));
     json_object_set_new(ev, "resourceVersion", json_integer(1));
     l = watch_line(ev);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,7 @@ static void test_roundtrip(void **state) {
     json_object_set_new(r.spec, "ratio", json_real(0.25));
     json_object_set_new(r.status, "phase", json_string("Creating"));
     json_array_append_new(r.finalizers, json_string("stamp.synaxis.io/backup"));
-    store_event ev = {"Normal", "Created", "stamp created"};
+    store_event ev = {.type = "Normal", .reason = "Created", .message = "stamp created"};
     assert_int_equal(store_create(f->s, &r, &ev, &e), 0);
     assert_int_equal(r.resource_version, 1);
     assert_int_equal(r.generation, 1);
@@ -193,7 +194,7 @@ static void test_stale_update(void **state) {
     assert_int_equal(a.resource_version, 2);
 
     json_object_set_new(b.spec, "v", json_integer(3));
-    store_event ev = {"Normal", "Lost", "must not appear"};
+    store_event ev = {.type = "Normal", .reason = "Lost", .message = "must not appear"};
     assert_int_equal(store_update(f->s, &b, &ev, &e), SE_CONFLICT);
     assert_string_equal(e.msg,
                         "stamp synaxis-weu-001 was modified (resourceVersion 2, you had 1)");
@@ -258,10 +259,10 @@ static void test_update_event_atomic(void **state) {
     serr e = {0};
     resource r;
     make(&r, "Stamp", "ev", "");
-    store_event created = {"Normal", "Created", "created"};
+    store_event created = {.type = "Normal", .reason = "Created", .message = "created"};
     assert_int_equal(store_create(f->s, &r, &created, &e), 0);
     json_object_set_new(r.status, "phase", json_string("Active"));
-    store_event phase = {"Normal", "PhaseChanged", "Creating -> Active"};
+    store_event phase = {.type = "Normal", .reason = "PhaseChanged", .message = "Creating -> Active"};
     assert_int_equal(store_update(f->s, &r, &phase, &e), 0);
 
     json_t *evs = NULL;
@@ -294,11 +295,11 @@ static void test_events_order(void **state) {
     for (int i = 0; i < 5; i++) {
         char msg[16];
         snprintf(msg, sizeof(msg), "m%d", i);
-        store_event ev = {i == 4 ? "Warning" : "Normal", "Step", msg};
+        store_event ev = {.type = i == 4 ? "Warning" : "Normal", .reason = "Step", .message = msg};
         assert_int_equal(store_event_add(f->s, "Stamp", "o", &ev, &e), 0);
     }
     /* Events of a resource that is gone (or never was) are still kept. */
-    store_event gone = {NULL, "Purged", "gone"};
+    store_event gone = {.type = NULL, .reason = "Purged", .message = "gone"};
     assert_int_equal(store_event_add(f->s, "Stamp", "ghost", &gone, &e), 0);
 
     json_t *evs = NULL;
@@ -424,7 +425,7 @@ static void test_delete(void **state) {
     serr e = {0};
     resource r;
     make(&r, "Stamp", "d", "");
-    store_event ev = {"Normal", "Created", "x"};
+    store_event ev = {.type = "Normal", .reason = "Created", .message = "x"};
     assert_int_equal(store_create(f->s, &r, &ev, &e), 0);
     assert_int_equal(store_update(f->s, &r, NULL, &e), 0); /* rv 2 */
     assert_int_equal(store_delete(f->s, "Stamp", "d", 1, &e), SE_CONFLICT);
@@ -610,7 +611,7 @@ static void test_reopen(void **state) {
     resource r;
     make(&r, "Stamp", "persist", "t1");
     json_object_set_new(r.spec, "k", json_string("v"));
-    store_event ev = {"Normal", "Created", "x"};
+    store_event ev = {.type = "Normal", .reason = "Created", .message = "x"};
     assert_int_equal(store_create(f->s, &r, &ev, &e), 0);
     assert_int_equal(store_update(f->s, &r, NULL, &e), 0);
     assert_int_equal(store_meta_set(f->s, "id", "42", &e), 0);
@@ -643,6 +644,195 @@ static void test_reopen(void **state) {
     json_decref(evs);
     resource_free(&g);
     resource_free(&r);
+}
+
+/* A phase change's from and to round-trip through both listings; other
+ * events have neither. */
+static void test_event_phases(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    resource r;
+    make(&r, "Stamp", "ph", "t1");
+    store_event created = {.type = "Normal", .reason = "Created", .message = "a -> b: not a change"};
+    assert_int_equal(store_create(f->s, &r, &created, &e), 0);
+    store_event ch = {.type = "Normal",
+                      .reason = "DrainComplete",
+                      .message = "whatever the text says",
+                      .from = "Draining",
+                      .to = "Ready"};
+    assert_int_equal(store_update(f->s, &r, &ch, &e), 0);
+
+    json_t *evs = NULL;
+    assert_int_equal(store_events(f->s, "Stamp", "ph", 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 2);
+    assert_null(json_object_get(json_array_get(evs, 0), "from"));
+    assert_null(json_object_get(json_array_get(evs, 0), "to"));
+    json_t *last = json_array_get(evs, 1);
+    assert_string_equal(json_string_value(json_object_get(last, "from")), "Draining");
+    assert_string_equal(json_string_value(json_object_get(last, "to")), "Ready");
+    json_decref(evs);
+
+    int64_t upto = 0;
+    assert_int_equal(store_events_after(f->s, "Stamp", "ph", "t1", 0, 10, &evs, &upto, &e), 0);
+    assert_int_equal(json_array_size(evs), 2);
+    assert_null(json_object_get(json_array_get(evs, 0), "to"));
+    last = json_array_get(evs, 1);
+    assert_string_equal(json_string_value(json_object_get(last, "from")), "Draining");
+    assert_string_equal(json_string_value(json_object_get(last, "to")), "Ready");
+    json_decref(evs);
+    resource_free(&r);
+}
+
+static int64_t pragma_int(const char *path, const char *sql) {
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Builds path as the code before versioned migrations did (user_version 0,
+ * meta schema_version 1), with or without resources.due_ms, holding one
+ * stamp and two events: a phase change and an event that only looks like
+ * one. */
+static void make_old_db(const char *path, bool with_due) {
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *err = NULL;
+    int rc = sqlite3_exec(
+        db,
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE events ("
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT NOT NULL,"
+        "  time_ms INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,"
+        "  message TEXT NOT NULL, resource_version INTEGER NOT NULL);"
+        "CREATE INDEX events_object ON events(kind, name, id);"
+        "CREATE TABLE audit ("
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL,"
+        "  \"user\" TEXT NOT NULL, tenant TEXT NOT NULL, operation TEXT NOT NULL,"
+        "  kind TEXT NOT NULL, name TEXT NOT NULL, result TEXT NOT NULL, detail TEXT);"
+        "CREATE TABLE ports (port INTEGER PRIMARY KEY, owner TEXT NOT NULL);"
+        "INSERT INTO meta(key, value) VALUES('schema_version', '1');"
+        "INSERT INTO events(kind, name, time_ms, type, reason, message, resource_version)"
+        " VALUES('Stamp', 'old', 1000, 'Normal', 'Activated', 'Ready -> Active: activate (x)', 2),"
+        " ('Stamp', 'old', 2000, 'Normal', 'DeployRequested', 'by u: region a -> b', 2);",
+        NULL, NULL, &err);
+    assert_int_equal(rc, SQLITE_OK);
+    rc = sqlite3_exec(db,
+                      with_due ? "CREATE TABLE resources ("
+                                 "  kind TEXT NOT NULL, name TEXT NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
+                                 "  labels TEXT NOT NULL, annotations TEXT NOT NULL, spec TEXT NOT NULL,"
+                                 "  status TEXT NOT NULL, finalizers TEXT NOT NULL,"
+                                 "  resource_version INTEGER NOT NULL, generation INTEGER NOT NULL,"
+                                 "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+                                 "  deletion_ms INTEGER NOT NULL DEFAULT 0, due_ms INTEGER,"
+                                 "  PRIMARY KEY (kind, name));"
+                               : "CREATE TABLE resources ("
+                                 "  kind TEXT NOT NULL, name TEXT NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
+                                 "  labels TEXT NOT NULL, annotations TEXT NOT NULL, spec TEXT NOT NULL,"
+                                 "  status TEXT NOT NULL, finalizers TEXT NOT NULL,"
+                                 "  resource_version INTEGER NOT NULL, generation INTEGER NOT NULL,"
+                                 "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+                                 "  deletion_ms INTEGER NOT NULL DEFAULT 0,"
+                                 "  PRIMARY KEY (kind, name));",
+                      NULL, NULL, &err);
+    assert_int_equal(rc, SQLITE_OK);
+    rc = sqlite3_exec(db,
+                      "INSERT INTO resources(kind, name, tenant, labels, annotations, spec, status,"
+                      " finalizers, resource_version, generation, created_ms, updated_ms)"
+                      " VALUES('Stamp', 'old', 't1', '{}', '{}', '{\"k\":\"v\"}',"
+                      " '{\"phase\":\"Active\"}', '[]', 2, 1, 1000, 1000);",
+                      NULL, NULL, &err);
+    assert_int_equal(rc, SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void check_migrated(fixture *f, const char *path) {
+    serr e = {0};
+    assert_int_equal(store_open_sqlite(path, &f->s, &e), 0);
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(f->s, "Stamp", "old", &g, &e), 0);
+    assert_string_equal(g.tenant, "t1");
+    assert_int_equal(g.resource_version, 2);
+    assert_string_equal(json_string_value(json_object_get(g.status, "phase")), "Active");
+    /* Writable after the upgrade, due_ms included. */
+    g.due_ms = 5000;
+    store_event ch = {.type = "Normal", .reason = "Draining", .message = "m", .from = "Active",
+                      .to = "Draining"};
+    assert_int_equal(store_update(f->s, &g, &ch, &e), 0);
+    resource_free(&g);
+
+    json_t *evs = NULL;
+    assert_int_equal(store_events(f->s, "Stamp", "old", 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 3);
+    /* The old phase change was backfilled from its message, once. */
+    json_t *ev = json_array_get(evs, 0);
+    assert_string_equal(json_string_value(json_object_get(ev, "from")), "Ready");
+    assert_string_equal(json_string_value(json_object_get(ev, "to")), "Active");
+    assert_null(json_object_get(json_array_get(evs, 1), "to"));
+    ev = json_array_get(evs, 2);
+    assert_string_equal(json_string_value(json_object_get(ev, "from")), "Active");
+    assert_string_equal(json_string_value(json_object_get(ev, "to")), "Draining");
+    json_decref(evs);
+    /* Versions are user_version's; meta keeps the 1 older programs want. */
+    char *v = NULL;
+    assert_int_equal(store_meta_get(f->s, "schema_version", &v, &e), 0);
+    assert_string_equal(v, "1");
+    free(v);
+    int64_t n = pragma_int(path, "PRAGMA user_version");
+    assert_true(n >= 3);
+    store_close(f->s);
+    f->s = NULL;
+
+    /* Opening again changes nothing. */
+    assert_int_equal(store_open_sqlite(path, &f->s, &e), 0);
+    assert_int_equal(pragma_int(path, "PRAGMA user_version"), n);
+    assert_int_equal(store_events(f->s, "Stamp", "old", 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 3);
+    json_decref(evs);
+}
+
+static void test_migrate_old(void **state) {
+    fixture *f = *state;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/old.db", f->dir);
+    make_old_db(path, true);
+    store_close(f->s);
+    f->s = NULL;
+    check_migrated(f, path);
+}
+
+static void test_migrate_before_due(void **state) {
+    fixture *f = *state;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/older.db", f->dir);
+    make_old_db(path, false);
+    store_close(f->s);
+    f->s = NULL;
+    check_migrated(f, path);
+    assert_int_equal(pragma_int(path, "SELECT COUNT(*) FROM pragma_table_info('resources')"
+                                      " WHERE name='due_ms'"),
+                     1);
+}
+
+/* A database from a newer program is refused, not downgraded. */
+static void test_migrate_newer(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=999", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open_sqlite(f->path, &f->s, &e), SE_INVAL);
+    assert_non_null(strstr(e.msg, "999"));
+    assert_null(f->s);
 }
 
 static void test_too_big(void **state) {
@@ -754,6 +944,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_phases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_old, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_before_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_newer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_counter, setup, teardown),
     };
