@@ -1220,9 +1220,9 @@ static int attempt_failed(sctx *s, const char *why, serr *e) {
             json_object_set_new(st, "state", json_string("Pending"));
     }
     s->dirty = true;
-    char key[WQ_KEY_MAX];
-    ctl_key(key, sizeof(key), "Stamp", s->name);
-    want(s, wq_backoff_next(s->c->q, key, NULL));
+    /* The delay grows with the attempt, which status counts (creating-
+     * attempts ends in Failed): the queue's backoff of the n-th failure. */
+    want(s, wq_backoff_delay(s->c->q, (int)attempt));
     return save(s, e);
 }
 
@@ -1743,16 +1743,17 @@ static int decommission(sctx *s, bool *done, serr *e) {
         if ((rc = exec_follow(s, st, st->del, "delete", prog, &result, e))) return rc;
         if (result == RUN_RUNNING) return save(s, e);
         if (result == RUN_FAILED) {
-            /* The delete command will be run again with backoff: resources
-             * it should remove may still exist, so nothing after it runs. */
+            /* The delete command will be run again with the engine's
+             * backoff (a transient error), Stalled once backoff-retries
+             * are used: resources it should remove may still exist, so
+             * nothing after it runs. */
             json_object_set_new(prog, "state", json_string("Pending"));
             s->dirty = true;
             event(s, "Warning", "DecommissionFailed", "step %s: %s; retrying", st->name,
                   jstr(prog, "message", "failed"));
-            char key[WQ_KEY_MAX];
-            ctl_key(key, sizeof(key), "Stamp", s->name);
-            want(s, wq_backoff_next(s->c->q, key, NULL));
-            return save(s, e);
+            if ((rc = save(s, e))) return rc;
+            return serr_set(e, SE_IO, "decommission step %s: %s", st->name,
+                            jstr(prog, "message", "failed"));
         }
         event(s, "Normal", "Decommissioned", "step %s: delete command succeeded", st->name);
     }
