@@ -305,19 +305,25 @@ static double rand_unit(wq *q) {
     return (double)((q->rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
 
+/* The delay of the n-th failure, with jitter; lock held. */
+static int64_t delay_of(wq *q, int n) {
+    double d = (double)q->bo.initial_ms;
+    for (int i = 1; i < n && d < (double)q->bo.max_ms; i++) d *= q->bo.factor;
+    if (d > (double)q->bo.max_ms) d = (double)q->bo.max_ms;
+    if (q->bo.jitter > 0) d *= 1.0 + q->bo.jitter * (2.0 * rand_unit(q) - 1.0);
+    return d < 1 ? 1 : (int64_t)d;
+}
+
 int64_t wq_backoff_next(wq *q, const char *key, int *failures) {
     int err = 0;
     pthread_mutex_lock(&q->mu);
     item *it = find(q, key, true, &err);
     int n = 1;
     if (it) n = ++it->failures;
-    double d = (double)q->bo.initial_ms;
-    for (int i = 1; i < n && d < (double)q->bo.max_ms; i++) d *= q->bo.factor;
-    if (d > (double)q->bo.max_ms) d = (double)q->bo.max_ms;
-    if (q->bo.jitter > 0) d *= 1.0 + q->bo.jitter * (2.0 * rand_unit(q) - 1.0);
+    int64_t d = delay_of(q, n);
     pthread_mutex_unlock(&q->mu);
     if (failures) *failures = n;
-    return d < 1 ? 1 : (int64_t)d;
+    return d;
 }
 
 void wq_forget(wq *q, const char *key) {
@@ -360,12 +366,9 @@ bool wq_stalled(wq *q, const char *key) {
 
 int64_t wq_backoff_delay(wq *q, int n) {
     pthread_mutex_lock(&q->mu);
-    double d = (double)q->bo.initial_ms;
-    for (int i = 1; i < n && d < (double)q->bo.max_ms; i++) d *= q->bo.factor;
-    if (d > (double)q->bo.max_ms) d = (double)q->bo.max_ms;
-    if (q->bo.jitter > 0) d *= 1.0 + q->bo.jitter * (2.0 * rand_unit(q) - 1.0);
+    int64_t d = delay_of(q, n < 1 ? 1 : n);
     pthread_mutex_unlock(&q->mu);
-    return d < 1 ? 1 : (int64_t)d;
+    return d;
 }
 
 int64_t wq_backoff_max(const wq *q) { return q->bo.max_ms; }
