@@ -1909,13 +1909,16 @@ int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) 
     }
     json_t *tspec = json_object_get(s.r.spec, "templateSpec");
     if ((rc = tpl_parse(tspec, &s.t, e))) {
-        /* A configuration error: fail fast with the reason in status; no
-         * retry until the spec changes. */
+        /* A configuration error: fail fast with the reason in status; the
+         * engine marks the stamp Stalled and retries nothing until the
+         * spec changes. */
         serr_wrap(e, "template");
         set_str(&s, s.r.status, "lastError", e->msg);
-        rc = save(&s, e);
+        serr se = {0};
+        int src = save(&s, &se);
         resource_free(&s.r);
-        return rc;
+        if (src) return serr_set(e, src, "%s", se.msg);
+        return SE_INVAL; /* whatever tpl_parse said (a limit too) */
     }
     if ((rc = pending_backup(&s, e)) == 0) {
         switch (s.phase) {
