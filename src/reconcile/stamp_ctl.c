@@ -1308,9 +1308,6 @@ static int reconcile_creating(sctx *s, serr *e) {
     json_object_del(s->r.status, "waitingFor");
     json_object_del(s->r.status, "step");
     json_object_set_new(s->r.status, "activeSinceMs", json_integer(now_ms()));
-    char key[WQ_KEY_MAX];
-    ctl_key(key, sizeof(key), "Stamp", s->name);
-    wq_forget(s->c->q, key);
     json_object_set_new(s->r.status, "health",
                         json_pack("{s:s,s:b,s:b,s:i}", "source", set.source, "healthy", 1,
                                   "inRotation", 1, "recoveries", 0));
