@@ -1740,17 +1740,19 @@ static int decommission(sctx *s, bool *done, serr *e) {
         if ((rc = exec_follow(s, st, st->del, "delete", prog, &result, e))) return rc;
         if (result == RUN_RUNNING) return save(s, e);
         if (result == RUN_FAILED) {
-            /* The delete command will be run again with the engine's
-             * backoff (a transient error), Stalled once backoff-retries
-             * are used: resources it should remove may still exist, so
-             * nothing after it runs. */
+            /* The delete command will be run again with backoff, for
+             * ever: resources it should remove may still exist, so
+             * nothing after it runs.  Not an error for the engine: a
+             * Deleting stamp allows no operator action, so a Stalled one
+             * could only be restarted by restarting stampd.  The delay is
+             * the queue's backoff of the step's runs, which status counts
+             * (the engine forgets failures at each poll of a run). */
             json_object_set_new(prog, "state", json_string("Pending"));
             s->dirty = true;
             event(s, "Warning", "DecommissionFailed", "step %s: %s; retrying", st->name,
                   jstr(prog, "message", "failed"));
-            if ((rc = save(s, e))) return rc;
-            return serr_set(e, SE_IO, "decommission step %s: %s", st->name,
-                            jstr(prog, "message", "failed"));
+            want(s, wq_backoff_delay(s->c->q, (int)jint(prog, "runs", 1)));
+            return save(s, e);
         }
         event(s, "Normal", "Decommissioned", "step %s: delete command succeeded", st->name);
     }
