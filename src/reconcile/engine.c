@@ -247,31 +247,30 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-typedef struct resync_arg {
-    ctl_ctx *c;
-    bool first; /* the resync at start: a restart retries stalled keys */
-} resync_arg;
-
+/* A stalled resource is woken at most once per backoff-max: a transient
+ * outage longer than the retries heals by itself (a Deleting stamp allows
+ * no operator action), and nothing hot-loops.  One the engine has no mark
+ * for (stampd restarted) is marked, so its success clears the condition,
+ * and woken now: a restart is a retry. */
 static int enqueue_one(const resource *r, void *arg) {
-    resync_arg *a = arg;
+    ctl_ctx *c = arg;
     if (status_stalled(r->status)) {
-        if (!a->first) return 0;
         char key[WQ_KEY_MAX];
-        /* Marked so that its next success clears the condition. */
-        if (ctl_key(key, sizeof(key), r->kind, r->name) == 0) wq_stall(a->c->q, key, true);
+        if (ctl_key(key, sizeof(key), r->kind, r->name) != 0) return 0;
+        int64_t since = wq_stalled_since(c->q, key);
+        int64_t pace = c->cfg ? c->cfg->backoff_max_ms : wq_backoff_max(c->q);
+        if (since >= 0 && mono_ms() - since < pace) return 0;
+        if (since < 0) wq_stall(c->q, key, true);
     }
-    ctl_wake(a->c, r->kind, r->name);
+    ctl_wake(c, r->kind, r->name);
     return 0;
 }
 
-static void resync(engine *en, bool first) {
-    resync_arg a = {.c = en->c, .first = first};
+void engine_resync(engine *en) {
     for (size_t i = 0; i < ncontrollers; i++)
         if (controllers[i].resync)
-            store_list(en->c->st, controllers[i].kind, NULL, enqueue_one, &a, NULL);
+            store_list(en->c->st, controllers[i].kind, NULL, enqueue_one, en->c, NULL);
 }
-
-void engine_resync(engine *en) { resync(en, false); }
 
 int engine_start(ctl_ctx *c, int workers, engine **out, serr *e) {
     engine_metrics_register();
@@ -289,7 +288,7 @@ int engine_start(ctl_ctx *c, int workers, engine **out, serr *e) {
         en->nworkers++;
     }
     *out = en;
-    resync(en, true);
+    engine_resync(en);
     return 0;
 }
 

@@ -25,14 +25,17 @@
  * Stalled: the engine writes status.conditions[type=Stalled] (status "True",
  * reason, message = the last error, lastTransitionTime, observedGeneration)
  * through the store, retrying a few times on a conflict, with a Warning
- * event, and stops requeueing the key.  It waits for a change: the API's
- * ctl_enqueue (apply, actions, an operator's retry) resets the key's
- * failures, and the periodic resync skips stalled resources, so a stalled
- * key never hot-loops.  A wake-up without a change (ctl_wake: sweeps, the
- * front door) may still run it once; a failure then keeps it stalled and
- * writes nothing new.  The next successful reconcile sets Stalled to
- * "False" (reason Reconciled).  The resync at start includes stalled
- * resources: a restart of stampd is a retry.
+ * event, and stops requeueing the key with backoff.  What runs it again:
+ *   - a change: the API's ctl_enqueue (apply, actions, an operator's retry)
+ *     runs it at once and resets its failures, so it gets its retries again;
+ *   - the periodic resync, at most once per backoff-max (it skips the key
+ *     until then), so an outage longer than the retries heals by itself
+ *     (a Deleting stamp allows no operator action) and nothing hot-loops;
+ *     after a restart of stampd, at once (a restart is a retry);
+ *   - a wake-up without a change (ctl_wake: sweeps, the front door).
+ * A run of a stalled key that fails again keeps it stalled, is not
+ * requeued, and writes no new event (only a changed message).  The next
+ * successful reconcile sets Stalled to "False" (reason Reconciled).
  *
  * Threading: engine_register before engine_start only; the table is read
  * without a lock by the workers afterwards.
@@ -61,8 +64,8 @@ void engine_unregister_all(void);
 void engine_metrics_register(void);
 
 int engine_start(ctl_ctx *c, int workers, engine **out, serr *e);
-/* Enqueue every resource of every kind registered with resync, except
- * stalled ones (see above). */
+/* Enqueue every resource of every kind registered with resync; stalled
+ * ones at most once per backoff-max (see above). */
 void engine_resync(engine *en);
 void engine_stop(engine *en);
 

@@ -32,6 +32,7 @@ typedef struct item {
     int64_t due_ms;
     int failures;
     bool stalled; /* the engine gave up retrying; see wq_stall */
+    int64_t stalled_ms; /* mono_ms of the last wq_stall(on) */
 } item;
 
 struct wq {
@@ -350,18 +351,21 @@ int wq_stall(wq *q, const char *key, bool on) {
     item *it = find(q, key, on, &err);
     if (it) {
         it->stalled = on;
+        it->stalled_ms = mono_ms();
         release_if_idle(q, it);
     }
     pthread_mutex_unlock(&q->mu);
     return err;
 }
 
-bool wq_stalled(wq *q, const char *key) {
+bool wq_stalled(wq *q, const char *key) { return wq_stalled_since(q, key) >= 0; }
+
+int64_t wq_stalled_since(wq *q, const char *key) {
     pthread_mutex_lock(&q->mu);
     item *it = find(q, key, false, NULL);
-    bool on = it && it->stalled;
+    int64_t t = it && it->stalled ? it->stalled_ms : -1;
     pthread_mutex_unlock(&q->mu);
-    return on;
+    return t;
 }
 
 int64_t wq_backoff_delay(wq *q, int n) {

@@ -50,10 +50,13 @@ int wq_failures(wq *q, const char *key);
  * a controller whose domain keeps its own count of attempts. */
 int64_t wq_backoff_delay(wq *q, int n);
 int64_t wq_backoff_max(const wq *q);
-/* A mark the engine keeps on a key it stopped retrying (see engine.h).
- * Setting it may fail with SE_LIMIT; a marked key holds its slot. */
+/* A mark the engine keeps on a key it stopped retrying (see engine.h),
+ * with the time (mono_ms) it was last set.  Setting it may fail with
+ * SE_LIMIT; a marked key holds its slot. */
 int wq_stall(wq *q, const char *key, bool on);
 bool wq_stalled(wq *q, const char *key);
+/* mono_ms of the last wq_stall(on), or -1 when not marked. */
+int64_t wq_stalled_since(wq *q, const char *key);
 size_t wq_len(wq *q);
 void wq_shutdown(wq *q);
 

@@ -4,8 +4,8 @@
  * success forgets failures, transient failures exhaust into one Stalled
  * condition and stop, a configuration error stalls at once, an enqueue from
  * the API (a change) runs a stalled key again and its success clears the
- * condition, the resync leaves stalled keys alone, and a full queue is an
- * error the caller sees and a metric.
+ * condition, the resync wakes a stalled key at most once per backoff-max,
+ * and a full queue is an error the caller sees and a metric.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -223,6 +223,32 @@ static void test_config_error_stalls_at_once(void **state) {
     assert_string_equal(msg, "fake failure 1 of a");
 }
 
+static void test_resync_paces_stalled(void **state) {
+    fixture *f = *state;
+    f->cfg.backoff_max_ms = 150;
+    fake_set(SE_INVAL, CTL_DONE);
+    start(f);
+    WAIT_UNTIL(wq_stalled(f->c.q, KEY));
+    engine_resync(f->en); /* within backoff-max: skipped */
+    sleep_ms(40);
+    assert_int_equal(fake_calls(), 1);
+    sleep_ms(150);
+    engine_resync(f->en); /* past it: one run, which stalls again */
+    WAIT_UNTIL(fake_calls() == 2);
+    WAIT_UNTIL(wq_stalled_since(f->c.q, KEY) >= 0 && mono_ms() - wq_stalled_since(f->c.q, KEY) < 100);
+    engine_resync(f->en);
+    sleep_ms(40);
+    assert_int_equal(fake_calls(), 2);
+    assert_int_equal(events_with_reason(f, "Stalled"), 1);
+    /* A stampd that restarted has no mark: the resync runs it at once and
+     * marks it, so that a success clears the condition. */
+    wq_stall(f->c.q, KEY, false);
+    fake_set(0, CTL_DONE);
+    engine_resync(f->en);
+    WAIT_UNTIL(stalled_is(f, "False"));
+    assert_int_equal(fake_calls(), 3);
+}
+
 static void test_change_after_stall_runs_again(void **state) {
     fixture *f = *state;
     fake_set(SE_INVAL, CTL_DONE);
@@ -310,6 +336,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_success_forgets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_exhaust_into_stalled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_error_stalls_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resync_paces_stalled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_after_stall_runs_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_change_gets_retries_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflict_requeues_now_uncounted, setup, teardown),
