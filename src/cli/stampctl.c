@@ -728,9 +728,11 @@ static void describe_stamp(json_t *r) {
     json_t *cd;
     json_array_foreach(json_object_get(st, "conditions"), ci, cd) {
         /* The engine stopped retrying: say why, and what restarts it. */
-        if (strcmp(jstr(cd, "type", ""), "Stalled") == 0 && strcmp(jstr(cd, "status", ""), "True") == 0)
-            printf("Stalled:      %s since %s: %s (retried on a change or an operator's action)\n",
-                   jstr(cd, "reason", ""), jstr(cd, "lastTransitionTime", ""), jstr(cd, "message", ""));
+        if (strcmp(jstr(cd, "type", ""), "Stalled") == 0 &&
+            strcmp(jstr(cd, "status", ""), "True") == 0)
+            printf("Stalled:      %s since %s: %s (retried on a change, or every backoff-max)\n",
+                   jstr(cd, "reason", ""), jstr(cd, "lastTransitionTime", ""),
+                   jstr(cd, "message", ""));
     }
     if (json_object_get(st, "frontdoor")) printf("Front door:   %s\n", jstr(st, "frontdoor", ""));
     json_t *hs = json_object_get(st, "health");

@@ -562,7 +562,8 @@ int main(int argc, char **argv) {
     }
     /* Namespaces are not resynced: there may be 100k of them, and the
      * reaper's sweep reads only those that are due. */
-    if (engine_register("Stamp", stamp_reconcile, true) || engine_register("Namespace", ns_reconcile, false)) {
+    if (engine_register("Stamp", stamp_reconcile, true) ||
+        engine_register("Namespace", ns_reconcile, false)) {
         serr_set(&e, SE_INTERNAL, "cannot register the controllers");
         goto bad;
     }

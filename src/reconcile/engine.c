@@ -136,7 +136,9 @@ static int set_stalled(ctl_ctx *c, const char *kind, const char *name, bool on,
         json_object_set_new(cd, "message", json_string(on ? msg : ""));
         json_object_set_new(cd, "observedGeneration", json_integer(r.generation));
         char text[SERR_MSG_MAX + 128];
-        snprintf(text, sizeof(text), "%s: no more retries until the spec changes or an operator retries: %s",
+        snprintf(text, sizeof(text),
+                 "%s: no more retries with backoff; retried on a change, or at most every "
+                 "backoff-max: %s",
                  reason, msg);
         store_event ev = {.type = "Warning", .reason = "Stalled", .message = text};
         store_event ok = {.type = "Normal", .reason = "Unstalled", .message = "reconciled again"};
@@ -162,7 +164,8 @@ static void stall(engine *en, const char *key, const char *kind, const char *nam
     ctl_ctx *c = en->c;
     bool was = wq_stalled(c->q, key);
     serr e = {0};
-    if (wq_stall(c->q, key, true) != 0 || set_stalled(c, kind, name, true, reason, err->msg, &e) != 0) {
+    if (wq_stall(c->q, key, true) != 0 ||
+        set_stalled(c, kind, name, true, reason, err->msg, &e) != 0) {
         /* Not recorded: keep retrying, slowly, until it is. */
         wq_stall(c->q, key, false);
         log_warnx("reconcile %s: cannot record Stalled (%s); retry in %lldms", key,

@@ -36,9 +36,13 @@ static int add_key(ctl_ctx *c, const char *kind, const char *name, bool change) 
     return rc;
 }
 
-int ctl_enqueue(ctl_ctx *c, const char *kind, const char *name) { return add_key(c, kind, name, true); }
+int ctl_enqueue(ctl_ctx *c, const char *kind, const char *name) {
+    return add_key(c, kind, name, true);
+}
 
-int ctl_wake(ctl_ctx *c, const char *kind, const char *name) { return add_key(c, kind, name, false); }
+int ctl_wake(ctl_ctx *c, const char *kind, const char *name) {
+    return add_key(c, kind, name, false);
+}
 
 int phase_of(const fsm_def *d, const resource *r) {
     return fsm_phase_parse(d, json_string_value(json_object_get(r->status, "phase")));

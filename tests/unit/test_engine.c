@@ -235,7 +235,8 @@ static void test_resync_paces_stalled(void **state) {
     sleep_ms(150);
     engine_resync(f->en); /* past it: one run, which stalls again */
     WAIT_UNTIL(fake_calls() == 2);
-    WAIT_UNTIL(wq_stalled_since(f->c.q, KEY) >= 0 && mono_ms() - wq_stalled_since(f->c.q, KEY) < 100);
+    WAIT_UNTIL(wq_stalled_since(f->c.q, KEY) >= 0 &&
+               mono_ms() - wq_stalled_since(f->c.q, KEY) < 100);
     engine_resync(f->en);
     sleep_ms(40);
     assert_int_equal(fake_calls(), 2);
