@@ -136,10 +136,11 @@ static int set_stalled(ctl_ctx *c, const char *kind, const char *name, bool on,
         json_object_set_new(cd, "message", json_string(on ? msg : ""));
         json_object_set_new(cd, "observedGeneration", json_integer(r.generation));
         char text[SERR_MSG_MAX + 128];
-        snprintf(text, sizeof(text),
-                 "%s: no more retries with backoff; retried on a change, or at most every "
-                 "backoff-max: %s",
-                 reason, msg);
+        if (on)
+            snprintf(text, sizeof(text),
+                     "%s: no more retries with backoff; retried on a change, or at most every "
+                     "backoff-max: %s",
+                     reason, msg);
         store_event ev = {.type = "Warning", .reason = "Stalled", .message = text};
         store_event ok = {.type = "Normal", .reason = "Unstalled", .message = "reconciled again"};
         rc = store_update(c->st, &r, on ? (was ? NULL : &ev) : &ok, e);
