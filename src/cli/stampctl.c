@@ -724,6 +724,16 @@ static void describe_stamp(json_t *r) {
     printf("Attempt:      %lld\n", (long long)jint(st, "attempt", 1));
     if (json_object_get(st, "waitingFor")) printf("Waiting for:  %s\n", jstr(st, "waitingFor", ""));
     if (json_object_get(st, "lastError")) printf("Last error:   %s\n", jstr(st, "lastError", ""));
+    size_t ci;
+    json_t *cd;
+    json_array_foreach(json_object_get(st, "conditions"), ci, cd) {
+        /* The engine stopped retrying: say why, and what restarts it. */
+        if (strcmp(jstr(cd, "type", ""), "Stalled") == 0 &&
+            strcmp(jstr(cd, "status", ""), "True") == 0)
+            printf("Stalled:      %s since %s: %s (retried on a change, or every backoff-max)\n",
+                   jstr(cd, "reason", ""), jstr(cd, "lastTransitionTime", ""),
+                   jstr(cd, "message", ""));
+    }
     if (json_object_get(st, "frontdoor")) printf("Front door:   %s\n", jstr(st, "frontdoor", ""));
     json_t *hs = json_object_get(st, "health");
     if (json_is_object(hs) && strcmp(phase, "Active") == 0) {

@@ -67,7 +67,7 @@ static const crow rows[] = {
     {"backoff-max", CT_DUR, F(backoff_max_ms), 0, "5m", 0, 0, "longest retry delay"},
     {"backoff-factor", CT_FLOAT, F(backoff_factor), 0, "2.0", 0, 0, "each retry delay is the previous one times this"},
     {"backoff-retries", CT_INT, F(backoff_retries), 0, "5", 0, 1000,
-     "accepted but not used: a failed reconcile retries with backoff until it succeeds"},
+     "failed reconciles in a row before a resource is Stalled (0: retry for ever)"},
     {"token-ttl", CT_DUR, F(token_ttl_ms), 0, "8760h", 0, 0,
      "lifetime of the operator token in the client config"},
     {"traffic-driver", CT_STR, F(traffic_driver), S(traffic_driver), "haproxy", 0, 0,

@@ -76,7 +76,7 @@ static void usage(FILE *f) {
 /* The verifier's warnings (skipped JWKS keys, failed refreshes). */
 static void jwt_warn(void *arg, const char *msg) { log_warnx("%s", msg); }
 
-static void enqueue_stamp(const char *name, void *arg) { ctl_enqueue(arg, "Stamp", name); }
+static void enqueue_stamp(const char *name, void *arg) { ctl_wake(arg, "Stamp", name); }
 
 static int hex_random(char *out, size_t nbytes) {
     unsigned char buf[64];
@@ -536,6 +536,7 @@ int main(int argc, char **argv) {
     stamp_metrics_register();
     ns_metrics_register();
     mttc_metrics_register();
+    engine_metrics_register();
     if (ns_rebase_due(&ctx, &e)) goto bad;
     /* The API address is bound only after HAProxy is up (requests may use
      * the front door), so it is checked first: a port in use must stop
@@ -558,6 +559,13 @@ int main(int argc, char **argv) {
     if (write_client_config(&cfg, secret, (size_t)slen, &e)) {
         log_warnx("client config not written: %s", e.msg);
         serr_clear(&e);
+    }
+    /* Namespaces are not resynced: there may be 100k of them, and the
+     * reaper's sweep reads only those that are due. */
+    if (engine_register("Stamp", stamp_reconcile, true) ||
+        engine_register("Namespace", ns_reconcile, false)) {
+        serr_set(&e, SE_INTERNAL, "cannot register the controllers");
+        goto bad;
     }
     if (engine_start(&ctx, (int)cfg.workers, &en, &e)) goto bad;
     log_info("stampd %s listening on %s, data dir %s, owner %s", STAMP_VERSION, cfg.listen,

@@ -766,7 +766,7 @@ static int sweep_one(const resource *r, void *arg) {
     str_copy(s->last_name, sizeof(s->last_name), r->name);
     s->n++;
     if (s->dry_run) json_array_append_new(s->out, ns_to_json(s->c, r));
-    else ctl_enqueue(s->c, KIND, r->name);
+    else ctl_wake(s->c, KIND, r->name);
     return 0;
 }
 

@@ -25,6 +25,15 @@ typedef struct ctl_ctx {
 
 /* Queue keys are "<Kind>/<name>". */
 int ctl_key(char *buf, size_t len, const char *kind, const char *name);
-void ctl_enqueue(ctl_ctx *c, const char *kind, const char *name);
+/* A change (the API applied a spec or an operator asked for an action):
+ * enqueue the key and reset its failures, so a Stalled resource gets its
+ * retries again (engine.h).  0, or SE_LIMIT when the queue is full: the
+ * drop is counted (stamp_workqueue_dropped_total) and logged, at most one
+ * line per 10 s; the periodic resync picks a Stamp up again. */
+int ctl_enqueue(ctl_ctx *c, const char *kind, const char *name);
+/* A wake-up with no change behind it (resync, sweeps, the front door):
+ * enqueue only; a stalled key stays stalled unless this run succeeds. */
+int ctl_wake(ctl_ctx *c, const char *kind, const char *name);
+#define CTL_DROPPED_METRIC "stamp_workqueue_dropped_total"
 
 #endif

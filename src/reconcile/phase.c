@@ -3,9 +3,12 @@
  */
 #include "reconcile/phase.h"
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
 
@@ -14,9 +17,31 @@ int ctl_key(char *buf, size_t len, const char *kind, const char *name) {
     return 0;
 }
 
-void ctl_enqueue(ctl_ctx *c, const char *kind, const char *name) {
+static int add_key(ctl_ctx *c, const char *kind, const char *name, bool change) {
     char key[WQ_KEY_MAX];
-    if (c->q && ctl_key(key, sizeof(key), kind, name) == 0) wq_add(c->q, key);
+    if (c->q == NULL) return 0;
+    int rc = ctl_key(key, sizeof(key), kind, name);
+    if (rc) return rc;
+    if (change) wq_forget(c->q, key);
+    rc = wq_add(c->q, key);
+    if (rc == SE_LIMIT) {
+        metrics_inc(CTL_DROPPED_METRIC, "", 1);
+        /* Rate-limited: a full queue under a flood would otherwise log a
+         * line per add. */
+        static _Atomic int64_t last_log;
+        int64_t now = mono_ms(), prev = last_log;
+        if (now - prev >= 10000 && atomic_compare_exchange_strong(&last_log, &prev, now))
+            log_warnx("work queue full: %s not queued (see %s)", key, CTL_DROPPED_METRIC);
+    }
+    return rc;
+}
+
+int ctl_enqueue(ctl_ctx *c, const char *kind, const char *name) {
+    return add_key(c, kind, name, true);
+}
+
+int ctl_wake(ctl_ctx *c, const char *kind, const char *name) {
+    return add_key(c, kind, name, false);
 }
 
 int phase_of(const fsm_def *d, const resource *r) {

@@ -2,8 +2,8 @@
  * queue.c - the work queue: keys in a hash table, a FIFO of ready keys, and
  * a min-heap of delayed keys, all under one mutex.
  *
- * An item exists while it is ready, being processed, delayed, or has
- * failures on record; it is freed as soon as none of these holds, so the
+ * An item exists while it is ready, being processed, delayed, has
+ * failures on record, or is marked stalled; it is freed as soon as none of these holds, so the
  * table never holds more than max_keys and the FIFO and heap, sized to
  * max_keys, can never overflow.
  *
@@ -31,6 +31,8 @@ typedef struct item {
     int heap_idx;    /* -1 when not delayed */
     int64_t due_ms;
     int failures;
+    bool stalled; /* the engine gave up retrying; see wq_stall */
+    int64_t stalled_ms; /* mono_ms of the last wq_stall(on) */
 } item;
 
 struct wq {
@@ -82,7 +84,7 @@ static item *find(wq *q, const char *key, bool create, int *err) {
 }
 
 static void release_if_idle(wq *q, item *it) {
-    if (it->ready || it->processing || it->heap_idx >= 0 || it->failures > 0) return;
+    if (it->ready || it->processing || it->heap_idx >= 0 || it->failures > 0 || it->stalled) return;
     size_t b = hash_key(it->key) & (q->nbuckets - 1);
     for (item **pp = &q->buckets[b]; *pp; pp = &(*pp)->next) {
         if (*pp == it) {
@@ -304,19 +306,25 @@ static double rand_unit(wq *q) {
     return (double)((q->rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
 
+/* The delay of the n-th failure, with jitter; lock held. */
+static int64_t delay_of(wq *q, int n) {
+    double d = (double)q->bo.initial_ms;
+    for (int i = 1; i < n && d < (double)q->bo.max_ms; i++) d *= q->bo.factor;
+    if (d > (double)q->bo.max_ms) d = (double)q->bo.max_ms;
+    if (q->bo.jitter > 0) d *= 1.0 + q->bo.jitter * (2.0 * rand_unit(q) - 1.0);
+    return d < 1 ? 1 : (int64_t)d;
+}
+
 int64_t wq_backoff_next(wq *q, const char *key, int *failures) {
     int err = 0;
     pthread_mutex_lock(&q->mu);
     item *it = find(q, key, true, &err);
     int n = 1;
     if (it) n = ++it->failures;
-    double d = (double)q->bo.initial_ms;
-    for (int i = 1; i < n && d < (double)q->bo.max_ms; i++) d *= q->bo.factor;
-    if (d > (double)q->bo.max_ms) d = (double)q->bo.max_ms;
-    if (q->bo.jitter > 0) d *= 1.0 + q->bo.jitter * (2.0 * rand_unit(q) - 1.0);
+    int64_t d = delay_of(q, n);
     pthread_mutex_unlock(&q->mu);
     if (failures) *failures = n;
-    return d < 1 ? 1 : (int64_t)d;
+    return d;
 }
 
 void wq_forget(wq *q, const char *key) {
@@ -328,6 +336,46 @@ void wq_forget(wq *q, const char *key) {
     }
     pthread_mutex_unlock(&q->mu);
 }
+
+int wq_failures(wq *q, const char *key) {
+    pthread_mutex_lock(&q->mu);
+    item *it = find(q, key, false, NULL);
+    int n = it ? it->failures : 0;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+int wq_stall(wq *q, const char *key, bool on) {
+    int err = 0;
+    pthread_mutex_lock(&q->mu);
+    item *it = find(q, key, on, &err);
+    if (it) {
+        it->stalled = on;
+        it->stalled_ms = mono_ms();
+        release_if_idle(q, it);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return err;
+}
+
+bool wq_stalled(wq *q, const char *key) { return wq_stalled_since(q, key) >= 0; }
+
+int64_t wq_stalled_since(wq *q, const char *key) {
+    pthread_mutex_lock(&q->mu);
+    item *it = find(q, key, false, NULL);
+    int64_t t = it && it->stalled ? it->stalled_ms : -1;
+    pthread_mutex_unlock(&q->mu);
+    return t;
+}
+
+int64_t wq_backoff_delay(wq *q, int n) {
+    pthread_mutex_lock(&q->mu);
+    int64_t d = delay_of(q, n < 1 ? 1 : n);
+    pthread_mutex_unlock(&q->mu);
+    return d;
+}
+
+int64_t wq_backoff_max(const wq *q) { return q->bo.max_ms; }
 
 size_t wq_len(wq *q) {
     pthread_mutex_lock(&q->mu);

@@ -6,13 +6,16 @@
  * is added meanwhile it is handed out again once the first worker calls
  * wq_done.  wq_add_after keeps the earliest deadline per key.  Per-key
  * failures give exponential backoff with jitter (initial * factor^n, capped),
- * reset by wq_forget.  Bounded: past max_keys, adds fail with SE_LIMIT.
+ * reset by wq_forget.  Bounded: past max_keys, adds fail with SE_LIMIT; a
+ * key holds a slot while it is waiting, processed, delayed, has failures on
+ * record or is marked stalled, and frees it as soon as none holds.
  *
  * Threading: all functions thread safe; wq_get blocks.
  */
 #ifndef STAMP_QUEUE_H
 #define STAMP_QUEUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,7 +42,21 @@ int wq_get(wq *q, char *buf, size_t len, int timeout_ms);
 void wq_done(wq *q, const char *key);
 /* Next delay for key (counts a failure) and how many failures so far. */
 int64_t wq_backoff_next(wq *q, const char *key, int *failures);
+/* Reset the key's failures (its slot is freed if nothing else holds it). */
 void wq_forget(wq *q, const char *key);
+/* Failures on record for key (0 if none). */
+int wq_failures(wq *q, const char *key);
+/* The delay of the n-th failure (n >= 1) with jitter, counting nothing: for
+ * a controller whose domain keeps its own count of attempts. */
+int64_t wq_backoff_delay(wq *q, int n);
+int64_t wq_backoff_max(const wq *q);
+/* A mark the engine keeps on a key it stopped retrying (see engine.h),
+ * with the time (mono_ms) it was last set.  Setting it may fail with
+ * SE_LIMIT; a marked key holds its slot. */
+int wq_stall(wq *q, const char *key, bool on);
+bool wq_stalled(wq *q, const char *key);
+/* mono_ms of the last wq_stall(on), or -1 when not marked. */
+int64_t wq_stalled_since(wq *q, const char *key);
 size_t wq_len(wq *q);
 void wq_shutdown(wq *q);
 

@@ -1220,9 +1220,9 @@ static int attempt_failed(sctx *s, const char *why, serr *e) {
             json_object_set_new(st, "state", json_string("Pending"));
     }
     s->dirty = true;
-    char key[WQ_KEY_MAX];
-    ctl_key(key, sizeof(key), "Stamp", s->name);
-    want(s, wq_backoff_next(s->c->q, key, NULL));
+    /* The delay grows with the attempt, which status counts (creating-
+     * attempts ends in Failed): the queue's backoff of the n-th failure. */
+    want(s, wq_backoff_delay(s->c->q, (int)attempt));
     return save(s, e);
 }
 
@@ -1308,9 +1308,6 @@ static int reconcile_creating(sctx *s, serr *e) {
     json_object_del(s->r.status, "waitingFor");
     json_object_del(s->r.status, "step");
     json_object_set_new(s->r.status, "activeSinceMs", json_integer(now_ms()));
-    char key[WQ_KEY_MAX];
-    ctl_key(key, sizeof(key), "Stamp", s->name);
-    wq_forget(s->c->q, key);
     json_object_set_new(s->r.status, "health",
                         json_pack("{s:s,s:b,s:b,s:i}", "source", set.source, "healthy", 1,
                                   "inRotation", 1, "recoveries", 0));
@@ -1743,15 +1740,18 @@ static int decommission(sctx *s, bool *done, serr *e) {
         if ((rc = exec_follow(s, st, st->del, "delete", prog, &result, e))) return rc;
         if (result == RUN_RUNNING) return save(s, e);
         if (result == RUN_FAILED) {
-            /* The delete command will be run again with backoff: resources
-             * it should remove may still exist, so nothing after it runs. */
+            /* The delete command will be run again with backoff, for
+             * ever: resources it should remove may still exist, so
+             * nothing after it runs.  Not an error for the engine: a
+             * Deleting stamp allows no operator action, so a Stalled one
+             * could only be restarted by restarting stampd.  The delay is
+             * the queue's backoff of the step's runs, which status counts
+             * (the engine forgets failures at each poll of a run). */
             json_object_set_new(prog, "state", json_string("Pending"));
             s->dirty = true;
             event(s, "Warning", "DecommissionFailed", "step %s: %s; retrying", st->name,
                   jstr(prog, "message", "failed"));
-            char key[WQ_KEY_MAX];
-            ctl_key(key, sizeof(key), "Stamp", s->name);
-            want(s, wq_backoff_next(s->c->q, key, NULL));
+            want(s, wq_backoff_delay(s->c->q, (int)jint(prog, "runs", 1)));
             return save(s, e);
         }
         event(s, "Normal", "Decommissioned", "step %s: delete command succeeded", st->name);
@@ -1908,13 +1908,16 @@ int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) 
     }
     json_t *tspec = json_object_get(s.r.spec, "templateSpec");
     if ((rc = tpl_parse(tspec, &s.t, e))) {
-        /* A configuration error: fail fast with the reason in status; no
-         * retry until the spec changes. */
+        /* A configuration error: fail fast with the reason in status; the
+         * engine marks the stamp Stalled and retries nothing until the
+         * spec changes. */
         serr_wrap(e, "template");
         set_str(&s, s.r.status, "lastError", e->msg);
-        rc = save(&s, e);
+        serr se = {0};
+        int src = save(&s, &se);
         resource_free(&s.r);
-        return rc;
+        if (src) return serr_set(e, src, "%s", se.msg);
+        return SE_INVAL; /* whatever tpl_parse said (a limit too) */
     }
     if ((rc = pending_backup(&s, e)) == 0) {
         switch (s.phase) {
