@@ -826,41 +826,13 @@ int nsrt_pod_log(ctl_ctx *c, const char *ns, const char *pod, size_t max, char *
     if (pod_dir(c, ns, pod, NULL, pd, sizeof(pd)) || !path_exists(pd))
         return serr_set(e, SE_NOTFOUND, "pod %s not found in %s", pod, ns);
     pod_dir(c, ns, pod, "log", lp, sizeof(lp));
-    int fd = open(lp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno != ENOENT) return serr_set(e, SE_IO, "open %s: %s", lp, strerror(errno));
+    int rc = read_file_tail(lp, max, data, len, truncated, e);
+    if (rc == SE_NOTFOUND) { /* no output yet */
+        serr_clear(e);
         *data = calloc(1, 1);
         return *data ? 0 : serr_set(e, SE_NOMEM, "out of memory");
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return serr_set(e, SE_IO, "stat %s: %s", lp, strerror(errno));
-    }
-    size_t size = (size_t)st.st_size, want = size;
-    off_t off = 0;
-    if (size > max) {
-        want = max;
-        off = (off_t)(size - max);
-        if (truncated) *truncated = true;
-    }
-    char *buf = malloc(want + 1);
-    if (buf == NULL) {
-        close(fd);
-        return serr_set(e, SE_NOMEM, "out of memory");
-    }
-    size_t got = 0;
-    while (got < want) {
-        ssize_t r = pread(fd, buf + got, want - got, off + (off_t)got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    buf[got] = '\0';
-    *data = buf;
-    *len = got;
-    return 0;
+    return rc;
 }
 
 int nsrt_annotate_check(const char *key, const char *value, serr *e) {

@@ -2163,30 +2163,5 @@ int stamp_step_log(ctl_ctx *c, const char *name, const char *step, const char *r
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s.%s.log", dir, v[pick].step, v[pick].run);
     free(v);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return serr_set(e, SE_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        close(fd);
-        return serr_set(e, SE_IO, "%s: %s", path, strerror(errno));
-    }
-    size_t size = (size_t)sb.st_size, want = size < tail ? size : tail;
-    char *buf = malloc(want + 1);
-    if (buf == NULL) {
-        close(fd);
-        return serr_set(e, SE_NOMEM, "out of memory");
-    }
-    size_t got = 0;
-    off_t off = (off_t)(size - want);
-    while (got < want) {
-        ssize_t r = pread(fd, buf + got, want - got, off + (off_t)got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    buf[got] = '\0';
-    *data = buf;
-    *len = got;
-    return 0;
+    return read_file_tail(path, tail, data, len, NULL, e);
 }

@@ -199,6 +199,50 @@ int read_file(const char *path, size_t max, char **out, size_t *len, serr *e) {
     return 0;
 }
 
+/* The last component of path: error texts that may reach a tenant name
+ * the file, not the server's directories. */
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+int read_file_tail(const char *path, size_t max, char **out, size_t *len, bool *truncated,
+                   serr *e) {
+    *out = NULL;
+    *len = 0;
+    if (truncated) *truncated = false;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return serr_set(e, errno == ENOENT ? SE_NOTFOUND : SE_IO, "%s: %s", base_name(path),
+                        strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int err = errno;
+        close(fd);
+        return serr_set(e, SE_IO, "%s: %s", base_name(path), strerror(err));
+    }
+    size_t size = (size_t)st.st_size, want = size < max ? size : max;
+    if (truncated) *truncated = size > max;
+    char *buf = malloc(want + 1);
+    if (buf == NULL) {
+        close(fd);
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
+    size_t got = 0;
+    off_t off = (off_t)(size - want);
+    while (got < want) {
+        ssize_t r = pread(fd, buf + got, want - got, off + (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
 static int fsync_dir_of(const char *path) {
     char dir[PATH_MAX];
     if (!str_copy(dir, sizeof(dir), path)) return -1;
@@ -213,12 +257,6 @@ static int fsync_dir_of(const char *path) {
     return rc;
 }
 
-/* The last component of path: error texts that may reach a tenant name
- * the file, not the server's directories. */
-static const char *base_name(const char *path) {
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
 
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, serr *e) {
     /* A temporary name of its own per call (mkostemp): threads writing the

@@ -41,6 +41,12 @@ int mkdir_p(const char *path, mode_t mode, serr *e);
 /* Reads at most max bytes; a larger file is SE_TOOBIG.  *out is NUL
  * terminated and must be freed. */
 int read_file(const char *path, size_t max, char **out, size_t *len, serr *e);
+/* The last max bytes of a file (a log that may be large), never following
+ * a symlink; *truncated (may be NULL) tells whether bytes before them were
+ * left out.  A missing file is SE_NOTFOUND.  *out is NUL terminated and must
+ * be freed; it may hold NUL bytes (*len is its length). */
+int read_file_tail(const char *path, size_t max, char **out, size_t *len, bool *truncated,
+                   serr *e);
 /* write to path.tmp, fsync, rename, fsync the directory. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, serr *e);
 /* rm -rf; a missing path is fine. */
