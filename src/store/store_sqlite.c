@@ -1030,8 +1030,11 @@ int store_events_after(store *s, const char *kind, const char *name, const char 
                   " e.resource_version, e.from_phase, e.to_phase FROM events e"
                   " WHERE e.id > ?1 AND e.id <= ?2 AND (?3 IS NULL OR e.kind = ?3)"
                   " AND (?4 IS NULL OR e.name = ?4)"
+                  /* A name may be reused (a reaped namespace's bucket taken
+                   * by another tenant): only the events of the tenant's own
+                   * object, written since it was created. */
                   " AND (?5 IS NULL OR EXISTS (SELECT 1 FROM resources r WHERE r.kind = e.kind"
-                  "  AND r.name = e.name AND r.tenant = ?5))"
+                  "  AND r.name = e.name AND r.tenant = ?5 AND e.time_ms >= r.created_ms))"
                   " ORDER BY e.id LIMIT ?6",
                   &st, e);
     if (rc == 0) {

@@ -200,6 +200,13 @@ code=$(api GET '/v1/events?since=0')
 expect_eq "a tenant's event list: its own namespaces only" \
   "$code:$(jq -r '[.items[].name] | unique | map(select(test("other1"))) | length' "$T/body")" "200:0"
 expect_ok "and its own are there" jq -e '[.items[].name] | index("livecalc-bucket-mine2")' "$T/body"
+# A reaped namespace's bucket taken by another tenant: the new owner sees
+# the events of its own namespace, never the earlier tenant's.
+expect_eq "globex takes the reaped bucket idem1" "$(TOKEN=$OTHER api POST '/v1/platform/namespaces?bucket_id=idem1')" 201
+TOKEN=$OTHER api GET "/v1/events?since=0&kind=Namespace&name=$NS" >/dev/null
+expect_ok "globex sees its own creation" jq -e '[.items[].reason] | index("Created")' "$T/body"
+expect_eq "and none of acme's events of the same name" \
+  "$(jq '[.items[] | select(.message | test("reap|Reap|inaliz"))] | length' "$T/body")" 0
 
 # A stop with a watch open (suspended): the watch ends, stampd exits 0.
 curl -sS -N -H "Authorization: Bearer $OPTOKEN" "$URL/v1/watch" >"$T/watch-stop.out" 2>/dev/null &
