@@ -18,7 +18,8 @@
 #include "core/template.h"
 #include "health/health.h"
 #include "reconcile/phase.h"
-#include "reconcile/stamp_ctl.h"
+#include "stamp/intent.h"
+#include "stamp/stamp_ctl.h"
 #include "traffic/traffic.h"
 #include "util/metrics.h"
 #include "util/util.h"
@@ -139,7 +140,8 @@ int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
                                 json_object_get(b, "parameters")
                                     ? json_deep_copy(json_object_get(b, "parameters"))
                                     : json_object());
-            json_object_set_new(r.spec, "desired", json_string("active"));
+            stamp_intent in = {.desired = SD_ACTIVE};
+            stamp_intent_emit(&in, r.spec);
             phase_init(&stamp_fsm, &r, SP_CREATING);
             json_object_set_new(r.status, "attempt", json_integer(1));
             json_object_set_new(r.status, "creatingSinceMs", json_integer(now_ms()));
@@ -165,9 +167,11 @@ int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
         /* It exists: deploying again is a redeploy, which only a Failed
          * stamp allows. */
         if ((rc = fsm_check_op(&stamp_fsm, name, phase_of(&stamp_fsm, &r), SO_DEPLOY, &e))) goto out;
-        json_object_set_new(r.spec, "retry",
-                            json_integer(json_integer_value(json_object_get(r.spec, "retry")) + 1));
-        json_object_set_new(r.spec, "desired", json_string("active"));
+        stamp_intent in;
+        if ((rc = stamp_intent_parse(r.spec, &in, &e))) goto out;
+        in.retry++;
+        in.desired = SD_ACTIVE;
+        stamp_intent_emit(&in, r.spec);
         json_object_set_new(r.spec, "templateSpec", json_deep_copy(tr.spec));
         if (json_object_get(b, "parameters"))
             json_object_set_new(r.spec, "parameters", json_deep_copy(json_object_get(b, "parameters")));
@@ -379,6 +383,44 @@ static int fleet_rule(ctl_ctx *c, const char *name, const char *action, serr *e)
                     (long long)need, action);
 }
 
+/* What an operator's verb asks of the stamp, in its intent; the event
+ * reason.  A drain request gets a new generation (the controller acts on
+ * each once); while Draining it changes the running drain: --force
+ * completes it now, a new grace period replaces the limits. */
+static const char *intent_apply(stamp_intent *in, int op, int phase, bool force, int64_t grace) {
+    int64_t gen = in->drain.generation + 1;
+    switch (op) {
+    case SO_DRAIN:
+    case SO_STANDBY:
+        in->desired = SD_STANDBY;
+        if (phase == SP_DRAINING) {
+            if (force && op == SO_DRAIN) in->drain.force = true;
+            if (grace) in->drain.grace_ms = grace;
+            in->drain.generation = gen;
+        } else {
+            in->drain = (stamp_drain_req){.force = force && op == SO_DRAIN, .grace_ms = grace,
+                                          .generation = gen};
+        }
+        return force && op == SO_DRAIN ? "ForceDrainRequested"
+               : op == SO_DRAIN       ? "DrainRequested"
+                                      : "StandbyRequested";
+    case SO_ACTIVATE:
+        in->desired = SD_ACTIVE;
+        in->activations++;
+        return phase == SP_DRAINING ? "DrainCancelRequested" : "ActivateRequested";
+    case SO_DELETE:
+    case SO_FORCE_DELETE:
+        in->desired = SD_DELETED;
+        in->delete_force = force;
+        if (phase != SP_DRAINING) in->drain = (stamp_drain_req){.force = force, .generation = gen};
+        return force ? "ForceDeleteRequested" : "DeleteRequested";
+    case SO_BACKUP:
+        in->backups++;
+        return "BackupRequested";
+    }
+    return "ActionRequested";
+}
+
 /* The verbs: drain, activate, standby, delete, backup. */
 static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, const char *action) {
     static const char *const keys[] = {"force", "gracePeriod", "skipFleetCheck", NULL};
@@ -440,52 +482,10 @@ static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, con
                                    op == SO_FORCE_DELETE) &&
             !force && !skip_fleet && (rc = fleet_rule(c, name, action, &e)))
             goto out;
-        json_t *spec = r.spec;
-        const char *reason = "ActionRequested";
-        json_t *dr = json_object_get(spec, "drain");
-        int64_t gen = json_integer_value(json_object_get(dr, "generation")) + 1;
-        switch (op) {
-        case SO_DRAIN:
-        case SO_STANDBY:
-            json_object_set_new(spec, "desired", json_string("standby"));
-            if (phase == SP_DRAINING) {
-                /* Changing a running drain: --force completes it now, a
-                 * new grace period replaces the limits. */
-                if (!json_is_object(dr)) {
-                    dr = json_object();
-                    json_object_set_new(spec, "drain", dr);
-                }
-                if (force && op == SO_DRAIN) json_object_set_new(dr, "force", json_true());
-                if (grace) json_object_set_new(dr, "gracePeriodMs", json_integer(grace));
-                json_object_set_new(dr, "generation", json_integer(gen));
-            } else {
-                json_object_set_new(spec, "drain",
-                                    json_pack("{s:b,s:I,s:I}", "force", force && op == SO_DRAIN,
-                                              "gracePeriodMs", (json_int_t)grace, "generation",
-                                              (json_int_t)gen));
-            }
-            reason = force && op == SO_DRAIN ? "ForceDrainRequested" : op == SO_DRAIN ? "DrainRequested" : "StandbyRequested";
-            break;
-        case SO_ACTIVATE:
-            json_object_set_new(spec, "desired", json_string("active"));
-            reason = phase == SP_DRAINING ? "DrainCancelRequested" : "ActivateRequested";
-            break;
-        case SO_DELETE:
-        case SO_FORCE_DELETE:
-            json_object_set_new(spec, "desired", json_string("deleted"));
-            json_object_set_new(spec, "deleteForce", json_boolean(force));
-            if (phase != SP_DRAINING)
-                json_object_set_new(spec, "drain",
-                                    json_pack("{s:b,s:I,s:I}", "force", force, "gracePeriodMs",
-                                              (json_int_t)0, "generation", (json_int_t)gen));
-            reason = force ? "ForceDeleteRequested" : "DeleteRequested";
-            break;
-        case SO_BACKUP:
-            json_object_set_new(spec, "backupRequested",
-                                json_integer(json_integer_value(json_object_get(spec, "backupRequested")) + 1));
-            reason = "BackupRequested";
-            break;
-        }
+        stamp_intent in;
+        if ((rc = stamp_intent_parse(r.spec, &in, &e))) goto out;
+        const char *reason = intent_apply(&in, op, phase, force, grace);
+        stamp_intent_emit(&in, r.spec);
         if (rq->dry_run) {
             api_json(rs, 200,
                      dry_answer(action, resource_to_json(&r), fsm_phase_name(&stamp_fsm, phase),

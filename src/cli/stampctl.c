@@ -748,8 +748,16 @@ static void describe_stamp(json_t *r) {
     if (json_is_object(dr)) print_drain(dr, strcmp(phase, "Draining") == 0);
     json_t *rt = json_object_get(st, "retire");
     if (json_is_object(rt)) {
-        int64_t step = jint(rt, "step", 0);
         static const char *const names[] = {"backup", "quarantine", "decommission", "archive", "purge"};
+        /* The step to run next, by name ("done" after the last), or by
+         * index as stamps recorded it before the step runner. */
+        json_t *js = json_object_get(rt, "step");
+        int64_t step = json_is_integer(js) ? json_integer_value(js) : 0;
+        if (json_is_string(js)) {
+            step = strcmp(json_string_value(js), "done") == 0 ? 5 : 0;
+            for (int i = 0; i < 5; i++)
+                if (strcmp(json_string_value(js), names[i]) == 0) step = i;
+        }
         printf("Retirement:  ");
         for (int i = 0; i < 5; i++)
             printf(" %s[%s]", names[i], i < step ? "done" : i == step ? "running" : "pending");

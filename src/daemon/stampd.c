@@ -36,7 +36,7 @@
 #include "ns/ns.h"
 #include "core/config.h"
 #include "reconcile/engine.h"
-#include "reconcile/stamp_ctl.h"
+#include "stamp/stamp_ctl.h"
 #include "runtime/local.h"
 #include "traffic/traffic.h"
 #include "util/httpc.h"

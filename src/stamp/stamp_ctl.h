@@ -1,6 +1,6 @@
 /*
  * stamp_ctl.h - the Stamp controller: one level-triggered, idempotent
- * reconcile of one stamp (see stamp_ctl.c for the phase by phase logic).
+ * reconcile of one stamp (src/stamp/internal.h says which file decides each phase).
  */
 #ifndef STAMP_STAMP_CTL_H
 #define STAMP_STAMP_CTL_H

@@ -1,0 +1,180 @@
+/*
+ * internal.h - what the files of the Stamp controller share.  Not for use
+ * outside src/stamp/.
+ *
+ * Where each phase's code is: the table in phases.c names, for each phase,
+ * the function that decides it (reconcile), what entering and leaving it
+ * resets (on_enter, on_leave), and what happens when its timeout passes.
+ * The decisions themselves are pure functions in decide.c (tested with a
+ * fake world); the files by concern do the I/O:
+ *
+ *   phases.c    the table, the dispatch, the phase change, status writes
+ *   creating.c  Creating (the deployment steps and health gate) and Failed
+ *   serving.c   Active (health, rotation, recovery) and Ready (standby,
+ *               activation)
+ *   draining.c  Draining
+ *   retiring.c  Deleting (the retirement steps) and Deleted (retention)
+ *   backup.c    backups and archives: copy, hash, verify, rename
+ *   exec.c      exec steps: variables, the persisted run of a command
+ *   replicas.c  process steps: ports, replicas, the front door, scrapes
+ *   checks.c    a stamp's health checks through src/health/probes.c
+ *   views.c     what the API shows: health, metrics, step logs
+ *   intent.c    spec <-> stamp_intent (also used by the API)
+ */
+#ifndef STAMP_STAMP_INTERNAL_H
+#define STAMP_STAMP_INTERNAL_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/stamp_fsm.h"
+#include "core/template.h"
+#include "health/health.h"
+#include "reconcile/ctl.h"
+#include "stamp/decide.h"
+#include "stamp/intent.h"
+#include "stamp/stamp_ctl.h"
+#include "traffic/traffic.h"
+#include "util/yamljson.h"
+
+#define SC_MAX_VARS 96
+#define SC_EXEC_POLL_MS 100
+#define SC_MAX_REPLICA_REFS 128
+
+enum scale_mode { SCALE_FULL, SCALE_STANDBY, SCALE_NONE };
+
+/* One reconcile of one stamp.  Heap-allocated: the template and the health
+ * checks are large. */
+typedef struct sctx {
+    ctl_ctx *c;
+    resource r;
+    tpl t;
+    stamp_intent in; /* what the API asked for (spec), parsed once */
+    int phase;
+    char name[RES_NAME_MAX];
+    char dir[PATH_MAX];
+    int64_t requeue;   /* -1: nothing to do until something changes */
+    bool dirty;        /* status changed and must be written */
+    hc_set checks;     /* loaded by sc_load_checks */
+    bool checks_loaded;
+} sctx;
+
+/* ---- phases.c: status writes and the phase change ---- */
+void sc_want(sctx *s, int64_t ms);
+void sc_set_int(sctx *s, json_t *o, const char *key, int64_t v);
+void sc_set_str(sctx *s, json_t *o, const char *key, const char *v);
+void sc_event(sctx *s, const char *type, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int sc_save(sctx *s, serr *e);
+/* The one way a stamp changes phase: the left phase's on_leave, the new
+ * phase's on_enter, then phase_change() (table check, write, event, metrics). */
+int sc_change(sctx *s, int to, const char *reason, const char *msg, serr *e);
+/* The configured timeout of the current phase: its table row once passed
+ * (the caller takes row->target with row->reason), else NULL with a timer
+ * armed for when it will. */
+const fsm_timeout *sc_timeout_passed(sctx *s, int64_t *limit_ms);
+static inline bool sc_jbool(json_t *o, const char *key) {
+    return json_is_true(json_object_get(o, key));
+}
+
+/* ---- the phases (one file each, see above) ---- */
+int sc_creating(sctx *s, serr *e);
+int sc_failed(sctx *s, serr *e);
+int sc_active(sctx *s, serr *e);
+int sc_ready(sctx *s, serr *e);
+int sc_draining(sctx *s, serr *e);
+int sc_deleting(sctx *s, serr *e);
+int sc_deleted(sctx *s, serr *e);
+/* Timeout handlers: Creating's says what it waited for; Draining's forces
+ * the drain toward its target. */
+int sc_creating_timeout(sctx *s, const fsm_timeout *t, int64_t limit, serr *e);
+int sc_draining_timeout(sctx *s, const fsm_timeout *t, int64_t limit, serr *e);
+/* on_enter: what entering a phase sets up or resets. */
+void sc_enter_creating(sctx *s, int from);
+void sc_enter_active(sctx *s, int from);
+void sc_enter_draining(sctx *s, int from);
+void sc_enter_deleted(sctx *s, int from);
+void sc_leave_creating(sctx *s, int to);
+/* Draining: the limits of the running drain (a grace period in the
+ * intent wins over the one it started with). */
+/* Active -> Draining, the message saying what follows and the limits. */
+int sc_start_drain(sctx *s, const char *reason, serr *e);
+void sc_drain_limits(sctx *s, json_t *dr, int64_t *conn, int64_t *jobs, int64_t *total);
+/* Failed/Ready: a backup asked for with `stampctl backup`. */
+int sc_pending_backup(sctx *s, serr *e);
+/* Creating: the step progress array of status, built from the template. */
+json_t *sc_steps_status(sctx *s);
+
+/* ---- exec.c ---- */
+typedef struct sc_vars {
+    int n;
+    char kv[SC_MAX_VARS][512]; /* "NAME=value" */
+} sc_vars;
+/* A fresh set with the stamp's variables (STAMP_NAME, ..., parameters). */
+sc_vars *sc_vars_new(sctx *s);
+void sc_vars_free(sc_vars *v);
+void sc_var_set(sc_vars *v, const char *name, const char *value);
+/* ${NAME} expansion; unknown names are a configuration error. */
+int sc_expand(const sc_vars *v, const char *in, char *out, size_t len, serr *e);
+/* The step's env on top of v, each value expanded. */
+int sc_vars_step_env(sc_vars *v, const tpl_step *st, serr *e);
+/* NULL-terminated array of v's entries (points into v; free() it). */
+const char **sc_vars_envp(const sc_vars *v);
+
+enum { RUN_RUNNING, RUN_OK, RUN_FAILED };
+/* Runs (or follows) an exec command for tag ("create"/"delete"); prog
+ * carries state and run id, persisted before anything starts. */
+int sc_exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char *tag, json_t *prog,
+                   int *result, serr *e);
+
+/* ---- replicas.c ---- */
+typedef struct replica_ref {
+    int port;
+    const tpl_step *st;
+    int idx;
+} replica_ref;
+int sc_step_ports(sctx *s, const tpl_step *st, int *ports, serr *e);
+int sc_replica_want(const sctx *s, const tpl_step *st, int mode);
+int sc_ensure_step(sctx *s, const tpl_step *st, int count, int *alive, int *started, serr *e);
+int sc_scale_all(sctx *s, int mode, bool count_restarts, int *started_total, serr *e);
+void sc_update_endpoint(sctx *s);
+int sc_replicas_of(sctx *s, bool health, int mode, replica_ref *out, int max);
+int sc_missing_replicas(sctx *s, int mode, char *why, size_t whylen, int *pools);
+int sc_redeploy(sctx *s, serr *e);
+/* Tell the front door what the stamp's server should be (retried on error). */
+void sc_frontdoor(sctx *s, tr_state st);
+/* Stop every process of the stamp whose unit starts with "<name>/<sub>". */
+int sc_stop_units(sctx *s, const char *sub, bool create_only, int *left, serr *e);
+
+typedef struct blockers {
+    int64_t connections; /* the workload's own count of open connections */
+    int64_t jobs;
+    int unreachable;
+    int64_t fd_sessions; /* HAProxy: current sessions on the stamp's server */
+    int64_t fd_queue;    /* HAProxy: requests queued for it */
+    bool fd_known;
+} blockers;
+void sc_scrape_blockers(sctx *s, blockers *b);
+
+/* ---- checks.c ---- */
+typedef struct health_view {
+    bool all_passing; /* every check Passing */
+    bool failing;     /* some check Failing */
+    char why[512];    /* the first check not passing, and why */
+} health_view;
+/* The stamp's StampHealthCheck (or the default, said in source) into s->checks. */
+void sc_load_checks(sctx *s);
+/* Runs the checks that are due and reads the state of all of them. */
+void sc_eval_health(sctx *s, int mode, health_view *h);
+/* The longest interval of the checks. */
+int64_t sc_longest_interval(const sctx *s);
+
+/* ---- backup.c ---- */
+int sc_backup(sctx *s, const char *why, serr *e);
+int sc_archive(sctx *s, serr *e);
+void sc_remove_partials(const char *dir);
+void sc_snapshot_metrics(sctx *s, const char *dir);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+ * replicas.c - process steps on the local runtime: ports leased in the
+ * store, replicas started, adopted and stopped by their unit markers (so a
+ * replica started just before a crash is adopted, never started twice),
+ * the front door told what the stamp's server should be, and the
+ * workloads' own counters scraped for a drain.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime/local.h"
+#include "stamp/internal.h"
+#include "util/httpc.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "util/util.h"
+
+#define SCAN_MAX 64
+
+static int port_free(int port, void *arg) {
+    (void)arg;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+int sc_step_ports(sctx *s, const tpl_step *st, int *ports, serr *e) {
+    int n = st->replicas * st->ports;
+    if (n == 0) return 0;
+    char owner[RES_NAME_MAX + 80];
+    snprintf(owner, sizeof(owner), "%s/%s", s->name, st->name);
+    return store_ports_lease(s->c->st, owner, n, (int)s->c->cfg->port_lo, (int)s->c->cfg->port_hi,
+                             port_free, NULL, ports, e);
+}
+
+int sc_replica_want(const sctx *s, const tpl_step *st, int mode) {
+    (void)s;
+    if (mode == SCALE_NONE) return 0;
+    if (mode == SCALE_STANDBY && st->pool != POOL_SYSTEM) return 0;
+    return st->replicas;
+}
+
+static int replica_vars(sctx *s, const tpl_step *st, int idx, const int *ports, sc_vars *v,
+                        char *logp, size_t loglen, serr *e) {
+    char buf[PATH_MAX];
+    sc_var_set(v, "STAMP_POOL", tpl_pool_names[st->pool]);
+    sc_var_set(v, "STAMP_STEP", st->name);
+    snprintf(buf, sizeof(buf), "%d", idx);
+    sc_var_set(v, "STAMP_REPLICA", buf);
+    for (int p = 0; p < st->ports; p++) {
+        char pn[16];
+        snprintf(buf, sizeof(buf), "%d", ports[p]);
+        snprintf(pn, sizeof(pn), "PORT_%d", p);
+        sc_var_set(v, pn, buf);
+        if (p == 0) sc_var_set(v, "PORT", buf);
+    }
+    snprintf(buf, sizeof(buf), "%s/volumes/%s-%d", s->dir, st->name, idx);
+    sc_var_set(v, "STATE_DIR", buf);
+    int rc = mkdir_p(buf, 0750, e);
+    if (rc) return rc;
+    snprintf(buf, sizeof(buf), "%s/logs", s->dir);
+    if ((rc = mkdir_p(buf, 0750, e))) return rc;
+    snprintf(logp, loglen, "%s/logs/%s-%d.log", s->dir, st->name, idx);
+    return sc_vars_step_env(v, st, e);
+}
+
+/* The argument vector and environment are on the heap: up to 32 arguments
+ * of 1 KiB and 96 variables of 512 bytes. */
+typedef struct spawn_buf {
+    char args[TPL_MAX_ARGS][1024];
+    const char *argv[TPL_MAX_ARGS + 1];
+    char logp[PATH_MAX];
+} spawn_buf;
+
+static int spawn_replica(sctx *s, const tpl_step *st, int idx, const int *ports, serr *e) {
+    sc_vars *v = sc_vars_new(s);
+    spawn_buf *b = calloc(1, sizeof(*b));
+    const char **env = NULL;
+    int rc = 0;
+    if (v == NULL || b == NULL) rc = serr_set(e, SE_NOMEM, "out of memory");
+    if (rc == 0) rc = replica_vars(s, st, idx, ports, v, b->logp, sizeof(b->logp), e);
+    size_t argc = json_array_size(st->command);
+    for (size_t i = 0; rc == 0 && i < argc && i < TPL_MAX_ARGS; i++) {
+        if ((rc = sc_expand(v, json_string_value(json_array_get(st->command, i)), b->args[i],
+                            sizeof(b->args[i]), e)))
+            serr_wrap(e, "step %s command", st->name);
+        b->argv[i] = b->args[i];
+    }
+    if (rc == 0 && (env = sc_vars_envp(v)) == NULL) rc = serr_set(e, SE_NOMEM, "out of memory");
+    if (rc == 0) {
+        char unit[LRT_UNIT_MAX];
+        snprintf(unit, sizeof(unit), "%s/p/%s/%d", s->name, st->name, idx);
+        lrt_spawn_spec sp = {.unit = unit, .argv = b->argv, .env = env, .log_path = b->logp, .cwd = s->dir};
+        pid_t pid;
+        rc = lrt_spawn(&sp, &pid, e);
+        if (rc == 0) log_debug("stamp %s: started %s pid %d", s->name, unit, (int)pid);
+    }
+    free(env);
+    free(b);
+    sc_vars_free(v);
+    return rc;
+}
+
+/* Which replica indexes of a step run now (a scan of the runtime). */
+static int scan_step(sctx *s, const tpl_step *st, bool fresh, lrt_proc *procs, bool *have,
+                     int count, bool stop_extra, serr *e) {
+    char prefix[LRT_UNIT_MAX];
+    snprintf(prefix, sizeof(prefix), "%s/p/%s/", s->name, st->name);
+    size_t plen = strlen(prefix);
+    int n = lrt_scan(prefix, fresh, procs, SCAN_MAX, e);
+    if (n < 0) return n;
+    if (n > SCAN_MAX) n = SCAN_MAX;
+    int nhave = 0;
+    memset(have, 0, sizeof(bool) * TPL_MAX_REPLICAS);
+    for (int i = 0; i < n; i++) {
+        int64_t idx;
+        if (parse_i64(procs[i].unit + plen, 0, TPL_MAX_REPLICAS - 1, &idx) != 0 || idx >= count ||
+            have[idx]) {
+            if (!stop_extra) continue;
+            /* A replica beyond the wanted count, or a second copy of one
+             * (possible only if something outside stampd started it). */
+            log_info("stamp %s: stopping %sreplica %s pid %d", s->name, count > 0 ? "extra " : "",
+                     procs[i].unit, (int)procs[i].pid);
+            lrt_stop(procs[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+            lrt_invalidate();
+            continue;
+        }
+        have[idx] = true;
+        nhave++;
+    }
+    return nhave;
+}
+
+int sc_ensure_step(sctx *s, const tpl_step *st, int count, int *alive, int *started, serr *e) {
+    int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
+    int rc = sc_step_ports(s, st, ports, e);
+    if (rc) return rc;
+    lrt_proc *procs = calloc(SCAN_MAX, sizeof(*procs));
+    if (procs == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    bool have[TPL_MAX_REPLICAS];
+    *alive = *started = 0;
+    int nhave = scan_step(s, st, false, procs, have, count, true, e);
+    /* Never start a replica on the word of a cached scan. */
+    if (nhave >= 0 && nhave < count) nhave = scan_step(s, st, true, procs, have, count, true, e);
+    free(procs);
+    if (nhave < 0) return nhave;
+    for (int idx = 0; idx < count; idx++) {
+        if (have[idx]) continue;
+        if ((rc = spawn_replica(s, st, idx, ports + idx * st->ports, e))) return rc;
+        (*started)++;
+        nhave++;
+    }
+    *alive = nhave;
+    return 0;
+}
+
+void sc_update_endpoint(sctx *s) {
+    if (s->t.endpoint_step < 0) return;
+    int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
+    if (sc_step_ports(s, &s->t.steps[s->t.endpoint_step], ports, NULL) != 0) return;
+    char ep[64];
+    snprintf(ep, sizeof(ep), "127.0.0.1:%d", ports[0]);
+    sc_set_str(s, s->r.status, "endpoint", ep);
+}
+
+int sc_scale_all(sctx *s, int mode, bool count_restarts, int *started_total, serr *e) {
+    int pools[POOL_N] = {0};
+    *started_total = 0;
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        if (st->kind != TK_PROCESS) continue;
+        int alive, started;
+        int rc = sc_ensure_step(s, st, sc_replica_want(s, st, mode), &alive, &started, e);
+        if (rc) return rc;
+        pools[st->pool] += alive;
+        *started_total += started;
+        if (started && count_restarts) {
+            metrics_inc("stamp_replica_restarts_total", "", started);
+            sc_event(s, "Warning", "ReplicaRestarted", "restarted %d replica(s) of step %s", started,
+                     st->name);
+        }
+    }
+    json_t *jp = jchild(s->r.status, "pools");
+    for (int p = 0; p < POOL_N; p++) sc_set_int(s, jp, tpl_pool_names[p], pools[p]);
+    sc_update_endpoint(s);
+    return 0;
+}
+
+int sc_replicas_of(sctx *s, bool health, int mode, replica_ref *out, int max) {
+    int n = 0;
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        if (st->kind != TK_PROCESS || (health ? !st->health : !st->metrics)) continue;
+        int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
+        if (sc_step_ports(s, st, ports, NULL) != 0) continue;
+        int count = sc_replica_want(s, st, mode);
+        for (int r = 0; r < count && n < max; r++)
+            out[n++] = (replica_ref){.port = ports[r * st->ports], .st = st, .idx = r};
+    }
+    return n;
+}
+
+int sc_missing_replicas(sctx *s, int mode, char *why, size_t whylen, int *pools) {
+    int missing = 0;
+    lrt_proc *procs = calloc(SCAN_MAX, sizeof(*procs));
+    if (procs == NULL) return 0;
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        int count = st->kind == TK_PROCESS ? sc_replica_want(s, st, mode) : 0;
+        if (count == 0) continue;
+        bool have[TPL_MAX_REPLICAS];
+        if (scan_step(s, st, false, procs, have, TPL_MAX_REPLICAS, false, NULL) < 0) continue;
+        for (int r = 0; r < count; r++)
+            if (!have[r]) {
+                if (missing++ == 0) snprintf(why, whylen, "replica %s-%d is not running", st->name, r);
+            } else if (pools) {
+                pools[st->pool]++;
+            }
+    }
+    free(procs);
+    return missing;
+}
+
+/* Replace the stamp's workloads: stop every replica, start them again. */
+int sc_redeploy(sctx *s, serr *e) {
+    int restarted = 0, rc;
+    char why[128];
+    int missing = sc_missing_replicas(s, SCALE_FULL, why, sizeof(why), NULL);
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        if (st->kind != TK_PROCESS) continue;
+        int alive, started;
+        if ((rc = sc_ensure_step(s, st, 0, &alive, &started, e))) return rc;
+        if ((rc = sc_ensure_step(s, st, st->replicas, &alive, &started, e))) return rc;
+        restarted += started;
+    }
+    hc_reset(s->name);
+    if (missing > 0) {
+        metrics_inc("stamp_replica_restarts_total", "", missing);
+        sc_event(s, "Warning", "ReplicaRestarted", "%d replica(s) had exited; %d replica(s) started",
+                 missing, restarted);
+    }
+    return 0;
+}
+
+int sc_stop_units(sctx *s, const char *sub, bool create_only, int *left, serr *e) {
+    char prefix[LRT_UNIT_MAX];
+    snprintf(prefix, sizeof(prefix), "%s/%s", s->name, sub);
+    lrt_proc *p = calloc(SCAN_MAX, sizeof(*p));
+    if (p == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    int n = lrt_scan(prefix, true, p, SCAN_MAX, e);
+    *left = 0;
+    for (int i = 0; i < n && i < SCAN_MAX; i++) {
+        const char *run = strrchr(p[i].unit, '/');
+        if (create_only && (run == NULL || strncmp(run + 1, "create-", 7) != 0)) continue;
+        if (create_only)
+            log_info("stamp %s: stopping %s: the deployment was cancelled", s->name, p[i].unit);
+        lrt_stop(p[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+        (*left)++;
+    }
+    if (n > 0) lrt_invalidate();
+    free(p);
+    if (n < 0) return n;
+    /* Create commands stopped are gone; anything else stopped is looked
+     * for again by the caller. */
+    if (create_only) *left = 0;
+    return 0;
+}
+
+void sc_frontdoor(sctx *s, tr_state st) {
+    if (!traffic_enabled()) return;
+    serr e = {0};
+    const char *ep = jstr(s->r.status, "endpoint", NULL);
+    if (st != TR_ABSENT && ep == NULL) return;
+    if (traffic_set(s->name, ep, st, &e) != 0) {
+        log_warnx("stamp %s: front door: %s", s->name, e.msg);
+        sc_want(s, 1000);
+        return;
+    }
+    sc_set_str(s, s->r.status, "frontdoor", tr_state_names[st]);
+}
+
+void sc_scrape_blockers(sctx *s, blockers *b) {
+    replica_ref reps[SC_MAX_REPLICA_REFS];
+    int n = sc_replicas_of(s, false, SCALE_FULL, reps, SC_MAX_REPLICA_REFS);
+    memset(b, 0, sizeof(*b));
+    for (int i = 0; i < n; i++) {
+        char url[512];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", reps[i].port, s->t.metrics_path);
+        httpc_req rq = {.url = url, .timeout_ms = s->c->cfg->probe_timeout_ms};
+        long status = 0;
+        sbuf body;
+        if (httpc_do(&rq, &status, &body, NULL) != 0) {
+            /* A replica that is gone holds no connections. */
+            b->unreachable++;
+            continue;
+        }
+        double v;
+        if (status == 200 && prom_value(body.data, "stamp_workload_active_connections", &v) == 0)
+            b->connections += (int64_t)v;
+        if (status == 200 && prom_value(body.data, "stamp_workload_active_jobs", &v) == 0)
+            b->jobs += (int64_t)v;
+        sbuf_free(&body);
+    }
+    if (traffic_enabled()) {
+        tr_stat st;
+        serr e = {0};
+        if (traffic_stat(s->name, &st, &e) == 0) {
+            b->fd_known = true;
+            b->fd_sessions = st.scur;
+            b->fd_queue = st.qcur;
+        }
+    }
+}
