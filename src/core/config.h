@@ -23,6 +23,8 @@ typedef struct stamp_config {
     char libexec_dir[512];
     int64_t port_lo, port_hi;
     int64_t workers;
+    int64_t job_threads;
+    int64_t job_queue_max;
     /* Stamp lifecycle (seed 000) */
     int64_t creating_timeout_ms;
     int64_t creating_attempts;

@@ -36,6 +36,7 @@
 #include "ns/ns.h"
 #include "core/config.h"
 #include "reconcile/engine.h"
+#include "reconcile/jobs.h"
 #include "stamp/stamp_ctl.h"
 #include "runtime/local.h"
 #include "traffic/traffic.h"
@@ -555,6 +556,7 @@ int main(int argc, char **argv) {
     else if (cl > 0) log_warnx("%s", cmsg);
     else log_info("%s", cmsg);
 
+    if (jobs_start((int)cfg.job_threads, (int)cfg.job_queue_max, &ctx.jobs, &e)) goto bad;
     if (api_start(&ctx, jv, cfg.listen, &ap, &e)) goto bad;
     if (write_client_config(&cfg, secret, (size_t)slen, &e)) {
         log_warnx("client config not written: %s", e.msg);
@@ -612,8 +614,12 @@ int main(int argc, char **argv) {
     }
     log_info("signal %d: stopping; workloads keep running", (int)quit);
     notify_systemd("STOPPING=1");
+    /* Jobs first: their ends resume the API connections that wait on
+     * them, which must happen while the API still runs. */
+    jobs_stop(ctx.jobs);
     api_stop(ap);
     engine_stop(en);
+    jobs_free(ctx.jobs);
     traffic_shutdown();
     wq_free(ctx.q);
     jwt_verifier_free(jv);
@@ -627,8 +633,10 @@ bad:
      * reason is a JSON line too, so that a log reader can parse it. */
     if (strcmp(cfg.log_format, "json") == 0) log_error("stampd: %s", e.msg);
     else fprintf(stderr, "stampd: %s\n", e.msg);
+    jobs_stop(ctx.jobs);
     if (en) engine_stop(en);
     if (ap) api_stop(ap);
+    jobs_free(ctx.jobs);
     traffic_abort();
     if (ctx.q) wq_free(ctx.q);
     jwt_verifier_free(jv);

@@ -11,12 +11,14 @@
 #include "store/store.h"
 
 struct blob_store;
+struct job_pool;
 
 typedef struct ctl_ctx {
     store *st;
     struct blob_store *blobs; /* diagnostics archives and model bundles */
     const stamp_config *cfg;
     wq *q;
+    struct job_pool *jobs; /* slow work (reconcile/jobs.h) */
     char data_dir[512];
     char libexec[512]; /* stamp-workload, stamp-run */
     unsigned char token_secret[64]; /* the local HS256 key, to mint tokens */
