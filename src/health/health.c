@@ -256,8 +256,9 @@ int64_t hc_due_in(const char *stamp, const hc_check *c) {
     return d < 0 ? 0 : d;
 }
 
-int hc_record(const char *stamp, const hc_check *c, bool ok, int64_t latency_ms, const char *err) {
-    pthread_mutex_lock(&mu);
+/* With mu held. */
+static int record_locked(const char *stamp, const hc_check *c, bool ok, int64_t latency_ms,
+                         const char *err) {
     hc_row *x = row(stamp, c->name, true);
     x->r.runs++;
     x->r.latency_ms = latency_ms;
@@ -274,7 +275,12 @@ int hc_record(const char *stamp, const hc_check *c, bool ok, int64_t latency_ms,
         str_copy(x->r.last_error, sizeof(x->r.last_error), err ? err : "failed");
         if (x->r.fails >= c->unhealthy_threshold) x->r.state = HS_FAILING;
     }
-    int st = x->r.state;
+    return x->r.state;
+}
+
+int hc_record(const char *stamp, const hc_check *c, bool ok, int64_t latency_ms, const char *err) {
+    pthread_mutex_lock(&mu);
+    int st = record_locked(stamp, c, ok, latency_ms, err);
     pthread_mutex_unlock(&mu);
     return st;
 }
@@ -288,8 +294,35 @@ bool hc_get(const char *stamp, const char *check, hc_result *out) {
     return x != NULL;
 }
 
+/* The last resets, newest last: a probe started before its stamp's reset
+ * (a redeploy, an activation) must not record into the fresh state.  A
+ * ring: a reset older than HC_RESETS_MAX others is forgotten, by then no
+ * probe of it is still running. */
+#define HC_RESETS_MAX 256
+static struct {
+    char stamp[64];
+    int64_t mono;
+} resets[HC_RESETS_MAX];
+static int reset_next;
+
+int hc_record_since(const char *stamp, const hc_check *c, int64_t started_mono, bool ok,
+                    int64_t latency_ms, const char *err) {
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < HC_RESETS_MAX; i++)
+        if (resets[i].mono >= started_mono && strcmp(resets[i].stamp, stamp) == 0) {
+            pthread_mutex_unlock(&mu);
+            return -1;
+        }
+    int st = record_locked(stamp, c, ok, latency_ms, err);
+    pthread_mutex_unlock(&mu);
+    return st;
+}
+
 void hc_reset(const char *stamp) {
     pthread_mutex_lock(&mu);
+    str_copy(resets[reset_next].stamp, sizeof(resets[0].stamp), stamp);
+    resets[reset_next].mono = mono_ms();
+    reset_next = (reset_next + 1) % HC_RESETS_MAX;
     for (int i = 0; i < nrows;) {
         if (strcmp(rows[i].stamp, stamp) == 0) rows[i] = rows[--nrows];
         else i++;

@@ -112,6 +112,10 @@ int64_t hc_due_in(const char *stamp, const hc_check *c);
 int hc_record(const char *stamp, const hc_check *c, bool ok, int64_t latency_ms, const char *err);
 bool hc_get(const char *stamp, const char *check, hc_result *out);
 /* Forget the counts of a stamp (after a redeploy, or when it is gone). */
+/* hc_record of a probe that started at started_mono (mono_ms): dropped
+ * (-1) when the stamp's results were reset after it started. */
+int hc_record_since(const char *stamp, const hc_check *c, int64_t started_mono, bool ok,
+                    int64_t latency_ms, const char *err);
 void hc_reset(const char *stamp);
 /* {"checks":[{name,type,state,passes,fails,latencyMs,lastError,lastTime,runs}]} */
 json_t *hc_snapshot(const char *stamp, const hc_set *set);

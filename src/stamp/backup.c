@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "reconcile/jobs.h"
 #include "stamp/internal.h"
 #include "util/httpc.h"
 #include "util/util.h"
@@ -121,72 +122,119 @@ static void stamp_time_id(char *buf, size_t len) {
     snprintf(buf, len, "%s-%03lld", ts, (long long)(ms % 1000));
 }
 
-/* Back up the stamp's local state (its volumes) and verify the copy. */
-int sc_backup(sctx *s, const char *why, serr *e) {
-    char id[48], base[PATH_MAX], partial[PATH_MAX], final[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
-    stamp_time_id(id, sizeof(id));
-    snprintf(base, sizeof(base), "%s/backups/%s", s->c->data_dir, s->name);
-    snprintf(partial, sizeof(partial), "%s/%s.partial", base, id);
-    snprintf(final, sizeof(final), "%s/%s", base, id);
-    int rc = mkdir_p(partial, 0750, e);
-    if (rc) return rc;
-    snprintf(src, sizeof(src), "%s/volumes", s->dir);
-    snprintf(dst, sizeof(dst), "%s/volumes", partial);
-    if (path_exists(src)) {
-        if ((rc = copy_tree(src, dst, e)) || (rc = verify_copy(src, dst, e))) {
-            remove_tree(partial, NULL);
-            return rc;
+/* What a backup or archive job needs, copied when it is queued: the job
+ * runs on the pool while the stamp's reconcile goes on. */
+typedef struct copy_job {
+    ctl_ctx *c;
+    char name[RES_NAME_MAX];
+    char dir[PATH_MAX];
+    char id[48];   /* backup id, chosen (and recorded) before the job starts */
+    char why[32];
+    json_t *doc;   /* status (backup) or the whole record (archive) */
+} copy_job;
+
+static void copy_job_free(void *arg) {
+    copy_job *j = arg;
+    if (j == NULL) return;
+    json_decref(j->doc);
+    free(j);
+}
+
+/* Back up the stamp's local state (its volumes) and verify the copy.
+ * Check-then-act: a backup of this id already in place is the answer. */
+static int backup_job(void *arg, json_t **result, serr *e) {
+    copy_job *j = arg;
+    char base[PATH_MAX], partial[PATH_MAX], final[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
+    snprintf(base, sizeof(base), "%s/backups/%s", j->c->data_dir, j->name);
+    snprintf(partial, sizeof(partial), "%s/%s.partial", base, j->id);
+    snprintf(final, sizeof(final), "%s/%s", base, j->id);
+    snprintf(dst, sizeof(dst), "%s/manifest.json", final);
+    char *text = NULL;
+    if (read_file(dst, 16 << 20, &text, NULL, NULL) == 0) {
+        json_t *man = json_loads(text, 0, NULL);
+        free(text);
+        if (man) {
+            *result = json_pack("{s:s,s:s,s:I,s:I}", "id", j->id, "path", final, "files",
+                                (json_int_t)json_array_size(json_object_get(man, "files")), "bytes",
+                                (json_int_t)jint(man, "bytes", 0));
+            json_decref(man);
+            return 0;
         }
     }
+    remove_tree(partial, NULL);
+    int rc = mkdir_p(partial, 0750, e);
+    if (rc) return rc;
+    snprintf(src, sizeof(src), "%s/volumes", j->dir);
+    snprintf(dst, sizeof(dst), "%s/volumes", partial);
+    if (path_exists(src) && ((rc = copy_tree(src, dst, e)) || (rc = verify_copy(src, dst, e))))
+        goto fail;
     snprintf(dst, sizeof(dst), "%s/status.json", partial);
-    if ((rc = write_json_file(dst, s->r.status, e))) goto fail;
+    if ((rc = write_json_file(dst, j->doc, e))) goto fail;
     json_t *files;
     int64_t bytes;
     if ((rc = manifest_build(partial, &files, &bytes, e))) goto fail;
-    json_t *man = json_pack("{s:s,s:s,s:s,s:I,s:o,s:I}", "stamp", s->name, "id", id, "reason", why,
-                            "createdMs", (json_int_t)now_ms(), "files", files, "bytes",
+    size_t nfiles = json_array_size(files);
+    json_t *man = json_pack("{s:s,s:s,s:s,s:I,s:o,s:I}", "stamp", j->name, "id", j->id, "reason",
+                            j->why, "createdMs", (json_int_t)now_ms(), "files", files, "bytes",
                             (json_int_t)bytes);
     snprintf(dst, sizeof(dst), "%s/manifest.json", partial);
     rc = write_json_file(dst, man, e);
-    size_t nfiles = json_array_size(files);
     json_decref(man);
     if (rc) goto fail;
     if (rename(partial, final) != 0) {
         rc = serr_set(e, SE_IO, "rename %s: %s", partial, strerror(errno));
         goto fail;
     }
-    json_t *list = json_object_get(s->r.status, "backups");
-    if (!json_is_array(list)) {
-        list = json_array();
-        json_object_set_new(s->r.status, "backups", list);
-    }
-    json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "id", id, "path", final,
-                                          "reason", why, "timeMs", (json_int_t)now_ms(), "files",
-                                          (json_int_t)nfiles, "bytes", (json_int_t)bytes));
-    while (json_array_size(list) > 20) json_array_remove(list, 0);
-    s->dirty = true;
-    sc_event(s, "Normal", "BackupCompleted", "backup %s: %zu files, %lld bytes, verified (%s)", id,
-          nfiles, (long long)bytes, why);
+    *result = json_pack("{s:s,s:s,s:I,s:I}", "id", j->id, "path", final, "files", (json_int_t)nfiles,
+                        "bytes", (json_int_t)bytes);
     return 0;
 fail:
     remove_tree(partial, NULL);
     return rc;
 }
 
-/* Remove leftovers of a backup or archive interrupted by a crash. */
-void sc_remove_partials(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d == NULL) return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t n = strlen(de->d_name);
-        if (n > 8 && strcmp(de->d_name + n - 8, ".partial") == 0) {
-            char p[PATH_MAX];
-            snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-            remove_tree(p, NULL);
-        }
+int sc_backup(sctx *s, json_t *rec, const char *why, int *state, serr *e) {
+    const char *id = jstr(rec, "backupId", NULL);
+    if (id == NULL) {
+        /* The id is chosen and persisted before anything is copied, so a
+         * restart finishes this backup rather than starting another. */
+        char buf[48];
+        stamp_time_id(buf, sizeof(buf));
+        json_object_set_new(rec, "backupId", json_string(buf));
+        s->dirty = true;
+        int rc = sc_save(s, e);
+        if (rc) return rc;
+        id = jstr(rec, "backupId", "");
     }
-    closedir(d);
+    copy_job *j = calloc(1, sizeof(*j));
+    if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    j->c = s->c;
+    str_copy(j->name, sizeof(j->name), s->name);
+    str_copy(j->dir, sizeof(j->dir), s->dir);
+    str_copy(j->id, sizeof(j->id), id);
+    str_copy(j->why, sizeof(j->why), why);
+    j->doc = json_deep_copy(s->r.status);
+    char key[JOBS_KEY_MAX];
+    snprintf(key, sizeof(key), "Stamp/%s/backup/%s", s->name, id);
+    json_t *res = NULL;
+    int rc = sc_job(s, rec, key, backup_job, j, copy_job_free, state, &res, e);
+    if (rc || *state != JOB_DONE) return rc;
+    json_t *list = json_object_get(s->r.status, "backups");
+    if (!json_is_array(list)) {
+        list = json_array();
+        json_object_set_new(s->r.status, "backups", list);
+    }
+    json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "id", id, "path",
+                                          jstr(res, "path", ""), "reason", why, "timeMs",
+                                          (json_int_t)now_ms(), "files", (json_int_t)jint(res, "files", 0),
+                                          "bytes", (json_int_t)jint(res, "bytes", 0)));
+    while (json_array_size(list) > 20) json_array_remove(list, 0);
+    sc_event(s, "Normal", "BackupCompleted", "backup %s: %lld files, %lld bytes, verified (%s)", id,
+             (long long)jint(res, "files", 0), (long long)jint(res, "bytes", 0), why);
+    json_object_del(rec, "backupId");
+    json_decref(res);
+    s->dirty = true;
+    return 0;
 }
 
 void sc_snapshot_metrics(sctx *s, const char *dir) {
@@ -205,44 +253,47 @@ void sc_snapshot_metrics(sctx *s, const char *dir) {
     }
 }
 
-int sc_archive(sctx *s, serr *e) {
+/* The archive: logs, step logs, quarantine, events, audit and the record,
+ * each copy verified.  An archive of the same name in place is replaced:
+ * an older stamp of that name, or this one's from a run cut short after
+ * the rename. */
+static int archive_job(void *arg, json_t **result, serr *e) {
+    copy_job *j = arg;
     char base[PATH_MAX], partial[PATH_MAX], final[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
-    snprintf(base, sizeof(base), "%s/archive", s->c->data_dir);
-    snprintf(partial, sizeof(partial), "%s/%s.partial", base, s->name);
-    snprintf(final, sizeof(final), "%s/%s", base, s->name);
+    snprintf(base, sizeof(base), "%s/archive", j->c->data_dir);
+    snprintf(partial, sizeof(partial), "%s/%s.partial", base, j->name);
+    snprintf(final, sizeof(final), "%s/%s", base, j->name);
     remove_tree(partial, NULL);
     if (path_exists(final)) remove_tree(final, NULL); /* an older stamp of the same name */
     int rc = mkdir_p(partial, 0750, e);
     if (rc) return rc;
     static const char *const subs[] = {"logs", "steps", "quarantine"};
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-        snprintf(src, sizeof(src), "%s/%s", s->dir, subs[i]);
+        snprintf(src, sizeof(src), "%s/%s", j->dir, subs[i]);
         snprintf(dst, sizeof(dst), "%s/%s", partial, subs[i]);
         if (!path_exists(src)) continue;
         if ((rc = copy_tree(src, dst, e)) || (rc = verify_copy(src, dst, e))) goto fail;
     }
     json_t *evs = NULL, *aud = NULL;
-    if ((rc = store_events(s->c->st, "Stamp", s->name, 10000, &evs, e))) goto fail;
+    if ((rc = store_events(j->c->st, "Stamp", j->name, 10000, &evs, e))) goto fail;
     snprintf(dst, sizeof(dst), "%s/events.json", partial);
     rc = write_json_file(dst, evs, e);
     json_decref(evs);
     if (rc) goto fail;
-    if ((rc = store_audit_list(s->c->st, "Stamp", s->name, 10000, &aud, e))) goto fail;
+    if ((rc = store_audit_list(j->c->st, "Stamp", j->name, 10000, &aud, e))) goto fail;
     snprintf(dst, sizeof(dst), "%s/audit.json", partial);
     rc = write_json_file(dst, aud, e);
     json_decref(aud);
     if (rc) goto fail;
-    json_t *res = resource_to_json(&s->r);
     snprintf(dst, sizeof(dst), "%s/stamp.json", partial);
-    rc = write_json_file(dst, res, e);
-    json_decref(res);
+    rc = write_json_file(dst, j->doc, e);
     if (rc) goto fail;
     json_t *files;
     int64_t bytes;
     if ((rc = manifest_build(partial, &files, &bytes, e))) goto fail;
-    int64_t until = now_ms() + s->c->cfg->archive_retention_ms;
+    int64_t until = now_ms() + j->c->cfg->archive_retention_ms;
     size_t nfiles = json_array_size(files);
-    json_t *man = json_pack("{s:s,s:I,s:I,s:o,s:I}", "stamp", s->name, "createdMs",
+    json_t *man = json_pack("{s:s,s:I,s:I,s:o,s:I}", "stamp", j->name, "createdMs",
                             (json_int_t)now_ms(), "retainUntilMs", (json_int_t)until, "files",
                             files, "bytes", (json_int_t)bytes);
     snprintf(dst, sizeof(dst), "%s/manifest.json", partial);
@@ -253,32 +304,48 @@ int sc_archive(sctx *s, serr *e) {
         rc = serr_set(e, SE_IO, "rename %s: %s", partial, strerror(errno));
         goto fail;
     }
-    json_t *rt = jchild(s->r.status, "retire");
-    json_object_set_new(rt, "archive", json_pack("{s:s,s:I,s:I,s:I}", "path", final, "files",
-                                                 (json_int_t)nfiles, "bytes", (json_int_t)bytes,
-                                                 "retainUntilMs", (json_int_t)until));
-    s->dirty = true;
-    char d[32];
-    sc_event(s, "Normal", "Archived", "archive %s: %zu files, %lld bytes, verified, kept %s", final,
-          nfiles, (long long)bytes, fmt_duration(s->c->cfg->archive_retention_ms, d, sizeof(d)));
+    *result = json_pack("{s:s,s:I,s:I,s:I}", "path", final, "files", (json_int_t)nfiles, "bytes",
+                        (json_int_t)bytes, "retainUntilMs", (json_int_t)until);
     return 0;
 fail:
     remove_tree(partial, NULL);
     return rc;
 }
 
-/* A backup asked for with `stampctl backup`. */
+int sc_archive(sctx *s, json_t *rec, int *state, serr *e) {
+    copy_job *j = calloc(1, sizeof(*j));
+    if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    j->c = s->c;
+    str_copy(j->name, sizeof(j->name), s->name);
+    str_copy(j->dir, sizeof(j->dir), s->dir);
+    j->doc = resource_to_json(&s->r);
+    char key[JOBS_KEY_MAX];
+    snprintf(key, sizeof(key), "Stamp/%s/archive", s->name);
+    json_t *res = NULL;
+    int rc = sc_job(s, rec, key, archive_job, j, copy_job_free, state, &res, e);
+    if (rc || *state != JOB_DONE) return rc;
+    json_object_set(rec, "archive", res);
+    s->dirty = true;
+    char d[32];
+    sc_event(s, "Normal", "Archived", "archive %s: %lld files, %lld bytes, verified, kept %s",
+             jstr(res, "path", ""), (long long)jint(res, "files", 0), (long long)jint(res, "bytes", 0),
+             fmt_duration(s->c->cfg->archive_retention_ms, d, sizeof(d)));
+    json_decref(res);
+    return 0;
+}
+
+/* A backup asked for with `stampctl backup`: runs on the job pool while
+ * the phase goes on; status.backupRequest says which request it answers. */
 int sc_pending_backup(sctx *s, serr *e) {
     int64_t want_n = s->in.backups;
     if (want_n <= jint(s->r.status, "backupsDone", 0)) return 0;
     if (s->phase == SP_DELETING || s->phase == SP_DELETED || s->phase == SP_CREATING) return 0;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/backups/%s", s->c->data_dir, s->name);
-    sc_remove_partials(dir);
-    int rc = sc_backup(s, "requested", e);
-    if (rc) return rc;
+    json_t *rec = jchild(s->r.status, "backupRequest");
+    int state;
+    int rc = sc_backup(s, rec, "requested", &state, e);
+    if (rc || state != JOB_DONE) return rc;
+    json_object_del(s->r.status, "backupRequest");
     json_object_set_new(s->r.status, "backupsDone", json_integer(want_n));
     s->dirty = true;
     return sc_save(s, e);
 }
-

@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "health/probes.h"
+#include "reconcile/jobs.h"
 #include "stamp/internal.h"
+#include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
 
@@ -46,69 +48,160 @@ int64_t sc_longest_interval(const sctx *s) {
     return m;
 }
 
-static int exec_check(sctx *s, const hc_check *c, char *err, size_t errlen) {
-    sc_vars *v = sc_vars_new(s);
-    const char **env = NULL;
-    if (v != NULL) {
-        sc_var_set(v, "STAMP_CHECK", c->name);
-        sc_var_set(v, "PATH", "/usr/local/bin:/usr/bin:/bin");
-        env = sc_vars_envp(v);
-    }
+/* One run of one check, self-contained so that it can run on the job pool
+ * while the reconcile worker goes on: the targets are resolved (ports,
+ * URLs, the exec environment) when it is queued. */
+typedef struct probe_run {
+    ctl_ctx *c;
+    char stamp[RES_NAME_MAX];
+    hc_check check;
+    int64_t queued_mono;
+    int n;
+    struct {
+        int port;
+        char label[RES_NAME_MAX + 16];
+    } t[SC_MAX_REPLICA_REFS];
+    char metrics_path[256];
+    sc_vars *vars; /* exec */
+    char cwd[PATH_MAX];
+    char log[PATH_MAX];
+} probe_run;
+
+static void probe_run_free(void *arg) {
+    probe_run *p = arg;
+    if (p == NULL) return;
+    sc_vars_free(p->vars);
+    free(p);
+}
+
+static int exec_check(probe_run *p, char *err, size_t errlen) {
+    const char **env = sc_vars_envp(p->vars);
     if (env == NULL) {
-        sc_vars_free(v);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    char logp[PATH_MAX], dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/logs", s->dir);
-    mkdir_p(dir, 0750, NULL);
-    snprintf(logp, sizeof(logp), "%s/health-%s.log", dir, c->name);
-    int rc = probe_exec(c->command, env, s->dir, logp, c->timeout_ms, err, errlen);
+    int rc = probe_exec(p->check.command, env, p->cwd, p->log, p->check.timeout_ms, err, errlen);
     free(env);
-    sc_vars_free(v);
     return rc;
 }
 
-static int replica_check(sctx *s, const hc_check *c, int mode, char *err, size_t errlen) {
-    replica_ref reps[SC_MAX_REPLICA_REFS];
+static int replica_check(probe_run *p, char *err, size_t errlen) {
+    const hc_check *c = &p->check;
     bool thr = c->type == HC_THRESHOLD;
-    int n = sc_replicas_of(s, !thr, mode, reps, SC_MAX_REPLICA_REFS);
     double worst[HC_MAX_EXPRS];
     bool seen[HC_MAX_EXPRS] = {false};
-    if (thr && n == 0) {
+    if (thr && p->n == 0) {
         snprintf(err, errlen, "no replica reports metrics");
         return -1;
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < p->n; i++) {
         char url[512], why[400];
         int rc;
         if (c->type == HC_TCP) {
-            rc = probe_tcp(reps[i].port, c->timeout_ms, why, sizeof(why));
+            rc = probe_tcp(p->t[i].port, c->timeout_ms, why, sizeof(why));
         } else {
-            snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", reps[i].port,
-                     thr ? s->t.metrics_path : c->path);
+            snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", p->t[i].port,
+                     thr ? p->metrics_path : c->path);
             rc = thr ? probe_scrape(url, c->timeout_ms, c, worst, seen, why, sizeof(why))
                      : probe_http(url, c->expect_status, c->timeout_ms, why, sizeof(why));
         }
         if (rc != 0) {
-            snprintf(err, errlen, "%s-%d: %s", reps[i].st->name, reps[i].idx, why);
+            snprintf(err, errlen, "%s: %s", p->t[i].label, why);
             return -1;
         }
     }
     return thr ? probe_threshold_verdict(c, worst, seen, err, errlen) : 0;
 }
 
-/* Runs one check against the stamp; 0 when it passes. */
-static int run_check(sctx *s, const hc_check *c, int mode, char *err, size_t errlen) {
-    switch (c->type) {
-    case HC_PROCESS: return sc_missing_replicas(s, mode, err, errlen, NULL) ? -1 : 0;
-    case HC_EXEC: return exec_check(s, c, err, errlen);
-    case HC_TCP:
-    case HC_HTTP:
-    case HC_THRESHOLD: return replica_check(s, c, mode, err, errlen);
+/* Runs the check and records its result (unless the stamp's results were
+ * reset since it was queued: a redeploy or an activation). */
+static int probe_job(void *arg, json_t **result, serr *e) {
+    (void)result;
+    (void)e;
+    probe_run *p = arg;
+    char err[400] = "";
+    int64_t t0 = mono_ms();
+    bool ok = (p->check.type == HC_EXEC ? exec_check(p, err, sizeof(err))
+                                        : replica_check(p, err, sizeof(err))) == 0;
+    if (hc_record_since(p->stamp, &p->check, p->queued_mono, ok, mono_ms() - t0, err) >= 0 && !ok) {
+        char lbl[160];
+        snprintf(lbl, sizeof(lbl), "stamp=\"%s\",check=\"%s\"", p->stamp, p->check.name);
+        metrics_inc("stamp_health_check_failures_total", lbl, 1);
     }
-    snprintf(err, errlen, "unknown check type %d", c->type);
-    return -1;
+    return 0;
+}
+
+static probe_run *probe_prepare(sctx *s, const hc_check *c, int mode) {
+    probe_run *p = calloc(1, sizeof(*p));
+    if (p == NULL) return NULL;
+    p->c = s->c;
+    str_copy(p->stamp, sizeof(p->stamp), s->name);
+    p->check = *c;
+    p->queued_mono = mono_ms();
+    if (c->type == HC_EXEC) {
+        if ((p->vars = sc_vars_new(s)) == NULL) {
+            free(p);
+            return NULL;
+        }
+        sc_var_set(p->vars, "STAMP_CHECK", c->name);
+        sc_var_set(p->vars, "PATH", "/usr/local/bin:/usr/bin:/bin");
+        str_copy(p->cwd, sizeof(p->cwd), s->dir);
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s/logs", s->dir);
+        mkdir_p(dir, 0750, NULL);
+        snprintf(p->log, sizeof(p->log), "%s/health-%s.log", dir, c->name);
+        return p;
+    }
+    replica_ref reps[SC_MAX_REPLICA_REFS];
+    p->n = sc_replicas_of(s, c->type != HC_THRESHOLD, mode, reps, SC_MAX_REPLICA_REFS);
+    for (int i = 0; i < p->n; i++) {
+        p->t[i].port = reps[i].port;
+        snprintf(p->t[i].label, sizeof(p->t[i].label), "%s-%d", reps[i].st->name, reps[i].idx);
+    }
+    str_copy(p->metrics_path, sizeof(p->metrics_path), s->t.metrics_path);
+    return p;
+}
+
+/* Wake the stamp when one of its jobs ends; the key is "Stamp/<name>/...". */
+void sc_job_done(void *done_arg, uint64_t id, const char *key) {
+    (void)id;
+    const char *name = strchr(key, '/');
+    if (name == NULL) return;
+    char buf[RES_NAME_MAX];
+    size_t n = strcspn(++name, "/");
+    if (n == 0 || n >= sizeof(buf)) return;
+    memcpy(buf, name, n);
+    buf[n] = '\0';
+    ctl_wake(done_arg, "Stamp", buf);
+}
+
+/* Start the check on the job pool (or, without one, run it here).  A
+ * check whose run is still queued or running is not started again. */
+static void start_check(sctx *s, const hc_check *c, int mode) {
+    if (c->type == HC_PROCESS) {
+        /* A scan of /proc (cached by the runtime): no need for a job. */
+        char err[400] = "";
+        bool ok = sc_missing_replicas(s, mode, err, sizeof(err), NULL) == 0;
+        hc_record(s->name, c, ok, 0, err);
+        return;
+    }
+    char key[JOBS_KEY_MAX];
+    if (snprintf(key, sizeof(key), "Stamp/%s/check/%s", s->name, c->name) >= (int)sizeof(key)) return;
+    if (s->c->jobs && jobs_find(s->c->jobs, key) != 0) return;
+    probe_run *p = probe_prepare(s, c, mode);
+    if (p == NULL) {
+        hc_record(s->name, c, false, 0, "out of memory");
+        return;
+    }
+    if (s->c->jobs == NULL) {
+        probe_job(p, NULL, NULL);
+        probe_run_free(p);
+        return;
+    }
+    uint64_t id;
+    serr e = {0};
+    if (jobs_submit(s->c->jobs, key, probe_job, p, probe_run_free, sc_job_done, s->c, &id, &e) != 0)
+        log_warnx("stamp %s: check %s not started: %s", s->name, c->name, e.msg);
 }
 
 void sc_eval_health(sctx *s, int mode, health_view *h) {
@@ -121,16 +214,11 @@ void sc_eval_health(sctx *s, int mode, health_view *h) {
         int64_t due = hc_due_in(s->name, c);
         hc_result r;
         if (due == 0) {
-            char err[400] = "";
-            int64_t t0 = mono_ms();
-            bool ok = run_check(s, c, mode, err, sizeof(err)) == 0;
-            if (!ok) {
-                char lbl[160];
-                snprintf(lbl, sizeof(lbl), "stamp=\"%s\",check=\"%s\"", s->name, c->name);
-                metrics_inc("stamp_health_check_failures_total", lbl, 1);
-            }
-            hc_record(s->name, c, ok, mono_ms() - t0, err);
-            due = c->interval_ms;
+            /* The job's end wakes the stamp; the interval is the latest
+             * look in case the wake-up is lost. */
+            start_check(s, c, mode);
+            due = hc_due_in(s->name, c);
+            if (due == 0) due = c->interval_ms;
         }
         sc_want(s, due);
         hc_get(s->name, c->name, &r);

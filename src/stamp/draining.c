@@ -86,8 +86,9 @@ static int finish_drain(sctx *s, const blockers *b, int to, const char *reason, 
     return rc;
 }
 
-static void observe(sctx *s, json_t *dr, blockers *b, draining_world *w) {
-    sc_scrape_blockers(s, b);
+static int observe(sctx *s, json_t *dr, blockers *b, draining_world *w, bool *ready, serr *e) {
+    int rc = sc_scrape_blockers(s, dr, b, ready, e);
+    if (rc || !*ready) return rc;
     w->desired = s->in.desired;
     /* Force: a --force of a request generation not yet forced, or a
      * delete --force. */
@@ -98,6 +99,7 @@ static void observe(sctx *s, json_t *dr, blockers *b, draining_world *w) {
     w->jobs = b->jobs;
     w->elapsed_ms = now_ms() - jint(dr, "startedMs", now_ms());
     sc_drain_limits(s, dr, &w->limit_conn_ms, &w->limit_jobs_ms, &w->limit_total_ms);
+    return 0;
 }
 
 static int act(sctx *s, json_t *dr, const blockers *b, const draining_world *w, decision d, int why,
@@ -144,7 +146,9 @@ int sc_draining(sctx *s, serr *e) {
     sc_frontdoor(s, TR_DRAIN);
     blockers b;
     draining_world w;
-    observe(s, dr, &b, &w);
+    bool ready;
+    int rc = observe(s, dr, &b, &w, &ready, e);
+    if (rc || !ready) return rc ? rc : sc_save(s, e);
     int why;
     decision d = decide_draining(&w, &why);
     return act(s, dr, &b, &w, d, why, e);
@@ -158,7 +162,9 @@ int sc_draining_timeout(sctx *s, const fsm_timeout *t, int64_t limit, serr *e) {
     sc_frontdoor(s, TR_DRAIN);
     blockers b;
     draining_world w;
-    observe(s, dr, &b, &w);
+    bool ready;
+    int rc = observe(s, dr, &b, &w, &ready, e);
+    if (rc || !ready) return rc ? rc : sc_save(s, e);
     w.elapsed_ms = w.elapsed_ms > limit ? w.elapsed_ms : limit;
     int why;
     decision d = decide_draining(&w, &why);

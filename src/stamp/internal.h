@@ -33,6 +33,7 @@
 #include "core/template.h"
 #include "health/health.h"
 #include "reconcile/ctl.h"
+#include "reconcile/jobs.h"
 #include "stamp/decide.h"
 #include "stamp/intent.h"
 #include "stamp/stamp_ctl.h"
@@ -156,7 +157,9 @@ typedef struct blockers {
     int64_t fd_queue;    /* HAProxy: requests queued for it */
     bool fd_known;
 } blockers;
-void sc_scrape_blockers(sctx *s, blockers *b);
+/* The workloads' counters by a scrape on the job pool (its id in rec.job)
+ * and the front door's sessions: *ready once a scrape has answered. */
+int sc_scrape_blockers(sctx *s, json_t *rec, blockers *b, bool *ready, serr *e);
 
 /* ---- checks.c ---- */
 typedef struct health_view {
@@ -171,10 +174,22 @@ void sc_eval_health(sctx *s, int mode, health_view *h);
 /* The longest interval of the checks. */
 int64_t sc_longest_interval(const sctx *s);
 
+/* Slow work of the stamp on the job pool (reconcile/jobs.h), its id kept
+ * in rec.job so that a restart finds it (or, unknown then, starts it
+ * again: every job is check-then-act).  *state: JOB_QUEUED/JOB_RUNNING
+ * (the stamp is requeued, and woken when it ends), JOB_DONE (*result is
+ * the job's, or its error is returned).  arg is consumed. */
+int sc_job(sctx *s, json_t *rec, const char *key, job_fn fn, void *arg, void (*free_arg)(void *),
+           int *state, json_t **result, serr *e);
+/* A job of the stamp's ended: wake the stamp (done_arg is the ctl_ctx;
+ * job keys are "Stamp/<name>/..."). */
+void sc_job_done(void *done_arg, uint64_t id, const char *key);
+
 /* ---- backup.c ---- */
-int sc_backup(sctx *s, const char *why, serr *e);
-int sc_archive(sctx *s, serr *e);
-void sc_remove_partials(const char *dir);
+/* Both run on the job pool: *state JOB_DONE when finished (the backup is
+ * in status.backups, the archive in rec.archive), else the stamp waits. */
+int sc_backup(sctx *s, json_t *rec, const char *why, int *state, serr *e);
+int sc_archive(sctx *s, json_t *rec, int *state, serr *e);
 void sc_snapshot_metrics(sctx *s, const char *dir);
 
 #endif

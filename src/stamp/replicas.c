@@ -291,35 +291,72 @@ void sc_frontdoor(sctx *s, tr_state st) {
     sc_set_str(s, s->r.status, "frontdoor", tr_state_names[st]);
 }
 
-void sc_scrape_blockers(sctx *s, blockers *b) {
-    replica_ref reps[SC_MAX_REPLICA_REFS];
-    int n = sc_replicas_of(s, false, SCALE_FULL, reps, SC_MAX_REPLICA_REFS);
-    memset(b, 0, sizeof(*b));
-    for (int i = 0; i < n; i++) {
+/* A scrape of every replica's own counters (connections, jobs), on the job
+ * pool: a replica that does not answer holds a worker no longer. */
+typedef struct scrape_run {
+    int n;
+    int ports[SC_MAX_REPLICA_REFS];
+    char metrics_path[256];
+    int64_t timeout_ms;
+} scrape_run;
+
+static int scrape_job(void *arg, json_t **result, serr *e) {
+    (void)e;
+    scrape_run *r = arg;
+    int64_t conns = 0, jobs = 0;
+    int unreachable = 0;
+    for (int i = 0; i < r->n; i++) {
         char url[512];
-        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", reps[i].port, s->t.metrics_path);
-        httpc_req rq = {.url = url, .timeout_ms = s->c->cfg->probe_timeout_ms};
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", r->ports[i], r->metrics_path);
+        httpc_req rq = {.url = url, .timeout_ms = r->timeout_ms};
         long status = 0;
         sbuf body;
         if (httpc_do(&rq, &status, &body, NULL) != 0) {
             /* A replica that is gone holds no connections. */
-            b->unreachable++;
+            unreachable++;
             continue;
         }
         double v;
         if (status == 200 && prom_value(body.data, "stamp_workload_active_connections", &v) == 0)
-            b->connections += (int64_t)v;
+            conns += (int64_t)v;
         if (status == 200 && prom_value(body.data, "stamp_workload_active_jobs", &v) == 0)
-            b->jobs += (int64_t)v;
+            jobs += (int64_t)v;
         sbuf_free(&body);
     }
+    *result = json_pack("{s:I,s:I,s:i}", "connections", (json_int_t)conns, "jobs", (json_int_t)jobs,
+                        "unreachable", unreachable);
+    return 0;
+}
+
+int sc_scrape_blockers(sctx *s, json_t *rec, blockers *b, bool *ready, serr *e) {
+    memset(b, 0, sizeof(*b));
+    *ready = false;
+    scrape_run *r = calloc(1, sizeof(*r));
+    if (r == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    replica_ref reps[SC_MAX_REPLICA_REFS];
+    r->n = sc_replicas_of(s, false, SCALE_FULL, reps, SC_MAX_REPLICA_REFS);
+    for (int i = 0; i < r->n; i++) r->ports[i] = reps[i].port;
+    str_copy(r->metrics_path, sizeof(r->metrics_path), s->t.metrics_path);
+    r->timeout_ms = s->c->cfg->probe_timeout_ms;
+    char key[JOBS_KEY_MAX];
+    snprintf(key, sizeof(key), "Stamp/%s/scrape", s->name);
+    int state;
+    json_t *res = NULL;
+    int rc = sc_job(s, rec, key, scrape_job, r, free, &state, &res, e);
+    if (rc || state != JOB_DONE) return rc;
+    b->connections = jint(res, "connections", 0);
+    b->jobs = jint(res, "jobs", 0);
+    b->unreachable = (int)jint(res, "unreachable", 0);
+    json_decref(res);
+    *ready = true;
     if (traffic_enabled()) {
         tr_stat st;
-        serr e = {0};
-        if (traffic_stat(s->name, &st, &e) == 0) {
+        serr e2 = {0};
+        if (traffic_stat(s->name, &st, &e2) == 0) {
             b->fd_known = true;
             b->fd_sessions = st.scur;
             b->fd_queue = st.qcur;
         }
     }
+    return 0;
 }

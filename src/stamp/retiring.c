@@ -17,11 +17,12 @@
 
 static int step_backup(void *ctx, json_t *rt, int *out, const char **redo, serr *e) {
     sctx *s = ctx;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/backups/%s", s->c->data_dir, s->name);
-    sc_remove_partials(dir);
-    *out = STEP_NEXT;
-    return sc_backup(s, "retire", e);
+    /* A partial copy a crash left behind is removed by the job of its own
+     * id; others go with the stamp's backups at the end of retention. */
+    int state;
+    int rc = sc_backup(s, rt, "retire", &state, e);
+    *out = state == JOB_DONE ? STEP_NEXT : STEP_WAIT;
+    return rc;
 }
 
 static int step_quarantine(void *ctx, json_t *rt, int *out, const char **redo, serr *e) {
@@ -125,8 +126,10 @@ static int step_decommission(void *ctx, json_t *rt, int *out, const char **redo,
 }
 
 static int step_archive(void *ctx, json_t *rt, int *out, const char **redo, serr *e) {
-    *out = STEP_NEXT;
-    return sc_archive(ctx, e);
+    int state;
+    int rc = sc_archive(ctx, rt, &state, e);
+    *out = state == JOB_DONE ? STEP_NEXT : STEP_WAIT;
+    return rc;
 }
 
 static int step_purge(void *ctx, json_t *rt, int *out, const char **redo, serr *e) {
