@@ -11,10 +11,16 @@
 #include "store/store.h"
 
 struct blob_store;
+struct traffic;
+struct runtime;
+struct fleet_health;
 
 typedef struct ctl_ctx {
     store *st;
     struct blob_store *blobs; /* diagnostics archives and model bundles */
+    struct traffic *tr;       /* the front door (traffic.h) */
+    struct runtime *rt;       /* where stamps' and namespaces' processes run (runtime.h) */
+    struct fleet_health *fleet; /* the all-unhealthy policy's view of the fleet (fleet.h) */
     const stamp_config *cfg;
     wq *q;
     char data_dir[512];

@@ -49,8 +49,9 @@
 #include "core/stamp_fsm.h"
 #include "core/template.h"
 #include "health/health.h"
+#include "reconcile/fleet.h"
 #include "reconcile/phase.h"
-#include "runtime/local.h"
+#include "runtime/runtime.h"
 #include "traffic/traffic.h"
 #include "util/httpc.h"
 #include "util/log.h"
@@ -331,7 +332,7 @@ static int replica_want(const sctx *s, const tpl_step *st, int mode) {
 
 static int spawn_replica(sctx *s, const tpl_step *st, int idx, const int *ports, serr *e) {
     vars v;
-    char buf[PATH_MAX], unit[LRT_UNIT_MAX], logp[PATH_MAX];
+    char buf[PATH_MAX], unit[RT_UNIT_MAX], logp[PATH_MAX];
     base_vars(s, &v);
     var_set(&v, "STAMP_POOL", tpl_pool_names[st->pool]);
     var_set(&v, "STAMP_STEP", st->name);
@@ -374,9 +375,9 @@ static int spawn_replica(sctx *s, const tpl_step *st, int idx, const int *ports,
     for (int i = 0; i < v.n; i++) env[i] = v.kv[i];
     env[v.n] = NULL;
     snprintf(unit, sizeof(unit), "%s/p/%s/%d", s->name, st->name, idx);
-    lrt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = logp, .cwd = s->dir};
+    rt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = logp, .cwd = s->dir};
     pid_t pid;
-    rc = lrt_spawn(&sp, &pid, e);
+    rc = rt_spawn(s->c->rt, &sp, &pid, e);
     if (rc == 0) log_debug("stamp %s: started %s pid %d", s->name, unit, (int)pid);
     return rc;
 }
@@ -387,14 +388,14 @@ static int ensure_step(sctx *s, const tpl_step *st, int count, int *alive, int *
     int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
     int rc = step_ports(s, st, ports, e);
     if (rc) return rc;
-    char prefix[LRT_UNIT_MAX];
+    char prefix[RT_UNIT_MAX];
     snprintf(prefix, sizeof(prefix), "%s/p/%s/", s->name, st->name);
     size_t plen = strlen(prefix);
-    lrt_proc procs[64];
+    rt_proc procs[64];
     bool fresh = false;
     *alive = *started = 0;
 again:;
-    int n = lrt_scan(prefix, fresh, procs, 64, e);
+    int n = rt_scan(s->c->rt, prefix, fresh, procs, 64, e);
     if (n < 0) return n;
     if (n > 64) n = 64;
     bool have[TPL_MAX_REPLICAS] = {false};
@@ -407,8 +408,8 @@ again:;
              * (possible only if something outside stampd started it). */
             log_info("stamp %s: stopping %sreplica %s pid %d", s->name, count > 0 ? "extra " : "",
                      procs[i].unit, (int)procs[i].pid);
-            lrt_stop(procs[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
-            lrt_invalidate();
+            rt_stop(s->c->rt, procs[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+            rt_invalidate(s->c->rt);
             continue;
         }
         have[idx] = true;
@@ -515,10 +516,10 @@ static void scrape_blockers(sctx *s, blockers *b) {
             b->jobs += (int64_t)v;
         sbuf_free(&body);
     }
-    if (traffic_enabled()) {
+    if (traffic_enabled(s->c->tr)) {
         tr_stat st;
         serr e = {0};
-        if (traffic_stat(s->name, &st, &e) == 0) {
+        if (traffic_stat(s->c->tr, s->name, &st, &e) == 0) {
             b->fd_known = true;
             b->fd_sessions = st.scur;
             b->fd_queue = st.qcur;
@@ -532,11 +533,11 @@ static void scrape_blockers(sctx *s, blockers *b) {
  * does not answer does not stop the lifecycle: it is retried, and the sync
  * loop converges HAProxy when it is back. */
 static void frontdoor(sctx *s, tr_state st) {
-    if (!traffic_enabled()) return;
+    if (!traffic_enabled(s->c->tr)) return;
     serr e = {0};
     const char *ep = jstr(s->r.status, "endpoint", NULL);
     if (st != TR_ABSENT && ep == NULL) return;
-    if (traffic_set(s->name, ep, st, &e) != 0) {
+    if (traffic_set(s->c->tr, s->name, ep, st, &e) != 0) {
         log_warnx("stamp %s: front door: %s", s->name, e.msg);
         want(s, 1000);
         return;
@@ -576,11 +577,11 @@ static int missing_replicas(sctx *s, int mode, char *why, size_t whylen, int *po
         const tpl_step *st = &s->t.steps[i];
         int count = st->kind == TK_PROCESS ? replica_want(s, st, mode) : 0;
         if (count == 0) continue;
-        char prefix[LRT_UNIT_MAX];
+        char prefix[RT_UNIT_MAX];
         snprintf(prefix, sizeof(prefix), "%s/p/%s/", s->name, st->name);
         size_t plen = strlen(prefix);
-        lrt_proc procs[64];
-        int n = lrt_scan(prefix, false, procs, 64, NULL);
+        rt_proc procs[64];
+        int n = rt_scan(s->c->rt, prefix, false, procs, 64, NULL);
         if (n < 0) continue;
         bool have[TPL_MAX_REPLICAS] = {false};
         for (int k = 0; k < n && k < 64; k++) {
@@ -815,7 +816,7 @@ enum { RUN_RUNNING, RUN_OK, RUN_FAILED };
  * state and run id. */
 static int exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char *tag,
                        json_t *prog, int *result, serr *e) {
-    char runid[64], unit[LRT_UNIT_MAX], rcpath[PATH_MAX], logpath[PATH_MAX], dir[PATH_MAX];
+    char runid[64], unit[RT_UNIT_MAX], rcpath[PATH_MAX], logpath[PATH_MAX], dir[PATH_MAX];
     const char *state = jstr(prog, "state", "Pending");
     int rc;
     if (strcmp(state, "Running") != 0) {
@@ -872,8 +873,8 @@ static int exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char
         s->dirty = true;
         return 0;
     }
-    lrt_proc p[2];
-    int n = lrt_scan(unit, true, p, 2, e);
+    rt_proc p[2];
+    int n = rt_scan(s->c->rt, unit, true, p, 2, e);
     if (n < 0) return n;
     if (n > 0) {
         *result = RUN_RUNNING;
@@ -903,9 +904,9 @@ static int exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char
     const char *env[MAX_VARS + 1];
     for (int i = 0; i < v.n; i++) env[i] = v.kv[i];
     env[v.n] = NULL;
-    lrt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = logpath, .cwd = s->dir};
+    rt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = logpath, .cwd = s->dir};
     pid_t pid;
-    if ((rc = lrt_spawn(&sp, &pid, e))) return rc;
+    if ((rc = rt_spawn(s->c->rt, &sp, &pid, e))) return rc;
     log_info("stamp %s: step %s: running %s command (%s)", s->name, stp->name, tag, runid);
     *result = RUN_RUNNING;
     want(s, EXEC_POLL_MS);
@@ -1382,7 +1383,7 @@ static int redeploy(sctx *s, serr *e) {
 static int reconcile_active(sctx *s, serr *e) {
     const char *d = desired(s);
     if (strcmp(d, "standby") == 0 || strcmp(d, "deleted") == 0) {
-        traffic_forget_health(s->name);
+        fleet_forget(s->c->fleet, s->name);
         return start_drain(s, e);
     }
     int rc;
@@ -1408,7 +1409,7 @@ static int reconcile_active(sctx *s, serr *e) {
      * restarted) keep the stamp where it was. */
     bool serve = !hv.failing && missing == 0 && (!json_is_object(rec) || hv.all_passing);
     bool all_unhealthy = false;
-    tr_state rot = traffic_rotation(s->name, serve, &all_unhealthy);
+    tr_state rot = fleet_rotation(s->c->fleet, s->name, serve, &all_unhealthy);
     frontdoor(s, rot);
     const char *reason = missing ? gone : hv.why;
     bool was_in = jbool(hs, "inRotation");
@@ -1475,7 +1476,7 @@ static int reconcile_active(sctx *s, serr *e) {
         char msg[600];
         snprintf(msg, sizeof(msg), "unhealthy after %lld recovery attempt(s): %s", (long long)n, reason);
         set_str(s, s->r.status, "lastError", reason);
-        traffic_forget_health(s->name);
+        fleet_forget(s->c->fleet, s->name);
         return change(s, SP_FAILED, "RecoveryFailed", msg, e);
     }
     set_int(s, hs, "recoveries", n + 1);
@@ -1493,7 +1494,7 @@ static int reconcile_active(sctx *s, serr *e) {
         json_object_set_new(s->r.spec, "desired", json_string("standby"));
         json_object_set_new(s->r.spec, "drain", json_pack("{s:b,s:I,s:I}", "force", 0, "gracePeriodMs",
                                                           (json_int_t)0, "generation", (json_int_t)0));
-        traffic_forget_health(s->name);
+        fleet_forget(s->c->fleet, s->name);
         return start_drain(s, e);
     }
     if ((rc = redeploy(s, e))) return rc;
@@ -1507,9 +1508,9 @@ static int finish_drain(sctx *s, const blockers *b, bool forced, const char *why
      * workload counts when more (clients that came around the front door). */
     int64_t fd = b->fd_sessions + b->fd_queue;
     int64_t conns = fd > b->connections ? fd : b->connections;
-    if (forced && traffic_enabled()) {
+    if (forced && traffic_enabled(s->c->tr)) {
         serr e2 = {0};
-        if (traffic_shutdown_sessions(s->name, &e2) != 0)
+        if (traffic_shutdown_sessions(s->c->tr, s->name, &e2) != 0)
             log_warnx("stamp %s: shutdown sessions: %s", s->name, e2.msg);
     }
     int64_t dropped = forced ? conns + b->jobs : 0;
@@ -1592,7 +1593,7 @@ static int reconcile_ready(sctx *s, serr *e) {
     if (strcmp(d, "deleted") == 0) return change(s, SP_DELETING, "Retired", "retire signal", e);
     /* Standby is out of rotation; an activation goes back in only once
      * Active. */
-    traffic_forget_health(s->name);
+    fleet_forget(s->c->fleet, s->name);
     frontdoor(s, TR_MAINT);
     if (strcmp(d, "active") != 0) {
         json_object_del(s->r.status, "activation");
@@ -1660,7 +1661,7 @@ static int reconcile_ready(sctx *s, serr *e) {
 }
 
 static int reconcile_failed(sctx *s, serr *e) {
-    traffic_forget_health(s->name);
+    fleet_forget(s->c->fleet, s->name);
     frontdoor(s, TR_ABSENT);
     int64_t retry = jint(s->r.spec, "retry", 0);
     if (retry > jint(s->r.status, "retryObserved", 0)) {
@@ -1689,18 +1690,18 @@ static bool create_ran(sctx *s, int i) {
 /* Create commands still running (a deployment cancelled mid-step) stop
  * before any delete command runs. */
 static int stop_create_commands(sctx *s, serr *e) {
-    char prefix[LRT_UNIT_MAX];
+    char prefix[RT_UNIT_MAX];
     snprintf(prefix, sizeof(prefix), "%s/x/", s->name);
-    lrt_proc p[16];
-    int n = lrt_scan(prefix, true, p, 16, e);
+    rt_proc p[16];
+    int n = rt_scan(s->c->rt, prefix, true, p, 16, e);
     if (n < 0) return n;
     for (int i = 0; i < n && i < 16; i++) {
         const char *run = strrchr(p[i].unit, '/');
         if (run == NULL || strncmp(run + 1, "create-", 7) != 0) continue;
         log_info("stamp %s: stopping %s: the deployment was cancelled", s->name, p[i].unit);
-        lrt_stop(p[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+        rt_stop(s->c->rt, p[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
     }
-    if (n > 0) lrt_invalidate();
+    if (n > 0) rt_invalidate(s->c->rt);
     return 0;
 }
 
@@ -1757,13 +1758,13 @@ static int decommission(sctx *s, bool *done, serr *e) {
         event(s, "Normal", "Decommissioned", "step %s: delete command succeeded", st->name);
     }
     /* A process could only be left if something restarted it; check. */
-    char prefix[LRT_UNIT_MAX];
+    char prefix[RT_UNIT_MAX];
     snprintf(prefix, sizeof(prefix), "%s/", s->name);
-    lrt_proc p[16];
-    int n = lrt_scan(prefix, true, p, 16, e);
+    rt_proc p[16];
+    int n = rt_scan(s->c->rt, prefix, true, p, 16, e);
     if (n < 0) return n;
-    for (int i = 0; i < n && i < 16; i++) lrt_stop(p[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
-    lrt_invalidate();
+    for (int i = 0; i < n && i < 16; i++) rt_stop(s->c->rt, p[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+    rt_invalidate(s->c->rt);
     *done = n == 0;
     if (!*done) want(s, 0);
     return 0;
@@ -1790,7 +1791,7 @@ static int reconcile_deleting(sctx *s, serr *e) {
             if ((rc = mkdir_p(dir, 0750, e))) return rc;
             /* Out of rotation (the traffic driver), logs and metrics kept:
              * take a last scrape of every replica that still answers. */
-            traffic_forget_health(s->name);
+            fleet_forget(s->c->fleet, s->name);
             frontdoor(s, TR_MAINT);
             snapshot_metrics(s, dir);
             event(s, "Normal", "Quarantined", "out of rotation; logs and metrics kept");
@@ -1815,10 +1816,10 @@ static int reconcile_deleting(sctx *s, serr *e) {
                 s->dirty = true;
                 continue;
             }
-            if (traffic_enabled()) {
+            if (traffic_enabled(s->c->tr)) {
                 /* Off the front door before the port can go to another stamp. */
                 const char *ep = jstr(s->r.status, "endpoint", NULL);
-                if ((rc = traffic_set(s->name, ep, TR_ABSENT, e))) return serr_wrap(e, "front door");
+                if ((rc = traffic_set(s->c->tr, s->name, ep, TR_ABSENT, e))) return serr_wrap(e, "front door");
             }
             if ((rc = remove_tree(s->dir, e))) return rc;
             char owner[256];
@@ -1841,7 +1842,7 @@ static int reconcile_deleting(sctx *s, serr *e) {
 }
 
 static int reconcile_deleted(sctx *s, serr *e) {
-    if (traffic_enabled() && traffic_set(s->name, NULL, TR_ABSENT, NULL) == 0) traffic_forget(s->name);
+    if (traffic_enabled(s->c->tr) && traffic_set(s->c->tr, s->name, NULL, TR_ABSENT, NULL) == 0) traffic_forget(s->c->tr, s->name);
     hc_reset(s->name);
     int64_t until = jint(json_object_get(jchild(s->r.status, "retire"), "archive"), "retainUntilMs", 0);
     if (until == 0) return 0;
@@ -1886,14 +1887,14 @@ int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) 
         if (rc == SE_NOTFOUND) {
             /* Gone from the store: nothing of it may stay in the front door. */
             serr_clear(e);
-            traffic_forget_health(name);
+            fleet_forget(c->fleet, name);
             hc_reset(name);
-            if (traffic_enabled() && traffic_set(name, NULL, TR_ABSENT, e) != 0) {
+            if (traffic_enabled(c->tr) && traffic_set(c->tr, name, NULL, TR_ABSENT, e) != 0) {
                 *requeue_ms = 1000;
                 log_warnx("front door: removing %s: %s", name, e->msg);
                 serr_clear(e);
             } else {
-                traffic_forget(name);
+                traffic_forget(c->tr, name);
             }
             return 0;
         }
@@ -2023,10 +2024,10 @@ int stamp_metrics_json(ctl_ctx *c, const char *name, int64_t period_ms, json_t *
     for (int p = 0; p < stamp_fsm.nphases && p < 8; p++)
         if (in_phase[p]) json_object_set_new(tip, fsm_phase_name(&stamp_fsm, p), json_integer(in_phase[p]));
     json_t *fd = json_null();
-    if (traffic_enabled()) {
+    if (traffic_enabled(c->tr)) {
         tr_stat st;
         serr e2 = {0};
-        if (traffic_stat(name, &st, &e2) == 0 && st.present)
+        if (traffic_stat(c->tr, name, &st, &e2) == 0 && st.present)
             fd = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "status", st.status, "currentSessions",
                            (json_int_t)st.scur, "queued", (json_int_t)st.qcur, "sessionsTotal",
                            (json_int_t)st.stot, "sessionRate", (json_int_t)st.rate, "requestsTotal",
