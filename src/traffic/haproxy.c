@@ -292,13 +292,16 @@ static int hap_open(const stamp_config *cfg, const char *data_dir, runtime *rt, 
             rc = serr_set(e, SE_INVAL, "haproxy-socket: path longer than %zu bytes", sizeof(h->sock) - 1);
             goto fail;
         }
-        char *r, cmd[128];
-        if ((rc = fmt(cmd, sizeof(cmd), e, "show stat %s 1 -1", h->backend))) goto fail;
+        /* Type 2: the backends; ours answers with its BACKEND row. */
+        char *r, cmd[128], row[80];
+        if ((rc = fmt(cmd, sizeof(cmd), e, "show stat %s 2 -1", h->backend)) ||
+            (rc = fmt(row, sizeof(row), e, "\n%s,BACKEND,", h->backend)))
+            goto fail;
         if ((rc = hap_cmd(h, cmd, &r, e))) {
             serr_wrap(e, "front door");
             goto fail;
         }
-        bool ok = strstr(r, h->backend) != NULL;
+        bool ok = strstr(r, row) != NULL;
         free(r);
         if (!ok) {
             rc = serr_set(e, SE_INVAL, "haproxy at %s has no backend \"%s\"", h->sock, h->backend);
