@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/mutex.h"
 #include "util/util.h"
 
 extern char **environ;
@@ -41,7 +42,7 @@ extern char **environ;
 
 typedef struct lrt {
     char owner_entry[160]; /* "STAMPD_OWNER=<id>"; immutable after open */
-    pthread_mutex_t mu;    /* protects the cache */
+    smutex mu;             /* protects the cache */
     rt_proc *cache;        /* RT_MAX_PROCS entries */
     int cache_n;           /* -1: stale */
     int64_t cache_at;
@@ -60,7 +61,7 @@ static int lrt_open(const char *owner_id, void **impl, serr *e) {
     int n = snprintf(L->owner_entry, sizeof(L->owner_entry), "%s%s", OWNER_VAR, owner_id);
     assert(n > 0 && n < (int)sizeof(L->owner_entry));
     (void)n;
-    pthread_mutex_init(&L->mu, NULL);
+    smutex_init(&L->mu);
     L->cache_n = -1;
     *impl = L;
     return 0;
@@ -69,16 +70,16 @@ static int lrt_open(const char *owner_id, void **impl, serr *e) {
 static void lrt_close(void *impl) {
     lrt *L = impl;
     if (L == NULL) return;
-    pthread_mutex_destroy(&L->mu);
+    smutex_destroy(&L->mu);
     free(L->cache);
     free(L);
 }
 
 static void lrt_invalidate(void *impl) {
     lrt *L = impl;
-    pthread_mutex_lock(&L->mu);
+    smutex_lock(&L->mu);
     L->cache_n = -1;
-    pthread_mutex_unlock(&L->mu);
+    smutex_unlock(&L->mu);
 }
 
 static bool unit_ok(const char *u) {
@@ -336,6 +337,7 @@ static long proc_uid(pid_t pid) {
 
 /* Fills the cache; the caller holds L->mu. */
 static int rescan(lrt *L, serr *e) {
+    assert(smutex_held(&L->mu));
     DIR *d = opendir("/proc");
     if (d == NULL) return serr_set(e, SE_IO, "runtime: opendir /proc: %s", strerror(errno));
     char *buf = malloc(ENVIRON_READ_MAX);
@@ -376,7 +378,7 @@ static int rescan(lrt *L, serr *e) {
 
 static int lrt_scan(void *impl, const char *prefix, bool fresh, rt_proc *out, int max, serr *e) {
     lrt *L = impl;
-    pthread_mutex_lock(&L->mu);
+    smutex_lock(&L->mu);
     int rc = 0;
     if (fresh || L->cache_n < 0 || mono_ms() - L->cache_at > LRT_SCAN_TTL_MS) rc = rescan(L, e);
     int count = 0;
@@ -388,7 +390,7 @@ static int lrt_scan(void *impl, const char *prefix, bool fresh, rt_proc *out, in
             count++;
         }
     }
-    pthread_mutex_unlock(&L->mu);
+    smutex_unlock(&L->mu);
     return rc ? rc : count;
 }
 
