@@ -334,7 +334,7 @@ int h_stamps_logs(api *a, api_req *rq, api_resp *rs) {
 int h_frontdoor(api *a, api_req *rq, api_resp *rs) {
     serr e = {0};
     json_t *o;
-    if (traffic_json(&o, &e)) return api_error_serr(rs, &e);
+    if (traffic_json(api_ctx(a)->tr, &o, &e)) return api_error_serr(rs, &e);
     return api_json(rs, 200, o);
 }
 

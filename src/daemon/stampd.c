@@ -36,9 +36,10 @@
 #include "ns/ns.h"
 #include "core/config.h"
 #include "reconcile/engine.h"
+#include "reconcile/fleet.h"
 #include "reconcile/jobs.h"
 #include "stamp/stamp_ctl.h"
-#include "runtime/local.h"
+#include "runtime/runtime.h"
 #include "traffic/traffic.h"
 #include "util/httpc.h"
 #include "util/log.h"
@@ -299,6 +300,7 @@ static int shutdown_all(const stamp_config *cfg, serr *e) {
     }
     char path[PATH_MAX], *owner = NULL;
     store *st = NULL;
+    runtime *rt = NULL;
     snprintf(path, sizeof(path), "%s/stamp.db", cfg->data_dir);
     if ((rc = store_open_sqlite(path, &st, e))) goto out;
     rc = store_meta_get(st, "owner_id", &owner, e);
@@ -309,25 +311,25 @@ static int shutdown_all(const stamp_config *cfg, serr *e) {
         printf("stampd: no process was ever started from %s\n", cfg->data_dir);
         goto out;
     }
-    if (rc || (rc = lrt_init(owner, e))) goto out;
-    lrt_proc *p = calloc(LRT_MAX_PROCS, sizeof(*p));
+    if (rc || (rc = runtime_open("local", owner, &rt, e))) goto out;
+    rt_proc *p = calloc(RT_MAX_PROCS, sizeof(*p));
     if (p == NULL) {
         rc = serr_set(e, SE_NOMEM, "out of memory");
         goto out;
     }
-    int n = lrt_scan(NULL, true, p, LRT_MAX_PROCS, e);
+    int n = rt_scan(rt, NULL, true, p, RT_MAX_PROCS, e);
     if (n < 0) {
         free(p);
         rc = n;
         goto out;
     }
-    if (n > LRT_MAX_PROCS) n = LRT_MAX_PROCS;
+    if (n > RT_MAX_PROCS) n = RT_MAX_PROCS;
     /* All asked at once, then each waited for (and killed past the grace). */
     for (int i = 0; i < n; i++) kill(-p[i].pid, SIGTERM);
     int haproxy = 0, steps = 0, others = 0, failed = 0;
     for (int i = 0; i < n; i++) {
         serr se = {0};
-        if (lrt_stop(p[i].pid, (int)cfg->stop_grace_ms, &se) != 0) {
+        if (rt_stop(rt, p[i].pid, (int)cfg->stop_grace_ms, &se) != 0) {
             fprintf(stderr, "stampd: cannot stop %s (pid %d): %s\n", p[i].unit, (int)p[i].pid, se.msg);
             failed++;
         } else if (strncmp(p[i].unit, "frontdoor/", 10) == 0) {
@@ -344,6 +346,7 @@ static int shutdown_all(const stamp_config *cfg, serr *e) {
            haproxy ? "the front door (HAProxy)" : "no front door", others, steps);
     if (failed) rc = serr_set(e, SE_IO, "%d process(es) did not stop", failed);
 out:
+    runtime_close(rt);
     free(owner);
     if (lockfd >= 0) close(lockfd);
     return rc;
@@ -472,7 +475,7 @@ int main(int argc, char **argv) {
         serr_set(&e, SE_INTERNAL, "stored jwt secret is malformed");
         goto bad;
     }
-    if (lrt_init(owner, &e)) goto bad;
+    if (runtime_open("local", owner, &ctx.rt, &e)) goto bad;
     char *jwks = NULL;
     if (cfg.jwt_jwks[0] && read_file(cfg.jwt_jwks, 1 << 20, &jwks, NULL, &e)) {
         serr_wrap(&e, "jwt-jwks");
@@ -549,7 +552,9 @@ int main(int argc, char **argv) {
         goto bad;
     }
     serr_clear(&e);
-    if (traffic_init(&cfg, cfg.data_dir, &e)) goto bad;
+    if (fleet_health_new(cfg.all_unhealthy_policy, &ctx.fleet, &e) ||
+        traffic_open(&cfg, cfg.data_dir, ctx.rt, &ctx.tr, &e))
+        goto bad;
     char cmsg[512];
     int cl = nsrt_confine_init(&ctx, cmsg, sizeof(cmsg));
     if (cl < 0) log_error("%s", cmsg);
@@ -592,7 +597,7 @@ int main(int argc, char **argv) {
             next_retention = mono_ms() + cfg.retention_sweep_ms;
         }
         if (mono_ms() >= next_fd) {
-            traffic_sync(enqueue_stamp, &ctx);
+            traffic_sync(ctx.tr, enqueue_stamp, &ctx);
             next_fd = mono_ms() + cfg.frontdoor_sync_ms;
         }
         if (mono_ms() >= next_reserve) {
@@ -620,7 +625,9 @@ int main(int argc, char **argv) {
     api_stop(ap);
     engine_stop(en);
     jobs_free(ctx.jobs);
-    traffic_shutdown();
+    traffic_close(ctx.tr);
+    fleet_health_free(ctx.fleet);
+    runtime_close(ctx.rt);
     wq_free(ctx.q);
     jwt_verifier_free(jv);
     blob_close(blobs);
@@ -637,7 +644,10 @@ bad:
     if (en) engine_stop(en);
     if (ap) api_stop(ap);
     jobs_free(ctx.jobs);
-    traffic_abort();
+    traffic_abort(ctx.tr);
+    traffic_close(ctx.tr);
+    fleet_health_free(ctx.fleet);
+    runtime_close(ctx.rt);
     if (ctx.q) wq_free(ctx.q);
     jwt_verifier_free(jv);
     blob_close(blobs);

@@ -2,7 +2,7 @@
  * ns_rt.c - namespaces on the local runtime (see ns.h for the layout).
  * Pods are started through stamp-run, so a pod that ends leaves its exit
  * status in pods/{pod}/rc even if stampd was down at the time; a running pod
- * is found by lrt_scan under the unit "ns/{ns}/{pod}".
+ * is found by rt_scan under the unit "ns/{ns}/{pod}".
  *
  * Confinement (DESIGN.md, "Tenancy and confinement"): a pod is a tenant's
  * code, so stamp-run applies, in the child before exec, everything
@@ -35,7 +35,7 @@
 
 #include <openssl/evp.h>
 
-#include "runtime/local.h"
+#include "runtime/runtime.h"
 #include "util/confine.h"
 #include "util/util.h"
 
@@ -580,12 +580,12 @@ static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char 
     a->argv[a->n] = NULL;
 
     const char *senv[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
-    char unit[LRT_UNIT_MAX];
+    char unit[RT_UNIT_MAX];
     snprintf(unit, sizeof(unit), "ns/%s/%s", ns, pod);
-    lrt_spawn_spec sp = {.unit = unit, .argv = a->argv, .env = senv, .log_path = runlog,
+    rt_spawn_spec sp = {.unit = unit, .argv = a->argv, .env = senv, .log_path = runlog,
                          .cwd = pd, .env_clear = true};
     pid_t pid;
-    rc = lrt_spawn(&sp, &pid, &ie);
+    rc = rt_spawn(c->rt, &sp, &pid, &ie);
     free(a);
     if (rc) return serr_set(e, rc, "pod %s could not be started", pod);
     return 0;
@@ -702,9 +702,9 @@ int nsrt_annotation(ctl_ctx *c, const char *ns, const char *pod, const char *key
     return 0;
 }
 
-static void pod_state(ctl_ctx *c, const char *ns, const char *pod, const lrt_proc *procs, int np,
+static void pod_state(ctl_ctx *c, const char *ns, const char *pod, const rt_proc *procs, int np,
                       json_t *out) {
-    char unit[LRT_UNIT_MAX], rcpath[PATH_MAX];
+    char unit[RT_UNIT_MAX], rcpath[PATH_MAX];
     snprintf(unit, sizeof(unit), "ns/%s/%s", ns, pod);
     for (int i = 0; i < np; i++) {
         if (strcmp(procs[i].unit, unit) == 0) {
@@ -749,13 +749,13 @@ static void pod_state(ctl_ctx *c, const char *ns, const char *pod, const lrt_pro
     json_object_set_new(out, "phase", json_string("Unknown"));
 }
 
-static int scan_ns(const char *ns, lrt_proc **procs) {
-    char prefix[LRT_UNIT_MAX];
+static int scan_ns(ctl_ctx *c, const char *ns, rt_proc **procs) {
+    char prefix[RT_UNIT_MAX];
     snprintf(prefix, sizeof(prefix), "ns/%s/", ns);
-    *procs = calloc(LRT_MAX_PROCS, sizeof(lrt_proc));
+    *procs = calloc(RT_MAX_PROCS, sizeof(rt_proc));
     if (*procs == NULL) return 0;
-    int n = lrt_scan(prefix, true, *procs, LRT_MAX_PROCS, NULL);
-    return n < 0 ? 0 : n > LRT_MAX_PROCS ? LRT_MAX_PROCS : n;
+    int n = rt_scan(c->rt, prefix, true, *procs, RT_MAX_PROCS, NULL);
+    return n < 0 ? 0 : n > RT_MAX_PROCS ? RT_MAX_PROCS : n;
 }
 
 static int pod_entry(const struct dirent *de) { return name_valid(de->d_name, NS_POD_MAX); }
@@ -767,8 +767,8 @@ json_t *nsrt_pods(ctl_ctx *c, const char *ns) {
     struct dirent **names;
     int n = scandir(pods, &names, pod_entry, alphasort); /* name order: stable listings */
     if (n < 0) return arr;
-    lrt_proc *procs = NULL;
-    int np = scan_ns(ns, &procs);
+    rt_proc *procs = NULL;
+    int np = scan_ns(c, ns, &procs);
     for (int i = 0; i < n; i++) {
         const char *pod = names[i]->d_name;
         char pd[PATH_MAX], sp[PATH_MAX + 16];
@@ -805,8 +805,8 @@ int nsrt_pod_phase(ctl_ctx *c, const char *ns, const char *pod, char *phase, siz
     char pd[PATH_MAX];
     if (pod_dir(c, ns, pod, NULL, pd, sizeof(pd)) || !path_exists(pd))
         return serr_set(e, SE_NOTFOUND, "pod %s not found in %s", pod, ns);
-    lrt_proc *procs = NULL;
-    int np = scan_ns(ns, &procs);
+    rt_proc *procs = NULL;
+    int np = scan_ns(c, ns, &procs);
     json_t *o = json_object();
     pod_state(c, ns, pod, procs, np, o);
     free(procs);
@@ -889,11 +889,11 @@ void nsrt_counts(ctl_ctx *c, const char *ns, int *pods, int *volumes) {
 int nsrt_stop_pods(ctl_ctx *c, const char *ns, int64_t timeout_ms, serr *e) {
     int64_t deadline = mono_ms() + timeout_ms;
     for (;;) {
-        lrt_proc *procs = NULL;
-        int np = scan_ns(ns, &procs);
+        rt_proc *procs = NULL;
+        int np = scan_ns(c, ns, &procs);
         if (np == 0) {
             free(procs);
-            lrt_invalidate();
+            rt_invalidate(c->rt);
             return 0;
         }
         int64_t left = deadline - mono_ms();
@@ -902,9 +902,9 @@ int nsrt_stop_pods(ctl_ctx *c, const char *ns, int64_t timeout_ms, serr *e) {
             return serr_set(e, SE_TIMEOUT, "%d pod process(es) of %s still running", np, ns);
         }
         int64_t grace = c->cfg->stop_grace_ms < left ? c->cfg->stop_grace_ms : left;
-        for (int i = 0; i < np; i++) lrt_stop(procs[i].pid, (int)grace, NULL);
+        for (int i = 0; i < np; i++) rt_stop(c->rt, procs[i].pid, (int)grace, NULL);
         free(procs);
-        lrt_invalidate();
+        rt_invalidate(c->rt);
     }
 }
 

@@ -12,10 +12,16 @@
 
 struct blob_store;
 struct job_pool;
+struct traffic;
+struct runtime;
+struct fleet_health;
 
 typedef struct ctl_ctx {
     store *st;
     struct blob_store *blobs; /* diagnostics archives and model bundles */
+    struct traffic *tr;       /* the front door (traffic.h) */
+    struct runtime *rt;       /* where stamps' and namespaces' processes run (runtime.h) */
+    struct fleet_health *fleet; /* the all-unhealthy policy's view of the fleet (fleet.h) */
     const stamp_config *cfg;
     wq *q;
     struct job_pool *jobs; /* slow work (reconcile/jobs.h) */

@@ -1,5 +1,7 @@
 /*
- * local.c - detached processes found again through /proc.
+ * local.c - the local runtime (local.h): detached processes found again
+ * through /proc, as the "local" table of runtime_ops.  An instance holds the
+ * owner marker and the scan cache; nothing here is file-static.
  *
  * Spawning is the classic daemon double fork, done from a multithreaded
  * process, so everything the children need (argv, envp, file descriptors)
@@ -14,6 +16,7 @@
  */
 #include "runtime/local.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/mutex.h"
 #include "util/util.h"
 
 extern char **environ;
@@ -36,32 +40,51 @@ extern char **environ;
 #define ENV_MAX 512
 #define ENVIRON_READ_MAX (128 * 1024)
 
-static pthread_mutex_t lrt_mu = PTHREAD_MUTEX_INITIALIZER;
-static char owner_entry[160]; /* "STAMPD_OWNER=<id>" */
-static lrt_proc *cache;
-static int cache_n = -1;
-static int64_t cache_at;
+typedef struct lrt {
+    char owner_entry[160]; /* "STAMPD_OWNER=<id>"; immutable after open */
+    smutex mu;             /* protects the cache */
+    rt_proc *cache;        /* RT_MAX_PROCS entries */
+    int cache_n;           /* -1: stale */
+    int64_t cache_at;
+} lrt;
 
-int lrt_init(const char *owner_id, serr *e) {
+static int lrt_open(const char *owner_id, void **impl, serr *e) {
+    *impl = NULL;
     if (owner_id == NULL || !*owner_id || strlen(owner_id) > 128 || strpbrk(owner_id, " =\n"))
         return serr_set(e, SE_INVAL, "runtime: bad owner id");
-    pthread_mutex_lock(&lrt_mu);
-    snprintf(owner_entry, sizeof(owner_entry), "%s%s", OWNER_VAR, owner_id);
-    if (cache == NULL) cache = calloc(LRT_MAX_PROCS, sizeof(*cache));
-    cache_n = -1;
-    pthread_mutex_unlock(&lrt_mu);
-    return cache ? 0 : serr_set(e, SE_NOMEM, "out of memory");
+    lrt *L = calloc(1, sizeof(*L));
+    if (L == NULL || (L->cache = calloc(RT_MAX_PROCS, sizeof(*L->cache))) == NULL) {
+        free(L);
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
+    /* 128 bytes of id and the marker's name always fit. */
+    int n = snprintf(L->owner_entry, sizeof(L->owner_entry), "%s%s", OWNER_VAR, owner_id);
+    assert(n > 0 && n < (int)sizeof(L->owner_entry));
+    (void)n;
+    smutex_init(&L->mu);
+    L->cache_n = -1;
+    *impl = L;
+    return 0;
 }
 
-void lrt_invalidate(void) {
-    pthread_mutex_lock(&lrt_mu);
-    cache_n = -1;
-    pthread_mutex_unlock(&lrt_mu);
+static void lrt_close(void *impl) {
+    lrt *L = impl;
+    if (L == NULL) return;
+    smutex_destroy(&L->mu);
+    free(L->cache);
+    free(L);
+}
+
+static void lrt_invalidate(void *impl) {
+    lrt *L = impl;
+    smutex_lock(&L->mu);
+    L->cache_n = -1;
+    smutex_unlock(&L->mu);
 }
 
 static bool unit_ok(const char *u) {
     size_t n = strlen(u);
-    if (n == 0 || n >= LRT_UNIT_MAX) return false;
+    if (n == 0 || n >= RT_UNIT_MAX) return false;
     for (const char *c = u; *c; c++)
         if (*c <= ' ' || *c == 0x7f || *c == '=') return false;
     return true;
@@ -83,13 +106,13 @@ static void write_all(int fd, const void *p, size_t n) {
     }
 }
 
-static _Noreturn void child_exec(const lrt_spawn_spec *sp, char *const *argv, char *const *envp,
+static _Noreturn void child_exec(const rt_spawn_spec *sp, char *const *argv, char *const *envp,
                                  int nullfd, int logfd, int pipefd) {
     int err;
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    /* Its own process group, so lrt_stop reaches whatever it forks. */
+    /* Its own process group, so a stop reaches whatever it forks. */
     setpgid(0, 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -114,8 +137,8 @@ fail:
     _exit(127);
 }
 
-int lrt_spawn(const lrt_spawn_spec *sp, pid_t *pid_out, serr *e) {
-    if (owner_entry[0] == '\0') return serr_set(e, SE_INTERNAL, "runtime: lrt_init not called");
+static int lrt_spawn(void *impl, const rt_spawn_spec *sp, pid_t *pid_out, serr *e) {
+    lrt *L = impl;
     if (sp->unit == NULL || !unit_ok(sp->unit))
         return serr_set(e, SE_INVAL, "runtime: bad unit name");
     if (sp->argv == NULL || sp->argv[0] == NULL || sp->argv[0][0] != '/')
@@ -126,8 +149,11 @@ int lrt_spawn(const lrt_spawn_spec *sp, pid_t *pid_out, serr *e) {
 
     /* The environment: ours without old markers (unless env_clear: a
      * tenant's pod must not see stampd's secrets), the spec's, the markers. */
-    char unit_entry[LRT_UNIT_MAX + 16];
-    snprintf(unit_entry, sizeof(unit_entry), "%s%s", UNIT_VAR, sp->unit);
+    char unit_entry[RT_UNIT_MAX + 16];
+    /* unit_ok bounds the unit below RT_UNIT_MAX: it always fits. */
+    int un = snprintf(unit_entry, sizeof(unit_entry), "%s%s", UNIT_VAR, sp->unit);
+    assert(un > 0 && un < (int)sizeof(unit_entry));
+    (void)un;
     char *envp[ENV_MAX + 1];
     int ne = 0;
     for (char **ev = environ; ev && *ev && ne < ENV_MAX - 64; ev++) {
@@ -141,7 +167,7 @@ int lrt_spawn(const lrt_spawn_spec *sp, pid_t *pid_out, serr *e) {
         if (ne >= ENV_MAX - 2) return serr_set(e, SE_LIMIT, "runtime: too many variables");
         if (!is_marker(*ev)) envp[ne++] = (char *)*ev;
     }
-    envp[ne++] = owner_entry;
+    envp[ne++] = L->owner_entry;
     envp[ne++] = unit_entry;
     envp[ne] = NULL;
 
@@ -188,7 +214,7 @@ int lrt_spawn(const lrt_spawn_spec *sp, pid_t *pid_out, serr *e) {
         got += (size_t)r;
     }
     close(pfd[0]);
-    lrt_invalidate();
+    lrt_invalidate(L);
     pid_t g = -1;
     if (got >= sizeof(pid_t)) memcpy(&g, buf, sizeof(g));
     if (g <= 0) return serr_set(e, SE_IO, "runtime: %s: fork failed", sp->unit);
@@ -231,7 +257,7 @@ static int read_stat(pid_t pid, char *state, pid_t *pgrp, int64_t *start) {
     return 0;
 }
 
-bool lrt_alive(pid_t pid) {
+static bool proc_alive(pid_t pid) {
     char state;
     int64_t start;
     if (pid <= 0 || read_stat(pid, &state, NULL, &start) != 0) return false;
@@ -272,7 +298,7 @@ static bool user_process(pid_t pid) {
     return user;
 }
 
-static int owned_unit(pid_t pid, char *unit, size_t len, char *buf) {
+static int owned_unit(const lrt *L, pid_t pid, char *unit, size_t len, char *buf) {
     bool opened;
     size_t got = read_environ(pid, buf, &opened);
     /* A unit that re-execs itself (sh -c '... exec prog') shows an empty
@@ -289,7 +315,7 @@ static int owned_unit(pid_t pid, char *unit, size_t len, char *buf) {
     for (size_t off = 0; off < got;) {
         const char *kv = buf + off;
         size_t n = strnlen(kv, got - off);
-        if (strcmp(kv, owner_entry) == 0) mine = true;
+        if (strcmp(kv, L->owner_entry) == 0) mine = true;
         else if (str_has_prefix(kv, UNIT_VAR)) u = kv + strlen(UNIT_VAR);
         off += n + 1;
     }
@@ -309,7 +335,9 @@ static long proc_uid(pid_t pid) {
     return uid;
 }
 
-static int rescan(serr *e) {
+/* Fills the cache; the caller holds L->mu. */
+static int rescan(lrt *L, serr *e) {
+    assert(smutex_held(&L->mu));
     DIR *d = opendir("/proc");
     if (d == NULL) return serr_set(e, SE_IO, "runtime: opendir /proc: %s", strerror(errno));
     char *buf = malloc(ENVIRON_READ_MAX);
@@ -321,13 +349,13 @@ static int rescan(serr *e) {
     pid_t self = getpid();
     uid_t euid = geteuid();
     struct dirent *de;
-    while ((de = readdir(d)) != NULL && n < LRT_MAX_PROCS) {
+    while ((de = readdir(d)) != NULL && n < RT_MAX_PROCS) {
         int64_t v;
         if (parse_i64(de->d_name, 1, 1 << 30, &v) != 0) continue;
         pid_t pid = (pid_t)v;
         if (pid == self) continue;
-        lrt_proc *p = &cache[n];
-        if (!owned_unit(pid, p->unit, sizeof(p->unit), buf)) continue;
+        rt_proc *p = &L->cache[n];
+        if (!owned_unit(L, pid, p->unit, sizeof(p->unit), buf)) continue;
         /* Only our own uid's processes are units: a pod running as the pod
          * user could otherwise forge the markers of any unit. */
         if (proc_uid(pid) != (long)euid) continue;
@@ -343,51 +371,66 @@ static int rescan(serr *e) {
     }
     closedir(d);
     free(buf);
-    cache_n = n;
-    cache_at = mono_ms();
+    L->cache_n = n;
+    L->cache_at = mono_ms();
     return 0;
 }
 
-int lrt_scan(const char *prefix, bool fresh, lrt_proc *out, int max, serr *e) {
-    pthread_mutex_lock(&lrt_mu);
-    if (cache == NULL) {
-        pthread_mutex_unlock(&lrt_mu);
-        return serr_set(e, SE_INTERNAL, "runtime: lrt_init not called");
-    }
+static int lrt_scan(void *impl, const char *prefix, bool fresh, rt_proc *out, int max, serr *e) {
+    lrt *L = impl;
+    smutex_lock(&L->mu);
     int rc = 0;
-    if (fresh || cache_n < 0 || mono_ms() - cache_at > LRT_SCAN_TTL_MS) rc = rescan(e);
+    if (fresh || L->cache_n < 0 || mono_ms() - L->cache_at > LRT_SCAN_TTL_MS) rc = rescan(L, e);
     int count = 0;
     if (rc == 0) {
-        for (int i = 0; i < cache_n; i++) {
-            if (prefix && *prefix && !str_has_prefix(cache[i].unit, prefix)) continue;
-            if (count < max) out[count] = cache[i];
+        assert(L->cache_n >= 0 && L->cache_n <= RT_MAX_PROCS);
+        for (int i = 0; i < L->cache_n; i++) {
+            if (prefix && *prefix && !str_has_prefix(L->cache[i].unit, prefix)) continue;
+            if (count < max) out[count] = L->cache[i];
             count++;
         }
     }
-    pthread_mutex_unlock(&lrt_mu);
+    smutex_unlock(&L->mu);
     return rc ? rc : count;
 }
 
-int lrt_stop(pid_t pid, int grace_ms, serr *e) {
+static bool lrt_alive(void *impl, pid_t pid) {
+    (void)impl;
+    return proc_alive(pid);
+}
+
+static int lrt_stop(void *impl, pid_t pid, int grace_ms, serr *e) {
+    lrt *L = impl;
     if (pid <= 1) return serr_set(e, SE_INVAL, "runtime: bad pid %d", (int)pid);
-    if (!lrt_alive(pid)) return 0;
+    if (!proc_alive(pid)) return 0;
     /* Every process we start leads its own group (setsid). */
     pid_t pgid = getpgid(pid);
     bool group = pgid == pid;
     if ((group ? kill(-pid, SIGTERM) : kill(pid, SIGTERM)) != 0 && errno == ESRCH) return 0;
     int64_t until = mono_ms() + (grace_ms > 0 ? grace_ms : 0);
     while (mono_ms() < until) {
-        if (!lrt_alive(pid)) {
+        if (!proc_alive(pid)) {
             if (group) kill(-pid, SIGKILL); /* stragglers left in its group */
-            lrt_invalidate();
+            lrt_invalidate(L);
             return 0;
         }
         sleep_ms(20);
     }
     if (group) kill(-pid, SIGKILL);
     else kill(pid, SIGKILL);
-    for (int i = 0; i < 10 && lrt_alive(pid); i++) sleep_ms(20);
-    lrt_invalidate();
-    if (lrt_alive(pid)) return serr_set(e, SE_TIMEOUT, "runtime: pid %d survived SIGKILL", (int)pid);
+    for (int i = 0; i < 10 && proc_alive(pid); i++) sleep_ms(20);
+    lrt_invalidate(L);
+    if (proc_alive(pid)) return serr_set(e, SE_TIMEOUT, "runtime: pid %d survived SIGKILL", (int)pid);
     return 0;
 }
+
+const runtime_ops rt_local_ops = {
+    .name = "local",
+    .open = lrt_open,
+    .close = lrt_close,
+    .spawn = lrt_spawn,
+    .scan = lrt_scan,
+    .stop = lrt_stop,
+    .alive = lrt_alive,
+    .invalidate = lrt_invalidate,
+};

@@ -216,7 +216,7 @@ int sc_creating(sctx *s, serr *e) {
 }
 
 int sc_failed(sctx *s, serr *e) {
-    traffic_forget_health(s->name);
+    fleet_forget(s->c->fleet, s->name);
     sc_frontdoor(s, TR_ABSENT);
     failed_world w = {.desired = s->in.desired,
                       .retry = s->in.retry > jint(s->r.status, "retryObserved", 0)};

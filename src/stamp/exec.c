@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/local.h"
+#include "runtime/runtime.h"
 #include "stamp/internal.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -169,9 +169,9 @@ static int spawn_run(sctx *s, const tpl_step *stp, const char *cmd, const char *
         snprintf(tmo, sizeof(tmo), "%lld", (long long)stp->timeout_ms);
         const char *argv[] = {prog_path, "--rc", rcpath, "--timeout-ms", tmo, "--", "/bin/sh", "-c",
                               cmd, NULL};
-        lrt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = logpath, .cwd = s->dir};
+        rt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = logpath, .cwd = s->dir};
         pid_t pid;
-        rc = lrt_spawn(&sp, &pid, e);
+        rc = rt_spawn(s->c->rt, &sp, &pid, e);
     }
     free(env);
     sc_vars_free(v);
@@ -180,7 +180,7 @@ static int spawn_run(sctx *s, const tpl_step *stp, const char *cmd, const char *
 
 int sc_exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char *tag, json_t *prog,
                    int *result, serr *e) {
-    char runid[64], unit[LRT_UNIT_MAX], rcpath[PATH_MAX], logpath[PATH_MAX], dir[PATH_MAX];
+    char runid[64], unit[RT_UNIT_MAX], rcpath[PATH_MAX], logpath[PATH_MAX], dir[PATH_MAX];
     int rc;
     if (strcmp(jstr(prog, "state", "Pending"), "Running") != 0 &&
         (rc = begin_run(s, stp, tag, prog, e)))
@@ -199,8 +199,8 @@ int sc_exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char *ta
         free(text);
         return 0;
     }
-    lrt_proc p[2];
-    int n = lrt_scan(unit, true, p, 2, e);
+    rt_proc p[2];
+    int n = rt_scan(s->c->rt, unit, true, p, 2, e);
     if (n < 0) return n;
     if (n == 0) {
         /* Neither running nor finished: start it (the first time, or again

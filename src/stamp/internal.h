@@ -33,6 +33,7 @@
 #include "core/template.h"
 #include "health/health.h"
 #include "reconcile/ctl.h"
+#include "reconcile/fleet.h"
 #include "reconcile/jobs.h"
 #include "stamp/decide.h"
 #include "stamp/intent.h"

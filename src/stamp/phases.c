@@ -290,14 +290,14 @@ int sc_job(sctx *s, json_t *rec, const char *key, job_fn fn, void *arg, void (*f
 static int gone(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
     /* Gone from the store: nothing of it may stay in the front door. */
     serr_clear(e);
-    traffic_forget_health(name);
+    fleet_forget(c->fleet, name);
     hc_reset(name);
-    if (traffic_enabled() && traffic_set(name, NULL, TR_ABSENT, e) != 0) {
+    if (traffic_enabled(c->tr) && traffic_set(c->tr, name, NULL, TR_ABSENT, e) != 0) {
         *requeue_ms = 1000;
         log_warnx("front door: removing %s: %s", name, e->msg);
         serr_clear(e);
     } else {
-        traffic_forget(name);
+        traffic_forget(c->tr, name);
     }
     return 0;
 }

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "runtime/local.h"
+#include "runtime/runtime.h"
 #include "stamp/internal.h"
 #include "util/httpc.h"
 #include "util/log.h"
@@ -99,11 +99,11 @@ static int spawn_replica(sctx *s, const tpl_step *st, int idx, const int *ports,
     }
     if (rc == 0 && (env = sc_vars_envp(v)) == NULL) rc = serr_set(e, SE_NOMEM, "out of memory");
     if (rc == 0) {
-        char unit[LRT_UNIT_MAX];
+        char unit[RT_UNIT_MAX];
         snprintf(unit, sizeof(unit), "%s/p/%s/%d", s->name, st->name, idx);
-        lrt_spawn_spec sp = {.unit = unit, .argv = b->argv, .env = env, .log_path = b->logp, .cwd = s->dir};
+        rt_spawn_spec sp = {.unit = unit, .argv = b->argv, .env = env, .log_path = b->logp, .cwd = s->dir};
         pid_t pid;
-        rc = lrt_spawn(&sp, &pid, e);
+        rc = rt_spawn(s->c->rt, &sp, &pid, e);
         if (rc == 0) log_debug("stamp %s: started %s pid %d", s->name, unit, (int)pid);
     }
     free(env);
@@ -113,12 +113,12 @@ static int spawn_replica(sctx *s, const tpl_step *st, int idx, const int *ports,
 }
 
 /* Which replica indexes of a step run now (a scan of the runtime). */
-static int scan_step(sctx *s, const tpl_step *st, bool fresh, lrt_proc *procs, bool *have,
+static int scan_step(sctx *s, const tpl_step *st, bool fresh, rt_proc *procs, bool *have,
                      int count, bool stop_extra, serr *e) {
-    char prefix[LRT_UNIT_MAX];
+    char prefix[RT_UNIT_MAX];
     snprintf(prefix, sizeof(prefix), "%s/p/%s/", s->name, st->name);
     size_t plen = strlen(prefix);
-    int n = lrt_scan(prefix, fresh, procs, SCAN_MAX, e);
+    int n = rt_scan(s->c->rt, prefix, fresh, procs, SCAN_MAX, e);
     if (n < 0) return n;
     if (n > SCAN_MAX) n = SCAN_MAX;
     int nhave = 0;
@@ -132,8 +132,8 @@ static int scan_step(sctx *s, const tpl_step *st, bool fresh, lrt_proc *procs, b
              * (possible only if something outside stampd started it). */
             log_info("stamp %s: stopping %sreplica %s pid %d", s->name, count > 0 ? "extra " : "",
                      procs[i].unit, (int)procs[i].pid);
-            lrt_stop(procs[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
-            lrt_invalidate();
+            rt_stop(s->c->rt, procs[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+            rt_invalidate(s->c->rt);
             continue;
         }
         have[idx] = true;
@@ -146,7 +146,7 @@ int sc_ensure_step(sctx *s, const tpl_step *st, int count, int *alive, int *star
     int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
     int rc = sc_step_ports(s, st, ports, e);
     if (rc) return rc;
-    lrt_proc *procs = calloc(SCAN_MAX, sizeof(*procs));
+    rt_proc *procs = calloc(SCAN_MAX, sizeof(*procs));
     if (procs == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     bool have[TPL_MAX_REPLICAS];
     *alive = *started = 0;
@@ -213,7 +213,7 @@ int sc_replicas_of(sctx *s, bool health, int mode, replica_ref *out, int max) {
 
 int sc_missing_replicas(sctx *s, int mode, char *why, size_t whylen, int *pools) {
     int missing = 0;
-    lrt_proc *procs = calloc(SCAN_MAX, sizeof(*procs));
+    rt_proc *procs = calloc(SCAN_MAX, sizeof(*procs));
     if (procs == NULL) return 0;
     for (int i = 0; i < s->t.nsteps; i++) {
         const tpl_step *st = &s->t.steps[i];
@@ -255,21 +255,21 @@ int sc_redeploy(sctx *s, serr *e) {
 }
 
 int sc_stop_units(sctx *s, const char *sub, bool create_only, int *left, serr *e) {
-    char prefix[LRT_UNIT_MAX];
+    char prefix[RT_UNIT_MAX];
     snprintf(prefix, sizeof(prefix), "%s/%s", s->name, sub);
-    lrt_proc *p = calloc(SCAN_MAX, sizeof(*p));
+    rt_proc *p = calloc(SCAN_MAX, sizeof(*p));
     if (p == NULL) return serr_set(e, SE_NOMEM, "out of memory");
-    int n = lrt_scan(prefix, true, p, SCAN_MAX, e);
+    int n = rt_scan(s->c->rt, prefix, true, p, SCAN_MAX, e);
     *left = 0;
     for (int i = 0; i < n && i < SCAN_MAX; i++) {
         const char *run = strrchr(p[i].unit, '/');
         if (create_only && (run == NULL || strncmp(run + 1, "create-", 7) != 0)) continue;
         if (create_only)
             log_info("stamp %s: stopping %s: the deployment was cancelled", s->name, p[i].unit);
-        lrt_stop(p[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+        rt_stop(s->c->rt, p[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
         (*left)++;
     }
-    if (n > 0) lrt_invalidate();
+    if (n > 0) rt_invalidate(s->c->rt);
     free(p);
     if (n < 0) return n;
     /* Create commands stopped are gone; anything else stopped is looked
@@ -279,11 +279,11 @@ int sc_stop_units(sctx *s, const char *sub, bool create_only, int *left, serr *e
 }
 
 void sc_frontdoor(sctx *s, tr_state st) {
-    if (!traffic_enabled()) return;
+    if (!traffic_enabled(s->c->tr)) return;
     serr e = {0};
     const char *ep = jstr(s->r.status, "endpoint", NULL);
     if (st != TR_ABSENT && ep == NULL) return;
-    if (traffic_set(s->name, ep, st, &e) != 0) {
+    if (traffic_set(s->c->tr, s->name, ep, st, &e) != 0) {
         log_warnx("stamp %s: front door: %s", s->name, e.msg);
         sc_want(s, 1000);
         return;
@@ -349,10 +349,10 @@ int sc_scrape_blockers(sctx *s, json_t *rec, blockers *b, bool *ready, serr *e) 
     b->unreachable = (int)jint(res, "unreachable", 0);
     json_decref(res);
     *ready = true;
-    if (traffic_enabled()) {
+    if (traffic_enabled(s->c->tr)) {
         tr_stat st;
         serr e2 = {0};
-        if (traffic_stat(s->name, &st, &e2) == 0) {
+        if (traffic_stat(s->c->tr, s->name, &st, &e2) == 0) {
             b->fd_known = true;
             b->fd_sessions = st.scur;
             b->fd_queue = st.qcur;

@@ -33,7 +33,7 @@ static int step_quarantine(void *ctx, json_t *rt, int *out, const char **redo, s
     if (rc) return rc;
     /* Out of rotation (the traffic driver), logs and metrics kept: take a
      * last scrape of every replica that still answers. */
-    traffic_forget_health(s->name);
+    fleet_forget(s->c->fleet, s->name);
     sc_frontdoor(s, TR_MAINT);
     sc_snapshot_metrics(s, dir);
     sc_event(s, "Normal", "Quarantined", "out of rotation; logs and metrics kept");
@@ -144,10 +144,10 @@ static int step_purge(void *ctx, json_t *rt, int *out, const char **redo, serr *
         return 0;
     }
     int rc;
-    if (traffic_enabled()) {
+    if (traffic_enabled(s->c->tr)) {
         /* Off the front door before the port can go to another stamp. */
         const char *ep = jstr(s->r.status, "endpoint", NULL);
-        if ((rc = traffic_set(s->name, ep, TR_ABSENT, e))) return serr_wrap(e, "front door");
+        if ((rc = traffic_set(s->c->tr, s->name, ep, TR_ABSENT, e))) return serr_wrap(e, "front door");
     }
     if ((rc = remove_tree(s->dir, e))) return rc;
     char owner[RES_NAME_MAX + 80];
@@ -198,7 +198,7 @@ void sc_enter_deleted(sctx *s, int from) {
 }
 
 int sc_deleted(sctx *s, serr *e) {
-    if (traffic_enabled() && traffic_set(s->name, NULL, TR_ABSENT, NULL) == 0) traffic_forget(s->name);
+    if (traffic_enabled(s->c->tr) && traffic_set(s->c->tr, s->name, NULL, TR_ABSENT, NULL) == 0) traffic_forget(s->c->tr, s->name);
     hc_reset(s->name);
     int64_t until = jint(json_object_get(jchild(s->r.status, "retire"), "archive"), "retainUntilMs", 0);
     if (until == 0) return 0;

@@ -92,7 +92,7 @@ static int recover(sctx *s, json_t *hs, int act, const char *reason, serr *e) {
         json_object_set_new(s->r.status, "recoveryHold",
                             json_pack("{s:s,s:I}", "reason", reason, "activations",
                                       (json_int_t)s->in.activations));
-        traffic_forget_health(s->name);
+        fleet_forget(s->c->fleet, s->name);
         return sc_start_drain(s, "DrainStarted", e);
     }
     if ((rc = sc_redeploy(s, e))) return rc;
@@ -104,7 +104,7 @@ int sc_active(sctx *s, serr *e) {
     active_world w = {.desired = s->in.desired};
     decision d = decide_active(&w);
     if (d.to == SP_DRAINING) {
-        traffic_forget_health(s->name);
+        fleet_forget(s->c->fleet, s->name);
         return sc_start_drain(s, d.reason, e);
     }
     health_view hv;
@@ -130,7 +130,7 @@ int sc_active(sctx *s, serr *e) {
     w.max_retries = s->checks.max_retries;
     bool serve, unhealthy, all_unhealthy = false;
     active_health(&w, &serve, &unhealthy);
-    tr_state rot = traffic_rotation(s->name, serve, &all_unhealthy);
+    tr_state rot = fleet_rotation(s->c->fleet, s->name, serve, &all_unhealthy);
     sc_frontdoor(s, rot);
     w.in_rotation = rot == TR_READY;
     const char *reason = w.missing ? gone : hv.why;
@@ -165,7 +165,7 @@ int sc_active(sctx *s, serr *e) {
         snprintf(msg, sizeof(msg), "unhealthy after %lld recovery attempt(s): %s",
                  (long long)w.recoveries, reason);
         sc_set_str(s, s->r.status, "lastError", reason);
-        traffic_forget_health(s->name);
+        fleet_forget(s->c->fleet, s->name);
         return sc_change(s, d.to, d.reason, msg, e);
     }
     return sc_save(s, e);
@@ -185,7 +185,7 @@ int sc_ready(sctx *s, serr *e) {
     if (d.to == SP_DELETING) return sc_change(s, d.to, d.reason, "retire signal", e);
     /* Standby is out of rotation; an activation goes back in only once
      * Active. */
-    traffic_forget_health(s->name);
+    fleet_forget(s->c->fleet, s->name);
     sc_frontdoor(s, TR_MAINT);
     if (d.act == RD_STANDBY) {
         if (json_object_del(s->r.status, "activation") == 0) s->dirty = true;

@@ -99,10 +99,10 @@ int stamp_metrics_json(ctl_ctx *c, const char *name, int64_t period_ms, json_t *
     for (int p = 0; p < stamp_fsm.nphases && p < 8; p++)
         if (in_phase[p]) json_object_set_new(tip, fsm_phase_name(&stamp_fsm, p), json_integer(in_phase[p]));
     json_t *fd = json_null();
-    if (traffic_enabled()) {
+    if (traffic_enabled(c->tr)) {
         tr_stat st;
         serr e2 = {0};
-        if (traffic_stat(name, &st, &e2) == 0 && st.present)
+        if (traffic_stat(c->tr, name, &st, &e2) == 0 && st.present)
             fd = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "status", st.status, "currentSessions",
                            (json_int_t)st.scur, "queued", (json_int_t)st.qcur, "sessionsTotal",
                            (json_int_t)st.stot, "sessionRate", (json_int_t)st.rate, "requestsTotal",

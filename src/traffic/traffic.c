@@ -1,651 +1,132 @@
 /*
- * traffic.c - the front door drivers (traffic.h).
- *
- * HAProxy's runtime API: one command per connection on the admin socket,
- * the reply read to EOF.  Dynamic servers are created in maintenance and do
- * not survive a restart of HAProxy, which is why the applied-state table
- * exists and why traffic_sync compares it with `show stat`.
+ * traffic.c - the front door handle (traffic.h): picks a driver's table by
+ * name at open and dispatches every call through it, so a new driver is one
+ * more table in `drivers`.  The none driver lives here: every operation
+ * succeeds and does nothing.  The handle itself is immutable after
+ * traffic_open; whatever state a driver keeps is its own.
  */
 #include "traffic/traffic.h"
 
-#include <errno.h>
-#include <jansson.h>
-#include <limits.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
-#include <unistd.h>
 
-#include "runtime/local.h"
-#include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
 
-#define TR_MAX_SERVERS 1024
-#define TR_REPLY_MAX (4 * 1024 * 1024)
-#define TR_UNIT "frontdoor/haproxy"
-
 const char *const tr_state_names[4] = {"absent", "ready", "drain", "maint"};
 
-typedef struct tr_entry {
-    char name[64];
-    char addr[64];
-    bool known;      /* `applied` is what HAProxy has */
-    tr_state applied;
-    bool active;     /* an Active stamp, counted by the all-unhealthy policy */
-    bool healthy;
-} tr_entry;
-
-static struct {
-    bool haproxy;
-    bool owned;
-    bool down_logged;
-    pid_t started; /* the HAProxy this stampd started at traffic_init */
-    char backend[64];
-    char sock[108];
-    char cfg_path[PATH_MAX];
-    char log_path[PATH_MAX];
-    char bin[256];
-    char listen[128];
+struct traffic {
+    const traffic_ops *ops;
+    void *impl;
+    /* Shown in the view only: the policy is reconcile/fleet.c's. */
     char policy[32];
-    bool all_unhealthy;
-    pthread_mutex_t mu;
-    int n;
-    tr_entry e[TR_MAX_SERVERS];
-} T = {.mu = PTHREAD_MUTEX_INITIALIZER};
+};
 
-bool traffic_enabled(void) { return T.haproxy; }
-const char *traffic_driver(void) { return T.haproxy ? "haproxy" : "none"; }
+/* ---- none ---- */
 
-/* ---- the admin socket ---- */
-
-static int hap_cmd(const char *cmd, char **reply, serr *e) {
-    *reply = NULL;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return serr_set(e, SE_IO, "socket: %s", strerror(errno));
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    str_copy(a.sun_path, sizeof(a.sun_path), T.sock);
-    struct timeval tv = {.tv_sec = 3};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        int rc = serr_set(e, SE_UNAVAIL, "haproxy admin socket %s: %s", T.sock, strerror(errno));
-        close(fd);
-        return rc;
-    }
-    char line[1024];
-    int n = snprintf(line, sizeof(line), "%s\n", cmd);
-    if (n >= (int)sizeof(line) || write(fd, line, (size_t)n) != n) {
-        close(fd);
-        return serr_set(e, SE_IO, "haproxy admin socket: cannot send \"%s\"", cmd);
-    }
-    sbuf b;
-    sbuf_init(&b, TR_REPLY_MAX + 1);
-    char buf[16384];
-    for (;;) {
-        ssize_t r = read(fd, buf, sizeof(buf));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            sbuf_free(&b);
-            close(fd);
-            return serr_set(e, SE_IO, "haproxy admin socket: %s", strerror(errno));
-        }
-        if (r == 0) break;
-        if (sbuf_add(&b, buf, (size_t)r) != 0) {
-            sbuf_free(&b);
-            close(fd);
-            return serr_set(e, SE_TOOBIG, "haproxy reply to \"%s\" too large", cmd);
-        }
-    }
-    close(fd);
-    if (sbuf_add(&b, "", 1) != 0) {
-        sbuf_free(&b);
-        return serr_set(e, SE_NOMEM, "out of memory");
-    }
-    *reply = b.data;
+static int none_open(const stamp_config *cfg, const char *data_dir, struct runtime *rt, void **impl,
+                     serr *e) {
+    *impl = NULL;
     return 0;
 }
-
-int traffic_command(const char *cmd, char **reply, serr *e) {
-    if (!T.haproxy) return serr_set(e, SE_UNAVAIL, "no front door (traffic driver none)");
-    return hap_cmd(cmd, reply, e);
-}
-
-/* A command whose success is an empty reply; "No such server" -> SE_NOTFOUND. */
-static int hap_do(const char *cmd, serr *e) {
-    char *r;
-    int rc = hap_cmd(cmd, &r, e);
-    if (rc) return rc;
-    char *p = r;
-    while (*p == '\n' || *p == ' ') p++;
-    if (*p == '\0' || strncmp(p, "Server deleted", 14) == 0 || strncmp(p, "New server registered", 21) == 0)
-        rc = 0;
-    else if (strstr(p, "No such server") || strstr(p, "No such backend"))
-        rc = serr_set(e, SE_NOTFOUND, "haproxy: %s: %.*s", cmd, (int)strcspn(p, "\n"), p);
-    else
-        rc = serr_set(e, SE_CONFLICT, "haproxy refused \"%s\": %.*s", cmd, (int)strcspn(p, "\n"), p);
-    free(r);
-    return rc;
-}
-
-/* ---- the owned HAProxy ---- */
-
-static int write_config(bool *changed, serr *e) {
-    char text[4096];
-    int n = snprintf(text, sizeof(text),
-        "# Generated by stampd; do not edit.  Servers are added at run time through\n"
-        "# the admin socket, one per serving stamp, named after the stamp.\n"
-        "global\n"
-        "    stats socket %s mode 600 level admin\n"
-        "    # The front door port is this HAProxy's alone: with SO_REUSEPORT a\n"
-        "    # second HAProxy could bind it too and take a share of its requests.\n"
-        "    noreuseport\n"
-        "defaults\n"
-        "    mode http\n"
-        "    timeout connect 5s\n"
-        "    timeout client 1h\n"
-        "    timeout server 1h\n"
-        "    timeout queue 30s\n"
-        "    option http-server-close\n"
-        "frontend stamp-frontdoor\n"
-        "    bind %s\n"
-        "    http-request return status 200 content-type text/plain string \"ok\\n\" if { path /.stamp/ping }\n"
-        "    default_backend %s\n"
-        "backend %s\n"
-        "    # Tenant affinity: one tenant's requests go to one stamp; consistent hashing keeps\n"
-        "    # dynamic servers possible and moves only a new server's share.\n"
-        "    balance hdr(X-Tenant-Id)\n"
-        "    # avalanche: tenant ids that look alike still spread over the ring\n"
-        "    hash-type consistent sdbm avalanche\n",
-        T.sock, T.listen, T.backend, T.backend);
-    if (n >= (int)sizeof(text)) return serr_set(e, SE_TOOBIG, "haproxy configuration too long");
-    char *old = NULL;
-    *changed = !(read_file(T.cfg_path, 65536, &old, NULL, NULL) == 0 && strcmp(old, text) == 0);
-    free(old);
-    return *changed ? write_file_atomic(T.cfg_path, text, (size_t)n, 0600, e) : 0;
-}
-
-static int hap_find(pid_t *pid) {
-    lrt_proc p[4];
-    int n = lrt_scan(TR_UNIT, true, p, 4, NULL);
-    if (n > 0) *pid = p[0].pid;
-    return n;
-}
-
-static int wait_socket(int ms, serr *e) {
-    int64_t until = mono_ms() + ms;
-    for (;;) {
-        char *r;
-        serr e2 = {0};
-        if (hap_cmd("show info", &r, &e2) == 0) {
-            free(r);
-            return 0;
-        }
-        if (mono_ms() >= until) return serr_set(e, SE_UNAVAIL, "haproxy did not come up: %s", e2.msg);
-        sleep_ms(20);
-    }
-}
-
-static int hap_start(pid_t *out, serr *e) {
-    char check[PATH_MAX + 64];
-    const char *argv[] = {T.bin, "-f", T.cfg_path, "-db", NULL};
-    /* Checked here, not left to HAProxy: its own failure to bind only
-     * shows in its log, and a port someone else holds must stop us before
-     * anything starts. */
-    int rc = tcp_addr_free(T.listen, "front door", e);
-    if (rc == SE_UNAVAIL) {
-        char m[SERR_MSG_MAX];
-        str_copy(m, sizeof(m), e->msg);
-        return serr_set(e, rc, "%.400s; choose another with --frontdoor-listen ADDR:PORT "
-                        "(the frontdoor-listen key)", m);
-    }
-    if (rc) return rc;
-    unlink(T.sock);
-    lrt_spawn_spec sp = {.unit = TR_UNIT, .argv = argv, .log_path = T.log_path};
-    pid_t pid;
-    rc = lrt_spawn(&sp, &pid, e);
-    if (rc) return serr_wrap(e, "starting haproxy (%s)", T.bin);
-    lrt_invalidate();
-    if ((rc = wait_socket(5000, e))) {
-        char *log = NULL;
-        if (read_file(T.log_path, 1 << 20, &log, NULL, NULL) == 0) {
-            char *last = log + strlen(log);
-            while (last > log && last[-1] == '\n') *--last = '\0';
-            char *nl = strrchr(log, '\n');
-            snprintf(check, sizeof(check), "%s", nl ? nl + 1 : log);
-            free(log);
-            serr_set(e, SE_UNAVAIL, "haproxy did not start (log %s): %s", T.log_path, check);
-        }
-        lrt_stop(pid, 1000, NULL);
-        return SE_UNAVAIL;
-    }
-    log_info("front door: haproxy pid %d listening on %s (admin socket %s)", (int)pid, T.listen, T.sock);
-    if (out) *out = pid;
+static void none_close(void *impl) {}
+static int none_set(void *impl, const char *name, const char *addr, tr_state st, serr *e) { return 0; }
+static void none_forget(void *impl, const char *name) {}
+static int none_stat(void *impl, const char *name, tr_stat *out, serr *e) {
+    memset(out, 0, sizeof(*out));
     return 0;
 }
+static int none_shutdown_sessions(void *impl, const char *name, serr *e) { return 0; }
+static void none_sync(void *impl, traffic_enqueue_fn enqueue, void *arg) {}
+static void none_abort(void *impl) {}
+static int none_stop_owned(void *impl, serr *e) { return 0; }
+static int none_json(void *impl, json_t *o, serr *e) { return 0; }
 
-int traffic_init(const stamp_config *cfg, const char *data_dir, serr *e) {
-    T.haproxy = strcmp(cfg->traffic_driver, "haproxy") == 0;
-    str_copy(T.policy, sizeof(T.policy), cfg->all_unhealthy_policy);
+static const traffic_ops none_ops = {
+    .name = "none",
+    .enabled = false,
+    .open = none_open,
+    .close = none_close,
+    .set = none_set,
+    .forget = none_forget,
+    .stat = none_stat,
+    .shutdown_sessions = none_shutdown_sessions,
+    .sync = none_sync,
+    .abort = none_abort,
+    .stop_owned = none_stop_owned,
+    .json = none_json,
+};
+
+/* What a NULL handle is. */
+static const traffic none_handle = {.ops = &none_ops};
+
+static const traffic_ops *const drivers[] = {&traffic_haproxy_ops, &none_ops};
+
+#define T(t) ((t) ? (t) : &none_handle)
+
+int traffic_open(const stamp_config *cfg, const char *data_dir, struct runtime *rt, traffic **out,
+                 serr *e) {
+    *out = NULL;
+    const traffic_ops *ops = NULL;
+    for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+        if (strcmp(drivers[i]->name, cfg->traffic_driver) == 0) ops = drivers[i];
+    if (ops == NULL)
+        return serr_set(e, SE_INVAL, "traffic-driver: \"%.40s\" is not haproxy or none", cfg->traffic_driver);
     metrics_register("stamp_frontdoor_up", MT_GAUGE, "1 when the front door answers on its admin socket");
     metrics_register("stamp_frontdoor_restarts_total", MT_COUNTER, "HAProxy restarts by stampd");
-    metrics_register("stamp_fleet_all_unhealthy", MT_GAUGE,
-                     "1 when no Active stamp is healthy (the all-unhealthy policy applies)");
-    if (!T.haproxy) return 0;
-    str_copy(T.backend, sizeof(T.backend), cfg->haproxy_backend);
-    str_copy(T.bin, sizeof(T.bin), cfg->haproxy_bin);
-    str_copy(T.listen, sizeof(T.listen), cfg->frontdoor_listen);
-    if (cfg->haproxy_socket[0]) {
-        /* An existing HAProxy: it must have our backend; we only drive it. */
-        T.owned = false;
-        if (!str_copy(T.sock, sizeof(T.sock), cfg->haproxy_socket))
-            return serr_set(e, SE_INVAL, "haproxy-socket: path longer than %zu bytes", sizeof(T.sock) - 1);
-        char *r;
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "show stat %s 1 -1", T.backend);
-        if (hap_cmd(cmd, &r, e)) return serr_wrap(e, "front door");
-        bool ok = strstr(r, T.backend) != NULL;
-        free(r);
-        if (!ok) return serr_set(e, SE_INVAL, "haproxy at %s has no backend \"%s\"", T.sock, T.backend);
-        metrics_set("stamp_frontdoor_up", "", 1);
-        return 0;
-    }
-    T.owned = true;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/frontdoor", data_dir);
-    int rc = mkdir_p(dir, 0700, e);
-    if (rc) return rc;
-    if (snprintf(T.sock, sizeof(T.sock), "%s/admin.sock", dir) >= (int)sizeof(T.sock))
-        return serr_set(e, SE_INVAL, "data dir too long for a unix socket path (%s/admin.sock)", dir);
-    snprintf(T.cfg_path, sizeof(T.cfg_path), "%s/haproxy.cfg", dir);
-    snprintf(T.log_path, sizeof(T.log_path), "%s/haproxy.log", dir);
-    bool changed;
-    if ((rc = write_config(&changed, e))) return rc;
-    pid_t pid;
-    int n = hap_find(&pid);
-    if (n > 0 && !changed && wait_socket(2000, NULL) == 0) {
-        log_info("front door: adopted haproxy pid %d on %s", (int)pid, T.listen);
-    } else {
-        if (n > 0) {
-            log_info("front door: configuration changed; replacing haproxy pid %d", (int)pid);
-            lrt_stop(pid, 2000, NULL);
-            lrt_invalidate();
-        }
-        if ((rc = hap_start(&T.started, e))) return rc;
-    }
-    metrics_set("stamp_frontdoor_up", "", 1);
-    return 0;
-}
-
-void traffic_abort(void) {
-    if (T.started <= 0) return;
-    log_info("front door: stopping haproxy pid %d, started by this stampd", (int)T.started);
-    lrt_stop(T.started, 2000, NULL);
-    lrt_invalidate();
-    T.started = 0;
-}
-
-int traffic_stop_owned(serr *e) {
-    if (!T.haproxy || !T.owned) return 0;
-    pid_t pid;
-    int n = hap_find(&pid);
-    if (n < 0) return serr_set(e, SE_IO, "cannot look for haproxy");
-    if (n == 0) return 0;
-    log_info("front door: stopping haproxy pid %d", (int)pid);
-    int rc = lrt_stop(pid, 2000, e);
-    lrt_invalidate();
-    T.started = 0;
-    return rc;
-}
-
-void traffic_shutdown(void) {
-    if (T.haproxy && T.owned) log_info("front door: haproxy keeps running (admin socket %s)", T.sock);
-}
-
-/* ---- servers ---- */
-
-static tr_entry *entry(const char *name, bool create) {
-    for (int i = 0; i < T.n; i++)
-        if (strcmp(T.e[i].name, name) == 0) return &T.e[i];
-    if (!create || T.n >= TR_MAX_SERVERS) return NULL;
-    tr_entry *x = &T.e[T.n++];
-    memset(x, 0, sizeof(*x));
-    str_copy(x->name, sizeof(x->name), name);
-    return x;
-}
-
-static int apply_locked(tr_entry *x, const char *addr, tr_state st, serr *e) {
-    char cmd[512];
-    int rc;
-    if (st == TR_ABSENT) {
-        snprintf(cmd, sizeof(cmd), "set server %s/%s state maint", T.backend, x->name);
-        rc = hap_do(cmd, e);
-        if (rc == SE_NOTFOUND) {
-            serr_clear(e);
-            return 0;
-        }
-        if (rc) return rc;
-        snprintf(cmd, sizeof(cmd), "del server %s/%s", T.backend, x->name);
-        rc = hap_do(cmd, e);
-        if (rc == SE_NOTFOUND) {
-            serr_clear(e);
-            rc = 0;
-        }
-        if (rc == 0) log_info("front door: server %s removed", x->name);
-        return rc;
-    }
-    snprintf(cmd, sizeof(cmd), "set server %s/%s state %s", T.backend, x->name, tr_state_names[st]);
-    rc = hap_do(cmd, e);
-    if (rc != SE_NOTFOUND) return rc;
-    serr_clear(e);
-    if (addr == NULL || *addr == '\0') return serr_set(e, SE_INVAL, "server %s: no address", x->name);
-    char add[512];
-    /* An explicit id, derived from the stamp's name: HAProxy 2.6 places a
-     * dynamic server added without one on the consistent-hash ring as if it
-     * were the previous one (a new stamp then takes all of one stamp's
-     * tenants instead of its share), and a stable id keeps every tenant on
-     * its stamp across a restart of HAProxy.  Weight 100: more points on the
-     * ring than the default, so shares come out close to even. */
-    uint32_t h = 2166136261u;
-    for (const char *p = x->name; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
-    rc = SE_CONFLICT;
-    for (int k = 0; k < 8 && rc == SE_CONFLICT; k++) {
-        unsigned id = (unsigned)((h + (uint32_t)k) % 2000000000u) + 1;
-        snprintf(add, sizeof(add), "add server %s/%s %s weight 100 id %u", T.backend, x->name, addr, id);
-        serr_clear(e);
-        rc = hap_do(add, e);
-        if (rc == SE_CONFLICT && strstr(e->msg, "already used") == NULL) break;
-    }
-    if (rc) return rc;
-    log_info("front door: server %s added at %s", x->name, addr);
-    return hap_do(cmd, e);
-}
-
-int traffic_set(const char *name, const char *addr, tr_state st, serr *e) {
-    if (!T.haproxy) return 0;
-    pthread_mutex_lock(&T.mu);
-    tr_entry *x = entry(name, true);
-    int rc = 0;
-    if (x == NULL) rc = serr_set(e, SE_TOOBIG, "more than %d servers in the front door", TR_MAX_SERVERS);
-    else if (!(x->known && x->applied == st && (addr == NULL || strcmp(x->addr, addr) == 0))) {
-        rc = apply_locked(x, addr, st, e);
-        if (rc == 0) {
-            if (x->known && x->applied != st)
-                log_info("front door: %s %s -> %s", name, tr_state_names[x->applied], tr_state_names[st]);
-            x->known = true;
-            x->applied = st;
-            if (addr) str_copy(x->addr, sizeof(x->addr), addr);
-        } else {
-            x->known = false;
-        }
-    }
-    pthread_mutex_unlock(&T.mu);
-    return rc;
-}
-
-/* Column index of `col` in the header of a `show stat` reply. */
-static int stat_col(const char *header, const char *col) {
-    int idx = 0;
-    size_t cl = strlen(col);
-    for (const char *p = header; *p && *p != '\n'; idx++) {
-        size_t fl = strcspn(p, ",\n");
-        if (fl == cl && strncmp(p, col, cl) == 0) return idx;
-        p += fl;
-        if (*p == ',') p++;
-    }
-    return -1;
-}
-
-static void stat_field(const char *line, int idx, char *out, size_t len) {
-    out[0] = '\0';
-    if (idx < 0) return;
-    const char *p = line;
-    for (int i = 0; i < idx; i++) {
-        p += strcspn(p, ",\n");
-        if (*p != ',') return;
-        p++;
-    }
-    size_t fl = strcspn(p, ",\n");
-    if (fl >= len) fl = len - 1;
-    memcpy(out, p, fl);
-    out[fl] = '\0';
-}
-
-typedef struct stat_cols {
-    int sv, scur, qcur, stot, rate, status, req_tot, h5xx, rtime;
-} stat_cols;
-
-static void parse_row(const char *line, const stat_cols *c, char *name, size_t nlen, tr_stat *s) {
-    char f[64];
-    memset(s, 0, sizeof(*s));
-    s->present = true;
-    stat_field(line, c->sv, name, nlen);
-    stat_field(line, c->status, s->status, sizeof(s->status));
-    stat_field(line, c->scur, f, sizeof(f)); s->scur = strtoll(f, NULL, 10);
-    stat_field(line, c->qcur, f, sizeof(f)); s->qcur = strtoll(f, NULL, 10);
-    stat_field(line, c->stot, f, sizeof(f)); s->stot = strtoll(f, NULL, 10);
-    stat_field(line, c->rate, f, sizeof(f)); s->rate = strtoll(f, NULL, 10);
-    stat_field(line, c->req_tot, f, sizeof(f)); s->req_tot = strtoll(f, NULL, 10);
-    stat_field(line, c->h5xx, f, sizeof(f)); s->hrsp_5xx = strtoll(f, NULL, 10);
-    stat_field(line, c->rtime, f, sizeof(f)); s->rtime_ms = strtoll(f, NULL, 10);
-}
-
-/* Calls fn for every server row of the backend. */
-static int each_server(void (*fn)(const char *name, const tr_stat *s, void *arg), void *arg, serr *e) {
-    char cmd[128], *r;
-    snprintf(cmd, sizeof(cmd), "show stat %s 4 -1", T.backend);
-    int rc = hap_cmd(cmd, &r, e);
-    if (rc) return rc;
-    if (strncmp(r, "# ", 2) != 0) {
-        rc = serr_set(e, SE_IO, "haproxy: unexpected reply to show stat: %.80s", r);
-        free(r);
-        return rc;
-    }
-    const char *h = r + 2;
-    stat_cols c = {stat_col(h, "svname"), stat_col(h, "scur"), stat_col(h, "qcur"),
-                   stat_col(h, "stot"), stat_col(h, "rate"), stat_col(h, "status"),
-                   stat_col(h, "req_tot"), stat_col(h, "hrsp_5xx"), stat_col(h, "rtime")};
-    for (const char *line = strchr(r, '\n'); line && line[1];) {
-        line++;
-        if (*line != '\n' && *line != '#') {
-            char name[64];
-            tr_stat s;
-            parse_row(line, &c, name, sizeof(name), &s);
-            if (strcmp(name, "BACKEND") != 0 && strcmp(name, "FRONTEND") != 0) fn(name, &s, arg);
-        }
-        line = strchr(line, '\n');
-    }
-    free(r);
-    return 0;
-}
-
-typedef struct find_arg {
-    const char *name;
-    tr_stat *out;
-} find_arg;
-
-static void find_one(const char *name, const tr_stat *s, void *arg) {
-    find_arg *f = arg;
-    if (strcmp(name, f->name) == 0) *f->out = *s;
-}
-
-int traffic_stat(const char *name, tr_stat *out, serr *e) {
-    memset(out, 0, sizeof(*out));
-    if (!T.haproxy) return 0;
-    find_arg f = {.name = name, .out = out};
-    return each_server(find_one, &f, e);
-}
-
-int traffic_shutdown_sessions(const char *name, serr *e) {
-    if (!T.haproxy) return 0;
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "shutdown sessions server %s/%s", T.backend, name);
-    int rc = hap_do(cmd, e);
-    if (rc == SE_NOTFOUND) {
-        serr_clear(e);
-        rc = 0;
-    }
-    return rc;
-}
-
-void traffic_forget(const char *name) {
-    pthread_mutex_lock(&T.mu);
-    tr_entry *x = entry(name, false);
-    if (x) *x = T.e[--T.n];
-    pthread_mutex_unlock(&T.mu);
-}
-
-/* ---- the all-unhealthy policy ---- */
-
-tr_state traffic_rotation(const char *name, bool healthy, bool *all_unhealthy) {
-    pthread_mutex_lock(&T.mu);
-    tr_entry *x = entry(name, true);
-    if (x) {
-        x->active = true;
-        x->healthy = healthy;
-    }
-    int healthy_n = 0;
-    for (int i = 0; i < T.n; i++) healthy_n += T.e[i].active && T.e[i].healthy;
-    *all_unhealthy = healthy_n == 0;
-    tr_state st;
-    if (healthy) st = TR_READY;
-    else if (healthy_n > 0) st = TR_MAINT;
-    else if (strcmp(T.policy, "fail-open") == 0) st = TR_READY;
-    else if (strcmp(T.policy, "fail-closed") == 0) st = TR_MAINT;
-    else st = x && x->known && x->applied == TR_READY ? TR_READY : TR_MAINT; /* last-healthy */
-    metrics_set("stamp_fleet_all_unhealthy", "", *all_unhealthy ? 1 : 0);
-    pthread_mutex_unlock(&T.mu);
-    return st;
-}
-
-void traffic_forget_health(const char *name) {
-    pthread_mutex_lock(&T.mu);
-    tr_entry *x = entry(name, false);
-    if (x) x->active = x->healthy = false;
-    int healthy_n = 0, active_n = 0;
-    for (int i = 0; i < T.n; i++) {
-        healthy_n += T.e[i].active && T.e[i].healthy;
-        active_n += T.e[i].active;
-    }
-    metrics_set("stamp_fleet_all_unhealthy", "", active_n > 0 && healthy_n == 0 ? 1 : 0);
-    pthread_mutex_unlock(&T.mu);
-}
-
-/* ---- convergence ---- */
-
-typedef struct sync_arg {
-    bool seen[TR_MAX_SERVERS];
-    char orphans[64][64];
-    int norphans;
-} sync_arg;
-
-static bool status_is(const tr_stat *s, tr_state st) {
-    switch (st) {
-    case TR_READY: return strcmp(s->status, "DRAIN") != 0 && strncmp(s->status, "MAINT", 5) != 0;
-    case TR_DRAIN: return strcmp(s->status, "DRAIN") == 0;
-    case TR_MAINT: return strncmp(s->status, "MAINT", 5) == 0;
-    default: return false;
-    }
-}
-
-static void sync_one(const char *name, const tr_stat *s, void *arg) {
-    sync_arg *a = arg;
-    for (int i = 0; i < T.n; i++) {
-        if (strcmp(T.e[i].name, name) != 0) continue;
-        a->seen[i] = true;
-        if (T.e[i].known && !status_is(s, T.e[i].applied)) {
-            log_warnx("front door: %s is %s in haproxy, expected %s; applying again", name,
-                      s->status, tr_state_names[T.e[i].applied]);
-            T.e[i].known = false;
-        }
-        return;
-    }
-    /* A server we have no record of (stampd restarted): its stamp's
-     * reconcile decides; a stamp that no longer exists removes it. */
-    if (a->norphans < 64) str_copy(a->orphans[a->norphans++], 64, name);
-}
-
-void traffic_sync(traffic_enqueue_fn enqueue, void *arg) {
-    if (!T.haproxy) return;
-    static sync_arg a;
-    serr e = {0};
-    if (T.owned) {
-        pid_t pid;
-        if (hap_find(&pid) <= 0) {
-            log_warnx("front door: haproxy is not running; starting it again");
-            metrics_set("stamp_frontdoor_up", "", 0);
-            metrics_inc("stamp_frontdoor_restarts_total", "", 1);
-            bool changed;
-            if (write_config(&changed, &e) || hap_start(NULL, &e)) {
-                log_warnx("front door: %s", e.msg);
-                return;
-            }
-        }
-    }
-    memset(&a, 0, sizeof(a));
-    pthread_mutex_lock(&T.mu);
-    int rc = each_server(sync_one, &a, &e);
+    traffic *t = calloc(1, sizeof(*t));
+    if (t == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    t->ops = ops;
+    str_copy(t->policy, sizeof(t->policy), cfg->all_unhealthy_policy);
+    int rc = ops->open(cfg, data_dir, rt, &t->impl, e);
     if (rc) {
-        pthread_mutex_unlock(&T.mu);
-        metrics_set("stamp_frontdoor_up", "", 0);
-        if (!T.down_logged) log_warnx("front door: %s", e.msg);
-        T.down_logged = true;
-        return;
+        free(t);
+        return rc;
     }
-    if (T.down_logged) log_info("front door: admin socket answers again");
-    T.down_logged = false;
-    metrics_set("stamp_frontdoor_up", "", 1);
-    /* Stamps to reconcile again, named after the lock is released: 64 KiB
-     * at the full 1024 servers, so on the heap. */
-    char (*pending)[64] = calloc(TR_MAX_SERVERS, sizeof(*pending));
-    if (pending == NULL) {
-        pthread_mutex_unlock(&T.mu);
-        return;
-    }
-    int npending = 0;
-    for (int i = 0; i < T.n; i++) {
-        if (!a.seen[i] && T.e[i].known && T.e[i].applied != TR_ABSENT) {
-            log_warnx("front door: server %s is missing from haproxy; adding it again", T.e[i].name);
-            T.e[i].known = false;
-        }
-        if (!T.e[i].known) str_copy(pending[npending++], 64, T.e[i].name);
-    }
-    pthread_mutex_unlock(&T.mu);
-    for (int i = 0; i < npending; i++) enqueue(pending[i], arg);
-    free(pending);
-    for (int i = 0; i < a.norphans; i++) enqueue(a.orphans[i], arg);
+    *out = t;
+    return 0;
 }
 
-/* ---- the view for the API ---- */
-
-static void list_one(const char *name, const tr_stat *s, void *arg) {
-    json_array_append_new(arg, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "name", name, "status",
-                                         s->status, "currentSessions", (json_int_t)s->scur, "queued",
-                                         (json_int_t)s->qcur, "sessionsTotal", (json_int_t)s->stot,
-                                         "sessionRate", (json_int_t)s->rate, "requestsTotal",
-                                         (json_int_t)s->req_tot, "avgResponseMs", (json_int_t)s->rtime_ms));
+void traffic_close(traffic *t) {
+    if (t == NULL) return;
+    t->ops->close(t->impl);
+    free(t);
 }
 
-int traffic_json(json_t **out, serr *e) {
-    json_t *o = json_pack("{s:s}", "driver", traffic_driver());
-    if (T.haproxy) {
-        json_object_set_new(o, "owned", json_boolean(T.owned));
-        json_object_set_new(o, "listen", json_string(T.owned ? T.listen : ""));
-        json_object_set_new(o, "adminSocket", json_string(T.sock));
-        json_object_set_new(o, "backend", json_string(T.backend));
-        json_object_set_new(o, "allUnhealthyPolicy", json_string(T.policy));
-        json_t *arr = json_array();
-        int rc = each_server(list_one, arr, e);
-        if (rc) {
-            json_decref(arr);
-            json_decref(o);
-            return rc;
-        }
-        json_object_set_new(o, "servers", arr);
+bool traffic_enabled(const traffic *t) { return T(t)->ops->enabled; }
+const char *traffic_driver(const traffic *t) { return T(t)->ops->name; }
+
+int traffic_set(traffic *t, const char *name, const char *addr, tr_state st, serr *e) {
+    return T(t)->ops->set(T(t)->impl, name, addr, st, e);
+}
+
+void traffic_forget(traffic *t, const char *name) { T(t)->ops->forget(T(t)->impl, name); }
+
+int traffic_stat(traffic *t, const char *name, tr_stat *out, serr *e) {
+    return T(t)->ops->stat(T(t)->impl, name, out, e);
+}
+
+int traffic_shutdown_sessions(traffic *t, const char *name, serr *e) {
+    return T(t)->ops->shutdown_sessions(T(t)->impl, name, e);
+}
+
+void traffic_sync(traffic *t, traffic_enqueue_fn enqueue, void *arg) {
+    T(t)->ops->sync(T(t)->impl, enqueue, arg);
+}
+
+void traffic_abort(traffic *t) { T(t)->ops->abort(T(t)->impl); }
+
+int traffic_stop_owned(traffic *t, serr *e) { return T(t)->ops->stop_owned(T(t)->impl, e); }
+
+int traffic_json(traffic *t, json_t **out, serr *e) {
+    *out = NULL;
+    json_t *o = json_pack("{s:s}", "driver", traffic_driver(t));
+    if (o == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    if (traffic_enabled(t)) json_object_set_new(o, "allUnhealthyPolicy", json_string(T(t)->policy));
+    int rc = T(t)->ops->json(T(t)->impl, o, e);
+    if (rc) {
+        json_decref(o);
+        return rc;
     }
     *out = o;
     return 0;

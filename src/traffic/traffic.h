@@ -1,13 +1,16 @@
 /*
- * traffic.h - the front door: one interface, two drivers.
+ * traffic.h - the front door: one interface, an instance handle, and a
+ * table of operations per driver.
  *
  *   haproxy  stampd starts and owns an HAProxy (generated configuration,
- *            admin socket in the data dir, a detached process adopted again
- *            after a restart of stampd), or drives an existing one through a
- *            configured admin socket.  One backend for the fleet, balanced on
- *            X-Tenant-Id with consistent hashing (tenant affinity); each
- *            serving stamp is a dynamic server named after the stamp.
- *   none     no front door; every call succeeds and reports nothing.
+ *            admin socket in the data dir, a detached process started
+ *            through the runtime and adopted again after a restart of
+ *            stampd), or drives an existing one through a configured admin
+ *            socket.  One backend for the fleet, balanced on X-Tenant-Id
+ *            with consistent hashing (tenant affinity); each serving stamp
+ *            is a dynamic server named after the stamp.
+ *   none     no front door: every call succeeds and changes nothing, a
+ *            server is always absent, traffic_enabled is false.
  *
  * The controllers say what they want for a stamp (traffic_set: absent,
  * ready, drain, maint); the driver remembers what it applied and only talks
@@ -15,10 +18,16 @@
  * restarts an owned HAProxy that died, compares HAProxy's servers with what
  * was applied and forgets whatever differs, so the next reconcile of that
  * stamp applies it again: a restarted HAProxy (which has lost its dynamic
- * servers) converges to the store.
+ * servers) converges to the store.  Which stamps should serve when the
+ * fleet is unhealthy is not the driver's business (reconcile/fleet.h).
  *
- * Threading: one mutex around the applied-state table and the socket, so
- * any reconcile worker may call in.
+ * Threading: any thread may call in.  The haproxy driver's mutex protects
+ * only its in-memory table; no lock is held across the admin socket's I/O
+ * (up to 3 s per command), so one slow command stalls only the callers
+ * that wait on its answer.  Commands for one server are applied one at a
+ * time (a second traffic_set or traffic_forget for the same name waits for
+ * the first); commands for different servers run side by side.  A NULL
+ * handle is the none driver.
  */
 #ifndef STAMP_TRAFFIC_H
 #define STAMP_TRAFFIC_H
@@ -29,6 +38,8 @@
 
 #include "core/config.h"
 #include "util/err.h"
+
+struct runtime;
 
 typedef enum tr_state { TR_ABSENT, TR_READY, TR_DRAIN, TR_MAINT } tr_state;
 
@@ -46,48 +57,67 @@ typedef struct tr_stat {
     int64_t rtime_ms;  /* average response time, last 1024 requests */
 } tr_stat;
 
-/* Starts (or adopts) HAProxy for the haproxy driver; nothing for none. */
-int traffic_init(const stamp_config *cfg, const char *data_dir, serr *e);
-bool traffic_enabled(void);
-const char *traffic_driver(void);
+typedef struct traffic traffic;
+
+/* Picks the driver by cfg->traffic_driver.  haproxy: starts (or adopts)
+ * HAProxy through rt, or checks the HAProxy at cfg->haproxy_socket; none:
+ * nothing (rt may be NULL). */
+int traffic_open(const stamp_config *cfg, const char *data_dir, struct runtime *rt, traffic **out,
+                 serr *e);
+/* Frees the handle; an owned HAProxy keeps running (like the workloads).
+ * Accepts NULL.  After every other call. */
+void traffic_close(traffic *t);
+
+bool traffic_enabled(const traffic *t);
+const char *traffic_driver(const traffic *t);
 
 /* Make HAProxy's server for `name` (at addr "host:port") be in state st.
  * Idempotent; cheap when nothing changes. */
-int traffic_set(const char *name, const char *addr, tr_state st, serr *e);
+int traffic_set(traffic *t, const char *name, const char *addr, tr_state st, serr *e);
 /* The stamp is gone for good: drop what was remembered of its server
  * (after traffic_set(..., TR_ABSENT)). */
-void traffic_forget(const char *name);
-/* What HAProxy reports for the stamp's server. */
-int traffic_stat(const char *name, tr_stat *out, serr *e);
+void traffic_forget(traffic *t, const char *name);
+/* What HAProxy reports for the stamp's server (none: absent). */
+int traffic_stat(traffic *t, const char *name, tr_stat *out, serr *e);
 /* End the sessions still on a server (a forced drain). */
-int traffic_shutdown_sessions(const char *name, serr *e);
-
-/* Health as the controllers see it, for the all-unhealthy policy: what the
- * rotation of an unhealthy Active stamp should be, given the fleet.  Sets
- * *all_unhealthy when no Active stamp in the fleet is healthy. */
-tr_state traffic_rotation(const char *name, bool healthy, bool *all_unhealthy);
-/* The stamp is not Active any more: it no longer counts for the policy. */
-void traffic_forget_health(const char *name);
+int traffic_shutdown_sessions(traffic *t, const char *name, serr *e);
 
 /* Supervision and convergence, about once a second from stampd's main loop.
- * Calls enqueue(name) for each stamp whose server must be applied again. */
+ * Calls enqueue(name) for each stamp whose server must be applied again.
+ * One sync at a time per instance (a second caller waits). */
 typedef void (*traffic_enqueue_fn)(const char *name, void *arg);
-void traffic_sync(traffic_enqueue_fn enqueue, void *arg);
+void traffic_sync(traffic *t, traffic_enqueue_fn enqueue, void *arg);
 
-/* Leaves an owned HAProxy running (like the workloads). */
-void traffic_shutdown(void);
-
-/* A start of stampd that failed after traffic_init: stops the HAProxy that
- * traffic_init started (never one it adopted from an earlier stampd). */
-void traffic_abort(void);
+/* A start of stampd that failed after traffic_open: stops the HAProxy that
+ * traffic_open started (never one it adopted from an earlier stampd). */
+void traffic_abort(traffic *t);
 
 /* stampd --shutdown-all: stops the owned HAProxy, whoever started it. */
-int traffic_stop_owned(serr *e);
+int traffic_stop_owned(traffic *t, serr *e);
 
-/* {driver, listen, adminSocket, backend, servers: [{name, status, ...}]} */
-int traffic_json(json_t **out, serr *e);
+/* {driver, owned, listen, adminSocket, backend, allUnhealthyPolicy,
+ *  servers: [{name, status, ..., applied}]}; none: {driver}. */
+int traffic_json(traffic *t, json_t **out, serr *e);
 
-/* Raw runtime API command, for tests and `stampctl`-less debugging. */
-int traffic_command(const char *cmd, char **reply, serr *e);
+/* ---- for drivers ---- */
+
+typedef struct traffic_ops {
+    const char *name;
+    bool enabled;
+    int (*open)(const stamp_config *cfg, const char *data_dir, struct runtime *rt, void **impl,
+                serr *e);
+    void (*close)(void *impl);
+    int (*set)(void *impl, const char *name, const char *addr, tr_state st, serr *e);
+    void (*forget)(void *impl, const char *name);
+    int (*stat)(void *impl, const char *name, tr_stat *out, serr *e);
+    int (*shutdown_sessions)(void *impl, const char *name, serr *e);
+    void (*sync)(void *impl, traffic_enqueue_fn enqueue, void *arg);
+    void (*abort)(void *impl);
+    int (*stop_owned)(void *impl, serr *e);
+    /* Adds the driver's fields to o, the object traffic_json answers. */
+    int (*json)(void *impl, json_t *o, serr *e);
+} traffic_ops;
+
+extern const traffic_ops traffic_haproxy_ops;
 
 #endif

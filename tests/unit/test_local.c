@@ -1,7 +1,7 @@
 /*
  * test_local.c - the local runtime on real processes: a spawned process is
  * detached (not our child), found again by its marker, only its group
- * leader counts as the unit, lrt_stop takes the whole group, and exec
+ * leader counts as the unit, rt_stop takes the whole group, and exec
  * failures come back as errors instead of silently dead units.
  */
 #include <dirent.h>
@@ -19,24 +19,26 @@
 
 #include <cmocka.h>
 
-#include "runtime/local.h"
+#include "runtime/runtime.h"
 #include "util/util.h"
 
 static char dir[256];
+static runtime *rt;
 
 static int setup(void **st) {
     snprintf(dir, sizeof(dir), "/tmp/stamp-test-local-%d", (int)getpid());
     mkdir_p(dir, 0700, NULL);
     char owner[64];
     snprintf(owner, sizeof(owner), "test-local-%d", (int)getpid());
-    return lrt_init(owner, NULL);
+    return runtime_open("local", owner, &rt, NULL);
 }
 
 static int teardown(void **st) {
-    lrt_proc p[16];
-    int n = lrt_scan("", true, p, 16, NULL);
-    for (int i = 0; i < n && i < 16; i++) lrt_stop(p[i].pid, 100, NULL);
+    rt_proc p[16];
+    int n = rt_scan(rt, "", true, p, 16, NULL);
+    for (int i = 0; i < n && i < 16; i++) rt_stop(rt, p[i].pid, 100, NULL);
     remove_tree(dir, NULL);
+    runtime_close(rt);
     return 0;
 }
 
@@ -45,10 +47,10 @@ static pid_t spawn(const char *unit, const char *script) {
     snprintf(log, sizeof(log), "%s/out.log", dir);
     const char *argv[] = {"/bin/sh", "-c", script, NULL};
     const char *env[] = {"GREETING=hello", NULL};
-    lrt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = log, .cwd = dir};
+    rt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = log, .cwd = dir};
     pid_t pid = 0;
     serr e = {0};
-    if (lrt_spawn(&sp, &pid, &e) != 0) fail_msg("spawn: %s", e.msg);
+    if (rt_spawn(rt, &sp, &pid, &e) != 0) fail_msg("spawn: %s", e.msg);
     return pid;
 }
 
@@ -65,15 +67,15 @@ static int ppid_of(pid_t pid) {
 static void test_spawn_scan_stop(void **st) {
     pid_t pid = spawn("s1/p/app/0", "echo $GREETING $STAMP_UNIT; exec sleep 30");
     assert_true(pid > 0);
-    assert_true(lrt_alive(pid));
+    assert_true(rt_alive(rt, pid));
     assert_int_not_equal(ppid_of(pid), (int)getpid()); /* detached */
-    lrt_proc p[8];
-    int n = lrt_scan("s1/", true, p, 8, NULL);
+    rt_proc p[8];
+    int n = rt_scan(rt, "s1/", true, p, 8, NULL);
     assert_int_equal(n, 1);
     assert_int_equal(p[0].pid, pid);
     assert_string_equal(p[0].unit, "s1/p/app/0");
     assert_true(p[0].start_ticks > 0);
-    assert_int_equal(lrt_scan("s2/", true, p, 8, NULL), 0);
+    assert_int_equal(rt_scan(rt, "s2/", true, p, 8, NULL), 0);
     /* The shell may not have reached its echo yet: wait for the line (up
      * to 10 s) before stopping it, so the log check below is not a race. */
     char log[300], *text = NULL;
@@ -87,11 +89,11 @@ static void test_spawn_scan_stop(void **st) {
     assert_non_null(text);
     free(text);
     text = NULL;
-    assert_int_equal(lrt_stop(pid, 2000, NULL), 0);
-    assert_false(lrt_alive(pid));
-    assert_int_equal(lrt_scan("s1/", true, p, 8, NULL), 0);
+    assert_int_equal(rt_stop(rt, pid, 2000, NULL), 0);
+    assert_false(rt_alive(rt, pid));
+    assert_int_equal(rt_scan(rt, "s1/", true, p, 8, NULL), 0);
     /* Stopping what is gone is success. */
-    assert_int_equal(lrt_stop(pid, 100, NULL), 0);
+    assert_int_equal(rt_stop(rt, pid, 100, NULL), 0);
     assert_int_equal(read_file(log, 4096, &text, NULL, NULL), 0);
     bool seen = strstr(text, "hello s1/p/app/0") != NULL;
     free(text);
@@ -124,13 +126,13 @@ static int group_members(pid_t g) {
 static void test_children_are_not_units(void **st) {
     /* The shell's children inherit the markers but are not leaders. */
     pid_t pid = spawn("s3/p/app/0", "sleep 30 & sleep 30 & wait");
-    lrt_proc p[8];
+    rt_proc p[8];
     for (int i = 0; i < 100 && group_members(pid) < 3; i++) sleep_ms(10);
     assert_int_equal(group_members(pid), 3);
-    int n = lrt_scan("s3/", true, p, 8, NULL);
+    int n = rt_scan(rt, "s3/", true, p, 8, NULL);
     assert_int_equal(n, 1);
     assert_int_equal(p[0].pid, pid);
-    assert_int_equal(lrt_stop(pid, 2000, NULL), 0);
+    assert_int_equal(rt_stop(rt, pid, 2000, NULL), 0);
     /* The whole group went, children included: SIGKILL to the group is
      * delivered at once but the children finish dying on their own time. */
     for (int i = 0; i < 200 && group_members(pid) > 0; i++) sleep_ms(10);
@@ -141,8 +143,8 @@ static void test_sigterm_ignored_gets_killed(void **st) {
     pid_t pid = spawn("s4/p/app/0", "trap '' TERM; while :; do sleep 0.05; done");
     sleep_ms(100);
     int64_t t0 = mono_ms();
-    assert_int_equal(lrt_stop(pid, 300, NULL), 0);
-    assert_false(lrt_alive(pid));
+    assert_int_equal(rt_stop(rt, pid, 300, NULL), 0);
+    assert_false(rt_alive(rt, pid));
     assert_true(mono_ms() - t0 >= 250); /* waited its grace first */
 }
 
@@ -152,28 +154,28 @@ static void test_exec_failure(void **st) {
     snprintf(log, sizeof(log), "%s/out.log", dir);
     assert_int_equal(write_file_atomic(prog, "\x01\x02garbage", 9, 0755, NULL), 0);
     const char *argv[] = {prog, NULL};
-    lrt_spawn_spec sp = {.unit = "s5/x/bad/run-1", .argv = argv, .log_path = log};
+    rt_spawn_spec sp = {.unit = "s5/x/bad/run-1", .argv = argv, .log_path = log};
     pid_t pid = 0;
     serr e = {0};
-    assert_int_equal(lrt_spawn(&sp, &pid, &e), SE_IO);
+    assert_int_equal(rt_spawn(rt, &sp, &pid, &e), SE_IO);
     assert_non_null(strstr(e.msg, "exec"));
     const char *rel[] = {"bin/sh", NULL};
     sp.argv = rel;
-    assert_int_equal(lrt_spawn(&sp, &pid, &e), SE_INVAL);
+    assert_int_equal(rt_spawn(rt, &sp, &pid, &e), SE_INVAL);
     const char *ok[] = {"/bin/true", NULL};
     sp.argv = ok;
     sp.unit = "has space";
-    assert_int_equal(lrt_spawn(&sp, &pid, &e), SE_INVAL);
-    lrt_proc p[4];
-    assert_int_equal(lrt_scan("s5/", true, p, 4, NULL), 0);
+    assert_int_equal(rt_spawn(rt, &sp, &pid, &e), SE_INVAL);
+    rt_proc p[4];
+    assert_int_equal(rt_scan(rt, "s5/", true, p, 4, NULL), 0);
 }
 
 static void test_exited_not_alive(void **st) {
     pid_t pid = spawn("s6/x/quick/run-1", "exit 0");
-    for (int i = 0; i < 100 && lrt_alive(pid); i++) sleep_ms(10);
-    assert_false(lrt_alive(pid));
-    lrt_proc p[4];
-    assert_int_equal(lrt_scan("s6/", true, p, 4, NULL), 0);
+    for (int i = 0; i < 100 && rt_alive(rt, pid); i++) sleep_ms(10);
+    assert_false(rt_alive(rt, pid));
+    rt_proc p[4];
+    assert_int_equal(rt_scan(rt, "s6/", true, p, 4, NULL), 0);
 }
 
 int main(void) {
