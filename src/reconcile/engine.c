@@ -258,10 +258,14 @@ static void *worker(void *arg) {
  * and woken now: a restart is a retry. */
 static int enqueue_one(const resource *r, void *arg) {
     ctl_ctx *c = arg;
-    if (status_stalled(r->status)) {
-        char key[WQ_KEY_MAX];
-        if (ctl_key(key, sizeof(key), r->kind, r->name) != 0) return 0;
-        int64_t since = wq_stalled_since(c->q, key);
+    char key[WQ_KEY_MAX];
+    if (ctl_key(key, sizeof(key), r->kind, r->name) != 0) return 0;
+    /* Paced: a key the queue marks stalled (the mark comes before the
+     * Stalled status is written, and a read may not see that write yet),
+     * or whose status says Stalled (after a restart, the queue knows
+     * nothing: it is marked now and run once). */
+    int64_t since = wq_stalled_since(c->q, key);
+    if (since >= 0 || status_stalled(r->status)) {
         int64_t pace = c->cfg ? c->cfg->backoff_max_ms : wq_backoff_max(c->q);
         if (since >= 0 && mono_ms() - since < pace) return 0;
         if (since < 0) wq_stall(c->q, key, true);

@@ -3,6 +3,7 @@
  */
 #include "reconcile/steps.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "util/util.h"
@@ -52,6 +53,7 @@ int steps_run(const step_seq *q, json_t *progress, void *ctx, bool *complete, se
     /* Redo loops are bounded: a step that keeps sending the sequence back
      * is a bug, not a reason to spin. */
     for (int redos = 0; i < q->n;) {
+        assert(i >= 0 && i < q->n);
         const step_def *st = &q->steps[i];
         json_t *cur = json_object_get(progress, "step");
         if (!json_is_string(cur) || strcmp(json_string_value(cur), st->name) != 0) {

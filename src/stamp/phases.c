@@ -26,6 +26,7 @@
  * Threading: reconcile workers; the work queue guarantees one worker per
  * stamp at a time.
  */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,7 @@ int sc_save(sctx *s, serr *e) {
 }
 
 int sc_change(sctx *s, int to, const char *reason, const char *msg, serr *e) {
+    assert(to >= 0 && to < SP_NPHASES && s->phase >= 0 && s->phase < SP_NPHASES);
     json_t *st = s->r.status;
     /* What every phase waits for and the step it runs end with it. */
     json_object_del(st, "waitingFor");
@@ -339,6 +341,8 @@ static int reconcile(sctx *s, serr *e) {
     if ((rc = sc_pending_backup(s, e))) return rc;
     bool taken;
     if ((rc = timeout_edge(s, &taken, e)) || taken) return rc;
+    /* phase_of answers a phase of the table or -1 (handled above). */
+    assert(s->phase >= 0 && s->phase < SP_NPHASES && rows[s->phase].reconcile != NULL);
     return rows[s->phase].reconcile(s, e);
 }
 
