@@ -1,7 +1,9 @@
 /*
  * store.h - durable state: generic resources, append-only events and audit,
- * small metadata, and port leases.  One interface; SQLite (store_sqlite.c) is
- * the embedded backend and PostgreSQL can implement the same functions later.
+ * small metadata, and port leases.  One interface over backends: each fills
+ * an ops table (store_backend.h) that store.c dispatches through.  SQLite
+ * (store_sqlite.c) is the embedded backend; PostgreSQL will be a second
+ * table, chosen at open.
  *
  * Resources are keyed by (kind, name); tenant is an attribute that callers
  * check (a resource of another tenant is reported as not found by the API).
@@ -66,8 +68,11 @@ typedef struct store_audit {
     json_t *detail;        /* optional object (borrowed) e.g. bucket id */
 } store_audit;
 
+/* A path (or sqlite://PATH) opens the SQLite backend; postgres:// and
+ * postgresql:// are refused as not built yet; another scheme is SE_INVAL. */
+int store_open(const char *url_or_path, store **out, serr *e);
 int store_open_sqlite(const char *path, store **out, serr *e);
-void store_close(store *s);
+void store_close(store *s); /* NULL is fine */
 
 /* resource lifecycle helpers */
 void resource_init(resource *r);            /* zero + empty json objects */

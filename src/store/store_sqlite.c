@@ -9,14 +9,19 @@
  * the generation bump is a string comparison.  The database file and its WAL
  * are created mode 0600 because meta holds secrets.
  *
+ * It is the ops table sqlite_ops (store_backend.h): store.c has checked the
+ * arguments before an sq_* function runs.
+ *
  * Threading: one connection guarded by s->mu (and opened FULLMUTEX as a
- * second line).  Every public function holds the mutex for its whole
- * transaction.  store_list releases it between batches, so its callback may
- * call back into the store; the port veto callback runs with the mutex held
- * and must not.
+ * second line).  Every op holds the mutex for its whole transaction.  A
+ * list op reads one page and releases it, so store_list's callback may call
+ * back into the store; the port veto callback runs with the mutex held and
+ * must not.
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -38,10 +43,7 @@
 #define STORE_METADOC_MAX (256 * 1024)    /* labels + annotations + finalizers */
 #define STORE_LIMIT_DEFAULT 1000
 #define STORE_LIMIT_MAX 10000
-#define STORE_LIST_BATCH 64
-#define STORE_KEY_MAX 256                 /* meta keys, port owners */
 #define STORE_META_VAL_MAX (1024 * 1024)
-#define STORE_PORTS_MAX 1024              /* ports in one lease */
 #define STORE_WORD_MAX 256                /* event type/reason, audit names */
 #define STORE_TEXT_MAX 8192               /* event message, audit result */
 #define STORE_DETAIL_MAX (64 * 1024)
@@ -51,11 +53,19 @@
     "kind, name, tenant, labels, annotations, spec, status, finalizers, resource_version, " \
     "generation, created_ms, updated_ms, deletion_ms, due_ms"
 
-struct store {
+typedef struct sq_store {
+    store base; /* first: a store * is a sq_store * */
     sqlite3 *db;
     pthread_mutex_t mu;
     bool mu_ready;
-};
+} sq_store;
+
+static const store_ops sqlite_ops;
+
+static sq_store *sq(store *s) {
+    assert(s->ops == &sqlite_ops);
+    return (sq_store *)s;
+}
 
 /* ---- schema and its migrations ---------------------------------------
  *
@@ -77,10 +87,10 @@ struct store {
 typedef struct migration {
     const char *what;                      /* for the error message */
     const char *sql;                       /* or NULL */
-    int (*fn)(store *s, serr *e);          /* or NULL; runs after sql */
+    int (*fn)(sq_store *s, serr *e);       /* or NULL; runs after sql */
 } migration;
 
-static int add_due_ms(store *s, serr *e);
+static int add_due_ms(sq_store *s, serr *e);
 
 static const migration migrations[] = {
     {"tables", /* 1: the schema as it was when versions began */
@@ -136,7 +146,7 @@ static const migration migrations[] = {
 
 /* Records the connection's current error.  Busy means another process holds
  * the write lock past busy_timeout: worth a retry, so it is UNAVAIL, not IO. */
-static int db_fail(store *s, serr *e, const char *what) {
+static int db_fail(sq_store *s, serr *e, const char *what) {
     int rc = sqlite3_errcode(s->db);
     if (rc == SQLITE_FULL) reserve_release(); /* so the next write finds room */
     int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? SE_UNAVAIL : SE_IO;
@@ -144,7 +154,7 @@ static int db_fail(store *s, serr *e, const char *what) {
     return serr_set(e, code, "store: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
-static int prep(store *s, const char *sql, sqlite3_stmt **st, serr *e) {
+static int prep(sq_store *s, const char *sql, sqlite3_stmt **st, serr *e) {
     *st = NULL;
     if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
         int rc = db_fail(s, e, "prepare");
@@ -209,16 +219,16 @@ static json_t *col_jstr(sqlite3_stmt *st, int col) {
     return j;
 }
 
-static void lock(store *s) { pthread_mutex_lock(&s->mu); }
-static void unlock(store *s) { pthread_mutex_unlock(&s->mu); }
+static void lock(sq_store *s) { pthread_mutex_lock(&s->mu); }
+static void unlock(sq_store *s) { pthread_mutex_unlock(&s->mu); }
 
-static int tx_begin(store *s, serr *e) {
+static int tx_begin(sq_store *s, serr *e) {
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(s, e, "begin");
     return 0;
 }
 
-static int tx_commit(store *s, serr *e) {
+static int tx_commit(sq_store *s, serr *e) {
     int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     /* Disk full (a tenant filled it): free stampd's reserve and retry once. */
     if (rc == SQLITE_FULL && !sqlite3_get_autocommit(s->db) && reserve_release())
@@ -229,7 +239,7 @@ static int tx_commit(store *s, serr *e) {
 
 /* Safe to call whatever state the connection is in; the caller has already
  * captured the error message it reports. */
-static void tx_rollback(store *s) {
+static void tx_rollback(sq_store *s) {
     if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -247,14 +257,6 @@ static const char *kind_lower(const char *kind, char *buf, size_t len) {
 static int err_notfound(serr *e, const char *kind, const char *name) {
     char k[RES_KIND_MAX];
     return serr_set(e, SE_NOTFOUND, "%s %s not found", kind_lower(kind, k, sizeof(k)), name);
-}
-
-static int check_key(const char *kind, const char *name, serr *e) {
-    if (kind == NULL || name == NULL || kind[0] == '\0' || name[0] == '\0')
-        return serr_set(e, SE_INVAL, "store: a resource needs a kind and a name");
-    if (strlen(kind) >= RES_KIND_MAX || strlen(name) >= RES_NAME_MAX)
-        return serr_set(e, SE_INVAL, "store: kind or name too long");
-    return 0;
 }
 
 static int clamp_limit(int limit) {
@@ -393,6 +395,8 @@ static int make_parent(const char *path, serr *e) {
     return mkdir_p(dir, 0700, e);
 }
 
+static void sq_close(store *base);
+
 static int journal_cb(void *arg, int ncol, char **vals, char **names) {
     if (ncol > 0 && vals[0] != NULL) str_copy(arg, 16, vals[0]);
     return 0;
@@ -404,7 +408,7 @@ static int schema_version_cb(void *arg, int ncol, char **vals, char **names) {
     return 0;
 }
 
-static int user_version(store *s, int64_t *v, serr *e) {
+static int user_version(sq_store *s, int64_t *v, serr *e) {
     sqlite3_stmt *st;
     int rc = prep(s, "PRAGMA user_version", &st, e);
     if (rc) return rc;
@@ -415,7 +419,7 @@ static int user_version(store *s, int64_t *v, serr *e) {
 }
 
 /* Migration 2.  Before due_ms, a database's resources table lacked it. */
-static int add_due_ms(store *s, serr *e) {
+static int add_due_ms(sq_store *s, serr *e) {
     sqlite3_stmt *st;
     int rc = prep(s, "SELECT 1 FROM pragma_table_info('resources') WHERE name='due_ms'", &st, e);
     if (rc) return rc;
@@ -436,7 +440,7 @@ static int add_due_ms(store *s, serr *e) {
 }
 
 /* Brings the database to STORE_SCHEMA_VERSION, one transaction a step. */
-static int migrate(store *s, const char *path, serr *e) {
+static int migrate(sq_store *s, const char *path, serr *e) {
     int64_t v = 0;
     int rc = user_version(s, &v, e);
     if (rc) return rc;
@@ -477,8 +481,9 @@ int store_open_sqlite(const char *path, store **out, serr *e) {
     if (path == NULL || path[0] == '\0') return serr_set(e, SE_INVAL, "store: empty path");
     bool memory = strcmp(path, ":memory:") == 0;
     int rc;
-    store *s = calloc(1, sizeof(*s));
+    sq_store *s = calloc(1, sizeof(*s));
     if (s == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
+    s->base.ops = &sqlite_ops;
     if (pthread_mutex_init(&s->mu, NULL) != 0) {
         rc = serr_set(e, SE_INTERNAL, "store: cannot create mutex");
         goto fail;
@@ -513,102 +518,23 @@ int store_open_sqlite(const char *path, store **out, serr *e) {
         goto fail;
     }
     if ((rc = migrate(s, path, e)) != 0) goto fail;
-    *out = s;
+    *out = &s->base;
     return 0;
 fail:
-    store_close(s);
+    sq_close(&s->base);
     return rc;
 }
 
-void store_close(store *s) {
-    if (s == NULL) return;
+static void sq_close(store *base) {
+    sq_store *s = (sq_store *)base;
     if (s->db) sqlite3_close(s->db);
     if (s->mu_ready) pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
-/* ---- resource helpers ------------------------------------------------- */
-
-void resource_init(resource *r) {
-    memset(r, 0, sizeof(*r));
-    /* An allocation failure leaves NULL, which every function reads as
-     * empty, so there is nothing to report here. */
-    r->labels = json_object();
-    r->annotations = json_object();
-    r->spec = json_object();
-    r->status = json_object();
-    r->finalizers = json_array();
-}
-
-void resource_free(resource *r) {
-    if (r == NULL) return;
-    json_decref(r->labels);
-    json_decref(r->annotations);
-    json_decref(r->spec);
-    json_decref(r->status);
-    json_decref(r->finalizers);
-    r->labels = r->annotations = r->spec = r->status = r->finalizers = NULL;
-}
-
-static json_t *copy_or_empty(const json_t *v, bool array) {
-    if (v == NULL) return array ? json_array() : json_object();
-    return json_deep_copy(v);
-}
-
-/* dst, like store_get's out, must be a valid resource (zeroed, initialised
- * or filled): callers reuse one variable, so its old members are released. */
-int resource_copy(resource *dst, const resource *src) {
-    if (dst == src) return 0;
-    resource_free(dst);
-    *dst = *src;
-    dst->labels = copy_or_empty(src->labels, false);
-    dst->annotations = copy_or_empty(src->annotations, false);
-    dst->spec = copy_or_empty(src->spec, false);
-    dst->status = copy_or_empty(src->status, false);
-    dst->finalizers = copy_or_empty(src->finalizers, true);
-    if (!dst->labels || !dst->annotations || !dst->spec || !dst->status || !dst->finalizers) {
-        resource_free(dst);
-        return SE_NOMEM;
-    }
-    return 0;
-}
-
-json_t *resource_to_json(const resource *r) {
-    json_t *doc = json_object(), *md = json_object();
-    if (doc == NULL || md == NULL) goto fail;
-    char rv[24], ts[40];
-    snprintf(rv, sizeof(rv), "%lld", (long long)r->resource_version);
-    int bad = 0;
-    bad |= json_object_set_new(md, "name", json_string(r->name));
-    if (r->tenant[0]) bad |= json_object_set_new(md, "tenant", json_string(r->tenant));
-    bad |= json_object_set_new(md, "labels", copy_or_empty(r->labels, false));
-    bad |= json_object_set_new(md, "annotations", copy_or_empty(r->annotations, false));
-    bad |= json_object_set_new(md, "resourceVersion", json_string(rv));
-    bad |= json_object_set_new(md, "generation", json_integer(r->generation));
-    bad |= json_object_set_new(md, "creationTimestamp",
-                               json_string(fmt_time_rfc3339(r->created_ms, ts, sizeof(ts))));
-    if (r->deletion_ms > 0)
-        bad |= json_object_set_new(md, "deletionTimestamp",
-                                   json_string(fmt_time_rfc3339(r->deletion_ms, ts, sizeof(ts))));
-    if (json_array_size(r->finalizers) > 0)
-        bad |= json_object_set_new(md, "finalizers", json_deep_copy(r->finalizers));
-    bad |= json_object_set_new(doc, "apiVersion", json_string("stamp.synaxis.io/v1"));
-    bad |= json_object_set_new(doc, "kind", json_string(r->kind));
-    bad |= json_object_set_new(doc, "metadata", md);
-    md = NULL; /* owned by doc now, even when the set failed */
-    bad |= json_object_set_new(doc, "spec", copy_or_empty(r->spec, false));
-    bad |= json_object_set_new(doc, "status", copy_or_empty(r->status, false));
-    if (bad) goto fail;
-    return doc;
-fail:
-    json_decref(md);
-    json_decref(doc);
-    return NULL;
-}
-
 /* ---- events (internal) ------------------------------------------------ */
 
-static int event_insert(store *s, const char *kind, const char *name, int64_t t, int64_t rv,
+static int event_insert(sq_store *s, const char *kind, const char *name, int64_t t, int64_t rv,
                         const store_event *ev, serr *e) {
     sqlite3_stmt *st;
     int rc = prep(s,
@@ -633,7 +559,7 @@ static int event_insert(store *s, const char *kind, const char *name, int64_t t,
 /* Reads the stored version of (kind, name) inside the caller's transaction.
  * With check set, a version other than want is SE_CONFLICT.  When new_spec
  * is given, *spec_changed says whether it differs from the stored text. */
-static int row_check(store *s, const char *kind, const char *name, bool check, int64_t want,
+static int row_check(sq_store *s, const char *kind, const char *name, bool check, int64_t want,
                      const char *new_spec, int64_t *rv, int64_t *gen, bool *spec_changed,
                      serr *e) {
     sqlite3_stmt *st;
@@ -667,9 +593,9 @@ static int row_check(store *s, const char *kind, const char *name, bool check, i
 
 /* ---- resources -------------------------------------------------------- */
 
-int store_create(store *s, resource *r, const store_event *ev, serr *e) {
-    int rc = check_key(r->kind, r->name, e);
-    if (rc) return rc;
+static int sq_create(store *base, resource *r, const store_event *ev, serr *e) {
+    sq_store *s = sq(base);
+    int rc;
     res_text t;
     if ((rc = res_encode(r, &t, e)) != 0) return rc;
     int64_t now = now_ms();
@@ -718,14 +644,11 @@ out:
 /* Releases what out held and, on failure, leaves it with no allocations, so
  * both "resource_init, then get" and "get, then init on SE_NOTFOUND" are
  * leak free. */
-int store_get(store *s, const char *kind, const char *name, resource *out, serr *e) {
-    resource_free(out);
-    memset(out, 0, sizeof(*out));
-    int rc = check_key(kind, name, e);
-    if (rc) return rc;
+static int sq_get(store *base, const char *kind, const char *name, resource *out, serr *e) {
+    sq_store *s = sq(base);
     sqlite3_stmt *st;
     lock(s);
-    rc = prep(s, "SELECT " RES_COLS " FROM resources WHERE kind=? AND name=?", &st, e);
+    int rc = prep(s, "SELECT " RES_COLS " FROM resources WHERE kind=? AND name=?", &st, e);
     if (rc == 0) {
         bind_str(st, 1, kind, RES_KIND_MAX);
         bind_str(st, 2, name, RES_NAME_MAX);
@@ -739,9 +662,9 @@ int store_get(store *s, const char *kind, const char *name, resource *out, serr 
     return rc;
 }
 
-int store_update(store *s, resource *r, const store_event *ev, serr *e) {
-    int rc = check_key(r->kind, r->name, e);
-    if (rc) return rc;
+static int sq_update(store *base, resource *r, const store_event *ev, serr *e) {
+    sq_store *s = sq(base);
+    int rc;
     res_text t;
     if ((rc = res_encode(r, &t, e)) != 0) return rc;
     int64_t now = now_ms(), rv = 0, gen = 0;
@@ -795,9 +718,9 @@ out:
     return rc;
 }
 
-int store_delete(store *s, const char *kind, const char *name, int64_t rv, serr *e) {
-    int rc = check_key(kind, name, e);
-    if (rc) return rc;
+static int sq_remove(store *base, const char *kind, const char *name, int64_t rv, serr *e) {
+    sq_store *s = sq(base);
+    int rc;
     int64_t cur = 0;
     sqlite3_stmt *st = NULL;
     lock(s);
@@ -818,9 +741,10 @@ out:
     return rc;
 }
 
-/* Reads up to STORE_LIST_BATCH resources named after `after` into batch. */
-static int list_batch(store *s, const char *kind, const char *tenant, const char *after,
-                      resource *batch, int *n, serr *e) {
+/* Up to max resources of kind named after `after`, in name order. */
+static int sq_list_page(store *base, const char *kind, const char *tenant, const char *after,
+                        resource *batch, int max, int *n, serr *e) {
+    sq_store *s = sq(base);
     *n = 0;
     sqlite3_stmt *st;
     lock(s);
@@ -833,9 +757,9 @@ static int list_batch(store *s, const char *kind, const char *tenant, const char
         if (tenant) bind_str(st, 2, tenant, RES_TENANT_MAX);
         else sqlite3_bind_null(st, 2);
         bind_str(st, 3, after, RES_NAME_MAX);
-        sqlite3_bind_int(st, 4, STORE_LIST_BATCH);
+        sqlite3_bind_int(st, 4, max);
         int step = SQLITE_DONE;
-        while (rc == 0 && *n < STORE_LIST_BATCH && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        while (rc == 0 && *n < max && (step = sqlite3_step(st)) == SQLITE_ROW) {
             if ((rc = row_to_resource(st, &batch[*n], e)) == 0) (*n)++;
         }
         if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW)
@@ -850,38 +774,11 @@ static int list_batch(store *s, const char *kind, const char *tenant, const char
     return rc;
 }
 
-/* Pages through the table by name so that memory stays bounded and the
- * callback runs without the mutex.  A listing is therefore not one snapshot:
- * a resource created or deleted meanwhile may or may not appear. */
-int store_list(store *s, const char *kind, const char *tenant, store_list_fn fn, void *arg,
-               serr *e) {
-    if (kind == NULL || kind[0] == '\0' || fn == NULL)
-        return serr_set(e, SE_INVAL, "store: list needs a kind and a callback");
-    resource *batch = calloc(STORE_LIST_BATCH, sizeof(*batch));
-    if (batch == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
-    char after[RES_NAME_MAX] = "";
-    int rc = 0, stop = 0;
-    while (!stop) {
-        int n = 0;
-        if ((rc = list_batch(s, kind, tenant, after, batch, &n, e)) != 0) break;
-        if (n > 0) str_copy(after, sizeof(after), batch[n - 1].name);
-        for (int i = 0; i < n; i++) {
-            if (!stop) stop = fn(&batch[i], arg);
-            resource_free(&batch[i]);
-        }
-        if (n < STORE_LIST_BATCH) break;
-    }
-    free(batch);
-    return rc;
-}
-
-int store_list_due(store *s, const char *kind, int64_t after_ms, const char *after_name,
-                   int64_t before_ms, int limit, store_list_fn fn, void *arg, serr *e) {
-    if (kind == NULL || fn == NULL) return serr_set(e, SE_INVAL, "store: list_due needs a kind");
-    if (limit <= 0 || limit > STORE_LIST_BATCH) limit = STORE_LIST_BATCH;
-    resource *batch = calloc((size_t)limit, sizeof(*batch));
-    if (batch == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
-    int n = 0;
+static int sq_list_due_page(store *base, const char *kind, int64_t after_ms,
+                            const char *after_name, int64_t before_ms, resource *batch, int max,
+                            int *n, serr *e) {
+    sq_store *s = sq(base);
+    *n = 0;
     sqlite3_stmt *st;
     lock(s);
     int rc = prep(s,
@@ -892,37 +789,33 @@ int store_list_due(store *s, const char *kind, int64_t after_ms, const char *aft
     if (rc == 0) {
         bind_str(st, 1, kind, RES_KIND_MAX);
         sqlite3_bind_int64(st, 2, before_ms);
-        sqlite3_bind_int(st, 3, limit);
+        sqlite3_bind_int(st, 3, max);
         sqlite3_bind_int64(st, 4, after_ms);
-        bind_str(st, 5, after_name ? after_name : "", RES_NAME_MAX);
+        bind_str(st, 5, after_name, RES_NAME_MAX);
         int step = SQLITE_DONE;
-        while (rc == 0 && n < limit && (step = sqlite3_step(st)) == SQLITE_ROW)
-            if ((rc = row_to_resource(st, &batch[n], e)) == 0) n++;
+        while (rc == 0 && *n < max && (step = sqlite3_step(st)) == SQLITE_ROW)
+            if ((rc = row_to_resource(st, &batch[*n], e)) == 0) (*n)++;
         if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW) rc = db_fail(s, e, "listing due");
         sqlite3_finalize(st);
     }
     unlock(s);
-    int stop = 0;
-    for (int i = 0; i < n; i++) {
-        if (rc == 0 && !stop) stop = fn(&batch[i], arg);
-        resource_free(&batch[i]);
+    if (rc) {
+        for (int i = 0; i < *n; i++) resource_free(&batch[i]);
+        *n = 0;
     }
-    free(batch);
-    return rc < 0 ? rc : n;
+    return rc;
 }
 
 /* ---- events ----------------------------------------------------------- */
 
-int store_event_add(store *s, const char *kind, const char *name, const store_event *ev, serr *e) {
-    int rc = check_key(kind, name, e);
-    if (rc) return rc;
-    if (ev == NULL) return serr_set(e, SE_INVAL, "store: no event");
+static int sq_event_add(store *base, const char *kind, const char *name, const store_event *ev, serr *e) {
+    sq_store *s = sq(base);
     /* An event may outlive its resource (for example "Purged"): a missing
      * row records resourceVersion 0 rather than failing. */
     sqlite3_stmt *st;
     int64_t rv = 0;
     lock(s);
-    rc = prep(s, "SELECT resource_version FROM resources WHERE kind=? AND name=?", &st, e);
+    int rc = prep(s, "SELECT resource_version FROM resources WHERE kind=? AND name=?", &st, e);
     if (rc == 0) {
         bind_str(st, 1, kind, RES_KIND_MAX);
         bind_str(st, 2, name, RES_NAME_MAX);
@@ -950,16 +843,14 @@ static void add_phases(json_t *ev, sqlite3_stmt *st, int col) {
         json_object_set_new(ev, "to", col_jstr(st, col + 1));
 }
 
-int store_events(store *s, const char *kind, const char *name, int limit, json_t **out, serr *e) {
-    *out = NULL;
-    int rc = check_key(kind, name, e);
-    if (rc) return rc;
+static int sq_events(store *base, const char *kind, const char *name, int limit, json_t **out, serr *e) {
+    sq_store *s = sq(base);
     json_t *arr = json_array();
     if (arr == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
     sqlite3_stmt *st;
     lock(s);
     /* The newest `limit` events, shown oldest first. */
-    rc = prep(s,
+    int rc = prep(s,
               "SELECT time_ms, type, reason, message, resource_version, from_phase, to_phase"
               " FROM (SELECT id, time_ms, type, reason, message, resource_version, from_phase,"
               " to_phase FROM events"
@@ -996,7 +887,7 @@ int store_events(store *s, const char *kind, const char *name, int limit, json_t
     return 0;
 }
 
-static int last_event_id(store *s, int64_t *id, serr *e) {
+static int last_event_id(sq_store *s, int64_t *id, serr *e) {
     sqlite3_stmt *st;
     int rc = prep(s, "SELECT COALESCE(MAX(id), 0) FROM events", &st, e);
     if (rc) return rc;
@@ -1006,19 +897,17 @@ static int last_event_id(store *s, int64_t *id, serr *e) {
     return rc;
 }
 
-int store_events_last_id(store *s, int64_t *id, serr *e) {
-    *id = 0;
+static int sq_events_last_id(store *base, int64_t *id, serr *e) {
+    sq_store *s = sq(base);
     lock(s);
     int rc = last_event_id(s, id, e);
     unlock(s);
     return rc;
 }
 
-int store_events_after(store *s, const char *kind, const char *name, const char *tenant,
+static int sq_events_after(store *base, const char *kind, const char *name, const char *tenant,
                        int64_t after, int limit, json_t **out, int64_t *upto, serr *e) {
-    *out = NULL;
-    *upto = after;
-    if (limit <= 0 || limit > 256) limit = 256;
+    sq_store *s = sq(base);
     json_t *arr = json_array();
     if (arr == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
     sqlite3_stmt *st;
@@ -1078,12 +967,10 @@ int store_events_after(store *s, const char *kind, const char *name, const char 
 
 /* ---- audit ------------------------------------------------------------ */
 
-int store_audit_add(store *s, const store_audit *a, serr *e) {
-    if (a == NULL) return serr_set(e, SE_INVAL, "store: no audit record");
+static int sq_audit_add(store *base, const store_audit *a, serr *e) {
+    sq_store *s = sq(base);
     char *detail = NULL;
     if (a->detail) {
-        if (!json_is_object(a->detail))
-            return serr_set(e, SE_INVAL, "store: audit detail must be an object");
         detail = json_dumps(a->detail, STORE_JSON_FLAGS);
         if (detail == NULL) return serr_set(e, SE_NOMEM, "store: cannot encode audit detail");
         if (strlen(detail) > STORE_DETAIL_MAX) {
@@ -1115,9 +1002,9 @@ int store_audit_add(store *s, const store_audit *a, serr *e) {
     return rc;
 }
 
-int store_audit_list(store *s, const char *kind, const char *name, int limit, json_t **out,
+static int sq_audit_list(store *base, const char *kind, const char *name, int limit, json_t **out,
                      serr *e) {
-    *out = NULL;
+    sq_store *s = sq(base);
     json_t *arr = json_array();
     if (arr == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
     sqlite3_stmt *st;
@@ -1167,19 +1054,11 @@ int store_audit_list(store *s, const char *kind, const char *name, int limit, js
 
 /* ---- meta ------------------------------------------------------------- */
 
-static int check_meta_key(const char *key, serr *e) {
-    if (key == NULL || key[0] == '\0' || strlen(key) > STORE_KEY_MAX)
-        return serr_set(e, SE_INVAL, "store: bad metadata key");
-    return 0;
-}
-
-int store_meta_get(store *s, const char *key, char **val, serr *e) {
-    *val = NULL;
-    int rc = check_meta_key(key, e);
-    if (rc) return rc;
+static int sq_meta_get(store *base, const char *key, char **val, serr *e) {
+    sq_store *s = sq(base);
     sqlite3_stmt *st;
     lock(s);
-    rc = prep(s, "SELECT value FROM meta WHERE key=?", &st, e);
+    int rc = prep(s, "SELECT value FROM meta WHERE key=?", &st, e);
     if (rc == 0) {
         bind_str(st, 1, key, STORE_KEY_MAX);
         int step = sqlite3_step(st);
@@ -1197,16 +1076,14 @@ int store_meta_get(store *s, const char *key, char **val, serr *e) {
     return rc;
 }
 
-int store_meta_set(store *s, const char *key, const char *val, serr *e) {
-    int rc = check_meta_key(key, e);
-    if (rc) return rc;
-    if (val == NULL) return serr_set(e, SE_INVAL, "store: metadata %s: no value", key);
+static int sq_meta_set(store *base, const char *key, const char *val, serr *e) {
+    sq_store *s = sq(base);
     if (strlen(val) > STORE_META_VAL_MAX)
         return serr_set(e, SE_TOOBIG, "store: metadata %s larger than %d bytes", key,
                         STORE_META_VAL_MAX);
     sqlite3_stmt *st;
     lock(s);
-    rc = prep(s,
+    int rc = prep(s,
               "INSERT INTO meta(key, value) VALUES(?, ?) "
               "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
               &st, e);
@@ -1223,7 +1100,7 @@ int store_meta_set(store *s, const char *key, const char *val, serr *e) {
 /* ---- ports ------------------------------------------------------------ */
 
 /* Ports owner holds, sorted; *count may exceed max (only max are stored). */
-static int ports_held(store *s, const char *owner, int *got, int max, int *count, serr *e) {
+static int ports_held(sq_store *s, const char *owner, int *got, int max, int *count, serr *e) {
     *count = 0;
     sqlite3_stmt *st;
     int rc = prep(s, "SELECT port FROM ports WHERE owner=? ORDER BY port", &st, e);
@@ -1239,7 +1116,7 @@ static int ports_held(store *s, const char *owner, int *got, int max, int *count
     return rc;
 }
 
-static int ports_delete(store *s, const char *owner, serr *e) {
+static int ports_delete(sq_store *s, const char *owner, serr *e) {
     sqlite3_stmt *st;
     int rc = prep(s, "DELETE FROM ports WHERE owner=?", &st, e);
     if (rc) return rc;
@@ -1250,7 +1127,7 @@ static int ports_delete(store *s, const char *owner, serr *e) {
 }
 
 /* Walks lo..hi beside the sorted list of leased ports in that range. */
-static int ports_find(store *s, int n, int lo, int hi, store_port_ok_fn ok, void *arg, int *got,
+static int ports_find(sq_store *s, int n, int lo, int hi, store_port_ok_fn ok, void *arg, int *got,
                       int *found, serr *e) {
     *found = 0;
     sqlite3_stmt *st;
@@ -1271,14 +1148,9 @@ static int ports_find(store *s, int n, int lo, int hi, store_port_ok_fn ok, void
     return rc;
 }
 
-int store_ports_lease(store *s, const char *owner, int n, int lo, int hi, store_port_ok_fn ok,
+static int sq_ports_lease(store *base, const char *owner, int n, int lo, int hi, store_port_ok_fn ok,
                       void *arg, int *ports, serr *e) {
-    if (owner == NULL || owner[0] == '\0' || strlen(owner) > STORE_KEY_MAX)
-        return serr_set(e, SE_INVAL, "store: bad port owner");
-    if (lo < 1 || hi > 65535 || lo > hi)
-        return serr_set(e, SE_INVAL, "store: bad port range %d-%d", lo, hi);
-    if (n < 1 || n > STORE_PORTS_MAX || ports == NULL)
-        return serr_set(e, SE_INVAL, "store: cannot lease %d ports (1..%d)", n, STORE_PORTS_MAX);
+    sq_store *s = sq(base);
     int *got = calloc((size_t)n, sizeof(*got));
     if (got == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
     int count = 0, found = 0;
@@ -1318,11 +1190,33 @@ out:
     return rc;
 }
 
-int store_ports_release(store *s, const char *owner, serr *e) {
-    if (owner == NULL || owner[0] == '\0')
-        return serr_set(e, SE_INVAL, "store: bad port owner");
+static int sq_ports_release(store *base, const char *owner, serr *e) {
+    sq_store *s = sq(base);
     lock(s);
     int rc = ports_delete(s, owner, e);
     unlock(s);
     return rc;
 }
+
+/* ---- the table -------------------------------------------------------- */
+
+static const store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .create = sq_create,
+    .get = sq_get,
+    .update = sq_update,
+    .remove = sq_remove,
+    .list_page = sq_list_page,
+    .list_due_page = sq_list_due_page,
+    .event_add = sq_event_add,
+    .events = sq_events,
+    .events_after = sq_events_after,
+    .events_last_id = sq_events_last_id,
+    .audit_add = sq_audit_add,
+    .audit_list = sq_audit_list,
+    .meta_get = sq_meta_get,
+    .meta_set = sq_meta_set,
+    .ports_lease = sq_ports_lease,
+    .ports_release = sq_ports_release,
+};
