@@ -1,7 +1,9 @@
 /*
  * store.h - durable state: generic resources, append-only events and audit,
- * small metadata, and port leases.  One interface; SQLite (store_sqlite.c) is
- * the embedded backend and PostgreSQL can implement the same functions later.
+ * small metadata, and port leases.  One interface over backends: each fills
+ * an ops table (store_backend.h) that store.c dispatches through.  SQLite
+ * (store_sqlite.c) is the embedded backend; PostgreSQL will be a second
+ * table, chosen at open.
  *
  * Resources are keyed by (kind, name); tenant is an attribute that callers
  * check (a resource of another tenant is reported as not found by the API).
@@ -10,8 +12,11 @@
  * generation bumps when spec changes.  A write and its event commit in one
  * transaction, so a phase change is never persisted without its event.
  *
- * Threading: a store handle may be used from several threads; calls are
- * serialised inside.  Acknowledged writes are durable (WAL, synchronous=FULL).
+ * Threading: a store handle may be used from several threads at once.
+ * Writes are serialised inside; reads do not wait for them (nor for another
+ * process's write lock).  A write is visible to every read that starts
+ * after it returned, on any thread (read-your-writes).  Acknowledged writes
+ * are durable (WAL, synchronous=FULL).
  */
 #ifndef STAMP_STORE_H
 #define STAMP_STORE_H
@@ -66,8 +71,11 @@ typedef struct store_audit {
     json_t *detail;        /* optional object (borrowed) e.g. bucket id */
 } store_audit;
 
+/* A path (or sqlite://PATH) opens the SQLite backend; postgres:// and
+ * postgresql:// are refused as not built yet; another scheme is SE_INVAL. */
+int store_open(const char *url_or_path, store **out, serr *e);
 int store_open_sqlite(const char *path, store **out, serr *e);
-void store_close(store *s);
+void store_close(store *s); /* NULL is fine */
 
 /* resource lifecycle helpers */
 void resource_init(resource *r);            /* zero + empty json objects */
@@ -133,8 +141,10 @@ int store_meta_get(store *s, const char *key, char **val, serr *e);
 int store_meta_set(store *s, const char *key, const char *val, serr *e);
 
 /* Port leases: take n free ports in [lo,hi] for owner (all or nothing), or
- * return the ones owner already holds if it holds exactly n.  accept() may
- * veto a port (for example one already bound by something else). */
+ * return the ones owner already holds if it holds exactly n.  ok() may
+ * veto a port (for example one already bound by something else); it runs
+ * inside the lease's write transaction, so it may read the store but must
+ * not write to it. */
 typedef int (*store_port_ok_fn)(int port, void *arg);
 int store_ports_lease(store *s, const char *owner, int n, int lo, int hi, store_port_ok_fn ok,
                       void *arg, int *ports, serr *e);

@@ -1,6 +1,8 @@
 /*
  * store_sqlite.c - the embedded backend of store.h: one SQLite database file
- * holding resources, events, audit, small metadata and port leases.
+ * holding resources, events, audit, small metadata and port leases.  It is
+ * the ops table sqlite_ops (store_backend.h): store.c has checked the
+ * arguments before an sq_* function runs.
  *
  * Invariants: a resource row and the event describing its write commit in one
  * transaction; resource_version is checked and bumped inside the writing
@@ -9,18 +11,40 @@
  * the generation bump is a string comparison.  The database file and its WAL
  * are created mode 0600 because meta holds secrets.
  *
- * Threading: one connection guarded by s->mu (and opened FULLMUTEX as a
- * second line).  Every public function holds the mutex for its whole
- * transaction.  store_list releases it between batches, so its callback may
- * call back into the store; the port veto callback runs with the mutex held
- * and must not.
+ * Connections: one writer and a small pool of read-only readers on the same
+ * WAL database, opened after the migrations ran.  Every write, and every
+ * transaction that reads and then writes (the resourceVersion check, port
+ * leases), runs on the writer.  Pure reads run on a reader: WAL lets them
+ * read the last commit while the writer is inside a transaction or waiting
+ * on fsync.  A reader goes back to the pool with no statement active, so it
+ * holds no read transaction, and its next read sees every commit made
+ * before that read began: a write is visible to any read that starts after
+ * the write returned, from any thread (read-your-writes).  ":memory:" is one
+ * connection, so there the reads share the writer.
+ *
+ * Statements: each connection keeps the statements it has run, indexed by
+ * query id (queries[] below; the cache is bounded by that table), and
+ * reuses them.  A statement is reset and its bindings cleared as soon as its
+ * op is done with it, so no cached statement holds a read transaction open
+ * or points at a caller's memory between ops.  They are finalized at close.
+ *
+ * Threading: the writer is guarded by s->wmu for a whole op (and opened
+ * FULLMUTEX as a second line).  A reader belongs to one op at a time, taken
+ * from the pool under s->rmu, which is held only to take or give back one;
+ * a read never waits on s->wmu.  A list op reads one page and gives its
+ * connection back, so store_list's callback may call back into the store.
+ * The port veto callback runs with the writer held: it may read the store
+ * (except ":memory:") but must not write.
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,14 +58,12 @@
 #include "util/util.h"
 
 #define STORE_BUSY_MS 5000
+#define STORE_READERS 4                   /* read connections beside the writer */
 #define STORE_DOC_MAX (1024 * 1024)       /* spec + status text */
 #define STORE_METADOC_MAX (256 * 1024)    /* labels + annotations + finalizers */
 #define STORE_LIMIT_DEFAULT 1000
 #define STORE_LIMIT_MAX 10000
-#define STORE_LIST_BATCH 64
-#define STORE_KEY_MAX 256                 /* meta keys, port owners */
 #define STORE_META_VAL_MAX (1024 * 1024)
-#define STORE_PORTS_MAX 1024              /* ports in one lease */
 #define STORE_WORD_MAX 256                /* event type/reason, audit names */
 #define STORE_TEXT_MAX 8192               /* event message, audit result */
 #define STORE_DETAIL_MAX (64 * 1024)
@@ -51,11 +73,318 @@
     "kind, name, tenant, labels, annotations, spec, status, finalizers, resource_version, " \
     "generation, created_ms, updated_ms, deletion_ms, due_ms"
 
-struct store {
-    sqlite3 *db;
-    pthread_mutex_t mu;
-    bool mu_ready;
+/* ---- the statements --------------------------------------------------- */
+
+/* Every statement run after open, by id.  write: it changes the database or
+ * takes the write lock, so only the writer may run it (a reader is opened
+ * read-only and would fail at the first step; debug builds stop earlier). */
+enum {
+    Q_BEGIN_WRITE,
+    Q_BEGIN_READ,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_RES_INSERT,
+    Q_RES_GET,
+    Q_RES_CHECK,
+    Q_RES_UPDATE,
+    Q_RES_DELETE,
+    Q_RES_VERSION,
+    Q_RES_PAGE,
+    Q_RES_DUE,
+    Q_EV_INSERT,
+    Q_EV_LIST,
+    Q_EV_LAST,
+    Q_EV_AFTER,
+    Q_AUDIT_INSERT,
+    Q_AUDIT_LIST,
+    Q_META_GET,
+    Q_META_SET,
+    Q_PORTS_HELD,
+    Q_PORTS_DELETE,
+    Q_PORTS_FIND,
+    Q_PORTS_INSERT,
+    Q_COUNT
 };
+
+typedef struct query {
+    bool write;
+    const char *sql;
+} query;
+
+static const query queries[Q_COUNT] = {
+    [Q_BEGIN_WRITE] = {true, "BEGIN IMMEDIATE"},
+    /* A reader's snapshot across two statements. */
+    [Q_BEGIN_READ] = {false, "BEGIN"},
+    [Q_COMMIT] = {false, "COMMIT"},
+    [Q_ROLLBACK] = {false, "ROLLBACK"},
+    [Q_RES_INSERT] = {true, "INSERT INTO resources(" RES_COLS
+                            ") VALUES(?,?,?,?,?,?,?,?,1,1,?,?,?,?)"},
+    [Q_RES_GET] = {false, "SELECT " RES_COLS " FROM resources WHERE kind=? AND name=?"},
+    /* Inside the writer's transaction, before it writes. */
+    [Q_RES_CHECK] = {false, "SELECT resource_version, generation, spec FROM resources "
+                            "WHERE kind=? AND name=?"},
+    [Q_RES_UPDATE] = {true,
+                      "UPDATE resources SET labels=?, annotations=?, spec=?, status=?, "
+                      "finalizers=?, resource_version=resource_version+1, generation=?, "
+                      "updated_ms=?, deletion_ms=?, due_ms=? "
+                      "WHERE kind=? AND name=? AND resource_version=?"},
+    [Q_RES_DELETE] = {true, "DELETE FROM resources WHERE kind=? AND name=?"},
+    [Q_RES_VERSION] = {false, "SELECT resource_version FROM resources WHERE kind=? AND name=?"},
+    [Q_RES_PAGE] = {false, "SELECT " RES_COLS " FROM resources WHERE kind=?1 "
+                           "AND (?2 IS NULL OR tenant=?2) AND name>?3 ORDER BY name LIMIT ?4"},
+    [Q_RES_DUE] = {false, "SELECT " RES_COLS " FROM resources WHERE kind=?1 "
+                          "AND due_ms IS NOT NULL AND due_ms<=?2 "
+                          "AND (due_ms>?4 OR (due_ms=?4 AND name>?5)) "
+                          "ORDER BY due_ms, name LIMIT ?3"},
+    [Q_EV_INSERT] = {true, "INSERT INTO events(kind, name, time_ms, type, reason, message, "
+                           "resource_version, from_phase, to_phase) VALUES(?,?,?,?,?,?,?,?,?)"},
+    /* The newest `limit` events, shown oldest first. */
+    [Q_EV_LIST] = {false, "SELECT time_ms, type, reason, message, resource_version, from_phase,"
+                          " to_phase FROM (SELECT id, time_ms, type, reason, message,"
+                          " resource_version, from_phase, to_phase FROM events"
+                          " WHERE kind=? AND name=? ORDER BY id DESC LIMIT ?) ORDER BY id"},
+    [Q_EV_LAST] = {false, "SELECT COALESCE(MAX(id), 0) FROM events"},
+    [Q_EV_AFTER] = {false,
+                    "SELECT e.id, e.time_ms, e.kind, e.name, e.type, e.reason, e.message,"
+                    " e.resource_version, e.from_phase, e.to_phase FROM events e"
+                    " WHERE e.id > ?1 AND e.id <= ?2 AND (?3 IS NULL OR e.kind = ?3)"
+                    " AND (?4 IS NULL OR e.name = ?4)"
+                    /* A name may be reused (a reaped namespace's bucket taken
+                     * by another tenant): only the events of the tenant's own
+                     * object, written since it was created. */
+                    " AND (?5 IS NULL OR EXISTS (SELECT 1 FROM resources r WHERE r.kind = e.kind"
+                    "  AND r.name = e.name AND r.tenant = ?5 AND e.time_ms >= r.created_ms))"
+                    " ORDER BY e.id LIMIT ?6"},
+    [Q_AUDIT_INSERT] = {true, "INSERT INTO audit(time_ms, \"user\", tenant, operation, kind, "
+                              "name, result, detail) VALUES(?,?,?,?,?,?,?,?)"},
+    [Q_AUDIT_LIST] = {false, "SELECT time_ms, \"user\", tenant, operation, kind, name, result,"
+                             " detail FROM (SELECT * FROM audit WHERE (?1 IS NULL OR kind=?1)"
+                             " AND (?2 IS NULL OR name=?2) ORDER BY id DESC LIMIT ?3)"
+                             " ORDER BY id"},
+    [Q_META_GET] = {false, "SELECT value FROM meta WHERE key=?"},
+    [Q_META_SET] = {true, "INSERT INTO meta(key, value) VALUES(?, ?) "
+                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value"},
+    [Q_PORTS_HELD] = {false, "SELECT port FROM ports WHERE owner=? ORDER BY port"},
+    [Q_PORTS_DELETE] = {true, "DELETE FROM ports WHERE owner=?"},
+    [Q_PORTS_FIND] = {false,
+                      "SELECT port FROM ports WHERE port BETWEEN ? AND ? ORDER BY port"},
+    [Q_PORTS_INSERT] = {true, "INSERT INTO ports(port, owner) VALUES(?, ?)"},
+};
+
+/* ---- connections ------------------------------------------------------ */
+
+/* One SQLite connection and the statements it has prepared. */
+typedef struct conn {
+    sqlite3 *db;
+    bool writer;
+    sqlite3_stmt *cache[Q_COUNT]; /* NULL until first used */
+    /* Who holds it, for the assertions: set by whoever took the lock or
+     * the pool slot, read only by that thread. */
+    bool held;
+    pthread_t holder;
+} conn;
+
+typedef struct sq_store {
+    store base; /* first: a store * is a sq_store * */
+    conn w;
+    pthread_mutex_t wmu; /* the writer, for a whole op */
+    bool wmu_ready;
+    conn r[STORE_READERS];
+    int nr; /* readers opened; 0 for ":memory:" */
+    pthread_mutex_t rmu; /* free[] and nfree */
+    pthread_cond_t rcv;  /* a reader came back */
+    bool rmu_ready, rcv_ready;
+    conn *free[STORE_READERS]; /* a stack: the warmest reader first */
+    int nfree;
+    atomic_long prepared, reused, cached;
+} sq_store;
+
+static const store_ops sqlite_ops;
+
+static sq_store *sq(store *s) {
+    assert(s != NULL && s->ops == &sqlite_ops);
+    return (sq_store *)s;
+}
+
+static inline bool held_by_me(const conn *c) {
+    return c->held && pthread_equal(c->holder, pthread_self());
+}
+
+static void conn_hold(conn *c) {
+    assert(!c->held);
+    c->holder = pthread_self();
+    c->held = true;
+}
+
+static void conn_unhold(conn *c) {
+    assert(held_by_me(c));
+    c->held = false;
+}
+
+/* Idle: no transaction open and no statement part-way through one, so the
+ * next statement starts a fresh read (or write) of the latest commit. */
+static inline bool conn_idle(conn *c) {
+    if (!sqlite3_get_autocommit(c->db)) return false;
+    for (sqlite3_stmt *st = sqlite3_next_stmt(c->db, NULL); st; st = sqlite3_next_stmt(c->db, st))
+        if (sqlite3_stmt_busy(st)) return false;
+    return true;
+}
+
+static conn *writer_get(sq_store *s) {
+    pthread_mutex_lock(&s->wmu);
+    conn_hold(&s->w);
+    return &s->w;
+}
+
+static void writer_put(sq_store *s, conn *c) {
+    assert(c == &s->w);
+    /* Every op ends its transaction, committed or rolled back. */
+    assert(conn_idle(c));
+    conn_unhold(c);
+    pthread_mutex_unlock(&s->wmu);
+}
+
+/* A reader for one op; blocks only while all STORE_READERS are in use. */
+static conn *reader_get(sq_store *s) {
+    if (s->nr == 0) return writer_get(s);
+    pthread_mutex_lock(&s->rmu);
+    while (s->nfree == 0) pthread_cond_wait(&s->rcv, &s->rmu);
+    assert(s->nfree > 0 && s->nfree <= s->nr);
+    conn *c = s->free[--s->nfree];
+    pthread_mutex_unlock(&s->rmu);
+    conn_hold(c);
+    return c;
+}
+
+static void reader_put(sq_store *s, conn *c) {
+    if (c->writer) {
+        writer_put(s, c);
+        return;
+    }
+    /* What read-your-writes rests on: a reader left inside a read
+     * transaction would show its next user an old snapshot. */
+    assert(conn_idle(c));
+    conn_unhold(c);
+    pthread_mutex_lock(&s->rmu);
+    assert(s->nfree < s->nr);
+    s->free[s->nfree++] = c;
+    pthread_cond_signal(&s->rcv);
+    pthread_mutex_unlock(&s->rmu);
+}
+
+/* ---- small helpers ---------------------------------------------------- */
+
+/* Records the connection's current error.  Busy means another process holds
+ * the write lock past busy_timeout: worth a retry, so it is UNAVAIL, not IO. */
+static int db_fail(conn *c, serr *e, const char *what) {
+    int rc = sqlite3_errcode(c->db);
+    if (rc == SQLITE_FULL) reserve_release(); /* so the next write finds room */
+    int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? SE_UNAVAIL : SE_IO;
+    if (rc == SQLITE_NOMEM) code = SE_NOMEM;
+    return serr_set(e, code, "store: %s: %s", what, sqlite3_errmsg(c->db));
+}
+
+/* Query q on c, from c's cache or prepared into it.  The caller holds c and
+ * hands the statement back with done() before it lets c go. */
+static int stmt(sq_store *s, conn *c, int q, sqlite3_stmt **st, serr *e) {
+    assert(q >= 0 && q < Q_COUNT && queries[q].sql != NULL);
+    assert(held_by_me(c));
+    assert(c->writer || !queries[q].write);
+    *st = c->cache[q];
+    if (*st) {
+        /* done() reset it: a cached statement is never mid-step. */
+        assert(!sqlite3_stmt_busy(*st));
+        atomic_fetch_add_explicit(&s->reused, 1, memory_order_relaxed);
+        return 0;
+    }
+    if (sqlite3_prepare_v3(c->db, queries[q].sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) !=
+        SQLITE_OK) {
+        int rc = db_fail(c, e, "prepare");
+        sqlite3_finalize(*st);
+        *st = NULL;
+        return rc;
+    }
+    assert(c->writer || sqlite3_stmt_readonly(*st));
+    c->cache[q] = *st;
+    atomic_fetch_add_explicit(&s->prepared, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->cached, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* Back to the cache: reset, which ends the read it was part of, and the
+ * bindings cleared, so it keeps no pointer into the caller's memory (text
+ * is bound SQLITE_STATIC) and a parameter left unbound next time is NULL.
+ * NULL is fine.  Capture any error before: reset reports it again. */
+static void done(sqlite3_stmt *st) {
+    if (st == NULL) return;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* One statement used once, outside the cache: the migrations' (they run
+ * once, and DDL may follow them). */
+static int prep_once(conn *c, const char *sql, sqlite3_stmt **st, serr *e) {
+    *st = NULL;
+    if (sqlite3_prepare_v2(c->db, sql, -1, st, NULL) != SQLITE_OK) {
+        int rc = db_fail(c, e, "prepare");
+        sqlite3_finalize(*st);
+        *st = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+/* Runs a statement that returns no rows, such as BEGIN or COMMIT; returns
+ * SQLite's code, with the error left on the connection for db_fail. */
+static int run(sq_store *s, conn *c, int q, serr *e, const char *what) {
+    sqlite3_stmt *st;
+    int rc = stmt(s, c, q, &st, e);
+    if (rc) return rc;
+    int step = sqlite3_step(st);
+    if (step != SQLITE_DONE) rc = db_fail(c, e, what);
+    done(st);
+    return rc;
+}
+
+static int tx_begin(sq_store *s, conn *c, serr *e) {
+    assert(c->writer && sqlite3_get_autocommit(c->db));
+    return run(s, c, Q_BEGIN_WRITE, e, "begin");
+}
+
+static int tx_commit(sq_store *s, conn *c, serr *e) {
+    sqlite3_stmt *st;
+    int rc = stmt(s, c, Q_COMMIT, &st, e);
+    if (rc) return rc;
+    int step = sqlite3_step(st);
+    /* Disk full (a tenant filled it): free stampd's reserve and retry once. */
+    if (step == SQLITE_FULL && !sqlite3_get_autocommit(c->db) && reserve_release()) {
+        sqlite3_reset(st);
+        step = sqlite3_step(st);
+    }
+    if (step != SQLITE_DONE) rc = db_fail(c, e, "commit");
+    done(st);
+    return rc;
+}
+
+/* Safe to call whatever state the connection is in; the caller has already
+ * captured the error message it reports. */
+static void tx_rollback(sq_store *s, conn *c) {
+    if (sqlite3_get_autocommit(c->db)) return;
+    if (run(s, c, Q_ROLLBACK, NULL, "rollback") != 0)
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL); /* cannot even prepare: try raw */
+}
+
+/* A reader's snapshot: statements between read_begin and read_end see one
+ * commit.  read_end is safe whatever happened in between. */
+static int read_begin(sq_store *s, conn *c, serr *e) {
+    assert(sqlite3_get_autocommit(c->db));
+    return run(s, c, Q_BEGIN_READ, e, "begin");
+}
+
+static void read_end(sq_store *s, conn *c) {
+    if (sqlite3_get_autocommit(c->db)) return;
+    if (run(s, c, Q_COMMIT, NULL, "end of read") != 0) tx_rollback(s, c);
+}
 
 /* ---- schema and its migrations ---------------------------------------
  *
@@ -77,10 +406,10 @@ struct store {
 typedef struct migration {
     const char *what;                      /* for the error message */
     const char *sql;                       /* or NULL */
-    int (*fn)(store *s, serr *e);          /* or NULL; runs after sql */
+    int (*fn)(conn *c, serr *e);           /* or NULL; runs after sql */
 } migration;
 
-static int add_due_ms(store *s, serr *e);
+static int add_due_ms(conn *c, serr *e);
 
 static const migration migrations[] = {
     {"tables", /* 1: the schema as it was when versions began */
@@ -132,35 +461,14 @@ static const migration migrations[] = {
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-/* ---- small helpers ---------------------------------------------------- */
-
-/* Records the connection's current error.  Busy means another process holds
- * the write lock past busy_timeout: worth a retry, so it is UNAVAIL, not IO. */
-static int db_fail(store *s, serr *e, const char *what) {
-    int rc = sqlite3_errcode(s->db);
-    if (rc == SQLITE_FULL) reserve_release(); /* so the next write finds room */
-    int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? SE_UNAVAIL : SE_IO;
-    if (rc == SQLITE_NOMEM) code = SE_NOMEM;
-    return serr_set(e, code, "store: %s: %s", what, sqlite3_errmsg(s->db));
-}
-
-static int prep(store *s, const char *sql, sqlite3_stmt **st, serr *e) {
-    *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
-        int rc = db_fail(s, e, "prepare");
-        sqlite3_finalize(*st);
-        *st = NULL;
-        return rc;
-    }
-    return 0;
-}
+/* ---- binding and reading columns -------------------------------------- */
 
 /* Binds at most max bytes of v, cut back to a UTF-8 character boundary, so
  * an overlong message is shortened rather than failing the write it
- * describes.  Strings bound here outlive the statement (SQLITE_STATIC). */
-/* Text is stored as valid UTF-8, at most max bytes, cut on a character
- * boundary: a byte that is not UTF-8 (a query value, a pod's output) is
- * kept visible as \xNN rather than making the row unreadable as JSON. */
+ * describes.  Text is stored as valid UTF-8: a byte that is not (a query
+ * value, a pod's output) is kept visible as \xNN rather than making the
+ * row unreadable as JSON.  Valid text is bound SQLITE_STATIC: it must
+ * outlive the step, and done() clears the binding before the op returns. */
 static void bind_str(sqlite3_stmt *st, int idx, const char *v, size_t max) {
     if (v == NULL) v = "";
     size_t n = strlen(v);
@@ -209,30 +517,6 @@ static json_t *col_jstr(sqlite3_stmt *st, int col) {
     return j;
 }
 
-static void lock(store *s) { pthread_mutex_lock(&s->mu); }
-static void unlock(store *s) { pthread_mutex_unlock(&s->mu); }
-
-static int tx_begin(store *s, serr *e) {
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(s, e, "begin");
-    return 0;
-}
-
-static int tx_commit(store *s, serr *e) {
-    int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-    /* Disk full (a tenant filled it): free stampd's reserve and retry once. */
-    if (rc == SQLITE_FULL && !sqlite3_get_autocommit(s->db) && reserve_release())
-        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) return db_fail(s, e, "commit");
-    return 0;
-}
-
-/* Safe to call whatever state the connection is in; the caller has already
- * captured the error message it reports. */
-static void tx_rollback(store *s) {
-    if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
 /* "Stamp" -> "stamp" for messages like "stamp synaxis-weu-001 not found". */
 static const char *kind_lower(const char *kind, char *buf, size_t len) {
     size_t i = 0;
@@ -249,20 +533,13 @@ static int err_notfound(serr *e, const char *kind, const char *name) {
     return serr_set(e, SE_NOTFOUND, "%s %s not found", kind_lower(kind, k, sizeof(k)), name);
 }
 
-static int check_key(const char *kind, const char *name, serr *e) {
-    if (kind == NULL || name == NULL || kind[0] == '\0' || name[0] == '\0')
-        return serr_set(e, SE_INVAL, "store: a resource needs a kind and a name");
-    if (strlen(kind) >= RES_KIND_MAX || strlen(name) >= RES_NAME_MAX)
-        return serr_set(e, SE_INVAL, "store: kind or name too long");
-    return 0;
-}
-
 static int clamp_limit(int limit) {
     if (limit <= 0) return STORE_LIMIT_DEFAULT;
     return limit > STORE_LIMIT_MAX ? STORE_LIMIT_MAX : limit;
 }
 
 /* RFC 3339 UTC with milliseconds: "2026-01-25T01:00:00.123Z". */
+#define TIME_MS_LEN 48
 static char *fmt_time_ms(int64_t ms, char *buf, size_t len) {
     int64_t sec = ms / 1000, frac = ms % 1000;
     if (frac < 0) {
@@ -274,7 +551,11 @@ static char *fmt_time_ms(int64_t ms, char *buf, size_t len) {
     char base[40];
     if (gmtime_r(&t, &tm) == NULL || strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
         base[0] = '\0';
-    snprintf(buf, len, "%s.%03dZ", base, (int)frac);
+    /* Callers pass TIME_MS_LEN, which holds the longest base (39) and
+     * ".123Z": a cut here is a caller's bug. */
+    int w = snprintf(buf, len, "%s.%03dZ", base, (int)frac);
+    assert(w > 0 && (size_t)w < len);
+    (void)w;
     return buf;
 }
 
@@ -361,9 +642,14 @@ static int load_member(sqlite3_stmt *st, int col, bool array, json_t **out, serr
  * failure r holds no allocations. */
 static int row_to_resource(sqlite3_stmt *st, resource *r, serr *e) {
     memset(r, 0, sizeof(*r));
-    str_copy(r->kind, sizeof(r->kind), col_str(st, 0));
-    str_copy(r->name, sizeof(r->name), col_str(st, 1));
-    str_copy(r->tenant, sizeof(r->tenant), col_str(st, 2));
+    /* Writes never store a longer key; a row that holds one was written by
+     * something else, and cut it would name another resource (and page a
+     * listing wrongly), so it is refused like a corrupt document. */
+    if (!str_copy(r->kind, sizeof(r->kind), col_str(st, 0)) ||
+        !str_copy(r->name, sizeof(r->name), col_str(st, 1)) ||
+        !str_copy(r->tenant, sizeof(r->tenant), col_str(st, 2)))
+        return serr_set(e, SE_IO, "store: corrupt row: kind, name or tenant too long in %.64s %.128s",
+                        col_str(st, 0), col_str(st, 1));
     int rc;
     if ((rc = load_member(st, 3, false, &r->labels, e)) ||
         (rc = load_member(st, 4, false, &r->annotations, e)) ||
@@ -382,7 +668,7 @@ static int row_to_resource(sqlite3_stmt *st, resource *r, serr *e) {
     return 0;
 }
 
-/* ---- open / close ----------------------------------------------------- */
+/* ---- files ------------------------------------------------------------ */
 
 static int make_parent(const char *path, serr *e) {
     char dir[PATH_MAX];
@@ -392,6 +678,10 @@ static int make_parent(const char *path, serr *e) {
     *slash = '\0';
     return mkdir_p(dir, 0700, e);
 }
+
+static void sq_close(store *base);
+
+/* ---- open / close ----------------------------------------------------- */
 
 static int journal_cb(void *arg, int ncol, char **vals, char **names) {
     if (ncol > 0 && vals[0] != NULL) str_copy(arg, 16, vals[0]);
@@ -404,41 +694,43 @@ static int schema_version_cb(void *arg, int ncol, char **vals, char **names) {
     return 0;
 }
 
-static int user_version(store *s, int64_t *v, serr *e) {
+static int user_version(conn *c, int64_t *v, serr *e) {
     sqlite3_stmt *st;
-    int rc = prep(s, "PRAGMA user_version", &st, e);
+    int rc = prep_once(c, "PRAGMA user_version", &st, e);
     if (rc) return rc;
     if (sqlite3_step(st) == SQLITE_ROW) *v = sqlite3_column_int64(st, 0);
-    else rc = db_fail(s, e, "reading user_version");
+    else rc = db_fail(c, e, "reading user_version");
     sqlite3_finalize(st);
     return rc;
 }
 
 /* Migration 2.  Before due_ms, a database's resources table lacked it. */
-static int add_due_ms(store *s, serr *e) {
+static int add_due_ms(conn *c, serr *e) {
     sqlite3_stmt *st;
-    int rc = prep(s, "SELECT 1 FROM pragma_table_info('resources') WHERE name='due_ms'", &st, e);
+    int rc = prep_once(c, "SELECT 1 FROM pragma_table_info('resources') WHERE name='due_ms'", &st, e);
     if (rc) return rc;
     int step = sqlite3_step(st);
     sqlite3_finalize(st);
-    if (step != SQLITE_ROW && step != SQLITE_DONE) return db_fail(s, e, "reading resources columns");
+    if (step != SQLITE_ROW && step != SQLITE_DONE) return db_fail(c, e, "reading resources columns");
     if (step == SQLITE_DONE &&
-        sqlite3_exec(s->db, "ALTER TABLE resources ADD COLUMN due_ms INTEGER", NULL, NULL, NULL) !=
+        sqlite3_exec(c->db, "ALTER TABLE resources ADD COLUMN due_ms INTEGER", NULL, NULL, NULL) !=
             SQLITE_OK)
-        return db_fail(s, e, "adding due_ms");
+        return db_fail(c, e, "adding due_ms");
     /* The partial index the sweeps use. */
-    if (sqlite3_exec(s->db,
+    if (sqlite3_exec(c->db,
                      "CREATE INDEX IF NOT EXISTS resources_due ON resources(kind, due_ms, name) "
                      "WHERE due_ms IS NOT NULL",
                      NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(s, e, "creating the due index");
+        return db_fail(c, e, "creating the due index");
     return 0;
 }
 
-/* Brings the database to STORE_SCHEMA_VERSION, one transaction a step. */
-static int migrate(store *s, const char *path, serr *e) {
+/* Brings the database to STORE_SCHEMA_VERSION, one transaction a step, on
+ * the writer (held), before any reader is opened. */
+static int migrate(sq_store *s, conn *c, const char *path, serr *e) {
+    assert(c->writer && held_by_me(c) && s->nr == 0);
     int64_t v = 0;
-    int rc = user_version(s, &v, e);
+    int rc = user_version(c, &v, e);
     if (rc) return rc;
     if (v > STORE_SCHEMA_VERSION)
         return serr_set(e, SE_INVAL, "store: %s has schema version %lld, this program knows %d",
@@ -447,7 +739,7 @@ static int migrate(store *s, const char *path, serr *e) {
         /* Unversioned: new, or written before versions.  The latter says
          * schema_version 1 in meta; anything else is not ours to upgrade. */
         int64_t old = 1;
-        sqlite3_exec(s->db, "SELECT value FROM meta WHERE key='schema_version'", schema_version_cb,
+        sqlite3_exec(c->db, "SELECT value FROM meta WHERE key='schema_version'", schema_version_cb,
                      &old, NULL); /* no meta table: a new database */
         if (old != 1)
             return serr_set(e, SE_INVAL, "store: %s has schema version %lld, this program knows %d",
@@ -456,18 +748,81 @@ static int migrate(store *s, const char *path, serr *e) {
     for (int n = (int)v + 1; n <= STORE_SCHEMA_VERSION; n++) {
         const migration *m = &migrations[n - 1];
         char bump[64];
-        snprintf(bump, sizeof(bump), "PRAGMA user_version=%d", n);
-        if ((rc = tx_begin(s, e)) != 0) return rc;
-        if (m->sql && sqlite3_exec(s->db, m->sql, NULL, NULL, NULL) != SQLITE_OK)
-            rc = db_fail(s, e, m->what); /* "store: <migration>: <why>" */
-        if (rc == 0 && m->fn) rc = m->fn(s, e);
-        if (rc == 0 && sqlite3_exec(s->db, bump, NULL, NULL, NULL) != SQLITE_OK)
-            rc = db_fail(s, e, "recording the schema version");
-        if (rc == 0) rc = tx_commit(s, e);
+        int w = snprintf(bump, sizeof(bump), "PRAGMA user_version=%d", n);
+        assert(w > 0 && (size_t)w < sizeof(bump)); /* an int always fits */
+        (void)w;
+        if ((rc = tx_begin(s, c, e)) != 0) return rc;
+        if (m->sql && sqlite3_exec(c->db, m->sql, NULL, NULL, NULL) != SQLITE_OK)
+            rc = db_fail(c, e, m->what); /* "store: <migration>: <why>" */
+        if (rc == 0 && m->fn) rc = m->fn(c, e);
+        if (rc == 0 && sqlite3_exec(c->db, bump, NULL, NULL, NULL) != SQLITE_OK)
+            rc = db_fail(c, e, "recording the schema version");
+        if (rc == 0) rc = tx_commit(s, c, e);
         if (rc) {
-            tx_rollback(s); /* the message names the migration: db_fail's what */
+            tx_rollback(s, c); /* the message names the migration: db_fail's what */
             return rc;
         }
+    }
+    return 0;
+}
+
+static int conn_open(conn *c, const char *path, bool writer, serr *e) {
+    c->writer = writer;
+    int flags = writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+    if (sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK)
+        return serr_set(e, SE_IO, "store: open %s%s: %s", writer ? "" : "a reader of ", path,
+                        c->db ? sqlite3_errmsg(c->db) : "out of memory");
+    sqlite3_busy_timeout(c->db, STORE_BUSY_MS);
+    return 0;
+}
+
+/* Finalizes c's statements and closes it; a half-opened c is fine. */
+static void conn_close(sq_store *s, conn *c) {
+    for (int q = 0; q < Q_COUNT; q++) {
+        if (c->cache[q] == NULL) continue;
+        sqlite3_finalize(c->cache[q]);
+        c->cache[q] = NULL;
+        atomic_fetch_sub_explicit(&s->cached, 1, memory_order_relaxed);
+    }
+    if (c->db == NULL) return;
+    /* Every statement lives in the cache, so nothing keeps it open. */
+    int rc = sqlite3_close(c->db);
+    assert(rc == SQLITE_OK);
+    (void)rc;
+    c->db = NULL;
+}
+
+static int open_writer(sq_store *s, const char *path, bool memory, serr *e) {
+    if (!memory) {
+        int rc = make_parent(path, e);
+        if (rc) return rc;
+        /* SQLite gives the WAL and shm files the database file's mode. */
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd == -1) return serr_set(e, SE_IO, "store: open %s: %s", path, strerror(errno));
+        close(fd);
+    }
+    int rc = conn_open(&s->w, path, true, e);
+    if (rc) return rc;
+    char mode[16] = "";
+    if (sqlite3_exec(s->w.db, "PRAGMA journal_mode=WAL", journal_cb, mode, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->w.db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL,
+                     NULL) != SQLITE_OK)
+        return db_fail(&s->w, e, "pragmas");
+    if (!memory && strcmp(mode, "wal") != 0)
+        return serr_set(e, SE_IO, "store: %s: cannot use WAL journal (got %s)", path, mode);
+    conn *c = writer_get(s);
+    rc = migrate(s, c, path, e);
+    writer_put(s, c);
+    return rc;
+}
+
+/* After the migrations, so a reader never sees the schema change under it. */
+static int open_readers(sq_store *s, const char *path, serr *e) {
+    for (int i = 0; i < STORE_READERS; i++) {
+        int rc = conn_open(&s->r[i], path, false, e);
+        if (rc) return rc;
+        s->free[s->nfree++] = &s->r[i];
+        s->nr++;
     }
     return 0;
 }
@@ -477,144 +832,64 @@ int store_open_sqlite(const char *path, store **out, serr *e) {
     if (path == NULL || path[0] == '\0') return serr_set(e, SE_INVAL, "store: empty path");
     bool memory = strcmp(path, ":memory:") == 0;
     int rc;
-    store *s = calloc(1, sizeof(*s));
+    sq_store *s = calloc(1, sizeof(*s));
     if (s == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
-    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+    s->base.ops = &sqlite_ops;
+    if (pthread_mutex_init(&s->wmu, NULL) != 0) {
         rc = serr_set(e, SE_INTERNAL, "store: cannot create mutex");
         goto fail;
     }
-    s->mu_ready = true;
-    if (!memory) {
-        if ((rc = make_parent(path, e)) != 0) goto fail;
-        /* SQLite gives the WAL and shm files the database file's mode. */
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd == -1) {
-            rc = serr_set(e, SE_IO, "store: open %s: %s", path, strerror(errno));
-            goto fail;
-        }
-        close(fd);
-    }
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
-    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-        rc = serr_set(e, SE_IO, "store: open %s: %s", path,
-                      s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    s->wmu_ready = true;
+    if (pthread_mutex_init(&s->rmu, NULL) != 0) {
+        rc = serr_set(e, SE_INTERNAL, "store: cannot create mutex");
         goto fail;
     }
-    sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
-    char mode[16] = "";
-    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", journal_cb, mode, NULL) != SQLITE_OK ||
-        sqlite3_exec(s->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL,
-                     NULL) != SQLITE_OK) {
-        rc = db_fail(s, e, "pragmas");
+    s->rmu_ready = true;
+    if (pthread_cond_init(&s->rcv, NULL) != 0) {
+        rc = serr_set(e, SE_INTERNAL, "store: cannot create condition variable");
         goto fail;
     }
-    if (!memory && strcmp(mode, "wal") != 0) {
-        rc = serr_set(e, SE_IO, "store: %s: cannot use WAL journal (got %s)", path, mode);
-        goto fail;
-    }
-    if ((rc = migrate(s, path, e)) != 0) goto fail;
-    *out = s;
+    s->rcv_ready = true;
+    if ((rc = open_writer(s, path, memory, e)) != 0) goto fail;
+    /* ":memory:" is private to its connection: reads share the writer. */
+    if (!memory && (rc = open_readers(s, path, e)) != 0) goto fail;
+    *out = &s->base;
     return 0;
 fail:
-    store_close(s);
+    sq_close(&s->base);
     return rc;
 }
 
-void store_close(store *s) {
-    if (s == NULL) return;
-    if (s->db) sqlite3_close(s->db);
-    if (s->mu_ready) pthread_mutex_destroy(&s->mu);
+/* Readers first: the writer, closing last, checkpoints and removes the WAL. */
+static void sq_close(store *base) {
+    sq_store *s = (sq_store *)base;
+    assert(s->nfree == s->nr); /* no read in flight */
+    for (int i = 0; i < STORE_READERS; i++) conn_close(s, &s->r[i]);
+    conn_close(s, &s->w);
+    if (s->rcv_ready) pthread_cond_destroy(&s->rcv);
+    if (s->rmu_ready) pthread_mutex_destroy(&s->rmu);
+    if (s->wmu_ready) pthread_mutex_destroy(&s->wmu);
     free(s);
 }
 
-/* ---- resource helpers ------------------------------------------------- */
-
-void resource_init(resource *r) {
-    memset(r, 0, sizeof(*r));
-    /* An allocation failure leaves NULL, which every function reads as
-     * empty, so there is nothing to report here. */
-    r->labels = json_object();
-    r->annotations = json_object();
-    r->spec = json_object();
-    r->status = json_object();
-    r->finalizers = json_array();
-}
-
-void resource_free(resource *r) {
-    if (r == NULL) return;
-    json_decref(r->labels);
-    json_decref(r->annotations);
-    json_decref(r->spec);
-    json_decref(r->status);
-    json_decref(r->finalizers);
-    r->labels = r->annotations = r->spec = r->status = r->finalizers = NULL;
-}
-
-static json_t *copy_or_empty(const json_t *v, bool array) {
-    if (v == NULL) return array ? json_array() : json_object();
-    return json_deep_copy(v);
-}
-
-/* dst, like store_get's out, must be a valid resource (zeroed, initialised
- * or filled): callers reuse one variable, so its old members are released. */
-int resource_copy(resource *dst, const resource *src) {
-    if (dst == src) return 0;
-    resource_free(dst);
-    *dst = *src;
-    dst->labels = copy_or_empty(src->labels, false);
-    dst->annotations = copy_or_empty(src->annotations, false);
-    dst->spec = copy_or_empty(src->spec, false);
-    dst->status = copy_or_empty(src->status, false);
-    dst->finalizers = copy_or_empty(src->finalizers, true);
-    if (!dst->labels || !dst->annotations || !dst->spec || !dst->status || !dst->finalizers) {
-        resource_free(dst);
-        return SE_NOMEM;
-    }
+int store_sqlite_stats_get(store *s, store_sqlite_stats *out, serr *e) {
+    memset(out, 0, sizeof(*out));
+    if (s == NULL || s->ops != &sqlite_ops)
+        return serr_set(e, SE_INVAL, "store: not a SQLite store");
+    sq_store *q = sq(s);
+    out->readers = q->nr;
+    out->prepared = atomic_load(&q->prepared);
+    out->reused = atomic_load(&q->reused);
+    out->cached = atomic_load(&q->cached);
     return 0;
-}
-
-json_t *resource_to_json(const resource *r) {
-    json_t *doc = json_object(), *md = json_object();
-    if (doc == NULL || md == NULL) goto fail;
-    char rv[24], ts[40];
-    snprintf(rv, sizeof(rv), "%lld", (long long)r->resource_version);
-    int bad = 0;
-    bad |= json_object_set_new(md, "name", json_string(r->name));
-    if (r->tenant[0]) bad |= json_object_set_new(md, "tenant", json_string(r->tenant));
-    bad |= json_object_set_new(md, "labels", copy_or_empty(r->labels, false));
-    bad |= json_object_set_new(md, "annotations", copy_or_empty(r->annotations, false));
-    bad |= json_object_set_new(md, "resourceVersion", json_string(rv));
-    bad |= json_object_set_new(md, "generation", json_integer(r->generation));
-    bad |= json_object_set_new(md, "creationTimestamp",
-                               json_string(fmt_time_rfc3339(r->created_ms, ts, sizeof(ts))));
-    if (r->deletion_ms > 0)
-        bad |= json_object_set_new(md, "deletionTimestamp",
-                                   json_string(fmt_time_rfc3339(r->deletion_ms, ts, sizeof(ts))));
-    if (json_array_size(r->finalizers) > 0)
-        bad |= json_object_set_new(md, "finalizers", json_deep_copy(r->finalizers));
-    bad |= json_object_set_new(doc, "apiVersion", json_string("stamp.synaxis.io/v1"));
-    bad |= json_object_set_new(doc, "kind", json_string(r->kind));
-    bad |= json_object_set_new(doc, "metadata", md);
-    md = NULL; /* owned by doc now, even when the set failed */
-    bad |= json_object_set_new(doc, "spec", copy_or_empty(r->spec, false));
-    bad |= json_object_set_new(doc, "status", copy_or_empty(r->status, false));
-    if (bad) goto fail;
-    return doc;
-fail:
-    json_decref(md);
-    json_decref(doc);
-    return NULL;
 }
 
 /* ---- events (internal) ------------------------------------------------ */
 
-static int event_insert(store *s, const char *kind, const char *name, int64_t t, int64_t rv,
-                        const store_event *ev, serr *e) {
+static int event_insert(sq_store *s, conn *c, const char *kind, const char *name, int64_t t,
+                        int64_t rv, const store_event *ev, serr *e) {
     sqlite3_stmt *st;
-    int rc = prep(s,
-                  "INSERT INTO events(kind, name, time_ms, type, reason, message, "
-                  "resource_version, from_phase, to_phase) VALUES(?,?,?,?,?,?,?,?,?)",
-                  &st, e);
+    int rc = stmt(s, c, Q_EV_INSERT, &st, e);
     if (rc) return rc;
     bind_str(st, 1, kind, RES_KIND_MAX);
     bind_str(st, 2, name, RES_NAME_MAX);
@@ -625,22 +900,21 @@ static int event_insert(store *s, const char *kind, const char *name, int64_t t,
     sqlite3_bind_int64(st, 7, rv);
     if (ev->from) bind_str(st, 8, ev->from, STORE_WORD_MAX);
     if (ev->to) bind_str(st, 9, ev->to, STORE_WORD_MAX);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "recording event");
-    sqlite3_finalize(st);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(c, e, "recording event");
+    done(st);
     return rc;
 }
 
-/* Reads the stored version of (kind, name) inside the caller's transaction.
+/* Reads the stored version of (kind, name) inside the writer's transaction.
  * With check set, a version other than want is SE_CONFLICT.  When new_spec
  * is given, *spec_changed says whether it differs from the stored text. */
-static int row_check(store *s, const char *kind, const char *name, bool check, int64_t want,
-                     const char *new_spec, int64_t *rv, int64_t *gen, bool *spec_changed,
-                     serr *e) {
+static int row_check(sq_store *s, conn *c, const char *kind, const char *name, bool check,
+                     int64_t want, const char *new_spec, int64_t *rv, int64_t *gen,
+                     bool *spec_changed, serr *e) {
+    /* Read-then-write: only meaningful under the writer's lock. */
+    assert(c->writer && !sqlite3_get_autocommit(c->db));
     sqlite3_stmt *st;
-    int rc = prep(s,
-                  "SELECT resource_version, generation, spec FROM resources "
-                  "WHERE kind=? AND name=?",
-                  &st, e);
+    int rc = stmt(s, c, Q_RES_CHECK, &st, e);
     if (rc) return rc;
     bind_str(st, 1, kind, RES_KIND_MAX);
     bind_str(st, 2, name, RES_NAME_MAX);
@@ -648,7 +922,7 @@ static int row_check(store *s, const char *kind, const char *name, bool check, i
     if (step == SQLITE_DONE) {
         rc = err_notfound(e, kind, name);
     } else if (step != SQLITE_ROW) {
-        rc = db_fail(s, e, "reading resource");
+        rc = db_fail(c, e, "reading resource");
     } else {
         *rv = sqlite3_column_int64(st, 0);
         if (gen) *gen = sqlite3_column_int64(st, 1);
@@ -661,23 +935,22 @@ static int row_check(store *s, const char *kind, const char *name, bool check, i
                           (long long)want);
         }
     }
-    sqlite3_finalize(st);
+    done(st);
     return rc;
 }
 
 /* ---- resources -------------------------------------------------------- */
 
-int store_create(store *s, resource *r, const store_event *ev, serr *e) {
-    int rc = check_key(r->kind, r->name, e);
-    if (rc) return rc;
+static int sq_create(store *base, resource *r, const store_event *ev, serr *e) {
+    sq_store *s = sq(base);
     res_text t;
-    if ((rc = res_encode(r, &t, e)) != 0) return rc;
+    int rc = res_encode(r, &t, e);
+    if (rc) return rc;
     int64_t now = now_ms();
     sqlite3_stmt *st = NULL;
-    lock(s);
-    if ((rc = tx_begin(s, e)) != 0) goto out;
-    rc = prep(s, "INSERT INTO resources(" RES_COLS ") VALUES(?,?,?,?,?,?,?,?,1,1,?,?,?,?)", &st, e);
-    if (rc) goto out;
+    conn *c = writer_get(s);
+    if ((rc = tx_begin(s, c, e)) != 0) goto out;
+    if ((rc = stmt(s, c, Q_RES_INSERT, &st, e)) != 0) goto out;
     bind_str(st, 1, r->kind, RES_KIND_MAX);
     bind_str(st, 2, r->name, RES_NAME_MAX);
     bind_str(st, 3, r->tenant, RES_TENANT_MAX);
@@ -691,21 +964,23 @@ int store_create(store *s, resource *r, const store_event *ev, serr *e) {
     sqlite3_bind_int64(st, 11, r->deletion_ms);
     bind_due(st, 12, r->due_ms);
     if (sqlite3_step(st) != SQLITE_DONE) {
-        if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        if (sqlite3_extended_errcode(c->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
             char k[RES_KIND_MAX];
             rc = serr_set(e, SE_EXISTS, "%s %s already exists",
                           kind_lower(r->kind, k, sizeof(k)), r->name);
         } else {
-            rc = db_fail(s, e, "creating resource");
+            rc = db_fail(c, e, "creating resource");
         }
         goto out;
     }
-    if (ev && (rc = event_insert(s, r->kind, r->name, now, 1, ev, e)) != 0) goto out;
-    rc = tx_commit(s, e);
+    done(st);
+    st = NULL;
+    if (ev && (rc = event_insert(s, c, r->kind, r->name, now, 1, ev, e)) != 0) goto out;
+    rc = tx_commit(s, c, e);
 out:
-    sqlite3_finalize(st);
-    if (rc) tx_rollback(s);
-    unlock(s);
+    done(st);
+    if (rc) tx_rollback(s, c);
+    writer_put(s, c);
     res_text_free(&t);
     if (rc == 0) {
         r->resource_version = 1;
@@ -715,49 +990,39 @@ out:
     return rc;
 }
 
-/* Releases what out held and, on failure, leaves it with no allocations, so
- * both "resource_init, then get" and "get, then init on SE_NOTFOUND" are
- * leak free. */
-int store_get(store *s, const char *kind, const char *name, resource *out, serr *e) {
-    resource_free(out);
-    memset(out, 0, sizeof(*out));
-    int rc = check_key(kind, name, e);
-    if (rc) return rc;
+static int sq_get(store *base, const char *kind, const char *name, resource *out, serr *e) {
+    sq_store *s = sq(base);
     sqlite3_stmt *st;
-    lock(s);
-    rc = prep(s, "SELECT " RES_COLS " FROM resources WHERE kind=? AND name=?", &st, e);
+    conn *c = reader_get(s);
+    int rc = stmt(s, c, Q_RES_GET, &st, e);
     if (rc == 0) {
         bind_str(st, 1, kind, RES_KIND_MAX);
         bind_str(st, 2, name, RES_NAME_MAX);
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW) rc = row_to_resource(st, out, e);
         else if (step == SQLITE_DONE) rc = err_notfound(e, kind, name);
-        else rc = db_fail(s, e, "reading resource");
-        sqlite3_finalize(st);
+        else rc = db_fail(c, e, "reading resource");
+        done(st);
     }
-    unlock(s);
+    reader_put(s, c);
     return rc;
 }
 
-int store_update(store *s, resource *r, const store_event *ev, serr *e) {
-    int rc = check_key(r->kind, r->name, e);
-    if (rc) return rc;
+static int sq_update(store *base, resource *r, const store_event *ev, serr *e) {
+    sq_store *s = sq(base);
     res_text t;
-    if ((rc = res_encode(r, &t, e)) != 0) return rc;
+    int rc = res_encode(r, &t, e);
+    if (rc) return rc;
     int64_t now = now_ms(), rv = 0, gen = 0;
     bool changed = false;
     sqlite3_stmt *st = NULL;
-    lock(s);
-    if ((rc = tx_begin(s, e)) != 0) goto out;
-    rc = row_check(s, r->kind, r->name, true, r->resource_version, t.spec, &rv, &gen, &changed, e);
+    conn *c = writer_get(s);
+    if ((rc = tx_begin(s, c, e)) != 0) goto out;
+    rc = row_check(s, c, r->kind, r->name, true, r->resource_version, t.spec, &rv, &gen, &changed,
+                   e);
     if (rc) goto out;
     if (changed) gen++;
-    rc = prep(s,
-              "UPDATE resources SET labels=?, annotations=?, spec=?, status=?, finalizers=?, "
-              "resource_version=resource_version+1, generation=?, updated_ms=?, deletion_ms=?, "
-              "due_ms=? WHERE kind=? AND name=? AND resource_version=?",
-              &st, e);
-    if (rc) goto out;
+    if ((rc = stmt(s, c, Q_RES_UPDATE, &st, e)) != 0) goto out;
     bind_opt(st, 1, t.labels);
     bind_opt(st, 2, t.annotations);
     bind_opt(st, 3, t.spec);
@@ -771,21 +1036,23 @@ int store_update(store *s, resource *r, const store_event *ev, serr *e) {
     bind_str(st, 11, r->name, RES_NAME_MAX);
     sqlite3_bind_int64(st, 12, rv);
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = db_fail(s, e, "updating resource");
+        rc = db_fail(c, e, "updating resource");
         goto out;
     }
-    if (sqlite3_changes(s->db) != 1) {
+    if (sqlite3_changes(c->db) != 1) {
         /* Cannot happen while we hold the write lock; refuse rather than
          * report a write that did not land. */
         rc = serr_set(e, SE_CONFLICT, "%s %s changed during update", r->kind, r->name);
         goto out;
     }
-    if (ev && (rc = event_insert(s, r->kind, r->name, now, rv + 1, ev, e)) != 0) goto out;
-    rc = tx_commit(s, e);
+    done(st);
+    st = NULL;
+    if (ev && (rc = event_insert(s, c, r->kind, r->name, now, rv + 1, ev, e)) != 0) goto out;
+    rc = tx_commit(s, c, e);
 out:
-    sqlite3_finalize(st);
-    if (rc) tx_rollback(s);
-    unlock(s);
+    done(st);
+    if (rc) tx_rollback(s, c);
+    writer_put(s, c);
     res_text_free(&t);
     if (rc == 0) {
         r->resource_version = rv + 1;
@@ -795,54 +1062,38 @@ out:
     return rc;
 }
 
-int store_delete(store *s, const char *kind, const char *name, int64_t rv, serr *e) {
-    int rc = check_key(kind, name, e);
-    if (rc) return rc;
+static int sq_remove(store *base, const char *kind, const char *name, int64_t rv, serr *e) {
+    sq_store *s = sq(base);
     int64_t cur = 0;
     sqlite3_stmt *st = NULL;
-    lock(s);
-    if ((rc = tx_begin(s, e)) != 0) goto out;
-    if ((rc = row_check(s, kind, name, rv != 0, rv, NULL, &cur, NULL, NULL, e)) != 0) goto out;
-    if ((rc = prep(s, "DELETE FROM resources WHERE kind=? AND name=?", &st, e)) != 0) goto out;
+    conn *c = writer_get(s);
+    int rc = tx_begin(s, c, e);
+    if (rc) goto out;
+    if ((rc = row_check(s, c, kind, name, rv != 0, rv, NULL, &cur, NULL, NULL, e)) != 0) goto out;
+    if ((rc = stmt(s, c, Q_RES_DELETE, &st, e)) != 0) goto out;
     bind_str(st, 1, kind, RES_KIND_MAX);
     bind_str(st, 2, name, RES_NAME_MAX);
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = db_fail(s, e, "deleting resource");
+        rc = db_fail(c, e, "deleting resource");
         goto out;
     }
-    rc = tx_commit(s, e);
+    rc = tx_commit(s, c, e);
 out:
-    sqlite3_finalize(st);
-    if (rc) tx_rollback(s);
-    unlock(s);
+    done(st);
+    if (rc) tx_rollback(s, c);
+    writer_put(s, c);
     return rc;
 }
 
-/* Reads up to STORE_LIST_BATCH resources named after `after` into batch. */
-static int list_batch(store *s, const char *kind, const char *tenant, const char *after,
-                      resource *batch, int *n, serr *e) {
-    *n = 0;
-    sqlite3_stmt *st;
-    lock(s);
-    int rc = prep(s,
-                  "SELECT " RES_COLS " FROM resources WHERE kind=?1 "
-                  "AND (?2 IS NULL OR tenant=?2) AND name>?3 ORDER BY name LIMIT ?4",
-                  &st, e);
-    if (rc == 0) {
-        bind_str(st, 1, kind, RES_KIND_MAX);
-        if (tenant) bind_str(st, 2, tenant, RES_TENANT_MAX);
-        else sqlite3_bind_null(st, 2);
-        bind_str(st, 3, after, RES_NAME_MAX);
-        sqlite3_bind_int(st, 4, STORE_LIST_BATCH);
-        int step = SQLITE_DONE;
-        while (rc == 0 && *n < STORE_LIST_BATCH && (step = sqlite3_step(st)) == SQLITE_ROW) {
-            if ((rc = row_to_resource(st, &batch[*n], e)) == 0) (*n)++;
-        }
-        if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW)
-            rc = db_fail(s, e, "listing resources");
-        sqlite3_finalize(st);
+/* Steps st (bound by the caller) into batch, at most max rows. */
+static int read_page(conn *c, sqlite3_stmt *st, resource *batch, int max, int *n, serr *e,
+                     const char *what) {
+    int rc = 0, step = SQLITE_DONE;
+    while (rc == 0 && *n < max && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        assert(*n < max);
+        if ((rc = row_to_resource(st, &batch[*n], e)) == 0) (*n)++;
     }
-    unlock(s);
+    if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW) rc = db_fail(c, e, what);
     if (rc) {
         for (int i = 0; i < *n; i++) resource_free(&batch[i]);
         *n = 0;
@@ -850,89 +1101,67 @@ static int list_batch(store *s, const char *kind, const char *tenant, const char
     return rc;
 }
 
-/* Pages through the table by name so that memory stays bounded and the
- * callback runs without the mutex.  A listing is therefore not one snapshot:
- * a resource created or deleted meanwhile may or may not appear. */
-int store_list(store *s, const char *kind, const char *tenant, store_list_fn fn, void *arg,
-               serr *e) {
-    if (kind == NULL || kind[0] == '\0' || fn == NULL)
-        return serr_set(e, SE_INVAL, "store: list needs a kind and a callback");
-    resource *batch = calloc(STORE_LIST_BATCH, sizeof(*batch));
-    if (batch == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
-    char after[RES_NAME_MAX] = "";
-    int rc = 0, stop = 0;
-    while (!stop) {
-        int n = 0;
-        if ((rc = list_batch(s, kind, tenant, after, batch, &n, e)) != 0) break;
-        if (n > 0) str_copy(after, sizeof(after), batch[n - 1].name);
-        for (int i = 0; i < n; i++) {
-            if (!stop) stop = fn(&batch[i], arg);
-            resource_free(&batch[i]);
-        }
-        if (n < STORE_LIST_BATCH) break;
+/* Up to max resources of kind named after `after`, in name order. */
+static int sq_list_page(store *base, const char *kind, const char *tenant, const char *after,
+                        resource *batch, int max, int *n, serr *e) {
+    sq_store *s = sq(base);
+    sqlite3_stmt *st;
+    conn *c = reader_get(s);
+    int rc = stmt(s, c, Q_RES_PAGE, &st, e);
+    if (rc == 0) {
+        bind_str(st, 1, kind, RES_KIND_MAX);
+        if (tenant) bind_str(st, 2, tenant, RES_TENANT_MAX);
+        bind_str(st, 3, after, RES_NAME_MAX);
+        sqlite3_bind_int(st, 4, max);
+        rc = read_page(c, st, batch, max, n, e, "listing resources");
+        done(st);
     }
-    free(batch);
+    reader_put(s, c);
     return rc;
 }
 
-int store_list_due(store *s, const char *kind, int64_t after_ms, const char *after_name,
-                   int64_t before_ms, int limit, store_list_fn fn, void *arg, serr *e) {
-    if (kind == NULL || fn == NULL) return serr_set(e, SE_INVAL, "store: list_due needs a kind");
-    if (limit <= 0 || limit > STORE_LIST_BATCH) limit = STORE_LIST_BATCH;
-    resource *batch = calloc((size_t)limit, sizeof(*batch));
-    if (batch == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
-    int n = 0;
+static int sq_list_due_page(store *base, const char *kind, int64_t after_ms,
+                            const char *after_name, int64_t before_ms, resource *batch, int max,
+                            int *n, serr *e) {
+    sq_store *s = sq(base);
     sqlite3_stmt *st;
-    lock(s);
-    int rc = prep(s,
-                  "SELECT " RES_COLS " FROM resources WHERE kind=?1 AND due_ms IS NOT NULL "
-                  "AND due_ms<=?2 AND (due_ms>?4 OR (due_ms=?4 AND name>?5)) "
-                  "ORDER BY due_ms, name LIMIT ?3",
-                  &st, e);
+    conn *c = reader_get(s);
+    int rc = stmt(s, c, Q_RES_DUE, &st, e);
     if (rc == 0) {
         bind_str(st, 1, kind, RES_KIND_MAX);
         sqlite3_bind_int64(st, 2, before_ms);
-        sqlite3_bind_int(st, 3, limit);
+        sqlite3_bind_int(st, 3, max);
         sqlite3_bind_int64(st, 4, after_ms);
-        bind_str(st, 5, after_name ? after_name : "", RES_NAME_MAX);
-        int step = SQLITE_DONE;
-        while (rc == 0 && n < limit && (step = sqlite3_step(st)) == SQLITE_ROW)
-            if ((rc = row_to_resource(st, &batch[n], e)) == 0) n++;
-        if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW) rc = db_fail(s, e, "listing due");
-        sqlite3_finalize(st);
+        bind_str(st, 5, after_name, RES_NAME_MAX);
+        rc = read_page(c, st, batch, max, n, e, "listing due");
+        done(st);
     }
-    unlock(s);
-    int stop = 0;
-    for (int i = 0; i < n; i++) {
-        if (rc == 0 && !stop) stop = fn(&batch[i], arg);
-        resource_free(&batch[i]);
-    }
-    free(batch);
-    return rc < 0 ? rc : n;
+    reader_put(s, c);
+    return rc;
 }
 
 /* ---- events ----------------------------------------------------------- */
 
-int store_event_add(store *s, const char *kind, const char *name, const store_event *ev, serr *e) {
-    int rc = check_key(kind, name, e);
-    if (rc) return rc;
-    if (ev == NULL) return serr_set(e, SE_INVAL, "store: no event");
+static int sq_event_add(store *base, const char *kind, const char *name, const store_event *ev,
+                        serr *e) {
+    sq_store *s = sq(base);
     /* An event may outlive its resource (for example "Purged"): a missing
-     * row records resourceVersion 0 rather than failing. */
+     * row records resourceVersion 0 rather than failing.  The version is
+     * read on the writer, so no write lands between it and the insert. */
     sqlite3_stmt *st;
     int64_t rv = 0;
-    lock(s);
-    rc = prep(s, "SELECT resource_version FROM resources WHERE kind=? AND name=?", &st, e);
+    conn *c = writer_get(s);
+    int rc = stmt(s, c, Q_RES_VERSION, &st, e);
     if (rc == 0) {
         bind_str(st, 1, kind, RES_KIND_MAX);
         bind_str(st, 2, name, RES_NAME_MAX);
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW) rv = sqlite3_column_int64(st, 0);
-        else if (step != SQLITE_DONE) rc = db_fail(s, e, "reading resource");
-        sqlite3_finalize(st);
+        else if (step != SQLITE_DONE) rc = db_fail(c, e, "reading resource");
+        done(st);
     }
-    if (rc == 0) rc = event_insert(s, kind, name, now_ms(), rv, ev, e);
-    unlock(s);
+    if (rc == 0) rc = event_insert(s, c, kind, name, now_ms(), rv, ev, e);
+    writer_put(s, c);
     return rc;
 }
 
@@ -950,28 +1179,21 @@ static void add_phases(json_t *ev, sqlite3_stmt *st, int col) {
         json_object_set_new(ev, "to", col_jstr(st, col + 1));
 }
 
-int store_events(store *s, const char *kind, const char *name, int limit, json_t **out, serr *e) {
-    *out = NULL;
-    int rc = check_key(kind, name, e);
-    if (rc) return rc;
+static int sq_events(store *base, const char *kind, const char *name, int limit, json_t **out,
+                     serr *e) {
+    sq_store *s = sq(base);
     json_t *arr = json_array();
     if (arr == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
     sqlite3_stmt *st;
-    lock(s);
-    /* The newest `limit` events, shown oldest first. */
-    rc = prep(s,
-              "SELECT time_ms, type, reason, message, resource_version, from_phase, to_phase"
-              " FROM (SELECT id, time_ms, type, reason, message, resource_version, from_phase,"
-              " to_phase FROM events"
-              " WHERE kind=? AND name=? ORDER BY id DESC LIMIT ?) ORDER BY id",
-              &st, e);
+    conn *c = reader_get(s);
+    int rc = stmt(s, c, Q_EV_LIST, &st, e);
     if (rc == 0) {
         bind_str(st, 1, kind, RES_KIND_MAX);
         bind_str(st, 2, name, RES_NAME_MAX);
         sqlite3_bind_int(st, 3, clamp_limit(limit));
         int step;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            char ts[48];
+            char ts[TIME_MS_LEN];
             int64_t t = sqlite3_column_int64(st, 0);
             json_t *ev = json_pack("{s:s, s:I, s:o, s:o, s:o, s:I}", "time",
                                    fmt_time_ms(t, ts, sizeof(ts)), "timeMs", (json_int_t)t,
@@ -984,10 +1206,10 @@ int store_events(store *s, const char *kind, const char *name, int limit, json_t
                 break;
             }
         }
-        if (rc == 0 && step != SQLITE_DONE) rc = db_fail(s, e, "reading events");
-        sqlite3_finalize(st);
+        if (rc == 0 && step != SQLITE_DONE) rc = db_fail(c, e, "reading events");
+        done(st);
     }
-    unlock(s);
+    reader_put(s, c);
     if (rc) {
         json_decref(arr);
         return rc;
@@ -996,47 +1218,35 @@ int store_events(store *s, const char *kind, const char *name, int limit, json_t
     return 0;
 }
 
-static int last_event_id(store *s, int64_t *id, serr *e) {
+static int last_event_id(sq_store *s, conn *c, int64_t *id, serr *e) {
     sqlite3_stmt *st;
-    int rc = prep(s, "SELECT COALESCE(MAX(id), 0) FROM events", &st, e);
+    int rc = stmt(s, c, Q_EV_LAST, &st, e);
     if (rc) return rc;
     if (sqlite3_step(st) == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
-    else rc = db_fail(s, e, "reading events");
-    sqlite3_finalize(st);
+    else rc = db_fail(c, e, "reading events");
+    done(st);
     return rc;
 }
 
-int store_events_last_id(store *s, int64_t *id, serr *e) {
-    *id = 0;
-    lock(s);
-    int rc = last_event_id(s, id, e);
-    unlock(s);
+static int sq_events_last_id(store *base, int64_t *id, serr *e) {
+    sq_store *s = sq(base);
+    conn *c = reader_get(s);
+    int rc = last_event_id(s, c, id, e);
+    reader_put(s, c);
     return rc;
 }
 
-int store_events_after(store *s, const char *kind, const char *name, const char *tenant,
-                       int64_t after, int limit, json_t **out, int64_t *upto, serr *e) {
-    *out = NULL;
-    *upto = after;
-    if (limit <= 0 || limit > 256) limit = 256;
+static int sq_events_after(store *base, const char *kind, const char *name, const char *tenant,
+                           int64_t after, int limit, json_t **out, int64_t *upto, serr *e) {
+    sq_store *s = sq(base);
     json_t *arr = json_array();
     if (arr == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
-    sqlite3_stmt *st;
-    lock(s);
-    int rc = last_event_id(s, upto, e);
-    if (rc == 0)
-        rc = prep(s,
-                  "SELECT e.id, e.time_ms, e.kind, e.name, e.type, e.reason, e.message,"
-                  " e.resource_version, e.from_phase, e.to_phase FROM events e"
-                  " WHERE e.id > ?1 AND e.id <= ?2 AND (?3 IS NULL OR e.kind = ?3)"
-                  " AND (?4 IS NULL OR e.name = ?4)"
-                  /* A name may be reused (a reaped namespace's bucket taken
-                   * by another tenant): only the events of the tenant's own
-                   * object, written since it was created. */
-                  " AND (?5 IS NULL OR EXISTS (SELECT 1 FROM resources r WHERE r.kind = e.kind"
-                  "  AND r.name = e.name AND r.tenant = ?5 AND e.time_ms >= r.created_ms))"
-                  " ORDER BY e.id LIMIT ?6",
-                  &st, e);
+    sqlite3_stmt *st = NULL;
+    conn *c = reader_get(s);
+    /* upto and the rows from one snapshot. */
+    int rc = read_begin(s, c, e);
+    if (rc == 0) rc = last_event_id(s, c, upto, e);
+    if (rc == 0) rc = stmt(s, c, Q_EV_AFTER, &st, e);
     if (rc == 0) {
         sqlite3_bind_int64(st, 1, after);
         sqlite3_bind_int64(st, 2, *upto);
@@ -1046,7 +1256,7 @@ int store_events_after(store *s, const char *kind, const char *name, const char 
         sqlite3_bind_int(st, 6, limit);
         int step, n = 0;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            char ts[48];
+            char ts[TIME_MS_LEN];
             int64_t t = sqlite3_column_int64(st, 1);
             json_t *ev = json_pack("{s:I,s:s,s:o,s:o,s:o,s:o,s:o,s:I}", "id",
                                    (json_int_t)sqlite3_column_int64(st, 0), "time",
@@ -1061,13 +1271,14 @@ int store_events_after(store *s, const char *kind, const char *name, const char 
             }
             n++;
         }
-        if (rc == 0 && step != SQLITE_DONE) rc = db_fail(s, e, "reading events");
-        sqlite3_finalize(st);
+        if (rc == 0 && step != SQLITE_DONE) rc = db_fail(c, e, "reading events");
         /* A full batch: the caller resumes after its last row, not upto. */
         if (rc == 0 && n == limit)
             *upto = json_integer_value(json_object_get(json_array_get(arr, (size_t)n - 1), "id"));
     }
-    unlock(s);
+    done(st);
+    read_end(s, c);
+    reader_put(s, c);
     if (rc) {
         json_decref(arr);
         return rc;
@@ -1078,12 +1289,10 @@ int store_events_after(store *s, const char *kind, const char *name, const char 
 
 /* ---- audit ------------------------------------------------------------ */
 
-int store_audit_add(store *s, const store_audit *a, serr *e) {
-    if (a == NULL) return serr_set(e, SE_INVAL, "store: no audit record");
+static int sq_audit_add(store *base, const store_audit *a, serr *e) {
+    sq_store *s = sq(base);
     char *detail = NULL;
     if (a->detail) {
-        if (!json_is_object(a->detail))
-            return serr_set(e, SE_INVAL, "store: audit detail must be an object");
         detail = json_dumps(a->detail, STORE_JSON_FLAGS);
         if (detail == NULL) return serr_set(e, SE_NOMEM, "store: cannot encode audit detail");
         if (strlen(detail) > STORE_DETAIL_MAX) {
@@ -1093,11 +1302,8 @@ int store_audit_add(store *s, const store_audit *a, serr *e) {
         }
     }
     sqlite3_stmt *st;
-    lock(s);
-    int rc = prep(s,
-                  "INSERT INTO audit(time_ms, \"user\", tenant, operation, kind, name, result, "
-                  "detail) VALUES(?,?,?,?,?,?,?,?)",
-                  &st, e);
+    conn *c = writer_get(s);
+    int rc = stmt(s, c, Q_AUDIT_INSERT, &st, e);
     if (rc == 0) {
         sqlite3_bind_int64(st, 1, now_ms());
         bind_str(st, 2, a->user, STORE_WORD_MAX);
@@ -1107,33 +1313,29 @@ int store_audit_add(store *s, const store_audit *a, serr *e) {
         bind_str(st, 6, a->name, STORE_WORD_MAX);
         bind_str(st, 7, a->result, STORE_TEXT_MAX);
         bind_opt(st, 8, detail);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "recording audit");
-        sqlite3_finalize(st);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(c, e, "recording audit");
+        done(st);
     }
-    unlock(s);
+    writer_put(s, c);
     free(detail);
     return rc;
 }
 
-int store_audit_list(store *s, const char *kind, const char *name, int limit, json_t **out,
-                     serr *e) {
-    *out = NULL;
+static int sq_audit_list(store *base, const char *kind, const char *name, int limit,
+                         json_t **out, serr *e) {
+    sq_store *s = sq(base);
     json_t *arr = json_array();
     if (arr == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
     sqlite3_stmt *st;
-    lock(s);
-    int rc = prep(s,
-                  "SELECT time_ms, \"user\", tenant, operation, kind, name, result, detail FROM ("
-                  " SELECT * FROM audit WHERE (?1 IS NULL OR kind=?1) AND (?2 IS NULL OR name=?2)"
-                  " ORDER BY id DESC LIMIT ?3) ORDER BY id",
-                  &st, e);
+    conn *c = reader_get(s);
+    int rc = stmt(s, c, Q_AUDIT_LIST, &st, e);
     if (rc == 0) {
         bind_opt(st, 1, kind);
         bind_opt(st, 2, name);
         sqlite3_bind_int(st, 3, clamp_limit(limit));
         int step;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            char ts[48];
+            char ts[TIME_MS_LEN];
             json_t *detail = json_null();
             if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
                 json_error_t je;
@@ -1153,10 +1355,10 @@ int store_audit_list(store *s, const char *kind, const char *name, int limit, js
                 break;
             }
         }
-        if (rc == 0 && step != SQLITE_DONE) rc = db_fail(s, e, "reading audit");
-        sqlite3_finalize(st);
+        if (rc == 0 && step != SQLITE_DONE) rc = db_fail(c, e, "reading audit");
+        done(st);
     }
-    unlock(s);
+    reader_put(s, c);
     if (rc) {
         json_decref(arr);
         return rc;
@@ -1167,19 +1369,11 @@ int store_audit_list(store *s, const char *kind, const char *name, int limit, js
 
 /* ---- meta ------------------------------------------------------------- */
 
-static int check_meta_key(const char *key, serr *e) {
-    if (key == NULL || key[0] == '\0' || strlen(key) > STORE_KEY_MAX)
-        return serr_set(e, SE_INVAL, "store: bad metadata key");
-    return 0;
-}
-
-int store_meta_get(store *s, const char *key, char **val, serr *e) {
-    *val = NULL;
-    int rc = check_meta_key(key, e);
-    if (rc) return rc;
+static int sq_meta_get(store *base, const char *key, char **val, serr *e) {
+    sq_store *s = sq(base);
     sqlite3_stmt *st;
-    lock(s);
-    rc = prep(s, "SELECT value FROM meta WHERE key=?", &st, e);
+    conn *c = reader_get(s);
+    int rc = stmt(s, c, Q_META_GET, &st, e);
     if (rc == 0) {
         bind_str(st, 1, key, STORE_KEY_MAX);
         int step = sqlite3_step(st);
@@ -1189,44 +1383,40 @@ int store_meta_get(store *s, const char *key, char **val, serr *e) {
         } else if (step == SQLITE_DONE) {
             rc = serr_set(e, SE_NOTFOUND, "metadata %s not found", key);
         } else {
-            rc = db_fail(s, e, "reading metadata");
+            rc = db_fail(c, e, "reading metadata");
         }
-        sqlite3_finalize(st);
+        done(st);
     }
-    unlock(s);
+    reader_put(s, c);
     return rc;
 }
 
-int store_meta_set(store *s, const char *key, const char *val, serr *e) {
-    int rc = check_meta_key(key, e);
-    if (rc) return rc;
-    if (val == NULL) return serr_set(e, SE_INVAL, "store: metadata %s: no value", key);
+static int sq_meta_set(store *base, const char *key, const char *val, serr *e) {
+    sq_store *s = sq(base);
     if (strlen(val) > STORE_META_VAL_MAX)
         return serr_set(e, SE_TOOBIG, "store: metadata %s larger than %d bytes", key,
                         STORE_META_VAL_MAX);
     sqlite3_stmt *st;
-    lock(s);
-    rc = prep(s,
-              "INSERT INTO meta(key, value) VALUES(?, ?) "
-              "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-              &st, e);
+    conn *c = writer_get(s);
+    int rc = stmt(s, c, Q_META_SET, &st, e);
     if (rc == 0) {
         bind_opt(st, 1, key);
         bind_opt(st, 2, val);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "writing metadata");
-        sqlite3_finalize(st);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(c, e, "writing metadata");
+        done(st);
     }
-    unlock(s);
+    writer_put(s, c);
     return rc;
 }
 
 /* ---- ports ------------------------------------------------------------ */
 
 /* Ports owner holds, sorted; *count may exceed max (only max are stored). */
-static int ports_held(store *s, const char *owner, int *got, int max, int *count, serr *e) {
+static int ports_held(sq_store *s, conn *c, const char *owner, int *got, int max, int *count,
+                      serr *e) {
     *count = 0;
     sqlite3_stmt *st;
-    int rc = prep(s, "SELECT port FROM ports WHERE owner=? ORDER BY port", &st, e);
+    int rc = stmt(s, c, Q_PORTS_HELD, &st, e);
     if (rc) return rc;
     bind_opt(st, 1, owner);
     int step;
@@ -1234,27 +1424,28 @@ static int ports_held(store *s, const char *owner, int *got, int max, int *count
         if (*count < max) got[*count] = sqlite3_column_int(st, 0);
         (*count)++;
     }
-    if (step != SQLITE_DONE) rc = db_fail(s, e, "reading ports");
-    sqlite3_finalize(st);
+    if (step != SQLITE_DONE) rc = db_fail(c, e, "reading ports");
+    done(st);
     return rc;
 }
 
-static int ports_delete(store *s, const char *owner, serr *e) {
+static int ports_delete(sq_store *s, conn *c, const char *owner, serr *e) {
     sqlite3_stmt *st;
-    int rc = prep(s, "DELETE FROM ports WHERE owner=?", &st, e);
+    int rc = stmt(s, c, Q_PORTS_DELETE, &st, e);
     if (rc) return rc;
     bind_opt(st, 1, owner);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "releasing ports");
-    sqlite3_finalize(st);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(c, e, "releasing ports");
+    done(st);
     return rc;
 }
 
-/* Walks lo..hi beside the sorted list of leased ports in that range. */
-static int ports_find(store *s, int n, int lo, int hi, store_port_ok_fn ok, void *arg, int *got,
-                      int *found, serr *e) {
+/* Walks lo..hi beside the sorted list of leased ports in that range.  The
+ * veto runs here, with the writer held and a statement part-way. */
+static int ports_find(sq_store *s, conn *c, int n, int lo, int hi, store_port_ok_fn ok,
+                      void *arg, int *got, int *found, serr *e) {
     *found = 0;
     sqlite3_stmt *st;
-    int rc = prep(s, "SELECT port FROM ports WHERE port BETWEEN ? AND ? ORDER BY port", &st, e);
+    int rc = stmt(s, c, Q_PORTS_FIND, &st, e);
     if (rc) return rc;
     sqlite3_bind_int(st, 1, lo);
     sqlite3_bind_int(st, 2, hi);
@@ -1264,65 +1455,85 @@ static int ports_find(store *s, int n, int lo, int hi, store_port_ok_fn ok, void
         if (step == SQLITE_ROW && sqlite3_column_int(st, 0) == p) continue;
         if (step != SQLITE_ROW && step != SQLITE_DONE) break;
         if (ok && !ok(p, arg)) continue;
+        assert(*found < n);
         got[(*found)++] = p;
     }
-    if (step != SQLITE_ROW && step != SQLITE_DONE) rc = db_fail(s, e, "reading ports");
-    sqlite3_finalize(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) rc = db_fail(c, e, "reading ports");
+    done(st);
     return rc;
 }
 
-int store_ports_lease(store *s, const char *owner, int n, int lo, int hi, store_port_ok_fn ok,
-                      void *arg, int *ports, serr *e) {
-    if (owner == NULL || owner[0] == '\0' || strlen(owner) > STORE_KEY_MAX)
-        return serr_set(e, SE_INVAL, "store: bad port owner");
-    if (lo < 1 || hi > 65535 || lo > hi)
-        return serr_set(e, SE_INVAL, "store: bad port range %d-%d", lo, hi);
-    if (n < 1 || n > STORE_PORTS_MAX || ports == NULL)
-        return serr_set(e, SE_INVAL, "store: cannot lease %d ports (1..%d)", n, STORE_PORTS_MAX);
+static int sq_ports_lease(store *base, const char *owner, int n, int lo, int hi,
+                          store_port_ok_fn ok, void *arg, int *ports, serr *e) {
+    sq_store *s = sq(base);
     int *got = calloc((size_t)n, sizeof(*got));
     if (got == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
     int count = 0, found = 0;
     sqlite3_stmt *st = NULL;
-    lock(s);
-    int rc = tx_begin(s, e);
+    conn *c = writer_get(s);
+    int rc = tx_begin(s, c, e);
     if (rc) goto out;
-    if ((rc = ports_held(s, owner, got, n, &count, e)) != 0) goto out;
+    if ((rc = ports_held(s, c, owner, got, n, &count, e)) != 0) goto out;
     /* A lease, once taken, stays even if the configured range moved: the
      * workload is listening on it, and its endpoint must not change under
      * a restart of stampd with another range. */
     if (count == n) {
-        rc = tx_commit(s, e);
+        rc = tx_commit(s, c, e);
         goto out;
     }
-    if (count > 0 && (rc = ports_delete(s, owner, e)) != 0) goto out;
-    if ((rc = ports_find(s, n, lo, hi, ok, arg, got, &found, e)) != 0) goto out;
+    if (count > 0 && (rc = ports_delete(s, c, owner, e)) != 0) goto out;
+    if ((rc = ports_find(s, c, n, lo, hi, ok, arg, got, &found, e)) != 0) goto out;
     if (found < n) {
         rc = serr_set(e, SE_LIMIT, "%s: only %d of %d ports free in %d-%d", owner, found, n, lo,
                       hi);
         goto out;
     }
-    if ((rc = prep(s, "INSERT INTO ports(port, owner) VALUES(?, ?)", &st, e)) != 0) goto out;
+    if ((rc = stmt(s, c, Q_PORTS_INSERT, &st, e)) != 0) goto out;
     for (int i = 0; i < n && rc == 0; i++) {
         sqlite3_reset(st);
         sqlite3_bind_int(st, 1, got[i]);
         bind_opt(st, 2, owner);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(s, e, "leasing port");
+        if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(c, e, "leasing port");
     }
-    if (rc == 0) rc = tx_commit(s, e);
+    done(st);
+    st = NULL;
+    if (rc == 0) rc = tx_commit(s, c, e);
 out:
-    sqlite3_finalize(st);
-    if (rc) tx_rollback(s);
-    unlock(s);
+    done(st);
+    if (rc) tx_rollback(s, c);
+    writer_put(s, c);
     if (rc == 0) memcpy(ports, got, (size_t)n * sizeof(*got));
     free(got);
     return rc;
 }
 
-int store_ports_release(store *s, const char *owner, serr *e) {
-    if (owner == NULL || owner[0] == '\0')
-        return serr_set(e, SE_INVAL, "store: bad port owner");
-    lock(s);
-    int rc = ports_delete(s, owner, e);
-    unlock(s);
+static int sq_ports_release(store *base, const char *owner, serr *e) {
+    sq_store *s = sq(base);
+    conn *c = writer_get(s);
+    int rc = ports_delete(s, c, owner, e);
+    writer_put(s, c);
     return rc;
 }
+
+/* ---- the table -------------------------------------------------------- */
+
+static const store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .create = sq_create,
+    .get = sq_get,
+    .update = sq_update,
+    .remove = sq_remove,
+    .list_page = sq_list_page,
+    .list_due_page = sq_list_due_page,
+    .event_add = sq_event_add,
+    .events = sq_events,
+    .events_after = sq_events_after,
+    .events_last_id = sq_events_last_id,
+    .audit_add = sq_audit_add,
+    .audit_list = sq_audit_list,
+    .meta_get = sq_meta_get,
+    .meta_set = sq_meta_set,
+    .ports_lease = sq_ports_lease,
+    .ports_release = sq_ports_release,
+};

@@ -1,7 +1,10 @@
 /*
  * test_store.c - the SQLite store against a real database file in a fresh
  * temporary directory per test: round trips, optimistic concurrency,
- * atomic write+event, listing, audit, metadata, port leases, persistence.
+ * atomic write+event, listing, audit, metadata, port leases, persistence;
+ * reads beside a writer in the middle of a transaction, read-your-writes
+ * across threads, the statement cache across errors; and, at unit level,
+ * that store.h dispatches through a backend's ops table.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,16 +12,20 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "util/util.h"
 
 typedef struct fixture {
@@ -927,6 +934,680 @@ static void test_concurrent_counter(void **state) {
     resource_free(&g);
 }
 
+/* ---- reads beside the writer ------------------------------------------ */
+
+/* A resource, a due one, an event, an audit row and a metadata key, each
+ * committed: what the readers below expect to see. */
+static void seed_reads(store *s) {
+    serr e = {0};
+    resource r;
+    make(&r, "Stamp", "seen", "t1");
+    json_object_set_new(r.spec, "v", json_integer(1));
+    r.due_ms = 1000;
+    store_event ev = {.type = "Normal", .reason = "Created", .message = "seen"};
+    assert_int_equal(store_create(s, &r, &ev, &e), 0);
+    resource_free(&r);
+    store_audit a = {"alice", "t1", "create", "Stamp", "seen", "ok", NULL};
+    assert_int_equal(store_audit_add(s, &a, &e), 0);
+    assert_int_equal(store_meta_set(s, "k", "v", &e), 0);
+}
+
+static int count_fn(const resource *r, void *arg) {
+    (*(int *)arg)++;
+    return 0;
+}
+
+typedef struct reads_probe {
+    store *s;
+    int64_t want_v; /* spec.v store_get must show */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool finished;
+    int failures;
+    char why[128];
+} reads_probe;
+
+static void probe_fail(reads_probe *p, const char *what) {
+    if (p->failures++ == 0) str_copy(p->why, sizeof(p->why), what);
+}
+
+/* Every pure read of store.h once; what each must return is what
+ * seed_reads committed. */
+static void *read_all(void *arg) {
+    reads_probe *p = arg;
+    serr e = {0};
+    resource g;
+    resource_init(&g);
+    if (store_get(p->s, "Stamp", "seen", &g, &e) != 0 ||
+        json_integer_value(json_object_get(g.spec, "v")) != p->want_v)
+        probe_fail(p, "get");
+    resource_free(&g);
+    int n = 0;
+    if (store_list(p->s, "Stamp", NULL, count_fn, &n, &e) != 0 || n != 1) probe_fail(p, "list");
+    n = 0;
+    if (store_list_due(p->s, "Stamp", 0, "", 2000, 10, count_fn, &n, &e) != 1 || n != 1)
+        probe_fail(p, "list_due");
+    json_t *j = NULL;
+    if (store_events(p->s, "Stamp", "seen", 0, &j, &e) != 0 || json_array_size(j) != 1)
+        probe_fail(p, "events");
+    json_decref(j);
+    int64_t upto = 0, last = 0;
+    if (store_events_after(p->s, NULL, NULL, NULL, 0, 10, &j, &upto, &e) != 0 ||
+        json_array_size(j) != 1 || upto < 1)
+        probe_fail(p, "events_after");
+    json_decref(j);
+    if (store_events_last_id(p->s, &last, &e) != 0 || last != upto) probe_fail(p, "last_id");
+    if (store_audit_list(p->s, NULL, NULL, 0, &j, &e) != 0 || json_array_size(j) != 1)
+        probe_fail(p, "audit_list");
+    json_decref(j);
+    char *v = NULL;
+    if (store_meta_get(p->s, "k", &v, &e) != 0 || strcmp(v, "v") != 0) probe_fail(p, "meta_get");
+    free(v);
+    pthread_mutex_lock(&p->mu);
+    p->finished = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Runs read_all on a thread of its own and waits for it.  The wait is a
+ * deadlock guard, not a timing assertion: a read that needs what the
+ * calling thread holds waits for ever, and after 60 s the caller reports
+ * that rather than hanging.  Returns whether the reads finished. */
+static bool reads_answer(reads_probe *p, pthread_t *th) {
+    p->finished = false;
+    assert_int_equal(pthread_create(th, NULL, read_all, p), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    pthread_mutex_lock(&p->mu);
+    int rc = 0;
+    while (!p->finished && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&p->cv, &p->mu, &until);
+    bool finished = p->finished;
+    pthread_mutex_unlock(&p->mu);
+    return finished;
+}
+
+typedef struct veto_probe {
+    reads_probe *p;
+    pthread_t th;
+    int calls;
+    bool answered;
+} veto_probe;
+
+/* The port veto runs on the writer, inside its BEGIN IMMEDIATE, with the
+ * writer's lock held: a test hook for "the writer is in a long
+ * transaction".  Every read must still answer. */
+static int veto_reads(int port, void *arg) {
+    veto_probe *v = arg;
+    if (v->calls++ == 0) v->answered = reads_answer(v->p, &v->th);
+    return 1;
+}
+
+static void test_reads_while_writer_in_tx(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    seed_reads(f->s);
+    int held[1], ports[2];
+    /* The owner holds one port and asks for two: the lease deletes its
+     * row, uncommitted, then walks the range calling the veto. */
+    assert_int_equal(store_ports_lease(f->s, "owner", 1, 31000, 31010, NULL, NULL, held, &e), 0);
+    reads_probe p = {.s = f->s, .want_v = 1};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    veto_probe v = {.p = &p};
+    assert_int_equal(store_ports_lease(f->s, "owner", 2, 31000, 31010, veto_reads, &v, ports, &e),
+                     0);
+    /* Joined only now: had the reads needed the writer, they ran once the
+     * lease let it go. */
+    assert_true(v.calls > 0);
+    pthread_join(v.th, NULL);
+    assert_true(v.answered);
+    if (p.failures) print_message("first failed read: %s\n", p.why);
+    assert_int_equal(p.failures, 0);
+    pthread_cond_destroy(&p.cv);
+    pthread_mutex_destroy(&p.mu);
+}
+
+/* Another connection (another process, as far as SQLite knows) holds the
+ * write lock with changes not yet committed: reads answer from the last
+ * commit, and see the new one as soon as it is committed. */
+static void test_reads_beside_raw_writer(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    seed_reads(f->s);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "BEGIN IMMEDIATE;"
+                                  "UPDATE resources SET spec='{\"v\":2}' WHERE name='seen';"
+                                  "INSERT INTO resources(kind, name, tenant, labels, annotations,"
+                                  " spec, status, finalizers, resource_version, generation,"
+                                  " created_ms, updated_ms) VALUES('Stamp', 'raw', '', '{}', '{}',"
+                                  " '{}', '{}', '[]', 1, 1, 1, 1);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    reads_probe p = {.s = f->s, .want_v = 1};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    pthread_t th;
+    assert_true(reads_answer(&p, &th));
+    pthread_join(th, NULL);
+    if (p.failures) print_message("first failed read: %s\n", p.why);
+    assert_int_equal(p.failures, 0);
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(f->s, "Stamp", "raw", &g, &e), SE_NOTFOUND);
+
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(store_get(f->s, "Stamp", "raw", &g, &e), 0);
+    assert_int_equal(store_get(f->s, "Stamp", "seen", &g, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(g.spec, "v")), 2);
+    resource_free(&g);
+    sqlite3_close(db);
+    pthread_cond_destroy(&p.cv);
+    pthread_mutex_destroy(&p.mu);
+}
+
+/* ---- read-your-writes across threads ---------------------------------- */
+
+#define RYW_WRITES 150
+#define RYW_READERS 3
+
+typedef struct ryw {
+    store *s;
+    atomic_llong published; /* the last resourceVersion store_update returned */
+    atomic_int writing;
+    int stale;              /* a read older than a write that had returned */
+    int failures;
+} ryw;
+
+static void *ryw_writer(void *arg) {
+    ryw *w = arg;
+    serr e = {0};
+    resource r;
+    resource_init(&r);
+    if (store_get(w->s, "Stamp", "ryw", &r, &e) != 0) w->failures++;
+    for (int i = 0; i < RYW_WRITES && w->failures == 0; i++) {
+        json_object_set_new(r.status, "i", json_integer(i));
+        store_event ev = {.type = "Normal", .reason = "Tick", .message = "t"};
+        if (store_update(w->s, &r, &ev, &e) != 0) w->failures++;
+        atomic_store(&w->published, (long long)r.resource_version);
+    }
+    resource_free(&r);
+    atomic_store(&w->writing, 0);
+    return NULL;
+}
+
+typedef struct ryw_reader {
+    ryw *w;
+    int stale, failures;
+} ryw_reader;
+
+static void *ryw_read(void *arg) {
+    ryw_reader *rd = arg;
+    ryw *w = rd->w;
+    serr e = {0};
+    int more = 1;
+    while (more) {
+        more = atomic_load(&w->writing); /* one last round after the writer */
+        long long want = atomic_load(&w->published);
+        resource g;
+        resource_init(&g);
+        if (store_get(w->s, "Stamp", "ryw", &g, &e) != 0) rd->failures++;
+        else if (g.resource_version < want) rd->stale++;
+        resource_free(&g);
+        /* A page cut short by its limit leaves its statement part-way;
+         * the reader must still give the next op a fresh snapshot. */
+        int n = 0;
+        if (store_list_due(w->s, "Stamp", 0, "", 10000, 1, count_fn, &n, &e) != 1) rd->failures++;
+        /* The create's event and one per update: event ids run with the
+         * resourceVersion. */
+        want = atomic_load(&w->published);
+        json_t *evs = NULL;
+        int64_t upto = 0, last = 0;
+        if (store_events_after(w->s, "Stamp", "ryw", NULL, 0, 1, &evs, &upto, &e) != 0)
+            rd->failures++;
+        json_decref(evs);
+        if (store_events_last_id(w->s, &last, &e) != 0) rd->failures++;
+        else if (last < want) rd->stale++;
+        want = atomic_load(&w->published);
+        if (store_events(w->s, "Stamp", "ryw", 0, &evs, &e) != 0) rd->failures++;
+        else if ((long long)json_array_size(evs) < want) rd->stale++;
+        json_decref(evs);
+    }
+    return NULL;
+}
+
+static void test_read_your_writes_threads(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "due-%d", i);
+        resource r;
+        make(&r, "Stamp", name, "");
+        r.due_ms = 100 + i;
+        assert_int_equal(store_create(f->s, &r, NULL, &e), 0);
+        resource_free(&r);
+    }
+    resource r;
+    make(&r, "Stamp", "ryw", "");
+    store_event ev = {.type = "Normal", .reason = "Created", .message = "c"};
+    assert_int_equal(store_create(f->s, &r, &ev, &e), 0);
+    resource_free(&r);
+
+    ryw w = {.s = f->s};
+    atomic_store(&w.published, 1);
+    atomic_store(&w.writing, 1);
+    ryw_reader rd[RYW_READERS];
+    pthread_t th[RYW_READERS], wt;
+    for (int i = 0; i < RYW_READERS; i++) {
+        rd[i] = (ryw_reader){.w = &w};
+        assert_int_equal(pthread_create(&th[i], NULL, ryw_read, &rd[i]), 0);
+    }
+    assert_int_equal(pthread_create(&wt, NULL, ryw_writer, &w), 0);
+    pthread_join(wt, NULL);
+    int stale = 0, failures = w.failures;
+    for (int i = 0; i < RYW_READERS; i++) {
+        pthread_join(th[i], NULL);
+        stale += rd[i].stale;
+        failures += rd[i].failures;
+    }
+    assert_int_equal(failures, 0);
+    assert_int_equal(stale, 0);
+    assert_int_equal(atomic_load(&w.published), 1 + RYW_WRITES);
+}
+
+/* ---- the statement cache ---------------------------------------------- */
+
+static int veto_all(int port, void *arg) { return 0; }
+
+/* Every op once, each failing one way and then succeeding, checking that
+ * the good call after a failure gets the right answer. */
+static void cache_round(store *s, int i) {
+    serr e = {0};
+    char name[32];
+    snprintf(name, sizeof(name), "c-%d", i);
+    resource r;
+    make(&r, "Stamp", name, "t");
+    json_object_set_new(r.spec, "i", json_integer(i));
+    store_event ev = {.type = "Normal", .reason = "Created", .message = name};
+    assert_int_equal(store_create(s, &r, &ev, &e), 0);
+    /* A constraint failure on the cached INSERT, then the same INSERT. */
+    assert_int_equal(store_create(s, &r, &ev, &e), SE_EXISTS);
+    resource other;
+    make(&other, "Namespace", name, "t");
+    assert_int_equal(store_create(s, &other, NULL, &e), 0);
+    resource_free(&other);
+
+    /* A conflict leaves the version check's statement on its row. */
+    int64_t rv = r.resource_version;
+    r.resource_version = rv + 7;
+    assert_int_equal(store_update(s, &r, NULL, &e), SE_CONFLICT);
+    r.resource_version = rv;
+    json_object_set_new(r.spec, "i", json_integer(i + 1000));
+    store_event upd = {.type = "Normal", .reason = "Updated", .message = "u", .from = "A", .to = "B"};
+    assert_int_equal(store_update(s, &r, &upd, &e), 0);
+
+    resource g;
+    resource_init(&g);
+    assert_int_equal(store_get(s, "Stamp", "nope", &g, &e), SE_NOTFOUND);
+    assert_int_equal(store_get(s, "Stamp", name, &g, &e), 0);
+    assert_int_equal(json_integer_value(json_object_get(g.spec, "i")), i + 1000);
+    assert_int_equal(g.resource_version, 2);
+    resource_free(&g);
+
+    /* Optional filters: bound, then left unbound, must mean "any". */
+    json_t *evs = NULL;
+    int64_t upto = 0, last = 0;
+    assert_int_equal(store_events_last_id(s, &last, &e), 0);
+    assert_int_equal(store_events_after(s, "Stamp", name, "t", last - 2, 10, &evs, &upto, &e), 0);
+    assert_int_equal(json_array_size(evs), 2);
+    json_decref(evs);
+    assert_int_equal(store_events_after(s, "Namespace", NULL, NULL, 0, 10, &evs, &upto, &e), 0);
+    assert_int_equal(json_array_size(evs), 0);
+    json_decref(evs);
+    assert_int_equal(store_events_after(s, NULL, NULL, NULL, last - 2, 10, &evs, &upto, &e), 0);
+    assert_int_equal(json_array_size(evs), 2);
+    assert_int_equal(upto, last);
+    json_decref(evs);
+    assert_int_equal(store_events(s, "Stamp", name, 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 1), "to")), "B");
+    json_decref(evs);
+    /* The update's event had phases; the next event has none. */
+    store_event plain = {.type = "Normal", .reason = "Note", .message = "n"};
+    assert_int_equal(store_event_add(s, "Stamp", name, &plain, &e), 0);
+    assert_int_equal(store_events(s, "Stamp", name, 1, &evs, &e), 0);
+    assert_null(json_object_get(json_array_get(evs, 0), "to"));
+    json_decref(evs);
+
+    store_audit a = {"u", "t", "create", "Stamp", name, "ok", NULL};
+    assert_int_equal(store_audit_add(s, &a, &e), 0);
+    assert_int_equal(store_audit_list(s, "Stamp", name, 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), 1);
+    json_decref(evs);
+    assert_int_equal(store_audit_list(s, NULL, NULL, 0, &evs, &e), 0);
+    assert_int_equal(json_array_size(evs), (size_t)i + 1);
+    json_decref(evs);
+
+    /* A lease refused part-way through its scan, then one that works. */
+    int ports[2];
+    assert_int_equal(store_ports_lease(s, name, 2, 32000, 32999, veto_all, NULL, ports, &e),
+                     SE_LIMIT);
+    assert_int_equal(store_ports_lease(s, name, 2, 32000, 32999, NULL, NULL, ports, &e), 0);
+    assert_int_equal(ports[0], 32000);
+    assert_int_equal(ports[1], 32001);
+    assert_int_equal(store_ports_release(s, name, &e), 0);
+
+    char *v = NULL;
+    assert_int_equal(store_meta_get(s, name, &v, &e), SE_NOTFOUND);
+    assert_int_equal(store_meta_set(s, name, "x", &e), 0);
+    assert_int_equal(store_meta_get(s, name, &v, &e), 0);
+    assert_string_equal(v, "x");
+    free(v);
+
+    int n = 0;
+    assert_int_equal(store_list(s, "Stamp", "t", count_fn, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_list_due(s, "Stamp", 0, "", 10, 5, count_fn, &n, &e), 0);
+
+    assert_int_equal(store_delete(s, "Stamp", name, 1, &e), SE_CONFLICT);
+    assert_int_equal(store_delete(s, "Stamp", name, 2, &e), 0);
+    resource_free(&r);
+}
+
+static void test_statement_cache(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    store_sqlite_stats s0, s1;
+    cache_round(f->s, 0); /* compiles what the rounds use */
+    assert_int_equal(store_sqlite_stats_get(f->s, &s0, &e), 0);
+    assert_true(s0.readers > 0);
+    assert_true(s0.prepared > 0);
+    assert_int_equal(s0.cached, s0.prepared);
+    for (int i = 1; i < 100; i++) cache_round(f->s, i);
+    assert_int_equal(store_sqlite_stats_get(f->s, &s1, &e), 0);
+    /* Nothing compiled again: every statement came from the cache. */
+    assert_int_equal(s1.prepared, s0.prepared);
+    assert_int_equal(s1.cached, s0.cached);
+    assert_true(s1.reused - s0.reused >= 99 * 30);
+    print_message("%ld statements prepared, %ld reuses\n", s1.prepared, s1.reused);
+}
+
+/* ":memory:" has one connection: reads share the writer. */
+static void test_memory(void **state) {
+    serr e = {0};
+    store *s = NULL;
+    assert_int_equal(store_open(":memory:", &s, &e), 0);
+    store_sqlite_stats st;
+    assert_int_equal(store_sqlite_stats_get(s, &st, &e), 0);
+    assert_int_equal(st.readers, 0);
+    cache_round(s, 0);
+    cache_round(s, 1);
+    store_close(s);
+}
+
+/* ---- opening by URL --------------------------------------------------- */
+
+static void test_open_urls(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    char path[192];
+    snprintf(path, sizeof(path), "sqlite://%s/other.db", f->dir);
+    store *s = NULL;
+    assert_int_equal(store_open(path, &s, &e), 0);
+    create_simple(s, "Stamp", "x", "");
+    store_close(s);
+    struct stat sb;
+    assert_int_equal(stat(path + 9, &sb), 0);
+
+    assert_int_equal(store_open("postgres://stamp:hunter2@db.example/stamp", &s, &e), SE_INVAL);
+    assert_null(s);
+    assert_non_null(strstr(e.msg, "PostgreSQL"));
+    assert_null(strstr(e.msg, "hunter2"));
+    assert_int_equal(store_open("postgresql://db.example/stamp", &s, &e), SE_INVAL);
+    assert_int_equal(store_open("ftp://db.example/stamp", &s, &e), SE_INVAL);
+    assert_int_equal(store_open("", &s, &e), SE_INVAL);
+    assert_null(s);
+    store_close(NULL);
+}
+
+/* ---- dispatch through an ops table ------------------------------------ */
+
+/* A backend that records which op ran, and answers without storing. */
+typedef struct rec_store {
+    store base;
+    const char *last;
+    int calls;
+    int pages;
+    char after[RES_NAME_MAX]; /* the cursor of the last list_page */
+    bool closed;
+} rec_store;
+
+static rec_store *rec(store *s, const char *op) {
+    rec_store *r = (rec_store *)s;
+    r->last = op;
+    r->calls++;
+    return r;
+}
+
+static void rec_close(store *s) { rec(s, "close")->closed = true; }
+static int rec_create(store *s, resource *r, const store_event *ev, serr *e) {
+    rec(s, "create");
+    r->resource_version = 1;
+    return 0;
+}
+static int rec_get(store *s, const char *kind, const char *name, resource *out, serr *e) {
+    rec(s, "get");
+    return serr_set(e, SE_NOTFOUND, "rec: %s %s", kind, name);
+}
+static int rec_update(store *s, resource *r, const store_event *ev, serr *e) {
+    rec(s, "update");
+    return 0;
+}
+static int rec_remove(store *s, const char *kind, const char *name, int64_t rv, serr *e) {
+    rec(s, "remove");
+    return 0;
+}
+/* Two pages: a full one, then three. */
+static int rec_list_page(store *s, const char *kind, const char *tenant, const char *after,
+                         resource *batch, int max, int *n, serr *e) {
+    rec_store *r = rec(s, "list_page");
+    str_copy(r->after, sizeof(r->after), after);
+    *n = r->pages++ == 0 ? max : 3;
+    for (int i = 0; i < *n; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "r%03d", r->pages * 100 + i);
+        make(&batch[i], kind, name, tenant ? tenant : "");
+    }
+    return 0;
+}
+static int rec_list_due_page(store *s, const char *kind, int64_t after_ms, const char *after_name,
+                             int64_t before_ms, resource *batch, int max, int *n, serr *e) {
+    rec(s, "list_due_page");
+    *n = 2;
+    make(&batch[0], kind, "d0", "");
+    make(&batch[1], kind, "d1", "");
+    return 0;
+}
+static int rec_event_add(store *s, const char *kind, const char *name, const store_event *ev,
+                         serr *e) {
+    rec(s, "event_add");
+    return 0;
+}
+static int rec_events(store *s, const char *kind, const char *name, int limit, json_t **out,
+                      serr *e) {
+    rec(s, "events");
+    *out = json_array();
+    return 0;
+}
+static int rec_events_after(store *s, const char *kind, const char *name, const char *tenant,
+                            int64_t after, int limit, json_t **out, int64_t *upto, serr *e) {
+    rec(s, "events_after");
+    *out = json_array();
+    *upto = limit; /* shows the clamped limit */
+    return 0;
+}
+static int rec_events_last_id(store *s, int64_t *id, serr *e) {
+    rec(s, "events_last_id");
+    *id = 42;
+    return 0;
+}
+static int rec_audit_add(store *s, const store_audit *a, serr *e) {
+    rec(s, "audit_add");
+    return 0;
+}
+static int rec_audit_list(store *s, const char *kind, const char *name, int limit, json_t **out,
+                          serr *e) {
+    rec(s, "audit_list");
+    *out = json_array();
+    return 0;
+}
+static int rec_meta_get(store *s, const char *key, char **val, serr *e) {
+    rec(s, "meta_get");
+    *val = strdup("v");
+    return 0;
+}
+static int rec_meta_set(store *s, const char *key, const char *val, serr *e) {
+    rec(s, "meta_set");
+    return 0;
+}
+static int rec_ports_lease(store *s, const char *owner, int n, int lo, int hi, store_port_ok_fn ok,
+                           void *arg, int *ports, serr *e) {
+    rec(s, "ports_lease");
+    for (int i = 0; i < n; i++) ports[i] = lo + i;
+    return 0;
+}
+static int rec_ports_release(store *s, const char *owner, serr *e) {
+    rec(s, "ports_release");
+    return 0;
+}
+
+static const store_ops rec_ops = {
+    .name = "rec",
+    .close = rec_close,
+    .create = rec_create,
+    .get = rec_get,
+    .update = rec_update,
+    .remove = rec_remove,
+    .list_page = rec_list_page,
+    .list_due_page = rec_list_due_page,
+    .event_add = rec_event_add,
+    .events = rec_events,
+    .events_after = rec_events_after,
+    .events_last_id = rec_events_last_id,
+    .audit_add = rec_audit_add,
+    .audit_list = rec_audit_list,
+    .meta_get = rec_meta_get,
+    .meta_set = rec_meta_set,
+    .ports_lease = rec_ports_lease,
+    .ports_release = rec_ports_release,
+};
+
+static const store_ops bare_ops = {.name = "bare", .close = rec_close};
+
+#define CALLED(r, op)                                   \
+    do {                                                \
+        assert_non_null((r)->last);                     \
+        assert_string_equal((r)->last, op);             \
+        (r)->last = NULL;                               \
+    } while (0)
+
+static void test_ops_dispatch(void **state) {
+    rec_store r = {.base.ops = &rec_ops};
+    store *s = &r.base;
+    serr e = {0};
+    resource x;
+    make(&x, "Stamp", "a", "t");
+    store_event ev = {.reason = "R"};
+    assert_int_equal(store_create(s, &x, &ev, &e), 0);
+    CALLED(&r, "create");
+    assert_int_equal(x.resource_version, 1);
+    assert_int_equal(store_update(s, &x, NULL, &e), 0);
+    CALLED(&r, "update");
+    assert_int_equal(store_get(s, "Stamp", "a", &x, &e), SE_NOTFOUND);
+    CALLED(&r, "get");
+    assert_string_equal(e.msg, "rec: Stamp a");
+    assert_int_equal(store_delete(s, "Stamp", "a", 0, &e), 0);
+    CALLED(&r, "remove");
+
+    int n = 0;
+    assert_int_equal(store_list(s, "Stamp", "t", count_fn, &n, &e), 0);
+    CALLED(&r, "list_page");
+    assert_int_equal(r.pages, 2);
+    assert_int_equal(n, STORE_PAGE_MAX + 3);
+    /* The second page starts after the first one's last name. */
+    char want[16];
+    snprintf(want, sizeof(want), "r%03d", 100 + STORE_PAGE_MAX - 1);
+    assert_string_equal(r.after, want);
+    n = 0;
+    assert_int_equal(store_list_due(s, "Stamp", 0, NULL, 10, 0, count_fn, &n, &e), 2);
+    CALLED(&r, "list_due_page");
+    assert_int_equal(n, 2);
+
+    assert_int_equal(store_event_add(s, "Stamp", "a", &ev, &e), 0);
+    CALLED(&r, "event_add");
+    json_t *j = NULL;
+    assert_int_equal(store_events(s, "Stamp", "a", 0, &j, &e), 0);
+    CALLED(&r, "events");
+    json_decref(j);
+    int64_t upto = 0;
+    assert_int_equal(store_events_after(s, NULL, NULL, NULL, 0, 100000, &j, &upto, &e), 0);
+    CALLED(&r, "events_after");
+    assert_int_equal(upto, 256);
+    json_decref(j);
+    assert_int_equal(store_events_last_id(s, &upto, &e), 0);
+    CALLED(&r, "events_last_id");
+    assert_int_equal(upto, 42);
+    store_audit a = {"u", "t", "op", "Stamp", "a", "ok", NULL};
+    assert_int_equal(store_audit_add(s, &a, &e), 0);
+    CALLED(&r, "audit_add");
+    assert_int_equal(store_audit_list(s, NULL, NULL, 0, &j, &e), 0);
+    CALLED(&r, "audit_list");
+    json_decref(j);
+    char *v = NULL;
+    assert_int_equal(store_meta_get(s, "k", &v, &e), 0);
+    CALLED(&r, "meta_get");
+    free(v);
+    assert_int_equal(store_meta_set(s, "k", "v", &e), 0);
+    CALLED(&r, "meta_set");
+    int ports[2];
+    assert_int_equal(store_ports_lease(s, "o", 2, 100, 200, NULL, NULL, ports, &e), 0);
+    CALLED(&r, "ports_lease");
+    assert_int_equal(ports[1], 101);
+    assert_int_equal(store_ports_release(s, "o", &e), 0);
+    CALLED(&r, "ports_release");
+
+    /* Refused before any op runs, with the messages callers know. */
+    int calls = r.calls;
+    assert_int_equal(store_get(s, "", "a", &x, &e), SE_INVAL);
+    assert_int_equal(store_create(s, &(resource){.kind = "Stamp"}, NULL, &e), SE_INVAL);
+    assert_int_equal(store_event_add(s, "Stamp", "a", NULL, &e), SE_INVAL);
+    assert_int_equal(store_meta_get(s, "", &v, &e), SE_INVAL);
+    assert_int_equal(store_meta_set(s, "k", NULL, &e), SE_INVAL);
+    assert_int_equal(store_ports_lease(s, "o", 0, 100, 200, NULL, NULL, ports, &e), SE_INVAL);
+    assert_int_equal(store_list(s, "Stamp", NULL, NULL, NULL, &e), SE_INVAL);
+    assert_int_equal(r.calls, calls);
+    store_sqlite_stats st;
+    assert_int_equal(store_sqlite_stats_get(s, &st, &e), SE_INVAL);
+
+    store_close(s);
+    CALLED(&r, "close");
+    assert_true(r.closed);
+    resource_free(&x);
+
+    /* An op a backend lacks is an error naming it, not a crash. */
+    rec_store b = {.base.ops = &bare_ops};
+    assert_int_equal(store_get(&b.base, "Stamp", "a", &x, &e), SE_INTERNAL);
+    assert_string_equal(e.msg, "store: the bare backend cannot get");
+    assert_int_equal(store_list(&b.base, "Stamp", NULL, count_fn, &n, &e), SE_INTERNAL);
+    assert_int_equal(b.calls, 0);
+    store_close(&b.base);
+    assert_true(b.closed);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
@@ -950,6 +1631,13 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_migrate_newer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_counter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_while_writer_in_tx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_beside_raw_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_your_writes_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),
+        cmocka_unit_test(test_memory),
+        cmocka_unit_test_setup_teardown(test_open_urls, setup, teardown),
+        cmocka_unit_test(test_ops_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
