@@ -952,7 +952,7 @@ static int cmd_wait(opts *o) {
             snprintf(line, sizeof(line), "%s: Draining (%lld connection(s), %lld job(s) left)", name,
                      (long long)jint(dr, "connections", 0), (long long)jint(dr, "jobs", 0));
         else if (strcmp(phase, "Deleting") == 0 && rt)
-            snprintf(line, sizeof(line), "%s: Deleting (step %s)", name, jstr(rt, "current", "backup"));
+            snprintf(line, sizeof(line), "%s: Deleting (step %s)", name, jstr(rt, "step", "backup"));
         else
             snprintf(line, sizeof(line), "%s: %s", name, phase);
         char a[32];
@@ -965,7 +965,11 @@ static int cmd_wait(opts *o) {
             json_decref(r);
             return 0;
         }
-        bool terminal = strcmp(phase, "Deleted") == 0 || strcmp(phase, "Failed") == 0;
+        /* A Failed stamp asked to deploy again (its spec's retry not yet
+         * observed by the controller) is about to leave Failed. */
+        json_t *spec = json_object_get(r, "spec");
+        bool redeploying = jint(spec, "retry", 0) > jint(st, "retryObserved", 0);
+        bool terminal = strcmp(phase, "Deleted") == 0 || (strcmp(phase, "Failed") == 0 && !redeploying);
         if (terminal) {
             char msg[512], ph[32];
             str_copy(msg, sizeof(msg), jstr(st, "message", ""));

@@ -35,6 +35,7 @@
 #include "reconcile/ctl.h"
 #include "reconcile/fleet.h"
 #include "reconcile/jobs.h"
+#include "runtime/runtime.h"
 #include "stamp/decide.h"
 #include "stamp/intent.h"
 #include "stamp/stamp_ctl.h"
@@ -61,6 +62,7 @@ typedef struct sctx {
     bool dirty;        /* status changed and must be written */
     hc_set checks;     /* loaded by sc_load_checks */
     bool checks_loaded;
+    bool in_job;       /* a copy running on the job pool: it may block */
 } sctx;
 
 /* ---- phases.c: status writes and the phase change ---- */
@@ -147,6 +149,8 @@ int sc_missing_replicas(sctx *s, int mode, char *why, size_t whylen, int *pools)
 int sc_redeploy(sctx *s, serr *e);
 /* Tell the front door what the stamp's server should be (retried on error). */
 void sc_frontdoor(sctx *s, tr_state st);
+/* Stop one process: on the job pool (or here, in a stamp job). */
+void sc_stop_proc(sctx *s, const rt_proc *p);
 /* Stop every process of the stamp whose unit starts with "<name>/<sub>". */
 int sc_stop_units(sctx *s, const char *sub, bool create_only, int *left, serr *e);
 
@@ -185,6 +189,12 @@ int sc_job(sctx *s, json_t *rec, const char *key, job_fn fn, void *arg, void (*f
 /* A job of the stamp's ended: wake the stamp (done_arg is the ctl_ctx;
  * job keys are "Stamp/<name>/..."). */
 void sc_job_done(void *done_arg, uint64_t id, const char *key);
+/* Work that needs the stamp itself (a redeploy: stops, then starts) on the
+ * job pool: fn runs on a copy of s (in_job set, so it may block) under the
+ * key "Stamp/<name>/<what>".  As sc_job otherwise. */
+typedef int (*sc_stamp_fn)(sctx *copy, json_t **result, serr *e);
+int sc_job_stamp(sctx *s, json_t *rec, const char *what, sc_stamp_fn fn, int *state,
+                 json_t **result, serr *e);
 
 /* ---- backup.c ---- */
 /* Both run on the job pool: *state JOB_DONE when finished (the backup is

@@ -287,6 +287,55 @@ int sc_job(sctx *s, json_t *rec, const char *key, job_fn fn, void *arg, void (*f
     return sc_save(s, e);
 }
 
+typedef struct stamp_job {
+    sctx *s;
+    sc_stamp_fn fn;
+} stamp_job;
+
+static int run_stamp_job(void *arg, json_t **result, serr *e) {
+    stamp_job *j = arg;
+    return j->fn(j->s, result, e);
+}
+
+static void free_stamp_job(void *arg) {
+    stamp_job *j = arg;
+    if (j == NULL) return;
+    if (j->s) resource_free(&j->s->r);
+    free(j->s);
+    free(j);
+}
+
+int sc_job_stamp(sctx *s, json_t *rec, const char *what, sc_stamp_fn fn, int *state,
+                 json_t **result, serr *e) {
+    stamp_job *j = calloc(1, sizeof(*j));
+    sctx *cp = calloc(1, sizeof(*cp));
+    if (j == NULL || cp == NULL) {
+        free(j);
+        free(cp);
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
+    cp->c = s->c;
+    cp->in = s->in;
+    cp->phase = s->phase;
+    cp->requeue = -1;
+    cp->in_job = true;
+    str_copy(cp->name, sizeof(cp->name), s->name);
+    str_copy(cp->dir, sizeof(cp->dir), s->dir);
+    resource_init(&cp->r);
+    *j = (stamp_job){.s = cp, .fn = fn};
+    if (resource_copy(&cp->r, &s->r) != 0 ||
+        tpl_parse(json_object_get(cp->r.spec, "templateSpec"), &cp->t, e) != 0) {
+        free_stamp_job(j);
+        return e->code ? e->code : serr_set(e, SE_NOMEM, "out of memory");
+    }
+    char key[JOBS_KEY_MAX];
+    if (snprintf(key, sizeof(key), "Stamp/%s/%s", s->name, what) >= (int)sizeof(key)) {
+        free_stamp_job(j);
+        return serr_set(e, SE_TOOBIG, "job key too long");
+    }
+    return sc_job(s, rec, key, run_stamp_job, j, free_stamp_job, state, result, e);
+}
+
 /* ---- the dispatch ---- */
 
 static int gone(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {

@@ -112,6 +112,45 @@ static int spawn_replica(sctx *s, const tpl_step *st, int idx, const int *ports,
     return rc;
 }
 
+/* A stop (SIGTERM, up to stop-grace, then SIGKILL) on the job pool, so the
+ * reconcile worker does not wait out the grace period; the job's end wakes
+ * the stamp, whose next scan no longer sees the process.  A stamp job (a
+ * redeploy, s->in_job) may wait: it runs on the pool already. */
+typedef struct stop_run {
+    runtime *rt;
+    pid_t pid;
+    int grace_ms;
+} stop_run;
+
+static int stop_job(void *arg, json_t **result, serr *e) {
+    (void)result;
+    stop_run *r = arg;
+    int rc = rt_stop(r->rt, r->pid, r->grace_ms, e);
+    rt_invalidate(r->rt);
+    return rc;
+}
+
+void sc_stop_proc(sctx *s, const rt_proc *p) {
+    int grace = (int)s->c->cfg->stop_grace_ms;
+    stop_run *r = s->in_job || s->c->jobs == NULL ? NULL : calloc(1, sizeof(*r));
+    if (r != NULL) {
+        *r = (stop_run){.rt = s->c->rt, .pid = p->pid, .grace_ms = grace};
+        char key[JOBS_KEY_MAX];
+        uint64_t id;
+        serr e = {0};
+        snprintf(key, sizeof(key), "Stamp/%s/stop/%d-%lld", s->name, (int)p->pid,
+                 (long long)p->start_ticks);
+        if (jobs_submit(s->c->jobs, key, stop_job, r, free, sc_job_done, s->c, &id, &e) == 0) {
+            sc_want(s, 200); /* the job's end wakes it sooner */
+            return;
+        }
+        log_warnx("stamp %s: stop of pid %d not queued (%s): stopping it here", s->name,
+                  (int)p->pid, e.msg);
+    }
+    rt_stop(s->c->rt, p->pid, grace, NULL);
+    rt_invalidate(s->c->rt);
+}
+
 /* Which replica indexes of a step run now (a scan of the runtime). */
 static int scan_step(sctx *s, const tpl_step *st, bool fresh, rt_proc *procs, bool *have,
                      int count, bool stop_extra, serr *e) {
@@ -132,8 +171,7 @@ static int scan_step(sctx *s, const tpl_step *st, bool fresh, rt_proc *procs, bo
              * (possible only if something outside stampd started it). */
             log_info("stamp %s: stopping %sreplica %s pid %d", s->name, count > 0 ? "extra " : "",
                      procs[i].unit, (int)procs[i].pid);
-            rt_stop(s->c->rt, procs[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
-            rt_invalidate(s->c->rt);
+            sc_stop_proc(s, &procs[i]);
             continue;
         }
         have[idx] = true;
@@ -266,16 +304,11 @@ int sc_stop_units(sctx *s, const char *sub, bool create_only, int *left, serr *e
         if (create_only && (run == NULL || strncmp(run + 1, "create-", 7) != 0)) continue;
         if (create_only)
             log_info("stamp %s: stopping %s: the deployment was cancelled", s->name, p[i].unit);
-        rt_stop(s->c->rt, p[i].pid, (int)s->c->cfg->stop_grace_ms, NULL);
+        sc_stop_proc(s, &p[i]);
         (*left)++;
     }
-    if (n > 0) rt_invalidate(s->c->rt);
     free(p);
-    if (n < 0) return n;
-    /* Create commands stopped are gone; anything else stopped is looked
-     * for again by the caller. */
-    if (create_only) *left = 0;
-    return 0;
+    return n < 0 ? n : 0;
 }
 
 void sc_frontdoor(sctx *s, tr_state st) {

@@ -107,6 +107,7 @@ static int step_decommission(void *ctx, json_t *rt, int *out, const char **redo,
     /* Create commands still running (a deployment cancelled mid-step) stop
      * before any delete command runs. */
     if ((rc = sc_stop_units(s, "x/", true, &left, e))) return rc;
+    if (left > 0) return 0; /* woken when they are gone */
     for (int i = s->t.nsteps - 1; i >= 0; i--) {
         json_t *prog = jchild(dc, s->t.steps[i].name);
         if (strcmp(jstr(prog, "state", ""), "Done") == 0) continue;
@@ -117,10 +118,7 @@ static int step_decommission(void *ctx, json_t *rt, int *out, const char **redo,
     /* A process could only be left if something restarted it: stop it,
      * and look again. */
     if ((rc = sc_stop_units(s, "", false, &left, e))) return rc;
-    if (left > 0) {
-        sc_want(s, 0);
-        return 0;
-    }
+    if (left > 0) return 0; /* stops queued; woken when they end */
     *out = STEP_NEXT;
     return 0;
 }

@@ -69,6 +69,29 @@ static void note_recovered(sctx *s, json_t *hs, bool serve, bool all_passing) {
         sc_set_int(s, hs, "recoveries", 0);
 }
 
+static int redeploy_fn(sctx *copy, json_t **result, serr *e) {
+    (void)result;
+    return sc_redeploy(copy, e);
+}
+
+/* A redeploy (every replica stopped, then started) runs on the job pool:
+ * its stops wait out stop-grace.  The recovery's grace period starts when
+ * it has ended. */
+static int redeploy_step(sctx *s, json_t *rec, bool *running, serr *e) {
+    int state;
+    json_t *res = NULL;
+    int rc = sc_job_stamp(s, rec, "redeploy", redeploy_fn, &state, &res, e);
+    json_decref(res);
+    *running = rc == 0 && state != JOB_DONE;
+    if (rc == 0 && state == JOB_DONE) {
+        json_object_set_new(rec, "startedMs", json_integer(now_ms()));
+        json_object_set_new(rec, "redeployed", json_true());
+        s->dirty = true;
+        sc_want(s, 0);
+    }
+    return rc;
+}
+
 /* Start recovery attempt n+1 by the policy's action. */
 static int recover(sctx *s, json_t *hs, int act, const char *reason, serr *e) {
     const hc_set *set = &s->checks;
@@ -95,8 +118,8 @@ static int recover(sctx *s, json_t *hs, int act, const char *reason, serr *e) {
         fleet_forget(s->c->fleet, s->name);
         return sc_start_drain(s, "DrainStarted", e);
     }
-    if ((rc = sc_redeploy(s, e))) return rc;
-    sc_want(s, 0);
+    bool running;
+    if ((rc = redeploy_step(s, json_object_get(hs, "recovery"), &running, e))) return rc;
     return sc_save(s, e);
 }
 
@@ -112,6 +135,12 @@ int sc_active(sctx *s, serr *e) {
     sc_update_endpoint(s);
     json_t *hs = jchild(s->r.status, "health");
     json_t *rec = json_object_get(hs, "recovery"); /* a recovery under way */
+    if (json_is_object(rec) && json_object_get(rec, "job")) {
+        /* Its redeploy still runs: nothing to judge until it has ended. */
+        bool running;
+        int rc = redeploy_step(s, rec, &running, e);
+        if (rc || running) return rc ? rc : sc_save(s, e);
+    }
     sc_eval_health(s, SCALE_FULL, &hv);
     char gone[200] = "";
     int pools[POOL_N] = {0};
