@@ -237,20 +237,57 @@ int sc_backup(sctx *s, json_t *rec, const char *why, int *state, serr *e) {
     return 0;
 }
 
-void sc_snapshot_metrics(sctx *s, const char *dir) {
-    replica_ref reps[SC_MAX_REPLICA_REFS];
-    int n = sc_replicas_of(s, false, SCALE_FULL, reps, SC_MAX_REPLICA_REFS);
-    for (int i = 0; i < n; i++) {
-        char url[256], path[PATH_MAX];
-        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", reps[i].port, s->t.metrics_path);
-        httpc_req rq = {.url = url, .timeout_ms = s->c->cfg->probe_timeout_ms};
+/* The last scrape of every replica that still answers, into the
+ * quarantine directory, on the job pool. */
+typedef struct snapshot_run {
+    int n;
+    struct {
+        int port;
+        char label[RES_NAME_MAX + 16];
+    } t[SC_MAX_REPLICA_REFS];
+    char metrics_path[256];
+    char dir[PATH_MAX];
+    int64_t timeout_ms;
+} snapshot_run;
+
+static int snapshot_job(void *arg, json_t **result, serr *e) {
+    (void)e;
+    snapshot_run *r = arg;
+    int kept = 0;
+    for (int i = 0; i < r->n; i++) {
+        char url[512], path[PATH_MAX];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", r->t[i].port, r->metrics_path);
+        httpc_req rq = {.url = url, .timeout_ms = r->timeout_ms};
         long status;
         sbuf body;
         if (httpc_do(&rq, &status, &body, NULL) != 0) continue;
-        snprintf(path, sizeof(path), "%s/%s-%d.prom", dir, reps[i].st->name, reps[i].idx);
-        if (status == 200) write_file_atomic(path, body.data, body.len, 0640, NULL);
+        if (snprintf(path, sizeof(path), "%s/%s.prom", r->dir, r->t[i].label) < (int)sizeof(path) &&
+            status == 200 && write_file_atomic(path, body.data, body.len, 0640, NULL) == 0)
+            kept++;
         sbuf_free(&body);
     }
+    *result = json_pack("{s:i,s:i}", "replicas", r->n, "scraped", kept);
+    return 0;
+}
+
+int sc_snapshot_metrics(sctx *s, json_t *rec, const char *dir, int *state, serr *e) {
+    snapshot_run *r = calloc(1, sizeof(*r));
+    if (r == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    replica_ref reps[SC_MAX_REPLICA_REFS];
+    r->n = sc_replicas_of(s, false, SCALE_FULL, reps, SC_MAX_REPLICA_REFS);
+    for (int i = 0; i < r->n; i++) {
+        r->t[i].port = reps[i].port;
+        snprintf(r->t[i].label, sizeof(r->t[i].label), "%s-%d", reps[i].st->name, reps[i].idx);
+    }
+    str_copy(r->metrics_path, sizeof(r->metrics_path), s->t.metrics_path);
+    str_copy(r->dir, sizeof(r->dir), dir);
+    r->timeout_ms = s->c->cfg->probe_timeout_ms;
+    char key[JOBS_KEY_MAX];
+    snprintf(key, sizeof(key), "Stamp/%s/snapshot", s->name);
+    json_t *res = NULL;
+    int rc = sc_job(s, rec, key, snapshot_job, r, free, state, &res, e);
+    json_decref(res);
+    return rc;
 }
 
 /* The archive: logs, step logs, quarantine, events, audit and the record,

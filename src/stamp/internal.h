@@ -201,6 +201,6 @@ int sc_job_stamp(sctx *s, json_t *rec, const char *what, sc_stamp_fn fn, int *st
  * in status.backups, the archive in rec.archive), else the stamp waits. */
 int sc_backup(sctx *s, json_t *rec, const char *why, int *state, serr *e);
 int sc_archive(sctx *s, json_t *rec, int *state, serr *e);
-void sc_snapshot_metrics(sctx *s, const char *dir);
+int sc_snapshot_metrics(sctx *s, json_t *rec, const char *dir, int *state, serr *e);
 
 #endif

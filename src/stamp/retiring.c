@@ -35,9 +35,11 @@ static int step_quarantine(void *ctx, json_t *rt, int *out, const char **redo, s
      * last scrape of every replica that still answers. */
     fleet_forget(s->c->fleet, s->name);
     sc_frontdoor(s, TR_MAINT);
-    sc_snapshot_metrics(s, dir);
-    sc_event(s, "Normal", "Quarantined", "out of rotation; logs and metrics kept");
-    *out = STEP_NEXT;
+    int state;
+    if ((rc = sc_snapshot_metrics(s, rt, dir, &state, e))) return rc;
+    *out = state == JOB_DONE ? STEP_NEXT : STEP_WAIT;
+    if (state == JOB_DONE)
+        sc_event(s, "Normal", "Quarantined", "out of rotation; logs and metrics kept");
     return 0;
 }
 
