@@ -187,8 +187,8 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
     size_t pi;
     json_t *jp;
     json_array_foreach(phases, pi, jp) {
-        char where[96];
-        snprintf(where, sizeof(where), "spec.phases[%zu]", pi);
+        char where[96]; /* where in the manifest, for messages; always fits */
+        str_fmt_cut(where, sizeof(where), "spec.phases[%zu]", pi);
         static const char *const pkeys[] = {"name", "steps", NULL};
         if (!json_is_object(jp)) return serr_set(e, SE_INVAL, "%s: must be a mapping", where);
         if ((rc = json_check_keys(jp, where, pkeys, e))) return rc;
@@ -215,7 +215,7 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
             if (out->nsteps >= TPL_MAX_STEPS)
                 return serr_set(e, SE_LIMIT, "spec: at most %d steps", TPL_MAX_STEPS);
             char swhere[128];
-            snprintf(swhere, sizeof(swhere), "%s.steps[%zu]", where, si);
+            str_fmt_cut(swhere, sizeof(swhere), "%s.steps[%zu]", where, si);
             tpl_step *st = &out->steps[out->nsteps];
             if ((rc = parse_step(js, ph, st, swhere, e))) return rc;
             for (int k = 0; k < out->nsteps; k++)
