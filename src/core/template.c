@@ -169,7 +169,8 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
     if (out->name_prefix && !name_valid(out->name_prefix, 24))
         return serr_set(e, SE_INVAL, "spec.namePrefix: \"%s\" must be lowercase letters, digits and '-'",
                         out->name_prefix);
-    if ((rc = json_get_str(spec, "healthPath", false, 256, &out->health_path, "spec", e))) return rc;
+    /* 255: the default health check keeps it whole in hc_check.path[256]. */
+    if ((rc = json_get_str(spec, "healthPath", false, 255, &out->health_path, "spec", e))) return rc;
     if ((rc = json_get_str(spec, "metricsPath", false, 256, &out->metrics_path, "spec", e))) return rc;
     if ((rc = json_get_str(spec, "healthCheck", false, 63, &out->health_check, "spec", e))) return rc;
     if (out->health_check && !name_valid(out->health_check, 63))
