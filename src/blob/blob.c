@@ -275,7 +275,7 @@ static int az_request(blob_store *b, const char *verb, const char *path, const c
     hdrs[nh++] = hver;
 
     const char *ctype = body ? "application/octet-stream" : "";
-    char clen[32] = "";
+    char clen[32] = ""; /* any %zu fits */
     if (body && body_len > 0) snprintf(clen, sizeof(clen), "%zu", body_len);
     sbuf sts;
     sbuf_init(&sts, 8192);

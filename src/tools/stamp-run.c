@@ -156,9 +156,15 @@ static int open_slot(const char *path, int *fd) {
     return *fd < 0 ? -1 : 0;
 }
 
+/* Paths are used whole or not at all: a cut one names another file. */
 static int write_result_fd(const char *path, int fd, const char *text) {
     char tmp[PATH_MAX], dir[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
+        snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+        close(fd);
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     size_t n = strlen(text), off = 0;
     while (off < n) {
         ssize_t w = pwrite(fd, text + off, n - off, (off_t)off);
@@ -171,11 +177,10 @@ static int write_result_fd(const char *path, int fd, const char *text) {
     }
     if (ftruncate(fd, (off_t)n) != 0 || fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0)
         return -1;
-    snprintf(dir, sizeof(dir), "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash == dir) slash[1] = '\0';
     else if (slash) *slash = '\0';
-    else snprintf(dir, sizeof(dir), ".");
+    else memcpy(dir, ".", 2);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
@@ -350,7 +355,11 @@ static char **build_env(void) {
         size_t len = strlen(o.env_keep[k]) + strlen(v) + 2;
         char *kv = malloc(len);
         if (kv == NULL) continue;
-        snprintf(kv, len, "%s=%s", o.env_keep[k], v);
+        /* len was counted from the two strings: it always fits. */
+        if (snprintf(kv, len, "%s=%s", o.env_keep[k], v) != (int)len - 1) {
+            free(kv);
+            continue;
+        }
         env[n++] = kv;
     }
     env[n] = NULL;
@@ -518,7 +527,7 @@ static uint64_t dropped_written;
 /* A line from stamp-run itself about the command: into its log. */
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note(const char *fmt, ...) {
-    char buf[512];
+    char buf[512]; /* a line for people reading the log: cut when longer */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -534,8 +543,9 @@ static void flush_log(void) {
     logcap_flush(&lc);
     uint64_t d = logcap_dropped(&lc);
     if (d != dropped_written) {
-        char path[PATH_MAX], text[32];
-        snprintf(path, sizeof(path), "%s.dropped", o.log_path);
+        char path[PATH_MAX], text[32]; /* text: any %llu fits */
+        if (snprintf(path, sizeof(path), "%s.dropped", o.log_path) >= (int)sizeof(path))
+            return; /* no such file can be named; the count is in the result too */
         snprintf(text, sizeof(text), "%llu\n", (unsigned long long)d);
         if (write_result(path, text) == 0) dropped_written = d;
     }
@@ -595,7 +605,7 @@ static void kill_all(void) {
     if (d == NULL) return;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        char *end, path[64], buf[512];
+        char *end, path[64], buf[512]; /* path: "/proc/" and a long always fit */
         long pid = strtol(de->d_name, &end, 10);
         if (*end || pid <= 1 || pid == self) continue;
         snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
@@ -775,15 +785,25 @@ int main(int argc, char **argv) {
         logcap_done(&lc);
     }
     int64_t ended = clock_ms(CLOCK_REALTIME), dur = clock_ms(CLOCK_MONOTONIC) - t0;
+    /* The result is JSON stampd parses: it is written whole or not at all.
+     * It always fits (numbers and one of our own stoppedBy words). */
     char res[512], by[64] = "";
-    if (stopped_by) snprintf(by, sizeof(by), ",\"stoppedBy\":\"%s\"", stopped_by);
-    snprintf(res, sizeof(res),
-             "{\"exit\":%d,\"signal\":%d,\"timedOut\":%s,\"durationMs\":%lld,"
-             "\"startedMs\":%lld,\"endedMs\":%lld,\"logBytesDropped\":%llu%s}\n",
-             code, sig, timed_out ? "true" : "false", (long long)dur, (long long)started,
-             (long long)ended, dropped, by);
+    int rn = stopped_by ? snprintf(by, sizeof(by), ",\"stoppedBy\":\"%s\"", stopped_by) : 0;
+    bool fits = rn >= 0 && (size_t)rn < sizeof(by);
+    if (fits) {
+        rn = snprintf(res, sizeof(res),
+                      "{\"exit\":%d,\"signal\":%d,\"timedOut\":%s,\"durationMs\":%lld,"
+                      "\"startedMs\":%lld,\"endedMs\":%lld,\"logBytesDropped\":%llu%s}\n",
+                      code, sig, timed_out ? "true" : "false", (long long)dur, (long long)started,
+                      (long long)ended, dropped, by);
+        fits = rn >= 0 && (size_t)rn < sizeof(res);
+    }
     free(buf);
     free_env(env);
+    if (!fits) {
+        fprintf(stderr, "stamp-run: the result does not fit %zu bytes\n", sizeof(res));
+        return 1;
+    }
     if ((slot_fd >= 0 ? write_result_fd(o.rc_path, slot_fd, res) : -1) != 0 &&
         write_result(o.rc_path, res) != 0) {
         fprintf(stderr, "stamp-run: writing %s: %s\n", o.rc_path, strerror(errno));

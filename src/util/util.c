@@ -192,7 +192,8 @@ size_t str_fmt_cut(char *buf, size_t len, const char *fmt, ...) {
 
 int mkdir_p(const char *path, mode_t mode, serr *e) {
     char tmp[PATH_MAX];
-    if (!str_copy(tmp, sizeof(tmp), path)) return serr_set(e, SE_INVAL, "path too long");
+    if (!str_copy(tmp, sizeof(tmp), path))
+        return serr_set(e, SE_INVAL, "mkdir: path too long (at most %zu bytes)", sizeof(tmp) - 1);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
@@ -314,7 +315,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
      * same file at once each rename a whole file, the last one wins. */
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
-        return serr_set(e, SE_INVAL, "path too long");
+        return serr_set(e, SE_INVAL, "%s: path too long for its temporary file", base_name(path));
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd == -1) return serr_set(e, SE_IO, "create %s: %s", base_name(path), strerror(errno));
     const char *p = data;
@@ -506,12 +507,20 @@ int sbuf_addf(sbuf *b, const char *fmt, ...) {
     return rc;
 }
 
+static void hex32(const unsigned char md[32], char out[65]) {
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
 void sha256_hex(const void *data, size_t len, char out[65]) {
     unsigned char md[32];
     unsigned int mdlen = 0;
     EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
-    out[64] = '\0';
+    hex32(md, out);
 }
 
 int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e) {
@@ -548,8 +557,7 @@ int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e) {
         unsigned char md[32];
         unsigned int mdlen = 0;
         EVP_DigestFinal_ex(ctx, md, &mdlen);
-        for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
-        out[64] = '\0';
+        hex32(md, out);
         if (size) *size = total;
     }
     EVP_MD_CTX_free(ctx);
