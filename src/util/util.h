@@ -23,7 +23,7 @@ void sleep_ms(int64_t ms);
 int parse_duration_ms(const char *s, int64_t *ms);
 /* Renders 90000 as "1m30s", 0 as "0s"; returns buf.  For people, not
  * parsers: it drops the smaller units of long durations ("2d3h"), and a
- * buffer under FMT_DURATION_LEN (the longest, "106751991167300d23h", fits)
+ * buffer under FMT_DURATION_LEN (17 bytes hold the longest, "106751991167d23h")
  * gets a cut text. */
 #define FMT_DURATION_LEN 24
 char *fmt_duration(int64_t ms, char *buf, size_t len);
