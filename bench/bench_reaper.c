@@ -117,7 +117,7 @@ static void populate(const char *path, int n, int64_t now) {
     sqlite3 *db;
     if (sqlite3_open(path, &db) != SQLITE_OK) exit(1);
     char sql[1024];
-    snprintf(sql, sizeof(sql),
+    int sn = snprintf(sql, sizeof(sql),
              "BEGIN;"
              "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < %d) "
              "INSERT INTO resources SELECT kind, printf('livecalc-bucket-b%%06d', x), tenant, labels, "
@@ -126,6 +126,7 @@ static void populate(const char *path, int n, int64_t now) {
              "FROM resources, c WHERE name = 'livecalc-bucket-seed';"
              "COMMIT;",
              n - 1, (long long)now);
+    if (sn < 0 || (size_t)sn >= sizeof(sql)) exit(1); /* a cut statement is another one */
     char *err = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
         fprintf(stderr, "bench_reaper: %s\n", err);
@@ -136,7 +137,11 @@ static void populate(const char *path, int n, int64_t now) {
 
 static void run(int n, const char *dir) {
     char path[256];
-    snprintf(path, sizeof(path), "%s/reaper-%d.db", dir, n);
+    serr pe = {0};
+    if (str_fmt(path, sizeof(path), &pe, "database path", "%s/reaper-%d.db", dir, n) != 0) {
+        fprintf(stderr, "bench_reaper: %s\n", pe.msg);
+        exit(1);
+    }
     int64_t now = now_ms();
     populate(path, n, now);
     store *st;
@@ -191,7 +196,5 @@ int main(int argc, char **argv) {
     printf("reaper sweep, 1%% eligible, best of 5 (CPU = user+system of this process)\n");
     int sizes[] = {10000, 100000};
     for (int i = 0; i < 2; i++) run(argc > 1 ? (int)strtol(argv[1], NULL, 10) * (i ? 10 : 1) : sizes[i], dir);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : 1;
+    return remove_tree(dir, NULL) == 0 ? 0 : 1;
 }

@@ -181,7 +181,10 @@ int main(int argc, char **argv) {
     serr e = {0};
 
     /* Reference: raw SQLite, same pragmas, one INSERT per transaction. */
-    snprintf(path, sizeof(path), "%s/raw.db", dir);
+    if (str_fmt(path, sizeof(path), &e, "database path", "%s/raw.db", dir) != 0) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
     sqlite3 *db;
     sqlite3_open(path, &db);
     sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
@@ -206,7 +209,10 @@ int main(int argc, char **argv) {
     snprintf(raw_path, sizeof(raw_path), "%s", path);
 
     /* stamp: read-modify-write of one resource with an event each time. */
-    snprintf(path, sizeof(path), "%s/stamp.db", dir);
+    if (str_fmt(path, sizeof(path), &e, "database path", "%s/stamp.db", dir) != 0) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
     store *s;
     if (store_open_sqlite(path, &s, &e) != 0) {
         fprintf(stderr, "%s\n", e.msg);

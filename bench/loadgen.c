@@ -54,8 +54,9 @@ static void *run(void *arg) {
     while (mono() < end) {
         struct curl_slist *h = NULL;
         if (w->tenants > 0) {
-            char hdr[64];
-            snprintf(hdr, sizeof(hdr), "X-Tenant-Id: t%ld", (n * MAX_THREADS + w->id) % w->tenants);
+            char hdr[64]; /* a long is at most 20 characters: always fits */
+            int hn = snprintf(hdr, sizeof(hdr), "X-Tenant-Id: t%ld", (n * MAX_THREADS + w->id) % w->tenants);
+            if (hn < 0 || (size_t)hn >= sizeof(hdr)) break;
             h = curl_slist_append(NULL, hdr);
             curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
         }

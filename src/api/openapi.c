@@ -7,10 +7,12 @@
  *
  * Pure: no server, no I/O; the unit test builds it from rows of its own.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "util/util.h"
 
 static json_t *error_schema(void) {
     return json_pack("{s:s,s:[s,s],s:{s:{s:s,s:[s,s],s:{s:{s:s},s:{s:s}}},s:{s:s}}}", "type",
@@ -29,22 +31,30 @@ static const char *status_text(int st) {
 }
 
 /* "/v1/stamps/{name}/{action}" -> [{name: name, in: path}, ...]; an
- * operationId from the method and the path's words. */
+ * operationId from the method and the path's words.
+ *
+ * Everything here comes from the route table, the program's own: an
+ * operationId or a parameter name that does not fit is a mistake in the
+ * table (the asserts), and cut it would be a wrong name in the spec, so a
+ * release build leaves the rest of it out rather than write past a buffer. */
 static json_t *path_params(const char *pattern, char *opid, size_t opsz, const char *method) {
     json_t *arr = json_array();
-    size_t o = (size_t)snprintf(opid, opsz, "%s", method);
-    for (const char *p = pattern; *p && o + 1 < opsz; p++) {
+    int rc = str_fmt(opid, opsz, NULL, "operationId", "%s", method);
+    assert(rc == 0);
+    size_t o = strlen(opid);
+    const char *p = pattern;
+    for (; *p && o + 1 < opsz; p++) {
         if (*p == '{') {
             const char *end = strchr(p, '}');
             if (end == NULL) break;
             char name[64];
-            size_t n = (size_t)(end - p - 1);
-            if (n >= sizeof(name)) n = sizeof(name) - 1;
-            memcpy(name, p + 1, n);
-            name[n] = '\0';
+            rc = str_fmt(name, sizeof(name), NULL, "path parameter", "%.*s", (int)(end - p - 1), p + 1);
+            assert(rc == 0);
             json_array_append_new(arr, json_pack("{s:s,s:s,s:b,s:{s:s}}", "name", name, "in",
                                                  "path", "required", 1, "schema", "type", "string"));
-            o += (size_t)snprintf(opid + o, opsz - o, "_by_%s", name);
+            rc = str_fmt(opid + o, opsz - o, NULL, "operationId", "_by_%s", name);
+            assert(rc == 0);
+            o += strlen(opid + o);
             p = end;
             continue;
         }
@@ -53,6 +63,8 @@ static json_t *path_params(const char *pattern, char *opid, size_t opsz, const c
         if (o + 1 < opsz) opid[o++] = ch;
         opid[o] = '\0';
     }
+    assert(*p == '\0'); /* the whole pattern made it into the operationId */
+    (void)rc;
     return arr;
 }
 
@@ -62,9 +74,13 @@ static void query_params(const api_route *rt, json_t *params) {
         size_t wl = strcspn(p, " ");
         const char *colon = memchr(p, ':', wl);
         if (colon == NULL) break;
+        /* From the route table, like path_params: a name cut would be wrong. */
         char name[64], type[32];
-        snprintf(name, sizeof(name), "%.*s", (int)(colon - p), p);
-        snprintf(type, sizeof(type), "%.*s", (int)(wl - (size_t)(colon - p) - 1), colon + 1);
+        int rc = str_fmt(name, sizeof(name), NULL, "query parameter", "%.*s", (int)(colon - p), p);
+        rc |= str_fmt(type, sizeof(type), NULL, "query parameter type", "%.*s",
+                      (int)(wl - (size_t)(colon - p) - 1), colon + 1);
+        assert(rc == 0);
+        (void)rc;
         json_t *schema;
         if (strcmp(type, "duration") == 0)
             schema = json_pack("{s:s,s:s}", "type", "string", "description",
@@ -110,8 +126,10 @@ static json_t *operation(const api_route *rt) {
         content = json_pack("{s:{s:{s:s}}}", "application/x-ndjson", "schema", "type", "string");
     else
         content = json_pack("{s:{s:{s:s}}}", "application/json", "schema", "type", "object");
-    char st[8];
-    snprintf(st, sizeof(st), "%d", rt->status ? rt->status : 200);
+    char st[16]; /* an HTTP status, three digits */
+    int rc = str_fmt(st, sizeof(st), NULL, "status", "%d", rt->status ? rt->status : 200);
+    assert(rc == 0);
+    (void)rc;
     json_t *responses = json_object();
     json_object_set_new(responses, st,
                         json_pack("{s:s,s:o}", "description", status_text(rt->status), "content",

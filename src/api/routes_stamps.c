@@ -7,6 +7,7 @@
  * the audit entry, and wake the controller.  Phase changes themselves are
  * the controller's (reconcile/stamp_ctl.c).
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,9 @@ int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
         if (rc == SE_NOTFOUND) {
             resource_init(&r);
             str_copy(r.kind, sizeof(r.kind), "Stamp");
-            str_copy(r.name, sizeof(r.name), name);
+            bool fits = str_copy(r.name, sizeof(r.name), name); /* at most STAMP_NAME_MAX */
+            assert(fits);
+            (void)fits;
             json_object_set_new(r.labels, "region", json_string(region));
             json_object_set_new(r.labels, "template", json_string(tname));
             json_object_set_new(r.spec, "region", json_string(region));
@@ -150,9 +153,9 @@ int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
                 api_json(rs, 201, dry_answer("deploy", resource_to_json(&r), NULL, "Creating"));
                 goto out;
             }
-            char msg[256];
-            snprintf(msg, sizeof(msg), "deploy requested by %s: region %s, template %s", rq->user,
-                     region, tname);
+            char msg[256]; /* an event message, for people: a cut is harmless */
+            str_fmt_cut(msg, sizeof(msg), "deploy requested by %s: region %s, template %s", rq->user,
+                        region, tname);
             store_event ev = {.type = "Normal", .reason = "DeployRequested", .message = msg};
             rc = store_create(c->st, &r, &ev, &e);
             if (rc == SE_EXISTS) continue;
@@ -356,9 +359,14 @@ static int fleet_count(const resource *r, void *arg) {
     f->active++;
     const char *region = json_string_value(json_object_get(r->spec, "region"));
     if (region == NULL) return 0;
+    /* Regions are counted by name, so a name is kept whole or not at all:
+     * every known region fits (the longest has 18 characters), and a name
+     * that does not is no region the rule can count. */
+    if (strlen(region) >= sizeof(f->regions[0])) return 0;
+    assert(f->nregions >= 0 && f->nregions <= 64);
     for (int i = 0; i < f->nregions; i++)
         if (strcmp(f->regions[i], region) == 0) return 0;
-    if (f->nregions < 64) str_copy(f->regions[f->nregions++], 32, region);
+    if (f->nregions < 64) str_copy(f->regions[f->nregions++], sizeof(f->regions[0]), region);
     return 0;
 }
 
@@ -371,10 +379,10 @@ static int fleet_rule(ctl_ctx *c, const char *name, const char *action, serr *e)
     int rc = store_list(c->st, "Stamp", NULL, fleet_count, &f, e);
     if (rc) return rc;
     if (f.nregions >= need && f.active >= 2) return 0;
-    char list[512] = "";
+    char list[512] = ""; /* for the message only: a cut list still reads */
     size_t o = 0;
-    for (int i = 0; i < f.nregions && o < sizeof(list); i++)
-        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", f.regions[i]);
+    for (int i = 0; i < f.nregions; i++)
+        o += str_fmt_cut(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", f.regions[i]);
     return serr_set(e, SE_CONFLICT,
                     "%s %s refused: it would leave %d Active stamp(s) in %d region(s)%s%s%s; the fleet "
                     "rule needs at least 2 Active stamps in %lld different regions (use --force, or "
@@ -492,8 +500,8 @@ static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, con
                                 fsm_phase_name(&stamp_fsm, planned_phase(op, phase))));
             goto out;
         }
-        char msg[256];
-        snprintf(msg, sizeof(msg), "%s%s requested by %s in phase %s", action,
+        char msg[256]; /* an event message, for people: a cut is harmless */
+        str_fmt_cut(msg, sizeof(msg), "%s%s requested by %s in phase %s", action,
                  force ? " --force" : "", rq->user, fsm_phase_name(&stamp_fsm, phase));
         store_event ev = {.type = "Normal", .reason = reason, .message = msg};
         rc = store_update(c->st, &r, &ev, &e);
@@ -506,8 +514,13 @@ static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, con
     }
 out:
     if (rc) api_error_serr(rs, &e);
+    /* The audit operation is a label people filter on: never cut.  action
+     * comes from the path; one too long for it is none of the verbs (the
+     * request was refused), and is audited as such. */
     char opname[48];
-    snprintf(opname, sizeof(opname), "%s%s", action, force ? " --force" : "");
+    if (str_fmt(opname, sizeof(opname), NULL, "operation", "%s%s", action,
+                force ? " --force" : "") != 0)
+        str_copy(opname, sizeof(opname), "(unknown action)");
     if (!rq->dry_run) api_audit(a, rq, opname, "Stamp", name, rc, &e, NULL);
     resource_free(&r);
     return rc;
@@ -599,8 +612,10 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
         rc = store_get(c->st, kind, name, &r, &e);
         if (rc == SE_NOTFOUND) {
             resource_init(&r);
-            str_copy(r.kind, sizeof(r.kind), kind);
-            str_copy(r.name, sizeof(r.name), name);
+            /* kind is one of kinds[] and name passed name_valid(63): both fit. */
+            bool fits = str_copy(r.kind, sizeof(r.kind), kind) && str_copy(r.name, sizeof(r.name), name);
+            assert(fits);
+            (void)fits;
             json_decref(r.spec);
             r.spec = json_deep_copy(spec);
             if (labels) json_object_update(r.labels, labels);

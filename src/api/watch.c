@@ -10,6 +10,7 @@
  */
 #include "api/watch.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -134,6 +135,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
             return 0;
         }
     }
+    assert(w->off <= w->out.len);
     size_t n = w->out.len - w->off;
     if (n > max) n = max;
     memcpy(buf, w->out.data + w->off, n);
@@ -150,6 +152,7 @@ static void unlist(api_watch *w) {
         else h->list = w->next;
         if (w->next) w->next->prev = w->prev;
         w->listed = false;
+        assert(h->n > 0); /* h->n counts the listed watches */
         h->n--;
     }
     pthread_mutex_unlock(&h->mu);
@@ -181,9 +184,20 @@ int watch_open(watch_hub *h, const char *kind, const char *name, const char *ten
     if (w == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     w->hub = h;
     w->fd = -1;
-    w->has_kind = kind != NULL && str_copy(w->kind, sizeof(w->kind), kind);
-    w->has_name = name != NULL && str_copy(w->name, sizeof(w->name), name);
-    w->has_tenant = tenant != NULL && str_copy(w->tenant, sizeof(w->tenant), tenant);
+    /* A filter is kept whole or the watch refused: one that did not fit
+     * must not turn into no filter (a tenant's watch would stream every
+     * tenant's events) nor into a cut one. */
+    w->has_kind = kind != NULL;
+    w->has_name = name != NULL;
+    w->has_tenant = tenant != NULL;
+    const char *too_long = NULL;
+    if (kind && !str_copy(w->kind, sizeof(w->kind), kind)) too_long = "kind";
+    else if (name && !str_copy(w->name, sizeof(w->name), name)) too_long = "name";
+    else if (tenant && !str_copy(w->tenant, sizeof(w->tenant), tenant)) too_long = "tenant";
+    if (too_long) {
+        free(w);
+        return serr_set(e, SE_INVAL, "watch: %s too long", too_long);
+    }
     sbuf_init(&w->out, WATCH_BUF_MAX + 64 * 1024);
     w->last_sent_ms = mono_ms();
     if (since < 0 && store_events_last_id(h->st, &since, e) != 0) {
@@ -205,6 +219,7 @@ int watch_open(watch_hub *h, const char *kind, const char *name, const char *ten
     h->list = w;
     w->listed = true;
     h->n++;
+    assert(h->n <= h->max);
     pthread_mutex_unlock(&h->mu);
     *out = w;
     return 0;

@@ -9,6 +9,7 @@
  */
 #include "auth/jwks.h"
 
+#include <assert.h>
 #include <curl/curl.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -52,10 +53,10 @@ static void warnf(jwt_warn_fn warn, void *arg, char *last, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void warnf(jwt_warn_fn warn, void *arg, char *last, const char *fmt, ...) {
-    char msg[SERR_MSG_MAX];
+    char msg[SERR_MSG_MAX]; /* a warning for a person: a cut is harmless */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    str_vfmt_cut(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (last) str_copy(last, SERR_MSG_MAX, msg);
     if (warn) warn(arg, msg);
@@ -201,8 +202,12 @@ int jwk_set_parse(const char *text, size_t len, jwt_warn_fn warn, void *warn_arg
                   kid_shown(kid, shown, sizeof(shown)), ke.msg);
             continue;
         }
+        /* key_unusable refused a full set and a kid that does not fit. */
+        assert(s->n < JWT_MAX_KEYS);
         jwk *slot = &s->keys[s->n++];
-        str_copy(slot->kid, sizeof(slot->kid), kid);
+        bool fits = str_copy(slot->kid, sizeof(slot->kid), kid);
+        assert(fits);
+        (void)fits;
         slot->alg = bit;
         slot->pkey = pk;
     }
@@ -308,6 +313,7 @@ static int fetch_set(jwks_source *s, jwk_set **out, serr *e) {
 }
 
 static void swap_in(jwks_source *s, jwk_set *set) {
+    assert(set != NULL);
     pthread_mutex_lock(&s->mu);
     jwk_set *old = s->cur;
     s->cur = set;
@@ -421,6 +427,7 @@ fail:
 jwk_set *jwks_source_acquire(jwks_source *s) {
     pthread_mutex_lock(&s->mu);
     jwk_set *set = s->cur;
+    assert(set != NULL); /* the invariant above: set at creation, only ever replaced */
     atomic_fetch_add(&set->refs, 1);
     pthread_mutex_unlock(&s->mu);
     return set;

@@ -8,6 +8,7 @@
  */
 #include "auth/jwt.h"
 
+#include <assert.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -125,8 +126,13 @@ int jwt_verifier_new(const jwt_config *cfg, jwt_verifier **out, serr *e) {
     if (v == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     int rc = 0;
     char algs[64];
-    if (cfg->alg == NULL || !str_copy(algs, sizeof(algs), cfg->alg)) {
+    if (cfg->alg == NULL) {
         rc = serr_set(e, SE_INVAL, "jwt: no accepted algorithm");
+        goto fail;
+    }
+    if (!str_copy(algs, sizeof(algs), cfg->alg)) { /* a cut list would drop an algorithm */
+        rc = serr_set(e, SE_TOOBIG, "jwt: algorithm list too long (at most %zu bytes)",
+                      sizeof(algs) - 1);
         goto fail;
     }
     for (char *t = algs; *t;) {
@@ -541,6 +547,8 @@ int jwt_sign(const char *alg, const unsigned char *secret, size_t secret_len, vo
         free(t);
         return rc;
     }
+    /* cap counted 600 signature bytes: the largest key's signature fits. */
+    assert(siglen <= sizeof(sig) && n + 1 + (siglen + 2) / 3 * 4 < cap);
     t[n++] = '.';
     b64url_encode(sig, siglen, t + n);
     *token = t;
@@ -548,7 +556,7 @@ int jwt_sign(const char *alg, const unsigned char *secret, size_t secret_len, vo
 }
 
 static json_t *b64_member(const unsigned char *p, size_t n) {
-    char out[1500];
+    char out[1500]; /* 1024 bytes are 1366 base64url characters */
     if (n > 1024) return NULL;
     b64url_encode(p, n, out);
     return json_string(out);

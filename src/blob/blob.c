@@ -9,6 +9,7 @@
  */
 #include "blob/blob.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <openssl/evp.h>
@@ -106,43 +107,52 @@ static int check_names(const char *container, const char *path, serr *e) {
     return 0;
 }
 
-/* "k=v;k=v" -> value of key (case-insensitive key), copied into out. */
-static bool conn_get(const char *conn, const char *key, char *out, size_t len) {
+/* "k=v;k=v" -> value of key (case-insensitive key), copied into out: 1
+ * when found, 0 when absent (out untouched), SE_TOOBIG naming the key when
+ * the value does not fit: a cut account, key or endpoint is another one. */
+static int conn_get(const char *conn, const char *key, char *out, size_t len, serr *e) {
     size_t kl = strlen(key);
     for (const char *p = conn; p && *p;) {
         const char *end = strchr(p, ';');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         if (n > kl && p[kl] == '=' && strncasecmp(p, key, kl) == 0) {
             size_t vl = n - kl - 1;
-            if (vl + 1 > len) return false;
+            if (vl + 1 > len)
+                return serr_set(e, SE_TOOBIG,
+                                "azure connection string: %s too long (at most %zu bytes)", key,
+                                len - 1);
             memcpy(out, p + kl + 1, vl);
             out[vl] = '\0';
-            return true;
+            return 1;
         }
         p = end ? end + 1 : NULL;
     }
-    return false;
+    return 0;
 }
 
 static const char devstore_key[] =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 static int azure_parse(blob_store *b, const char *conn, serr *e) {
-    char key64[256] = "", v[512];
-    if (conn_get(conn, "UseDevelopmentStorage", v, sizeof(v)) && strcasecmp(v, "true") == 0) {
+    char key64[256] = "", v[16];
+    int rc, found;
+    if ((found = conn_get(conn, "UseDevelopmentStorage", v, sizeof(v), e)) < 0) return found;
+    if (found && strcasecmp(v, "true") == 0) {
         str_copy(b->account, sizeof(b->account), "devstoreaccount1");
         str_copy(key64, sizeof(key64), devstore_key);
         str_copy(b->endpoint, sizeof(b->endpoint), "http://127.0.0.1:10000/devstoreaccount1");
     }
-    if (conn_get(conn, "AccountName", v, sizeof(v))) str_copy(b->account, sizeof(b->account), v);
-    if (conn_get(conn, "AccountKey", v, sizeof(v))) str_copy(key64, sizeof(key64), v);
-    if (conn_get(conn, "BlobEndpoint", v, sizeof(v))) {
-        str_copy(b->endpoint, sizeof(b->endpoint), v);
-    } else if (!b->endpoint[0] && b->account[0]) {
+    if ((rc = conn_get(conn, "AccountName", b->account, sizeof(b->account), e)) < 0 ||
+        (rc = conn_get(conn, "AccountKey", key64, sizeof(key64), e)) < 0 ||
+        (found = rc = conn_get(conn, "BlobEndpoint", b->endpoint, sizeof(b->endpoint), e)) < 0)
+        return rc;
+    if (!found && !b->endpoint[0] && b->account[0]) {
         char proto[16] = "https", suffix[128] = "core.windows.net";
-        conn_get(conn, "DefaultEndpointsProtocol", proto, sizeof(proto));
-        conn_get(conn, "EndpointSuffix", suffix, sizeof(suffix));
-        snprintf(b->endpoint, sizeof(b->endpoint), "%s://%s.blob.%s", proto, b->account, suffix);
+        if ((rc = conn_get(conn, "DefaultEndpointsProtocol", proto, sizeof(proto), e)) < 0 ||
+            (rc = conn_get(conn, "EndpointSuffix", suffix, sizeof(suffix), e)) < 0 ||
+            (rc = str_fmt(b->endpoint, sizeof(b->endpoint), e, "azure blob endpoint",
+                          "%s://%s.blob.%s", proto, b->account, suffix)) != 0)
+            return rc;
     }
     if (!b->account[0] || !key64[0] || !b->endpoint[0])
         return serr_set(e, SE_INVAL,
@@ -181,14 +191,15 @@ int blob_open(const char *backend, const char *root, const char *conn, int64_t t
             rc = serr_set(e, SE_INVAL, "blob directory path too long");
         else
             rc = mkdir_p(root, 0700, e);
-        snprintf(b->desc, sizeof(b->desc), "dir %s", root);
+        /* For logs; fits whole (root is under 512 bytes). */
+        str_fmt_cut(b->desc, sizeof(b->desc), "dir %s", root);
     } else if (strcmp(backend, "azure") == 0) {
         b->ops = &azure_ops;
         if (conn == NULL || !*conn)
             rc = serr_set(e, SE_INVAL, "blob-backend azure needs AZURE_BLOB_CONNECTION_STRING");
         else
             rc = azure_parse(b, conn, e);
-        snprintf(b->desc, sizeof(b->desc), "azure %s", b->endpoint);
+        str_fmt_cut(b->desc, sizeof(b->desc), "azure %s", b->endpoint);
     } else {
         rc = serr_set(e, SE_INVAL, "blob-backend \"%s\": expected dir or azure", backend);
     }
@@ -214,9 +225,7 @@ bool blob_is_dir(const blob_store *b) { return b->dir; }
 
 static int dir_path(blob_store *b, const char *container, const char *path, char *out,
                     size_t len, serr *e) {
-    if (snprintf(out, len, "%s/%s/%s", b->root, container, path) >= (int)len)
-        return serr_set(e, SE_INVAL, "blob path too long");
-    return 0;
+    return str_fmt(out, len, e, "blob file path", "%s/%s/%s", b->root, container, path);
 }
 
 static int dir_put(blob_store *b, const char *container, const char *path, const void *data,
@@ -253,10 +262,11 @@ static int az_request(blob_store *b, const char *verb, const char *path, const c
      * before x-ms-date except x-ms-meta-* and x-ms-version, so build the
      * list in order here. */
     const char *hdrs[8];
-    int nh = 0;
+    int nh = 0, rc;
     char hdate[96], hver[64];
-    snprintf(hdate, sizeof(hdate), "x-ms-date:%s", date);
-    snprintf(hver, sizeof(hver), "x-ms-version:%s", AZ_VERSION);
+    if ((rc = str_fmt(hdate, sizeof(hdate), e, "azure date header", "x-ms-date:%s", date)) ||
+        (rc = str_fmt(hver, sizeof(hver), e, "azure version header", "x-ms-version:%s", AZ_VERSION)))
+        return rc;
     for (int i = 0; xms && xms[i]; i++)
         if (strcmp(xms[i], "x-ms-date") < 0 && nh < 6) hdrs[nh++] = xms[i];
     hdrs[nh++] = hdate;
@@ -265,7 +275,7 @@ static int az_request(blob_store *b, const char *verb, const char *path, const c
     hdrs[nh++] = hver;
 
     const char *ctype = body ? "application/octet-stream" : "";
-    char clen[32] = "";
+    char clen[32] = ""; /* any %zu fits */
     if (body && body_len > 0) snprintf(clen, sizeof(clen), "%zu", body_len);
     sbuf sts;
     sbuf_init(&sts, 8192);
@@ -283,16 +293,23 @@ static int az_request(blob_store *b, const char *verb, const char *path, const c
     char sig[128];
     EVP_EncodeBlock((unsigned char *)sig, mac, (int)maclen);
 
+    /* A cut signature, URL or header would be a request for something else. */
     char auth[300], url[2048];
-    snprintf(auth, sizeof(auth), "Authorization: SharedKey %s:%s", b->account, sig);
-    snprintf(url, sizeof(url), "%s%s%s%s", b->endpoint, path, query[0] ? "?" : "", query);
+    if ((rc = str_fmt(auth, sizeof(auth), e, "azure authorization header",
+                      "Authorization: SharedKey %s:%s", b->account, sig)) ||
+        (rc = str_fmt(url, sizeof(url), e, "azure blob URL", "%s%s%s%s", b->endpoint, path,
+                      query[0] ? "?" : "", query)))
+        return rc;
     /* The same headers as sent: "name: value". */
     char sent[8][600];
     const char *hv[10];
     int k = 0;
+    assert(nh <= 8);
     for (int i = 0; i < nh; i++) {
         const char *colon = strchr(hdrs[i], ':');
-        snprintf(sent[i], sizeof(sent[i]), "%.*s: %s", (int)(colon - hdrs[i]), hdrs[i], colon + 1);
+        if ((rc = str_fmt(sent[i], sizeof(sent[i]), e, "azure request header", "%.*s: %s",
+                          (int)(colon - hdrs[i]), hdrs[i], colon + 1)))
+            return rc;
         hv[k++] = sent[i];
     }
     hv[k++] = auth;
@@ -336,15 +353,17 @@ static int az_container(blob_store *b, const char *container, serr *e) {
     }
     pthread_mutex_unlock(&b->mu);
     char path[80];
-    snprintf(path, sizeof(path), "/%s", container);
+    int rc = str_fmt(path, sizeof(path), e, "azure container path", "/%s", container);
+    if (rc) return rc;
     long status = 0;
     sbuf resp;
-    int rc = az_request(b, "PUT", path, "restype=container", "", 0, NULL, &status, &resp, 65536, e);
+    rc = az_request(b, "PUT", path, "restype=container", "", 0, NULL, &status, &resp, 65536, e);
     if (rc) return rc;
     if (status != 201 && status != 409) rc = az_error(status, &resp, "create container", e);
     sbuf_free(&resp);
     if (rc == 0) {
         pthread_mutex_lock(&b->mu);
+        assert(b->nmade >= 0 && b->nmade <= MAX_CONTAINERS);
         if (b->nmade < MAX_CONTAINERS) str_copy(b->made[b->nmade++], sizeof(b->made[0]), container);
         pthread_mutex_unlock(&b->mu);
     }
@@ -353,6 +372,7 @@ static int az_container(blob_store *b, const char *container, serr *e) {
 
 static void az_forget_container(blob_store *b, const char *container) {
     pthread_mutex_lock(&b->mu);
+    assert(b->nmade >= 0 && b->nmade <= MAX_CONTAINERS);
     for (int i = 0; i < b->nmade; i++) {
         if (strcmp(b->made[i], container) == 0) {
             memmove(b->made[i], b->made[b->nmade - 1], sizeof(b->made[0]));
@@ -366,7 +386,8 @@ static void az_forget_container(blob_store *b, const char *container) {
 static int az_put(blob_store *b, const char *container, const char *path, const void *data,
                   size_t len, serr *e) {
     char p[BLOB_PATH_MAX + 80];
-    snprintf(p, sizeof(p), "/%s/%s", container, path);
+    int prc = str_fmt(p, sizeof(p), e, "azure blob path", "/%s/%s", container, path);
+    if (prc) return prc;
     static const char *const xms[] = {"x-ms-blob-type:BlockBlob", NULL};
     /* The container we made may be gone since (deleted by someone, or a
      * service that lost its state): make it again, once. */
@@ -408,13 +429,14 @@ static int dir_get(blob_store *b, const char *container, const char *path, size_
 static int az_get(blob_store *b, const char *container, const char *path, size_t max,
                   char **data, size_t *len, serr *e) {
     char p[BLOB_PATH_MAX + 80];
-    snprintf(p, sizeof(p), "/%s/%s", container, path);
+    int rc = str_fmt(p, sizeof(p), e, "azure blob path", "/%s/%s", container, path);
+    if (rc) return rc;
     long status = 0;
     sbuf resp;
     /* Room for an error document even when the caller wants a few bytes:
      * a 404's XML must not read as "too large". */
     size_t room = max + 1 > 65536 ? max + 1 : 65536;
-    int rc = az_request(b, "GET", p, "", NULL, 0, NULL, &status, &resp, room, e);
+    rc = az_request(b, "GET", p, "", NULL, 0, NULL, &status, &resp, room, e);
     if (rc == SE_TOOBIG) return serr_set(e, SE_TOOBIG, "blob %s/%s is larger than %zu bytes", container, path, max);
     if (rc) return rc;
     if (status == 404) {
@@ -460,10 +482,11 @@ static int dir_delete(blob_store *b, const char *container, const char *path, se
 
 static int az_delete(blob_store *b, const char *container, const char *path, serr *e) {
     char p[BLOB_PATH_MAX + 80];
-    snprintf(p, sizeof(p), "/%s/%s", container, path);
+    int rc = str_fmt(p, sizeof(p), e, "azure blob path", "/%s/%s", container, path);
+    if (rc) return rc;
     long status = 0;
     sbuf resp;
-    int rc = az_request(b, "DELETE", p, "", NULL, 0, NULL, &status, &resp, 65536, e);
+    rc = az_request(b, "DELETE", p, "", NULL, 0, NULL, &status, &resp, 65536, e);
     if (rc) return rc;
     if (status != 202 && status != 404) rc = az_error(status, &resp, "delete blob", e);
     sbuf_free(&resp);
@@ -505,7 +528,11 @@ static int expire_walk(const char *dir, int64_t cutoff_ms, int *count, int depth
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
         char p[4096];
-        if (snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) >= (int)sizeof(p)) continue;
+        /* A name too long to reach is left alone (and keeps its directory). */
+        if (str_fmt(p, sizeof(p), NULL, "path", "%s/%s", dir, de->d_name) != 0) {
+            left++;
+            continue;
+        }
         struct stat st;
         if (lstat(p, &st) != 0) continue;
         if (S_ISDIR(st.st_mode) && depth < 64) {
@@ -532,7 +559,8 @@ int blob_expire(blob_store *b, const char *container, int64_t now, blob_retentio
 static int dir_expire(blob_store *b, const char *container, int64_t now, blob_retention_fn fn,
                       void *arg, serr *e) {
     char top[1024];
-    snprintf(top, sizeof(top), "%s/%s", b->root, container);
+    int rc = str_fmt(top, sizeof(top), e, "blob container directory", "%s/%s", b->root, container);
+    if (rc) return rc;
     DIR *d = opendir(top);
     if (d == NULL) return 0;
     int count = 0;
@@ -540,7 +568,7 @@ static int dir_expire(blob_store *b, const char *container, int64_t now, blob_re
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.') continue;
         char p[2048];
-        snprintf(p, sizeof(p), "%s/%s", top, de->d_name);
+        if (str_fmt(p, sizeof(p), NULL, "path", "%s/%s", top, de->d_name) != 0) continue;
         int64_t keep = fn(de->d_name, arg);
         if (expire_walk(p, now - keep, &count, 0) == 0) rmdir(p);
     }
@@ -558,7 +586,9 @@ static int dir_link_file(const char *container, const char *path, const char *sr
     static atomic_uint seq;
     char tmp[2100];
     for (int attempt = 0; attempt < 4; attempt++) {
-        snprintf(tmp, sizeof(tmp), "%s.ln.%d.%u", full, (int)getpid(), atomic_fetch_add(&seq, 1));
+        int rc = str_fmt(tmp, sizeof(tmp), e, "blob temporary file path", "%s.ln.%d.%u", full,
+                         (int)getpid(), atomic_fetch_add(&seq, 1));
+        if (rc) return rc;
         if (link(src, tmp) == 0) break;
         if (errno != EEXIST) return 0; /* EXDEV, EPERM, ...: copy */
         if (attempt == 3) return 0;
@@ -575,12 +605,13 @@ static int dir_link_file(const char *container, const char *path, const char *sr
 static int dir_copy_file(const char *container, const char *path, int in, const char *full,
                          serr *e) {
     char tmp[2100];
-    snprintf(tmp, sizeof(tmp), "%s.up.XXXXXX", full);
+    int rc = str_fmt(tmp, sizeof(tmp), e, "blob temporary file path", "%s.up.XXXXXX", full);
+    if (rc) return rc;
     int out = mkostemp(tmp, O_CLOEXEC);
     if (out < 0) return serr_set(e, SE_IO, "storing %s/%s: %s", container, path, strerror(errno));
     enum { CHUNK = 1 << 16 };
     char *buf = malloc(CHUNK);
-    int rc = buf ? 0 : serr_set(e, SE_NOMEM, "out of memory");
+    rc = buf ? 0 : serr_set(e, SE_NOMEM, "out of memory");
     while (rc == 0) {
         ssize_t n = read(in, buf, CHUNK);
         if (n < 0 && errno == EINTR) continue;

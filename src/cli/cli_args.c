@@ -14,6 +14,7 @@
  */
 #include "cli/cli_args.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -40,10 +41,11 @@ const ca_flag ca_globals[] = {
 static bool looks_like_flag(const char *s) { return s[0] == '-' && s[1] != '\0'; }
 
 static void errf(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* err is a message for the user: a cut one still says what is wrong. */
 static void errf(char *err, size_t len, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
+    str_vfmt_cut(err, len, fmt, ap);
     va_end(ap);
 }
 
@@ -75,20 +77,21 @@ static bool lookup(const ca_flag *cmdflags, const char *a, flag_ref *r) {
     if (a[1] == '-') {
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t n = eq ? (size_t)(eq - name) : strlen(name);
-        snprintf(r->shown, sizeof(r->shown), "--%.*s", (int)(n > 60 ? 60 : n), name);
+        /* shown: the flag as messages quote it, at most 60 bytes of it. */
+        str_fmt_cut(r->shown, sizeof(r->shown), "--%.*s", (int)(n > 60 ? 60 : n), name);
         if (eq) r->inline_val = eq + 1;
         r->f = find_long(cmdflags, name, n);
         if (r->f == NULL) r->f = find_long(ca_globals, name, n);
         return r->f != NULL && n > 0;
     }
-    snprintf(r->shown, sizeof(r->shown), "-%c", a[1]);
+    str_fmt_cut(r->shown, sizeof(r->shown), "-%c", a[1]);
     r->f = find_short(cmdflags, a[1]);
     if (r->f == NULL) r->f = find_short(ca_globals, a[1]);
     if (r->f == NULL) return false;
     if (a[2] == '=') r->inline_val = a + 3;
     else if (a[2] != '\0') {
         if (r->f->type == CA_BOOL) { /* -Afoo: not -A */
-            snprintf(r->shown, sizeof(r->shown), "%.60s", a);
+            str_fmt_cut(r->shown, sizeof(r->shown), "%.60s", a);
             r->f = NULL;
             return false;
         }
@@ -258,7 +261,7 @@ static int check_value(const ca_cmd *c, const flag_ref *r, const char *v, const 
         } else {
             char list[300];
             join_values(values, list, sizeof(list));
-            snprintf(why, sizeof(why), "expected %s", list);
+            str_fmt_cut(why, sizeof(why), "expected %s", list); /* why: a message */
         }
         break;
     }
@@ -369,6 +372,7 @@ int ca_parse(const ca_cmd *cmds, size_t ncmds, int argc, char **argv, ca_parsed 
 }
 
 const char *ca_get(const ca_parsed *p, const char *name) {
+    assert(p->nset >= 0 && p->nset <= CA_MAX_SET);
     for (int i = p->nset - 1; i >= 0; i--) {
         if (strcmp(p->set[i].flag->name, name) != 0) continue;
         if (p->set[i].flag->type == CA_BOOL && strcmp(p->set[i].value, "false") == 0) return NULL;
@@ -379,6 +383,7 @@ const char *ca_get(const ca_parsed *p, const char *name) {
 
 int ca_getn(const ca_parsed *p, const char *name, const char **vals, int max) {
     int n = 0;
+    assert(p->nset >= 0 && p->nset <= CA_MAX_SET);
     for (int i = 0; i < p->nset && n < max; i++)
         if (strcmp(p->set[i].flag->name, name) == 0) vals[n++] = p->set[i].value;
     return n;
@@ -387,8 +392,8 @@ int ca_getn(const ca_parsed *p, const char *name, const char **vals, int max) {
 /* ---- help ---- */
 
 static void help_flag(const ca_flag *f, const char *const *values, FILE *out) {
-    char left[96], list[300];
-    snprintf(left, sizeof(left), "%s%c%s--%s%s%s", f->alias ? "-" : " ", f->alias ? f->alias : ' ',
+    char left[96], list[300]; /* help text: a cut is harmless */
+    str_fmt_cut(left, sizeof(left), "%s%c%s--%s%s%s", f->alias ? "-" : " ", f->alias ? f->alias : ' ',
              f->alias ? ", " : "  ", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
     fprintf(out, "  %-32s %s", left, f->help ? f->help : "");
     if (f->type == CA_ENUM && values) {

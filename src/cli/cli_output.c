@@ -13,6 +13,7 @@
  */
 #include "cli/cli_output.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,7 @@ void table_free(table *t) {
 
 int table_add(table *t, const char *const *cells) {
     if (t == NULL || cells == NULL) return SE_INVAL;
+    assert(t->ncols >= 1 && t->ncols <= TABLE_MAX_COLS && t->nrows <= t->caprows);
     if (t->nrows >= TABLE_MAX_ROWS) return SE_LIMIT;
     size_t bytes = 0;
     for (int i = 0; i < t->ncols; i++) bytes += strlen(cells[i] ? cells[i] : "<none>") + 1;
@@ -123,6 +125,7 @@ static int render_line(char *const *cells, int ncols, const size_t *width, sbuf 
 
 int table_render(const table *t, sbuf *out) {
     if (t == NULL || out == NULL) return SE_INVAL;
+    assert(t->ncols >= 1 && t->ncols <= TABLE_MAX_COLS); /* width[] below */
     size_t width[TABLE_MAX_COLS];
     for (int c = 0; c < t->ncols; c++) width[c] = text_width(t->headers[c]);
     for (int r = 0; r < t->nrows; r++) {
@@ -139,13 +142,14 @@ int table_render(const table *t, sbuf *out) {
 }
 
 /* Whole units, truncated, switching unit at two of the next one so a number
- * never reads as a bare 1 ("90s", "119m", "47h", "2d"). */
+ * never reads as a bare 1 ("90s", "119m", "47h", "2d").  A table cell for
+ * people: a buffer too short for it gets a cut text. */
 char *fmt_age(int64_t ms, char *buf, size_t len) {
     if (buf == NULL || len == 0) return buf;
     int64_t s = ms < 0 ? 0 : ms / 1000;
-    if (s < 120) snprintf(buf, len, "%llds", (long long)s);
-    else if (s < 120 * 60) snprintf(buf, len, "%lldm", (long long)(s / 60));
-    else if (s < 48 * 3600) snprintf(buf, len, "%lldh", (long long)(s / 3600));
-    else snprintf(buf, len, "%lldd", (long long)(s / 86400));
+    if (s < 120) str_fmt_cut(buf, len, "%llds", (long long)s);
+    else if (s < 120 * 60) str_fmt_cut(buf, len, "%lldm", (long long)(s / 60));
+    else if (s < 48 * 3600) str_fmt_cut(buf, len, "%lldh", (long long)(s / 3600));
+    else str_fmt_cut(buf, len, "%lldd", (long long)(s / 86400));
     return buf;
 }

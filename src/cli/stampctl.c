@@ -70,6 +70,14 @@ _Noreturn void usage_die(const opts *o, const char *fmt, ...) {
     exit(2);
 }
 
+void fmt_or_die(char *buf, size_t len, const char *what, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len) usage_die(NULL, "%s too long (at most %zu bytes)", what, len - 1);
+}
+
 /* A token given on purpose (--token, or STAMP_TOKEN set at all) is used or
  * refused, never replaced by the client config's: an empty STAMP_TOKEN is
  * what a failed $(stampctl token create) leaves, and falling back to the
@@ -84,16 +92,20 @@ static void take_token(const char *tok, const char *source) {
     if (!str_copy(g_token, sizeof(g_token), tok)) usage_die(NULL, "%s is longer than any token", source);
 }
 
+/* The server URL, the config path and the token are used whole or refused:
+ * a cut one is another server, file or token. */
 static void load_config(const opts *o) {
-    if (o->server) str_copy(g_server, sizeof(g_server), o->server);
+    if (o->server && !str_copy(g_server, sizeof(g_server), o->server))
+        usage_die(NULL, "--server URL too long (at most %zu bytes)", sizeof(g_server) - 1);
     if (o->token_given) take_token(o->token, "--token");
     else if (getenv("STAMP_TOKEN")) take_token(getenv("STAMP_TOKEN"), "STAMP_TOKEN");
     if (g_server[0] && g_token[0]) return;
     char path[PATH_MAX];
     const char *env = getenv("STAMP_CONFIG");
-    if (o->config) str_copy(path, sizeof(path), o->config);
-    else if (env && *env) str_copy(path, sizeof(path), env);
-    else snprintf(path, sizeof(path), "%s/.config/stamp/config", getenv("HOME") ? getenv("HOME") : ".");
+    if (o->config) fmt_or_die(path, sizeof(path), "--config path", "%s", o->config);
+    else if (env && *env) fmt_or_die(path, sizeof(path), "STAMP_CONFIG path", "%s", env);
+    else fmt_or_die(path, sizeof(path), "client config path ($HOME/.config/stamp/config)",
+                    "%s/.config/stamp/config", getenv("HOME") ? getenv("HOME") : ".");
     char *text;
     size_t len;
     serr e = {0};
@@ -107,10 +119,12 @@ static void load_config(const opts *o) {
     free(text);
     const char *ep = json_string_value(json_object_get(cfg, "endpoint"));
     const char *tk = json_string_value(json_object_get(cfg, "token"));
-    if (!g_server[0] && ep) str_copy(g_server, sizeof(g_server), ep);
+    if (!g_server[0] && ep && !str_copy(g_server, sizeof(g_server), ep))
+        die("client config %s: endpoint too long (at most %zu bytes)", path, sizeof(g_server) - 1);
     if (!g_token[0] && tk) {
         if (!ca_token_wellformed(tk)) die("client config %s: its token is malformed", path);
-        str_copy(g_token, sizeof(g_token), tk);
+        if (!str_copy(g_token, sizeof(g_token), tk))
+            die("client config %s: its token is longer than any token", path);
     }
     json_decref(cfg);
     if (!g_server[0]) str_copy(g_server, sizeof(g_server), "http://127.0.0.1:7480");
@@ -120,8 +134,8 @@ static void load_config(const opts *o) {
  * The caller owns resp. */
 long http(const char *method, const char *path, const char *data, size_t len, const char *ctype,
           sbuf *resp) {
-    char url[1024];
-    snprintf(url, sizeof(url), "%s%s", g_server, path);
+    char url[2048];
+    fmt_or_die(url, sizeof(url), "request URL", "%s%s", g_server, path);
     httpc_req rq = {.method = method,
                     .url = url,
                     .bearer = g_token[0] ? g_token : NULL,
@@ -178,20 +192,22 @@ static json_t *server_version(char *why, size_t len) {
     static bool done;
     if (!done) {
         done = true;
-        char url[1024];
-        snprintf(url, sizeof(url), "%s/version", g_server);
+        char url[1024]; /* g_server is under 512 bytes: always fits */
+        fmt_or_die(url, sizeof(url), "request URL", "%s/version", g_server);
         httpc_req rq = {.method = "GET", .url = url, .bearer = g_token[0] ? g_token : NULL,
                         .max_response = 1 << 20, .timeout_ms = 10000};
         long status = 0;
         sbuf resp;
         serr e = {0};
         if (httpc_do(&rq, &status, &resp, &e) != 0) {
-            snprintf(cached_why, sizeof(cached_why), "cannot reach stampd at %s: %s", g_server, e.msg);
+            /* why: a message for the user; a cut one still says it */
+            str_fmt_cut(cached_why, sizeof(cached_why), "cannot reach stampd at %s: %s", g_server,
+                        e.msg);
         } else {
             json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
             if (status == 404) str_copy(cached_why, sizeof(cached_why), "no /version endpoint");
             else if (status >= 400 || !json_is_object(j))
-                snprintf(cached_why, sizeof(cached_why), "GET /version answered %ld", status);
+                str_fmt_cut(cached_why, sizeof(cached_why), "GET /version answered %ld", status);
             else cached = json_incref(j);
             json_decref(j);
             sbuf_free(&resp);
@@ -342,13 +358,15 @@ void age_since(const char *ts, char *buf, size_t len) {
 static void stamp_row(table *t, json_t *s, bool wide) {
     json_t *md = json_object_get(s, "metadata"), *sp = json_object_get(s, "spec"),
            *st = json_object_get(s, "status");
-    char age[32], pa[32], pools[64], attempt[16];
+    /* Table cells sized for any value (a %lld is at most 20 characters);
+     * a cell is for people, so the cut helper is enough. */
+    char age[32], pa[32], pools[64], attempt[24];
     age_of(st, "phaseSince", pa, sizeof(pa));
     age_since(jstr(md, "creationTimestamp", NULL), age, sizeof(age));
     json_t *p = json_object_get(st, "pools");
-    snprintf(pools, sizeof(pools), "%lld/%lld/%lld", (long long)jint(p, "system", 0),
-             (long long)jint(p, "general", 0), (long long)jint(p, "gpu", 0));
-    snprintf(attempt, sizeof(attempt), "%lld", (long long)jint(st, "attempt", 1));
+    str_fmt_cut(pools, sizeof(pools), "%lld/%lld/%lld", (long long)jint(p, "system", 0),
+                (long long)jint(p, "general", 0), (long long)jint(p, "gpu", 0));
+    str_fmt_cut(attempt, sizeof(attempt), "%lld", (long long)jint(st, "attempt", 1));
     const char *cells[10] = {jstr(md, "name", "?"), jstr(sp, "region", "?"),
                              jstr(st, "phase", "?"), jstr(st, "endpoint", "-"), pa, age};
     if (wide) {
@@ -369,12 +387,12 @@ static table *stamp_table(bool w) {
 static void template_row(table *t, json_t *tp, bool w) {
     (void)w;
     json_t *phases = json_object_get(json_object_get(tp, "spec"), "phases");
-    char np[16], ns[16];
+    char np[24], ns[24]; /* any %zu fits */
     size_t steps = 0, k;
     json_t *ph;
     json_array_foreach(phases, k, ph) steps += json_array_size(json_object_get(ph, "steps"));
-    snprintf(np, sizeof(np), "%zu", json_array_size(phases));
-    snprintf(ns, sizeof(ns), "%zu", steps);
+    str_fmt_cut(np, sizeof(np), "%zu", json_array_size(phases));
+    str_fmt_cut(ns, sizeof(ns), "%zu", steps);
     char age[32];
     age_since(jstr(json_object_get(tp, "metadata"), "creationTimestamp", NULL), age, sizeof(age));
     const char *cells[] = {jstr(json_object_get(tp, "metadata"), "name", "?"), np, ns, age};
@@ -414,8 +432,8 @@ static table *hc_table(bool w) {
 static void hc_row(table *t, json_t *hc, bool w) {
     (void)w;
     json_t *sp = json_object_get(hc, "spec");
-    char n[16], age[32];
-    snprintf(n, sizeof(n), "%zu", json_array_size(json_object_get(sp, "checks")));
+    char n[24], age[32]; /* any %zu fits */
+    str_fmt_cut(n, sizeof(n), "%zu", json_array_size(json_object_get(sp, "checks")));
     age_since(jstr(json_object_get(hc, "metadata"), "creationTimestamp", NULL), age, sizeof(age));
     const char *rec = jstr(json_object_get(sp, "recovery"), "action", "-");
     const char *cells[] = {jstr(json_object_get(hc, "metadata"), "name", "?"), n, rec, age};
@@ -485,12 +503,9 @@ static int cmd_list(opts *o) {
     ca_selector sb;
     const ca_selector *sel = selector_of(o, &sb);
     char *es = state ? url_escape(state) : NULL, *er = region ? url_escape(region) : NULL;
-    snprintf(path, sizeof(path), "/v1/stamps%s%s%s%s%s", es || er ? "?" : "", es ? "state=" : "",
-             es ? es : "", es && er ? "&" : "", er ? "region=" : "");
-    if (er) {
-        size_t n = strlen(path);
-        snprintf(path + n, sizeof(path) - n, "%s", er);
-    }
+    fmt_or_die(path, sizeof(path), "request path", "/v1/stamps%s%s%s%s%s%s", es || er ? "?" : "",
+               es ? "state=" : "", es ? es : "", es && er ? "&" : "", er ? "region=" : "",
+               er ? er : "");
     free(es);
     free(er);
     json_t *r = call("GET", path, NULL, NULL, false);
@@ -507,7 +522,7 @@ static json_t *get_item(const opts *o, const kind_def *k, const char *name) {
     char path[768];
     if (k->get_prefix) {
         char *e = url_escape(name);
-        snprintf(path, sizeof(path), "%s%s", k->get_prefix, e);
+        fmt_or_die(path, sizeof(path), "request path", "%s%s", k->get_prefix, e);
         free(e);
         return call("GET", path, NULL, NULL, false);
     }
@@ -552,10 +567,10 @@ static void watch_print(watch_out *w, const char *text, size_t len) {
         free(t);
     } else {
         json_t *ob = json_object_get(j, "object"), *ev = json_object_get(j, "event");
-        char what[300], phase[80];
-        snprintf(what, sizeof(what), "%s/%s", jstr(ob, "kind", "?"), jstr(ob, "name", "?"));
+        char what[300], phase[80]; /* columns of a line for people */
+        str_fmt_cut(what, sizeof(what), "%s/%s", jstr(ob, "kind", "?"), jstr(ob, "name", "?"));
         const char *from = jstr(ev, "from", NULL), *to = jstr(ev, "to", NULL);
-        if (from && to) snprintf(phase, sizeof(phase), "%s -> %s", from, to);
+        if (from && to) str_fmt_cut(phase, sizeof(phase), "%s -> %s", from, to);
         else str_copy(phase, sizeof(phase), "-");
         printf("%-24s %-9s %-40s %-22s %-20s %s\n", jstr(ev, "time", ""), type, what, phase,
                jstr(ev, "reason", ""), jstr(ev, "message", ""));
@@ -585,10 +600,11 @@ static size_t watch_write(char *p, size_t sz, size_t n, void *arg) {
 static _Noreturn void watch_stream(const opts *o, const char *kind, const char *name) {
     char url[1400], auth[JWT_MAX_LEN + 32];
     char *ek = url_escape(kind), *en = name ? url_escape(name) : NULL;
-    snprintf(url, sizeof(url), "%s/v1/watch?kind=%s%s%s", g_server, ek, en ? "&name=" : "", en ? en : "");
+    fmt_or_die(url, sizeof(url), "watch URL", "%s/v1/watch?kind=%s%s%s", g_server, ek,
+               en ? "&name=" : "", en ? en : "");
     free(ek);
     free(en);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", g_token);
+    fmt_or_die(auth, sizeof(auth), "bearer token", "Authorization: Bearer %s", g_token);
     CURL *h = curl_easy_init();
     if (h == NULL) die("out of memory");
     struct curl_slist *hdr = g_token[0] ? curl_slist_append(NULL, auth) : NULL;
@@ -620,7 +636,8 @@ static int cmd_get(opts *o) {
         ca_selector sb;
         const ca_selector *sel = selector_of(o, &sb);
         char path[512];
-        snprintf(path, sizeof(path), "%s%s", k->list_path, ns && flag(o, "all-tenants") ? "?all_tenants=true" : "");
+        fmt_or_die(path, sizeof(path), "request path", "%s%s", k->list_path,
+                   ns && flag(o, "all-tenants") ? "?all_tenants=true" : "");
         if (flag(o, "watch") && k->watch_kind == NULL) usage_die(o, "stampd has no watch of %s", k->name);
         int rc = show_list(o, k, sel, call("GET", path, NULL, NULL, false));
         if (flag(o, "watch")) {
@@ -665,8 +682,9 @@ static int cmd_describe(opts *o) {
 }
 
 static json_t *get_stamp(const char *name) {
-    char path[512];
-    snprintf(path, sizeof(path), "/v1/stamps/%s", name);
+    char path[512], *e = url_escape(name);
+    fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s", e);
+    free(e);
     return call("GET", path, NULL, NULL, false);
 }
 
@@ -775,8 +793,8 @@ static void describe_stamp(json_t *r) {
         size_t i;
         json_t *s;
         json_array_foreach(steps, i, s) {
-            char ph[48];
-            snprintf(ph, sizeof(ph), "  %s", jstr(s, "phase", ""));
+            char ph[48]; /* a table cell */
+            str_fmt_cut(ph, sizeof(ph), "  %s", jstr(s, "phase", ""));
             const char *cells[] = {ph, jstr(s, "name", ""), jstr(s, "kind", ""),
                                    jstr(s, "state", ""), jstr(s, "message", "")};
             table_add(t, cells);
@@ -804,7 +822,8 @@ static int stamp_action(opts *o, const char *verb, const char *name) {
     if (g) json_object_set_new(body, "gracePeriod", json_string(g));
     char path[512];
     char *e = url_escape(name);
-    snprintf(path, sizeof(path), "/v1/stamps/%s/%s%s", e, verb, dry ? "?" DRY_RUN_QUERY : "");
+    fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s/%s%s", e, verb,
+               dry ? "?" DRY_RUN_QUERY : "");
     free(e);
     json_t *r = call("POST", path, body, NULL, false);
     json_decref(body);
@@ -914,16 +933,19 @@ static int cmd_wait(opts *o) {
     /* Progress on stderr: to a terminal always, elsewhere with --progress. */
     bool progress = flag(o, "progress") != NULL || isatty(2);
     int64_t start = mono_ms(), phase_start = start, last_progress = -1000000;
-    char last[512] = "", last_phase[32] = "";
+    /* last_phase is compared whole: a cut copy of a long phase name would
+     * differ every poll and restart the phase's clock. */
+    char last[512] = "", *last_phase = NULL;
     for (;;) {
         char path[512];
         char *e = url_escape(name);
-        snprintf(path, sizeof(path), "/v1/stamps/%s", e);
+        fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s", e);
         free(e);
         long status;
         json_t *r = call("GET", path, NULL, &status, true);
         if (status == 404 && strcasecmp(target, "deleted") == 0) {
             json_decref(r);
+            free(last_phase);
             printf("%s: gone\n", name);
             return 0;
         }
@@ -933,28 +955,31 @@ static int cmd_wait(opts *o) {
         }
         json_t *st = json_object_get(r, "status");
         const char *phase = jstr(st, "phase", "?");
-        if (strcmp(phase, last_phase) != 0) {
-            str_copy(last_phase, sizeof(last_phase), phase);
+        if (last_phase == NULL || strcmp(phase, last_phase) != 0) {
+            free(last_phase);
+            if ((last_phase = strdup(phase)) == NULL) die("out of memory");
             phase_start = mono_ms();
         }
+        /* line: progress for people, compared only with the last one shown;
+         * a cut is harmless. */
         char line[512];
         json_t *step = json_object_get(st, "step");
         json_t *dr = json_object_get(st, "drain");
         json_t *rt = json_object_get(st, "retire");
         if (strcmp(phase, "Creating") == 0 && step)
-            snprintf(line, sizeof(line), "%s: Creating (attempt %lld, step %s/%s%s%s)", name,
+            str_fmt_cut(line, sizeof(line), "%s: Creating (attempt %lld, step %s/%s%s%s)", name,
                      (long long)jint(st, "attempt", 1), jstr(step, "phase", ""), jstr(step, "name", ""),
                      json_object_get(st, "waitingFor") ? "; waiting for " : "",
                      jstr(st, "waitingFor", ""));
         else if (strcmp(phase, "Creating") == 0 || (strcmp(phase, "Ready") == 0 && json_object_get(st, "waitingFor") && json_object_get(st, "activation")))
-            snprintf(line, sizeof(line), "%s: %s (waiting for %s)", name, phase, jstr(st, "waitingFor", "deployment"));
+            str_fmt_cut(line, sizeof(line), "%s: %s (waiting for %s)", name, phase, jstr(st, "waitingFor", "deployment"));
         else if (strcmp(phase, "Draining") == 0 && dr)
-            snprintf(line, sizeof(line), "%s: Draining (%lld connection(s), %lld job(s) left)", name,
+            str_fmt_cut(line, sizeof(line), "%s: Draining (%lld connection(s), %lld job(s) left)", name,
                      (long long)jint(dr, "connections", 0), (long long)jint(dr, "jobs", 0));
         else if (strcmp(phase, "Deleting") == 0 && rt)
-            snprintf(line, sizeof(line), "%s: Deleting (step %s)", name, jstr(rt, "step", "backup"));
+            str_fmt_cut(line, sizeof(line), "%s: Deleting (step %s)", name, jstr(rt, "step", "backup"));
         else
-            snprintf(line, sizeof(line), "%s: %s", name, phase);
+            str_fmt_cut(line, sizeof(line), "%s: %s", name, phase);
         char a[32];
         if (strcmp(line, last) != 0) {
             printf("[%6s] %s\n", fmt_duration(mono_ms() - start, a, sizeof(a)), line);
@@ -963,6 +988,7 @@ static int cmd_wait(opts *o) {
         }
         if (strcasecmp(phase, target) == 0) {
             json_decref(r);
+            free(last_phase);
             return 0;
         }
         /* A Failed stamp asked to deploy again (its spec's retry not yet
@@ -985,18 +1011,21 @@ static int cmd_wait(opts *o) {
             deadline = now + (dl - now_ms()) + 60000;
         if (progress && now - last_progress >= 3000) {
             char left[32];
+            /* line is "NAME: ..." unless a long name left it cut short. */
+            size_t skip = strlen(name) + 2;
             fprintf(stderr, "stampctl: waited %s for %s to be %s; now %s; gives up in %s\n",
-                    fmt_duration(now - start, a, sizeof(a)), name, target, line + strlen(name) + 2,
+                    fmt_duration(now - start, a, sizeof(a)), name, target,
+                    skip <= strlen(line) ? line + skip : "",
                     fmt_duration(deadline > now ? deadline - now : 0, left, sizeof(left)));
             last_progress = now;
         }
-        json_decref(r);
+        json_decref(r); /* phase pointed into r: last_phase is its copy */
         if (now > deadline) {
             if (timeout)
                 die("timed out after %s waiting for %s to be %s (%s)", fmt_duration(timeout, a, sizeof(a)),
                     name, target, line);
             die("gave up waiting for %s to be %s: %s for %s, past that phase's limit (%s); --timeout sets "
-                "another", name, target, phase, fmt_duration(now - phase_start, a, sizeof(a)), line);
+                "another", name, target, last_phase, fmt_duration(now - phase_start, a, sizeof(a)), line);
         }
         sleep_ms(200);
     }
@@ -1015,7 +1044,7 @@ static int cmd_events(opts *o) {
         if (status >= 400) die("%s", error_message(r) ? error_message(r) : "request failed");
     } else {
         char *e = url_escape(o->pos[0]);
-        snprintf(path, sizeof(path), "/v1/stamps/%s/events", e);
+        fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s/events", e);
         free(e);
         r = call("GET", path, NULL, NULL, false);
     }
@@ -1036,8 +1065,9 @@ static int cmd_events(opts *o) {
 
 static int cmd_health(opts *o) {
     const char *name = need_name(o, "health");
-    char path[512], a[32], b[32];
-    snprintf(path, sizeof(path), "/v1/stamps/%s/health", name);
+    char path[512], a[32], *en = url_escape(name);
+    fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s/health", en);
+    free(en);
     json_t *r = call("GET", path, NULL, NULL, false);
     if (printed_structured(o, r)) return 0;
     json_t *hs = json_object_get(r, "status"), *rec = json_object_get(r, "recovery");
@@ -1054,16 +1084,16 @@ static int cmd_health(opts *o) {
     size_t i;
     json_t *c;
     json_array_foreach(json_object_get(r, "checks"), i, c) {
-        char passes[32], fails[32], lat[32], last[40];
-        snprintf(passes, sizeof(passes), "%lld/%lld", (long long)jint(c, "passes", 0),
-                 (long long)jint(c, "healthyThreshold", 0));
-        snprintf(fails, sizeof(fails), "%lld/%lld", (long long)jint(c, "fails", 0),
-                 (long long)jint(c, "unhealthyThreshold", 0));
-        snprintf(lat, sizeof(lat), "%lldms", (long long)jint(c, "latencyMs", 0));
+        /* Table cells: sized for any value, cut helper for the rest. */
+        char passes[48], fails[48], lat[32], last[40];
+        str_fmt_cut(passes, sizeof(passes), "%lld/%lld", (long long)jint(c, "passes", 0),
+                    (long long)jint(c, "healthyThreshold", 0));
+        str_fmt_cut(fails, sizeof(fails), "%lld/%lld", (long long)jint(c, "fails", 0),
+                    (long long)jint(c, "unhealthyThreshold", 0));
+        str_fmt_cut(lat, sizeof(lat), "%lldms", (long long)jint(c, "latencyMs", 0));
         int64_t lm = jint(c, "lastMs", 0);
-        if (lm) snprintf(last, sizeof(last), "%s ago", fmt_duration(now_ms() - lm, a, sizeof(a)));
-        else snprintf(last, sizeof(last), "never");
-        (void)b;
+        if (lm) str_fmt_cut(last, sizeof(last), "%s ago", fmt_duration(now_ms() - lm, a, sizeof(a)));
+        else str_copy(last, sizeof(last), "never");
         const char *cells[] = {jstr(c, "name", ""), jstr(c, "type", ""), jstr(c, "state", ""), passes,
                                fails, lm ? lat : "-", last, jstr(c, "target", ""),
                                jstr(c, "lastError", "")};
@@ -1077,8 +1107,10 @@ static int cmd_health(opts *o) {
 static int cmd_metrics(opts *o) {
     const char *name = need_name(o, "metrics");
     const char *period = flag(o, "period");
-    char path[512], a[32];
-    snprintf(path, sizeof(path), "/v1/stamps/%s/metrics?period=%s", name, period ? period : "1h");
+    char path[512], a[32], *en = url_escape(name);
+    fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s/metrics?period=%s", en,
+               period ? period : "1h");
+    free(en);
     json_t *r = call("GET", path, NULL, NULL, false);
     if (printed_structured(o, r)) return 0;
     printf("Stamp:        %s (%s), last %s\n", name, jstr(r, "phase", "?"),
@@ -1131,12 +1163,12 @@ static int cmd_frontdoor(opts *o) {
         size_t i;
         json_t *sv;
         json_array_foreach(json_object_get(r, "servers"), i, sv) {
-            char c[5][32];
-            snprintf(c[0], 32, "%lld", (long long)jint(sv, "currentSessions", 0));
-            snprintf(c[1], 32, "%lld", (long long)jint(sv, "queued", 0));
-            snprintf(c[2], 32, "%lld", (long long)jint(sv, "sessionsTotal", 0));
-            snprintf(c[3], 32, "%lld", (long long)jint(sv, "sessionRate", 0));
-            snprintf(c[4], 32, "%lld", (long long)jint(sv, "requestsTotal", 0));
+            char c[5][32]; /* any %lld fits */
+            str_fmt_cut(c[0], 32, "%lld", (long long)jint(sv, "currentSessions", 0));
+            str_fmt_cut(c[1], 32, "%lld", (long long)jint(sv, "queued", 0));
+            str_fmt_cut(c[2], 32, "%lld", (long long)jint(sv, "sessionsTotal", 0));
+            str_fmt_cut(c[3], 32, "%lld", (long long)jint(sv, "sessionRate", 0));
+            str_fmt_cut(c[4], 32, "%lld", (long long)jint(sv, "requestsTotal", 0));
             const char *cells[] = {jstr(sv, "name", ""), jstr(sv, "status", ""), c[0], c[1], c[2], c[3], c[4]};
             table_add(t, cells);
         }
@@ -1174,7 +1206,7 @@ static int cmd_apply(opts *o) {
             fprintf(stderr, "stampctl: %s: %s\n", file, msg ? msg : "apply failed");
             failures++;
         } else {
-            char kind[64];
+            char kind[64]; /* shown lowercased; a cut kind is still readable */
             str_copy(kind, sizeof(kind), jstr(r, "kind", "?"));
             for (char *p = kind; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
             printf("%s/%s %s%s\n", kind, jstr(r, "name", "?"), jstr(r, "result", "?"),
@@ -1190,7 +1222,7 @@ static int cmd_templates(opts *o) {
     char path[512] = "/v1/templates";
     if (o->npos == 1) {
         char *e = url_escape(o->pos[0]);
-        snprintf(path, sizeof(path), "/v1/templates/%s", e);
+        fmt_or_die(path, sizeof(path), "request path", "/v1/templates/%s", e);
         free(e);
     }
     json_t *r = call("GET", path, NULL, NULL, false);
@@ -1209,9 +1241,10 @@ static int cmd_templates(opts *o) {
 }
 
 static int cmd_audit(opts *o) {
-    char path[512];
-    snprintf(path, sizeof(path), "/v1/audit?limit=%s%s%s", flag(o, "limit") ? flag(o, "limit") : "50",
-             o->npos ? "&name=" : "", o->npos ? o->pos[0] : "");
+    char path[512], *en = o->npos ? url_escape(o->pos[0]) : NULL;
+    fmt_or_die(path, sizeof(path), "request path", "/v1/audit?limit=%s%s%s",
+               flag(o, "limit") ? flag(o, "limit") : "50", en ? "&name=" : "", en ? en : "");
+    free(en);
     json_t *r = call("GET", path, NULL, NULL, false);
     if (printed_structured(o, r)) return 0;
     static const char *const h[] = {"TIME", "USER", "TENANT", "OPERATION", "RESOURCE", "RESULT"};
@@ -1219,8 +1252,8 @@ static int cmd_audit(opts *o) {
     size_t i;
     json_t *a;
     json_array_foreach(json_object_get(r, "items"), i, a) {
-        char res[200];
-        snprintf(res, sizeof(res), "%s/%s", jstr(a, "kind", ""), jstr(a, "name", ""));
+        char res[200]; /* a table cell */
+        str_fmt_cut(res, sizeof(res), "%s/%s", jstr(a, "kind", ""), jstr(a, "name", ""));
         const char *cells[] = {jstr(a, "time", ""), jstr(a, "user", ""), jstr(a, "tenant", ""),
                                jstr(a, "operation", ""), res, jstr(a, "result", "")};
         table_add(t, cells);
@@ -1253,16 +1286,17 @@ static int cmd_logs(opts *o) {
     char path[1024], *en = url_escape(o->pos[0]);
     if (o->npos == 2) {
         char *ep = url_escape(o->pos[1]);
-        snprintf(path, sizeof(path), "/v1/platform/namespaces/%s/pods/%s/log", en, ep);
+        fmt_or_die(path, sizeof(path), "request path", "/v1/platform/namespaces/%s/pods/%s/log", en, ep);
         free(ep);
     } else if (flag(o, "step")) {
         char *es = url_escape(flag(o, "step")), *er = flag(o, "run") ? url_escape(flag(o, "run")) : NULL;
-        snprintf(path, sizeof(path), "/v1/stamps/%s/logs?step=%s%s%s", en, es, er ? "&run=" : "", er ? er : "");
+        fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s/logs?step=%s%s%s", en, es,
+                   er ? "&run=" : "", er ? er : "");
         free(es);
         free(er);
     } else {
         if (flag(o, "follow")) die("-f needs --step S (which step's log to follow)");
-        snprintf(path, sizeof(path), "/v1/stamps/%s/logs", en);
+        fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s/logs", en);
         free(en);
         json_t *r = call("GET", path, NULL, NULL, false);
         if (printed_structured(o, r)) return 0;
@@ -1271,8 +1305,8 @@ static int cmd_logs(opts *o) {
         size_t i;
         json_t *it;
         json_array_foreach(json_object_get(r, "items"), i, it) {
-            char b[32];
-            snprintf(b, sizeof(b), "%lld", (long long)jint(it, "bytes", 0));
+            char b[32]; /* any %lld fits */
+            str_fmt_cut(b, sizeof(b), "%lld", (long long)jint(it, "bytes", 0));
             const char *row[] = {jstr(it, "step", ""), jstr(it, "run", ""), b, jstr(it, "modified", "")};
             table_add(t, row);
         }
@@ -1336,7 +1370,7 @@ static int check_region(const char *v, char *why, size_t len) {
     if (region_code(v) || region_from_code(v)) return 0;
     char known[1024];
     region_list(known, sizeof(known));
-    snprintf(why, len, "unknown region \"%s\" (known: %s)", v, known);
+    str_fmt_cut(why, len, "unknown region \"%s\" (known: %s)", v, known); /* a message */
     return -1;
 }
 

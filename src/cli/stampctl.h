@@ -29,6 +29,11 @@ int nflag(const opts *o, const char *name, const char **vals, int max);
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error found after parsing: exit 2, nothing changed. */
 _Noreturn void usage_die(const opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* buf = the formatted text, or exit 2 with "<what> too long": a request
+ * path, URL or header that does not fit is refused before it is sent,
+ * never cut into one that names something else. */
+void fmt_or_die(char *buf, size_t len, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 long http(const char *method, const char *path, const char *data, size_t len, const char *ctype,
           sbuf *resp);

@@ -28,15 +28,16 @@ char *url_escape(const char *s) {
 /* "/v1/platform/namespaces/{ns}{suffix}" */
 static void ns_path(char *buf, size_t len, const char *ns, const char *suffix) {
     char *e = url_escape(ns);
-    snprintf(buf, len, "/v1/platform/namespaces/%s%s", e, suffix);
+    fmt_or_die(buf, len, "request path", "/v1/platform/namespaces/%s%s", e, suffix);
     free(e);
 }
 
-/* "--flag KEY=VALUE": the key into k, the value returned. */
+/* "--flag KEY=VALUE": the key into k (whole, or exit 2: a cut key is
+ * another key), the value returned. */
 static const char *kv_split(const char *flagname, const char *a, char *k, size_t klen) {
     const char *eq = strchr(a, '=');
     if (eq == NULL || eq == a) die("--%s %s: expected KEY=VALUE", flagname, a);
-    snprintf(k, klen, "%.*s", (int)(eq - a), a);
+    fmt_or_die(k, klen, "key", "%.*s", (int)(eq - a), a);
     return eq + 1;
 }
 
@@ -46,9 +47,9 @@ void ns_row(table *t, json_t *n, bool wide) {
     char age[32], idle[32];
     age_since(jstr(n, "created_at", NULL), age, sizeof(age));
     age_since(jstr(n, "last_activity", NULL), idle, sizeof(idle));
-    char pods[16], pvcs[16];
-    snprintf(pods, sizeof(pods), "%lld", (long long)jint(n, "pod_count", 0));
-    snprintf(pvcs, sizeof(pvcs), "%lld", (long long)jint(n, "pvc_count", 0));
+    char pods[24], pvcs[24]; /* table cells: any %lld fits */
+    str_fmt_cut(pods, sizeof(pods), "%lld", (long long)jint(n, "pod_count", 0));
+    str_fmt_cut(pvcs, sizeof(pvcs), "%lld", (long long)jint(n, "pvc_count", 0));
     const char *cells[] = {jstr(n, "namespace", ""), jstr(n, "bucket_id", ""), jstr(n, "tenant_id", ""),
                            jstr(n, "status", ""), pods, pvcs, idle, age,
                            jstr(n, "reap_eligible_at", "-")};
@@ -67,8 +68,8 @@ int cmd_ns_list(opts *o) {
     ca_selector sb;
     const ca_selector *sel = selector_of(o, &sb);
     char *e = st ? url_escape(st) : NULL;
-    snprintf(path, sizeof(path), "/v1/platform/namespaces?all_tenants=%s%s%s",
-             flag(o, "all-tenants") ? "true" : "false", e ? "&status=" : "", e ? e : "");
+    fmt_or_die(path, sizeof(path), "request path", "/v1/platform/namespaces?all_tenants=%s%s%s",
+               flag(o, "all-tenants") ? "true" : "false", e ? "&status=" : "", e ? e : "");
     free(e);
     json_t *r = call("GET", path, NULL, NULL, false);
     json_t *list = json_object_get(r, "namespaces");
@@ -118,9 +119,9 @@ static void print_diag(json_t *d) {
         static const char *const h[] = {"PATH", "BYTES", "SHA256"};
         table *t = table_new(3, h);
         json_array_foreach(json_object_get(d, "files"), i, f) {
-            char sz[24], sha[32];
-            snprintf(sz, sizeof(sz), "%lld", (long long)jint(f, "size", 0));
-            snprintf(sha, sizeof(sha), "%.12s%s", jstr(f, "sha256", ""),
+            char sz[24], sha[32]; /* table cells, sized to fit */
+            str_fmt_cut(sz, sizeof(sz), "%lld", (long long)jint(f, "size", 0));
+            str_fmt_cut(sha, sizeof(sha), "%.12s%s", jstr(f, "sha256", ""),
                      json_is_true(json_object_get(f, "truncated")) ? " (truncated)" : "");
             const char *cells[] = {jstr(f, "path", ""), sz, sha};
             table_add(t, cells);
@@ -141,14 +142,14 @@ void ns_describe(json_t *n) {
     if (json_object_get(n, "reap_eligible_at")) kv("Reap eligible at:", jstr(n, "reap_eligible_at", ""));
     if (json_object_get(n, "finalized_at")) kv("Finalized:", jstr(n, "finalized_at", ""));
     if (json_object_get(n, "reaped_at")) kv("Reaped:", jstr(n, "reaped_at", ""));
-    char c[64];
-    snprintf(c, sizeof(c), "%lld pods, %lld volumes", (long long)jint(n, "pod_count", 0),
+    char c[64]; /* describe lines are for people: cut helper */
+    str_fmt_cut(c, sizeof(c), "%lld pods, %lld volumes", (long long)jint(n, "pod_count", 0),
              (long long)jint(n, "pvc_count", 0));
     kv("Holds:", c);
     json_t *reap = json_object_get(n, "reap");
     if (reap && json_object_get(reap, "lastError")) {
         char a[600];
-        snprintf(a, sizeof(a), "step %s, %lld attempts, last error: %s", jstr(reap, "step", "?"),
+        str_fmt_cut(a, sizeof(a), "step %s, %lld attempts, last error: %s", jstr(reap, "step", "?"),
                  (long long)jint(reap, "attempts", 0), jstr(reap, "lastError", ""));
         kv("Reap:", a);
     }
@@ -160,7 +161,7 @@ void ns_describe(json_t *n) {
 
 static int ns_simple(opts *o, const char *verb, const char *done) {
     char path[512], suffix[32];
-    snprintf(suffix, sizeof(suffix), "/%s", verb);
+    fmt_or_die(suffix, sizeof(suffix), "request path", "/%s", verb);
     ns_path(path, sizeof(path), o->pos[0], suffix);
     json_t *r = call("POST", path, NULL, NULL, false);
     if (printed_structured(o, r)) return 0;
@@ -202,12 +203,8 @@ int cmd_ns_reap(opts *o) {
     char path[768], q[256] = "";
     const char *b = flag(o, "bucket");
     char *eb = b ? url_escape(b) : NULL;
-    snprintf(q, sizeof(q), "/reap%s%s%s%s", dry || eb ? "?" : "", dry ? "dry_run=true" : "",
-             dry && eb ? "&" : "", eb ? "bucket_id=" : "");
-    if (eb) {
-        size_t l = strlen(q);
-        snprintf(q + l, sizeof(q) - l, "%s", eb);
-    }
+    fmt_or_die(q, sizeof(q), "request path", "/reap%s%s%s%s%s", dry || eb ? "?" : "",
+               dry ? "dry_run=true" : "", dry && eb ? "&" : "", eb ? "bucket_id=" : "", eb ? eb : "");
     free(eb);
     ns_path(path, sizeof(path), o->pos[0], q);
     http_timeout_ms = 180000; /* the reap waits for pods and uploads */
@@ -255,12 +252,12 @@ int cmd_ns_pods(opts *o) {
     size_t i;
     json_t *p;
     json_array_foreach(json_object_get(r, "pods"), i, p) {
-        char ex[16] = "-", age[32];
-        if (json_object_get(p, "exitCode")) snprintf(ex, sizeof(ex), "%lld", (long long)jint(p, "exitCode", 0));
+        char ex[24] = "-", age[32]; /* table cells: any %lld fits */
+        if (json_object_get(p, "exitCode")) str_fmt_cut(ex, sizeof(ex), "%lld", (long long)jint(p, "exitCode", 0));
         age_since(jstr(p, "startedAt", NULL), age, sizeof(age));
         const char *v = jstr(json_object_get(p, "annotations"), "memory-sentinel-violations", "-");
         char vs[64];
-        snprintf(vs, sizeof(vs), "%.60s", v);
+        str_fmt_cut(vs, sizeof(vs), "%.60s", v);
         const char *cells[] = {jstr(p, "name", ""), jstr(p, "phase", ""), ex, vs, age};
         table_add(t, cells);
     }
@@ -322,7 +319,8 @@ int cmd_ns_logs(opts *o) {
     char *ep = url_escape(o->pos[1]);
     const char *lim = flag(o, "limit-bytes");
     char *el = lim ? url_escape(lim) : NULL;
-    snprintf(suffix, sizeof(suffix), "/pods/%s/log%s%s", ep, el ? "?limit_bytes=" : "", el ? el : "");
+    fmt_or_die(suffix, sizeof(suffix), "request path", "/pods/%s/log%s%s", ep,
+               el ? "?limit_bytes=" : "", el ? el : "");
     free(ep);
     free(el);
     ns_path(path, sizeof(path), o->pos[0], suffix);
@@ -343,12 +341,12 @@ int cmd_ns_annotate(opts *o) {
     for (int i = 2; i < o->npos; i++) {
         const char *a = o->pos[i], *eq = strchr(a, '=');
         size_t l = strlen(a);
-        char k[256];
+        char k[256]; /* an annotation key: whole, or exit 2 */
         if (eq) {
-            snprintf(k, sizeof(k), "%.*s", (int)(eq - a), a);
+            fmt_or_die(k, sizeof(k), "annotation key", "%.*s", (int)(eq - a), a);
             json_object_set_new(body, k, json_string(eq + 1));
         } else if (l > 1 && a[l - 1] == '-') {
-            snprintf(k, sizeof(k), "%.*s", (int)(l - 1), a);
+            fmt_or_die(k, sizeof(k), "annotation key", "%.*s", (int)(l - 1), a);
             json_object_set_new(body, k, json_null());
         } else {
             die("%s: expected KEY=VALUE or KEY-", a);
@@ -356,7 +354,7 @@ int cmd_ns_annotate(opts *o) {
     }
     char path[768], suffix[300];
     char *ep = url_escape(o->pos[1]);
-    snprintf(suffix, sizeof(suffix), "/pods/%s/annotations", ep);
+    fmt_or_die(suffix, sizeof(suffix), "request path", "/pods/%s/annotations", ep);
     free(ep);
     ns_path(path, sizeof(path), o->pos[0], suffix);
     json_t *r = call("POST", path, body, NULL, false);
@@ -432,7 +430,7 @@ int cmd_ns_run(opts *o) {
 int cmd_ns_create(opts *o) {
     char path[512];
     char *b = url_escape(o->pos[0]);
-    snprintf(path, sizeof(path), "/v1/platform/namespaces?bucket_id=%s", b);
+    fmt_or_die(path, sizeof(path), "request path", "/v1/platform/namespaces?bucket_id=%s", b);
     free(b);
     json_t *r = call("POST", path, NULL, NULL, false);
     if (printed_structured(o, r)) return 0;
@@ -485,7 +483,7 @@ table *bundle_table(bool wide) {
 void bundle_row(table *t, json_t *b, bool wide) {
     char sz[32], age[32];
     (void)wide;
-    snprintf(sz, sizeof(sz), "%lld", (long long)jint(b, "size", 0));
+    str_fmt_cut(sz, sizeof(sz), "%lld", (long long)jint(b, "size", 0)); /* fits */
     age_since(jstr(b, "pushed_at", NULL), age, sizeof(age));
     const char *cells[] = {jstr(b, "hash", ""), sz, jstr(b, "pushed_by", ""), age};
     table_add(t, cells);
@@ -510,10 +508,10 @@ table *run_table(bool wide) {
 }
 
 void run_row(table *t, json_t *x, bool wide) {
-    char bh[16], rh[16], age[32];
+    char bh[16], rh[16], age[32]; /* short hashes for people, 12 on purpose */
     (void)wide;
-    snprintf(bh, sizeof(bh), "%.12s", jstr(x, "model_bundle_hash", "-"));
-    snprintf(rh, sizeof(rh), "%.12s", jstr(x, "result_hash", "-"));
+    str_fmt_cut(bh, sizeof(bh), "%.12s", jstr(x, "model_bundle_hash", "-"));
+    str_fmt_cut(rh, sizeof(rh), "%.12s", jstr(x, "result_hash", "-"));
     age_since(jstr(x, "created_at", NULL), age, sizeof(age));
     const char *cells[] = {jstr(x, "run", ""), jstr(x, "bucket_id", ""), jstr(x, "status", ""), bh, rh, age};
     table_add(t, cells);
@@ -524,7 +522,7 @@ int cmd_runs(opts *o) {
     const char *b = flag(o, "bucket");
     if (b) {
         char *e = url_escape(b);
-        snprintf(path, sizeof(path), "/v1/platform/runs?bucket_id=%s", e);
+        fmt_or_die(path, sizeof(path), "request path", "/v1/platform/runs?bucket_id=%s", e);
         free(e);
     }
     json_t *r = call("GET", path, NULL, NULL, false);

@@ -4,9 +4,12 @@
  */
 #include "core/fsm.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include "util/util.h"
 
 int fsm_phase_parse(const fsm_def *d, const char *name) {
     if (name == NULL) return -1;
@@ -46,18 +49,20 @@ const fsm_timeout *fsm_timeout_find(const fsm_def *d, int phase) {
 }
 
 bool fsm_op_allowed(const fsm_def *d, int phase, int op) {
+    assert(d->nops <= 32); /* one bit per op in allowed[phase] */
     if (phase < 0 || phase >= d->nphases || op < 0 || op >= d->nops) return false;
     return (d->allowed[phase] >> op) & 1u;
 }
 
+/* For error messages: a list cut by a short buffer still reads. */
 void fsm_allowed_list(const fsm_def *d, int phase, char *buf, size_t len) {
     size_t n = 0;
     buf[0] = '\0';
-    for (int op = 0; op < d->nops && n < len; op++) {
+    for (int op = 0; op < d->nops; op++) {
         if (!fsm_op_allowed(d, phase, op)) continue;
-        n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "", d->ops[op]);
+        n += str_fmt_cut(buf + n, len - n, "%s%s", n ? ", " : "", d->ops[op]);
     }
-    if (n == 0) snprintf(buf, len, "nothing");
+    if (n == 0) str_fmt_cut(buf, len, "nothing");
 }
 
 int fsm_check_op(const fsm_def *d, const char *name, int phase, int op, serr *e) {

@@ -44,11 +44,12 @@ const char *region_from_code(const char *code) {
     return NULL;
 }
 
+/* For error messages: a list cut by a short buffer still reads. */
 void region_list(char *buf, size_t len) {
     size_t n = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < NREGIONS && n < len; i++)
-        n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", regions[i].region);
+    for (size_t i = 0; i < NREGIONS; i++)
+        n += str_fmt_cut(buf + n, len - n, "%s%s", i ? ", " : "", regions[i].region);
 }
 
 int stamp_id_normalize(const char *id, char *out, size_t len, serr *e) {
@@ -89,8 +90,9 @@ int stamp_name_build(const char *prefix, const char *region, const char *id, cha
     char nid[32];
     int rc = stamp_id_normalize(id, nid, sizeof(nid), e);
     if (rc) return rc;
-    if (snprintf(out, len, "%s-%s-%s", prefix, code, nid) >= (int)len ||
+    if (str_fmt(out, len, e, "stamp name", "%s-%s-%s", prefix, code, nid) != 0 ||
         strlen(out) > STAMP_NAME_MAX)
-        return serr_set(e, SE_INVAL, "stamp name too long");
+        return serr_set(e, SE_INVAL, "stamp name \"%s-%s-%s\" too long (at most %d characters)",
+                        prefix, code, nid, STAMP_NAME_MAX);
     return 0;
 }

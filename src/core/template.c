@@ -169,7 +169,8 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
     if (out->name_prefix && !name_valid(out->name_prefix, 24))
         return serr_set(e, SE_INVAL, "spec.namePrefix: \"%s\" must be lowercase letters, digits and '-'",
                         out->name_prefix);
-    if ((rc = json_get_str(spec, "healthPath", false, 256, &out->health_path, "spec", e))) return rc;
+    /* 255: the default health check keeps it whole in hc_check.path[256]. */
+    if ((rc = json_get_str(spec, "healthPath", false, 255, &out->health_path, "spec", e))) return rc;
     if ((rc = json_get_str(spec, "metricsPath", false, 256, &out->metrics_path, "spec", e))) return rc;
     if ((rc = json_get_str(spec, "healthCheck", false, 63, &out->health_check, "spec", e))) return rc;
     if (out->health_check && !name_valid(out->health_check, 63))
@@ -187,8 +188,8 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
     size_t pi;
     json_t *jp;
     json_array_foreach(phases, pi, jp) {
-        char where[96];
-        snprintf(where, sizeof(where), "spec.phases[%zu]", pi);
+        char where[96]; /* where in the manifest, for messages; always fits */
+        str_fmt_cut(where, sizeof(where), "spec.phases[%zu]", pi);
         static const char *const pkeys[] = {"name", "steps", NULL};
         if (!json_is_object(jp)) return serr_set(e, SE_INVAL, "%s: must be a mapping", where);
         if ((rc = json_check_keys(jp, where, pkeys, e))) return rc;
@@ -215,7 +216,7 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
             if (out->nsteps >= TPL_MAX_STEPS)
                 return serr_set(e, SE_LIMIT, "spec: at most %d steps", TPL_MAX_STEPS);
             char swhere[128];
-            snprintf(swhere, sizeof(swhere), "%s.steps[%zu]", where, si);
+            str_fmt_cut(swhere, sizeof(swhere), "%s.steps[%zu]", where, si);
             tpl_step *st = &out->steps[out->nsteps];
             if ((rc = parse_step(js, ph, st, swhere, e))) return rc;
             for (int k = 0; k < out->nsteps; k++)

@@ -3,6 +3,8 @@
  */
 #include "health/health.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -169,8 +171,8 @@ int hc_parse(json_t *spec, hc_set *out, serr *e) {
     size_t i;
     json_t *c;
     json_array_foreach(checks, i, c) {
-        char where[48];
-        snprintf(where, sizeof(where), "spec.checks[%zu]", i);
+        char where[48]; /* for messages; always fits */
+        str_fmt_cut(where, sizeof(where), "spec.checks[%zu]", i);
         if ((rc = parse_check(c, &out->checks[i], where, e))) return rc;
         for (size_t j = 0; j < i; j++)
             if (strcmp(out->checks[j].name, out->checks[i].name) == 0)
@@ -205,7 +207,10 @@ void hc_default(const stamp_config *cfg, const char *health_path, hc_set *out) {
     hc_check *c = &out->checks[0];
     str_copy(c->name, sizeof(c->name), "health");
     c->type = HC_HTTP;
-    str_copy(c->path, sizeof(c->path), health_path ? health_path : "/health");
+    /* A template's healthPath is at most 255 bytes (template.c): it fits. */
+    bool fits = str_copy(c->path, sizeof(c->path), health_path ? health_path : "/health");
+    assert(fits);
+    (void)fits;
     c->expect_status = 200;
     c->interval_ms = cfg->health_interval_ms;
     c->timeout_ms = cfg->probe_timeout_ms;
@@ -230,7 +235,15 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static hc_row rows[HC_TABLE_MAX];
 static int nrows;
 
+/* Caller holds mu (not recursive: a trylock fails while anyone holds it).
+ * Keys are kept whole: a name too long for its field (stamp names are at
+ * most 63 bytes, check names under HC_NAME_MAX, so only a caller's mistake)
+ * has no row, rather than a cut key that would share another's. */
 static hc_row *row(const char *stamp, const char *check, bool create) {
+    assert(pthread_mutex_trylock(&mu) == EBUSY);
+    assert(nrows >= 0 && nrows <= HC_TABLE_MAX);
+    if (strlen(stamp) >= sizeof(rows[0].stamp) || strlen(check) >= sizeof(rows[0].check))
+        return NULL;
     for (int i = 0; i < nrows; i++)
         if (strcmp(rows[i].stamp, stamp) == 0 && strcmp(rows[i].check, check) == 0) return &rows[i];
     if (!create) return NULL;
@@ -260,6 +273,10 @@ int64_t hc_due_in(const char *stamp, const hc_check *c) {
 static int record_locked(const char *stamp, const hc_check *c, bool ok, int64_t latency_ms,
                          const char *err) {
     hc_row *x = row(stamp, c->name, true);
+    if (x == NULL) {
+        pthread_mutex_unlock(&mu);
+        return HS_UNKNOWN;
+    }
     x->r.runs++;
     x->r.latency_ms = latency_ms;
     x->r.last_ms = now_ms();
@@ -272,7 +289,9 @@ static int record_locked(const char *stamp, const hc_check *c, bool ok, int64_t 
     } else {
         x->r.fails++;
         x->r.passes = 0;
-        str_copy(x->r.last_error, sizeof(x->r.last_error), err ? err : "failed");
+        /* For people, and sent as JSON: cut, but never inside a UTF-8
+         * character (jansson refuses a string that is not UTF-8). */
+        str_fmt_cut(x->r.last_error, sizeof(x->r.last_error), "%s", err ? err : "failed");
         if (x->r.fails >= c->unhealthy_threshold) x->r.state = HS_FAILING;
     }
     return x->r.state;
@@ -336,19 +355,24 @@ json_t *hc_snapshot(const char *stamp, const hc_set *set) {
         const hc_check *c = &set->checks[i];
         hc_result r;
         hc_get(stamp, c->name, &r);
+        /* target describes the check for people; HC_MAX_EXPRS long
+         * expressions do not all fit, and a cut one still reads (and stays
+         * UTF-8, as json_pack needs). */
         char target[1100];
+        assert(c->type >= 0 && c->type < HC_NTYPES && r.state >= 0 && r.state < 3);
+        assert(c->nexprs >= 0 && c->nexprs <= HC_MAX_EXPRS);
         switch (c->type) {
-        case HC_HTTP: snprintf(target, sizeof(target), "GET %s -> %d", c->path, c->expect_status); break;
-        case HC_EXEC: snprintf(target, sizeof(target), "%s", c->command); break;
+        case HC_HTTP: str_fmt_cut(target, sizeof(target), "GET %s -> %d", c->path, c->expect_status); break;
+        case HC_EXEC: str_fmt_cut(target, sizeof(target), "%s", c->command); break;
         case HC_THRESHOLD: {
             size_t o = 0;
             target[0] = '\0';
-            for (int k = 0; k < c->nexprs && o < sizeof(target); k++)
-                o += (size_t)snprintf(target + o, sizeof(target) - o, "%s%s", k ? ", " : "", c->exprs[k].text);
+            for (int k = 0; k < c->nexprs; k++)
+                o += str_fmt_cut(target + o, sizeof(target) - o, "%s%s", k ? ", " : "", c->exprs[k].text);
             break;
         }
-        case HC_TCP: snprintf(target, sizeof(target), "connect"); break;
-        default: snprintf(target, sizeof(target), "replicas running"); break;
+        case HC_TCP: str_copy(target, sizeof(target), "connect"); break;
+        default: str_copy(target, sizeof(target), "replicas running"); break;
         }
         json_array_append_new(
             arr, json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:I,s:s,s:I,s:I,s:I,s:i,s:i}", "name", c->name,
@@ -359,6 +383,7 @@ json_t *hc_snapshot(const char *stamp, const hc_set *set) {
                            "intervalMs", (json_int_t)c->interval_ms, "healthyThreshold",
                            c->healthy_threshold, "unhealthyThreshold", c->unhealthy_threshold));
     }
+    assert(set->action >= 0 && set->action < 3);
     return json_pack("{s:s,s:o,s:{s:b,s:s,s:i}}", "source", set->source, "checks", arr, "recovery",
                      "enabled", set->recovery, "action", hc_action_names[set->action], "maxRetries",
                      set->max_retries);

@@ -72,7 +72,7 @@ static int jwks(int n, char **specs) {
         char kid[128];
         const char *eq = strchr(specs[i], '=');
         if (eq == NULL || eq == specs[i] || (size_t)(eq - specs[i]) >= sizeof(kid)) return usage();
-        snprintf(kid, sizeof(kid), "%.*s", (int)(eq - specs[i]), specs[i]);
+        snprintf(kid, sizeof(kid), "%.*s", (int)(eq - specs[i]), specs[i]); /* fits: checked above */
         EVP_PKEY *k = load_key(eq + 1);
         if (k == NULL) return fail("cannot read a private key from", eq + 1);
         serr e = {0};

@@ -101,14 +101,18 @@ int main(int argc, char **argv) {
                 printf("%s - WARNING - memory sentinel violation: %s\n", ts, violation);
         }
         if (volume && i == 1) {
+            /* The variable's name whole or none: a cut one is another
+             * volume's (or no) variable. */
             char env[128], path[4096];
-            size_t j = 0;
-            snprintf(env, sizeof(env), "STAMP_VOLUME_");
-            j = strlen(env);
+            static const char pre[] = "STAMP_VOLUME_";
+            size_t j = sizeof(pre) - 1;
+            memcpy(env, pre, j);
             for (const char *p = volume; *p && j + 1 < sizeof(env); p++)
                 env[j++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
             env[j] = '\0';
-            const char *vd = getenv(env);
+            const char *vd = j - (sizeof(pre) - 1) == strlen(volume) ? getenv(env) : NULL;
+            if (vd == NULL)
+                fprintf(stderr, "stamp-nsworker: no volume directory for %s\n", volume);
             if (vd && snprintf(path, sizeof(path), "%s/checkpoint", vd) < (int)sizeof(path))
                 write_atomic(path, "checkpoint 1\n");
         }

@@ -60,8 +60,8 @@ static uint64_t fnv(const char *p, size_t n) {
 }
 
 static int64_t cfg_int(const char *json, const char *key, int64_t dflt) {
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    char pat[64]; /* key is one of ours; a cut pattern would match another key */
+    if (snprintf(pat, sizeof(pat), "\"%s\":", key) >= (int)sizeof(pat)) return dflt;
     const char *p = strstr(json, pat);
     if (p == NULL) return dflt;
     p += strlen(pat);
@@ -87,7 +87,8 @@ int main(int argc, char **argv) {
         char *b = slurp(argv[3], &n);
         if (b == NULL) return die("cannot read bundle", argv[3]);
         char path[4096];
-        snprintf(path, sizeof(path), "%s/model.bin", argv[2]);
+        if (snprintf(path, sizeof(path), "%s/model.bin", argv[2]) >= (int)sizeof(path))
+            return die("work directory path too long", argv[2]);
         FILE *f = fopen(path, "wb");
         if (f == NULL || fwrite(b, 1, n, f) != n || fclose(f) != 0) return die("cannot write", path);
         printf("pipeline init: model of %zu bytes, fingerprint %016" PRIx64 "\n", n, fnv(b, n));
@@ -100,7 +101,8 @@ int main(int argc, char **argv) {
     }
     char path[4096];
     size_t n, cn;
-    snprintf(path, sizeof(path), "%s/model.bin", argv[2]);
+    if (snprintf(path, sizeof(path), "%s/model.bin", argv[2]) >= (int)sizeof(path))
+        return die("work directory path too long", argv[2]);
     char *model = slurp(path, &n);
     if (model == NULL) return die("not initialised, missing", path);
     char *cfg = slurp(argv[3], &cn);

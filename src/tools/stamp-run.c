@@ -156,9 +156,15 @@ static int open_slot(const char *path, int *fd) {
     return *fd < 0 ? -1 : 0;
 }
 
+/* Paths are used whole or not at all: a cut one names another file. */
 static int write_result_fd(const char *path, int fd, const char *text) {
     char tmp[PATH_MAX], dir[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
+        snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+        close(fd);
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     size_t n = strlen(text), off = 0;
     while (off < n) {
         ssize_t w = pwrite(fd, text + off, n - off, (off_t)off);
@@ -171,11 +177,10 @@ static int write_result_fd(const char *path, int fd, const char *text) {
     }
     if (ftruncate(fd, (off_t)n) != 0 || fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0)
         return -1;
-    snprintf(dir, sizeof(dir), "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash == dir) slash[1] = '\0';
     else if (slash) *slash = '\0';
-    else snprintf(dir, sizeof(dir), ".");
+    else memcpy(dir, ".", 2);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
@@ -350,7 +355,11 @@ static char **build_env(void) {
         size_t len = strlen(o.env_keep[k]) + strlen(v) + 2;
         char *kv = malloc(len);
         if (kv == NULL) continue;
-        snprintf(kv, len, "%s=%s", o.env_keep[k], v);
+        /* len was counted from the two strings: it always fits. */
+        if (snprintf(kv, len, "%s=%s", o.env_keep[k], v) != (int)len - 1) {
+            free(kv);
+            continue;
+        }
         env[n++] = kv;
     }
     env[n] = NULL;
@@ -518,7 +527,7 @@ static uint64_t dropped_written;
 /* A line from stamp-run itself about the command: into its log. */
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note(const char *fmt, ...) {
-    char buf[512];
+    char buf[512]; /* a line for people reading the log: cut when longer */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -534,8 +543,9 @@ static void flush_log(void) {
     logcap_flush(&lc);
     uint64_t d = logcap_dropped(&lc);
     if (d != dropped_written) {
-        char path[PATH_MAX], text[32];
-        snprintf(path, sizeof(path), "%s.dropped", o.log_path);
+        char path[PATH_MAX], text[32]; /* text: any %llu fits */
+        if (snprintf(path, sizeof(path), "%s.dropped", o.log_path) >= (int)sizeof(path))
+            return; /* no such file can be named; the count is in the result too */
         snprintf(text, sizeof(text), "%llu\n", (unsigned long long)d);
         if (write_result(path, text) == 0) dropped_written = d;
     }
@@ -595,7 +605,7 @@ static void kill_all(void) {
     if (d == NULL) return;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        char *end, path[64], buf[512];
+        char *end, path[64], buf[512]; /* path: "/proc/" and a long always fit */
         long pid = strtol(de->d_name, &end, 10);
         if (*end || pid <= 1 || pid == self) continue;
         snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
@@ -627,6 +637,69 @@ static void kill_rest(void) {
     }
 }
 
+/* --user: its uid and gid, or a message and -1 (no such user, not root). */
+static int lookup_user(uid_t *uid, gid_t *gid) {
+    struct passwd pw, *res = NULL;
+    long sz = sysconf(_SC_GETPW_R_SIZE_MAX);
+    size_t bl = sz > 0 && sz < 65536 ? (size_t)sz : 16384;
+    char *pbuf = malloc(bl);
+    if (pbuf == NULL || getpwnam_r(o.user, &pw, pbuf, bl, &res) != 0 || res == NULL) {
+        fprintf(stderr, "stamp-run: user %s does not exist\n", o.user);
+        free(pbuf);
+        return -1;
+    }
+    *uid = pw.pw_uid;
+    *gid = pw.pw_gid;
+    free(pbuf);
+    if (geteuid() != 0) {
+        fprintf(stderr, "stamp-run: --user needs root\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* The disk budgets, each at its own pace: what stopped the command (after
+ * killing it and saying why in its log), or NULL. */
+static const char *disk_check(int64_t now, int64_t *next_free, int64_t *next_usage) {
+    if (o.free_dir && now >= *next_free) {
+        *next_free = now + 200;
+        int64_t f = free_bytes(o.free_dir);
+        if (f < o.free_min) {
+            kill_all();
+            note("\n[stamp: stopped: the data filesystem has %lld bytes free, under the "
+                 "reserve of %lld (disk-reserve)]\n", (long long)f, o.free_min);
+            return "disk-reserve";
+        }
+    }
+    if (o.n_usage && o.disk_max > 0 && now >= *next_usage) {
+        *next_usage = now + 1000;
+        int64_t u = used_bytes();
+        if (u > o.disk_max) {
+            kill_all();
+            note("\n[stamp: stopped: the namespace uses %lld bytes on disk, over its budget "
+                 "of %lld (ns-disk-max)]\n", (long long)u, o.disk_max);
+            return "ns-disk-max";
+        }
+    }
+    return NULL;
+}
+
+/* The result is JSON stampd parses: written whole or not at all (-1).  It
+ * always fits: numbers and one of our own stoppedBy words. */
+static int result_json(char *res, size_t len, int code, int sig, bool timed_out, int64_t dur,
+                       int64_t started, int64_t ended, unsigned long long dropped,
+                       const char *stopped_by) {
+    char by[64] = "";
+    int n = stopped_by ? snprintf(by, sizeof(by), ",\"stoppedBy\":\"%s\"", stopped_by) : 0;
+    if (n < 0 || (size_t)n >= sizeof(by)) return -1;
+    n = snprintf(res, len,
+                 "{\"exit\":%d,\"signal\":%d,\"timedOut\":%s,\"durationMs\":%lld,"
+                 "\"startedMs\":%lld,\"endedMs\":%lld,\"logBytesDropped\":%llu%s}\n",
+                 code, sig, timed_out ? "true" : "false", (long long)dur, (long long)started,
+                 (long long)ended, dropped, by);
+    return n >= 0 && (size_t)n < len ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
     int i = parse_args(argc, argv);
     if (o.rc_path == NULL) usage();
@@ -641,24 +714,7 @@ int main(int argc, char **argv) {
 
     uid_t uid = 0;
     gid_t gid = 0;
-    if (o.user) {
-        struct passwd pw, *res = NULL;
-        long sz = sysconf(_SC_GETPW_R_SIZE_MAX);
-        size_t bl = sz > 0 && sz < 65536 ? (size_t)sz : 16384;
-        char *pbuf = malloc(bl);
-        if (pbuf == NULL || getpwnam_r(o.user, &pw, pbuf, bl, &res) != 0 || res == NULL) {
-            fprintf(stderr, "stamp-run: user %s does not exist\n", o.user);
-            free(pbuf);
-            return 126;
-        }
-        uid = pw.pw_uid;
-        gid = pw.pw_gid;
-        free(pbuf);
-        if (geteuid() != 0) {
-            fprintf(stderr, "stamp-run: --user needs root\n");
-            return 126;
-        }
-    }
+    if (o.user && lookup_user(&uid, &gid) != 0) return 126;
     char **env = NULL;
     if (o.env_file || o.n_keep) {
         if ((env = build_env()) == NULL) return 126;
@@ -714,26 +770,7 @@ int main(int argc, char **argv) {
             kill(-child, SIGKILL);
             term_at = now + 3600 * 1000LL; /* once */
         }
-        if (!stopped_by && o.free_dir && now >= next_free) {
-            next_free = now + 200;
-            int64_t f = free_bytes(o.free_dir);
-            if (f < o.free_min) {
-                stopped_by = "disk-reserve";
-                kill_all();
-                note("\n[stamp: stopped: the data filesystem has %lld bytes free, under the "
-                     "reserve of %lld (disk-reserve)]\n", (long long)f, o.free_min);
-            }
-        }
-        if (!stopped_by && o.n_usage && o.disk_max > 0 && now >= next_usage) {
-            next_usage = now + 1000;
-            int64_t u = used_bytes();
-            if (u > o.disk_max) {
-                stopped_by = "ns-disk-max";
-                kill_all();
-                note("\n[stamp: stopped: the namespace uses %lld bytes on disk, over its budget "
-                     "of %lld (ns-disk-max)]\n", (long long)u, o.disk_max);
-            }
-        }
+        if (!stopped_by) stopped_by = disk_check(now, &next_free, &next_usage);
         if (log_fd >= 0 && now >= next_flush) {
             next_flush = now + 1000;
             flush_log();
@@ -775,15 +812,14 @@ int main(int argc, char **argv) {
         logcap_done(&lc);
     }
     int64_t ended = clock_ms(CLOCK_REALTIME), dur = clock_ms(CLOCK_MONOTONIC) - t0;
-    char res[512], by[64] = "";
-    if (stopped_by) snprintf(by, sizeof(by), ",\"stoppedBy\":\"%s\"", stopped_by);
-    snprintf(res, sizeof(res),
-             "{\"exit\":%d,\"signal\":%d,\"timedOut\":%s,\"durationMs\":%lld,"
-             "\"startedMs\":%lld,\"endedMs\":%lld,\"logBytesDropped\":%llu%s}\n",
-             code, sig, timed_out ? "true" : "false", (long long)dur, (long long)started,
-             (long long)ended, dropped, by);
     free(buf);
     free_env(env);
+    char res[512];
+    if (result_json(res, sizeof(res), code, sig, timed_out, dur, started, ended, dropped,
+                    stopped_by) != 0) {
+        fprintf(stderr, "stamp-run: the result does not fit %zu bytes\n", sizeof(res));
+        return 1;
+    }
     if ((slot_fd >= 0 ? write_result_fd(o.rc_path, slot_fd, res) : -1) != 0 &&
         write_result(o.rc_path, res) != 0) {
         fprintf(stderr, "stamp-run: writing %s: %s\n", o.rc_path, strerror(errno));

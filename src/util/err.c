@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/util.h"
+
 static const struct {
     int code;
     int http;
@@ -28,9 +30,11 @@ static int se_index(int code) {
 
 int serr_set(serr *e, int code, const char *fmt, ...) {
     if (e == NULL) return code;
+    /* A message longer than SERR_MSG_MAX is cut (never inside a UTF-8
+     * character, so it still goes out as JSON): it is for a person. */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    str_vfmt_cut(e->msg, sizeof(e->msg), fmt, ap);
     va_end(ap);
     e->code = code;
     return code;
@@ -41,10 +45,11 @@ int serr_wrap(serr *e, const char *fmt, ...) {
     char prefix[SERR_MSG_MAX], old[SERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    str_vfmt_cut(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof(old));
-    snprintf(e->msg, sizeof(e->msg), "%s: %s", prefix, old);
+    /* Cut like serr_set: the end of a long message goes first. */
+    str_fmt_cut(e->msg, sizeof(e->msg), "%s: %s", prefix, old);
     return e->code;
 }
 

@@ -23,14 +23,18 @@ int httpc_do(const httpc_req *req, long *status, sbuf *resp, serr *e) {
     char auth[9000];
     int rc = 0;
     sbuf_init(resp, req->max_response ? req->max_response : 4u << 20);
+    /* A cut token or media type would be sent as a different one. */
     if (req->bearer) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", req->bearer);
+        if ((rc = str_fmt(auth, sizeof(auth), e, "bearer token", "Authorization: Bearer %s",
+                          req->bearer)) != 0)
+            goto fail;
         hdrs = curl_slist_append(hdrs, auth);
     }
     char ctype[160];
     if (req->body) {
-        snprintf(ctype, sizeof(ctype), "Content-Type: %s",
-                 req->content_type ? req->content_type : "application/json");
+        if ((rc = str_fmt(ctype, sizeof(ctype), e, "content type", "Content-Type: %s",
+                          req->content_type ? req->content_type : "application/json")) != 0)
+            goto fail;
         hdrs = curl_slist_append(hdrs, ctype);
     }
     hdrs = curl_slist_append(hdrs, "Expect:");
@@ -64,6 +68,7 @@ int httpc_do(const httpc_req *req, long *status, sbuf *resp, serr *e) {
     } else {
         rc = serr_set(e, SE_UNAVAIL, "%s: %s", req->url, curl_easy_strerror(cc));
     }
+fail:
     if (rc) sbuf_free(resp);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);

@@ -3,6 +3,7 @@
  */
 #include "util/log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,8 +33,12 @@ int log_level_parse(const char *s) {
     return -1;
 }
 
+/* A line longer than its buffer is cut (str_fmt_cut: never inside a UTF-8
+ * character): a log line is for a person, and a cut one still says what
+ * happened. */
 static void log_vline(int level, const char *fmt, va_list ap, int err) {
     static const char *names[] = {"ERROR", "WARNING", "INFO", "DEBUG"};
+    assert(level >= LOG_ERROR && level <= LOG_DEBUG);
     if (level > log_lvl) return;
     char line[2048];
     struct timespec ts;
@@ -44,16 +49,11 @@ static void log_vline(int level, const char *fmt, va_list ap, int err) {
         /* jansson escapes the message; bytes that are not UTF-8 are
          * written as \xNN first (jansson refuses them). */
         char msg[1536], safe[2048], when[40];
-        int m = vsnprintf(msg, sizeof(msg), fmt, ap);
-        if (m < 0) m = 0;
-        if (m >= (int)sizeof(msg)) m = (int)sizeof(msg) - 1;
-        if (err) {
-            int k = snprintf(msg + m, sizeof(msg) - (size_t)m, ": %s", strerror(err));
-            m = k > 0 && m + k < (int)sizeof(msg) ? m + k : (int)sizeof(msg) - 1;
-        }
-        utf8_sanitize(msg, (size_t)m, safe, sizeof(safe) - 1);
+        size_t m = str_vfmt_cut(msg, sizeof(msg), fmt, ap);
+        if (err) m += str_fmt_cut(msg + m, sizeof(msg) - m, ": %s", strerror(err));
+        utf8_sanitize(msg, m, safe, sizeof(safe) - 1);
         size_t w = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(when + w, sizeof(when) - w, ".%03ldZ", ts.tv_nsec / 1000000);
+        str_fmt_cut(when + w, sizeof(when) - w, ".%03ldZ", ts.tv_nsec / 1000000);
         json_t *o = json_pack("{s:s,s:s,s:s}", "time", when, "level", names[level], "msg", safe);
         char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         json_decref(o);
@@ -70,15 +70,15 @@ static void log_vline(int level, const char *fmt, va_list ap, int err) {
         free(out);
         return;
     }
-    int n = (int)strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
-    n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ld - %s - ",
-                  ts.tv_nsec / 1000000, names[level]);
-    if (n < (int)sizeof(line)) n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    if (err && n < (int)sizeof(line))
-        n += snprintf(line + n, sizeof(line) - (size_t)n, ": %s", strerror(err));
-    if (n >= (int)sizeof(line) - 1) n = (int)sizeof(line) - 2;
+    /* room is one short of the buffer: the newline always fits. */
+    size_t room = sizeof(line) - 1;
+    size_t n = strftime(line, room, "%Y-%m-%d %H:%M:%S", &tm);
+    n += str_fmt_cut(line + n, room - n, ".%03ld - %s - ", ts.tv_nsec / 1000000, names[level]);
+    n += str_vfmt_cut(line + n, room - n, fmt, ap);
+    if (err) n += str_fmt_cut(line + n, room - n, ": %s", strerror(err));
+    assert(n < room);
     line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    ssize_t w = write(STDERR_FILENO, line, n);
     (void)w;
 }
 

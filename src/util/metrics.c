@@ -5,6 +5,8 @@
  */
 #include "util/metrics.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -34,16 +36,27 @@ static int nfams;
 static series *ser;
 static int nser;
 
+/* Callers hold mu.  Not recursive, so a trylock by anyone fails while it
+ * is held. */
+#define ASSERT_MU_HELD() assert(pthread_mutex_trylock(&mu) == EBUSY)
+
 static int fam_find(const char *name) {
+    ASSERT_MU_HELD();
+    assert(nfams >= 0 && nfams <= METRICS_MAX_FAMILIES);
     for (int i = 0; i < nfams; i++)
         if (strcmp(fams[i].name, name) == 0) return i;
     return -1;
 }
 
 void metrics_register(const char *name, int type, const char *help) {
+    /* Names and types are the program's own constants: a name that does not
+     * fit would be scraped as another metric's. */
+    assert(type >= MT_COUNTER && type <= MT_HISTOGRAM);
+    assert(strlen(name) < sizeof(fams[0].name));
     pthread_mutex_lock(&mu);
-    if (fam_find(name) < 0 && nfams < METRICS_MAX_FAMILIES) {
-        str_copy(fams[nfams].name, sizeof(fams[nfams].name), name);
+    if (fam_find(name) < 0 && nfams < METRICS_MAX_FAMILIES &&
+        str_copy(fams[nfams].name, sizeof(fams[nfams].name), name)) {
+        /* The help text is for people: a cut one is still help. */
         str_copy(fams[nfams].help, sizeof(fams[nfams].help), help);
         fams[nfams].type = type;
         nfams++;
@@ -51,10 +64,13 @@ void metrics_register(const char *name, int type, const char *help) {
     pthread_mutex_unlock(&mu);
 }
 
-/* Caller holds mu. */
+/* Caller holds mu.  A label set that does not fit is not recorded: cut, it
+ * would render as malformed text and share a series with another. */
 static series *series_get(const char *name, const char *labels) {
+    ASSERT_MU_HELD();
+    assert(nser >= 0 && nser <= METRICS_MAX_SERIES);
     int f = fam_find(name);
-    if (f < 0) return NULL;
+    if (f < 0 || strlen(labels) >= sizeof(ser[0].labels)) return NULL;
     for (int i = 0; i < nser; i++)
         if (ser[i].fam == f && strcmp(ser[i].labels, labels) == 0) return &ser[i];
     if (ser == NULL) {
@@ -65,7 +81,7 @@ static series *series_get(const char *name, const char *labels) {
     series *s = &ser[nser++];
     memset(s, 0, sizeof(*s));
     s->fam = f;
-    str_copy(s->labels, sizeof(s->labels), labels);
+    memcpy(s->labels, labels, strlen(labels) + 1); /* fits: checked above */
     return s;
 }
 
@@ -107,6 +123,7 @@ double metrics_get(const char *name, const char *labels) {
 }
 
 static int render_series(sbuf *out, const family *f, const series *s) {
+    ASSERT_MU_HELD();
     const char *l = s->labels;
     const char *sep = *l ? "," : "";
     int rc = 0;
@@ -134,6 +151,7 @@ int metrics_render(sbuf *out) {
     int rc = 0;
     pthread_mutex_lock(&mu);
     for (int f = 0; f < nfams && rc == 0; f++) {
+        assert(fams[f].type >= MT_COUNTER && fams[f].type <= MT_HISTOGRAM);
         rc = sbuf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", fams[f].name, fams[f].help,
                        fams[f].name, types[fams[f].type]);
         for (int i = 0; i < nser && rc == 0; i++)

@@ -22,7 +22,7 @@ static bool held;
 static int releases;
 
 static int fill(serr *e) {
-    char tmp[PATH_MAX + 8];
+    char tmp[PATH_MAX + 8]; /* rpath is under PATH_MAX: ".tmp" always fits */
     snprintf(tmp, sizeof(tmp), "%s.tmp", rpath);
     unlink(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

@@ -7,6 +7,7 @@
  * worker and API threads whose stacks are not for 64 KiB frames. */
 #define IO_CHUNK (64 * 1024)
 
+#include <assert.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -79,38 +80,44 @@ int parse_duration_ms(const char *s, int64_t *ms) {
     return 0;
 }
 
+/* Display text only (nothing parses it back): a buffer shorter than
+ * FMT_DURATION_LEN gets a cut text rather than an error. */
 char *fmt_duration(int64_t ms, char *buf, size_t len) {
     if (ms < 0) ms = 0;
     if (ms < 1000) {
-        snprintf(buf, len, "%lldms", (long long)ms);
+        str_fmt_cut(buf, len, "%lldms", (long long)ms);
         return buf;
     }
     int64_t s = ms / 1000;
     int64_t d = s / 86400, h = (s / 3600) % 24, m = (s / 60) % 60, sec = s % 60;
     size_t n = 0;
     buf[0] = '\0';
-    if (d) n += (size_t)snprintf(buf + n, len - n, "%lldd", (long long)d);
-    if (h && n < len) n += (size_t)snprintf(buf + n, len - n, "%lldh", (long long)h);
-    if (m && n < len && !d) n += (size_t)snprintf(buf + n, len - n, "%lldm", (long long)m);
-    if ((sec || n == 0) && n < len && !d && !h)
-        snprintf(buf + n, len - n, "%llds", (long long)sec);
+    if (d) n += str_fmt_cut(buf + n, len - n, "%lldd", (long long)d);
+    if (h) n += str_fmt_cut(buf + n, len - n, "%lldh", (long long)h);
+    if (m && !d) n += str_fmt_cut(buf + n, len - n, "%lldm", (long long)m);
+    if ((sec || n == 0) && !d && !h) str_fmt_cut(buf + n, len - n, "%llds", (long long)sec);
     return buf;
 }
 
 char *fmt_time_rfc3339(int64_t ms, char *buf, size_t len) {
+    assert(len >= FMT_TIME_LEN);
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (gmtime_r(&t, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        buf[0] = '\0';
     return buf;
 }
 
 char *fmt_time_rfc3339_ms(int64_t ms, char *buf, size_t len) {
+    assert(len >= FMT_TIME_LEN);
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
-    gmtime_r(&t, &tm);
-    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (n > 0) snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000 + 1000) % 1000);
+    size_t n = gmtime_r(&t, &tm) ? strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm) : 0;
+    /* "" rather than a time without its milliseconds or zone, which would
+     * parse as something else. */
+    if (n == 0 || str_fmt(buf + n, len - n, NULL, "time", ".%03dZ",
+                          (int)(ms % 1000 + 1000) % 1000) != 0)
+        buf[0] = '\0';
     return buf;
 }
 
@@ -139,9 +146,54 @@ bool str_has_prefix(const char *s, const char *prefix) {
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+int str_fmt(char *buf, size_t len, serr *e, const char *what, const char *fmt, ...) {
+    assert(len > 0);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < len) return 0;
+    buf[0] = '\0';
+    if (n < 0) return serr_set(e, SE_INVAL, "%s: cannot be formatted", what);
+    return serr_set(e, SE_TOOBIG, "%s too long (at most %zu bytes)", what, len - 1);
+}
+
+/* Where a cut at len ends inside a UTF-8 sequence, the length up to that
+ * sequence's lead byte; otherwise len. */
+static size_t utf8_back_off(const char *s, size_t len) {
+    size_t i = len;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80) i--;
+    if (i == 0 || (unsigned char)s[i - 1] < 0xc0) return len;
+    unsigned lead = (unsigned char)s[i - 1];
+    size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+    return len - (i - 1) >= need ? len : i - 1;
+}
+
+size_t str_vfmt_cut(char *buf, size_t len, const char *fmt, va_list ap) {
+    assert(len > 0);
+    int n = vsnprintf(buf, len, fmt, ap);
+    if (n < 0) {
+        buf[0] = '\0';
+        return 0;
+    }
+    if ((size_t)n < len) return (size_t)n;
+    size_t kept = utf8_back_off(buf, len - 1);
+    buf[kept] = '\0';
+    return kept;
+}
+
+size_t str_fmt_cut(char *buf, size_t len, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = str_vfmt_cut(buf, len, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
 int mkdir_p(const char *path, mode_t mode, serr *e) {
     char tmp[PATH_MAX];
-    if (!str_copy(tmp, sizeof(tmp), path)) return serr_set(e, SE_INVAL, "path too long");
+    if (!str_copy(tmp, sizeof(tmp), path))
+        return serr_set(e, SE_INVAL, "mkdir: path too long (at most %zu bytes)", sizeof(tmp) - 1);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
@@ -263,7 +315,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
      * same file at once each rename a whole file, the last one wins. */
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
-        return serr_set(e, SE_INVAL, "path too long");
+        return serr_set(e, SE_INVAL, "%s: path too long for its temporary file", base_name(path));
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd == -1) return serr_set(e, SE_IO, "create %s: %s", base_name(path), strerror(errno));
     const char *p = data;
@@ -455,12 +507,20 @@ int sbuf_addf(sbuf *b, const char *fmt, ...) {
     return rc;
 }
 
+static void hex32(const unsigned char md[32], char out[65]) {
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
 void sha256_hex(const void *data, size_t len, char out[65]) {
     unsigned char md[32];
     unsigned int mdlen = 0;
     EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
-    out[64] = '\0';
+    hex32(md, out);
 }
 
 int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e) {
@@ -497,8 +557,7 @@ int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e) {
         unsigned char md[32];
         unsigned int mdlen = 0;
         EVP_DigestFinal_ex(ctx, md, &mdlen);
-        for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
-        out[64] = '\0';
+        hex32(md, out);
         if (size) *size = total;
     }
     EVP_MD_CTX_free(ctx);

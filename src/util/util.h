@@ -5,6 +5,7 @@
 #ifndef STAMP_UTIL_H
 #define STAMP_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,9 +21,16 @@ void sleep_ms(int64_t ms);
 /* "1500ms", "30s", "10m", "72h", "2d", or a bare number of seconds.
  * Returns 0 and the value in *ms, or SE_INVAL. */
 int parse_duration_ms(const char *s, int64_t *ms);
-/* Renders 90000 as "1m30s", 0 as "0s"; returns buf. */
+/* Renders 90000 as "1m30s", 0 as "0s"; returns buf.  For people, not
+ * parsers: it drops the smaller units of long durations ("2d3h"), and a
+ * buffer under FMT_DURATION_LEN (17 bytes hold the longest, "106751991167d23h")
+ * gets a cut text. */
+#define FMT_DURATION_LEN 24
 char *fmt_duration(int64_t ms, char *buf, size_t len);
-/* RFC 3339 UTC with seconds: "2026-01-25T01:00:00Z". */
+/* RFC 3339 UTC with seconds: "2026-01-25T01:00:00Z".  len must be at least
+ * FMT_TIME_LEN (which holds any year gmtime gives); a time gmtime cannot
+ * represent renders as "". */
+#define FMT_TIME_LEN 32
 char *fmt_time_rfc3339(int64_t ms, char *buf, size_t len);
 /* The same with milliseconds: "2026-01-25T01:00:00.123Z" (25 bytes). */
 char *fmt_time_rfc3339_ms(int64_t ms, char *buf, size_t len);
@@ -35,6 +43,26 @@ bool name_valid(const char *s, size_t max);
 /* Bounded copy: always NUL-terminates; returns false when truncated. */
 bool str_copy(char *dst, size_t dstlen, const char *src);
 bool str_has_prefix(const char *s, const char *prefix);
+
+/* Formatting into a fixed buffer; pick by what a cut would do.
+ *
+ * str_fmt: for text that is used as a name (a path, a URL, a key, a label,
+ * a command, anything parsed): a result that does not fit is wrong, not
+ * shorter.  Returns 0, or SE_TOOBIG with "<what> too long (at most N
+ * bytes)" in e; buf then holds "" so a caller that ignores the error
+ * cannot use a cut name.
+ *
+ * str_fmt_cut: for text only a person reads (a log line, a message, a
+ * table cell): a cut is accepted on purpose and never splits a UTF-8
+ * character.  Always NUL terminated (len > 0); returns the length kept,
+ * always < len, so `n += str_fmt_cut(buf + n, len - n, ...)` stays inside
+ * buf. */
+int str_fmt(char *buf, size_t len, serr *e, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+size_t str_fmt_cut(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+size_t str_vfmt_cut(char *buf, size_t len, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* Files.  All descriptors are opened O_CLOEXEC. */
 int mkdir_p(const char *path, mode_t mode, serr *e);

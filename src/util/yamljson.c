@@ -13,6 +13,7 @@
  */
 #include "util/yamljson.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -38,11 +39,11 @@ static int at(serr *e, const yaml_mark_t *m, int code, const char *what) {
 static int next_event(yreader *r, yaml_event_t *ev) {
     if (!yaml_parser_parse(&r->p, ev)) {
         const char *prob = r->p.problem ? r->p.problem : "syntax error";
-        char msg[256];
+        char msg[256]; /* libyaml's own words; a cut is harmless */
         if (r->p.context)
-            snprintf(msg, sizeof(msg), "%s %s", prob, r->p.context);
+            str_fmt_cut(msg, sizeof(msg), "%s %s", prob, r->p.context);
         else
-            snprintf(msg, sizeof(msg), "%s", prob);
+            str_fmt_cut(msg, sizeof(msg), "%s", prob);
         return at(r->e, &r->p.problem_mark, SE_INVAL, msg);
     }
     return 0;
@@ -195,8 +196,11 @@ static int build_collection(yreader *r, yaml_event_t *start, int depth, json_t *
         }
         memcpy(key, ev.data.scalar.value, ev.data.scalar.length + 1);
         if (json_object_get(c, key) != NULL) {
+            /* At most 200 bytes of the key, cut on a character (libyaml
+             * gave valid UTF-8): the message fits msg whole. */
             char msg[300];
-            snprintf(msg, sizeof(msg), "duplicate key \"%.200s\"", key);
+            str_fmt_cut(msg, sizeof(msg), "duplicate key \"%.*s\"",
+                        (int)utf8_cut(key, strlen(key), 200), key);
             rc = at(r->e, &ev.start_mark, SE_INVAL, msg);
             yaml_event_delete(&ev);
             json_decref(c);
@@ -232,7 +236,7 @@ static int build_collection(yreader *r, yaml_event_t *start, int depth, json_t *
 static int build(yreader *r, yaml_event_t *ev, int depth, json_t **out) {
     if (depth > MANIFEST_MAX_DEPTH) {
         char msg[64];
-        snprintf(msg, sizeof(msg), "nested deeper than %d levels", MANIFEST_MAX_DEPTH);
+        str_fmt_cut(msg, sizeof(msg), "nested deeper than %d levels", MANIFEST_MAX_DEPTH);
         return at(r->e, &ev->start_mark, SE_INVAL, msg);
     }
     switch (ev->type) {
@@ -464,7 +468,11 @@ static size_t written_len(const char *s) {
  * 0.072999999999999995. */
 static void shortest_real(double d, char *num, size_t len) {
     for (int prec = 15; prec <= 17; prec++) {
-        snprintf(num, len, "%.*g", prec, d);
+        /* Read back by a parser, so never cut: %.17g is at most 24
+         * characters ("-1.2345678901234567e-308"), and callers pass 32+. */
+        int n = snprintf(num, len, "%.*g", prec, d);
+        assert(n > 0 && (size_t)n < len);
+        (void)n;
         if (strtod(num, NULL) == d) return;
     }
 }

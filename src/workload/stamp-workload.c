@@ -88,8 +88,11 @@ static bool parse_ll(const char *s, long long min, long long max, long long *out
 
 /* ---- counters on disk ---- */
 
-static void counters_path(char *buf, size_t len) {
-    snprintf(buf, len, "%s/counters.json", cfg.state_dir);
+/* Paths are used whole or not at all: false when the state directory's
+ * name leaves no room (a cut path is another file). */
+static bool counters_path(char *buf, size_t len) {
+    int n = snprintf(buf, len, "%s/counters.json", cfg.state_dir);
+    return n >= 0 && (size_t)n < len;
 }
 
 /* The data latency: how long the last durable write of the counters took
@@ -99,7 +102,8 @@ static atomic_llong data_latency_us;
 
 static long long injected_latency_ms(void) {
     char path[PATH_MAX], buf[32];
-    snprintf(path, sizeof(path), "%s/inject-data-latency-ms", cfg.state_dir);
+    int pn = snprintf(path, sizeof(path), "%s/inject-data-latency-ms", cfg.state_dir);
+    if (pn < 0 || (size_t)pn >= sizeof(path)) return 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
@@ -114,12 +118,20 @@ static void save_counters(void) {
     if (cfg.state_dir == NULL) return;
     int64_t t0 = mono_now_us();
     char path[PATH_MAX], tmp[PATH_MAX + 8], text[512];
-    counters_path(path, sizeof(path));
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (!counters_path(path, sizeof(path))) {
+        fprintf(stderr, "stamp-workload: state directory path too long\n");
+        return;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path); /* fits: 8 more than path holds */
+    /* Read back at start: written whole or not at all. */
     int n = snprintf(text, sizeof(text),
                      "{\"name\":\"%s\",\"requestsTotal\":%lld,\"jobsTotal\":%lld,\"updatedMs\":%lld}\n",
                      cfg.name, (long long)atomic_load(&requests_total),
                      (long long)atomic_load(&jobs_total), (long long)wall_now());
+    if (n < 0 || (size_t)n >= sizeof(text)) {
+        fprintf(stderr, "stamp-workload: the counters do not fit %zu bytes\n", sizeof(text));
+        return;
+    }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0) {
         fprintf(stderr, "stamp-workload: %s: %s\n", tmp, strerror(errno));
@@ -146,7 +158,7 @@ static bool field_ll(const char *text, const char *key, long long *out) {
 
 static void load_counters(void) {
     char path[PATH_MAX], text[1024];
-    counters_path(path, sizeof(path));
+    if (!counters_path(path, sizeof(path))) return;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return;
     ssize_t n = read(fd, text, sizeof(text) - 1);
@@ -185,8 +197,13 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned int status, cons
     va_start(ap, fmt);
     int n = vsnprintf(body, sizeof(body), fmt, ap);
     va_end(ap);
-    if (n < 0) n = 0;
-    if ((size_t)n >= sizeof(body)) n = (int)sizeof(body) - 1;
+    /* Bodies are parsed (metrics): a cut one would be wrong, so a body that
+     * does not fit is an error answer instead. */
+    if (n < 0 || (size_t)n >= sizeof(body)) {
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        ctype = "text/plain";
+        n = snprintf(body, sizeof(body), "response larger than %zu bytes\n", sizeof(body) - 1);
+    }
     struct MHD_Response *r =
         MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
     if (r == NULL) return MHD_NO;
