@@ -229,13 +229,12 @@ static int find_libexec(stamp_config *cfg, serr *e) {
     char probe[PATH_MAX + 64];
     snprintf(probe, sizeof(probe), "%s/stamp-run", exe);
     if (path_exists(probe)) {
-        str_copy(cfg->libexec_dir, sizeof(cfg->libexec_dir), exe);
-        return 0;
+        return str_fmt(cfg->libexec_dir, sizeof(cfg->libexec_dir), e, "libexec-dir", "%s", exe);
     }
     snprintf(probe, sizeof(probe), "%s/../libexec/stamp/stamp-run", exe);
     if (path_exists(probe)) {
-        snprintf(cfg->libexec_dir, sizeof(cfg->libexec_dir), "%s/../libexec/stamp", exe);
-        return 0;
+        return str_fmt(cfg->libexec_dir, sizeof(cfg->libexec_dir), e, "libexec-dir", "%s/../libexec/stamp",
+                       exe);
     }
     return serr_set(e, SE_NOTFOUND, "stamp-run not found next to stampd nor in ../libexec/stamp; set libexec-dir");
 }

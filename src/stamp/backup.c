@@ -20,24 +20,36 @@
 
 typedef int (*walk_fn)(const char *path, const char *rel, void *arg);
 
-static int walk(const char *root, const char *rel, walk_fn fn, void *arg, serr *e) {
+/* Both paths of one entry, on the heap: a walk recurses once per level. */
+typedef struct walk_frame {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s%s%s", root, *rel ? "/" : "", rel);
-    DIR *d = opendir(path);
-    if (d == NULL) return errno == ENOENT ? 0 : serr_set(e, SE_IO, "opendir %s: %s", path, strerror(errno));
+    char crel[PATH_MAX];
+    char cpath[PATH_MAX];
+} walk_frame;
+
+static int walk(const char *root, const char *rel, walk_fn fn, void *arg, serr *e) {
+    walk_frame *f = malloc(sizeof(*f));
+    if (f == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    int rc = str_fmt(f->path, sizeof(f->path), e, "path", "%s%s%s", root, *rel ? "/" : "", rel);
+    DIR *d = rc ? NULL : opendir(f->path);
+    if (d == NULL) {
+        if (rc == 0 && errno != ENOENT) rc = serr_set(e, SE_IO, "opendir %s: %s", f->path, strerror(errno));
+        free(f);
+        return rc;
+    }
     struct dirent *de;
-    int rc = 0;
     while (rc == 0 && (de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        char crel[PATH_MAX], cpath[PATH_MAX];
-        snprintf(crel, sizeof(crel), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
-        snprintf(cpath, sizeof(cpath), "%s/%s", root, crel);
+        if ((rc = str_fmt(f->crel, sizeof(f->crel), e, "path", "%s%s%s", rel, *rel ? "/" : "", de->d_name)) ||
+            (rc = str_fmt(f->cpath, sizeof(f->cpath), e, "path", "%s/%s", root, f->crel)))
+            break;
         struct stat stt;
-        if (lstat(cpath, &stt) != 0) continue;
-        if (S_ISDIR(stt.st_mode)) rc = walk(root, crel, fn, arg, e);
-        else if (S_ISREG(stt.st_mode)) rc = fn(cpath, crel, arg);
+        if (lstat(f->cpath, &stt) != 0) continue;
+        if (S_ISDIR(stt.st_mode)) rc = walk(root, f->crel, fn, arg, e);
+        else if (S_ISREG(stt.st_mode)) rc = fn(f->cpath, f->crel, arg);
     }
     closedir(d);
+    free(f);
     return rc;
 }
 
@@ -140,15 +152,36 @@ static void copy_job_free(void *arg) {
     free(j);
 }
 
+/* The paths of one backup or archive, on the heap. */
+typedef struct copy_paths {
+    char base[PATH_MAX], partial[PATH_MAX], final[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
+} copy_paths;
+
+/* a/b into out (PATH_MAX); a path that does not fit is an error, never cut. */
+static int pj(char *out, const char *a, const char *b, serr *e) {
+    return str_fmt(out, PATH_MAX, e, "path", "%s/%s", a, b);
+}
+
+static int backup_job_paths(copy_job *j, copy_paths *P, json_t **result, serr *e);
+
 /* Back up the stamp's local state (its volumes) and verify the copy.
  * Check-then-act: a backup of this id already in place is the answer. */
 static int backup_job(void *arg, json_t **result, serr *e) {
     copy_job *j = arg;
-    char base[PATH_MAX], partial[PATH_MAX], final[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
-    snprintf(base, sizeof(base), "%s/backups/%s", j->c->data_dir, j->name);
-    snprintf(partial, sizeof(partial), "%s/%s.partial", base, j->id);
-    snprintf(final, sizeof(final), "%s/%s", base, j->id);
-    snprintf(dst, sizeof(dst), "%s/manifest.json", final);
+    copy_paths *P = malloc(sizeof(*P));
+    if (P == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    int rc = backup_job_paths(j, P, result, e);
+    free(P);
+    return rc;
+}
+
+static int backup_job_paths(copy_job *j, copy_paths *P, json_t **result, serr *e) {
+    char *base = P->base, *partial = P->partial, *final = P->final, *src = P->src, *dst = P->dst;
+    int rc;
+    if ((rc = str_fmt(base, PATH_MAX, e, "path", "%s/backups/%s", j->c->data_dir, j->name)) ||
+        (rc = str_fmt(partial, PATH_MAX, e, "path", "%s/%s.partial", base, j->id)) ||
+        (rc = pj(final, base, j->id, e)) || (rc = pj(dst, final, "manifest.json", e)))
+        return rc;
     char *text = NULL;
     if (read_file(dst, 16 << 20, &text, NULL, NULL) == 0) {
         json_t *man = json_loads(text, 0, NULL);
@@ -162,14 +195,11 @@ static int backup_job(void *arg, json_t **result, serr *e) {
         }
     }
     remove_tree(partial, NULL);
-    int rc = mkdir_p(partial, 0750, e);
-    if (rc) return rc;
-    snprintf(src, sizeof(src), "%s/volumes", j->dir);
-    snprintf(dst, sizeof(dst), "%s/volumes", partial);
+    if ((rc = mkdir_p(partial, 0750, e))) return rc;
+    if ((rc = pj(src, j->dir, "volumes", e)) || (rc = pj(dst, partial, "volumes", e))) goto fail;
     if (path_exists(src) && ((rc = copy_tree(src, dst, e)) || (rc = verify_copy(src, dst, e))))
         goto fail;
-    snprintf(dst, sizeof(dst), "%s/status.json", partial);
-    if ((rc = write_json_file(dst, j->doc, e))) goto fail;
+    if ((rc = pj(dst, partial, "status.json", e)) || (rc = write_json_file(dst, j->doc, e))) goto fail;
     json_t *files;
     int64_t bytes;
     if ((rc = manifest_build(partial, &files, &bytes, e))) goto fail;
@@ -177,8 +207,8 @@ static int backup_job(void *arg, json_t **result, serr *e) {
     json_t *man = json_pack("{s:s,s:s,s:s,s:I,s:o,s:I}", "stamp", j->name, "id", j->id, "reason",
                             j->why, "createdMs", (json_int_t)now_ms(), "files", files, "bytes",
                             (json_int_t)bytes);
-    snprintf(dst, sizeof(dst), "%s/manifest.json", partial);
-    rc = write_json_file(dst, man, e);
+    rc = pj(dst, partial, "manifest.json", e);
+    if (rc == 0) rc = write_json_file(dst, man, e);
     json_decref(man);
     if (rc) goto fail;
     if (rename(partial, final) != 0) {
@@ -294,36 +324,46 @@ int sc_snapshot_metrics(sctx *s, json_t *rec, const char *dir, int *state, serr 
  * each copy verified.  An archive of the same name in place is replaced:
  * an older stamp of that name, or this one's from a run cut short after
  * the rename. */
+static int archive_job_paths(copy_job *j, copy_paths *P, json_t **result, serr *e);
+
 static int archive_job(void *arg, json_t **result, serr *e) {
     copy_job *j = arg;
-    char base[PATH_MAX], partial[PATH_MAX], final[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
-    snprintf(base, sizeof(base), "%s/archive", j->c->data_dir);
-    snprintf(partial, sizeof(partial), "%s/%s.partial", base, j->name);
-    snprintf(final, sizeof(final), "%s/%s", base, j->name);
+    copy_paths *P = malloc(sizeof(*P));
+    if (P == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    int rc = archive_job_paths(j, P, result, e);
+    free(P);
+    return rc;
+}
+
+static int archive_job_paths(copy_job *j, copy_paths *P, json_t **result, serr *e) {
+    char *base = P->base, *partial = P->partial, *final = P->final, *src = P->src, *dst = P->dst;
+    int rc;
+    if ((rc = pj(base, j->c->data_dir, "archive", e)) ||
+        (rc = str_fmt(partial, PATH_MAX, e, "path", "%s/%s.partial", base, j->name)) ||
+        (rc = pj(final, base, j->name, e)))
+        return rc;
     remove_tree(partial, NULL);
     if (path_exists(final)) remove_tree(final, NULL); /* an older stamp of the same name */
-    int rc = mkdir_p(partial, 0750, e);
-    if (rc) return rc;
+    if ((rc = mkdir_p(partial, 0750, e))) return rc;
     static const char *const subs[] = {"logs", "steps", "quarantine"};
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-        snprintf(src, sizeof(src), "%s/%s", j->dir, subs[i]);
-        snprintf(dst, sizeof(dst), "%s/%s", partial, subs[i]);
+        if ((rc = pj(src, j->dir, subs[i], e)) || (rc = pj(dst, partial, subs[i], e))) goto fail;
         if (!path_exists(src)) continue;
         if ((rc = copy_tree(src, dst, e)) || (rc = verify_copy(src, dst, e))) goto fail;
     }
     json_t *evs = NULL, *aud = NULL;
     if ((rc = store_events(j->c->st, "Stamp", j->name, 10000, &evs, e))) goto fail;
-    snprintf(dst, sizeof(dst), "%s/events.json", partial);
-    rc = write_json_file(dst, evs, e);
+    rc = pj(dst, partial, "events.json", e);
+    if (rc == 0) rc = write_json_file(dst, evs, e);
     json_decref(evs);
     if (rc) goto fail;
     if ((rc = store_audit_list(j->c->st, "Stamp", j->name, 10000, &aud, e))) goto fail;
-    snprintf(dst, sizeof(dst), "%s/audit.json", partial);
-    rc = write_json_file(dst, aud, e);
+    rc = pj(dst, partial, "audit.json", e);
+    if (rc == 0) rc = write_json_file(dst, aud, e);
     json_decref(aud);
     if (rc) goto fail;
-    snprintf(dst, sizeof(dst), "%s/stamp.json", partial);
-    rc = write_json_file(dst, j->doc, e);
+    rc = pj(dst, partial, "stamp.json", e);
+    if (rc == 0) rc = write_json_file(dst, j->doc, e);
     if (rc) goto fail;
     json_t *files;
     int64_t bytes;
@@ -333,8 +373,8 @@ static int archive_job(void *arg, json_t **result, serr *e) {
     json_t *man = json_pack("{s:s,s:I,s:I,s:o,s:I}", "stamp", j->name, "createdMs",
                             (json_int_t)now_ms(), "retainUntilMs", (json_int_t)until, "files",
                             files, "bytes", (json_int_t)bytes);
-    snprintf(dst, sizeof(dst), "%s/manifest.json", partial);
-    rc = write_json_file(dst, man, e);
+    rc = pj(dst, partial, "manifest.json", e);
+    if (rc == 0) rc = write_json_file(dst, man, e);
     json_decref(man);
     if (rc) goto fail;
     if (rename(partial, final) != 0) {

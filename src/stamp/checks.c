@@ -106,7 +106,7 @@ static int replica_check(probe_run *p, char *err, size_t errlen) {
                      : probe_http(url, c->expect_status, c->timeout_ms, why, sizeof(why));
         }
         if (rc != 0) {
-            snprintf(err, errlen, "%s: %s", p->t[i].label, why);
+            str_fmt_cut(err, errlen, "%s: %s", p->t[i].label, why);
             return -1;
         }
     }
@@ -147,9 +147,11 @@ static probe_run *probe_prepare(sctx *s, const hc_check *c, int mode) {
         sc_var_set(p->vars, "PATH", "/usr/local/bin:/usr/bin:/bin");
         str_copy(p->cwd, sizeof(p->cwd), s->dir);
         char dir[PATH_MAX];
-        snprintf(dir, sizeof(dir), "%s/logs", s->dir);
-        mkdir_p(dir, 0750, NULL);
-        snprintf(p->log, sizeof(p->log), "%s/health-%s.log", dir, c->name);
+        /* Without a log the check still runs (its output is dropped). */
+        if (str_fmt(dir, sizeof(dir), NULL, "path", "%s/logs", s->dir) == 0 &&
+            mkdir_p(dir, 0750, NULL) == 0 &&
+            str_fmt(p->log, sizeof(p->log), NULL, "path", "%s/health-%s.log", dir, c->name) != 0)
+            p->log[0] = '\0';
         return p;
     }
     replica_ref reps[SC_MAX_REPLICA_REFS];

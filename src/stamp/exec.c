@@ -44,8 +44,8 @@ sc_vars *sc_vars_new(sctx *s) {
     sc_var_set(v, "STAMP_LIBEXEC", s->c->libexec);
     sc_var_set(v, "STAMP_DATA_DIR", s->c->data_dir);
     sc_var_set(v, "STAMP_DIR", s->dir);
-    snprintf(buf, sizeof(buf), "%s/logs", s->dir);
-    sc_var_set(v, "LOG_DIR", buf);
+    /* s->dir fits (stamp_dir checked it) with room for any suffix. */
+    if (str_fmt(buf, sizeof(buf), NULL, "path", "%s/logs", s->dir) == 0) sc_var_set(v, "LOG_DIR", buf);
     const char *ep = jstr(s->r.status, "endpoint", NULL);
     if (ep) sc_var_set(v, "STAMP_ENDPOINT", ep);
     const char *k;
@@ -186,8 +186,8 @@ int sc_exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char *ta
         (rc = begin_run(s, stp, tag, prog, e)))
         return rc;
     str_copy(runid, sizeof(runid), jstr(prog, "runId", "run"));
-    snprintf(dir, sizeof(dir), "%s/steps", s->dir);
-    if ((rc = mkdir_p(dir, 0750, e))) return rc;
+    if ((rc = str_fmt(dir, sizeof(dir), e, "path", "%s/steps", s->dir)) || (rc = mkdir_p(dir, 0750, e)))
+        return rc;
     if (snprintf(rcpath, sizeof(rcpath), "%s/%s.%s.rc", dir, stp->name, runid) >= (int)sizeof(rcpath) ||
         snprintf(logpath, sizeof(logpath), "%s/%s.%s.log", dir, stp->name, runid) >= (int)sizeof(logpath) ||
         snprintf(unit, sizeof(unit), "%s/x/%s/%s", s->name, stp->name, runid) >= (int)sizeof(unit))

@@ -65,13 +65,14 @@ static int replica_vars(sctx *s, const tpl_step *st, int idx, const int *ports, 
         sc_var_set(v, pn, buf);
         if (p == 0) sc_var_set(v, "PORT", buf);
     }
-    snprintf(buf, sizeof(buf), "%s/volumes/%s-%d", s->dir, st->name, idx);
+    int rc;
+    if ((rc = str_fmt(buf, sizeof(buf), e, "path", "%s/volumes/%s-%d", s->dir, st->name, idx)))
+        return rc;
     sc_var_set(v, "STATE_DIR", buf);
-    int rc = mkdir_p(buf, 0750, e);
-    if (rc) return rc;
-    snprintf(buf, sizeof(buf), "%s/logs", s->dir);
-    if ((rc = mkdir_p(buf, 0750, e))) return rc;
-    snprintf(logp, loglen, "%s/logs/%s-%d.log", s->dir, st->name, idx);
+    if ((rc = mkdir_p(buf, 0750, e)) || (rc = str_fmt(buf, sizeof(buf), e, "path", "%s/logs", s->dir)) ||
+        (rc = mkdir_p(buf, 0750, e)) ||
+        (rc = str_fmt(logp, loglen, e, "path", "%s/logs/%s-%d.log", s->dir, st->name, idx)))
+        return rc;
     return sc_vars_step_env(v, st, e);
 }
 

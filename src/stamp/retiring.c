@@ -28,9 +28,9 @@ static int step_backup(void *ctx, json_t *rt, int *out, const char **redo, serr 
 static int step_quarantine(void *ctx, json_t *rt, int *out, const char **redo, serr *e) {
     sctx *s = ctx;
     char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/quarantine", s->dir);
-    int rc = mkdir_p(dir, 0750, e);
-    if (rc) return rc;
+    int rc;
+    if ((rc = str_fmt(dir, sizeof(dir), e, "path", "%s/quarantine", s->dir)) || (rc = mkdir_p(dir, 0750, e)))
+        return rc;
     /* Out of rotation (the traffic driver), logs and metrics kept: take a
      * last scrape of every replica that still answers. */
     fleet_forget(s->c->fleet, s->name);

@@ -237,7 +237,7 @@ int stamp_step_log(ctl_ctx *c, const char *name, const char *step, const char *r
                         name, step);
     }
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s.%s.log", dir, v[pick].step, v[pick].run);
+    rc = str_fmt(path, sizeof(path), e, "path", "%s/%s.%s.log", dir, v[pick].step, v[pick].run);
     free(v);
-    return read_file_tail(path, tail, data, len, NULL, e);
+    return rc ? rc : read_file_tail(path, tail, data, len, NULL, e);
 }
