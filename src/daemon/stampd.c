@@ -351,32 +351,39 @@ out:
     return rc;
 }
 
-int main(int argc, char **argv) {
-    static stamp_config cfg;
-    config_defaults(&cfg);
-    serr e = {0};
-    static ctl_ctx ctx;
-    blob_store *blobs = NULL;
-    store *st = NULL;
-    jwt_verifier *jv = NULL;
-    api *ap = NULL;
-    engine *en = NULL;
-    int lockfd = -1;
-    bool check_only = false, verbose = false, stop_all = false;
-    const char *config_file = NULL, *data_dir = NULL, *listen = NULL, *fd_listen = NULL;
-    const char *sets[128];
-    int nsets = 0;
-    if (config_from_env(&cfg, &e)) goto bad;
-    char *lv = getenv("LOG_LEVEL");
-    if (lv && log_level_parse(lv) >= 0) str_copy(cfg.log_level, sizeof(cfg.log_level), lv);
+/* ---- main, in the order stampd starts ---- */
 
+typedef struct daemon_opts {
+    bool check_only, verbose, stop_all;
+    const char *config_file, *data_dir, *listen, *fd_listen;
+    const char *sets[128];
+    int nsets;
+} daemon_opts;
+
+/* Everything stampd starts, stopped in reverse by daemon_stop. */
+typedef struct stampd_state {
+    stamp_config cfg;
+    ctl_ctx ctx;
+    blob_store *blobs;
+    store *st;
+    jwt_verifier *jv;
+    api *ap;
+    engine *en;
+    int lockfd;
+    char owner[64];
+    unsigned char secret[64];
+    int slen;
+} stampd_state;
+
+/* The command line.  -1: go on; otherwise the exit code. */
+static int parse_args(int argc, char **argv, stampd_state *d, daemon_opts *o, serr *e) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "-n") == 0) check_only = true;
-        else if (strcmp(a, "-v") == 0) verbose = true;
-        else if (strcmp(a, "-nv") == 0 || strcmp(a, "-vn") == 0) check_only = verbose = true;
-        else if (strcmp(a, "--shutdown-all") == 0) stop_all = true;
+        if (strcmp(a, "-n") == 0) o->check_only = true;
+        else if (strcmp(a, "-v") == 0) o->verbose = true;
+        else if (strcmp(a, "-nv") == 0 || strcmp(a, "-vn") == 0) o->check_only = o->verbose = true;
+        else if (strcmp(a, "--shutdown-all") == 0) o->stop_all = true;
         else if (strcmp(a, "--version") == 0) {
             printf("stampd %s\n", STAMP_VERSION);
             return 0;
@@ -392,265 +399,283 @@ int main(int argc, char **argv) {
             fprintf(stderr, "stampd: %s needs a value\n", a);
             return 2;
         } else if (strcmp(a, "--data-dir") == 0) {
-            data_dir = argv[++i];
-            if (config_set(&cfg, "data-dir", data_dir, &e)) goto bad;
+            o->data_dir = argv[++i];
+            if (config_set(&d->cfg, "data-dir", o->data_dir, e)) return 1;
         } else if (strcmp(a, "--listen") == 0) {
-            listen = argv[++i];
+            o->listen = argv[++i];
         } else if (strcmp(a, "--frontdoor-listen") == 0) {
-            fd_listen = argv[++i];
+            o->fd_listen = argv[++i];
         } else if (strcmp(a, "--config") == 0) {
-            config_file = argv[++i];
+            o->config_file = argv[++i];
         } else if (strcmp(a, "--set") == 0) {
-            if (nsets < 128) sets[nsets++] = argv[++i];
+            if (o->nsets < 128) o->sets[o->nsets++] = argv[++i];
         } else {
             fprintf(stderr, "stampd: unknown argument %s\n", a);
             usage(stderr);
             return 2;
         }
     }
-    /* The file first, then the command line, which wins. */
+    return -1;
+}
+
+/* The file first, then the command line, which wins. */
+static int load_config(stampd_state *d, const daemon_opts *o, serr *e) {
+    stamp_config *cfg = &d->cfg;
     char defconf[PATH_MAX];
-    snprintf(defconf, sizeof(defconf), "%s/stampd.conf", cfg.data_dir);
+    const char *config_file = o->config_file;
+    if (str_fmt(defconf, sizeof(defconf), e, "data-dir", "%s/stampd.conf", cfg->data_dir)) return e->code;
     if (config_file == NULL && path_exists(defconf)) config_file = defconf;
-    if (config_file && config_load_file(&cfg, config_file, &e)) goto bad;
-    if ((data_dir && config_set(&cfg, "data-dir", data_dir, &e)) ||
-        (listen && config_set(&cfg, "listen", listen, &e)) ||
-        (fd_listen && config_set(&cfg, "frontdoor-listen", fd_listen, &e)))
-        goto bad;
-    for (int i = 0; i < nsets; i++) {
+    if (config_file && config_load_file(cfg, config_file, e)) return e->code;
+    if ((o->data_dir && config_set(cfg, "data-dir", o->data_dir, e)) ||
+        (o->listen && config_set(cfg, "listen", o->listen, e)) ||
+        (o->fd_listen && config_set(cfg, "frontdoor-listen", o->fd_listen, e)))
+        return e->code;
+    for (int i = 0; i < o->nsets; i++) {
         char key[128];
-        const char *eq = strchr(sets[i], '=');
-        if (eq == NULL || (size_t)(eq - sets[i]) >= sizeof(key)) {
-            serr_set(&e, SE_INVAL, "--set %s: expected KEY=VALUE", sets[i]);
-            goto bad;
-        }
-        memcpy(key, sets[i], (size_t)(eq - sets[i]));
-        key[eq - sets[i]] = '\0';
-        if (config_set(&cfg, key, eq + 1, &e)) goto bad;
+        const char *eq = strchr(o->sets[i], '=');
+        if (eq == NULL || (size_t)(eq - o->sets[i]) >= sizeof(key))
+            return serr_set(e, SE_INVAL, "--set %s: expected KEY=VALUE", o->sets[i]);
+        memcpy(key, o->sets[i], (size_t)(eq - o->sets[i]));
+        key[eq - o->sets[i]] = '\0';
+        if (config_set(cfg, key, eq + 1, e)) return e->code;
     }
-    if (verbose) str_copy(cfg.log_level, sizeof(cfg.log_level), "DEBUG");
-    if (config_validate(&cfg, &e) || find_libexec(&cfg, &e)) goto bad;
-    log_init(log_level_parse(cfg.log_level));
-    log_set_json(strcmp(cfg.log_format, "json") == 0);
-    if (stop_all) {
-        if (shutdown_all(&cfg, &e)) goto bad;
+    if (o->verbose) str_copy(cfg->log_level, sizeof(cfg->log_level), "DEBUG");
+    if (config_validate(cfg, e) || find_libexec(cfg, e)) return e->code;
+    return 0;
+}
+
+/* The data dir, locked; the store; the owner id and the token key. */
+static int open_store(stampd_state *d, serr *e) {
+    stamp_config *cfg = &d->cfg;
+    char path[PATH_MAX];
+    if (mkdir_p(cfg->data_dir, 0700, e)) return serr_wrap(e, "data dir");
+    if (lock_data_dir(cfg->data_dir, &d->lockfd, e) ||
+        str_fmt(path, sizeof(path), e, "data-dir", "%s/stamp.db", cfg->data_dir) ||
+        store_open_sqlite(path, &d->st, e) ||
+        str_fmt(path, sizeof(path), e, "data-dir", "%s/reserve", cfg->data_dir))
+        return e->code;
+    if (reserve_init(path, cfg->disk_reserve, e)) {
+        log_warnx("%s; retried while stampd runs", e->msg);
+        serr_clear(e);
+    }
+    char secret_hex[129];
+    if (meta_or_random(d->st, "owner_id", 12, d->owner, sizeof(d->owner), e) ||
+        meta_or_random(d->st, "jwt_secret", 32, secret_hex, sizeof(secret_hex), e))
+        return e->code;
+    d->slen = hex_decode(secret_hex, d->secret, sizeof(d->secret));
+    if (d->slen < 16) return serr_set(e, SE_INTERNAL, "stored jwt secret is malformed");
+    memcpy(d->ctx.token_secret, d->secret, (size_t)d->slen);
+    d->ctx.token_secret_len = (size_t)d->slen;
+    d->ctx.st = d->st;
+    return runtime_open("local", d->owner, &d->ctx.rt, e);
+}
+
+static int open_auth(stampd_state *d, serr *e) {
+    stamp_config *cfg = &d->cfg;
+    char *jwks = NULL;
+    if (cfg->jwt_jwks[0] && read_file(cfg->jwt_jwks, 1 << 20, &jwks, NULL, e))
+        return serr_wrap(e, "jwt-jwks");
+    jwt_config jc = {.alg = cfg->jwt_algorithms,
+                     .secret = d->secret,
+                     .secret_len = (size_t)d->slen,
+                     .issuer = cfg->jwt_issuer,
+                     .audience = cfg->jwt_audience,
+                     .jwks = jwks,
+                     .jwks_url = cfg->jwt_jwks_url,
+                     .jwks_ca_file = cfg->jwt_jwks_ca_file,
+                     .jwks_refresh_ms = cfg->jwt_jwks_refresh_ms,
+                     .jwks_min_refresh_ms = cfg->jwt_jwks_min_refresh_ms,
+                     .jwks_issuers = cfg->jwt_issuers,
+                     .operator_issuers = cfg->jwt_operator_issuers,
+                     .operator_kids = cfg->jwt_operator_kids,
+                     .role_claim = cfg->jwt_role_claim,
+                     .leeway_s = cfg->jwt_leeway_ms / 1000,
+                     .warn = jwt_warn};
+    int rc = jwt_verifier_new(&jc, &d->jv, e);
+    free(jwks);
+    if (rc) return rc;
+    if (cfg->jwt_jwks[0] || cfg->jwt_jwks_url[0])
+        log_info("jwt: accepting %s; %d JWKS key(s) from %s; operator issuers: %s", cfg->jwt_algorithms,
+                 jwt_verifier_nkeys(d->jv), cfg->jwt_jwks[0] ? cfg->jwt_jwks : cfg->jwt_jwks_url,
+                 cfg->jwt_operator_issuers[0] ? cfg->jwt_operator_issuers : "(none)");
+    if ((cfg->jwt_jwks[0] || cfg->jwt_jwks_url[0]) && strstr(cfg->jwt_algorithms, "RS256") == NULL &&
+        strstr(cfg->jwt_algorithms, "ES256") == NULL)
+        log_warnx("jwt: JWKS keys are configured but jwt-algorithms (%s) accepts neither RS256 nor ES256",
+                  cfg->jwt_algorithms);
+    return 0;
+}
+
+static int open_blobs(stampd_state *d, serr *e) {
+    stamp_config *cfg = &d->cfg;
+    char blobdir[PATH_MAX];
+    if (cfg->blob_dir[0]) str_copy(blobdir, sizeof(blobdir), cfg->blob_dir);
+    else if (str_fmt(blobdir, sizeof(blobdir), e, "data-dir", "%s/blobs", cfg->data_dir)) return e->code;
+    const char *backend = cfg->blob_backend;
+    if (strcmp(backend, "auto") == 0) backend = cfg->azure_connection[0] ? "azure" : "dir";
+    if (blob_open(backend, blobdir, cfg->azure_connection, cfg->probe_timeout_ms * 5, &d->blobs, e))
+        return serr_wrap(e, "blob storage");
+    d->ctx.blobs = d->blobs;
+    log_info("blob storage: %s (containers %s, %s)", blob_describe(d->blobs),
+             cfg->diagnostic_container, cfg->bundle_container);
+    return 0;
+}
+
+/* The work queue, the front door, the job pool, the API, the controllers. */
+static int start_parts(stampd_state *d, serr *e) {
+    stamp_config *cfg = &d->cfg;
+    ctl_ctx *ctx = &d->ctx;
+    wq_backoff bo = {.initial_ms = cfg->backoff_initial_ms,
+                     .max_ms = cfg->backoff_max_ms,
+                     .factor = cfg->backoff_factor,
+                     .jitter = 0.1};
+    ctx->cfg = cfg;
+    ctx->q = wq_new(100000, &bo);
+    str_copy(ctx->data_dir, sizeof(ctx->data_dir), cfg->data_dir);
+    str_copy(ctx->libexec, sizeof(ctx->libexec), cfg->libexec_dir);
+    if (ctx->q == NULL) return serr_set(e, SE_NOMEM, "cannot create the work queue");
+    stamp_metrics_register();
+    ns_metrics_register();
+    mttc_metrics_register();
+    engine_metrics_register();
+    if (ns_rebase_due(ctx, e)) return e->code;
+    /* The API address is bound only after HAProxy is up (requests may use
+     * the front door), so it is checked first: a port in use must stop
+     * stampd before it starts anything. */
+    if (tcp_addr_free(cfg->listen, "API", e) == SE_UNAVAIL) {
+        char m[SERR_MSG_MAX];
+        str_copy(m, sizeof(m), e->msg);
+        return serr_set(e, SE_UNAVAIL, "%.400s; choose another with --listen ADDR:PORT (the listen key)", m);
+    }
+    serr_clear(e);
+    if (fleet_health_new(cfg->all_unhealthy_policy, &ctx->fleet, e) ||
+        traffic_open(cfg, cfg->data_dir, ctx->rt, &ctx->tr, e))
+        return e->code;
+    char cmsg[512];
+    int cl = nsrt_confine_init(ctx, cmsg, sizeof(cmsg));
+    if (cl < 0) log_error("%s", cmsg);
+    else if (cl > 0) log_warnx("%s", cmsg);
+    else log_info("%s", cmsg);
+    if (jobs_start((int)cfg->job_threads, (int)cfg->job_queue_max, &ctx->jobs, e) ||
+        api_start(ctx, d->jv, cfg->listen, &d->ap, e))
+        return e->code;
+    if (write_client_config(cfg, d->secret, (size_t)d->slen, e)) {
+        log_warnx("client config not written: %s", e->msg);
+        serr_clear(e);
+    }
+    /* Namespaces are not resynced: there may be 100k of them, and the
+     * reaper's sweep reads only those that are due. */
+    if (engine_register("Stamp", stamp_reconcile, true) ||
+        engine_register("Namespace", ns_reconcile, false))
+        return serr_set(e, SE_INTERNAL, "cannot register the controllers");
+    return engine_start(ctx, (int)cfg->workers, &d->en, e);
+}
+
+/* The periodic work, until a signal. */
+static void run_loop(stampd_state *d) {
+    stamp_config *cfg = &d->cfg;
+    ctl_ctx *ctx = &d->ctx;
+    int64_t next_resync = mono_ms() + RESYNC_MS, next_fd = 0, next_reap = 0, next_retention = 0;
+    int64_t next_reserve = 0;
+    log_info("reaper: every %lldms, inactivity threshold %lldms", (long long)cfg->reap_interval_ms,
+             (long long)cfg->inactivity_threshold_ms);
+    while (!quit) {
+        sleep_ms(50);
+        serr se = {0};
+        if (mono_ms() >= next_reap) {
+            /* At start too: reaps that a crash interrupted are due now. */
+            if (ns_sweep(ctx, false, 0, NULL, &se) < 0) log_warnx("reaper sweep: %s", se.msg);
+            next_reap = mono_ms() + cfg->reap_interval_ms;
+        }
+        if (mono_ms() >= next_retention) {
+            if (ns_retention_sweep(ctx, &se)) log_warnx("retention sweep: %s", se.msg);
+            next_retention = mono_ms() + cfg->retention_sweep_ms;
+        }
+        if (mono_ms() >= next_fd) {
+            traffic_sync(ctx->tr, enqueue_stamp, ctx);
+            next_fd = mono_ms() + cfg->frontdoor_sync_ms;
+        }
+        if (mono_ms() >= next_reserve) {
+            /* The store's disk reserve: say loudly when it was used, and
+             * take the space back once the disk has room again. */
+            int n = reserve_take_releases();
+            if (n > 0)
+                log_error("the data filesystem is full: the store's reserve of %lld bytes "
+                          "was released so that stampd can commit", (long long)cfg->disk_reserve);
+            if (reserve_refill(cfg->disk_reserve, &se) == 1) log_info("the store's disk reserve is restored");
+            next_reserve = mono_ms() + 1000;
+        }
+        if (mono_ms() >= next_resync) {
+            engine_resync(d->en);
+            next_resync = mono_ms() + RESYNC_MS;
+        }
+    }
+}
+
+/* What was started, stopped in reverse order.  Jobs first: their ends
+ * resume the API connections that wait on them, which must happen while
+ * the API still runs.  failed: HAProxy is not left behind either. */
+static void daemon_stop(stampd_state *d, bool failed) {
+    jobs_stop(d->ctx.jobs);
+    if (d->ap) api_stop(d->ap);
+    if (d->en) engine_stop(d->en);
+    jobs_free(d->ctx.jobs);
+    if (failed) traffic_abort(d->ctx.tr);
+    traffic_close(d->ctx.tr);
+    fleet_health_free(d->ctx.fleet);
+    runtime_close(d->ctx.rt);
+    if (d->ctx.q) wq_free(d->ctx.q);
+    jwt_verifier_free(d->jv);
+    blob_close(d->blobs);
+    if (d->st) store_close(d->st);
+    if (d->lockfd >= 0) close(d->lockfd);
+}
+
+int main(int argc, char **argv) {
+    static stampd_state D = {.lockfd = -1};
+    static daemon_opts O;
+    stampd_state *d = &D;
+    serr e = {0};
+    config_defaults(&d->cfg);
+    if (config_from_env(&d->cfg, &e)) goto bad;
+    char *lv = getenv("LOG_LEVEL");
+    if (lv && log_level_parse(lv) >= 0) str_copy(d->cfg.log_level, sizeof(d->cfg.log_level), lv);
+    int rc = parse_args(argc, argv, d, &O, &e);
+    if (rc == 1) goto bad;
+    if (rc >= 0) return rc;
+    if (load_config(d, &O, &e)) goto bad;
+    log_init(log_level_parse(d->cfg.log_level));
+    log_set_json(strcmp(d->cfg.log_format, "json") == 0);
+    if (O.stop_all) {
+        if (shutdown_all(&d->cfg, &e)) goto bad;
         return 0;
     }
-    if (check_only) {
-        if (verbose) config_print(&cfg, stdout);
+    if (O.check_only) {
+        if (O.verbose) config_print(&d->cfg, stdout);
         printf("configuration OK\n");
         return 0;
     }
-
-    fit_nofile(&cfg);
+    fit_nofile(&d->cfg);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     httpc_global_init();
-
-    if (mkdir_p(cfg.data_dir, 0700, &e)) {
-        serr_wrap(&e, "data dir");
-        goto bad;
-    }
-    char path[PATH_MAX];
-    if (lock_data_dir(cfg.data_dir, &lockfd, &e)) goto bad;
-    snprintf(path, sizeof(path), "%s/stamp.db", cfg.data_dir);
-    if (store_open_sqlite(path, &st, &e)) goto bad;
-    snprintf(path, sizeof(path), "%s/reserve", cfg.data_dir);
-    if (reserve_init(path, cfg.disk_reserve, &e)) {
-        log_warnx("%s; retried while stampd runs", e.msg);
-        serr_clear(&e);
-    }
-
-    char owner[64], secret_hex[129];
-    unsigned char secret[64];
-    if (meta_or_random(st, "owner_id", 12, owner, sizeof(owner), &e) ||
-        meta_or_random(st, "jwt_secret", 32, secret_hex, sizeof(secret_hex), &e))
-        goto bad;
-    int slen = hex_decode(secret_hex, secret, sizeof(secret));
-    if (slen < 16) {
-        serr_set(&e, SE_INTERNAL, "stored jwt secret is malformed");
-        goto bad;
-    }
-    if (runtime_open("local", owner, &ctx.rt, &e)) goto bad;
-    char *jwks = NULL;
-    if (cfg.jwt_jwks[0] && read_file(cfg.jwt_jwks, 1 << 20, &jwks, NULL, &e)) {
-        serr_wrap(&e, "jwt-jwks");
-        goto bad;
-    }
-    jwt_config jc = {.alg = cfg.jwt_algorithms,
-                     .secret = secret,
-                     .secret_len = (size_t)slen,
-                     .issuer = cfg.jwt_issuer,
-                     .audience = cfg.jwt_audience,
-                     .jwks = jwks,
-                     .jwks_url = cfg.jwt_jwks_url,
-                     .jwks_ca_file = cfg.jwt_jwks_ca_file,
-                     .jwks_refresh_ms = cfg.jwt_jwks_refresh_ms,
-                     .jwks_min_refresh_ms = cfg.jwt_jwks_min_refresh_ms,
-                     .jwks_issuers = cfg.jwt_issuers,
-                     .operator_issuers = cfg.jwt_operator_issuers,
-                     .operator_kids = cfg.jwt_operator_kids,
-                     .role_claim = cfg.jwt_role_claim,
-                     .leeway_s = cfg.jwt_leeway_ms / 1000,
-                     .warn = jwt_warn};
-    int jrc = jwt_verifier_new(&jc, &jv, &e);
-    free(jwks);
-    if (jrc) goto bad;
-    if (cfg.jwt_jwks[0] || cfg.jwt_jwks_url[0])
-        log_info("jwt: accepting %s; %d JWKS key(s) from %s; operator issuers: %s", cfg.jwt_algorithms,
-                 jwt_verifier_nkeys(jv), cfg.jwt_jwks[0] ? cfg.jwt_jwks : cfg.jwt_jwks_url,
-                 cfg.jwt_operator_issuers[0] ? cfg.jwt_operator_issuers : "(none)");
-    if ((cfg.jwt_jwks[0] || cfg.jwt_jwks_url[0]) && strstr(cfg.jwt_algorithms, "RS256") == NULL &&
-        strstr(cfg.jwt_algorithms, "ES256") == NULL)
-        log_warnx("jwt: JWKS keys are configured but jwt-algorithms (%s) accepts neither RS256 nor ES256",
-                  cfg.jwt_algorithms);
-    memcpy(ctx.token_secret, secret, (size_t)slen);
-    ctx.token_secret_len = (size_t)slen;
-
-    char blobdir[PATH_MAX];
-    if (cfg.blob_dir[0]) str_copy(blobdir, sizeof(blobdir), cfg.blob_dir);
-    else snprintf(blobdir, sizeof(blobdir), "%s/blobs", cfg.data_dir);
-    const char *backend = cfg.blob_backend;
-    if (strcmp(backend, "auto") == 0) backend = cfg.azure_connection[0] ? "azure" : "dir";
-    if (blob_open(backend, blobdir, cfg.azure_connection, cfg.probe_timeout_ms * 5, &blobs, &e)) {
-        serr_wrap(&e, "blob storage");
-        goto bad;
-    }
-    ctx.blobs = blobs;
-    log_info("blob storage: %s (containers %s, %s)", blob_describe(blobs),
-             cfg.diagnostic_container, cfg.bundle_container);
-
-    wq_backoff bo = {.initial_ms = cfg.backoff_initial_ms,
-                     .max_ms = cfg.backoff_max_ms,
-                     .factor = cfg.backoff_factor,
-                     .jitter = 0.1};
-    ctx.st = st;
-    ctx.cfg = &cfg;
-    ctx.q = wq_new(100000, &bo);
-    str_copy(ctx.data_dir, sizeof(ctx.data_dir), cfg.data_dir);
-    str_copy(ctx.libexec, sizeof(ctx.libexec), cfg.libexec_dir);
-    if (ctx.q == NULL) {
-        serr_set(&e, SE_NOMEM, "cannot create the work queue");
-        goto bad;
-    }
-    stamp_metrics_register();
-    ns_metrics_register();
-    mttc_metrics_register();
-    engine_metrics_register();
-    if (ns_rebase_due(&ctx, &e)) goto bad;
-    /* The API address is bound only after HAProxy is up (requests may use
-     * the front door), so it is checked first: a port in use must stop
-     * stampd before it starts anything. */
-    if (tcp_addr_free(cfg.listen, "API", &e) == SE_UNAVAIL) {
-        char m[SERR_MSG_MAX];
-        str_copy(m, sizeof(m), e.msg);
-        serr_set(&e, SE_UNAVAIL, "%.400s; choose another with --listen ADDR:PORT (the listen key)", m);
-        goto bad;
-    }
-    serr_clear(&e);
-    if (fleet_health_new(cfg.all_unhealthy_policy, &ctx.fleet, &e) ||
-        traffic_open(&cfg, cfg.data_dir, ctx.rt, &ctx.tr, &e))
-        goto bad;
-    char cmsg[512];
-    int cl = nsrt_confine_init(&ctx, cmsg, sizeof(cmsg));
-    if (cl < 0) log_error("%s", cmsg);
-    else if (cl > 0) log_warnx("%s", cmsg);
-    else log_info("%s", cmsg);
-
-    if (jobs_start((int)cfg.job_threads, (int)cfg.job_queue_max, &ctx.jobs, &e)) goto bad;
-    if (api_start(&ctx, jv, cfg.listen, &ap, &e)) goto bad;
-    if (write_client_config(&cfg, secret, (size_t)slen, &e)) {
-        log_warnx("client config not written: %s", e.msg);
-        serr_clear(&e);
-    }
-    /* Namespaces are not resynced: there may be 100k of them, and the
-     * reaper's sweep reads only those that are due. */
-    if (engine_register("Stamp", stamp_reconcile, true) ||
-        engine_register("Namespace", ns_reconcile, false)) {
-        serr_set(&e, SE_INTERNAL, "cannot register the controllers");
-        goto bad;
-    }
-    if (engine_start(&ctx, (int)cfg.workers, &en, &e)) goto bad;
-    log_info("stampd %s listening on %s, data dir %s, owner %s", STAMP_VERSION, cfg.listen,
-             cfg.data_dir, owner);
+    if (open_store(d, &e) || open_auth(d, &e) || open_blobs(d, &e) || start_parts(d, &e)) goto bad;
+    log_info("stampd %s listening on %s, data dir %s, owner %s", STAMP_VERSION, d->cfg.listen,
+             d->cfg.data_dir, d->owner);
     notify_systemd("READY=1");
-
-    int64_t next_resync = mono_ms() + RESYNC_MS, next_fd = 0, next_reap = 0, next_retention = 0;
-    int64_t next_reserve = 0;
-    log_info("reaper: every %lldms, inactivity threshold %lldms", (long long)cfg.reap_interval_ms,
-             (long long)cfg.inactivity_threshold_ms);
-    while (!quit) {
-        sleep_ms(50);
-        if (mono_ms() >= next_reap) {
-            /* At start too: reaps that a crash interrupted are due now. */
-            serr se = {0};
-            if (ns_sweep(&ctx, false, 0, NULL, &se) < 0) log_warnx("reaper sweep: %s", se.msg);
-            next_reap = mono_ms() + cfg.reap_interval_ms;
-        }
-        if (mono_ms() >= next_retention) {
-            serr se = {0};
-            if (ns_retention_sweep(&ctx, &se)) log_warnx("retention sweep: %s", se.msg);
-            next_retention = mono_ms() + cfg.retention_sweep_ms;
-        }
-        if (mono_ms() >= next_fd) {
-            traffic_sync(ctx.tr, enqueue_stamp, &ctx);
-            next_fd = mono_ms() + cfg.frontdoor_sync_ms;
-        }
-        if (mono_ms() >= next_reserve) {
-            /* The store's disk reserve: say loudly when it was used, and
-             * take the space back once the disk has room again. */
-            serr se = {0};
-            int n = reserve_take_releases();
-            if (n > 0)
-                log_error("the data filesystem is full: the store's reserve of %lld bytes "
-                          "was released so that stampd can commit", (long long)cfg.disk_reserve);
-            int rr = reserve_refill(cfg.disk_reserve, &se);
-            if (rr == 1) log_info("the store's disk reserve is restored");
-            next_reserve = mono_ms() + 1000;
-        }
-        if (mono_ms() >= next_resync) {
-            engine_resync(en);
-            next_resync = mono_ms() + RESYNC_MS;
-        }
-    }
+    run_loop(d);
     log_info("signal %d: stopping; workloads keep running", (int)quit);
     notify_systemd("STOPPING=1");
-    /* Jobs first: their ends resume the API connections that wait on
-     * them, which must happen while the API still runs. */
-    jobs_stop(ctx.jobs);
-    api_stop(ap);
-    engine_stop(en);
-    jobs_free(ctx.jobs);
-    traffic_close(ctx.tr);
-    fleet_health_free(ctx.fleet);
-    runtime_close(ctx.rt);
-    wq_free(ctx.q);
-    jwt_verifier_free(jv);
-    blob_close(blobs);
-    store_close(st);
-    close(lockfd);
+    daemon_stop(d, false);
     log_info("stopped");
     return 0;
 bad:
-    /* What was started, stopped in reverse order.  With log-format json the
-     * reason is a JSON line too, so that a log reader can parse it. */
-    if (strcmp(cfg.log_format, "json") == 0) log_error("stampd: %s", e.msg);
+    /* With log-format json the reason is a JSON line too, so that a log
+     * reader can parse it. */
+    if (strcmp(d->cfg.log_format, "json") == 0) log_error("stampd: %s", e.msg);
     else fprintf(stderr, "stampd: %s\n", e.msg);
-    jobs_stop(ctx.jobs);
-    if (en) engine_stop(en);
-    if (ap) api_stop(ap);
-    jobs_free(ctx.jobs);
-    traffic_abort(ctx.tr);
-    traffic_close(ctx.tr);
-    fleet_health_free(ctx.fleet);
-    runtime_close(ctx.rt);
-    if (ctx.q) wq_free(ctx.q);
-    jwt_verifier_free(jv);
-    blob_close(blobs);
-    if (st) store_close(st);
-    if (lockfd >= 0) close(lockfd);
+    daemon_stop(d, true);
     return 1;
 }
