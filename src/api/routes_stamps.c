@@ -85,6 +85,8 @@ static int planned_phase(int op, int phase) {
     }
 }
 
+/* Long: validate the body field by field, then one optimistic create-or-
+ * redeploy loop; the checks read best next to the fields they guard. */
 int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
     static const char *const keys[] = {"region", "stampId", "template", "parameters", NULL};
     ctl_ctx *c = api_ctx(a);
@@ -429,6 +431,7 @@ static const char *intent_apply(stamp_intent *in, int op, int phase, bool force,
     return "ActionRequested";
 }
 
+/* Long: body and query checks per flag, then one optimistic update loop. */
 /* The verbs: drain, activate, standby, delete, backup. */
 static int stamp_action(api *a, api_req *rq, api_resp *rs, const char *name, const char *action) {
     static const char *const keys[] = {"force", "gracePeriod", "skipFleetCheck", NULL};
@@ -564,6 +567,8 @@ static const struct {
     {"StampHealthCheck", validate_healthcheck},
 };
 
+/* Long: the kubectl apply contract (create or update, dry run, server-side
+ * validation per kind) in one place. */
 int h_apply(api *a, api_req *rq, api_resp *rs) {
     static const char *const keys[] = {"apiVersion", "kind", "metadata", "spec", NULL};
     static const char *const mkeys[] = {"name", "labels", "annotations", "namespace", NULL};

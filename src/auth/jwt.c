@@ -121,6 +121,7 @@ long b64url_decode(const char *in, size_t n, unsigned char *out) {
 }
 
 
+/* Long: one check per configuration field, each with its own message. */
 int jwt_verifier_new(const jwt_config *cfg, jwt_verifier **out, serr *e) {
     jwt_verifier *v = calloc(1, sizeof(*v));
     if (v == NULL) return serr_set(e, SE_NOMEM, "out of memory");

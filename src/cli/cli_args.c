@@ -129,6 +129,7 @@ static void list_subs(const ca_cmd *cmds, size_t n, const char *group, char *buf
     }
 }
 
+/* Long: matching multi-word commands with their aliases in one scan. */
 /* Pass one: the command's words.  widx gets their argv indexes. */
 static int find_words(const ca_cmd *cmds, size_t n, int argc, char **argv, ca_parsed *p,
                       int widx[2], char *err, size_t len) {
@@ -280,6 +281,7 @@ static int check_value(const ca_cmd *c, const flag_ref *r, const char *v, const 
     return 0;
 }
 
+/* Long: pass two of the strict parser, one branch per kind of token. */
 int ca_parse(const ca_cmd *cmds, size_t ncmds, int argc, char **argv, ca_parsed *p, char *err,
              size_t errlen) {
     memset(p, 0, sizeof(*p));

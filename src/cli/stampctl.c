@@ -725,6 +725,7 @@ static int cmd_status(opts *o) {
     return 0;
 }
 
+/* Long: one printf per section of `stampctl describe`, in display order. */
 static void describe_stamp(json_t *r) {
     json_t *md = json_object_get(r, "metadata"), *sp = json_object_get(r, "spec"),
            *st = json_object_get(r, "status");
@@ -924,6 +925,8 @@ static int64_t phase_limit_ms(const char *phase) {
     return ms + 60000;
 }
 
+/* Long: one poll loop that renders a progress line per phase and knows
+ * each phase's own deadline; splitting it scatters that state. */
 static int cmd_wait(opts *o) {
     const char *name = need_name(o, "wait");
     const char *target = flag(o, "for");

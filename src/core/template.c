@@ -75,6 +75,7 @@ int json_get_str(json_t *o, const char *key, bool required, size_t max, const ch
     return 0;
 }
 
+/* Long: one validation per step field, each naming the field. */
 static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, serr *e) {
     static const char *const keys[] = {"name", "kind", "pool", "replicas", "ports", "command",
                                        "env", "endpoint", "health", "metrics", "run", "delete",
@@ -157,6 +158,7 @@ static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, se
     return 0;
 }
 
+/* Long: one validation per template field, each naming the field. */
 int tpl_parse(json_t *spec, tpl *out, serr *e) {
     static const char *const keys[] = {"namePrefix", "healthPath", "metricsPath", "phases",
                                        "description", "healthCheck", NULL};

@@ -137,6 +137,8 @@ fail:
     _exit(127);
 }
 
+/* Long: the double fork with its error pipe must stay in one function to
+ * be read as the protocol it is. */
 static int lrt_spawn(void *impl, const rt_spawn_spec *sp, pid_t *pid_out, serr *e) {
     lrt *L = impl;
     if (sp->unit == NULL || !unit_ok(sp->unit))

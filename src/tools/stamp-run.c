@@ -700,6 +700,8 @@ static int result_json(char *res, size_t len, int code, int sig, bool timed_out,
     return n >= 0 && (size_t)n < len ? 0 : -1;
 }
 
+/* Long: the order of confinement matters (identity, limits, Landlock,
+ * seccomp, exec) and reads best as one sequence. */
 int main(int argc, char **argv) {
     int i = parse_args(argc, argv);
     if (o.rc_path == NULL) usage();

@@ -144,6 +144,7 @@ static int scalar_value(yreader *r, yaml_event_t *ev, json_t **out) {
 
 static int build(yreader *r, yaml_event_t *ev, int depth, json_t **out);
 
+/* Long: mappings and sequences share the bounds and error paths. */
 /* ev is a MAPPING_START or SEQUENCE_START already taken. */
 static int build_collection(yreader *r, yaml_event_t *start, int depth, json_t **out) {
     bool map = start->type == YAML_MAPPING_START_EVENT;

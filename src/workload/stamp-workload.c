@@ -334,6 +334,7 @@ static void usage(void) {
     exit(2);
 }
 
+/* Long: flag parsing and the server loop of a small test program. */
 int main(int argc, char **argv) {
     long long port = -1;
     const char *bind_addr = "127.0.0.1";
