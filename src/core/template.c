@@ -4,6 +4,7 @@
 #include "core/template.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/util.h"
@@ -75,11 +76,57 @@ int json_get_str(json_t *o, const char *key, bool required, size_t max, const ch
     return 0;
 }
 
+/* resources: {cpu: 2 | "2" | "500m", memory: "256Mi" | "1Gi" | bytes}, per
+ * replica, as Kubernetes writes them.  What the autoscaler measures CPU and
+ * memory use against. */
+static int parse_quantity(json_t *v, bool cpu, int64_t *out) {
+    if (json_is_integer(v)) {
+        int64_t n = json_integer_value(v);
+        if (n <= 0 || n > (cpu ? 1024 : (int64_t)1 << 50)) return -1;
+        *out = cpu ? n * 1000 : n;
+        return 0;
+    }
+    const char *s = json_string_value(v);
+    if (s == NULL || *s == '\0' || strlen(s) > 24) return -1;
+    char *end;
+    double n = strtod(s, &end);
+    if (end == s || !(n > 0)) return -1;
+    double mult = 1;
+    if (cpu) mult = strcmp(end, "m") == 0 ? 1 : *end == '\0' ? 1000 : 0;
+    else if (*end == '\0') mult = 1;
+    else if (strcmp(end, "Ki") == 0) mult = 1024.0;
+    else if (strcmp(end, "Mi") == 0) mult = 1024.0 * 1024;
+    else if (strcmp(end, "Gi") == 0) mult = 1024.0 * 1024 * 1024;
+    else mult = 0;
+    double r = n * mult;
+    if (mult == 0 || r < 1 || r > (cpu ? 1024e3 : 1e15)) return -1;
+    *out = (int64_t)r;
+    return 0;
+}
+
+static int parse_resources(json_t *res, tpl_step *st, const char *where, serr *e) {
+    static const char *const keys[] = {"cpu", "memory", NULL};
+    st->cpu_millis = 1000;
+    st->memory_bytes = 512LL << 20;
+    if (res == NULL) return 0;
+    char w[160];
+    str_fmt_cut(w, sizeof(w), "%s.resources", where);
+    if (!json_is_object(res)) return serr_set(e, SE_INVAL, "%s: must be a mapping", w);
+    int rc = json_check_keys(res, w, keys, e);
+    if (rc) return rc;
+    json_t *c = json_object_get(res, "cpu"), *m = json_object_get(res, "memory");
+    if (c && parse_quantity(c, true, &st->cpu_millis) != 0)
+        return serr_set(e, SE_INVAL, "%s.cpu: not a CPU quantity like 2 or 500m", w);
+    if (m && parse_quantity(m, false, &st->memory_bytes) != 0)
+        return serr_set(e, SE_INVAL, "%s.memory: not a memory quantity like 256Mi or 1Gi", w);
+    return 0;
+}
+
 /* Long: one validation per step field, each naming the field. */
 static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, serr *e) {
     static const char *const keys[] = {"name", "kind", "pool", "replicas", "ports", "command",
                                        "env", "endpoint", "health", "metrics", "run", "delete",
-                                       "timeout", NULL};
+                                       "timeout", "resources", NULL};
     int rc;
     if (!json_is_object(js)) return serr_set(e, SE_INVAL, "%s: must be a mapping", where);
     if ((rc = json_check_keys(js, where, keys, e))) return rc;
@@ -119,7 +166,7 @@ static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, se
 
     if (st->kind == TK_EXEC) {
         static const char *const forbidden[] = {"pool", "replicas", "ports", "command",
-                                                "endpoint", "health", "metrics"};
+                                                "endpoint", "health", "metrics", "resources"};
         for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
             if (json_object_get(js, forbidden[i]))
                 return serr_set(e, SE_INVAL, "%s.%s: only for process steps", where, forbidden[i]);
@@ -155,7 +202,7 @@ static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, se
             return serr_set(e, SE_INVAL, "%s.command[%zu]: must be a string", where, i);
     }
     st->command = cmd;
-    return 0;
+    return parse_resources(json_object_get(js, "resources"), st, where, e);
 }
 
 /* Long: one validation per template field, each naming the field. */

@@ -46,6 +46,8 @@ typedef struct tpl_step {
     bool endpoint;       /* replica 0 is the stamp's endpoint */
     bool health;         /* probed by the health gate */
     bool metrics;        /* scraped for connections and jobs while draining */
+    int64_t cpu_millis;   /* resources.cpu per replica (default 1 core): the autoscaler's capacity */
+    int64_t memory_bytes; /* resources.memory per replica (default 512Mi) */
     /* exec */
     const char *run;
     const char *del;     /* may be NULL */

@@ -79,6 +79,14 @@ static void mistakes(void **state) {
                  "timeout");
     expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: A_b, kind: exec, run: x}\n",
                  "steps[0].name");
+    expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: a, kind: process, pool: gpu, command: [x], resources: {cpu: lots}}\n",
+                 "steps[0].resources.cpu: not a CPU quantity");
+    expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: a, kind: process, pool: gpu, command: [x], resources: {memory: 5Zi}}\n",
+                 "steps[0].resources.memory");
+    expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: a, kind: process, pool: gpu, command: [x], resources: {disk: 1}}\n",
+                 "resources.disk: unknown field");
+    expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: a, kind: exec, run: x, resources: {cpu: 1}}\n",
+                 "resources: only for process steps");
 }
 
 static void config_table(void **state) {
