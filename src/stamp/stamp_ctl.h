@@ -30,6 +30,19 @@ int stamp_step_logs_json(ctl_ctx *c, const char *name, json_t **out, serr *e);
 int stamp_step_log(ctl_ctx *c, const char *name, const char *step, const char *run, size_t tail,
                    char **data, size_t *len, serr *e);
 
+/* What a stamp can carry and where its workloads report: the CPU and
+ * memory its template declares for its process steps (at full scale), and
+ * the metrics addresses of its replicas. */
+#define STAMP_CAP_PORTS 128
+typedef struct stamp_capacity_view {
+    int64_t cpu_millis;
+    int64_t memory_bytes;
+    int nports;
+    int metrics_ports[STAMP_CAP_PORTS];
+    char metrics_path[256];
+} stamp_capacity_view;
+int stamp_capacity(ctl_ctx *c, const resource *r, stamp_capacity_view *out, serr *e);
+
 /* Register the stamp_* metric families. */
 void stamp_metrics_register(void);
 

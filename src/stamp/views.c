@@ -241,3 +241,30 @@ int stamp_step_log(ctl_ctx *c, const char *name, const char *step, const char *r
     free(v);
     return rc ? rc : read_file_tail(path, tail, data, len, NULL, e);
 }
+
+/* ---- what the autoscaler measures ---- */
+
+int stamp_capacity(ctl_ctx *c, const resource *r, stamp_capacity_view *out, serr *e) {
+    sctx *s = calloc(1, sizeof(*s));
+    if (s == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    memset(out, 0, sizeof(*out));
+    s->c = c;
+    s->requeue = -1;
+    str_copy(s->name, sizeof(s->name), r->name);
+    s->r = *r; /* borrowed: never freed here */
+    int rc = tpl_parse(json_object_get(r->spec, "templateSpec"), &s->t, e);
+    for (int i = 0; rc == 0 && i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        if (st->kind != TK_PROCESS) continue;
+        out->cpu_millis += st->cpu_millis * st->replicas;
+        out->memory_bytes += st->memory_bytes * st->replicas;
+    }
+    if (rc == 0) {
+        replica_ref reps[SC_MAX_REPLICA_REFS];
+        int n = sc_replicas_of(s, false, SCALE_FULL, reps, SC_MAX_REPLICA_REFS);
+        for (int i = 0; i < n && out->nports < STAMP_CAP_PORTS; i++) out->metrics_ports[out->nports++] = reps[i].port;
+        str_copy(out->metrics_path, sizeof(out->metrics_path), s->t.metrics_path);
+    }
+    free(s);
+    return rc;
+}
