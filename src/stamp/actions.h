@@ -1,0 +1,44 @@
+/*
+ * actions.h - deploy and the operator verbs on stamps, shared by the API
+ * and the autoscaler (see actions.c).
+ */
+#ifndef STAMP_STAMP_ACTIONS_H
+#define STAMP_STAMP_ACTIONS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/stamp_fsm.h"
+#include "reconcile/ctl.h"
+
+typedef struct stamp_deploy_req {
+    const char *region, *stamp_id, *tname;
+    json_t *params; /* may be NULL */
+    const char *user;
+    bool dry_run;
+} stamp_deploy_req;
+
+/* Deploy (or deploy again a Failed stamp).  name gets the stamp's name;
+ * 0 with *answer (the stamp as stored, or what a dry run would store) and
+ * *status (201 created, 200 deployed again). */
+int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namelen, json_t **answer,
+                 int *status, serr *e);
+
+typedef struct stamp_action_req {
+    const char *name;
+    const char *action; /* its word, for messages */
+    int op;             /* enum stamp_op */
+    bool force, skip_fleet, dry_run;
+    int64_t grace_ms;
+    const char *user;
+} stamp_action_req;
+
+/* One verb: 0 with *answer and *status (202, or 200 for a dry run). */
+int stamp_action_run(ctl_ctx *c, const stamp_action_req *q, json_t **answer, int *status, serr *e);
+
+/* kubectl's server-side dry run answer: object with dryRun, operation and
+ * the transition it would start. */
+json_t *stamp_dry_answer(const char *op, json_t *object, const char *from, const char *to);
+
+#endif
