@@ -288,6 +288,10 @@ static void print_errors(bool json) {
 }
 
 static void report(double elapsed) {
+    /* Due within the duration but never sent: every slot was busy. */
+    long long missed = 0;
+    if (opt.mode == MODE_RATE && (long long)due_by(opt.duration) > res.started)
+        missed = (long long)due_by(opt.duration) - res.started;
     double rate = elapsed > 0 ? (double)(res.ok + res.errors) / elapsed : 0;
     double mean = res.ok ? (double)res.lat_sum_us / (double)res.ok / 1000.0 : 0;
     const char *mname = opt.mode == MODE_RATE ? "rate" : "concurrency";
@@ -306,9 +310,10 @@ static void report(double elapsed) {
                mname, opt.target, opt.duration, opt.ramp, elapsed, res.ok + res.errors, res.ok,
                res.errors);
         print_errors(true);
-        printf("},\"late\":%lld,\"achievedRate\":%.2f,\"latencyMs\":{\"p50\":%.3f,\"p90\":%.3f,"
+        printf("},\"late\":%lld,\"missed\":%lld,\"achievedRate\":%.2f,\"latencyMs\":{\"p50\":%.3f,"
+               "\"p90\":%.3f,"
                "\"p99\":%.3f,\"max\":%.3f,\"mean\":%.3f}}\n",
-               res.late, rate, pct_ms(0.50), pct_ms(0.90), pct_ms(0.99),
+               res.late, missed, rate, pct_ms(0.50), pct_ms(0.90), pct_ms(0.99),
                (double)res.lat_max_us / 1000.0, mean);
         return;
     }
@@ -321,7 +326,9 @@ static void report(double elapsed) {
         printf(")");
     }
     printf("  %.1f req/s", rate);
-    if (res.late) printf("  late %lld (--max-inflight %ld reached)", res.late, opt.max_inflight);
+    if (res.late || missed)
+        printf("  late %lld, never sent %lld (--max-inflight %ld reached)", res.late, missed,
+               opt.max_inflight);
     printf("\nlatency ms (2xx)  p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  mean %.1f\n", pct_ms(0.50),
            pct_ms(0.90), pct_ms(0.99), (double)res.lat_max_us / 1000.0, mean);
 }
@@ -344,8 +351,8 @@ static void usage(FILE *f, int code) {
           "                    front door spreads them as it would real tenants\n"
           "  --timeout D       per request (default 10s); a request past it is an error\n"
           "  --max-inflight N  requests in flight at most in --rate mode (default 10 x R + 16,\n"
-          "                    at most 1024); past it requests leave late, and the\n"
-          "                    summary says how many\n"
+          "                    at most 1024); past it requests leave late or never,\n"
+          "                    and the summary says how many\n"
           "  -o text|json      the summary's form (default text)\n"
           "\n"
           "Prints requests, errors by status (or timeout, connect, ...), the achieved rate\n"
@@ -398,7 +405,8 @@ static void legacy_args(int argc, char **argv) {
 
 static void parse_args(int argc, char **argv, const char **base, const char **path) {
     bool flags = false;
-    for (int i = 1; i < argc; i++) flags = flags || argv[i][0] == '-';
+    for (int i = 1; i < argc; i++)
+        flags = flags || argv[i][0] == '-';
     if (!flags) {
         *base = argv[1];
         legacy_args(argc, argv);
