@@ -9,6 +9,7 @@ pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
       haproxy curl jq bc)
 if [ "$what" = test ]; then
   pkgs+=(libcmocka-dev sqlite3 procps jq openssl)
+  pkgs+=(prometheus) # promtool: tests check /metrics answers with it
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -355,6 +355,9 @@ static int scrape_job(void *arg, json_t **result, serr *e) {
             conns += (int64_t)v;
         if (status == 200 && prom_value(body.data, "stamp_workload_active_jobs", &v) == 0)
             jobs += (int64_t)v;
+        /* Jobs still queued are not done either. */
+        if (status == 200 && prom_value(body.data, "stamp_workload_queue_depth", &v) == 0)
+            jobs += (int64_t)v;
         sbuf_free(&body);
     }
     *result = json_pack("{s:I,s:I,s:i}", "connections", (json_int_t)conns, "jobs", (json_int_t)jobs,
