@@ -14,20 +14,14 @@
 #include "util/httpc.h"
 #include "util/util.h"
 
-const char *const as_metric_names[ASM_N] = {
-    [ASM_CPU] = "cpu_utilization",         [ASM_MEMORY] = "memory_utilization",
-    [ASM_LATENCY_P99] = "request_latency_p99", [ASM_CONNECTIONS] = "active_connections",
-    [ASM_QUEUE_DEPTH] = "queue_depth",     [ASM_ACTIVE_JOBS] = "active_jobs",
-};
-
 #define OBS_PROCS 256
 
 /* The first source that did not answer: "<stamp>: <why>". */
-static void note(as_sample *o, const char *stamp, const char *why) {
+static void note(as_observation *o, const char *stamp, const char *why) {
     if (o->why[0] == '\0') str_fmt_cut(o->why, sizeof(o->why), "%s: %s", stamp, why);
 }
 
-static void observe_procs(ctl_ctx *c, const resource *r, as_sample *o) {
+static void observe_procs(ctl_ctx *c, const resource *r, as_observation *o) {
     char prefix[RT_UNIT_MAX];
     if (str_fmt(prefix, sizeof(prefix), NULL, "unit", "%s/p/", r->name)) return;
     rt_proc *p = calloc(OBS_PROCS, sizeof(*p));
@@ -46,7 +40,7 @@ static void observe_procs(ctl_ctx *c, const resource *r, as_sample *o) {
     free(pids);
 }
 
-static void observe_replica(const char *url, int64_t timeout_ms, as_sample *o, const char *stamp) {
+static void observe_replica(const char *url, int64_t timeout_ms, as_observation *o, const char *stamp) {
     httpc_req rq = {.url = url, .timeout_ms = timeout_ms, .max_response = 1 << 20};
     long status = 0;
     sbuf body;
@@ -73,7 +67,7 @@ static void observe_replica(const char *url, int64_t timeout_ms, as_sample *o, c
     sbuf_free(&body);
 }
 
-void as_observe(ctl_ctx *c, const resource *r, as_sample *o) {
+void as_observe(ctl_ctx *c, const resource *r, as_observation *o) {
     memset(o, 0, sizeof(*o));
     o->mono_ms = mono_ms();
     observe_procs(c, r, o);
@@ -108,41 +102,41 @@ void as_observe(ctl_ctx *c, const resource *r, as_sample *o) {
     }
 }
 
-static void missing(as_values *out, int m, const char *why) {
+static void missing(as_obs_values *out, int m, const char *why) {
     out->have[m] = false;
     str_fmt_cut(out->missing[m], sizeof(out->missing[m]), "%s", why);
 }
 
-static void set(as_values *out, int m, double v) {
+static void set(as_obs_values *out, int m, double v) {
     out->have[m] = true;
     out->v[m] = v;
     out->missing[m][0] = '\0';
 }
 
-void as_values_of(const as_sample *h, int n, int64_t latency_window_ms, as_values *out) {
+void as_obs_values_of(const as_observation *h, int n, int64_t latency_window_ms, as_obs_values *out) {
     memset(out, 0, sizeof(*out));
     if (n <= 0) {
-        for (int m = 0; m < ASM_N; m++) missing(out, m, "not observed yet");
+        for (int m = 0; m < AM_N; m++) missing(out, m, "not observed yet");
         return;
     }
-    const as_sample *now = &h[n - 1];
+    const as_observation *now = &h[n - 1];
     const char *why = now->why[0] ? now->why : "source did not answer";
     /* CPU: ticks over the last interval against the declared cores. */
-    const as_sample *prev = n >= 2 ? &h[n - 2] : NULL;
+    const as_observation *prev = n >= 2 ? &h[n - 2] : NULL;
     if (prev && prev->ok_proc && now->ok_proc && now->mono_ms > prev->mono_ms && now->cpu_millis_cap > 0 &&
         now->cpu_ticks >= prev->cpu_ticks) {
         double secs = (double)(now->mono_ms - prev->mono_ms) / 1000.0;
         double used = (double)(now->cpu_ticks - prev->cpu_ticks) / (double)sysconf(_SC_CLK_TCK);
-        set(out, ASM_CPU, 100.0 * used / (secs * (double)now->cpu_millis_cap / 1000.0));
+        set(out, AM_CPU, 100.0 * used / (secs * (double)now->cpu_millis_cap / 1000.0));
     } else {
-        missing(out, ASM_CPU, now->ok_proc ? "one more observation needed" : why);
+        missing(out, AM_CPU, now->ok_proc ? "one more observation needed" : why);
     }
     if (now->ok_proc && now->memory_cap > 0)
-        set(out, ASM_MEMORY, 100.0 * (double)now->rss_bytes / (double)now->memory_cap);
+        set(out, AM_MEMORY, 100.0 * (double)now->rss_bytes / (double)now->memory_cap);
     else
-        missing(out, ASM_MEMORY, why);
+        missing(out, AM_MEMORY, why);
     /* p99 over the window: the newest against the oldest within it. */
-    const as_sample *old = NULL;
+    const as_observation *old = NULL;
     for (int i = n - 2; i >= 0; i--) {
         if (now->mono_ms - h[i].mono_ms > latency_window_ms) break;
         if (h[i].ok_latency) old = &h[i];
@@ -151,15 +145,15 @@ void as_values_of(const as_sample *h, int n, int64_t latency_window_ms, as_value
         as_hist w;
         as_hist_delta(&now->latency, &old->latency, &w);
         double q = as_hist_quantile(&w, 0.99);
-        if (q >= 0) set(out, ASM_LATENCY_P99, q);
-        else set(out, ASM_LATENCY_P99, 0); /* no request in the window: nothing was slow */
+        if (q >= 0) set(out, AM_LATENCY_P99, q);
+        else set(out, AM_LATENCY_P99, 0); /* no request in the window: nothing was slow */
     } else {
-        missing(out, ASM_LATENCY_P99, now->ok_latency ? "one more observation needed" : why);
+        missing(out, AM_LATENCY_P99, now->ok_latency ? "one more observation needed" : why);
     }
-    if (now->ok_workload && now->ok_frontdoor) set(out, ASM_CONNECTIONS, now->connections + now->fd_sessions);
-    else missing(out, ASM_CONNECTIONS, why);
-    if (now->ok_workload) set(out, ASM_QUEUE_DEPTH, now->queue);
-    else missing(out, ASM_QUEUE_DEPTH, why);
-    if (now->ok_workload && now->job_capacity > 0) set(out, ASM_ACTIVE_JOBS, 100.0 * now->jobs / now->job_capacity);
-    else missing(out, ASM_ACTIVE_JOBS, now->ok_workload ? "the workload reports no job capacity" : why);
+    if (now->ok_workload && now->ok_frontdoor) set(out, AM_CONNECTIONS, now->connections + now->fd_sessions);
+    else missing(out, AM_CONNECTIONS, why);
+    if (now->ok_workload) set(out, AM_QUEUE_DEPTH, now->queue);
+    else missing(out, AM_QUEUE_DEPTH, why);
+    if (now->ok_workload && now->job_capacity > 0) set(out, AM_ACTIVE_JOBS, 100.0 * now->jobs / now->job_capacity);
+    else missing(out, AM_ACTIVE_JOBS, now->ok_workload ? "the workload reports no job capacity" : why);
 }

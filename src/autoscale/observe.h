@@ -1,8 +1,8 @@
 /*
  * observe.h - one observation of one stamp for the autoscaler (I/O: the
  * runtime's processes, /proc, the replicas' /metrics, the front door), and
- * the metric values a series of observations gives.  See collect.h for
- * what each metric is.
+ * the metric values (as_metric, spec.h) a series of observations gives.
+ * See collect.h for what each metric is.
  */
 #ifndef STAMP_AUTOSCALE_OBSERVE_H
 #define STAMP_AUTOSCALE_OBSERVE_H
@@ -11,22 +11,12 @@
 #include <stdint.h>
 
 #include "autoscale/collect.h"
+#include "autoscale/spec.h"
 #include "reconcile/ctl.h"
-
-enum as_metric_id {
-    ASM_CPU,
-    ASM_MEMORY,
-    ASM_LATENCY_P99,
-    ASM_CONNECTIONS,
-    ASM_QUEUE_DEPTH,
-    ASM_ACTIVE_JOBS,
-    ASM_N
-};
-extern const char *const as_metric_names[ASM_N];
 
 #define AS_LATENCY_HISTOGRAM "stamp_workload_request_duration_seconds"
 
-typedef struct as_sample {
+typedef struct as_observation {
     int64_t mono_ms;
     /* processes */
     bool ok_proc;
@@ -42,22 +32,22 @@ typedef struct as_sample {
     bool ok_frontdoor;
     double fd_sessions;
     char why[200]; /* the first source that did not answer, and why */
-} as_sample;
+} as_observation;
 
 /* Observe stamp r now (blocking: scrapes with probe-timeout; run it on the
  * job pool).  Never fails as a whole: what could not be read is marked in
  * the ok_ flags and why. */
-void as_observe(ctl_ctx *c, const resource *r, as_sample *out);
+void as_observe(ctl_ctx *c, const resource *r, as_observation *out);
 
-typedef struct as_values {
-    double v[ASM_N];
-    bool have[ASM_N];
-    char missing[ASM_N][160]; /* why a value is absent */
-} as_values;
+typedef struct as_obs_values {
+    double v[AM_N];
+    bool have[AM_N];
+    char missing[AM_N][160]; /* why a value is absent */
+} as_obs_values;
 
 /* Values from observations oldest first (h[n-1] the newest): CPU over the
  * last interval, latency p99 over window_ms (the trigger's duration; the
  * oldest observation within it), the rest from the newest. */
-void as_values_of(const as_sample *h, int n, int64_t latency_window_ms, as_values *out);
+void as_obs_values_of(const as_observation *h, int n, int64_t latency_window_ms, as_obs_values *out);
 
 #endif

@@ -88,6 +88,8 @@ static const crow rows[] = {
      "how often HAProxy's servers are compared with the store"},
     {"all-unhealthy-policy", CT_STR, F(all_unhealthy_policy), S(all_unhealthy_policy),
      "last-healthy", 0, 0, "when no Active stamp is healthy: last-healthy, fail-open or fail-closed"},
+    {"prometheus-url", CT_STR, F(prometheus_url), S(prometheus_url), "", 0, 0,
+     "Prometheus HTTP API base URL for the autoscaler's prometheus triggers (http://host:9090)"},
     {"fleet-min-regions", CT_INT, F(fleet_min_regions), 0, "2", 0, 100,
      "drain/standby/delete refused if fewer regions would keep an Active stamp (0 = off)"},
     {"health-unhealthy-threshold", CT_INT, F(health_unhealthy_threshold), 0, "3", 1, 100,

@@ -16,6 +16,7 @@
 typedef struct stamp_config {
     char data_dir[512];
     char listen[128];
+    char prometheus_url[256]; /* the autoscaler's prometheus triggers query it */
     char name_prefix[32];
     char log_level[16];
     char jwt_issuer[64];

@@ -6,6 +6,9 @@
 #ifndef STAMP_CTL_H
 #define STAMP_CTL_H
 
+#include <jansson.h>
+#include <stdbool.h>
+
 #include "core/config.h"
 #include "reconcile/queue.h"
 #include "store/store.h"
@@ -43,5 +46,18 @@ int ctl_enqueue(ctl_ctx *c, const char *kind, const char *name);
  * enqueue only; a stalled key stays stalled unless this run succeeds. */
 int ctl_wake(ctl_ctx *c, const char *kind, const char *name);
 #define CTL_DROPPED_METRIC "stamp_workqueue_dropped_total"
+
+/* Slow work of a resource on the job pool (reconcile/jobs.h), its id kept
+ * in rec.job so that a restart finds it (or, unknown then, starts it
+ * again: every job is check-then-act).  Keys are "<Kind>/<name>/<what>":
+ * the job's end wakes the resource.  *state: JOB_QUEUED / JOB_RUNNING
+ * (requeue; woken when it ends) or JOB_DONE (*result is the job's, or its
+ * error is returned).  *changed: rec was changed (save it).  arg is
+ * consumed.  Without a pool the job runs here. */
+typedef int (*ctl_job_fn)(void *arg, json_t **result, serr *e);
+int ctl_job(ctl_ctx *c, json_t *rec, const char *key, ctl_job_fn fn, void *arg,
+            void (*free_arg)(void *), int *state, json_t **result, bool *changed, serr *e);
+/* A job done callback: wakes "<Kind>/<name>" of the job's key. */
+void ctl_job_wake(void *done_arg, uint64_t id, const char *key);
 
 #endif

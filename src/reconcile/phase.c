@@ -6,8 +6,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "reconcile/jobs.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
@@ -108,5 +110,66 @@ int phase_change(ctl_ctx *c, const fsm_def *d, resource *r, int to, const char *
     if (d->transitions_metric) metrics_inc(d->transitions_metric, labels, 1);
     snprintf(labels, sizeof(labels), "state=\"%s\"", fsm_phase_name(d, from));
     if (d->duration_metric) metrics_observe(d->duration_metric, labels, (double)age / 1000.0);
+    return 0;
+}
+
+void ctl_job_wake(void *done_arg, uint64_t id, const char *key) {
+    (void)id;
+    char kind[64], name[RES_NAME_MAX];
+    const char *slash = strchr(key, '/');
+    if (slash == NULL || (size_t)(slash - key) >= sizeof(kind)) return;
+    memcpy(kind, key, (size_t)(slash - key));
+    kind[slash - key] = '\0';
+    size_t n = strcspn(slash + 1, "/");
+    if (n == 0 || n >= sizeof(name)) return;
+    memcpy(name, slash + 1, n);
+    name[n] = '\0';
+    ctl_wake(done_arg, kind, name);
+}
+
+int ctl_job(ctl_ctx *c, json_t *rec, const char *key, job_fn fn, void *arg, void (*free_arg)(void *),
+            int *state, json_t **result, bool *changed, serr *e) {
+    int rc;
+    *result = NULL;
+    *changed = false;
+    if (c->jobs == NULL) {
+        /* No pool (a tool or a test): run it here. */
+        rc = fn(arg, result, e);
+        free_arg(arg);
+        *state = JOB_DONE;
+        return rc;
+    }
+    const char *jid = json_string_value(json_object_get(rec, "job"));
+    uint64_t id = jid ? strtoull(jid, NULL, 10) : 0;
+    if (id != 0) {
+        job_result r;
+        int st = jobs_poll(c->jobs, id, &r);
+        if (st == JOB_QUEUED || st == JOB_RUNNING) {
+            free_arg(arg);
+            *state = st;
+            return 0;
+        }
+        if (st == JOB_DONE) {
+            free_arg(arg);
+            json_object_del(rec, "job");
+            *changed = true;
+            *state = JOB_DONE;
+            rc = r.rc ? serr_set(e, r.rc, "%s", r.message) : 0;
+            if (rc == 0) {
+                *result = r.result;
+                r.result = NULL;
+            }
+            job_result_free(&r);
+            return rc;
+        }
+        /* Unknown: stampd restarted, or the result expired.  The work is
+         * check-then-act: start it again. */
+    }
+    if ((rc = jobs_submit(c->jobs, key, fn, arg, free_arg, ctl_job_wake, c, &id, e))) return rc;
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)id);
+    json_object_set_new(rec, "job", json_string(buf));
+    *changed = true;
+    *state = JOB_QUEUED;
     return 0;
 }

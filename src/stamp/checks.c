@@ -164,19 +164,6 @@ static probe_run *probe_prepare(sctx *s, const hc_check *c, int mode) {
     return p;
 }
 
-/* Wake the stamp when one of its jobs ends; the key is "Stamp/<name>/...". */
-void sc_job_done(void *done_arg, uint64_t id, const char *key) {
-    (void)id;
-    const char *name = strchr(key, '/');
-    if (name == NULL) return;
-    char buf[RES_NAME_MAX];
-    size_t n = strcspn(++name, "/");
-    if (n == 0 || n >= sizeof(buf)) return;
-    memcpy(buf, name, n);
-    buf[n] = '\0';
-    ctl_wake(done_arg, "Stamp", buf);
-}
-
 /* Start the check on the job pool (or, without one, run it here).  A
  * check whose run is still queued or running is not started again. */
 static void start_check(sctx *s, const hc_check *c, int mode) {
@@ -202,7 +189,7 @@ static void start_check(sctx *s, const hc_check *c, int mode) {
     }
     uint64_t id;
     serr e = {0};
-    if (jobs_submit(s->c->jobs, key, probe_job, p, probe_run_free, sc_job_done, s->c, &id, &e) != 0)
+    if (jobs_submit(s->c->jobs, key, probe_job, p, probe_run_free, ctl_job_wake, s->c, &id, &e) != 0)
         log_warnx("stamp %s: check %s not started: %s", s->name, c->name, e.msg);
 }
 

@@ -179,16 +179,10 @@ void sc_eval_health(sctx *s, int mode, health_view *h);
 /* The longest interval of the checks. */
 int64_t sc_longest_interval(const sctx *s);
 
-/* Slow work of the stamp on the job pool (reconcile/jobs.h), its id kept
- * in rec.job so that a restart finds it (or, unknown then, starts it
- * again: every job is check-then-act).  *state: JOB_QUEUED/JOB_RUNNING
- * (the stamp is requeued, and woken when it ends), JOB_DONE (*result is
- * the job's, or its error is returned).  arg is consumed. */
+/* ctl_job (reconcile/ctl.h) for a stamp: rec changes mark status dirty,
+ * a job not done yet requeues the stamp (woken sooner when it ends). */
 int sc_job(sctx *s, json_t *rec, const char *key, job_fn fn, void *arg, void (*free_arg)(void *),
            int *state, json_t **result, serr *e);
-/* A job of the stamp's ended: wake the stamp (done_arg is the ctl_ctx;
- * job keys are "Stamp/<name>/..."). */
-void sc_job_done(void *done_arg, uint64_t id, const char *key);
 /* Work that needs the stamp itself (a redeploy: stops, then starts) on the
  * job pool: fn runs on a copy of s (in_job set, so it may block) under the
  * key "Stamp/<name>/<what>".  As sc_job otherwise. */

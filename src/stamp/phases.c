@@ -240,51 +240,14 @@ static int timeout_edge(sctx *s, bool *taken, serr *e) {
 
 int sc_job(sctx *s, json_t *rec, const char *key, job_fn fn, void *arg, void (*free_arg)(void *),
            int *state, json_t **result, serr *e) {
-    ctl_ctx *c = s->c;
-    int rc;
-    *result = NULL;
-    if (c->jobs == NULL) {
-        /* No pool (a tool or a test): run it here. */
-        rc = fn(arg, result, e);
-        free_arg(arg);
-        *state = JOB_DONE;
-        return rc;
+    bool changed;
+    int rc = ctl_job(s->c, rec, key, fn, arg, free_arg, state, result, &changed, e);
+    if (changed) s->dirty = true;
+    if (rc == 0 && *state != JOB_DONE) {
+        sc_want(s, 1000); /* the job's end wakes the stamp; this is the fallback */
+        if (*state == JOB_QUEUED) return sc_save(s, e);
     }
-    const char *jid = jstr(rec, "job", NULL);
-    uint64_t id = jid ? strtoull(jid, NULL, 10) : 0;
-    if (id != 0) {
-        job_result r;
-        int st = jobs_poll(c->jobs, id, &r);
-        if (st == JOB_QUEUED || st == JOB_RUNNING) {
-            free_arg(arg);
-            *state = st;
-            sc_want(s, 1000); /* the job's end wakes the stamp; this is the fallback */
-            return 0;
-        }
-        if (st == JOB_DONE) {
-            free_arg(arg);
-            json_object_del(rec, "job");
-            s->dirty = true;
-            *state = JOB_DONE;
-            rc = r.rc ? serr_set(e, r.rc, "%s", r.message) : 0;
-            if (rc == 0) {
-                *result = r.result;
-                r.result = NULL;
-            }
-            job_result_free(&r);
-            return rc;
-        }
-        /* Unknown: stampd restarted, or the result expired.  The work is
-         * check-then-act: start it again. */
-    }
-    if ((rc = jobs_submit(c->jobs, key, fn, arg, free_arg, sc_job_done, c, &id, e))) return rc;
-    char buf[32];
-    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)id);
-    json_object_set_new(rec, "job", json_string(buf));
-    s->dirty = true;
-    *state = JOB_QUEUED;
-    sc_want(s, 1000);
-    return sc_save(s, e);
+    return rc;
 }
 
 typedef struct stamp_job {

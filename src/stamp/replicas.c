@@ -141,7 +141,7 @@ void sc_stop_proc(sctx *s, const rt_proc *p) {
         serr e = {0};
         snprintf(key, sizeof(key), "Stamp/%s/stop/%d-%lld", s->name, (int)p->pid,
                  (long long)p->start_ticks);
-        if (jobs_submit(s->c->jobs, key, stop_job, r, free, sc_job_done, s->c, &id, &e) == 0) {
+        if (jobs_submit(s->c->jobs, key, stop_job, r, free, ctl_job_wake, s->c, &id, &e) == 0) {
             sc_want(s, 200); /* the job's end wakes it sooner */
             return;
         }
