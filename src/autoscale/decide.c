@@ -231,10 +231,13 @@ static void follow_activations(ctx *c) {
 
 /* ---- standby retirement ---- */
 
+/* After the scaling: a stamp this decision activates is not retired. */
 static void find_retirements(ctx *c) {
     for (int i = 0; i < c->w->n && c->d->nretire < AS_MAX_RETIRE; i++) {
         const as_stamp *s = &c->w->stamps[i];
-        if (!s->governed || s->phase != AP_READY || s->activating || s->held || s->ready_since_ms <= 0) continue;
+        if (!s->governed || s->phase != AP_READY || s->activating || s->held || s->ready_since_ms <= 0 ||
+            planned(c->d, s->name))
+            continue;
         if (c->now - s->ready_since_ms < c->sp->standby_max_age_ms) continue;
         as_action *a = &c->d->retire[c->d->nretire++];
         *a = (as_action){.act = AA_RETIRE};
