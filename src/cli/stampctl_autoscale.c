@@ -166,9 +166,9 @@ static json_t *tick_json(const as_spec *sp, const sim_tick *k, const char *line)
     char t[32];
     json_t *ev = json_array();
     for (int i = 0; i < k->nevents; i++) json_array_append_new(ev, json_string(k->events[i]));
-    return json_pack("{s:f,s:s,s:s,s:o,s:o}", "t", (double)k->t_ms / 1000.0, "time",
-                     clock_text(k->t_ms, t, sizeof(t)), "line", line, "events", ev, "decision",
-                     as_decision_to_json(sp, k->d));
+    return json_pack("{s:f,s:s,s:b,s:s,s:o,s:o}", "t", (double)k->t_ms / 1000.0, "time",
+                     clock_text(k->t_ms, t, sizeof(t)), "decided", k->decided, "line", line, "events", ev,
+                     "decision", as_decision_to_json(sp, k->d));
 }
 
 /* Long: options into the model, the tick loop with its two outputs (a
