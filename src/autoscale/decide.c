@@ -53,7 +53,21 @@ typedef struct ctx {
     char reg[AS_ALL_REGIONS][AS_REGION_MAX];
     int serving[AS_ALL_REGIONS]; /* governed Active + Creating + activating, plus planned */
     int active[AS_ALL_REGIONS];  /* governed Active, minus planned drains */
+    int trig;                    /* the scale-out trigger that ranks regions by load, -1: none */
+    bool has_load[AS_ALL_REGIONS];
+    double load[AS_ALL_REGIONS]; /* its mean over the region's governed Active stamps */
+    /* The fleet rule's count: Active stamps of every template by region,
+     * minus planned drains. */
+    int nfreg, ftotal;
+    char freg[AS_ALL_REGIONS][AS_REGION_MAX];
+    int fcount[AS_ALL_REGIONS];
 } ctx;
+
+static int fleet_index(const ctx *c, const char *region) {
+    for (int i = 0; i < c->nfreg; i++)
+        if (strcmp(c->freg[i], region) == 0) return i;
+    return -1;
+}
 
 static int region_index(const ctx *c, const char *region) {
     for (int i = 0; i < c->nreg; i++)
@@ -75,7 +89,7 @@ int as_regions(const as_spec *sp, const as_world *w, char (*out)[AS_REGION_MAX],
     }
     for (int i = 0; i < w->n && n < max; i++) {
         const as_stamp *s = &w->stamps[i];
-        if (!s->governed || s->region[0] == '\0') continue;
+        if (!s->governed || s->region[0] == '\0' || s->phase == AP_DELETED) continue;
         bool seen = false;
         for (int j = 0; j < n && !seen; j++) seen = strcmp(out[j], s->region) == 0;
         if (!seen) str_copy(out[n++], AS_REGION_MAX, s->region);
@@ -97,21 +111,15 @@ static bool planned(const as_decision *d, const char *name) {
 
 int as_next_stamp_id(const as_world *w, const char *region, const as_action *plan, int nplan, char *out,
                      size_t len, serr *e) {
-    for (int k = 1; k <= 999; k++) {
-        bool used = false;
-        for (int i = 0; i < w->n && !used; i++) {
-            const as_stamp *s = &w->stamps[i];
-            int64_t v;
-            if (strcmp(s->region, region) == 0 && parse_i64(s->id, 0, 999999, &v) == 0 && v == k) used = true;
-        }
-        for (int i = 0; i < nplan && !used; i++) {
-            int64_t v;
-            if (plan[i].act == AA_DEPLOY && strcmp(plan[i].region, region) == 0 &&
-                parse_i64(plan[i].id, 0, 999999, &v) == 0 && v == k)
-                used = true;
-        }
-        if (!used) return str_fmt(out, len, e, "stamp id", "%03d", k);
-    }
+    bool used[1000] = {false};
+    int64_t v;
+    for (int i = 0; i < w->n; i++)
+        if (strcmp(w->stamps[i].region, region) == 0 && parse_i64(w->stamps[i].id, 0, 999, &v) == 0) used[v] = true;
+    for (int i = 0; i < nplan; i++)
+        if (plan[i].act == AA_DEPLOY && strcmp(plan[i].region, region) == 0 && parse_i64(plan[i].id, 0, 999, &v) == 0)
+            used[v] = true;
+    for (int k = 1; k <= 999; k++)
+        if (!used[k]) return str_fmt(out, len, e, "stamp id", "%03d", k);
     return serr_set(e, SE_LIMIT, "every stamp id from 001 to 999 is in use in %s", region);
 }
 
@@ -264,31 +272,47 @@ static int load_trigger(const ctx *c) {
 /* Region ranking for a scale-out: under its minimum first (largest
  * deficit), then the most loaded, then the fewest serving; ties in
  * preference order.  Returns true when region a goes before b. */
-static bool region_before(const ctx *c, int a, int b, int trig) {
+static bool region_before(const ctx *c, int a, int b) {
     int da = deficit(c, a), db = deficit(c, b);
     if ((da > 0 || db > 0) && da != db) return da > db;
-    if (trig >= 0) {
-        double ma = 0, mb = 0;
-        bool ha = region_mean(c->w, AS_OUT, trig, c->reg[a], &ma);
-        bool hb = region_mean(c->w, AS_OUT, trig, c->reg[b], &mb);
-        if (ha != hb) return ha;
-        if (ha && ma != mb) return ma > mb;
+    if (c->trig >= 0) {
+        if (c->has_load[a] != c->has_load[b]) return c->has_load[a];
+        if (c->has_load[a] && c->load[a] != c->load[b]) return c->load[a] > c->load[b];
     }
     if (c->serving[a] != c->serving[b]) return c->serving[a] < c->serving[b];
     return a < b;
 }
 
 static int best_region(const ctx *c) {
-    int trig = load_trigger(c), best = -1;
+    int best = -1;
     for (int r = 0; r < c->nreg; r++)
-        if (best < 0 || region_before(c, r, best, trig)) best = r;
+        if (best < 0 || region_before(c, r, best)) best = r;
     return best;
+}
+
+/* The loads that rank regions, once per decision (the ranking is then
+ * O(regions), whatever the fleet's size). */
+static void rank_loads(ctx *c) {
+    double sum[AS_ALL_REGIONS] = {0};
+    int n[AS_ALL_REGIONS] = {0};
+    c->trig = load_trigger(c);
+    if (c->trig < 0) return;
+    for (int i = 0; i < c->w->n; i++) {
+        const as_stamp *s = &c->w->stamps[i];
+        int r = region_index(c, s->region);
+        if (!s->governed || s->phase != AP_ACTIVE || r < 0 || !s->out[c->trig].ok) continue;
+        sum[r] += s->out[c->trig].v;
+        n[r]++;
+    }
+    for (int r = 0; r < c->nreg; r++) {
+        c->has_load[r] = n[r] > 0;
+        c->load[r] = n[r] ? sum[r] / n[r] : 0;
+    }
 }
 
 /* The warm stamp to activate: in the best-ranked region, then Ready the
  * longest, then by name. */
 static const as_stamp *pick_warm(const ctx *c) {
-    int trig = load_trigger(c);
     const as_stamp *best = NULL;
     int best_r = -1;
     for (int i = 0; i < c->w->n; i++) {
@@ -297,7 +321,7 @@ static const as_stamp *pick_warm(const ctx *c) {
         int r = region_index(c, s->region);
         if (r < 0) continue;
         bool better = best == NULL;
-        if (!better && r != best_r) better = region_before(c, r, best_r, trig);
+        if (!better && r != best_r) better = region_before(c, r, best_r);
         else if (!better) {
             int64_t a = s->ready_since_ms ? s->ready_since_ms : INT64_MAX;
             int64_t b = best->ready_since_ms ? best->ready_since_ms : INT64_MAX;
@@ -373,6 +397,7 @@ static void scale_out(ctx *c, bool fired, int floor) {
         return;
     }
     int n = want < room ? want : room;
+    rank_loads(c);
     for (int k = 0; k < n; k++) {
         const as_stamp *warm = st->replace ? NULL : pick_warm(c);
         as_action *act = &d->actions[d->nactions];
@@ -427,17 +452,10 @@ static int cmp_load(const ctx *c, const as_stamp *a, const as_stamp *b) {
 
 /* The fleet rule without the stamps already planned and without s. */
 static bool fleet_ok(const ctx *c, const as_stamp *s, int *active, int *nregions) {
-    char regs[AS_ALL_REGIONS][AS_REGION_MAX];
-    *active = 0;
+    int r = fleet_index(c, s->region);
+    *active = c->ftotal - 1;
     *nregions = 0;
-    for (int i = 0; i < c->w->n; i++) {
-        const as_stamp *x = &c->w->stamps[i];
-        if (x->phase != AP_ACTIVE || x == s || planned(c->d, x->name)) continue;
-        (*active)++;
-        bool seen = false;
-        for (int j = 0; j < *nregions && !seen; j++) seen = strcmp(regs[j], x->region) == 0;
-        if (!seen && *nregions < AS_ALL_REGIONS) str_copy(regs[(*nregions)++], AS_REGION_MAX, x->region);
-    }
+    for (int i = 0; i < c->nfreg; i++) *nregions += c->fcount[i] - (i == r) > 0;
     int need = c->w->fleet_min_regions;
     return need <= 0 || (*active >= 2 && *nregions >= need);
 }
@@ -512,11 +530,13 @@ static void scale_in(ctx *c) {
         str_copy(act->stamp, sizeof(act->stamp), s->name);
         str_copy(act->region, sizeof(act->region), s->region);
         str_copy(act->id, sizeof(act->id), s->id);
-        int r = region_index(c, s->region);
+        int r = region_index(c, s->region), f = fleet_index(c, s->region);
         if (r >= 0) {
             c->active[r]--;
             c->serving[r]--;
         }
+        if (f >= 0) c->fcount[f]--;
+        c->ftotal--;
         active--;
     }
     if (d->nactions == 0) return;
@@ -617,6 +637,15 @@ static void count_stamps(ctx *c) {
     c->nreg = as_regions(c->sp, c->w, c->reg, AS_ALL_REGIONS);
     for (int i = 0; i < c->w->n; i++) {
         const as_stamp *s = &c->w->stamps[i];
+        if (s->phase == AP_ACTIVE) {
+            int f = fleet_index(c, s->region);
+            if (f < 0 && c->nfreg < AS_ALL_REGIONS) {
+                f = c->nfreg++;
+                str_copy(c->freg[f], AS_REGION_MAX, s->region);
+            }
+            if (f >= 0) c->fcount[f]++;
+            c->ftotal++;
+        }
         if (!s->governed) continue;
         switch (s->phase) {
         case AP_ACTIVE: d->active++; break;
@@ -656,14 +685,20 @@ int as_decide(const as_spec *sp, const as_world *w, int64_t now, const as_state 
         str_fmt_cut(d->reason, sizeof(d->reason), "the world has %d stamps, more than %d", w->n, AS_WORLD_MAX);
         return SE_INVAL;
     }
-    ctx c = {.sp = sp, .w = w, .now = now, .st = next, .d = d};
-    count_stamps(&c);
+    /* The context is a few KiB: on the heap, not the caller's stack. */
+    ctx *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        str_fmt_cut(d->reason, sizeof(d->reason), "out of memory");
+        return SE_NOMEM;
+    }
+    *c = (ctx){.sp = sp, .w = w, .now = now, .st = next, .d = d, .trig = -1};
+    count_stamps(c);
     bool fired = false, breaching = false, all_in = sp->in.n > 0;
     for (int dir = AS_OUT; dir <= AS_IN; dir++) {
         const as_direction *dd = as_spec_dir(sp, dir);
         for (int i = 0; i < dd->n; i++) {
             as_eval *ev = &d->evals[d->nevals++];
-            eval_trigger(&c, dir, i, ev);
+            eval_trigger(c, dir, i, ev);
             if (dir == AS_OUT) {
                 fired |= ev->met;
                 breaching |= ev->breaching;
@@ -672,19 +707,20 @@ int as_decide(const as_spec *sp, const as_world *w, int64_t now, const as_state 
             }
         }
     }
-    follow_activations(&c);
-    int floor = floor_need(&c);
+    follow_activations(c);
+    int floor = floor_need(c);
     if (fired || floor > 0) d->want = AW_OUT;
     else if (all_in && !breaching) d->want = AW_IN;
     d->floor = floor > 0;
     int serving_now = d->active + d->creating + d->activating;
-    if (d->want == AW_OUT) scale_out(&c, fired, floor);
-    else if (d->want == AW_IN) scale_in(&c);
-    else if (!breaching) missing_block(&c);
-    if (!sp->paused) find_retirements(&c);
+    if (d->want == AW_OUT) scale_out(c, fired, floor);
+    else if (d->want == AW_IN) scale_in(c);
+    else if (!breaching) missing_block(c);
+    if (!sp->paused) find_retirements(c);
     d->desired = serving_now;
     for (int i = 0; i < d->nactions; i++) d->desired += d->actions[i].act == AA_DRAIN ? -1 : 1;
-    write_reason(&c, fired, floor);
+    write_reason(c, fired, floor);
+    free(c);
     return 0;
 }
 

@@ -189,7 +189,9 @@ typedef struct as_decision {
 } as_decision;
 
 /* One evaluation.  prev may be the same object as next.  SE_INVAL when the
- * world is larger than AS_WORLD_MAX; *d and *next are always filled. */
+ * world is larger than AS_WORLD_MAX, SE_NOMEM when out of memory (the
+ * reason says so); *d and *next are always filled.  Its cost grows
+ * linearly with the stamps (times the triggers). */
 int as_decide(const as_spec *sp, const as_world *w, int64_t now_ms, const as_state *prev, as_state *next,
               as_decision *d);
 
