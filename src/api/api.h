@@ -123,6 +123,8 @@ int h_templates_list(api *a, api_req *rq, api_resp *rs);
 int h_templates_get(api *a, api_req *rq, api_resp *rs);
 int h_healthchecks_list(api *a, api_req *rq, api_resp *rs);
 int h_healthchecks_get(api *a, api_req *rq, api_resp *rs);
+int h_autoscalers_list(api *a, api_req *rq, api_resp *rs);
+int h_autoscalers_get(api *a, api_req *rq, api_resp *rs);
 int h_audit(api *a, api_req *rq, api_resp *rs);
 int h_metrics(api *a, api_req *rq, api_resp *rs);
 int h_ns_create(api *a, api_req *rq, api_resp *rs);

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "api/api.h"
+#include "autoscale/spec.h"
 #include "core/naming.h"
 #include "core/stamp_fsm.h"
 #include "core/template.h"
@@ -341,12 +342,21 @@ static int validate_healthcheck(json_t *spec, serr *e) {
     return rc;
 }
 
+static int validate_autoscaler(json_t *spec, serr *e) {
+    as_spec *sp = malloc(sizeof(*sp));
+    if (sp == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    int rc = as_spec_parse(spec, sp, e);
+    free(sp);
+    return rc;
+}
+
 static const struct {
     const char *kind;
     validate_fn validate;
 } kinds[] = {
     {"StampTemplate", validate_template},
     {"StampHealthCheck", validate_healthcheck},
+    {"StampAutoscaler", validate_autoscaler},
 };
 
 /* Long: the kubectl apply contract (create or update, dry run, server-side
@@ -372,7 +382,7 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
     for (size_t i = 0; kind && i < sizeof(kinds) / sizeof(kinds[0]); i++)
         if (strcmp(kinds[i].kind, kind) == 0) validate = kinds[i].validate;
     if (validate == NULL) {
-        rc = serr_set(&e, SE_INVAL, "kind: \"%s\" is not one this server applies (StampTemplate, StampHealthCheck)",
+        rc = serr_set(&e, SE_INVAL, "kind: \"%s\" is not one this server applies (StampTemplate, StampHealthCheck, StampAutoscaler)",
                       kind ? kind : "");
         goto out;
     }
@@ -489,6 +499,14 @@ int h_healthchecks_list(api *a, api_req *rq, api_resp *rs) {
 
 int h_healthchecks_get(api *a, api_req *rq, api_resp *rs) {
     return manifest_get(a, rq, rs, "StampHealthCheck", "health check");
+}
+
+int h_autoscalers_list(api *a, api_req *rq, api_resp *rs) {
+    return manifest_list(a, rs, "StampAutoscaler", "StampAutoscalerList");
+}
+
+int h_autoscalers_get(api *a, api_req *rq, api_resp *rs) {
+    return manifest_get(a, rq, rs, "StampAutoscaler", "autoscaler");
 }
 
 int h_audit(api *a, api_req *rq, api_resp *rs) {

@@ -454,6 +454,8 @@ static const kind_def kinds[] = {
     {"healthchecks", "healthcheck", {"healthcheck", "hc", "stamphealthcheck", "stamphealthchecks", NULL},
      "/v1/healthchecks", "items", "/v1/healthchecks/", "name", true, hc_table, hc_row, NULL,
      "StampHealthCheck"},
+    {"autoscalers", "autoscaler", {"autoscaler", "sa", "stampautoscaler", "stampautoscalers", NULL},
+     "/v1/autoscalers", "items", "/v1/autoscalers/", "name", true, as_table, as_row, NULL, NULL},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -463,7 +465,7 @@ static const kind_def *kind_of(const opts *o, const char *w) {
         for (int k = 0; kinds[i].aliases[k]; k++)
             if (strcasecmp(kinds[i].aliases[k], w) == 0) return &kinds[i];
     }
-    usage_die(o, "unknown kind \"%s\" (stamps, templates, namespaces, bundles, runs, healthchecks)", w);
+    usage_die(o, "unknown kind \"%s\" (stamps, templates, namespaces, bundles, runs, healthchecks, autoscalers)", w);
 }
 
 static const char *item_name(const kind_def *k, json_t *it) {
@@ -1494,7 +1496,7 @@ static const ca_cmd commands[] = {
      "stampctl get stamps\nstampctl get st -l region=westeurope -o wide\nstampctl get templates synaxis-stamp -o yaml\n"
      "stampctl get ns -A\nstampctl get bundles -o name",
      "KIND: stamps (stamp, st), templates (template, tpl), namespaces (namespace, ns), bundles (bundle), "
-     "runs (run), healthchecks (healthcheck, hc).  -w streams changes after the list.  -l is "
+     "runs (run), healthchecks (healthcheck, hc), autoscalers (autoscaler, sa).  -w streams changes after the list.  -l is "
      "filtered by stampctl (the API has no selector).  -o yaml of a list reads back with apply -f."},
     {cmd_describe, "describe", "KIND NAME", 2, 2, false, NULL, NULL, "Show one resource in detail",
      "stampctl describe stamp synaxis-weu-003\nstampctl describe ns acme-bucket-1", NULL},
@@ -1510,7 +1512,7 @@ static const ca_cmd commands[] = {
      "stampctl frontdoor", NULL},
     {cmd_metrics, "metrics", "NAME", 1, 1, false, f_metrics, NULL, "Show a stamp's lifecycle metrics",
      "stampctl metrics synaxis-weu-003 --period=1h", NULL},
-    {cmd_apply, "apply", NULL, 0, 0, false, f_apply, NULL, "Create or update StampTemplate and StampHealthCheck resources",
+    {cmd_apply, "apply", NULL, 0, 0, false, f_apply, NULL, "Create or update StampTemplate, StampHealthCheck and StampAutoscaler resources",
      "stampctl apply -f deploy/templates/synaxis-stamp.yaml\n"
      "stampctl get templates synaxis-stamp -o yaml | stampctl apply -f -",
      "A List (what get -o yaml prints) is applied item by item; status and the metadata stampd sets "
@@ -1562,6 +1564,17 @@ static const ca_cmd commands[] = {
      NULL},
     {cmd_mttc_verify, "mttc verify", NULL, 0, 0, false, f_mttc, NULL, "Verify a run resumes to the same result",
      "stampctl mttc verify --bucket acme-bucket-1 --bundle HASH", NULL},
+    {cmd_autoscaler_simulate, "autoscaler simulate", NULL, 0, 0, false, f_as_simulate, NULL,
+     "Replay a StampAutoscaler against a metric trace (offline, no stampd)",
+     "stampctl autoscaler simulate -f deploy/autoscaler/synaxis-autoscaler.yaml --trace deploy/autoscaler/example-trace.csv\n"
+     "stampctl autoscaler simulate -f as.yaml --trace load.csv --initial westeurope:2,eastus:1,ready:1 --cold 10m -o json",
+     "Runs the controller's decision functions on a model fleet, one evaluation per spec.interval of the trace, "
+     "time-compressed (--speed N paces it at N times real time).  The trace is CSV t,metric,value[,stamp]: t in "
+     "seconds, a value fleet-wide unless a stamp is named, empty for a source that is down.  Fleet-wide load is "
+     "the demand as the initial fleet shows it, spread evenly over the Active stamps (utilizations, connections "
+     "and queue depth; latency and prometheus values as written).  A new stamp counts toward maxStamps but carries "
+     "no load until its activation (--warm) or deploy (--cold) is done.  --initial: REGION:N Active stamps, "
+     "ready:N warm stamps in the first region of spec.regions, REGION:ready:N in a named one."},
     {cmd_token_create, "token create", NULL, 0, 0, false, f_token, NULL, "Mint a token for a tenant's user",
      "export STAMP_TOKEN=$(stampctl token create --tenant acme --user alice)", NULL},
 };
@@ -1590,7 +1603,9 @@ static int cmd_completion(opts *o) {
 }
 
 /* Commands that need no server. */
-static bool offline(const ca_cmd *c) { return c->run == cmd_help || c->run == cmd_completion; }
+static bool offline(const ca_cmd *c) {
+    return c->run == cmd_help || c->run == cmd_completion || c->run == cmd_autoscaler_simulate;
+}
 
 int main(int argc, char **argv) {
     /* The API carries text: an argument that is not UTF-8 could only be

@@ -90,4 +90,11 @@ void bundle_row(table *t, json_t *b, bool wide);
 table *run_table(bool wide);
 void run_row(table *t, json_t *x, bool wide);
 
+/* stampctl_autoscale.c: the StampAutoscaler's rows for get, and the
+ * offline what-if replay. */
+extern const ca_flag f_as_simulate[];
+int cmd_autoscaler_simulate(opts *o);
+table *as_table(bool wide);
+void as_row(table *t, json_t *a, bool wide);
+
 #endif
