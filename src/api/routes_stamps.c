@@ -446,6 +446,9 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
         goto out;
     }
 out:
+    /* A controller of the kind (the autoscaler) looks at the change now. */
+    if (rc == 0 && !rq->dry_run && kind && strcmp(kind, "StampAutoscaler") == 0 && strcmp(result, "unchanged") != 0)
+        ctl_enqueue(c, kind, name);
     if (rc) api_error_serr(rs, &e);
     else
         api_json(rs, 200, json_pack("{s:s,s:s,s:s,s:o,s:b}", "kind", kind, "name", name, "result",

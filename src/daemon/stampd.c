@@ -33,6 +33,7 @@
 #include "api/api.h"
 #include "auth/jwt.h"
 #include "blob/blob.h"
+#include "autoscale/controller.h"
 #include "ns/ns.h"
 #include "core/config.h"
 #include "reconcile/engine.h"
@@ -537,6 +538,7 @@ static int start_parts(stampd_state *d, serr *e) {
     ns_metrics_register();
     mttc_metrics_register();
     engine_metrics_register();
+    as_metrics_register();
     if (ns_rebase_due(ctx, e)) return e->code;
     /* The API address is bound only after HAProxy is up (requests may use
      * the front door), so it is checked first: a port in use must stop
@@ -565,6 +567,7 @@ static int start_parts(stampd_state *d, serr *e) {
     /* Namespaces are not resynced: there may be 100k of them, and the
      * reaper's sweep reads only those that are due. */
     if (engine_register("Stamp", stamp_reconcile, true) ||
+        engine_register("StampAutoscaler", as_reconcile, true) ||
         engine_register("Namespace", ns_reconcile, false))
         return serr_set(e, SE_INTERNAL, "cannot register the controllers");
     return engine_start(ctx, (int)cfg->workers, &d->en, e);

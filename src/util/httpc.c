@@ -95,3 +95,11 @@ int prom_value(const char *body, const char *name, double *out) {
     }
     return SE_NOTFOUND;
 }
+
+char *httpc_escape(const char *s) {
+    char *c = curl_easy_escape(NULL, s, 0);
+    if (c == NULL) return NULL;
+    char *d = strdup(c);
+    curl_free(c);
+    return d;
+}

@@ -29,5 +29,8 @@ void httpc_global_init(void);
 int httpc_do(const httpc_req *req, long *status, sbuf *resp, serr *e);
 /* Value of the first sample of metric `name` in a Prometheus text body. */
 int prom_value(const char *body, const char *name, double *out);
+/* s percent-encoded for a URL (libcurl's escape), malloc'd; NULL when out
+ * of memory. */
+char *httpc_escape(const char *s);
 
 #endif
