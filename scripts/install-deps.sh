@@ -11,6 +11,11 @@ if [ "$what" = test ]; then
   pkgs+=(libcmocka-dev sqlite3 procps jq openssl)
   pkgs+=(prometheus) # promtool: tests check /metrics answers with it
 fi
+# The alert rules' tests (tests/prom, t_alerts) run promtool, amtool, a
+# Prometheus and an Alertmanager.  Where systemd runs, the packages start
+# their own services (ports 9090, 9093/9094, node exporter 9100); the tests
+# start theirs with their own configuration, data and loopback ports.
+[ "$what" = test ] && pkgs+=(prometheus prometheus-alertmanager)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -127,6 +127,7 @@ int h_autoscalers_list(api *a, api_req *rq, api_resp *rs);
 int h_autoscalers_get(api *a, api_req *rq, api_resp *rs);
 int h_audit(api *a, api_req *rq, api_resp *rs);
 int h_metrics(api *a, api_req *rq, api_resp *rs);
+int h_prometheus_targets(api *a, api_req *rq, api_resp *rs);
 int h_ns_create(api *a, api_req *rq, api_resp *rs);
 int h_ns_list(api *a, api_req *rq, api_resp *rs);
 int h_ns_get(api *a, api_req *rq, api_resp *rs);

@@ -22,6 +22,7 @@
 #include "reconcile/phase.h"
 #include "stamp/actions.h"
 #include "stamp/intent.h"
+#include "stamp/prom.h"
 #include "stamp/stamp_ctl.h"
 #include "traffic/traffic.h"
 #include "util/metrics.h"
@@ -524,38 +525,29 @@ int h_audit(api *a, api_req *rq, api_resp *rs) {
     return api_json(rs, 200, json_pack("{s:s,s:o}", "kind", "AuditList", "items", items));
 }
 
-/* ---- /metrics ---- */
-
-static int count_phase(const resource *r, void *arg) {
-    int *counts = arg;
-    int p = phase_of(&stamp_fsm, r);
-    if (p >= 0) counts[p]++;
-    return 0;
-}
+/* ---- /metrics, and the stamps' replicas for Prometheus ---- */
 
 int h_metrics(api *a, api_req *rq, api_resp *rs) {
-    int counts[SP_NPHASES] = {0};
-    store_list(api_ctx(a)->st, "Stamp", NULL, count_phase, counts, NULL);
     sbuf b;
+    serr e = {0};
     sbuf_init(&b, 8u << 20);
     metrics_render(&b);
-    static const struct {
-        const char *name;
-        int phase;
-        const char *help;
-    } gauges[] = {
-        {"active_stamps", SP_ACTIVE, "Number of stamps in Active state"},
-        {"ready_stamps", SP_READY, "Number of stamps in Ready state"},
-        {"creating_stamps", SP_CREATING, "Number of stamps being created"},
-        {"draining_stamps", SP_DRAINING, "Number of stamps being drained"},
-        {"failed_stamps", SP_FAILED, "Number of stamps in Failed state"},
-        {"deleting_stamps", SP_DELETING, "Number of stamps running their retirement steps"},
-    };
-    for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)
-        sbuf_addf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", gauges[i].name, gauges[i].help,
-                  gauges[i].name, gauges[i].name, counts[gauges[i].phase]);
+    /* The gauges of the stamps, from the store now (stamp/prom.h).  A
+     * store that does not answer fails the scrape: Prometheus then says
+     * the target is down rather than seeing zero stamps. */
+    if (stamp_prom_render(api_ctx(a), &b, &e) != 0) {
+        sbuf_free(&b);
+        return api_error_serr(rs, &e);
+    }
     rs->status = 200;
     rs->text = b.data ? b.data : strdup("");
     rs->content_type = "text/plain; version=0.0.4";
     return 0;
+}
+
+int h_prometheus_targets(api *a, api_req *rq, api_resp *rs) {
+    serr e = {0};
+    json_t *o;
+    if (stamp_prom_targets(api_ctx(a), &o, &e)) return api_error_serr(rs, &e);
+    return api_json(rs, 200, o);
 }

@@ -104,6 +104,8 @@ static const api_route routes[] = {
      "This API's OpenAPI 3.1 document, generated from the route table"},
     {"GET", "/metrics", h_metrics, A_NONE, B_NONE, NULL, false, 200, "text",
      "Prometheus metrics"},
+    {"GET", "/v1/prometheus/targets", h_prometheus_targets, A_OP, B_NONE, NULL, false, 200, NULL,
+     "The serving stamps' replicas as Prometheus HTTP service discovery target groups"},
     {"POST", "/v1/stamps", h_stamps_create, A_OP, B_JSON, NULL, true, 201, NULL,
      "Deploy a stamp (or redeploy a Failed one)"},
     {"GET", "/v1/stamps", h_stamps_list, A_OP, B_NONE, "state:string region:string", false, 200,
