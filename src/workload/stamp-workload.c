@@ -465,11 +465,11 @@ static void put_histogram(text *t) {
 static enum MHD_Result metrics(struct MHD_Connection *c) {
     text t = {.p = malloc(METRICS_MAX)};
     if (t.p == NULL) return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory\n");
-    int conns = atomic_load(&open_conns) - 1, inf = atomic_load(&inflight) - 1;
+    int conns = atomic_load(&open_conns), inf = atomic_load(&inflight) - 1;
     long long busy, waiting;
     pool_figures(&busy, &waiting);
     put_metric(&t, "stamp_workload_active_connections", "gauge",
-               "Open client connections, not counting this scrape.");
+               "Open client connections (those that asked for more than /health or /metrics).");
     put(&t, "stamp_workload_active_connections %d\n", conns < 0 ? 0 : conns);
     put_metric(&t, "stamp_workload_inflight_requests", "gauge",
                "Requests being handled, not counting this scrape.");
@@ -593,6 +593,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     int64_t t0 = mono_now_us();
+    /* A connection counts as a client's from its first request that is not
+     * a probe or a scrape: Prometheus and the health checks keep their
+     * connections open between runs, and a drain must not wait for them. */
+    if (strcmp(url, "/metrics") != 0 && strcmp(url, "/health") != 0) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context && *(void **)ci->socket_context == NULL) {
+            *(void **)ci->socket_context = (void *)c;
+            atomic_fetch_add(&open_conns, 1);
+        }
+    }
     atomic_fetch_add(&requests_total, 1);
     atomic_fetch_add(&saved_generation, 1);
     enum MHD_Result r;
@@ -609,11 +619,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 
 static void on_conn(void *cls, struct MHD_Connection *c, void **sock_ctx,
                     enum MHD_ConnectionNotificationCode code) {
-    (void)cls, (void)c, (void)sock_ctx;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED)
-        atomic_fetch_add(&open_conns, 1);
-    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
-        atomic_fetch_sub(&open_conns, 1);
+    (void)cls, (void)c;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) *sock_ctx = NULL;
+    else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *sock_ctx != NULL) atomic_fetch_sub(&open_conns, 1);
 }
 static const char help_text[] =
     "usage: stamp-workload --port N [options]\n"
