@@ -237,9 +237,13 @@ static int world_one(const resource *r, void *arg) {
     str_copy(s->id, sizeof(s->id), jstr(r->spec, "stampId", ""));
     s->phase = as_phase_parse(jstr(r->status, "phase", "Creating"));
     if (s->phase < 0) s->phase = AP_CREATING;
+    /* An Active stamp asked to drain is leaving already (as the API's fleet
+     * rule sees it). */
+    const char *desired = jstr(r->spec, "desired", "active");
+    if (s->phase == AP_ACTIVE && strcmp(desired, "active") != 0) s->phase = AP_DRAINING;
     s->governed = governs(w->sp, r);
     s->activating = json_is_object(json_object_get(r->status, "activation")) ||
-                    (s->phase == AP_READY && strcmp(jstr(r->spec, "desired", ""), "active") == 0 &&
+                    (s->phase == AP_READY && strcmp(desired, "active") == 0 &&
                      json_object_get(r->status, "recoveryHold") == NULL);
     s->held = json_is_object(json_object_get(r->status, "recoveryHold"));
     if (s->phase == AP_READY) s->ready_since_ms = jint(r->status, "phaseSince", 0);
@@ -424,12 +428,16 @@ static void note_decision(asctx *a) {
         metrics_set("stamp_autoscaler_trigger_value", lbl, ev->value);
     }
     /* Blocked and failed activations are events when they change. */
-    const char *prev = jstr(a->r.status, "blockedReason", "");
-    if (d->block && strcmp(prev, d->blocked) != 0) {
+    /* An event when what blocks changes (its rule and direction), not at
+     * every evaluation: a cooldown's "4s left" is new text every second. */
+    char rule[64] = "";
+    if (d->block) str_fmt_cut(rule, sizeof(rule), "%s:%s", as_dir_names[d->block_dir], as_block_names[d->block]);
+    const char *prev = jstr(a->r.status, "blockedRule", "");
+    if (d->block && strcmp(prev, rule) != 0) {
         event(a, "Warning", d->block_dir == AS_OUT ? "ScaleOutBlocked" : "ScaleInBlocked", d->blocked);
-        json_object_set_new(a->r.status, "blockedReason", json_string(d->blocked));
+        json_object_set_new(a->r.status, "blockedRule", json_string(rule));
     } else if (!d->block && prev[0]) {
-        json_object_del(a->r.status, "blockedReason");
+        json_object_del(a->r.status, "blockedRule");
     }
     for (int i = 0; i < d->nfailed; i++) {
         char msg[300];

@@ -455,7 +455,8 @@ static const kind_def kinds[] = {
      "/v1/healthchecks", "items", "/v1/healthchecks/", "name", true, hc_table, hc_row, NULL,
      "StampHealthCheck"},
     {"autoscalers", "autoscaler", {"autoscaler", "sa", "stampautoscaler", "stampautoscalers", NULL},
-     "/v1/autoscalers", "items", "/v1/autoscalers/", "name", true, as_table, as_row, NULL, NULL},
+     "/v1/autoscalers", "items", "/v1/autoscalers/", "name", true, as_table, as_row, describe_autoscaler,
+     "StampAutoscaler"},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -1047,6 +1048,22 @@ static int cmd_events(opts *o) {
         if (status == 404)
             die("this stampd has no fleet-wide events endpoint (GET /v1/events); name a stamp: stampctl events NAME");
         if (status >= 400) die("%s", error_message(r) ? error_message(r) : "request failed");
+    } else if (strchr(o->pos[0], '/') != NULL) {
+        /* KIND/NAME, as kubectl names objects: autoscaler/fleet. */
+        const char *slash = strchr(o->pos[0], '/');
+        char kind[64];
+        fmt_or_die(kind, sizeof(kind), "kind", "%.*s", (int)(slash - o->pos[0]), o->pos[0]);
+        const char *k = strcasecmp(kind, "stamp") == 0 ? "Stamp"
+                        : strcasecmp(kind, "autoscaler") == 0 || strcasecmp(kind, "sa") == 0 ||
+                                  strcasecmp(kind, "stampautoscaler") == 0
+                            ? "StampAutoscaler"
+                        : strcasecmp(kind, "namespace") == 0 || strcasecmp(kind, "ns") == 0 ? "Namespace"
+                                                                                          : NULL;
+        if (k == NULL) usage_die(o, "events: unknown kind \"%s\" (stamp, autoscaler, namespace)", kind);
+        char *e = url_escape(slash + 1);
+        fmt_or_die(path, sizeof(path), "request path", "/v1/events?kind=%s&name=%s&limit=256", k, e);
+        free(e);
+        r = call("GET", path, NULL, NULL, false);
     } else {
         char *e = url_escape(o->pos[0]);
         fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s/events", e);

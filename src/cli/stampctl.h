@@ -95,6 +95,7 @@ void run_row(table *t, json_t *x, bool wide);
 extern const ca_flag f_as_simulate[];
 int cmd_autoscaler_simulate(opts *o);
 table *as_table(bool wide);
+void describe_autoscaler(json_t *it);
 void as_row(table *t, json_t *a, bool wide);
 
 #endif

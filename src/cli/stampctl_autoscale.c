@@ -232,3 +232,88 @@ int cmd_autoscaler_simulate(opts *o) {
     free(sp);
     return 0;
 }
+
+/* `stampctl describe autoscaler NAME`: what kubectl describe hpa shows,
+ * from status: conditions, every trigger with its value and breach timer,
+ * the last decisions, what is blocked and why, and the recent events. */
+void describe_autoscaler(json_t *it) {
+    json_t *md = json_object_get(it, "metadata"), *spec = json_object_get(it, "spec");
+    json_t *st = json_object_get(it, "status"), *d = json_object_get(st, "lastDecision");
+    const char *name = jstr(md, "name", "");
+    printf("Name:          %s\n", name);
+    printf("Template:      %s\n", jstr(spec, "template", "(the only StampTemplate)"));
+    json_t *regs = json_object_get(spec, "regions");
+    printf("Regions:       ");
+    size_t i;
+    json_t *x;
+    json_array_foreach(regs, i, x) printf("%s%s", i ? ", " : "", json_string_value(x));
+    printf("%s\n", json_array_size(regs) ? "" : "(those of its stamps)");
+    json_t *so = json_object_get(spec, "scaleOut"), *si = json_object_get(spec, "scaleIn");
+    printf("Stamps:        min %lld, max %lld; desired %lld\n", (long long)jint(si, "minStamps", 2),
+           (long long)jint(so, "maxStamps", 0), (long long)jint(st, "desiredStamps", 0));
+    json_t *cnt = json_object_get(d, "stamps");
+    if (cnt)
+        printf("Now:           %lld active, %lld creating, %lld activating, %lld draining, %lld ready\n",
+               (long long)jint(cnt, "active", 0), (long long)jint(cnt, "creating", 0),
+               (long long)jint(cnt, "activating", 0), (long long)jint(cnt, "draining", 0),
+               (long long)jint(cnt, "ready", 0));
+    printf("Paused:        %s\n", json_is_true(json_object_get(spec, "paused")) ? "yes" : "no");
+    if (json_object_get(st, "lastError")) printf("Error:         %s\n", jstr(st, "lastError", ""));
+    if (d == NULL) {
+        printf("Not evaluated yet.\n");
+        return;
+    }
+    printf("Decision:      %s\n", jstr(d, "reason", ""));
+    json_t *bl = json_object_get(d, "blocked");
+    if (bl) printf("Blocked:       %s\n", jstr(bl, "reason", ""));
+    printf("\nConditions:\n");
+    static const char *const ch[] = {"TYPE", "STATUS", "REASON", "MESSAGE"};
+    table *t = table_new(4, ch);
+    json_array_foreach(json_object_get(d, "conditions"), i, x) {
+        const char *cells[] = {jstr(x, "type", ""), jstr(x, "status", ""), jstr(x, "reason", ""),
+                               jstr(x, "message", "")};
+        table_add(t, cells);
+    }
+    render_table(t);
+    printf("\nTriggers:\n");
+    static const char *const th[] = {"DIRECTION", "METRIC", "VALUE", "THRESHOLD", "FOR", "DURATION", "MET",
+                                     "REPORTING", "MISSING"};
+    t = table_new(9, th);
+    json_array_foreach(json_object_get(d, "triggers"), i, x) {
+        char rep[32];
+        snprintf(rep, sizeof(rep), "%lld/%lld", (long long)jint(x, "reporting", 0), (long long)jint(x, "expected", 0));
+        const char *cells[] = {jstr(x, "direction", ""), jstr(x, "metric", ""), jstr(x, "valueText", "<none>"),
+                               jstr(x, "thresholdText", ""), jstr(x, "for", "-"), jstr(x, "duration", ""),
+                               json_is_true(json_object_get(x, "met")) ? "yes" : "no", rep,
+                               jstr(x, "missing", "")};
+        table_add(t, cells);
+    }
+    render_table(t);
+    printf("\nLast decisions:\n");
+    static const char *const dh[] = {"TIME", "WANT", "ACTIONS", "REASON"};
+    t = table_new(4, dh);
+    json_array_foreach(json_object_get(st, "decisions"), i, x) {
+        char n[16];
+        snprintf(n, sizeof(n), "%lld", (long long)jint(x, "actions", 0));
+        const char *cells[] = {jstr(x, "time", ""), jstr(x, "want", ""), n, jstr(x, "reason", "")};
+        table_add(t, cells);
+    }
+    render_table(t);
+    char path[512], *e = url_escape(name);
+    fmt_or_die(path, sizeof(path), "request path", "/v1/events?kind=StampAutoscaler&name=%s&limit=256", e);
+    free(e);
+    json_t *evs = call("GET", path, NULL, NULL, false);
+    json_t *items = json_object_get(evs, "items");
+    printf("\nEvents:\n");
+    static const char *const eh[] = {"TIME", "TYPE", "REASON", "MESSAGE"};
+    t = table_new(4, eh);
+    size_t n = json_array_size(items), from = n > 10 ? n - 10 : 0;
+    for (i = from; i < n; i++) {
+        x = json_array_get(items, i);
+        const char *cells[] = {jstr(x, "time", ""), jstr(x, "type", ""), jstr(x, "reason", ""),
+                               jstr(x, "message", "")};
+        table_add(t, cells);
+    }
+    render_table(t);
+    json_decref(evs);
+}
