@@ -103,4 +103,41 @@ expect_eq "paused: no action taken" \
   "$(ctl events autoscaler/fleet -o json | jq '[.items[] | select(.reason == "ScaledOut" or .reason == "ScaledIn")] | length')" "$before"
 desc >"$T/describe.txt"
 log "describe autoscaler fleet:"; sed 's/^/    /' "$T/describe.txt"
+
+# p99 latency and queue depth, each from its own real load (a second,
+# paused autoscaler shows the values its triggers see).
+cat >"$T/probe.yaml" <<Y
+apiVersion: autoscaling.synaxis.io/v1
+kind: StampAutoscaler
+metadata: {name: probe}
+spec:
+  template: synaxis-stamp
+  regions: [westeurope, eastus]
+  paused: true
+  interval: 1s
+  scaleOut:
+    triggers:
+      - {metric: request_latency_p99, threshold: 200ms, duration: 2s}
+      - {metric: queue_depth, threshold: 5, duration: 2s}
+    maxStamps: 4
+  scaleIn:
+    triggers: [{metric: cpu_utilization, threshold: 1, duration: 2s}]
+    minStamps: 2
+Y
+ctl apply -f "$T/probe.yaml" >/dev/null || fail "apply probe"
+trig() { ctl get autoscaler probe -o json | jq -r ".status.lastDecision.triggers[$1] | \"\(.value) \(.breaching)\""; }
+# 16 requests of 400 ms in flight on 2 workers per app replica: they queue.
+"$STAMP_BIN/stamp-loadgen" --concurrency 16 --duration 15s --tenants 32 --timeout 20s \
+  --path '/work?ms=400' "http://127.0.0.1:$FD_PORT" >"$T/load3.txt" 2>&1 &
+LOAD=$!
+wait_until "request_latency_p99 over 200ms under queueing" 40 sh -c "ctl get autoscaler probe -o json | jq -e '.status.lastDecision.triggers[0] | .value > 0.2 and .breaching' >/dev/null"
+log "p99 trigger: $(trig 0)"
+kill "$LOAD" 2>/dev/null; wait "$LOAD" 2>/dev/null
+# Jobs queued in every Active stamp's workloads.
+for s in $(ctl list -o json | jq -r '.items[] | select(.status.phase == "Active") | .metadata.name'); do
+  curl -fsS "http://$(endpoint "$s")/jobs?n=40&ms=3000" >/dev/null || fail "queue jobs on $s"
+done
+wait_until "queue_depth over 5" 30 sh -c "ctl get autoscaler probe -o json | jq -e '.status.lastDecision.triggers[1] | .value > 5 and .breaching' >/dev/null"
+log "queue_depth trigger: $(trig 1)"
+ok "p99 latency and queue depth measured from real load"
 finish
