@@ -2,6 +2,7 @@
 # make demo: stampd on the embedded defaults (SQLite, local runtime), the
 # example template, two stamps in two regions, real traffic, a drain with a
 # slow request in flight, reactivation, and the retirement of one stamp; then
+# autoscaling on real load (a warm stamp activated, then drained back); then
 # a batch bucket's transient namespace with pods, MTTC verification, and its
 # reap with the diagnostics archived first.
 #   scripts/demo.sh BUILD_DIR        run the demo (stampd is left running)
@@ -143,6 +144,55 @@ say "Deleted in $(( ($(date +%s%N) - t) / 1000000 )) ms"
 run "$CTL" events synaxis-eus-001 | tail -n 12
 echo "archive: $(jq -r '"\(.files | length) files, kept until \(.retainUntilMs/1000 | todate)"' "$DATA/archive/synaxis-eus-001/manifest.json")"
 run "$CTL" metrics synaxis-weu-001 --period=1h
+
+say "Autoscaling on real load: two Active stamps in two regions and one warm in standby"
+run "$CTL" deploy --region eastus --stamp-id 002 --template synaxis-stamp
+run "$CTL" deploy --region westeurope --stamp-id 002 --template synaxis-stamp
+"$CTL" wait --for=active synaxis-eus-002 --timeout 120s >/dev/null
+"$CTL" wait --for=active synaxis-weu-002 --timeout 120s >/dev/null
+run "$CTL" standby synaxis-weu-002 --skip-fleet-check
+"$CTL" wait --for=ready synaxis-weu-002 --timeout 60s >/dev/null
+# Thresholds and durations scaled down so the demo takes a minute; the
+# seed's own manifest is deploy/autoscaler/synaxis-autoscaler.yaml.
+cat >"$D/autoscaler.yaml" <<'Y'
+apiVersion: autoscaling.synaxis.io/v1
+kind: StampAutoscaler
+metadata: {name: demo}
+spec:
+  template: synaxis-stamp
+  regions: [westeurope, eastus]
+  interval: 2s
+  scaleOut:
+    triggers: [{metric: cpu_utilization, threshold: 8, duration: 6s}]
+    cooldown: 30s
+    maxStamps: 3
+  scaleIn:
+    triggers: [{metric: cpu_utilization, threshold: 3, duration: 10s}]
+    cooldown: 10s
+    minStamps: 2
+  standby: {maxAge: 72h, scaleDown: {generalPool: 0, gpuPool: 0}}
+Y
+run "$CTL" apply -f "$D/autoscaler.yaml"
+say "Load: CPU-burning requests from 32 tenants through the front door"
+"$B/stamp-loadgen" --concurrency 4 --duration 90s --tenants 32 --path '/work?cpu_ms=30' "http://$FRONTDOOR" >"$D/load.txt" 2>&1 &
+LOAD=$!
+t=$(date +%s%N)
+for _ in $(seq 120); do
+  [ "$("$CTL" status synaxis-weu-002 -o json | jq -r .status.phase)" = Active ] && break
+  sleep 1
+done
+say "Scaled out in $(( ($(date +%s%N) - t) / 1000000 )) ms: the warm stamp was activated (no cold deploy)"
+run "$CTL" describe autoscaler demo
+kill "$LOAD" 2>/dev/null; wait "$LOAD" 2>/dev/null || true
+say "Load gone: the autoscaler drains a stamp back to warm standby once CPU stays low"
+t=$(date +%s%N)
+for _ in $(seq 120); do
+  [ "$("$CTL" list -o json | jq '[.items[] | select(.status.phase == "Active")] | length')" = 2 ] && break
+  sleep 1
+done
+say "Scaled in after $(( ($(date +%s%N) - t) / 1000000 )) ms"
+run "$CTL" events autoscaler/demo | tail -n 6
+run "$CTL" list
 
 say "A transient namespace for batch bucket q3-close, as tenant acme"
 export STAMP_TOKEN
