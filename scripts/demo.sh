@@ -38,6 +38,9 @@ say() { printf '\n\033[1m[%6.2fs] %s\033[0m\n' "$(echo "($(date +%s%N) - $T0)/10
 run() { printf '$ %s\n' "$*"; "$@"; }
 
 if [ "${2:-}" = stop ]; then
+  # Where the running demo keeps its state (the check above may answer
+  # differently now: the tests open directories to the pod user).
+  [ -s "$D/data-dir" ] && DATA=$(cat "$D/data-dir")
   if [ -f "$D/stampd.pid" ] && kill -0 "$(cat "$D/stampd.pid")" 2>/dev/null; then
     for s in $("$CTL" list -o json | jq -r '.items[] | select(.status.phase != "Deleted") | .metadata.name'); do
       "$CTL" delete "$s" --force >/dev/null && "$CTL" wait --for=deleted "$s" --timeout 60s
@@ -71,6 +74,7 @@ fi
 say "Starting stampd (SQLite store in $DATA, API on $LISTEN, HAProxy front door on $FRONTDOOR)"
 "$B/stampd" --data-dir "$DATA" --listen "$LISTEN" --frontdoor-listen "$FRONTDOOR" "${POD_ARGS[@]}" >"$D/stampd.log" 2>&1 &
 echo $! >"$D/stampd.pid"
+echo "$DATA" >"$D/data-dir"
 up=
 for _ in $(seq 100); do
   curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && [ -s "$STAMP_CONFIG" ] && { up=1; break; }
