@@ -42,6 +42,8 @@ if [ "${2:-}" = stop ]; then
   # differently now: the tests open directories to the pod user).
   [ -s "$D/data-dir" ] && DATA=$(cat "$D/data-dir")
   if [ -f "$D/stampd.pid" ] && kill -0 "$(cat "$D/stampd.pid")" 2>/dev/null; then
+    # The autoscaler first: it would deploy stamps again to keep its floor.
+    "$CTL" delete autoscaler demo >/dev/null 2>&1 || true
     for s in $("$CTL" list -o json | jq -r '.items[] | select(.status.phase != "Deleted") | .metadata.name'); do
       "$CTL" delete "$s" --force >/dev/null && "$CTL" wait --for=deleted "$s" --timeout 60s
     done

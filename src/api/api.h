@@ -125,6 +125,7 @@ int h_healthchecks_list(api *a, api_req *rq, api_resp *rs);
 int h_healthchecks_get(api *a, api_req *rq, api_resp *rs);
 int h_autoscalers_list(api *a, api_req *rq, api_resp *rs);
 int h_autoscalers_get(api *a, api_req *rq, api_resp *rs);
+int h_autoscalers_delete(api *a, api_req *rq, api_resp *rs);
 int h_audit(api *a, api_req *rq, api_resp *rs);
 int h_metrics(api *a, api_req *rq, api_resp *rs);
 int h_prometheus_targets(api *a, api_req *rq, api_resp *rs);

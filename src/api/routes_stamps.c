@@ -513,6 +513,27 @@ int h_autoscalers_get(api *a, api_req *rq, api_resp *rs) {
     return manifest_get(a, rq, rs, "StampAutoscaler", "autoscaler");
 }
 
+/* Deleting an autoscaler stops it: nothing it started is undone (its
+ * stamps stay as they are), as deleting an HPA leaves its pods. */
+int h_autoscalers_delete(api *a, api_req *rq, api_resp *rs) {
+    if (!name_valid(rq->params[0], 63)) return api_error(rs, SE_INVAL, "bad autoscaler name");
+    ctl_ctx *c = api_ctx(a);
+    serr e = {0};
+    resource r;
+    resource_init(&r);
+    int rc = store_get(c->st, "StampAutoscaler", rq->params[0], &r, &e);
+    if (rc == 0 && !rq->dry_run) rc = store_delete(c->st, "StampAutoscaler", r.name, r.resource_version, &e);
+    if (rc) api_error_serr(rs, &e);
+    else {
+        json_t *out = resource_to_json(&r);
+        if (rq->dry_run) json_object_set_new(out, "dryRun", json_true());
+        api_json(rs, 200, out);
+    }
+    if (!rq->dry_run) api_audit(a, rq, "delete", "StampAutoscaler", rq->params[0], rc, &e, NULL);
+    resource_free(&r);
+    return rc;
+}
+
 int h_audit(api *a, api_req *rq, api_resp *rs) {
     json_t *items;
     serr e = {0};

@@ -146,6 +146,8 @@ static const api_route routes[] = {
      "List stamp autoscalers"},
     {"GET", "/v1/autoscalers/{name}", h_autoscalers_get, A_OP, B_NONE, NULL, false, 200, NULL,
      "Get a stamp autoscaler"},
+    {"DELETE", "/v1/autoscalers/{name}", h_autoscalers_delete, A_OP, B_NONE, NULL, true, 200, NULL,
+     "Delete a stamp autoscaler (its stamps stay as they are)"},
     {"GET", "/v1/audit", h_audit, A_OP, B_NONE, "kind:string name:string limit:integer", false, 200,
      NULL, "The audit log, newest last"},
     {"POST", "/v1/tokens", h_tokens_create, A_OP, B_JSON, NULL, false, 201, NULL,

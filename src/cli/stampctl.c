@@ -908,6 +908,25 @@ static int cmd_delete(opts *o) {
     if (flag(o, "filename") && o->npos > 0) usage_die(o, "delete takes NAME or -f FILE, not both");
     if (flag(o, "filename")) return delete_files(o);
     if (o->npos == 0) usage_die(o, "delete needs NAME or -f FILE");
+    if (o->npos == 2) {
+        /* delete autoscaler NAME: the autoscaler stops; its stamps stay. */
+        const char *k = o->pos[0];
+        if (strcmp(k, "autoscaler") != 0 && strcmp(k, "autoscalers") != 0 && strcmp(k, "sa") != 0 &&
+            strcmp(k, "stampautoscaler") != 0)
+            usage_die(o, "unexpected argument \"%s\" for delete", o->pos[1]);
+        if (flag(o, "force") || flag(o, "skip-fleet-check"))
+            usage_die(o, "deleting an autoscaler takes no --force or --skip-fleet-check");
+        if (flag(o, "dry-run")) dry_run_gate("delete");
+        char path[512], *e = url_escape(o->pos[1]);
+        fmt_or_die(path, sizeof(path), "request path", "/v1/autoscalers/%s%s", e,
+                   flag(o, "dry-run") ? "?" DRY_RUN_QUERY : "");
+        free(e);
+        json_t *r = call("DELETE", path, NULL, NULL, false);
+        if (!printed_structured(o, r))
+            printf("autoscaler/%s deleted%s\n", o->pos[1], flag(o, "dry-run") ? " (dry run)" : "");
+        json_decref(r);
+        return 0;
+    }
     return action(o, "delete");
 }
 
@@ -1500,7 +1519,8 @@ static const ca_cmd commands[] = {
      "stampctl activate synaxis-weu-003", NULL},
     {cmd_standby, "standby", "NAME", 1, 1, false, f_standby, NULL, "Drain a stamp and keep it warm (Ready)",
      "stampctl standby synaxis-weu-003", NULL},
-    {cmd_delete, "delete", "[NAME]", 0, 1, false, f_delete, NULL, "Retire a stamp (NAME, or those a manifest names)",
+    {cmd_delete, "delete", "[autoscaler] [NAME]", 0, 2, false, f_delete, NULL,
+     "Retire a stamp (NAME, or those a manifest names), or delete an autoscaler",
      "stampctl delete synaxis-weu-003\nstampctl delete synaxis-weu-003 --force\nstampctl delete -f stamps.yaml",
      "-f accepts what 'stampctl get stamps -o yaml' prints; every document must be a Stamp (stampd can "
      "delete no other kind) and all are checked before the first request."},

@@ -15,7 +15,7 @@ expect_ok "kind aliases" sh -c "ctl get sa -o name | grep -qx 'autoscaler/synaxi
 expect_eq "the stored spec is the manifest's" \
   "$(ctl get autoscaler synaxis-autoscaler -o json | jq -cS '.spec.scaleOut.triggers[2]')" \
   '{"duration":"3m","metric":"request_latency_p99","threshold":"500ms"}'
-expect_ok "describe shows it" sh -c "ctl describe autoscaler synaxis-autoscaler | grep -q 'maxStamps: 10'"
+expect_ok "describe shows it" sh -c "ctl describe autoscaler synaxis-autoscaler | grep -q 'min 2, max 10'"
 ctl get autoscalers -o yaml >"$T/list.yaml" || fail "get -o yaml"
 expect_eq "get -o yaml applies back unchanged" "$(ctl apply -f "$T/list.yaml" 2>&1)" "stampautoscaler/synaxis-autoscaler unchanged"
 

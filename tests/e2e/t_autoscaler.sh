@@ -140,4 +140,7 @@ done
 wait_until "queue_depth over 5" 30 sh -c "ctl get autoscaler probe -o json | jq -e '.status.lastDecision.triggers[1] | .value > 5 and .breaching' >/dev/null"
 log "queue_depth trigger: $(trig 1)"
 ok "p99 latency and queue depth measured from real load"
+expect_eq "delete an autoscaler" "$(ctl delete autoscaler probe 2>&1)" "autoscaler/probe deleted"
+expect_err "it is gone" "not found" ctl get autoscaler probe
+expect_eq "its stamps stay" "$(ctl list -o json | jq '[.items[] | select(.status.phase == "Active")] | length >= 2')" true
 finish
