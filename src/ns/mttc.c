@@ -18,6 +18,7 @@
 
 #include "blob/blob.h"
 #include "ns/ns.h"
+#include "reconcile/jobs.h"
 #include "reconcile/phase.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -182,6 +183,8 @@ static int wait_pod(ctl_ctx *c, const char *ns, const char *pod, int64_t timeout
         if (strcmp(phase, "Unknown") == 0)
             return serr_set(e, SE_IO, "pod %s vanished without a result", pod);
         if (mono_ms() > deadline) return serr_set(e, SE_TIMEOUT, "pod %s did not finish", pod);
+        /* This runs as a job: a stop of stampd does not wait for the pod. */
+        if (jobs_stopping(c->jobs)) return serr_set(e, SE_UNAVAIL, "stampd is stopping");
         sleep_ms(POLL_MS);
     }
 }
@@ -438,8 +441,14 @@ int mttc_verify(ctl_ctx *c, const char *tenant, const char *user, const char *bu
     json_t *reap = NULL;
     /* Reaped here and now (not finalized, which would hand it to the
      * controller and race this call); a failed archive leaves it reaping,
-     * and the controller retries it. */
-    if (ns_reap_now(c, ns.name, user, &reap, &ce) != 0) {
+     * and the controller retries it.  When stampd is stopping it is
+     * finalized instead, and the reaper takes it at the next start. */
+    if (jobs_stopping(c->jobs)) {
+        if (ns_finalize(c, &ns, NULL, &ce) == 0) serr_set(&ce, SE_UNAVAIL, "stampd is stopping; "
+                                                          "the reaper takes the namespace");
+        snprintf(cleanup_msg, sizeof(cleanup_msg), "pending: %s", ce.msg);
+        cleanup = cleanup_msg;
+    } else if (ns_reap_now(c, ns.name, user, &reap, &ce) != 0) {
         snprintf(cleanup_msg, sizeof(cleanup_msg), "pending: %s", ce.msg);
         cleanup = cleanup_msg;
     }
