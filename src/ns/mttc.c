@@ -385,6 +385,27 @@ json_t *mttc_runs_list(ctl_ctx *c, const char *tenant, const char *bucket) {
 
 /* ---- verification ---- */
 
+/* Step 8: the verification namespace is reaped like any other, its
+ * diagnostics archived first, here and now (not finalized, which would
+ * hand it to the controller and race this call); a failed archive leaves
+ * it reaping, and the controller retries it.  When stampd is stopping it
+ * is finalized instead, and the reaper takes it at the next start.  *out:
+ * "reaped", or "pending: why". */
+static void verify_cleanup(ctl_ctx *c, resource *ns, const char *user, char *out, size_t len) {
+    serr ce = {0};
+    json_t *reap = NULL;
+    int rc;
+    if (jobs_stopping(c->jobs)) {
+        rc = ns_finalize(c, ns, NULL, &ce);
+        if (rc == 0) rc = serr_set(&ce, SE_UNAVAIL, "stampd is stopping; the reaper takes the namespace");
+    } else {
+        rc = ns_reap_now(c, ns->name, user, &reap, &ce);
+    }
+    json_decref(reap);
+    if (rc == 0) str_copy(out, len, "reaped");
+    else snprintf(out, len, "pending: %s", ce.msg);
+}
+
 int mttc_verify(ctl_ctx *c, const char *tenant, const char *user, const char *bucket,
                 const char *hash, json_t **out, serr *e) {
     *out = NULL;
@@ -432,27 +453,10 @@ int mttc_verify(ctl_ctx *c, const char *tenant, const char *user, const char *bu
     /* 6, 7 */
     bool match = prc == 0 && strcmp(original, resumed) == 0;
     int64_t total = mono_ms() - t0;
-    /* 8. clean up: the verification namespace is reaped like any other, its
-     * diagnostics archived first. */
+    /* 8. clean up */
     int64_t c0 = mono_ms();
-    const char *cleanup = "reaped";
-    char cleanup_msg[SERR_MSG_MAX + 32];
-    serr ce = {0};
-    json_t *reap = NULL;
-    /* Reaped here and now (not finalized, which would hand it to the
-     * controller and race this call); a failed archive leaves it reaping,
-     * and the controller retries it.  When stampd is stopping it is
-     * finalized instead, and the reaper takes it at the next start. */
-    if (jobs_stopping(c->jobs)) {
-        if (ns_finalize(c, &ns, NULL, &ce) == 0) serr_set(&ce, SE_UNAVAIL, "stampd is stopping; "
-                                                          "the reaper takes the namespace");
-        snprintf(cleanup_msg, sizeof(cleanup_msg), "pending: %s", ce.msg);
-        cleanup = cleanup_msg;
-    } else if (ns_reap_now(c, ns.name, user, &reap, &ce) != 0) {
-        snprintf(cleanup_msg, sizeof(cleanup_msg), "pending: %s", ce.msg);
-        cleanup = cleanup_msg;
-    }
-    json_decref(reap);
+    char cleanup[SERR_MSG_MAX + 32];
+    verify_cleanup(c, &ns, user, cleanup, sizeof(cleanup));
     int64_t cleanup_ms = mono_ms() - c0;
 
     char msg[SERR_MSG_MAX + 64];

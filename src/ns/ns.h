@@ -64,7 +64,7 @@ int ns_tenant_check(const char *tenant, serr *e);
 int ns_pod_check(const char *pod, serr *e);
 bool ns_hash_valid(const char *h); /* 64 lowercase hex */
 
-/* ---- ns_ctl.c: the kind ---- */
+/* ---- ns_kind.c: the kind ---- */
 void ns_metrics_register(void);
 /* Create the namespace of a bucket for tenant (name NULL: the bucket's own
  * name).  labels: extra labels (borrowed, may be NULL). */
@@ -84,6 +84,7 @@ int ns_activity(ctl_ctx *c, resource *r, serr *e);
 /* Idempotent: a namespace finalized, reaping or reaped is left as it is,
  * 0 is returned and *already (when given) is set. */
 int ns_finalize(ctl_ctx *c, resource *r, bool *already, serr *e);
+/* ---- ns_reap.c: one reap ---- */
 /* Reap now (manual reap or MTTC cleanup): one attempt, under the
  * namespace's lock (so a reap the controller is running is waited for, for
  * as long as its step takes).  *result is seed 004's reap answer plus
@@ -99,6 +100,7 @@ int ns_reap_within(ctl_ctx *c, const char *ns, const char *user, int64_t wait_ms
                    serr *e);
 /* What a reap would archive and delete, changing nothing. */
 json_t *ns_reap_plan(ctl_ctx *c, const resource *r);
+/* ---- ns_reaper.c: the controller, sweeps, retention ---- */
 int ns_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e);
 /* One reaper sweep: every due namespace is enqueued (or, dry_run, listed
  * into *out as ns_to_json objects); at most limit, 0 = all due. */
