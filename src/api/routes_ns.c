@@ -301,11 +301,10 @@ int h_ns_pod_create(api *a, api_req *rq, api_resp *rs) {
     resource r;
     if (lookup(a, rq, rs, &r)) return -1;
     const char *pod = json_string_value(json_object_get(rq->body, "name"));
-    int rc = fsm_check_op(&ns_fsm, r.name, phase_of(&ns_fsm, &r), NO_POD, &e);
-    if (rc == 0)
-        rc = nsrt_pod_start(api_ctx(a), r.name, ns_bucket_of(&r), pod ? pod : "", NULL,
-                            json_object_get(rq->body, "args"), json_object_get(rq->body, "env"),
-                            json_object_get(rq->body, "volumes"), 0, &e);
+    /* The phase is checked again under the namespace's lock, with the start. */
+    int rc = ns_pod_start(api_ctx(a), scope(rq), r.name, pod ? pod : "", NULL,
+                          json_object_get(rq->body, "args"), json_object_get(rq->body, "env"),
+                          json_object_get(rq->body, "volumes"), 0, &e);
     audit_ns(a, rq, "pod-create", r.name, ns_bucket_of(&r), rc, &e,
              json_pack("{s:s}", "pod", pod ? pod : ""));
     if (rc == 0) {
@@ -348,24 +347,7 @@ int h_ns_pod_annotate(api *a, api_req *rq, api_resp *rs) {
         return api_error(rs, SE_INVAL, "body: an object of 1-16 annotations (null removes one)");
     resource r;
     if (lookup(a, rq, rs, &r)) return -1;
-    int rc = ns_pod_check(rq->params[1], &e);
-    const char *k;
-    json_t *v;
-    /* All or nothing: every member is checked before any is written. */
-    json_object_foreach(rq->body, k, v) {
-        if (rc) break;
-        if (!json_is_string(v) && !json_is_null(v)) {
-            char shown[80];
-            rc = serr_set(&e, SE_INVAL, "annotation %s: a string or null",
-                          utf8_sanitize(k, strlen(k), shown, sizeof(shown)));
-            break;
-        }
-        rc = nsrt_annotate_check(k, json_string_value(v), &e);
-    }
-    json_object_foreach(rq->body, k, v) {
-        if (rc) break;
-        rc = nsrt_annotate(api_ctx(a), r.name, rq->params[1], k, json_string_value(v), &e);
-    }
+    int rc = ns_annotate(api_ctx(a), scope(rq), r.name, rq->params[1], rq->body, &e);
     audit_ns(a, rq, "annotate", r.name, ns_bucket_of(&r), rc, &e,
              json_pack("{s:s,s:O}", "pod", rq->params[1], "annotations", rq->body));
     if (rc) api_error_serr(rs, &e);
@@ -382,8 +364,7 @@ int h_ns_volume_create(api *a, api_req *rq, api_resp *rs) {
     resource r;
     if (lookup(a, rq, rs, &r)) return -1;
     const char *vol = json_string_value(json_object_get(rq->body, "name"));
-    int rc = fsm_check_op(&ns_fsm, r.name, phase_of(&ns_fsm, &r), NO_POD, &e);
-    if (rc == 0) rc = nsrt_volume_create(api_ctx(a), r.name, vol ? vol : "", &e);
+    int rc = ns_volume_create(api_ctx(a), scope(rq), r.name, vol ? vol : "", &e);
     audit_ns(a, rq, "volume-create", r.name, ns_bucket_of(&r), rc, &e,
              json_pack("{s:s}", "volume", vol ? vol : ""));
     if (rc) api_error_serr(rs, &e);

@@ -203,7 +203,6 @@ static const char *pipeline_prog(ctl_ctx *c, char *buf, size_t len) {
 static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_t *config,
                          const char *tag, char *result, pipe_times *t, serr *e) {
     memset(t, 0, sizeof(*t));
-    const char *bucket = ns_bucket_of(ns);
     char path[256], work[PATH_MAX], bpath[PATH_MAX + 32], cpath[PATH_MAX + 32], opath[PATH_MAX + 32];
     char sub[128], prog[PATH_MAX], pod[80];
     snprintf(sub, sizeof(sub), "work/%s", tag);
@@ -254,8 +253,8 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     t0 = mono_ms();
     snprintf(pod, sizeof(pod), "%s-init", tag);
     json_t *args = json_pack("[s,s,s]", "init", work, bpath);
-    rc = nsrt_pod_start(c, ns->name, bucket, pod, prog, args, NULL, NULL,
-                        c->cfg->pipeline_timeout_ms, e);
+    rc = ns_pod_start(c, ns->tenant, ns->name, pod, prog, args, NULL, NULL,
+                      c->cfg->pipeline_timeout_ms, e);
     json_decref(args);
     if (rc || (rc = wait_pod(c, ns->name, pod, c->cfg->pipeline_timeout_ms, e)))
         return serr_wrap(e, "pipeline init");
@@ -265,8 +264,8 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     t0 = mono_ms();
     snprintf(pod, sizeof(pod), "%s-run", tag);
     args = json_pack("[s,s,s,s]", "run", work, cpath, opath);
-    rc = nsrt_pod_start(c, ns->name, bucket, pod, prog, args, NULL, NULL,
-                        c->cfg->pipeline_timeout_ms, e);
+    rc = ns_pod_start(c, ns->tenant, ns->name, pod, prog, args, NULL, NULL,
+                      c->cfg->pipeline_timeout_ms, e);
     json_decref(args);
     if (rc || (rc = wait_pod(c, ns->name, pod, c->cfg->pipeline_timeout_ms, e)))
         return serr_wrap(e, "pipeline run");

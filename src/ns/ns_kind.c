@@ -1,10 +1,14 @@
 /*
  * ns_kind.c - the Namespace kind: its lock, its metrics, create, look up,
- * show, activity, finalize, audit.  The reap is ns_reap.c's; the reaper
+ * show, activity, finalize, audit, and the changes of what runs in it
+ * (pods, volumes, annotations).  The reap is ns_reap.c's; the reaper
  * (controller, sweeps, retention) ns_reaper.c's.  See ns.h for the model.
  *
- * Threading: any thread.  A namespace's lock (nsi_lock_of) serializes the
- * changes of one namespace made in this process.
+ * Threading: any thread.  Every change of a namespace is made under its
+ * lock (ns_lock) with its phase read again under it, so a change and a
+ * phase change are never interleaved: a pod is either started before the
+ * namespace enters reaping (and is stopped and archived by the reap) or
+ * refused.  The lock is held for short steps only.
  */
 #include "ns/ns_int.h"
 
@@ -28,12 +32,16 @@ static void locks_init(void) {
     for (int i = 0; i < NLOCKS; i++) pthread_mutex_init(&locks[i], NULL);
 }
 
-pthread_mutex_t *nsi_lock_of(const char *name) {
+static pthread_mutex_t *lock_of(const char *name) {
     pthread_once(&locks_once, locks_init);
     uint32_t h = 2166136261u;
     for (const char *p = name; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
     return &locks[h % NLOCKS];
 }
+
+void ns_lock(const char *ns) { pthread_mutex_lock(lock_of(ns)); }
+
+void ns_unlock(const char *ns) { pthread_mutex_unlock(lock_of(ns)); }
 
 void ns_metrics_register(void) {
     metrics_register("namespace_transitions_total", MT_COUNTER, "Namespace phase transitions");
@@ -92,30 +100,9 @@ void ns_audit(ctl_ctx *c, const char *user, const char *tenant, const char *op, 
 
 /* ---- create, look up, show ---- */
 
-int ns_create(ctl_ctx *c, const char *tenant, const char *user, const char *bucket,
-              const char *name, json_t *labels, resource *out, serr *e) {
-    int rc;
-    if ((rc = ns_tenant_check(tenant, e)) || (rc = ns_bucket_check(bucket, e))) return rc;
-    char ns[RES_NAME_MAX];
-    if (name) str_copy(ns, sizeof(ns), name);
-    else snprintf(ns, sizeof(ns), "%s%s", NS_PREFIX, bucket);
-    if ((rc = ns_name_check(ns, e))) return rc;
-
-    resource old;
-    resource_init(&old);
-    rc = store_get(c->st, NS_KIND, ns, &old, NULL);
-    if (rc == 0) {
-        int ph = phase_of(&ns_fsm, &old);
-        int64_t rv = old.resource_version;
-        resource_free(&old);
-        if (ph != NP_REAPED) return serr_set(e, SE_EXISTS, "namespace %s already exists", ns);
-        /* A reaped record gives way to the new namespace of the same bucket;
-         * its events and audit entries stay. */
-        if ((rc = store_delete(c->st, NS_KIND, ns, rv, e))) return rc;
-    } else {
-        resource_free(&old);
-    }
-
+/* The record of a new namespace ns of bucket, active. */
+static void record_new(ctl_ctx *c, const char *tenant, const char *user, const char *bucket,
+                       const char *ns, json_t *labels, resource *out) {
     int64_t now = now_ms();
     char ts[40];
     rfc(now, ts, sizeof(ts));
@@ -137,6 +124,26 @@ int ns_create(ctl_ctx *c, const char *tenant, const char *user, const char *buck
     json_object_set_new(out->status, "lastActivityMs", json_integer(now));
     out->due_ms = now + c->cfg->inactivity_threshold_ms;
     if (out->due_ms <= 0) out->due_ms = 1;
+}
+
+/* ns_create under the namespace's lock. */
+static int create_locked(ctl_ctx *c, const char *tenant, const char *user, const char *bucket,
+                         const char *ns, json_t *labels, resource *out, serr *e) {
+    resource old;
+    resource_init(&old);
+    int rc = store_get(c->st, NS_KIND, ns, &old, NULL);
+    if (rc == 0) {
+        int ph = phase_of(&ns_fsm, &old);
+        int64_t rv = old.resource_version;
+        resource_free(&old);
+        if (ph != NP_REAPED) return serr_set(e, SE_EXISTS, "namespace %s already exists", ns);
+        /* A reaped record gives way to the new namespace of the same bucket;
+         * its events and audit entries stay. */
+        if ((rc = store_delete(c->st, NS_KIND, ns, rv, e))) return rc;
+    } else {
+        resource_free(&old);
+    }
+    record_new(c, tenant, user, bucket, ns, labels, out);
     /* The directory first: a namespace the store knows always has one.  If
      * this create fails, what it made goes again (a directory that was
      * there before stays). */
@@ -168,6 +175,20 @@ int ns_create(ctl_ctx *c, const char *tenant, const char *user, const char *buck
     metrics_inc("namespace_created_total", "", 1);
     log_info("Created namespace %s for bucket %s (tenant %s)", ns, bucket, tenant);
     return 0;
+}
+
+int ns_create(ctl_ctx *c, const char *tenant, const char *user, const char *bucket,
+              const char *name, json_t *labels, resource *out, serr *e) {
+    int rc;
+    if ((rc = ns_tenant_check(tenant, e)) || (rc = ns_bucket_check(bucket, e))) return rc;
+    char ns[RES_NAME_MAX];
+    if (name) str_copy(ns, sizeof(ns), name);
+    else snprintf(ns, sizeof(ns), "%s%s", NS_PREFIX, bucket);
+    if ((rc = ns_name_check(ns, e))) return rc;
+    ns_lock(ns);
+    rc = create_locked(c, tenant, user, bucket, ns, labels, out, e);
+    ns_unlock(ns);
+    return rc;
 }
 
 /* On failure *out holds nothing to free (resource_free on it is a no-op). */
@@ -210,17 +231,23 @@ json_t *ns_to_json(ctl_ctx *c, const resource *r) {
 
 /* ---- activity and finalize ---- */
 
-/* Apply a change to r and write it; on a conflict (the controller wrote
- * meanwhile) read r again and re-apply, a few times. */
-static int with_retry(ctl_ctx *c, resource *r, int (*apply)(ctl_ctx *, resource *, serr *),
-                      serr *e) {
+/* Under the namespace's lock: read r again (the caller's copy may be
+ * older than a phase change), apply the change and write it; on a conflict
+ * (a writer in another stampd sharing the store) read and re-apply, a few
+ * times. */
+static int locked_apply(ctl_ctx *c, resource *r, int (*apply)(ctl_ctx *, resource *, serr *),
+                        serr *e) {
+    char name[RES_NAME_MAX];
+    str_copy(name, sizeof(name), r->name);
+    ns_lock(name);
+    int rc;
     for (int tries = 0;; tries++) {
-        int rc = apply(c, r, e);
-        if (rc != SE_CONFLICT || tries >= 5) return rc;
-        char name[RES_NAME_MAX];
-        str_copy(name, sizeof(name), r->name);
-        if ((rc = store_get(c->st, NS_KIND, name, r, e))) return rc;
+        if ((rc = store_get(c->st, NS_KIND, name, r, e))) break;
+        rc = apply(c, r, e);
+        if (rc != SE_CONFLICT || tries >= 5) break;
     }
+    ns_unlock(name);
+    return rc;
 }
 
 static int activity_once(ctl_ctx *c, resource *r, serr *e) {
@@ -243,7 +270,7 @@ static bool finalized_already(int ph) {
 }
 
 static int finalize_once(ctl_ctx *c, resource *r, serr *e) {
-    if (finalized_already(phase_of(&ns_fsm, r))) return 0;
+    if (finalized_already(phase_of(&ns_fsm, r))) return 1; /* nothing to do */
     int rc = fsm_check_op(&ns_fsm, r->name, phase_of(&ns_fsm, r), NO_FINALIZE, e);
     if (rc) return rc;
     int64_t now = now_ms();
@@ -253,12 +280,83 @@ static int finalize_once(ctl_ctx *c, resource *r, serr *e) {
     return phase_change(c, &ns_fsm, r, NP_FINALIZED, "Finalized", NULL, e);
 }
 
-int ns_activity(ctl_ctx *c, resource *r, serr *e) { return with_retry(c, r, activity_once, e); }
+int ns_activity(ctl_ctx *c, resource *r, serr *e) { return locked_apply(c, r, activity_once, e); }
 
 int ns_finalize(ctl_ctx *c, resource *r, bool *already, serr *e) {
-    bool was = finalized_already(phase_of(&ns_fsm, r));
-    int rc = with_retry(c, r, finalize_once, e);
+    int rc = locked_apply(c, r, finalize_once, e);
+    bool was = rc == 1;
     if (already) *already = was;
-    if (rc == 0 && !was) ctl_enqueue(c, NS_KIND, r->name);
+    if (was) return 0;
+    if (rc == 0) ctl_enqueue(c, NS_KIND, r->name);
+    return rc;
+}
+
+/* ---- what runs in a namespace ---- */
+
+/* Takes ns's lock and reads it under the lock: 0 with the lock held when
+ * its phase allows op (of tenant's namespace; NULL: any tenant's), else
+ * the error with the lock released. */
+static int lock_for(ctl_ctx *c, const char *tenant, const char *ns, int op, resource *r, serr *e) {
+    int rc = ns_name_check(ns, e);
+    if (rc) {
+        resource_init(r);
+        return rc;
+    }
+    ns_lock(ns);
+    rc = ns_lookup(c, tenant, ns, r, e);
+    if (rc == 0) rc = fsm_check_op(&ns_fsm, r->name, phase_of(&ns_fsm, r), op, e);
+    if (rc) {
+        resource_free(r);
+        ns_unlock(ns);
+    }
+    return rc;
+}
+
+int ns_pod_start(ctl_ctx *c, const char *tenant, const char *ns, const char *pod,
+                 const char *prog, json_t *args, json_t *env, json_t *volumes, int64_t timeout_ms,
+                 serr *e) {
+    resource r;
+    int rc = lock_for(c, tenant, ns, NO_POD, &r, e);
+    if (rc) return rc;
+    rc = nsrt_pod_start(c, ns, ns_bucket_of(&r), pod, prog, args, env, volumes, timeout_ms, e);
+    ns_unlock(ns);
+    resource_free(&r);
+    return rc;
+}
+
+int ns_volume_create(ctl_ctx *c, const char *tenant, const char *ns, const char *vol, serr *e) {
+    resource r;
+    int rc = lock_for(c, tenant, ns, NO_POD, &r, e);
+    if (rc) return rc;
+    rc = nsrt_volume_create(c, ns, vol, e);
+    ns_unlock(ns);
+    resource_free(&r);
+    return rc;
+}
+
+int ns_annotate(ctl_ctx *c, const char *tenant, const char *ns, const char *pod, json_t *set,
+                serr *e) {
+    int rc = ns_pod_check(pod, e);
+    const char *k;
+    json_t *v;
+    /* All or nothing: every member is checked before any is written. */
+    json_object_foreach(set, k, v) {
+        if (rc) break;
+        if (!json_is_string(v) && !json_is_null(v)) {
+            char shown[80];
+            rc = serr_set(e, SE_INVAL, "annotation %s: a string or null",
+                          utf8_sanitize(k, strlen(k), shown, sizeof(shown)));
+            break;
+        }
+        rc = nsrt_annotate_check(k, json_string_value(v), e);
+    }
+    if (rc) return rc;
+    resource r;
+    if ((rc = lock_for(c, tenant, ns, NO_ANNOTATE, &r, e))) return rc;
+    json_object_foreach(set, k, v) {
+        if ((rc = nsrt_annotate(c, ns, pod, k, json_string_value(v), e))) break;
+    }
+    ns_unlock(ns);
+    resource_free(&r);
     return rc;
 }

@@ -19,9 +19,17 @@
  *
  * Memory: the archive holds one pod's log at a time (at most pod-log-max
  * plus stamp-run's marker line).
+ *
+ * Threading: one reap of a namespace at a time (nsi_reap_claim: the
+ * controller, a manual reap job, an MTTC cleanup).  A reap takes the
+ * namespace's lock (ns_lock) only to enter phase reaping and to leave it:
+ * once the phase is reaping every change is refused under that lock, and
+ * nothing but the reap writes the namespace, so its steps run without it
+ * and no request waits for them.
  */
 #include "ns/ns_int.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -392,7 +400,9 @@ static int reaped(ctl_ctx *c, resource *r, const char *user, serr *e) {
     else
         snprintf(why, sizeof(why), "%zu file(s) stored and verified first",
                  json_array_size(json_object_get(diag, "files")));
+    ns_lock(r->name);
     int rc = phase_change(c, &ns_fsm, r, NP_REAPED, "Reaped", why, e);
+    ns_unlock(r->name);
     if (rc) return rc;
     metrics_inc("namespace_reaped_total", lost ? "result=\"diagnostics_lost\"" : "result=\"archived\"", 1);
     metrics_observe("namespace_reap_duration_seconds", "", (double)(now - started) / 1000.0);
@@ -426,6 +436,73 @@ int nsi_reap_step(ctl_ctx *c, resource *r, const char *user, int64_t *retry_ms, 
     return reaped(c, r, user, e);
 }
 
+/* ---- one reap of a namespace at a time ---- */
+
+/* The names being reaped: at most one claim per thread that reaps
+ * (workers, job threads), so a small table does. */
+#define REAPS_MAX 256
+static pthread_mutex_t reaps_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reaps_cv;
+static pthread_once_t reaps_once = PTHREAD_ONCE_INIT;
+static char reaps[REAPS_MAX][RES_NAME_MAX];
+
+static void reaps_init(void) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&reaps_cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/* Caller holds reaps_mu: a free slot for name, or -1 (name claimed, or
+ * the table full). */
+static int reap_slot(const char *name) {
+    int free_slot = -1;
+    for (int i = 0; i < REAPS_MAX; i++) {
+        if (reaps[i][0] == '\0') {
+            if (free_slot < 0) free_slot = i;
+        } else if (strcmp(reaps[i], name) == 0) {
+            return -1;
+        }
+    }
+    return free_slot;
+}
+
+bool nsi_reap_claim(const char *name, int64_t wait_ms) {
+    pthread_once(&reaps_once, reaps_init);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    if (wait_ms > 0) {
+        until.tv_sec += (time_t)(wait_ms / 1000);
+        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&reaps_mu);
+    int slot;
+    while ((slot = reap_slot(name)) < 0) {
+        int rc = wait_ms < 0 ? pthread_cond_wait(&reaps_cv, &reaps_mu)
+                             : pthread_cond_timedwait(&reaps_cv, &reaps_mu, &until);
+        if (rc == ETIMEDOUT) {
+            slot = reap_slot(name);
+            break;
+        }
+    }
+    if (slot >= 0) str_copy(reaps[slot], sizeof(reaps[slot]), name);
+    pthread_mutex_unlock(&reaps_mu);
+    return slot >= 0;
+}
+
+void nsi_reap_release(const char *name) {
+    pthread_mutex_lock(&reaps_mu);
+    for (int i = 0; i < REAPS_MAX; i++)
+        if (strcmp(reaps[i], name) == 0) reaps[i][0] = '\0';
+    pthread_cond_broadcast(&reaps_cv);
+    pthread_mutex_unlock(&reaps_mu);
+}
+
 /* ---- reap now ---- */
 
 static json_t *reap_result(const resource *r, bool success, const char *message) {
@@ -444,22 +521,8 @@ static json_t *reap_result(const resource *r, bool success, const char *message)
     return o;
 }
 
-/* The namespace's lock within wait_ms (< 0: however long it takes). */
-static bool lock_within(pthread_mutex_t *mu, int64_t wait_ms) {
-    if (wait_ms < 0) return pthread_mutex_lock(mu) == 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts); /* timedlock's clock */
-    ts.tv_sec += (time_t)(wait_ms / 1000);
-    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return pthread_mutex_timedlock(mu, &ts) == 0;
-}
-
 /* A reap someone else is running took longer than the caller would wait:
- * the namespace as it stands, read without the lock. */
+ * the namespace as it stands. */
 static int reap_busy(ctl_ctx *c, const char *ns, json_t **result, serr *e) {
     resource r;
     int rc = ns_lookup(c, NULL, ns, &r, e);
@@ -477,29 +540,42 @@ int ns_reap_now(ctl_ctx *c, const char *ns, const char *user, json_t **result, s
     return ns_reap_within(c, ns, user, -1, result, e);
 }
 
-int ns_reap_within(ctl_ctx *c, const char *ns, const char *user, int64_t wait_ms, json_t **result,
-                   serr *e) {
-    *result = NULL;
-    pthread_mutex_t *mu = nsi_lock_of(ns);
-    if (!lock_within(mu, wait_ms)) return reap_busy(c, ns, result, e);
-    resource r;
-    int rc = ns_lookup(c, NULL, ns, &r, e);
-    if (rc) goto out;
-    int ph = phase_of(&ns_fsm, &r);
-    if (ph == NP_REAPED) {
+/* Under the namespace's lock: r read again, and moved into phase reaping
+ * unless it is there; 1 when it was reaped already (*result: its recorded
+ * outcome). */
+static int enter_reaping(ctl_ctx *c, const char *ns, resource *r, json_t **result, serr *e) {
+    ns_lock(ns);
+    int rc = ns_lookup(c, NULL, ns, r, e);
+    int ph = rc == 0 ? phase_of(&ns_fsm, r) : -1;
+    if (rc == 0 && ph == NP_REAPED) {
         /* Idempotent: the outcome recorded when it was reaped (by the
          * reaper, which takes a finalized namespace at once, or by an
          * earlier call whose answer the client never got). */
         char msg[200], t[40];
-        snprintf(msg, sizeof(msg), "Namespace %s was already reaped at %s", r.name,
-                 fmt_time_rfc3339(jint(r.status, "reapedMs", 0), t, sizeof(t)));
-        *result = reap_result(&r, true, msg);
+        snprintf(msg, sizeof(msg), "Namespace %s was already reaped at %s", r->name,
+                 fmt_time_rfc3339(jint(r->status, "reapedMs", 0), t, sizeof(t)));
+        *result = reap_result(r, true, msg);
         json_object_set_new(*result, "alreadyReaped", json_true());
-        goto out;
+        rc = 1;
+    } else if (rc == 0 && ph != NP_REAPING) {
+        rc = fsm_check_op(&ns_fsm, r->name, ph, NO_REAP, e);
+        if (rc == 0) rc = nsi_to_reaping(c, r, "ManualReap", "requested by a user", e);
     }
-    if (ph != NP_REAPING) {
-        if ((rc = fsm_check_op(&ns_fsm, r.name, ph, NO_REAP, e))) goto out;
-        if ((rc = nsi_to_reaping(c, &r, "ManualReap", "requested by a user", e))) goto out;
+    ns_unlock(ns);
+    return rc;
+}
+
+int ns_reap_within(ctl_ctx *c, const char *ns, const char *user, int64_t wait_ms, json_t **result,
+                   serr *e) {
+    *result = NULL;
+    int rc = ns_name_check(ns, e);
+    if (rc) return rc;
+    if (!nsi_reap_claim(ns, wait_ms)) return reap_busy(c, ns, result, e);
+    resource r;
+    rc = enter_reaping(c, ns, &r, result, e);
+    if (rc) {
+        if (rc == 1) rc = 0;
+        goto out;
     }
     int64_t retry = -1;
     serr se = {0};
@@ -518,6 +594,6 @@ int ns_reap_within(ctl_ctx *c, const char *ns, const char *user, int64_t wait_ms
     }
 out:
     resource_free(&r);
-    pthread_mutex_unlock(mu);
+    nsi_reap_release(ns);
     return rc;
 }

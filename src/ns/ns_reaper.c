@@ -4,8 +4,9 @@
  * retry), the sweeps that hand it the due namespaces, the rescheduling
  * after a change of the threshold, and the retention of archives.
  *
- * Threading: ns_reconcile runs on the engine's workers, one key at a time;
- * it holds the namespace's lock for its whole run.
+ * Threading: ns_reconcile runs on the engine's workers, one key at a time.
+ * It claims the namespace's reap (nsi_reap_claim) for its whole run, and
+ * holds the namespace's lock only to read it and change its phase.
  */
 #include "ns/ns_int.h"
 
@@ -24,6 +25,9 @@
 static pthread_mutex_t sweep_mu = PTHREAD_MUTEX_INITIALIZER;
 static int sweep_pending, sweep_ok, sweep_failed;
 
+/* How soon the controller looks again at a namespace another reap holds. */
+#define NS_BUSY_REQUEUE_MS 1000
+
 static void sweep_done(bool ok) {
     pthread_mutex_lock(&sweep_mu);
     if (sweep_pending > 0) {
@@ -37,57 +41,70 @@ static void sweep_done(bool ok) {
 }
 
 
-int ns_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
-    *requeue_ms = -1;
-    pthread_mutex_t *mu = nsi_lock_of(name);
-    pthread_mutex_lock(mu);
-    resource r;
-    resource_init(&r);
-    int rc = store_get(c->st, NS_KIND, name, &r, e);
-    if (rc == SE_NOTFOUND) {
-        rc = 0;
-        goto out;
-    }
-    if (rc) goto out;
-    int ph = phase_of(&ns_fsm, &r);
+/* Under the namespace's lock: r read again, and the phase change that is
+ * due (into reaping when idle past the threshold, or finalized).  *ph:
+ * the phase after it. */
+static int reconcile_phase(ctl_ctx *c, const char *name, resource *r, int *ph, serr *e) {
+    ns_lock(name);
+    int rc = store_get(c->st, NS_KIND, name, r, e);
+    *ph = rc == 0 ? phase_of(&ns_fsm, r) : -1;
     int64_t now = now_ms();
-    if (ph == NP_ACTIVE && r.due_ms > 0 && r.due_ms <= now) {
+    if (rc == 0 && *ph == NP_ACTIVE && r->due_ms > 0 && r->due_ms <= now) {
         char why[128], d[32];
         snprintf(why, sizeof(why), "no activity for %s",
-                 fmt_duration(now - jint(r.status, "lastActivityMs", r.created_ms), d, sizeof(d)));
-        if ((rc = nsi_to_reaping(c, &r, "Inactive", why, e))) goto out;
-        ph = NP_REAPING;
-    } else if (ph == NP_FINALIZED) {
-        if ((rc = nsi_to_reaping(c, &r, "FinalizedReap", NULL, e))) goto out;
-        ph = NP_REAPING;
-    } else if (ph == NP_ACTIVE) {
+                 fmt_duration(now - jint(r->status, "lastActivityMs", r->created_ms), d, sizeof(d)));
+        if ((rc = nsi_to_reaping(c, r, "Inactive", why, e)) == 0) *ph = NP_REAPING;
+    } else if (rc == 0 && *ph == NP_FINALIZED) {
+        if ((rc = nsi_to_reaping(c, r, "FinalizedReap", NULL, e)) == 0) *ph = NP_REAPING;
+    } else if (rc == 0 && *ph == NP_ACTIVE) {
         /* Make sure the directory exists (a crash between nsrt_create and
          * the store cannot leave the opposite, but a restore could). */
         serr ie = {0};
-        nsrt_create(c, r.name, &ie);
+        nsrt_create(c, r->name, &ie);
     }
-    if (ph == NP_REAPING) {
-        if (r.due_ms > now + 50) { /* a retry that is not due yet */
-            *requeue_ms = r.due_ms - now;
-            goto out;
-        }
-        int64_t retry = -1;
-        serr se = {0};
-        rc = nsi_reap_step(c, &r, "reaper", &retry, &se);
-        if (rc == SE_UNAVAIL) {
-            *requeue_ms = retry;
-            rc = 0;
-            sweep_done(false);
-        } else if (rc == 0) {
-            sweep_done(true);
-        } else {
-            serr_set(e, rc, "%s", se.msg);
-            sweep_done(false);
-        }
+    ns_unlock(name);
+    return rc;
+}
+
+/* One attempt of the reap of r (reaping), when due. */
+static int reconcile_reap(ctl_ctx *c, resource *r, int64_t *requeue_ms, serr *e) {
+    int64_t now = now_ms();
+    if (r->due_ms > now + 50) { /* a retry that is not due yet */
+        *requeue_ms = r->due_ms - now;
+        return 0;
     }
-out:
+    int64_t retry = -1;
+    serr se = {0};
+    int rc = nsi_reap_step(c, r, "reaper", &retry, &se);
+    if (rc == SE_UNAVAIL) {
+        *requeue_ms = retry;
+        rc = 0;
+        sweep_done(false);
+    } else if (rc == 0) {
+        sweep_done(true);
+    } else {
+        serr_set(e, rc, "%s", se.msg);
+        sweep_done(false);
+    }
+    return rc;
+}
+
+int ns_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
+    *requeue_ms = -1;
+    /* A reap of it is running already (a manual one): look again later
+     * rather than hold a worker while it runs. */
+    if (!nsi_reap_claim(name, 0)) {
+        *requeue_ms = NS_BUSY_REQUEUE_MS;
+        return 0;
+    }
+    resource r;
+    resource_init(&r);
+    int ph = -1;
+    int rc = reconcile_phase(c, name, &r, &ph, e);
+    if (rc == SE_NOTFOUND) rc = 0;
+    else if (rc == 0 && ph == NP_REAPING) rc = reconcile_reap(c, &r, requeue_ms, e);
     resource_free(&r);
-    pthread_mutex_unlock(mu);
+    nsi_reap_release(name);
     return rc;
 }
 
