@@ -18,6 +18,7 @@
 #include "core/template.h"
 #include "ns/ns.h"
 #include "reconcile/phase.h"
+#include "util/log.h"
 #include "util/util.h"
 
 /* How long a reap call waits for a reap already running (the reaper's)
@@ -48,9 +49,11 @@ static bool truthy(const char *v) { return v && (strcmp(v, "true") == 0 || strcm
  *
  * A reap, a run and an MTTC verification run in the job pool; the request
  * waits suspended (api_run_job) and is answered, with the status and body
- * it always had, by a finish function once the job has ended.  What a job
- * and its finish need is copied into an ns_call (one for each: the pool
- * frees the job's when it has run). */
+ * it always had, by a finish function once the job has ended.  The job
+ * writes the audit entry, so that work done for a client that went away
+ * is audited too (a request that joined a running job adds none: the
+ * job's entry is the one).  What a job and its finish need is copied into
+ * an ns_call (one for each: the pool frees the job's when it has run). */
 
 typedef struct ns_call {
     ctl_ctx *c;
@@ -104,6 +107,13 @@ static int run_job(api *a, api_req *rq, api_resp *rs, const char *key, job_fn fn
         return api_error(rs, SE_NOMEM, "out of memory");
     }
     return api_run_job(a, rq, rs, key, fn, k, call_free, finish, k2, call_free);
+}
+
+/* The audit entry of the work a job did, written by the job when it ends
+ * (whether or not the client still waits for the answer).  extra: stolen. */
+static void job_audit(const ns_call *k, const char *op, int rc, const serr *e, json_t *extra) {
+    const char *result = rc == 0 ? "ok" : e->msg[0] ? e->msg : se_text(rc);
+    ns_audit(k->c, k->user, k->tenant, op, k->ns, k->bucket, result, extra);
 }
 
 /* The error a job finished with, as an serr. */
@@ -226,22 +236,23 @@ int h_ns_activity(api *a, api_req *rq, api_resp *rs) {
  * asks again (a reap of a reaped namespace answers its outcome). */
 static int reap_job(void *arg, json_t **result, serr *e) {
     ns_call *k = arg;
-    return ns_reap_within(k->c, k->ns, k->user, NS_REAP_WAIT_MS, result, e);
+    int rc = ns_reap_within(k->c, k->ns, k->user, NS_REAP_WAIT_MS, result, e);
+    if (rc == SE_TIMEOUT && *result)
+        job_audit(k, "reap", 0, e, json_pack("{s:b}", "inProgress", 1));
+    else
+        job_audit(k, "reap", rc, e,
+                  *result ? json_pack("{s:O}", "diagnostics", json_object_get(*result, "diagnostics"))
+                          : NULL);
+    return rc;
 }
 
 static void reap_finish(api *a, api_req *rq, job_result *res, void *farg, api_resp *rs) {
-    ns_call *k = farg;
+    (void)a, (void)rq, (void)farg;
     serr e = job_err(res);
     json_t *result = res->result;
     res->result = NULL;
-    if (res->rc == SE_TIMEOUT && result) {
-        audit_ns(a, rq, "reap", k->ns, k->bucket, 0, &e, json_pack("{s:b}", "inProgress", 1));
-        api_json(rs, 202, result);
-        return;
-    }
-    audit_ns(a, rq, "reap", k->ns, k->bucket, res->rc, &e,
-             result ? json_pack("{s:O}", "diagnostics", json_object_get(result, "diagnostics")) : NULL);
-    if (result) api_json(rs, res->rc == 0 ? 200 : 503, result);
+    if (res->rc == SE_TIMEOUT && result) api_json(rs, 202, result);
+    else if (result) api_json(rs, res->rc == 0 ? 200 : 503, result);
     else api_error_serr(rs, &e);
 }
 
@@ -379,21 +390,23 @@ static int run_job_fn(void *arg, json_t **result, serr *e) {
     ns_call *k = arg;
     resource r;
     int rc = ns_lookup(k->c, k->tenant, k->ns, &r, e);
-    if (rc) return rc;
+    if (rc) {
+        job_audit(k, "run", rc, e, json_pack("{s:s}", "model_bundle_hash", k->hash));
+        return rc;
+    }
     rc = mttc_run(k->c, &r, k->user, k->hash, k->config, result, e);
     if (rc == 0) {
         serr ae = {0};
         ns_activity(k->c, &r, &ae); /* starting work is activity */
     }
     resource_free(&r);
+    job_audit(k, "run", rc, e, json_pack("{s:s}", "model_bundle_hash", k->hash));
     return rc;
 }
 
 static void run_finish(api *a, api_req *rq, job_result *res, void *farg, api_resp *rs) {
-    ns_call *k = farg;
+    (void)a, (void)rq, (void)farg;
     serr e = job_err(res);
-    audit_ns(a, rq, "run", k->ns, k->bucket, res->rc, &e,
-             json_pack("{s:s}", "model_bundle_hash", k->hash));
     if (res->result) {
         api_json(rs, res->rc == 0 ? 201 : 422, res->result);
         res->result = NULL;
@@ -459,30 +472,36 @@ int h_bundles_list(api *a, api_req *rq, api_resp *rs) {
     return api_json(rs, 200, json_pack("{s:o}", "bundles", mttc_bundle_list(api_ctx(a), rq->tenant)));
 }
 
-static int verify_job(void *arg, json_t **result, serr *e) {
-    ns_call *k = arg;
-    return mttc_verify(k->c, k->tenant, k->user, k->bucket, k->hash, result, e);
-}
-
 /* out: the verification's answer (NULL when it could not run). */
-static void verify_audit(api *a, api_req *rq, const char *bucket, const char *hash, json_t *out,
-                         int rc, const serr *e) {
+static void verify_audit(ctl_ctx *c, const char *user, const char *tenant, const char *bucket,
+                         const char *hash, json_t *out, int rc, const serr *e) {
     json_t *d = json_pack("{s:s,s:s,s:s}", "bucket_id", bucket ? bucket : "", "model_bundle_hash",
                           hash ? hash : "", "result",
                           out ? json_string_value(json_object_get(out, "message")) : e->msg);
-    if (out) json_object_set(d, "namespace", json_object_get(out, "verification_namespace"));
-    api_audit(a, rq, "mttc-verify", "Namespace",
-              out ? json_string_value(json_object_get(out, "verification_namespace")) : "",
-              rc ? rc : (json_is_true(json_object_get(out, "success")) ? 0 : SE_CONFLICT),
-              rc ? e : &(serr){SE_CONFLICT, "verification failed"}, d);
+    const char *ns = out ? json_string_value(json_object_get(out, "verification_namespace")) : NULL;
+    if (ns) json_object_set_new(d, "namespace", json_string(ns));
+    bool passed = out && json_is_true(json_object_get(out, "success"));
+    store_audit au = {.user = user, .tenant = tenant, .operation = "mttc-verify",
+                      .kind = "Namespace", .name = ns ? ns : "",
+                      .result = rc ? (e->msg[0] ? e->msg : se_text(rc))
+                                   : (passed ? "ok" : "verification failed"),
+                      .detail = d};
+    serr ae = {0};
+    if (store_audit_add(c->st, &au, &ae)) log_warnx("audit append failed: %s", ae.msg);
     json_decref(d);
 }
 
+static int verify_job(void *arg, json_t **result, serr *e) {
+    ns_call *k = arg;
+    int rc = mttc_verify(k->c, k->tenant, k->user, k->bucket, k->hash, result, e);
+    verify_audit(k->c, k->user, k->tenant, k->bucket, k->hash, rc ? NULL : *result, rc, e);
+    return rc;
+}
+
 static void verify_finish(api *a, api_req *rq, job_result *res, void *farg, api_resp *rs) {
-    ns_call *k = farg;
+    (void)a, (void)rq, (void)farg;
     serr e = job_err(res);
     json_t *out = res->rc ? NULL : res->result;
-    verify_audit(a, rq, k->bucket, k->hash, out, res->rc, &e);
     if (res->rc) {
         api_error_serr(rs, &e);
         return;
@@ -512,7 +531,7 @@ int h_mttc_verify(api *a, api_req *rq, api_resp *rs) {
         if (rc == 0) return 0;
         e = answered_err(rc, rs);
     }
-    verify_audit(a, rq, bucket, hash, NULL, rc, &e);
+    verify_audit(api_ctx(a), rq->user, rq->tenant, bucket, hash, NULL, rc, &e);
     return api_error_serr(rs, &e);
 }
 
