@@ -142,8 +142,11 @@ int h_ns_create(api *a, api_req *rq, api_resp *rs) {
     resource r;
     serr e = {0};
     int rc = ns_create(api_ctx(a), rq->tenant, rq->user, bucket, NULL, NULL, &r, &e);
+    /* The name audited for a refused create; a bucket id too long for one
+     * (refused as such) is audited with none. */
     char ns[RES_NAME_MAX];
-    snprintf(ns, sizeof(ns), "%s%s", NS_PREFIX, bucket ? bucket : "");
+    int n = snprintf(ns, sizeof(ns), "%s%s", NS_PREFIX, bucket ? bucket : "");
+    if (n < 0 || (size_t)n >= sizeof(ns)) ns[0] = '\0';
     audit_ns(a, rq, "create", rc == 0 ? r.name : ns, bucket, rc, &e, NULL);
     if (rc) return api_error_serr(rs, &e);
     char t[40];
@@ -284,7 +287,11 @@ int h_ns_reap(api *a, api_req *rq, api_resp *rs) {
     }
     /* One reap job per namespace: a second call while it runs joins it. */
     char key[JOBS_KEY_MAX], name[RES_NAME_MAX], b[NS_BUCKET_MAX + 1];
-    snprintf(key, sizeof(key), "reap/%s", r.name);
+    int n = snprintf(key, sizeof(key), "reap/%s", r.name); /* a checked name: it fits */
+    if (n < 0 || (size_t)n >= sizeof(key)) {
+        resource_free(&r);
+        return api_error(rs, SE_INVAL, "namespace name too long");
+    }
     str_copy(name, sizeof(name), r.name);
     str_copy(b, sizeof(b), ns_bucket_of(&r));
     resource_free(&r);
@@ -525,7 +532,10 @@ int h_mttc_verify(api *a, api_req *rq, api_resp *rs) {
     if (rc == 0) {
         /* The same verification asked twice while it runs is run once. */
         char key[JOBS_KEY_MAX];
-        snprintf(key, sizeof(key), "mttc-verify/%s/%s/%s", rq->tenant, bucket, hash);
+        int n = snprintf(key, sizeof(key), "mttc-verify/%s/%s/%s", rq->tenant, bucket, hash);
+        /* Checked names fit (12 + 60 + 40 + 64 + 2 bytes); a cut key could
+         * join another bucket's job. */
+        if (n < 0 || (size_t)n >= sizeof(key)) return api_error(rs, SE_INVAL, "names too long");
         rc = run_job(a, rq, rs, key, verify_job, verify_finish,
                      call_new(a, rq, NULL, bucket, hash, NULL));
         if (rc == 0) return 0;

@@ -73,6 +73,18 @@ static int bundle_check(ctl_ctx *c, const char *tenant, size_t len, serr *e) {
     return 0;
 }
 
+/* The blob path and the record name of tenant's bundle hash.  They fit
+ * (a tenant name is at most NS_TENANT_MAX); a cut one would name another
+ * bundle, so that is an error all the same. */
+static int bundle_names(const char *tenant, const char *hash, char *path, size_t plen, char *name,
+                        size_t nlen, serr *e) {
+    int n = snprintf(path, plen, "%s/%s", tenant, hash);
+    int m = snprintf(name, nlen, "%s.%s", hash, tenant);
+    if (n < 0 || (size_t)n >= plen || m < 0 || (size_t)m >= nlen)
+        return serr_set(e, SE_INVAL, "model bundle names of tenant %.60s do not fit", tenant);
+    return 0;
+}
+
 static bool bundle_known(ctl_ctx *c, const char *name) {
     resource r;
     resource_init(&r);
@@ -87,8 +99,7 @@ int mttc_bundle_push(ctl_ctx *c, const char *tenant, const char *user, const voi
     if (rc) return rc;
     sha256_hex(data, len, hash);
     char path[256], name[RES_NAME_MAX];
-    snprintf(path, sizeof(path), "%s/%s", tenant, hash);
-    snprintf(name, sizeof(name), "%s.%s", hash, tenant);
+    if ((rc = bundle_names(tenant, hash, path, sizeof(path), name, sizeof(name), e))) return rc;
     *existed = bundle_known(c, name);
     /* Stored (and read back) even when recorded: the blob may have gone. */
     if ((rc = blob_put_verified(c->blobs, c->cfg->bundle_container, path, data, len, NULL, e)))
@@ -110,8 +121,7 @@ int mttc_bundle_push_file(ctl_ctx *c, const char *tenant, const char *user, cons
         str_copy(hash, 65, sha);
     }
     char path[256], name[RES_NAME_MAX];
-    snprintf(path, sizeof(path), "%s/%s", tenant, hash);
-    snprintf(name, sizeof(name), "%s.%s", hash, tenant);
+    if ((rc = bundle_names(tenant, hash, path, sizeof(path), name, sizeof(name), e))) return rc;
     *existed = bundle_known(c, name);
     if ((rc = blob_put_file_verified(c->blobs, c->cfg->bundle_container, path, file, hash, e)))
         return rc;
@@ -215,10 +225,12 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     /* 2. load the bundle from blob storage by hash (before the work
      * directory is made: a missing bundle leaves nothing behind) */
     int64_t t0 = mono_ms();
-    snprintf(path, sizeof(path), "%s/%s", ns->tenant, hash);
+    char bname[RES_NAME_MAX];
+    int rc = bundle_names(ns->tenant, hash, path, sizeof(path), bname, sizeof(bname), e);
+    if (rc) return rc;
     char *data = NULL;
     size_t len = 0;
-    int rc = blob_get(c->blobs, c->cfg->bundle_container, path, (size_t)c->cfg->bundle_max_size, &data,
+    rc = blob_get(c->blobs, c->cfg->bundle_container, path, (size_t)c->cfg->bundle_max_size, &data,
                   &len, e);
     if (rc == SE_NOTFOUND)
         return serr_set(e, SE_NOTFOUND, "model bundle %.12s… is not in blob storage (%s/%s)", hash,
@@ -310,8 +322,9 @@ int mttc_run(ctl_ctx *c, const resource *ns, const char *user, const char *hash,
     if (rc) return rc;
     /* Before anything is recorded or made: an unknown bundle leaves no Run
      * and no work directory behind. */
-    char bname[RES_NAME_MAX];
-    snprintf(bname, sizeof(bname), "%s.%s", hash, ns->tenant);
+    char bpath[256], bname[RES_NAME_MAX];
+    if ((rc = bundle_names(ns->tenant, hash, bpath, sizeof(bpath), bname, sizeof(bname), e)))
+        return rc;
     if (!bundle_known(c, bname))
         return serr_set(e, SE_NOTFOUND, "model bundle %.12s… is unknown: push it first (stampctl bundle push)",
                         hash);
@@ -320,7 +333,11 @@ int mttc_run(ctl_ctx *c, const resource *ns, const char *user, const char *hash,
     resource r;
     resource_init(&r);
     str_copy(r.kind, sizeof(r.kind), "Run");
-    snprintf(r.name, sizeof(r.name), "%s.%s", ns->name, tag);
+    int n = snprintf(r.name, sizeof(r.name), "%s.%s", ns->name, tag);
+    if (n < 0 || (size_t)n >= sizeof(r.name)) {
+        resource_free(&r);
+        return serr_set(e, SE_INVAL, "namespace %s: run name too long", ns->name);
+    }
     str_copy(r.tenant, sizeof(r.tenant), ns->tenant);
     json_object_set_new(r.spec, "bucket_id", json_string(ns_bucket_of(ns)));
     json_object_set_new(r.spec, "namespace", json_string(ns->name));
