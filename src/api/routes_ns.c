@@ -52,8 +52,9 @@ static bool truthy(const char *v) { return v && (strcmp(v, "true") == 0 || strcm
  * it always had, by a finish function once the job has ended.  The job
  * writes the audit entry, so that work done for a client that went away
  * is audited too (a request that joined a running job adds none: the
- * job's entry is the one).  What a job and its finish need is copied into
- * an ns_call (one for each: the pool frees the job's when it has run). */
+ * job's entry is the one).  What a job needs is copied into an ns_call,
+ * which the pool frees once the job has run; the finish functions need
+ * only the job's result. */
 
 typedef struct ns_call {
     ctl_ctx *c;
@@ -92,21 +93,12 @@ static ns_call *call_new(api *a, api_req *rq, const char *ns, const char *bucket
     return k;
 }
 
-static ns_call *call_dup(api *a, api_req *rq, const ns_call *k) {
-    return call_new(a, rq, k->ns, k->bucket, k->hash, k->config);
-}
-
-/* Submits fn with a copy of k for the job and one for finish; 0, or the
- * refusal answered in rs (429 queue full, 503 too many waiting). */
+/* Submits fn(k) (k is the job's from here on); 0, or the refusal answered
+ * in rs (429 queue full, 503 too many waiting). */
 static int run_job(api *a, api_req *rq, api_resp *rs, const char *key, job_fn fn,
                    api_finish_fn finish, ns_call *k) {
-    ns_call *k2 = k ? call_dup(a, rq, k) : NULL;
-    if (k == NULL || k2 == NULL) {
-        call_free(k);
-        call_free(k2);
-        return api_error(rs, SE_NOMEM, "out of memory");
-    }
-    return api_run_job(a, rq, rs, key, fn, k, call_free, finish, k2, call_free);
+    if (k == NULL) return api_error(rs, SE_NOMEM, "out of memory");
+    return api_run_job(a, rq, rs, key, fn, k, call_free, finish, NULL, NULL);
 }
 
 /* The audit entry of the work a job did, written by the job when it ends
