@@ -14,7 +14,11 @@
  * Every mutation is appended to the audit log with its result.
  *
  * Threading: MHD's thread pool (api-threads, epoll) runs the handlers; they
- * only touch the store (short transactions) and the work queue.
+ * only touch the store (short transactions) and the work queue.  Slow work
+ * (a reap, an MTTC pipeline) runs in the job pool (reconcile/jobs.h): the
+ * handler calls api_run_job, the connection is suspended (it holds no
+ * thread) and answered when the job ends.  At most api-max-waiting
+ * requests wait so (503 with Retry-After past it).
  */
 #ifndef STAMP_API_H
 #define STAMP_API_H
@@ -24,6 +28,7 @@
 
 #include "auth/jwt.h"
 #include "reconcile/ctl.h"
+#include "reconcile/jobs.h"
 
 #define API_MAX_BODY (1024 * 1024)
 /* How answers are printed.  Reals with 15 significant digits: what a double
@@ -87,9 +92,13 @@ struct api_resp {
     size_t text_len; /* its length when it may hold NUL bytes (a pod log); 0: strlen */
     const char *content_type;
     struct api_watch *watch;    /* a streamed answer (GET /v1/watch), owned */
+    struct api_waiter *wait;    /* set by api_run_job: answered when its job ends */
 };
 
 int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, serr *e);
+/* Stop the job pool (jobs_stop) first: a job that ends after api_stop
+ * finds its request answered already (503, stampd stopping) and touches
+ * nothing of the API. */
 void api_stop(api *a);
 
 /* Used by handlers. */
@@ -101,6 +110,23 @@ int api_json(api_resp *rs, int status, json_t *body); /* steals body */
 const char *api_query(api_req *rq, const char *key);
 void api_audit(api *a, api_req *rq, const char *op, const char *kind, const char *name,
                int rc, const serr *e, json_t *detail);
+
+/* Answers a request whose work ran as a job, on the connection's thread,
+ * once the job has ended: rq is the request as it came (params, user,
+ * tenant, query; not its body), res the job's result (the finish function
+ * may take res->result, setting it NULL). */
+typedef void (*api_finish_fn)(api *a, api_req *rq, job_result *res, void *farg, api_resp *rs);
+/* For a handler whose work is slow: submits fn(arg) to the job pool under
+ * key (jobs_submit: the same key joins the job already running) and
+ * suspends the connection until the job ends; then finish(..., farg)
+ * answers.  The handler returns at once after it.  arg and farg are owned
+ * from the call on (free_arg, free_farg; either may be NULL).  0, or an
+ * error answered in rs: 429 when the job queue is full, 503 past
+ * api-max-waiting or while stopping.  A client that goes away meanwhile
+ * is noticed (its connection is closed); its job runs to its end. */
+int api_run_job(api *a, api_req *rq, api_resp *rs, const char *key, job_fn fn, void *arg,
+                void (*free_arg)(void *), api_finish_fn finish, void *farg,
+                void (*free_farg)(void *));
 
 /* Route handlers (routes_*.c). */
 int h_healthz(api *a, api_req *rq, api_resp *rs);

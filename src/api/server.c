@@ -25,6 +25,15 @@
  * watchdog under one mutex.  An entry is removed, under that mutex, by the
  * CLOSED notification, which MHD sends before it closes the fd: so the
  * watchdog never shuts down an fd that was closed and reused.
+ *
+ * Requests that wait for a job (api_run_job) are suspended connections:
+ * MHD neither times them out nor reads from them, and the watchdog leaves
+ * them alone (they are T_BUSY).  A waiter is shared by the connection and
+ * the job's done callback (two references) under waiters_mu, a static
+ * mutex so that a job ending after api_stop touches only its waiter.  The
+ * connection is suspended and resumed only under waiters_mu, and resumed
+ * exactly once: by the job's end, by the watchdog when the client went
+ * away (recv peeks at the end of the stream), or by api_stop.
  */
 #include "api/api.h"
 
@@ -84,7 +93,26 @@ struct api {
     bool watchdog_on;
     pthread_t watchdog;
     watch_hub *wh;
+    /* requests waiting for jobs, under waiters_mu */
+    struct api_waiter *waiters;
+    int nwaiting;
+    bool waits_closed;
 };
+
+/* A request suspended until its job ends (see the top of the file). */
+typedef struct api_waiter {
+    struct api_waiter *prev, *next; /* api.waiters while listed */
+    int refs;                       /* the connection's and the job's */
+    struct MHD_Connection *conn;    /* NULL once the request is over */
+    int fd;                         /* to notice a client gone */
+    uint64_t job;
+    bool listed, suspended, done, gone;
+    api_finish_fn finish;
+    void *farg;
+    void (*free_farg)(void *);
+} api_waiter;
+
+static pthread_mutex_t waiters_mu = PTHREAD_MUTEX_INITIALIZER;
 
 #define A_NONE API_AUTH_NONE
 #define A_TOKEN API_AUTH_TOKEN
@@ -217,6 +245,8 @@ typedef struct conn_state {
     uint64_t received;
     bool io_failed;
     char io_err[128];
+    /* waiting for a job (api_run_job) */
+    api_waiter *waiter;
 } conn_state;
 
 ctl_ctx *api_ctx(api *a) { return a->c; }
@@ -412,6 +442,119 @@ static int watchdog_pass(api *a, int64_t now) {
     return n;
 }
 
+/* ---- requests waiting for jobs ---- */
+
+/* Caller holds waiters_mu. */
+static void waiter_unref(api_waiter *w) {
+    if (--w->refs > 0) return;
+    if (w->free_farg) w->free_farg(w->farg);
+    free(w);
+}
+
+/* The job's done callback, on the job's thread: touches only the waiter
+ * (the API may be gone, see api_stop). */
+static void job_ended(void *arg, uint64_t id, const char *key) {
+    (void)id;
+    (void)key;
+    api_waiter *w = arg;
+    pthread_mutex_lock(&waiters_mu);
+    w->done = true;
+    if (w->suspended) {
+        w->suspended = false;
+        MHD_resume_connection(w->conn);
+    }
+    waiter_unref(w);
+    pthread_mutex_unlock(&waiters_mu);
+}
+
+/* The request is over (answered, or its connection closed): its slot and
+ * the connection's reference go. */
+static void waiter_release(api *a, conn_state *cs) {
+    api_waiter *w = cs->waiter;
+    if (w == NULL) return;
+    cs->waiter = NULL;
+    pthread_mutex_lock(&waiters_mu);
+    if (w->listed) {
+        if (w->prev) w->prev->next = w->next;
+        else a->waiters = w->next;
+        if (w->next) w->next->prev = w->prev;
+        w->listed = false;
+        a->nwaiting--;
+        metrics_set("api_requests_waiting", "", a->nwaiting);
+    }
+    w->conn = NULL;
+    w->suspended = false;
+    waiter_unref(w);
+    pthread_mutex_unlock(&waiters_mu);
+}
+
+/* Clients that went away while their request waited: resumed now, so MHD
+ * closes their connections and frees the slots (their jobs go on). */
+static void waiters_pass(api *a) {
+    int n = 0;
+    pthread_mutex_lock(&waiters_mu);
+    for (api_waiter *w = a->waiters; w; w = w->next) {
+        if (!w->suspended || !sock_peer_gone(w->fd)) continue;
+        w->gone = true;
+        w->suspended = false;
+        MHD_resume_connection(w->conn);
+        n++;
+    }
+    pthread_mutex_unlock(&waiters_mu);
+    if (n) log_info("api: %d client(s) went away while their request waited; the work goes on", n);
+}
+
+int api_run_job(api *a, api_req *rq, api_resp *rs, const char *key, job_fn fn, void *arg,
+                void (*free_arg)(void *), api_finish_fn finish, void *farg,
+                void (*free_farg)(void *)) {
+    ctl_ctx *c = a->c;
+    serr e = {0};
+    int rc = 0;
+    bool submitted = false;
+    api_waiter *w = calloc(1, sizeof(*w));
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    /* Held from the submit to the suspend, so that the job's end (which
+     * takes it to resume) cannot come between them. */
+    pthread_mutex_lock(&waiters_mu);
+    if (w == NULL) {
+        rc = serr_set(&e, SE_NOMEM, "out of memory");
+    } else if (a->waits_closed || c->jobs == NULL) {
+        rc = serr_set(&e, SE_UNAVAIL, "stampd is stopping");
+    } else if (a->nwaiting >= c->cfg->api_max_waiting) {
+        rc = serr_set(&e, SE_UNAVAIL, "%d requests are waiting for slow work (api-max-waiting); "
+                      "try again later", a->nwaiting);
+    } else {
+        w->refs = 2;
+        w->conn = rq->conn;
+        w->fd = ci ? ci->connect_fd : -1;
+        w->finish = finish;
+        w->farg = farg;
+        w->free_farg = free_farg;
+        submitted = true;
+        rc = jobs_submit(c->jobs, key, fn, arg, free_arg, job_ended, w, &w->job, &e);
+    }
+    if (rc == 0) {
+        MHD_suspend_connection(rq->conn);
+        w->suspended = true;
+        w->listed = true;
+        w->next = a->waiters;
+        if (a->waiters) a->waiters->prev = w;
+        a->waiters = w;
+        a->nwaiting++;
+        metrics_set("api_requests_waiting", "", a->nwaiting);
+    }
+    pthread_mutex_unlock(&waiters_mu);
+    if (rc == 0) {
+        rs->wait = w;
+        return 0;
+    }
+    if (!submitted && free_arg) free_arg(arg);
+    if (free_farg) free_farg(farg);
+    free(w);
+    return api_error_serr(rs, &e);
+}
+
 static void *watchdog_main(void *arg) {
     api *a = arg;
     int64_t hto = a->c->cfg->api_header_timeout_ms;
@@ -421,6 +564,10 @@ static void *watchdog_main(void *arg) {
     while (!a->stopping) {
         int n = watchdog_pass(a, mono_ms());
         if (n) metrics_inc("api_connections_cut_total", "", n);
+        pthread_mutex_unlock(&a->mu);
+        waiters_pass(a);
+        pthread_mutex_lock(&a->mu);
+        if (a->stopping) break;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += period / 1000;
@@ -927,6 +1074,52 @@ static enum MHD_Result respond(api *a, struct MHD_Connection *conn, api_req *rq,
     return r;
 }
 
+/* The request as the handler saw it, rebuilt from the connection's state
+ * (its body is gone by now). */
+static void request_of(conn_state *cs, struct MHD_Connection *conn, const char *url,
+                       const char *method, api_req *rq) {
+    *rq = (api_req){.method = method,
+                    .path = url,
+                    .conn = conn,
+                    .claims = cs->claims,
+                    .user = cs->user,
+                    .tenant = cs->tenant,
+                    .operator_role = cs->operator_role};
+    rq->dry_run = cs->rt->dry_run && api_query(rq, "dryRun") != NULL;
+    for (int k = 0; k < cs->ncaps; k++) rq->params[k] = cs->caps[k];
+}
+
+/* MHD calls the handler again once a waiting request's connection is
+ * resumed: the job ended (answer it), the client went (close), or stampd
+ * is stopping (503). */
+static enum MHD_Result resumed(api *a, struct MHD_Connection *conn, const char *url,
+                               const char *method, conn_state *cs) {
+    api_waiter *w = cs->waiter;
+    pthread_mutex_lock(&waiters_mu);
+    bool gone = w->gone, done = w->done;
+    pthread_mutex_unlock(&waiters_mu);
+    if (gone) {
+        waiter_release(a, cs);
+        return MHD_NO; /* MHD closes the connection */
+    }
+    api_req rq;
+    request_of(cs, conn, url, method, &rq);
+    api_resp rs = {.status = 500};
+    job_result res;
+    int state = done ? jobs_poll(a->c->jobs, w->job, &res) : JOB_UNKNOWN;
+    if (!done)
+        api_error(&rs, SE_UNAVAIL, "stampd is stopping; ask again once it is back");
+    else if (state != JOB_DONE)
+        api_error(&rs, SE_UNAVAIL, "the result of this request is no longer kept; ask again");
+    else
+        w->finish(a, &rq, &res, w->farg, &rs);
+    if (done) job_result_free(&res);
+    waiter_release(a, cs);
+    enum MHD_Result r = respond(a, conn, &rq, &rs);
+    log_debug("%s %s -> %d (after its job)", method, url, rs.status);
+    return r;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -965,6 +1158,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (cs->waiter) return resumed(a, conn, url, method, cs);
     track_phase(a, cs->tr, T_BUSY);
     api_req rq = {.method = method,
                   .path = url,
@@ -975,6 +1169,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                   .operator_role = cs->operator_role};
     api_resp rs = {.status = 500};
     dispatch(a, &rq, cs, &rs);
+    if (rs.wait) {
+        /* Suspended (api_run_job): answered when MHD calls again. */
+        cs->waiter = rs.wait;
+        json_decref(rq.body);
+        return MHD_YES;
+    }
     enum MHD_Result r = respond(a, conn, &rq, &rs);
     log_debug("%s %s -> %d", method, url, rs.status);
     json_decref(rq.body);
@@ -989,6 +1189,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (cs == NULL) return;
     track_phase(a, cs->tr, T_HEADERS);
     (void)conn;
+    waiter_release(a, cs); /* a client gone, or stampd stopping */
     sbuf_free(&cs->body);
     upload_discard(cs);
     EVP_MD_CTX_free(cs->md);
@@ -1058,6 +1259,8 @@ int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, 
     if ((rc = listen_on(listen, &fd, e))) goto fail;
     metrics_register("api_connections_cut_total", MT_COUNTER,
                      "API connections cut for late headers or a trickling body");
+    metrics_register("api_requests_waiting", MT_GAUGE,
+                     "API requests waiting for a job (their connections suspended)");
     if (pthread_create(&a->watchdog, NULL, watchdog_main, a) != 0) {
         rc = serr_set(e, SE_INTERNAL, "cannot start the API watchdog thread");
         goto fail;
@@ -1065,8 +1268,8 @@ int api_start(ctl_ctx *c, const jwt_verifier *v, const char *listen, api **out, 
     a->watchdog_on = true;
     if ((rc = watch_hub_new(c->st, (int)cfg->api_max_watches, &a->wh, e))) goto fail;
     unsigned idle = (unsigned)((cfg->api_idle_timeout_ms + 999) / 1000);
-    /* A pool of threads: a reap or an MTTC verification holds one for as
-     * long as it runs, and the others keep answering. */
+    /* A pool of threads; slow work is not theirs (api_run_job), and
+     * suspended connections are resumed from the job threads. */
     a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
                                 MHD_ALLOW_SUSPEND_RESUME,
                             0,
@@ -1095,6 +1298,17 @@ fail:
 
 void api_stop(api *a) {
     if (a == NULL) return;
+    /* Requests still waiting for jobs are answered 503 (normally none:
+     * stampd stops the job pool first, and every job's end resumed its
+     * request).  MHD needs every connection resumed before it stops. */
+    pthread_mutex_lock(&waiters_mu);
+    a->waits_closed = true;
+    for (api_waiter *w = a->waiters; w; w = w->next) {
+        if (!w->suspended) continue;
+        w->suspended = false;
+        MHD_resume_connection(w->conn);
+    }
+    pthread_mutex_unlock(&waiters_mu);
     /* Suspended watches must be resumed before MHD stops; their responses
      * are freed by MHD_stop_daemon, which still needs the hub. */
     watch_hub_stop(a->wh);

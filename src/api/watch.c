@@ -228,16 +228,9 @@ int watch_open(watch_hub *h, const char *kind, const char *name, const char *ten
 /* ---- the notifier ---- */
 
 /* A suspended connection does not see its client go (MHD reads nothing
- * from it): a peek that finds the end of the stream, or an error, says it
- * went, and resuming lets MHD close it and free the slot at once rather
- * than at the next heartbeat.  The fd stays open while suspended. */
-static bool client_gone(int fd) {
-    if (fd < 0) return false;
-    char ch;
-    ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
-
+ * from it): sock_peer_gone says it went, and resuming lets MHD close it and
+ * free the slot at once rather than at the next heartbeat.  The fd stays
+ * open while suspended. */
 static void *notifier_main(void *arg) {
     watch_hub *h = arg;
     pthread_mutex_lock(&h->mu);
@@ -258,7 +251,7 @@ static void *notifier_main(void *arg) {
         pthread_mutex_lock(&h->mu);
         for (api_watch *w = h->list; w; w = w->next) {
             if (!w->suspended) continue;
-            if (client_gone(w->fd)) w->gone = true;
+            if (sock_peer_gone(w->fd)) w->gone = true;
             if ((rc == 0 && last > w->last_id) || now - w->last_sent_ms >= WATCH_HEARTBEAT_MS ||
                 w->gone) {
                 w->suspended = false;

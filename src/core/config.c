@@ -99,7 +99,7 @@ static const crow rows[] = {
     {"health-max-retries", CT_INT, F(health_max_retries), 0, "3", 0, 100,
      "recoveries of the default check before Failed"},
     {"api-threads", CT_INT, F(api_threads), 0, "4", 1, 64,
-     "API threads (a reap or MTTC verify holds one while it runs)"},
+     "API threads (slow work runs in the job pool; a request waiting for it holds none)"},
     {"jwt-algorithms", CT_STR, F(jwt_algorithms), S(jwt_algorithms), "HS256", 0, 0,
      "accepted token algorithms: HS256, RS256, ES256 (comma separated)"},
     {"jwt-jwks", CT_STR, F(jwt_jwks), S(jwt_jwks), "", 0, 0,
@@ -192,6 +192,8 @@ static const crow rows[] = {
      "text (\"TIME - LEVEL - message\") or json (one object a line: time, level, msg)"},
     {"api-max-watches", CT_INT, F(api_max_watches), 0, "64", 1, 4096,
      "open GET /v1/watch streams at once (429 past it)"},
+    {"api-max-waiting", CT_INT, F(api_max_waiting), 0, "128", 1, 4096,
+     "requests waiting for slow work (a reap, an MTTC pipeline) at once (503 past it)"},
 };
 #undef F
 #undef S

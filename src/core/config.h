@@ -115,6 +115,7 @@ typedef struct stamp_config {
     char log_format[16];
     /* API watches */
     int64_t api_max_watches;
+    int64_t api_max_waiting;
 } stamp_config;
 
 void config_defaults(stamp_config *c);

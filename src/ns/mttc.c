@@ -18,6 +18,7 @@
 
 #include "blob/blob.h"
 #include "ns/ns.h"
+#include "reconcile/jobs.h"
 #include "reconcile/phase.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -72,6 +73,18 @@ static int bundle_check(ctl_ctx *c, const char *tenant, size_t len, serr *e) {
     return 0;
 }
 
+/* The blob path and the record name of tenant's bundle hash.  They fit
+ * (a tenant name is at most NS_TENANT_MAX); a cut one would name another
+ * bundle, so that is an error all the same. */
+static int bundle_names(const char *tenant, const char *hash, char *path, size_t plen, char *name,
+                        size_t nlen, serr *e) {
+    int n = snprintf(path, plen, "%s/%s", tenant, hash);
+    int m = snprintf(name, nlen, "%s.%s", hash, tenant);
+    if (n < 0 || (size_t)n >= plen || m < 0 || (size_t)m >= nlen)
+        return serr_set(e, SE_INVAL, "model bundle names of tenant %.60s do not fit", tenant);
+    return 0;
+}
+
 static bool bundle_known(ctl_ctx *c, const char *name) {
     resource r;
     resource_init(&r);
@@ -86,8 +99,7 @@ int mttc_bundle_push(ctl_ctx *c, const char *tenant, const char *user, const voi
     if (rc) return rc;
     sha256_hex(data, len, hash);
     char path[256], name[RES_NAME_MAX];
-    snprintf(path, sizeof(path), "%s/%s", tenant, hash);
-    snprintf(name, sizeof(name), "%s.%s", hash, tenant);
+    if ((rc = bundle_names(tenant, hash, path, sizeof(path), name, sizeof(name), e))) return rc;
     *existed = bundle_known(c, name);
     /* Stored (and read back) even when recorded: the blob may have gone. */
     if ((rc = blob_put_verified(c->blobs, c->cfg->bundle_container, path, data, len, NULL, e)))
@@ -109,8 +121,7 @@ int mttc_bundle_push_file(ctl_ctx *c, const char *tenant, const char *user, cons
         str_copy(hash, 65, sha);
     }
     char path[256], name[RES_NAME_MAX];
-    snprintf(path, sizeof(path), "%s/%s", tenant, hash);
-    snprintf(name, sizeof(name), "%s.%s", hash, tenant);
+    if ((rc = bundle_names(tenant, hash, path, sizeof(path), name, sizeof(name), e))) return rc;
     *existed = bundle_known(c, name);
     if ((rc = blob_put_file_verified(c->blobs, c->cfg->bundle_container, path, file, hash, e)))
         return rc;
@@ -182,6 +193,8 @@ static int wait_pod(ctl_ctx *c, const char *ns, const char *pod, int64_t timeout
         if (strcmp(phase, "Unknown") == 0)
             return serr_set(e, SE_IO, "pod %s vanished without a result", pod);
         if (mono_ms() > deadline) return serr_set(e, SE_TIMEOUT, "pod %s did not finish", pod);
+        /* This runs as a job: a stop of stampd does not wait for the pod. */
+        if (jobs_stopping(c->jobs)) return serr_set(e, SE_UNAVAIL, "stampd is stopping");
         sleep_ms(POLL_MS);
     }
 }
@@ -200,7 +213,6 @@ static const char *pipeline_prog(ctl_ctx *c, char *buf, size_t len) {
 static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_t *config,
                          const char *tag, char *result, pipe_times *t, serr *e) {
     memset(t, 0, sizeof(*t));
-    const char *bucket = ns_bucket_of(ns);
     char path[256], work[PATH_MAX], bpath[PATH_MAX + 32], cpath[PATH_MAX + 32], opath[PATH_MAX + 32];
     char sub[128], prog[PATH_MAX], pod[80];
     snprintf(sub, sizeof(sub), "work/%s", tag);
@@ -213,10 +225,12 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     /* 2. load the bundle from blob storage by hash (before the work
      * directory is made: a missing bundle leaves nothing behind) */
     int64_t t0 = mono_ms();
-    snprintf(path, sizeof(path), "%s/%s", ns->tenant, hash);
+    char bname[RES_NAME_MAX];
+    int rc = bundle_names(ns->tenant, hash, path, sizeof(path), bname, sizeof(bname), e);
+    if (rc) return rc;
     char *data = NULL;
     size_t len = 0;
-    int rc = blob_get(c->blobs, c->cfg->bundle_container, path, (size_t)c->cfg->bundle_max_size, &data,
+    rc = blob_get(c->blobs, c->cfg->bundle_container, path, (size_t)c->cfg->bundle_max_size, &data,
                   &len, e);
     if (rc == SE_NOTFOUND)
         return serr_set(e, SE_NOTFOUND, "model bundle %.12s… is not in blob storage (%s/%s)", hash,
@@ -251,8 +265,8 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     t0 = mono_ms();
     snprintf(pod, sizeof(pod), "%s-init", tag);
     json_t *args = json_pack("[s,s,s]", "init", work, bpath);
-    rc = nsrt_pod_start(c, ns->name, bucket, pod, prog, args, NULL, NULL,
-                        c->cfg->pipeline_timeout_ms, e);
+    rc = ns_pod_start(c, ns->tenant, ns->name, pod, prog, args, NULL, NULL,
+                      c->cfg->pipeline_timeout_ms, e);
     json_decref(args);
     if (rc || (rc = wait_pod(c, ns->name, pod, c->cfg->pipeline_timeout_ms, e)))
         return serr_wrap(e, "pipeline init");
@@ -262,8 +276,8 @@ static int pipeline_exec(ctl_ctx *c, const resource *ns, const char *hash, json_
     t0 = mono_ms();
     snprintf(pod, sizeof(pod), "%s-run", tag);
     args = json_pack("[s,s,s,s]", "run", work, cpath, opath);
-    rc = nsrt_pod_start(c, ns->name, bucket, pod, prog, args, NULL, NULL,
-                        c->cfg->pipeline_timeout_ms, e);
+    rc = ns_pod_start(c, ns->tenant, ns->name, pod, prog, args, NULL, NULL,
+                      c->cfg->pipeline_timeout_ms, e);
     json_decref(args);
     if (rc || (rc = wait_pod(c, ns->name, pod, c->cfg->pipeline_timeout_ms, e)))
         return serr_wrap(e, "pipeline run");
@@ -308,8 +322,9 @@ int mttc_run(ctl_ctx *c, const resource *ns, const char *user, const char *hash,
     if (rc) return rc;
     /* Before anything is recorded or made: an unknown bundle leaves no Run
      * and no work directory behind. */
-    char bname[RES_NAME_MAX];
-    snprintf(bname, sizeof(bname), "%s.%s", hash, ns->tenant);
+    char bpath[256], bname[RES_NAME_MAX];
+    if ((rc = bundle_names(ns->tenant, hash, bpath, sizeof(bpath), bname, sizeof(bname), e)))
+        return rc;
     if (!bundle_known(c, bname))
         return serr_set(e, SE_NOTFOUND, "model bundle %.12s… is unknown: push it first (stampctl bundle push)",
                         hash);
@@ -318,7 +333,11 @@ int mttc_run(ctl_ctx *c, const resource *ns, const char *user, const char *hash,
     resource r;
     resource_init(&r);
     str_copy(r.kind, sizeof(r.kind), "Run");
-    snprintf(r.name, sizeof(r.name), "%s.%s", ns->name, tag);
+    int n = snprintf(r.name, sizeof(r.name), "%s.%s", ns->name, tag);
+    if (n < 0 || (size_t)n >= sizeof(r.name)) {
+        resource_free(&r);
+        return serr_set(e, SE_INVAL, "namespace %s: run name too long", ns->name);
+    }
     str_copy(r.tenant, sizeof(r.tenant), ns->tenant);
     json_object_set_new(r.spec, "bucket_id", json_string(ns_bucket_of(ns)));
     json_object_set_new(r.spec, "namespace", json_string(ns->name));
@@ -382,6 +401,27 @@ json_t *mttc_runs_list(ctl_ctx *c, const char *tenant, const char *bucket) {
 
 /* ---- verification ---- */
 
+/* Step 8: the verification namespace is reaped like any other, its
+ * diagnostics archived first, here and now (not finalized, which would
+ * hand it to the controller and race this call); a failed archive leaves
+ * it reaping, and the controller retries it.  When stampd is stopping it
+ * is finalized instead, and the reaper takes it at the next start.  *out:
+ * "reaped", or "pending: why". */
+static void verify_cleanup(ctl_ctx *c, resource *ns, const char *user, char *out, size_t len) {
+    serr ce = {0};
+    json_t *reap = NULL;
+    int rc;
+    if (jobs_stopping(c->jobs)) {
+        rc = ns_finalize(c, ns, NULL, &ce);
+        if (rc == 0) rc = serr_set(&ce, SE_UNAVAIL, "stampd is stopping; the reaper takes the namespace");
+    } else {
+        rc = ns_reap_now(c, ns->name, user, &reap, &ce);
+    }
+    json_decref(reap);
+    if (rc == 0) str_copy(out, len, "reaped");
+    else snprintf(out, len, "pending: %s", ce.msg);
+}
+
 int mttc_verify(ctl_ctx *c, const char *tenant, const char *user, const char *bucket,
                 const char *hash, json_t **out, serr *e) {
     *out = NULL;
@@ -429,21 +469,10 @@ int mttc_verify(ctl_ctx *c, const char *tenant, const char *user, const char *bu
     /* 6, 7 */
     bool match = prc == 0 && strcmp(original, resumed) == 0;
     int64_t total = mono_ms() - t0;
-    /* 8. clean up: the verification namespace is reaped like any other, its
-     * diagnostics archived first. */
+    /* 8. clean up */
     int64_t c0 = mono_ms();
-    const char *cleanup = "reaped";
-    char cleanup_msg[SERR_MSG_MAX + 32];
-    serr ce = {0};
-    json_t *reap = NULL;
-    /* Reaped here and now (not finalized, which would hand it to the
-     * controller and race this call); a failed archive leaves it reaping,
-     * and the controller retries it. */
-    if (ns_reap_now(c, ns.name, user, &reap, &ce) != 0) {
-        snprintf(cleanup_msg, sizeof(cleanup_msg), "pending: %s", ce.msg);
-        cleanup = cleanup_msg;
-    }
-    json_decref(reap);
+    char cleanup[SERR_MSG_MAX + 32];
+    verify_cleanup(c, &ns, user, cleanup, sizeof(cleanup));
     int64_t cleanup_ms = mono_ms() - c0;
 
     char msg[SERR_MSG_MAX + 64];

@@ -53,7 +53,7 @@
 #define NS_SENTINEL_KEY "memory-sentinel-violations"
 
 enum ns_phase { NP_ACTIVE, NP_FINALIZED, NP_REAPING, NP_REAPED, NP_NPHASES };
-enum ns_op { NO_VIEW, NO_ACTIVITY, NO_FINALIZE, NO_REAP, NO_POD, NO_RUN, NO_NOPS };
+enum ns_op { NO_VIEW, NO_ACTIVITY, NO_FINALIZE, NO_REAP, NO_POD, NO_RUN, NO_ANNOTATE, NO_NOPS };
 
 extern const fsm_def ns_fsm;
 
@@ -64,8 +64,19 @@ int ns_tenant_check(const char *tenant, serr *e);
 int ns_pod_check(const char *pod, serr *e);
 bool ns_hash_valid(const char *h); /* 64 lowercase hex */
 
-/* ---- ns_ctl.c: the kind ---- */
+/* ---- ns_kind.c: the kind ---- */
 void ns_metrics_register(void);
+/* A namespace's lock.  Every change of a namespace, of its record or of
+ * what runs in it, is made under it with the phase read again under it:
+ * create, activity, finalize, a pod, a volume, an annotation, a phase
+ * change.  So a pod is either started before the namespace enters phase
+ * reaping (and is stopped, and its log archived, by the reap) or refused.
+ * Held for short steps only (a write, a process spawned): a reap holds it
+ * to enter phase reaping and to leave it, not while it stops, uploads and
+ * deletes, so no request waits for a reap.  Not reentrant; never hold two
+ * (two names may share one lock). */
+void ns_lock(const char *ns);
+void ns_unlock(const char *ns);
 /* Create the namespace of a bucket for tenant (name NULL: the bucket's own
  * name).  labels: extra labels (borrowed, may be NULL). */
 int ns_create(ctl_ctx *c, const char *tenant, const char *user, const char *bucket,
@@ -84,9 +95,22 @@ int ns_activity(ctl_ctx *c, resource *r, serr *e);
 /* Idempotent: a namespace finalized, reaping or reaped is left as it is,
  * 0 is returned and *already (when given) is set. */
 int ns_finalize(ctl_ctx *c, resource *r, bool *already, serr *e);
-/* Reap now (manual reap or MTTC cleanup): one attempt, under the
- * namespace's lock (so a reap the controller is running is waited for, for
- * as long as its step takes).  *result is seed 004's reap answer plus
+/* What runs in a namespace, each under its lock and only in a phase that
+ * allows it (SE_PHASE naming the phase otherwise); tenant: the namespace
+ * must be that tenant's (NULL: any).  The runtime's calls below do no
+ * such check. */
+int ns_pod_start(ctl_ctx *c, const char *tenant, const char *ns, const char *pod,
+                 const char *prog, json_t *args, json_t *env, json_t *volumes, int64_t timeout_ms,
+                 serr *e);
+int ns_volume_create(ctl_ctx *c, const char *tenant, const char *ns, const char *vol, serr *e);
+/* set: an object of annotations (a string, or null to remove one), all
+ * checked before any is written. */
+int ns_annotate(ctl_ctx *c, const char *tenant, const char *ns, const char *pod, json_t *set,
+                serr *e);
+/* ---- ns_reap.c: one reap ---- */
+/* Reap now (manual reap or MTTC cleanup): one attempt, once no other reap
+ * of the namespace runs (a reap the controller is running is waited for,
+ * for as long as its step takes).  *result is seed 004's reap answer plus
  * "alreadyReaped"; the return is 0 when reaped (now or before: then
  * alreadyReaped is true and the recorded outcome is answered), SE_UNAVAIL
  * when the diagnostics could not be stored (namespace kept, retried by the
@@ -99,6 +123,7 @@ int ns_reap_within(ctl_ctx *c, const char *ns, const char *user, int64_t wait_ms
                    serr *e);
 /* What a reap would archive and delete, changing nothing. */
 json_t *ns_reap_plan(ctl_ctx *c, const resource *r);
+/* ---- ns_reaper.c: the controller, sweeps, retention ---- */
 int ns_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e);
 /* One reaper sweep: every due namespace is enqueued (or, dry_run, listed
  * into *out as ns_to_json objects); at most limit, 0 = all due. */

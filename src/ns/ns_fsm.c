@@ -1,10 +1,11 @@
 /*
  * ns_fsm.c - the Namespace table and the names of seed 004.
  *
- *   active     view, activity, finalize, reap, pods, runs
- *   finalized  view, reap, pods (read), runs blocked: the bucket's work is
- *              done; activity is refused so a finalized namespace cannot be
- *              kept alive by a straggler
+ *   active     view, activity, finalize, reap, pods, runs, annotations
+ *   finalized  view, reap, pods (read), annotations; runs blocked: the
+ *              bucket's work is done; activity is refused so a finalized
+ *              namespace cannot be kept alive by a straggler; annotations
+ *              still reach the archive (the reap reads them after)
  *   reaping    view
  *   reaped     view (the record stays with its diagnostics paths)
  *
@@ -23,7 +24,8 @@ static const char *const phases[NP_NPHASES] = {
 
 static const char *const ops[NO_NOPS] = {
     [NO_VIEW] = "view",   [NO_ACTIVITY] = "activity", [NO_FINALIZE] = "finalize",
-    [NO_REAP] = "reap",   [NO_POD] = "start pods",    [NO_RUN] = "run pipelines"};
+    [NO_REAP] = "reap",   [NO_POD] = "start pods",    [NO_RUN] = "run pipelines",
+    [NO_ANNOTATE] = "annotate pods"};
 
 static const fsm_transition transitions[] = {
     {NP_ACTIVE, NP_FINALIZED, "all jobs of the bucket complete"},
@@ -34,8 +36,9 @@ static const fsm_transition transitions[] = {
 
 #define B(op) (1u << (op))
 static const uint32_t allowed[NP_NPHASES] = {
-    [NP_ACTIVE] = B(NO_VIEW) | B(NO_ACTIVITY) | B(NO_FINALIZE) | B(NO_REAP) | B(NO_POD) | B(NO_RUN),
-    [NP_FINALIZED] = B(NO_VIEW) | B(NO_REAP),
+    [NP_ACTIVE] = B(NO_VIEW) | B(NO_ACTIVITY) | B(NO_FINALIZE) | B(NO_REAP) | B(NO_POD) | B(NO_RUN) |
+                  B(NO_ANNOTATE),
+    [NP_FINALIZED] = B(NO_VIEW) | B(NO_REAP) | B(NO_ANNOTATE),
     [NP_REAPING] = B(NO_VIEW) | B(NO_REAP), /* a reap retries at once */
     [NP_REAPED] = B(NO_VIEW),
 };

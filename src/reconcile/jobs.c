@@ -223,7 +223,7 @@ void jobs_keep(job_pool *p, int keep_max, int64_t keep_ms) {
     pthread_mutex_unlock(&p->mu);
 }
 
-bool jobs_stopping(job_pool *p) { return p == NULL || atomic_load(&p->stopping); }
+bool jobs_stopping(job_pool *p) { return p != NULL && atomic_load(&p->stopping); }
 
 void jobs_stop(job_pool *p) {
     if (p == NULL) return;

@@ -45,8 +45,6 @@
 #define JOBS_WAITERS_MAX 256
 #define JOBS_KEEP_MS (10 * 60 * 1000)
 #define JOBS_KEEP_MAX 1024
-#define JOBS_THREADS_DEFAULT 4
-#define JOBS_QUEUE_DEFAULT 256
 
 typedef struct job_pool job_pool;
 

@@ -677,3 +677,10 @@ int tcp_addr_free(const char *addr, const char *what, serr *e) {
     freeaddrinfo(ai);
     return rc;
 }
+
+bool sock_peer_gone(int fd) {
+    if (fd < 0) return false;
+    char ch;
+    ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}

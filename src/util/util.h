@@ -123,5 +123,9 @@ int sha256_file_hex(const char *path, char out[65], int64_t *size, serr *e);
  * SE_UNAVAIL "ADDR:PORT is in use" when taken; `what` names the address in
  * the message ("front door", "API"). */
 int tcp_addr_free(const char *addr, const char *what, serr *e);
+/* Whether the peer of a connected socket closed it (a peek finds the end of
+ * the stream, or an error): how a suspended HTTP connection, which nobody
+ * reads, notices its client went away.  Reads nothing. */
+bool sock_peer_gone(int fd);
 
 #endif

@@ -70,6 +70,10 @@ static void test_phase_table(void **st) {
     assert_int_equal(fsm_check_op(&ns_fsm, "n", NP_REAPING, NO_RUN, NULL), SE_PHASE);
     assert_int_equal(fsm_check_op(&ns_fsm, "n", NP_FINALIZED, NO_REAP, NULL), 0);
     assert_int_equal(fsm_check_op(&ns_fsm, "n", NP_REAPING, NO_REAP, NULL), 0);
+    /* Annotations reach the archive until the reap begins, not after. */
+    assert_int_equal(fsm_check_op(&ns_fsm, "n", NP_FINALIZED, NO_ANNOTATE, NULL), 0);
+    assert_int_equal(fsm_check_op(&ns_fsm, "n", NP_REAPING, NO_ANNOTATE, NULL), SE_PHASE);
+    assert_int_equal(fsm_check_op(&ns_fsm, "n", NP_REAPED, NO_ANNOTATE, NULL), SE_PHASE);
 }
 
 int main(void) {

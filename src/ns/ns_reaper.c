@@ -1,0 +1,219 @@
+/*
+ * ns_reaper.c - the reaper: the Namespace controller (when a namespace is
+ * reaped: finalized, or idle past inactivity-threshold, or a reap to
+ * retry), the sweeps that hand it the due namespaces, the rescheduling
+ * after a change of the threshold, and the retention of archives.
+ *
+ * Threading: ns_reconcile runs on the engine's workers, one key at a time.
+ * It claims the namespace's reap (nsi_reap_claim) for its whole run, and
+ * holds the namespace's lock only to read it and change its phase.
+ */
+#include "ns/ns_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blob/blob.h"
+#include "reconcile/phase.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "util/util.h"
+#include "util/yamljson.h"
+
+/* Progress of the current sweep, for the seed's "finished" log line. */
+static pthread_mutex_t sweep_mu = PTHREAD_MUTEX_INITIALIZER;
+static int sweep_pending, sweep_ok, sweep_failed;
+
+/* How soon the controller looks again at a namespace another reap holds. */
+#define NS_BUSY_REQUEUE_MS 1000
+
+static void sweep_done(bool ok) {
+    pthread_mutex_lock(&sweep_mu);
+    if (sweep_pending > 0) {
+        sweep_pending--;
+        if (ok) sweep_ok++;
+        else sweep_failed++;
+        if (sweep_pending == 0)
+            log_info("Cleanup worker finished: %d successful, %d failed", sweep_ok, sweep_failed);
+    }
+    pthread_mutex_unlock(&sweep_mu);
+}
+
+
+/* Under the namespace's lock: r read again, and the phase change that is
+ * due (into reaping when idle past the threshold, or finalized).  *ph:
+ * the phase after it. */
+static int reconcile_phase(ctl_ctx *c, const char *name, resource *r, int *ph, serr *e) {
+    ns_lock(name);
+    int rc = store_get(c->st, NS_KIND, name, r, e);
+    *ph = rc == 0 ? phase_of(&ns_fsm, r) : -1;
+    int64_t now = now_ms();
+    if (rc == 0 && *ph == NP_ACTIVE && r->due_ms > 0 && r->due_ms <= now) {
+        char why[128], d[32];
+        snprintf(why, sizeof(why), "no activity for %s",
+                 fmt_duration(now - jint(r->status, "lastActivityMs", r->created_ms), d, sizeof(d)));
+        if ((rc = nsi_to_reaping(c, r, "Inactive", why, e)) == 0) *ph = NP_REAPING;
+    } else if (rc == 0 && *ph == NP_FINALIZED) {
+        if ((rc = nsi_to_reaping(c, r, "FinalizedReap", NULL, e)) == 0) *ph = NP_REAPING;
+    } else if (rc == 0 && *ph == NP_ACTIVE) {
+        /* Make sure the directory exists (a crash between nsrt_create and
+         * the store cannot leave the opposite, but a restore could). */
+        serr ie = {0};
+        nsrt_create(c, r->name, &ie);
+    }
+    ns_unlock(name);
+    return rc;
+}
+
+/* One attempt of the reap of r (reaping), when due. */
+static int reconcile_reap(ctl_ctx *c, resource *r, int64_t *requeue_ms, serr *e) {
+    int64_t now = now_ms();
+    if (r->due_ms > now + 50) { /* a retry that is not due yet */
+        *requeue_ms = r->due_ms - now;
+        return 0;
+    }
+    int64_t retry = -1;
+    serr se = {0};
+    int rc = nsi_reap_step(c, r, "reaper", &retry, &se);
+    if (rc == SE_UNAVAIL) {
+        *requeue_ms = retry;
+        rc = 0;
+        sweep_done(false);
+    } else if (rc == 0) {
+        sweep_done(true);
+    } else {
+        serr_set(e, rc, "%s", se.msg);
+        sweep_done(false);
+    }
+    return rc;
+}
+
+int ns_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
+    *requeue_ms = -1;
+    /* A reap of it is running already (a manual one): look again later
+     * rather than hold a worker while it runs. */
+    if (!nsi_reap_claim(name, 0)) {
+        *requeue_ms = NS_BUSY_REQUEUE_MS;
+        return 0;
+    }
+    resource r;
+    resource_init(&r);
+    int ph = -1;
+    int rc = reconcile_phase(c, name, &r, &ph, e);
+    if (rc == SE_NOTFOUND) rc = 0;
+    else if (rc == 0 && ph == NP_REAPING) rc = reconcile_reap(c, &r, requeue_ms, e);
+    resource_free(&r);
+    nsi_reap_release(name);
+    return rc;
+}
+
+/* ---- sweeps ---- */
+
+typedef struct sweep_arg {
+    ctl_ctx *c;
+    bool dry_run;
+    json_t *out;
+    int64_t last_due;
+    char last_name[RES_NAME_MAX];
+    int n;
+} sweep_arg;
+
+static int sweep_one(const resource *r, void *arg) {
+    sweep_arg *s = arg;
+    s->last_due = r->due_ms;
+    str_copy(s->last_name, sizeof(s->last_name), r->name);
+    s->n++;
+    if (s->dry_run) json_array_append_new(s->out, ns_to_json(s->c, r));
+    else ctl_wake(s->c, NS_KIND, r->name);
+    return 0;
+}
+
+int ns_sweep(ctl_ctx *c, bool dry_run, int limit, json_t **out, serr *e) {
+    sweep_arg s = {.c = c, .dry_run = dry_run, .out = dry_run ? json_array() : NULL};
+    int64_t now = now_ms();
+    int rc = 0;
+    for (;;) {
+        int want = NS_SWEEP_BATCH;
+        if (limit > 0 && limit - s.n < want) want = limit - s.n;
+        if (want <= 0) break;
+        rc = store_list_due(c->st, NS_KIND, s.last_due, s.last_name, now, want, sweep_one, &s, e);
+        if (rc < 0) break;
+        if (rc < want) {
+            rc = 0;
+            break;
+        }
+        rc = 0;
+    }
+    if (out) *out = s.out;
+    else json_decref(s.out);
+    if (rc < 0) return rc;
+    if (!dry_run) {
+        metrics_inc("namespace_reaper_sweeps_total", "", 1);
+        metrics_set("namespace_reaper_eligible", "", s.n);
+        if (s.n > 0) {
+            log_info("Found %d namespaces eligible for cleanup", s.n);
+            pthread_mutex_lock(&sweep_mu);
+            sweep_pending = s.n;
+            sweep_ok = sweep_failed = 0;
+            pthread_mutex_unlock(&sweep_mu);
+        }
+    }
+    return s.n;
+}
+
+typedef struct rebase_arg {
+    ctl_ctx *c;
+    int n;
+} rebase_arg;
+
+static int rebase_one(const resource *r, void *arg) {
+    rebase_arg *ra = arg;
+    if (phase_of(&ns_fsm, r) != NP_ACTIVE) return 0;
+    resource copy;
+    resource_init(&copy);
+    if (resource_copy(&copy, r) == 0) {
+        copy.due_ms = jint(r->status, "lastActivityMs", r->created_ms) + ra->c->cfg->inactivity_threshold_ms;
+        if (store_update(ra->c->st, &copy, NULL, NULL) == 0) ra->n++;
+    }
+    resource_free(&copy);
+    return 0;
+}
+
+int ns_rebase_due(ctl_ctx *c, serr *e) {
+    char want[32], *have = NULL;
+    snprintf(want, sizeof(want), "%lld", (long long)c->cfg->inactivity_threshold_ms);
+    int rc = store_meta_get(c->st, "ns_inactivity_threshold_ms", &have, NULL);
+    bool same = rc == 0 && strcmp(have, want) == 0;
+    free(have);
+    if (same) return 0;
+    rebase_arg ra = {.c = c};
+    if (rc == 0) {
+        if ((rc = store_list(c->st, NS_KIND, NULL, rebase_one, &ra, e))) return rc;
+        log_info("inactivity-threshold changed: %d active namespaces rescheduled", ra.n);
+    }
+    return store_meta_set(c->st, "ns_inactivity_threshold_ms", want, e);
+}
+
+int64_t ns_retention_ms(ctl_ctx *c, const char *tenant) {
+    const char *list = c->cfg->regulatory_locked_tenants;
+    size_t tl = strlen(tenant);
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ", ");
+        if (n == tl && strncmp(p, tenant, n) == 0) return c->cfg->regulatory_retention_ms;
+        p += n;
+        while (*p == ',' || *p == ' ') p++;
+    }
+    return c->cfg->diagnostics_retention_ms;
+}
+
+static int64_t retention_cb(const char *tenant, void *arg) { return ns_retention_ms(arg, tenant); }
+
+int ns_retention_sweep(ctl_ctx *c, serr *e) {
+    int n = blob_expire(c->blobs, c->cfg->diagnostic_container, now_ms(), retention_cb, c, e);
+    if (n > 0) {
+        metrics_inc("namespace_archives_expired_total", "", n);
+        log_info("retention: %d archived diagnostics blobs expired", n);
+    }
+    return n < 0 ? n : 0;
+}
