@@ -235,7 +235,8 @@ int cmd_autoscaler_simulate(opts *o) {
 
 /* `stampctl describe autoscaler NAME`: what kubectl describe hpa shows,
  * from status: conditions, every trigger with its value and breach timer,
- * the last decisions, what is blocked and why, and the recent events. */
+ * the last decisions, what is blocked and why, and the recent events.
+ * Long: one section after another, in the order kubectl describe hpa uses. */
 void describe_autoscaler(json_t *it) {
     json_t *md = json_object_get(it, "metadata"), *spec = json_object_get(it, "spec");
     json_t *st = json_object_get(it, "status"), *d = json_object_get(st, "lastDecision");

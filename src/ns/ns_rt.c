@@ -438,9 +438,8 @@ typedef struct pod_paths {
     char work[PATH_MAX];
 } pod_paths;
 
-static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *pod,
-                     const char *prog, json_t *args, json_t *env, json_t *volumes,
-                     int64_t timeout_ms, char (*vpaths)[PATH_MAX], pod_paths *P, serr *e) {
+/* What a tenant asks of a pod, checked before anything is made. */
+static int pod_request_check(const char *pod, json_t *args, json_t *env, json_t *volumes, serr *e) {
     int rc = ns_pod_check(pod, e);
     if (rc) return rc;
     if (args && (!json_is_array(args) || json_array_size(args) > MAX_ARGS))
@@ -461,6 +460,106 @@ static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char 
         if (!json_is_string(v) || strlen(json_string_value(v)) > ARG_MAX_LEN)
             return serr_set(e, SE_INVAL, "env.%s: a string of at most %d bytes", k, ARG_MAX_LEN);
     }
+    return 0;
+}
+
+/* The pod's environment, from scratch: stamp's variables, then the
+ * tenant's (already checked against the denylist), to its env file. */
+static int pod_write_env(const char *ns, const char *bucket, const char *pod, json_t *env, json_t *volumes,
+                         char (*vpaths)[PATH_MAX], pod_paths *P, serr *e) {
+    char *home = P->home, *pd = P->pd, *ann = P->ann, *envpath = P->envpath;
+    serr ie = {0};
+    size_t i;
+    json_t *v;
+    const char *k;
+    int rc;
+    sbuf eb;
+    sbuf_init(&eb, 256 * 1024);
+    rc = env_add(&eb, "PATH", "/usr/local/bin:/usr/bin:/bin");
+    if (rc == 0) rc = env_add(&eb, "HOME", home);
+    if (rc == 0) rc = env_add(&eb, "TMPDIR", home);
+    if (rc == 0) rc = env_add(&eb, "LANG", "C.UTF-8");
+    if (rc == 0) rc = env_add(&eb, "STAMP_NAMESPACE", ns);
+    if (rc == 0) rc = env_add(&eb, "STAMP_POD", pod);
+    if (rc == 0) rc = env_add(&eb, "STAMP_BUCKET_ID", bucket);
+    if (rc == 0) rc = env_add(&eb, "STAMP_POD_DIR", pd);
+    if (rc == 0) rc = env_add(&eb, "STAMP_ANNOTATIONS_DIR", ann);
+    json_array_foreach(volumes, i, v) {
+        char up[96];
+        size_t j = (size_t)snprintf(up, sizeof(up), "STAMP_VOLUME_");
+        for (const char *p = json_string_value(v); *p && j + 1 < sizeof(up); p++)
+            up[j++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        up[j] = '\0';
+        if (rc == 0) rc = env_add(&eb, up, vpaths[i]);
+    }
+    json_object_foreach(env, k, v) {
+        if (rc == 0) rc = env_add(&eb, k, json_string_value(v));
+    }
+    if (rc == 0) rc = write_file_atomic(envpath, eb.data, eb.len, 0600, &ie);
+    sbuf_free(&eb);
+    if (rc) return serr_set(e, SE_IO, "pod %s: its environment could not be written", pod);
+
+    return 0;
+}
+
+/* stamp-run, confined, running the pod's program, as the runtime's unit
+ * ns/<ns>/<pod>. */
+static int pod_spawn(ctl_ctx *c, const char *ns, const char *pod, const char *prog, json_t *args,
+                     int64_t timeout_ms, const pod_ident *idp, const char **vp, int nvol, bool has_work,
+                     pod_paths *P, serr *e) {
+    char *rcpath = P->rcpath, *logpath = P->logpath, *envpath = P->envpath, *home = P->home;
+    char *ann = P->ann, *runlog = P->runlog, *pd = P->pd, *work = P->work;
+    pod_ident id = *idp;
+    serr ie = {0};
+    size_t i;
+    json_t *v;
+    int rc;
+    char runner[PATH_MAX], program[PATH_MAX];
+    snprintf(runner, sizeof(runner), "%s/stamp-run", c->libexec);
+    if (prog) str_copy(program, sizeof(program), prog);
+    else if (c->cfg->pod_command[0]) str_copy(program, sizeof(program), c->cfg->pod_command);
+    else snprintf(program, sizeof(program), "%s/stamp-nsworker", c->libexec);
+    argbuf *a = calloc(1, sizeof(*a));
+    if (a == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    arg(a, runner);
+    arg(a, "--rc"), arg(a, rcpath);
+    if (timeout_ms > 0) argf(a, "--timeout-ms", "%lld", (long long)timeout_ms);
+    arg(a, "--log"), arg(a, logpath);
+    argf(a, "--log-max", "%lld", (long long)c->cfg->pod_log_max);
+    arg(a, "--env-file"), arg(a, envpath);
+    /* Not the runtime's markers: stamp-run carries them and is the unit;
+     * in the pod they would let it pass its own processes off as any unit
+     * of this stampd.  Nothing the pod starts outlives stamp-run's watch:
+     * it is their subreaper, and the pod dies with it (parent-death
+     * signal). */
+    arg(a, "--reap-all");
+    arg(a, "--no-unix-sockets");
+    arg(a, "--cwd"), arg(a, home);
+    pod_confine(a, c, &id, program, home, ann, vp, nvol, has_work ? work : NULL, ns);
+    arg(a, "--");
+    arg(a, program);
+    json_array_foreach(args, i, v) arg(a, json_string_value(v));
+    a->argv[a->n] = NULL;
+
+    const char *senv[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+    char unit[RT_UNIT_MAX];
+    snprintf(unit, sizeof(unit), "ns/%s/%s", ns, pod);
+    rt_spawn_spec sp = {.unit = unit, .argv = a->argv, .env = senv, .log_path = runlog,
+                         .cwd = pd, .env_clear = true};
+    pid_t pid;
+    rc = rt_spawn(c->rt, &sp, &pid, &ie);
+    free(a);
+    if (rc) return serr_set(e, rc, "pod %s could not be started", pod);
+    return 0;
+}
+
+static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *pod,
+                     const char *prog, json_t *args, json_t *env, json_t *volumes,
+                     int64_t timeout_ms, char (*vpaths)[PATH_MAX], pod_paths *P, serr *e) {
+    int rc = pod_request_check(pod, args, env, volumes, e);
+    if (rc) return rc;
+    size_t i;
+    json_t *v;
     pod_ident id;
     if ((rc = pod_ident_get(c, &id, e))) return rc;
     char *pods = P->pods, *pd = P->pd, *path = P->path, *rcpath = P->rcpath, *logpath = P->logpath;
@@ -519,76 +618,13 @@ static int pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char 
                              "volumes", volumes, "createdMs", (json_int_t)now_ms());
     char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(spec);
-    snprintf(path, PATH_MAX, "%s/spec.json", pd);
-    rc = text ? write_file_atomic(path, text, strlen(text), 0640, &ie) : SE_NOMEM;
+    rc = text ? str_fmt(path, PATH_MAX, &ie, "path", "%s/spec.json", pd) : SE_NOMEM;
+    if (rc == 0) rc = write_file_atomic(path, text, strlen(text), 0640, &ie);
     free(text);
     if (rc) return serr_set(e, rc == SE_NOMEM ? SE_NOMEM : SE_IO, "pod %s: its spec could not be written", pod);
 
-    /* The environment, from scratch: stamp's variables, then the tenant's
-     * (already checked against the denylist). */
-    sbuf eb;
-    sbuf_init(&eb, 256 * 1024);
-    rc = env_add(&eb, "PATH", "/usr/local/bin:/usr/bin:/bin");
-    if (rc == 0) rc = env_add(&eb, "HOME", home);
-    if (rc == 0) rc = env_add(&eb, "TMPDIR", home);
-    if (rc == 0) rc = env_add(&eb, "LANG", "C.UTF-8");
-    if (rc == 0) rc = env_add(&eb, "STAMP_NAMESPACE", ns);
-    if (rc == 0) rc = env_add(&eb, "STAMP_POD", pod);
-    if (rc == 0) rc = env_add(&eb, "STAMP_BUCKET_ID", bucket);
-    if (rc == 0) rc = env_add(&eb, "STAMP_POD_DIR", pd);
-    if (rc == 0) rc = env_add(&eb, "STAMP_ANNOTATIONS_DIR", ann);
-    json_array_foreach(volumes, i, v) {
-        char up[96];
-        size_t j = (size_t)snprintf(up, sizeof(up), "STAMP_VOLUME_");
-        for (const char *p = json_string_value(v); *p && j + 1 < sizeof(up); p++)
-            up[j++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-        up[j] = '\0';
-        if (rc == 0) rc = env_add(&eb, up, vpaths[i]);
-    }
-    json_object_foreach(env, k, v) {
-        if (rc == 0) rc = env_add(&eb, k, json_string_value(v));
-    }
-    if (rc == 0) rc = write_file_atomic(envpath, eb.data, eb.len, 0600, &ie);
-    sbuf_free(&eb);
-    if (rc) return serr_set(e, SE_IO, "pod %s: its environment could not be written", pod);
-
-    char runner[PATH_MAX], program[PATH_MAX];
-    snprintf(runner, sizeof(runner), "%s/stamp-run", c->libexec);
-    if (prog) str_copy(program, sizeof(program), prog);
-    else if (c->cfg->pod_command[0]) str_copy(program, sizeof(program), c->cfg->pod_command);
-    else snprintf(program, sizeof(program), "%s/stamp-nsworker", c->libexec);
-    argbuf *a = calloc(1, sizeof(*a));
-    if (a == NULL) return serr_set(e, SE_NOMEM, "out of memory");
-    arg(a, runner);
-    arg(a, "--rc"), arg(a, rcpath);
-    if (timeout_ms > 0) argf(a, "--timeout-ms", "%lld", (long long)timeout_ms);
-    arg(a, "--log"), arg(a, logpath);
-    argf(a, "--log-max", "%lld", (long long)c->cfg->pod_log_max);
-    arg(a, "--env-file"), arg(a, envpath);
-    /* Not the runtime's markers: stamp-run carries them and is the unit;
-     * in the pod they would let it pass its own processes off as any unit
-     * of this stampd.  Nothing the pod starts outlives stamp-run's watch:
-     * it is their subreaper, and the pod dies with it (parent-death
-     * signal). */
-    arg(a, "--reap-all");
-    arg(a, "--no-unix-sockets");
-    arg(a, "--cwd"), arg(a, home);
-    pod_confine(a, c, &id, program, home, ann, vp, nvol, has_work ? work : NULL, ns);
-    arg(a, "--");
-    arg(a, program);
-    json_array_foreach(args, i, v) arg(a, json_string_value(v));
-    a->argv[a->n] = NULL;
-
-    const char *senv[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
-    char unit[RT_UNIT_MAX];
-    snprintf(unit, sizeof(unit), "ns/%s/%s", ns, pod);
-    rt_spawn_spec sp = {.unit = unit, .argv = a->argv, .env = senv, .log_path = runlog,
-                         .cwd = pd, .env_clear = true};
-    pid_t pid;
-    rc = rt_spawn(c->rt, &sp, &pid, &ie);
-    free(a);
-    if (rc) return serr_set(e, rc, "pod %s could not be started", pod);
-    return 0;
+    if ((rc = pod_write_env(ns, bucket, pod, env, volumes, vpaths, P, e))) return rc;
+    return pod_spawn(c, ns, pod, prog, args, timeout_ms, &id, vp, nvol, has_work, P, e);
 }
 
 int nsrt_pod_start(ctl_ctx *c, const char *ns, const char *bucket, const char *pod,
@@ -651,8 +687,9 @@ static json_t *read_annotations(const char *pd, json_t **encoded, int64_t *cut) 
     *encoded = NULL;
     *cut = 0;
     char ad[PATH_MAX];
-    snprintf(ad, sizeof(ad), "%s/annotations", pd);
-    DIR *d = opendir(ad);
+    /* pd fits with room to spare (nsrt_dir checked it); a cut path would
+     * read another directory, so it is refused all the same. */
+    DIR *d = str_fmt(ad, sizeof(ad), NULL, "path", "%s/annotations", pd) == 0 ? opendir(ad) : NULL;
     if (d == NULL) return o;
     struct dirent *de;
     size_t total = 0;
