@@ -87,7 +87,10 @@ void as_observe(ctl_ctx *c, const resource *r, as_observation *o) {
                     cap->metrics_path) == 0)
             observe_replica(url, c->cfg ? c->cfg->probe_timeout_ms : 2000, o, r->name);
     }
-    o->ok_workload = cap->nports > 0 && o->unreachable < cap->nports;
+    /* A replica that did not answer makes the stamp's workload figures
+     * partial: missing (and named), not a smaller number. */
+    o->ok_workload = cap->nports > 0 && o->unreachable == 0;
+    if (!o->ok_workload) o->ok_latency = false;
     if (cap->nports == 0) note(o, r->name, "no replica reports metrics");
     free(cap);
     if (traffic_enabled(c->tr)) {

@@ -136,6 +136,8 @@ static void stamp_time_id(char *buf, size_t len) {
 
 /* What a backup or archive job needs, copied when it is queued: the job
  * runs on the pool while the stamp's reconcile goes on. */
+struct copy_paths;
+
 typedef struct copy_job {
     ctl_ctx *c;
     char name[RES_NAME_MAX];
@@ -143,6 +145,7 @@ typedef struct copy_job {
     char id[48];   /* backup id, chosen (and recorded) before the job starts */
     char why[32];
     json_t *doc;   /* status (backup) or the whole record (archive) */
+    int (*body)(struct copy_job *j, struct copy_paths *P, json_t **result, serr *e);
 } copy_job;
 
 static void copy_job_free(void *arg) {
@@ -162,19 +165,18 @@ static int pj(char *out, const char *a, const char *b, serr *e) {
     return str_fmt(out, PATH_MAX, e, "path", "%s/%s", a, b);
 }
 
-static int backup_job_paths(copy_job *j, copy_paths *P, json_t **result, serr *e);
-
-/* Back up the stamp's local state (its volumes) and verify the copy.
- * Check-then-act: a backup of this id already in place is the answer. */
-static int backup_job(void *arg, json_t **result, serr *e) {
+/* A backup or archive job: its body with its paths on the heap. */
+static int copy_job_run(void *arg, json_t **result, serr *e) {
     copy_job *j = arg;
     copy_paths *P = malloc(sizeof(*P));
     if (P == NULL) return serr_set(e, SE_NOMEM, "out of memory");
-    int rc = backup_job_paths(j, P, result, e);
+    int rc = j->body(j, P, result, e);
     free(P);
     return rc;
 }
 
+/* Back up the stamp's local state (its volumes) and verify the copy.
+ * Check-then-act: a backup of this id already in place is the answer. */
 static int backup_job_paths(copy_job *j, copy_paths *P, json_t **result, serr *e) {
     char *base = P->base, *partial = P->partial, *final = P->final, *src = P->src, *dst = P->dst;
     int rc;
@@ -247,7 +249,8 @@ int sc_backup(sctx *s, json_t *rec, const char *why, int *state, serr *e) {
     char key[JOBS_KEY_MAX];
     snprintf(key, sizeof(key), "Stamp/%s/backup/%s", s->name, id);
     json_t *res = NULL;
-    int rc = sc_job(s, rec, key, backup_job, j, copy_job_free, state, &res, e);
+    j->body = backup_job_paths;
+    int rc = sc_job(s, rec, key, copy_job_run, j, copy_job_free, state, &res, e);
     if (rc || *state != JOB_DONE) return rc;
     json_t *list = json_object_get(s->r.status, "backups");
     if (!json_is_array(list)) {
@@ -324,17 +327,6 @@ int sc_snapshot_metrics(sctx *s, json_t *rec, const char *dir, int *state, serr 
  * each copy verified.  An archive of the same name in place is replaced:
  * an older stamp of that name, or this one's from a run cut short after
  * the rename. */
-static int archive_job_paths(copy_job *j, copy_paths *P, json_t **result, serr *e);
-
-static int archive_job(void *arg, json_t **result, serr *e) {
-    copy_job *j = arg;
-    copy_paths *P = malloc(sizeof(*P));
-    if (P == NULL) return serr_set(e, SE_NOMEM, "out of memory");
-    int rc = archive_job_paths(j, P, result, e);
-    free(P);
-    return rc;
-}
-
 static int archive_job_paths(copy_job *j, copy_paths *P, json_t **result, serr *e) {
     char *base = P->base, *partial = P->partial, *final = P->final, *src = P->src, *dst = P->dst;
     int rc;
@@ -399,7 +391,8 @@ int sc_archive(sctx *s, json_t *rec, int *state, serr *e) {
     char key[JOBS_KEY_MAX];
     snprintf(key, sizeof(key), "Stamp/%s/archive", s->name);
     json_t *res = NULL;
-    int rc = sc_job(s, rec, key, archive_job, j, copy_job_free, state, &res, e);
+    j->body = archive_job_paths;
+    int rc = sc_job(s, rec, key, copy_job_run, j, copy_job_free, state, &res, e);
     if (rc || *state != JOB_DONE) return rc;
     json_object_set(rec, "archive", res);
     s->dirty = true;

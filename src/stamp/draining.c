@@ -137,6 +137,19 @@ static int act(sctx *s, json_t *dr, const blockers *b, const draining_world *w, 
     return sc_save(s, e);
 }
 
+/* Observe, decide, act; at least min_elapsed into the drain (its timeout). */
+static int drain_step(sctx *s, json_t *dr, int64_t min_elapsed, serr *e) {
+    blockers b;
+    draining_world w;
+    bool ready;
+    int rc = observe(s, dr, &b, &w, &ready, e);
+    if (rc || !ready) return rc ? rc : sc_save(s, e);
+    if (w.elapsed_ms < min_elapsed) w.elapsed_ms = min_elapsed;
+    int why;
+    decision d = decide_draining(&w, &why);
+    return act(s, dr, &b, &w, d, why, e);
+}
+
 int sc_draining(sctx *s, serr *e) {
     json_t *dr = jchild(s->r.status, "drain");
     if (s->in.desired == SD_ACTIVE)
@@ -144,14 +157,7 @@ int sc_draining(sctx *s, serr *e) {
     if (s->in.desired == SD_DELETED) sc_set_str(s, dr, "target", "Deleting");
     /* Out of the balancing, existing sessions finish (HAProxy "drain"). */
     sc_frontdoor(s, TR_DRAIN);
-    blockers b;
-    draining_world w;
-    bool ready;
-    int rc = observe(s, dr, &b, &w, &ready, e);
-    if (rc || !ready) return rc ? rc : sc_save(s, e);
-    int why;
-    decision d = decide_draining(&w, &why);
-    return act(s, dr, &b, &w, d, why, e);
+    return drain_step(s, dr, 0, e);
 }
 
 /* The drain's total limit passed (the table's Draining timeout): forced
@@ -160,13 +166,5 @@ int sc_draining_timeout(sctx *s, const fsm_timeout *t, int64_t limit, serr *e) {
     (void)t;
     json_t *dr = jchild(s->r.status, "drain");
     sc_frontdoor(s, TR_DRAIN);
-    blockers b;
-    draining_world w;
-    bool ready;
-    int rc = observe(s, dr, &b, &w, &ready, e);
-    if (rc || !ready) return rc ? rc : sc_save(s, e);
-    w.elapsed_ms = w.elapsed_ms > limit ? w.elapsed_ms : limit;
-    int why;
-    decision d = decide_draining(&w, &why);
-    return act(s, dr, &b, &w, d, why, e);
+    return drain_step(s, dr, limit, e);
 }

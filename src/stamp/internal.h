@@ -66,6 +66,10 @@ typedef struct sctx {
 } sctx;
 
 /* ---- phases.c: status writes and the phase change ---- */
+/* A context for stamp name with its record read (*rc: store_get's answer);
+ * NULL only when out of memory.  sc_free releases it. */
+sctx *sc_load(ctl_ctx *c, const char *name, int *rc, serr *e);
+void sc_free(sctx *s);
 void sc_want(sctx *s, int64_t ms);
 void sc_set_int(sctx *s, json_t *o, const char *key, int64_t v);
 void sc_set_str(sctx *s, json_t *o, const char *key, const char *v);

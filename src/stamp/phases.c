@@ -358,23 +358,38 @@ static int reconcile(sctx *s, serr *e) {
     return rows[s->phase].reconcile(s, e);
 }
 
-int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
-    *requeue_ms = -1;
+sctx *sc_load(ctl_ctx *c, const char *name, int *rc, serr *e) {
     sctx *s = calloc(1, sizeof(*s));
-    if (s == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    if (s == NULL) {
+        *rc = serr_set(e, SE_NOMEM, "out of memory");
+        return NULL;
+    }
     s->c = c;
     s->requeue = -1;
     str_copy(s->name, sizeof(s->name), name);
     resource_init(&s->r);
-    int rc = store_get(c->st, "Stamp", name, &s->r, e);
+    *rc = store_get(c->st, "Stamp", name, &s->r, e);
+    return s;
+}
+
+void sc_free(sctx *s) {
+    if (s == NULL) return;
+    resource_free(&s->r);
+    free(s);
+}
+
+int stamp_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
+    *requeue_ms = -1;
+    int rc;
+    sctx *s = sc_load(c, name, &rc, e);
+    if (s == NULL) return rc;
     if (rc == SE_NOTFOUND) rc = gone(c, name, requeue_ms, e);
     else if (rc == 0) {
         rc = reconcile(s, e);
         if (rc == 0) rc = sc_save(s, e);
         *requeue_ms = s->requeue;
     }
-    resource_free(&s->r);
-    free(s);
+    sc_free(s);
     return rc;
 }
 

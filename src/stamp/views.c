@@ -17,13 +17,9 @@
 /* ---- views for the API: health and metrics of one stamp ---- */
 
 int stamp_health_json(ctl_ctx *c, const char *name, json_t **out, serr *e) {
-    sctx *s = calloc(1, sizeof(*s));
-    if (s == NULL) return serr_set(e, SE_NOMEM, "out of memory");
-    s->c = c;
-    s->requeue = -1;
-    str_copy(s->name, sizeof(s->name), name);
-    resource_init(&s->r);
-    int rc = store_get(c->st, "Stamp", name, &s->r, e);
+    int rc;
+    sctx *s = sc_load(c, name, &rc, e);
+    if (s == NULL) return rc;
     if (rc == 0) rc = tpl_parse(json_object_get(s->r.spec, "templateSpec"), &s->t, e);
     if (rc == 0) {
         sc_load_checks(s);
@@ -35,8 +31,7 @@ int stamp_health_json(ctl_ctx *c, const char *name, json_t **out, serr *e) {
         json_object_set_new(h, "frontdoor", json_string(jstr(s->r.status, "frontdoor", "none")));
         *out = h;
     }
-    resource_free(&s->r);
-    free(s);
+    sc_free(s);
     return rc;
 }
 

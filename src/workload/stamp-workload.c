@@ -598,8 +598,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
      * connections open between runs, and a drain must not wait for them. */
     if (strcmp(url, "/metrics") != 0 && strcmp(url, "/health") != 0) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        if (ci && ci->socket_context && *(void **)ci->socket_context == NULL) {
-            *(void **)ci->socket_context = (void *)c;
+        bool *counted = ci ? ci->socket_context : NULL; /* from on_conn */
+        if (counted && !*counted) {
+            *counted = true;
             atomic_fetch_add(&open_conns, 1);
         }
     }
@@ -620,8 +621,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 static void on_conn(void *cls, struct MHD_Connection *c, void **sock_ctx,
                     enum MHD_ConnectionNotificationCode code) {
     (void)cls, (void)c;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) *sock_ctx = NULL;
-    else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *sock_ctx != NULL) atomic_fetch_sub(&open_conns, 1);
+    /* Per connection: whether it counts as a client's (see handler). */
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *sock_ctx = calloc(1, sizeof(bool));
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        bool *counted = *sock_ctx;
+        if (counted && *counted) atomic_fetch_sub(&open_conns, 1);
+        free(counted);
+        *sock_ctx = NULL;
+    }
 }
 static const char help_text[] =
     "usage: stamp-workload --port N [options]\n"
