@@ -212,19 +212,31 @@ typedef struct world_acc {
     int n;
 } world_acc;
 
+/* Each trigger's value; the history is read once per distinct window (the
+ * triggers' durations), not once per trigger. */
 static void stamp_values(const as_spec *sp, as_stamp *s) {
+    int64_t windows[2 * AS_MAX_TRIGGERS];
+    as_obs_values *vals = malloc(sizeof(as_obs_values) * 2 * AS_MAX_TRIGGERS);
+    int nw = 0;
+    if (vals == NULL) return; /* no values: missing, and scale-in blocked */
     for (int d = 0; d < 2; d++) {
         const as_direction *dir = as_spec_dir(sp, d);
-        as_sample *vals = d == AS_OUT ? s->out : s->in;
+        as_sample *out = d == AS_OUT ? s->out : s->in;
         for (int i = 0; i < dir->n; i++) {
             const as_trigger *t = &dir->t[i];
             if (t->metric == AM_PROMETHEUS) continue;
-            as_obs_values v;
-            hist_values(s->name, t->duration_ms > 0 ? t->duration_ms : sp->interval_ms, &v);
-            vals[i].ok = v.have[t->metric];
-            vals[i].v = v.v[t->metric];
+            int64_t w = t->duration_ms > 0 ? t->duration_ms : sp->interval_ms;
+            int k = 0;
+            while (k < nw && windows[k] != w) k++;
+            if (k == nw) {
+                windows[nw] = w;
+                hist_values(s->name, w, &vals[nw++]);
+            }
+            out[i].ok = vals[k].have[t->metric];
+            out[i].v = vals[k].v[t->metric];
         }
     }
+    free(vals);
 }
 
 static int world_one(const resource *r, void *arg) {
