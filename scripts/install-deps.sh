@@ -9,7 +9,6 @@ pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
       haproxy curl jq bc)
 if [ "$what" = test ]; then
   pkgs+=(libcmocka-dev sqlite3 procps jq openssl)
-  pkgs+=(prometheus) # promtool: tests check /metrics answers with it
 fi
 # The alert rules' tests (tests/prom, t_alerts) run promtool, amtool, a
 # Prometheus and an Alertmanager.  Where systemd runs, the packages start
