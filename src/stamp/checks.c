@@ -124,7 +124,7 @@ static int probe_job(void *arg, json_t **result, serr *e) {
     bool ok = (p->check.type == HC_EXEC ? exec_check(p, err, sizeof(err))
                                         : replica_check(p, err, sizeof(err))) == 0;
     if (hc_record_since(p->stamp, &p->check, p->queued_mono, ok, mono_ms() - t0, err) >= 0 && !ok) {
-        char lbl[160];
+        char lbl[RES_NAME_MAX + HC_NAME_MAX + 32]; /* both names fit */
         snprintf(lbl, sizeof(lbl), "stamp=\"%s\",check=\"%s\"", p->stamp, p->check.name);
         metrics_inc("stamp_health_check_failures_total", lbl, 1);
     }
