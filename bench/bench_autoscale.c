@@ -109,7 +109,7 @@ static void world_fill(const as_spec *sp, as_stamp *st, int n, load_case lc, int
         as_stamp *s = &st[i];
         memset(s, 0, sizeof(*s));
         const char *reg = regions[i % NREG];
-        char id[8];
+        char id[16]; /* up to 4000 stamps: 3 or 4 digits */
         serr e = {0};
         snprintf(id, sizeof(id), "%03d", i / NREG + 1);
         if (stamp_name_build("synaxis", reg, id, s->name, sizeof(s->name), &e)) die("stamp name", &e);
