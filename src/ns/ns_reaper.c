@@ -4,9 +4,10 @@
  * retry), the sweeps that hand it the due namespaces, the rescheduling
  * after a change of the threshold, and the retention of archives.
  *
- * Threading: ns_reconcile runs on the engine's workers, one key at a time.
- * It claims the namespace's reap (nsi_reap_claim) for its whole run, and
- * holds the namespace's lock only to read it and change its phase.
+ * Threading: ns_reconcile runs on the engine's workers, one key at a time,
+ * and holds the namespace's lock only to read it and change its phase; a
+ * reap attempt runs on the job pool and claims the namespace's reap
+ * (nsi_reap_claim) for its run.
  */
 #include "ns/ns_int.h"
 
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "blob/blob.h"
+#include "reconcile/jobs.h"
 #include "reconcile/phase.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -89,22 +91,136 @@ static int reconcile_reap(ctl_ctx *c, resource *r, int64_t *requeue_ms, serr *e)
     return rc;
 }
 
+/* The reaper's attempt at a reap, on the job pool: its uploads and
+ * deletions never hold an engine worker.  The job claims the reap (a manual
+ * reap running meanwhile has it: then this one does nothing), reads the
+ * namespace again and runs one attempt; its end wakes the namespace, whose
+ * next reconcile sees the outcome (reaped, or a retry not due yet). */
+typedef struct reap_run {
+    ctl_ctx *c;
+    char name[RES_NAME_MAX];
+} reap_run;
+
+static int reaper_job(void *arg, json_t **result, serr *e) {
+    reap_run *j = arg;
+    if (!nsi_reap_claim(j->name, 0)) return 0;
+    resource r;
+    resource_init(&r);
+    int64_t requeue = -1;
+    int rc = store_get(j->c->st, NS_KIND, j->name, &r, e);
+    if (rc == SE_NOTFOUND) rc = 0;
+    else if (rc == 0 && phase_of(&ns_fsm, &r) == NP_REAPING) rc = reconcile_reap(j->c, &r, &requeue, e);
+    resource_free(&r);
+    nsi_reap_release(j->name);
+    *result = json_pack("{s:I}", "requeueMs", (json_int_t)requeue);
+    return rc;
+}
+
+/* The reaper's jobs by namespace, so that an attempt's error reaches the
+ * engine (its backoff, then Stalled) as when it ran on the worker.
+ * Bounded: past it the oldest is forgotten (its job is then unknown, and a
+ * reap already done or retried later is what the store says). */
+#define REAP_JOBS_MAX 1024
+static pthread_mutex_t rj_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char name[RES_NAME_MAX];
+    uint64_t id;
+} rj[REAP_JOBS_MAX];
+static int rj_n;
+
+static uint64_t rj_take(const char *name) {
+    uint64_t id = 0;
+    pthread_mutex_lock(&rj_mu);
+    for (int i = 0; i < rj_n; i++)
+        if (strcmp(rj[i].name, name) == 0) {
+            id = rj[i].id;
+            rj[i] = rj[--rj_n];
+            break;
+        }
+    pthread_mutex_unlock(&rj_mu);
+    return id;
+}
+
+static void rj_put(const char *name, uint64_t id) {
+    pthread_mutex_lock(&rj_mu);
+    if (rj_n == REAP_JOBS_MAX) {
+        memmove(&rj[0], &rj[1], sizeof(rj[0]) * (REAP_JOBS_MAX - 1));
+        rj_n--;
+    }
+    str_copy(rj[rj_n].name, sizeof(rj[rj_n].name), name);
+    rj[rj_n++].id = id;
+    pthread_mutex_unlock(&rj_mu);
+}
+
+/* The last attempt's outcome: 1 while it runs, an error it ended with, or 0. */
+static int reaper_job_outcome(ctl_ctx *c, const char *name, serr *e) {
+    uint64_t id = rj_take(name);
+    if (id == 0) return 0;
+    job_result res;
+    int st = jobs_poll(c->jobs, id, &res);
+    if (st == JOB_QUEUED || st == JOB_RUNNING) {
+        rj_put(name, id);
+        return 1;
+    }
+    int rc = 0;
+    if (st == JOB_DONE && res.rc != 0) rc = serr_set(e, res.rc, "%s", res.message);
+    if (st == JOB_DONE) job_result_free(&res);
+    return rc;
+}
+
+/* Whether no reap of name runs now (a probe: the job claims it itself). */
+static bool reap_free(const char *name) {
+    if (!nsi_reap_claim(name, 0)) return false;
+    nsi_reap_release(name);
+    return true;
+}
+
 int ns_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
     *requeue_ms = -1;
-    /* A reap of it is running already (a manual one): look again later
-     * rather than hold a worker while it runs. */
-    if (!nsi_reap_claim(name, 0)) {
-        *requeue_ms = NS_BUSY_REQUEUE_MS;
-        return 0;
+    if (c->jobs) {
+        int out = reaper_job_outcome(c, name, e);
+        if (out == 1) {
+            *requeue_ms = 30000; /* woken when it ends; this is the fallback */
+            return 0;
+        }
+        if (out != 0) return out; /* the engine backs off */
     }
     resource r;
     resource_init(&r);
     int ph = -1;
     int rc = reconcile_phase(c, name, &r, &ph, e);
     if (rc == SE_NOTFOUND) rc = 0;
-    else if (rc == 0 && ph == NP_REAPING) rc = reconcile_reap(c, &r, requeue_ms, e);
+    else if (rc == 0 && ph == NP_REAPING) {
+        int64_t now = now_ms();
+        char key[JOBS_KEY_MAX];
+        if (r.due_ms > now + 50) {
+            *requeue_ms = r.due_ms - now; /* a retry that is not due yet */
+        } else if (c->jobs == NULL ||
+                   str_fmt(key, sizeof(key), NULL, "job key", "%s/%s/reap", NS_KIND, name) != 0) {
+            /* No pool (a tool or a test): the attempt runs here. */
+            if (nsi_reap_claim(name, 0)) {
+                rc = reconcile_reap(c, &r, requeue_ms, e);
+                nsi_reap_release(name);
+            } else {
+                *requeue_ms = NS_BUSY_REQUEUE_MS;
+            }
+        } else if (!reap_free(name) || jobs_find(c->jobs, key) != 0) {
+            *requeue_ms = NS_BUSY_REQUEUE_MS; /* a manual reap, or our job, runs it */
+        } else {
+            reap_run *j = calloc(1, sizeof(*j));
+            uint64_t id;
+            if (j == NULL) rc = serr_set(e, SE_NOMEM, "out of memory");
+            else {
+                j->c = c;
+                str_copy(j->name, sizeof(j->name), name);
+                rc = jobs_submit(c->jobs, key, reaper_job, j, free, ctl_job_wake, c, &id, e);
+                if (rc == 0) rj_put(name, id);
+            }
+            /* Woken when it ends; this is the fallback. */
+            if (rc == 0) *requeue_ms = 30000;
+        }
+    }
     resource_free(&r);
-    nsi_reap_release(name);
     return rc;
 }
 
