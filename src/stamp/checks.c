@@ -48,6 +48,8 @@ int64_t sc_longest_interval(const sctx *s) {
     return m;
 }
 
+#define GATE_RETRY_MS 200
+
 /* One run of one check, self-contained so that it can run on the job pool
  * while the reconcile worker goes on: the targets are resolved (ports,
  * URLs, the exec environment) when it is queued. */
@@ -193,7 +195,7 @@ static void start_check(sctx *s, const hc_check *c, int mode) {
         log_warnx("stamp %s: check %s not started: %s", s->name, c->name, e.msg);
 }
 
-void sc_eval_health(sctx *s, int mode, health_view *h) {
+void sc_eval_health(sctx *s, int mode, bool gate, health_view *h) {
     const hc_set *set = &s->checks;
     h->all_passing = true;
     h->failing = false;
@@ -202,12 +204,21 @@ void sc_eval_health(sctx *s, int mode, health_view *h) {
         const hc_check *c = &set->checks[i];
         int64_t due = hc_due_in(s->name, c);
         hc_result r;
+        /* A gate (Creating, an activation) waits on checks that have not
+         * passed yet: they are tried again every GATE_RETRY_MS rather than
+         * every interval (replicas just started answer a moment later), as
+         * a startup probe would.  Failures there take nothing out of
+         * rotation: the stamp is not in it. */
+        if (gate && due > GATE_RETRY_MS && hc_get(s->name, c->name, &r) && r.state != HS_PASSING &&
+            now_ms() - r.last_ms >= GATE_RETRY_MS)
+            due = 0;
         if (due == 0) {
             /* The job's end wakes the stamp; the interval is the latest
              * look in case the wake-up is lost. */
             start_check(s, c, mode);
             due = hc_due_in(s->name, c);
             if (due == 0) due = c->interval_ms;
+            if (gate && due > GATE_RETRY_MS) due = GATE_RETRY_MS;
         }
         sc_want(s, due);
         hc_get(s->name, c->name, &r);

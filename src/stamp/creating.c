@@ -189,7 +189,7 @@ int sc_creating(sctx *s, serr *e) {
         sc_frontdoor(s, TR_ABSENT);
         health_view hv;
         sc_load_checks(s);
-        sc_eval_health(s, SCALE_FULL, &hv);
+        sc_eval_health(s, SCALE_FULL, true, &hv);
         w.all_passing = hv.all_passing;
         snprintf(why, sizeof(why), "health: %s", hv.why);
     }

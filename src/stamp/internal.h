@@ -178,8 +178,10 @@ typedef struct health_view {
 } health_view;
 /* The stamp's StampHealthCheck (or the default, said in source) into s->checks. */
 void sc_load_checks(sctx *s);
-/* Runs the checks that are due and reads the state of all of them. */
-void sc_eval_health(sctx *s, int mode, health_view *h);
+/* Runs the checks that are due and reads the state of all of them.  gate:
+ * the stamp waits for every check to pass (Creating, an activation): a
+ * check not passing yet is tried again sooner than its interval. */
+void sc_eval_health(sctx *s, int mode, bool gate, health_view *h);
 /* The longest interval of the checks. */
 int64_t sc_longest_interval(const sctx *s);
 

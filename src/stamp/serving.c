@@ -141,7 +141,7 @@ int sc_active(sctx *s, serr *e) {
         int rc = redeploy_step(s, rec, &running, e);
         if (rc || running) return rc ? rc : sc_save(s, e);
     }
-    sc_eval_health(s, SCALE_FULL, &hv);
+    sc_eval_health(s, SCALE_FULL, false, &hv);
     char gone[200] = "";
     int pools[POOL_N] = {0};
     w.missing = sc_missing_replicas(s, SCALE_FULL, gone, sizeof(gone), pools);
@@ -233,7 +233,7 @@ int sc_ready(sctx *s, serr *e) {
     if ((rc = sc_scale_all(s, SCALE_FULL, false, &started, e))) return rc;
     health_view hv;
     sc_load_checks(s);
-    sc_eval_health(s, SCALE_FULL, &hv);
+    sc_eval_health(s, SCALE_FULL, true, &hv);
     w.all_passing = hv.all_passing;
     w.activation_age_ms = now_ms() - jint(act, "startedMs", now_ms());
     d = decide_ready(&w);
