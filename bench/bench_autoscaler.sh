@@ -205,4 +205,4 @@ trials fast-health --set health-interval=100ms
 echo "seed's figures: warm 1-2 min, cold 5-10 min (cold/warm 2.5-10).  Here the template's steps are" \
   "local and fast (echo, mkdir, processes on loopback, a smoke test polling every 100 ms): the times" \
   "are the control plane's own.  An activation goes Active once every health check passes after" \
-  "its reset (checks every health-interval); a deploy once its validation step's smoke test passes."
+  "its reset (a check not passing yet is tried again every 200 ms while gating); a deploy once its validation step's smoke test passes."
