@@ -448,8 +448,7 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
     }
 out:
     /* A controller of the kind (the autoscaler) looks at the change now. */
-    if (rc == 0 && !rq->dry_run && kind && strcmp(kind, "StampAutoscaler") == 0 && strcmp(result, "unchanged") != 0)
-        ctl_enqueue(c, kind, name);
+    if (rc == 0 && !rq->dry_run && kind && strcmp(kind, "StampAutoscaler") == 0) ctl_enqueue(c, kind, name);
     if (rc) api_error_serr(rs, &e);
     else
         api_json(rs, 200, json_pack("{s:s,s:s,s:s,s:o,s:b}", "kind", kind, "name", name, "result",
@@ -513,6 +512,11 @@ int h_autoscalers_get(api *a, api_req *rq, api_resp *rs) {
     return manifest_get(a, rq, rs, "StampAutoscaler", "autoscaler");
 }
 
+static int wake_autoscaler(const resource *r, void *arg) {
+    ctl_enqueue(arg, "StampAutoscaler", r->name);
+    return 0;
+}
+
 /* Deleting an autoscaler stops it: nothing it started is undone (its
  * stamps stay as they are), as deleting an HPA leaves its pods. */
 int h_autoscalers_delete(api *a, api_req *rq, api_resp *rs) {
@@ -523,6 +527,8 @@ int h_autoscalers_delete(api *a, api_req *rq, api_resp *rs) {
     resource_init(&r);
     int rc = store_get(c->st, "StampAutoscaler", rq->params[0], &r, &e);
     if (rc == 0 && !rq->dry_run) rc = store_delete(c->st, "StampAutoscaler", r.name, r.resource_version, &e);
+    /* One it overlapped may act now: the others look again. */
+    if (rc == 0 && !rq->dry_run) store_list(c->st, "StampAutoscaler", NULL, wake_autoscaler, c, NULL);
     if (rc) api_error_serr(rs, &e);
     else {
         json_t *out = resource_to_json(&r);

@@ -49,6 +49,7 @@
 #define HIST_LEN 48      /* observations kept per stamp */
 #define HIST_STAMPS 2048 /* stamps with a history */
 #define DECISIONS_KEPT 10
+#define ACTION_TRIES 5  /* a pending action that keeps failing is given up */
 
 void as_metrics_register(void) {
     metrics_register("stamp_autoscaler_decisions_total", MT_COUNTER,
@@ -315,7 +316,12 @@ static int act_one(ctl_ctx *c, const char *user, const char *tname, json_t *a, s
         int op = act == AA_ACTIVATE ? SO_ACTIVATE : act == AA_DRAIN ? SO_STANDBY : SO_DELETE;
         resource r;
         resource_init(&r);
-        if ((rc = store_get(c->st, "Stamp", stamp, &r, e))) return rc;
+        if ((rc = store_get(c->st, "Stamp", stamp, &r, e))) {
+            resource_free(&r);
+            /* Gone (an operator deleted it): nothing left to do. */
+            if (rc == SE_NOTFOUND) serr_clear(e);
+            return rc == SE_NOTFOUND ? 0 : rc;
+        }
         int ph = phase_of(&stamp_fsm, &r);
         const char *desired = jstr(r.spec, "desired", "active");
         bool done = (act == AA_ACTIVATE && (ph == SP_ACTIVE || strcmp(desired, "active") == 0) &&
@@ -330,6 +336,10 @@ static int act_one(ctl_ctx *c, const char *user, const char *tname, json_t *a, s
         return serr_set(e, SE_INVAL, "unknown action %s", word);
     }
     json_decref(answer);
+    /* Every change to a stamp is in the audit log, the autoscaler's too. */
+    store_audit au = {.user = user, .operation = act == AA_DEPLOY ? "deploy" : op_word(act), .kind = "Stamp",
+                      .name = stamp, .result = rc == 0 ? "ok" : e->msg};
+    store_audit_add(c->st, &au, NULL);
     return rc;
 }
 
@@ -342,6 +352,7 @@ typedef struct asctx {
     as_decision *d;
     as_stamp *stamps;
     char user[RES_NAME_MAX + 16];
+    char prefix[32]; /* new stamps' name prefix: the template's, else name-prefix */
     bool dirty;
 } asctx;
 
@@ -371,10 +382,18 @@ static int carry_out(asctx *a, serr *e) {
         serr ae = {0};
         char msg[400];
         if (act_one(a->c, a->user, a->sp->template_name, x, &ae) != 0) {
-            str_fmt_cut(msg, sizeof(msg), "%s %s: %s", jstr(x, "action", ""), jstr(x, "stamp", ""), ae.msg);
-            event(a, "Warning", "ActionFailed", msg);
+            /* Tried again at the next reconciles, ACTION_TRIES times in
+             * all; an event the first time and when it is given up. */
+            int64_t tries = jint(x, "tries", 0) + 1;
+            json_object_set_new(x, "tries", json_integer(tries));
             json_object_set_new(x, "error", json_string(ae.msg));
             a->dirty = true;
+            if (tries == 1 || tries >= ACTION_TRIES) {
+                str_fmt_cut(msg, sizeof(msg), "%s %s: %s%s", jstr(x, "action", ""), jstr(x, "stamp", ""), ae.msg,
+                            tries >= ACTION_TRIES ? " (given up)" : "");
+                event(a, "Warning", "ActionFailed", msg);
+            }
+            if (tries >= ACTION_TRIES) json_object_set_new(x, "done", json_true());
             continue;
         }
         json_object_set_new(x, "done", json_true());
@@ -489,13 +508,60 @@ static int tname_one(const resource *r, void *arg) {
     return 0;
 }
 
+/* Two autoscalers of one template with a region in common would fight
+ * (one's minimum deploys what the other's scale-in drains): the one whose
+ * name sorts later refuses to act, and says which it overlaps. */
+typedef struct overlap_acc {
+    asctx *a;
+    as_spec *other;
+    char with[RES_NAME_MAX];
+} overlap_acc;
+
+static bool regions_meet(const as_spec *x, const as_spec *y) {
+    if (x->nregions == 0 || y->nregions == 0) return true; /* "every region of its stamps" */
+    for (int i = 0; i < x->nregions; i++)
+        for (int j = 0; j < y->nregions; j++)
+            if (strcmp(x->regions[i], y->regions[j]) == 0) return true;
+    return false;
+}
+
+static int overlap_one(const resource *r, void *arg) {
+    overlap_acc *o = arg;
+    if (strcmp(r->name, o->a->r.name) >= 0 || o->with[0]) return 0;
+    serr e = {0};
+    if (as_spec_parse(r->spec, o->other, &e) != 0) return 0;
+    const char *t = o->other->template_name[0] ? o->other->template_name : o->a->sp->template_name;
+    if (strcmp(t, o->a->sp->template_name) == 0 && regions_meet(o->other, o->a->sp))
+        str_copy(o->with, sizeof(o->with), r->name);
+    return 0;
+}
+
+static int overlap_check(asctx *a, serr *e) {
+    overlap_acc *o = calloc(1, sizeof(*o));
+    as_spec *other = malloc(sizeof(*other));
+    int rc = o && other ? 0 : serr_set(e, SE_NOMEM, "out of memory");
+    if (rc == 0) {
+        o->a = a;
+        o->other = other;
+        rc = store_list(a->c->st, KIND, NULL, overlap_one, o, e);
+        if (rc == 0 && o->with[0])
+            rc = serr_set(e, SE_INVAL,
+                          "spec: autoscaler %s already governs template %s in these regions; "
+                          "two would undo each other's decisions (delete one, or give them different regions)",
+                          o->with, a->sp->template_name);
+    }
+    free(other);
+    free(o);
+    return rc;
+}
+
 static int evaluate(asctx *a, json_t *prom, serr *e) {
     world_acc wa = {.sp = a->sp, .stamps = a->stamps};
     int rc = store_list(a->c->st, "Stamp", NULL, world_one, &wa, e);
     if (rc) return rc;
     as_world w = {.stamps = a->stamps, .n = wa.n,
                   .fleet_min_regions = (int)a->c->cfg->fleet_min_regions,
-                  .name_prefix = a->c->cfg->name_prefix};
+                  .name_prefix = a->prefix};
     fleet_values(a->sp, prom, &w);
     as_state st;
     serr se = {0};
@@ -523,7 +589,22 @@ static int run(asctx *a, int64_t *requeue_ms, serr *e) {
     if (rc == 0) rc = as_spec_resolve_template(a->sp, t->ptr, t->n, e);
     free(t);
     if (rc) return rc;
-    /* What a restart left undone comes first. */
+    /* New stamps are named as a deploy names them: the template's prefix. */
+    resource tr;
+    resource_init(&tr);
+    str_copy(a->prefix, sizeof(a->prefix), a->c->cfg->name_prefix);
+    if (store_get(a->c->st, "StampTemplate", a->sp->template_name, &tr, NULL) == 0) {
+        const char *p = jstr(tr.spec, "namePrefix", NULL);
+        if (p && *p) str_copy(a->prefix, sizeof(a->prefix), p);
+    }
+    resource_free(&tr);
+    if ((rc = overlap_check(a, e))) return rc;
+    /* What a restart left undone comes first; paused, it is dropped. */
+    if (a->sp->paused && json_object_get(a->r.status, "pendingActions")) {
+        event(a, "Normal", "ActionsDropped", "paused: the decided actions not carried out yet are dropped");
+        json_object_del(a->r.status, "pendingActions");
+        a->dirty = true;
+    }
     if ((rc = carry_out(a, e))) return rc;
     int64_t last = jint(a->r.status, "lastEvaluationMs", 0);
     int64_t due = last + a->sp->interval_ms - now_ms();

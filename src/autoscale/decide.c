@@ -44,6 +44,7 @@ void as_stamp_set(const as_spec *sp, as_stamp *s, int metric, bool ok, double v)
 /* ---- the context of one evaluation ---- */
 
 typedef struct ctx {
+    int failed; /* governed Failed stamps: they count toward maxStamps */
     const as_spec *sp;
     const as_world *w;
     int64_t now;
@@ -369,8 +370,10 @@ static int floor_need(const ctx *c) {
 }
 
 static void counts_text(const as_decision *d, char *buf, size_t len) {
-    str_fmt_cut(buf, len, "%d Active, %d Creating, %d activating, %d Draining", d->active, d->creating,
-                d->activating, d->draining);
+    int failed = d->counted - d->active - d->creating - d->activating - d->draining;
+    size_t n = str_fmt_cut(buf, len, "%d Active, %d Creating, %d activating, %d Draining", d->active, d->creating,
+                           d->activating, d->draining);
+    if (failed > 0) str_fmt_cut(buf + n, len - n, ", %d Failed (delete them)", failed);
 }
 
 /* Long: the cooldown and maxStamps gates, then one pick per step (warm
@@ -652,6 +655,7 @@ static void count_stamps(ctx *c) {
         case AP_CREATING: d->creating++; break;
         case AP_DRAINING: d->draining++; break;
         case AP_READY: s->activating ? d->activating++ : d->ready++; break;
+        case AP_FAILED: c->failed++; break;
         default: break;
         }
         int r = region_index(c, s->region);
@@ -659,7 +663,11 @@ static void count_stamps(ctx *c) {
         if (serving(s)) c->serving[r]++;
         if (s->phase == AP_ACTIVE) c->active[r]++;
     }
-    d->counted = d->active + d->creating + d->activating + d->draining;
+    /* Failed stamps count toward maxStamps too: a template that keeps
+     * failing must not be deployed again and again without end (the floor
+     * replaces a Failed stamp, within maxStamps, until an operator deletes
+     * the Failed ones). */
+    d->counted = d->active + d->creating + d->activating + d->draining + c->failed;
 }
 
 /* Scale-in would happen but for missing data: every scale-in trigger holds

@@ -1079,10 +1079,26 @@ static int cmd_events(opts *o) {
                         : strcasecmp(kind, "namespace") == 0 || strcasecmp(kind, "ns") == 0 ? "Namespace"
                                                                                           : NULL;
         if (k == NULL) usage_die(o, "events: unknown kind \"%s\" (stamp, autoscaler, namespace)", kind);
+        /* The endpoint pages oldest first: read to the end, keep the
+         * newest 256 (bounded: at most 4096 pages). */
         char *e = url_escape(slash + 1);
-        fmt_or_die(path, sizeof(path), "request path", "/v1/events?kind=%s&name=%s&limit=256", k, e);
+        json_t *items = json_array();
+        int64_t since = 0;
+        for (int page = 0; page < 4096; page++) {
+            fmt_or_die(path, sizeof(path), "request path", "/v1/events?kind=%s&name=%s&limit=256&since=%lld", k,
+                       e, (long long)since);
+            json_t *pg = call("GET", path, NULL, NULL, false);
+            json_t *got = json_object_get(pg, "items");
+            size_t n = json_array_size(got);
+            json_array_extend(items, got);
+            while (json_array_size(items) > 256) json_array_remove(items, 0);
+            int64_t next = jint(pg, "next", since);
+            json_decref(pg);
+            if (n < 256 || next <= since) break;
+            since = next;
+        }
         free(e);
-        r = call("GET", path, NULL, NULL, false);
+        r = json_pack("{s:s,s:o}", "kind", "EventList", "items", items);
     } else {
         char *e = url_escape(o->pos[0]);
         fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s/events", e);

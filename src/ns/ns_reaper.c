@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "blob/blob.h"
+#include "reconcile/engine.h"
 #include "reconcile/jobs.h"
 #include "reconcile/phase.h"
 #include "util/log.h"
@@ -124,16 +125,19 @@ static int reaper_job(void *arg, json_t **result, serr *e) {
 static pthread_mutex_t rj_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     char name[RES_NAME_MAX];
-    uint64_t id;
+    uint64_t id;  /* the attempt running, 0: none */
+    bool failed;  /* the last attempt failed: the next keeps the backoff */
 } rj[REAP_JOBS_MAX];
 static int rj_n;
 
-static uint64_t rj_take(const char *name) {
+static uint64_t rj_take(const char *name, bool *failed) {
     uint64_t id = 0;
+    *failed = false;
     pthread_mutex_lock(&rj_mu);
     for (int i = 0; i < rj_n; i++)
         if (strcmp(rj[i].name, name) == 0) {
             id = rj[i].id;
+            *failed = rj[i].failed;
             rj[i] = rj[--rj_n];
             break;
         }
@@ -141,29 +145,35 @@ static uint64_t rj_take(const char *name) {
     return id;
 }
 
-static void rj_put(const char *name, uint64_t id) {
+static void rj_put(const char *name, uint64_t id, bool failed) {
     pthread_mutex_lock(&rj_mu);
     if (rj_n == REAP_JOBS_MAX) {
         memmove(&rj[0], &rj[1], sizeof(rj[0]) * (REAP_JOBS_MAX - 1));
         rj_n--;
     }
     str_copy(rj[rj_n].name, sizeof(rj[rj_n].name), name);
+    rj[rj_n].failed = failed;
     rj[rj_n++].id = id;
     pthread_mutex_unlock(&rj_mu);
 }
 
-/* The last attempt's outcome: 1 while it runs, an error it ended with, or 0. */
-static int reaper_job_outcome(ctl_ctx *c, const char *name, serr *e) {
-    uint64_t id = rj_take(name);
+/* The last attempt's outcome: 1 while it runs, an error it ended with
+ * (kept: the attempt after it answers the engine CTL_BACKOFF, so the delay
+ * keeps growing), or 0 (*failed: the one before failed). */
+static int reaper_job_outcome(ctl_ctx *c, const char *name, bool *failed, serr *e) {
+    uint64_t id = rj_take(name, failed);
     if (id == 0) return 0;
     job_result res;
     int st = jobs_poll(c->jobs, id, &res);
     if (st == JOB_QUEUED || st == JOB_RUNNING) {
-        rj_put(name, id);
+        rj_put(name, id, *failed);
         return 1;
     }
     int rc = 0;
-    if (st == JOB_DONE && res.rc != 0) rc = serr_set(e, res.rc, "%s", res.message);
+    if (st == JOB_DONE && res.rc != 0) {
+        rc = serr_set(e, res.rc, "%s", res.message);
+        rj_put(name, 0, true);
+    }
     if (st == JOB_DONE) job_result_free(&res);
     return rc;
 }
@@ -177,8 +187,9 @@ static bool reap_free(const char *name) {
 
 int ns_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
     *requeue_ms = -1;
+    bool failed_before = false;
     if (c->jobs) {
-        int out = reaper_job_outcome(c, name, e);
+        int out = reaper_job_outcome(c, name, &failed_before, e);
         if (out == 1) {
             *requeue_ms = 30000; /* woken when it ends; this is the fallback */
             return 0;
@@ -214,10 +225,11 @@ int ns_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
                 j->c = c;
                 str_copy(j->name, sizeof(j->name), name);
                 rc = jobs_submit(c->jobs, key, reaper_job, j, free, ctl_job_wake, c, &id, e);
-                if (rc == 0) rj_put(name, id);
+                if (rc == 0) rj_put(name, id, failed_before);
             }
-            /* Woken when it ends; this is the fallback. */
-            if (rc == 0) *requeue_ms = 30000;
+            /* Woken when it ends; this is the fallback.  After a failed
+             * attempt, CTL_BACKOFF keeps the engine's count of failures. */
+            if (rc == 0) *requeue_ms = failed_before ? CTL_BACKOFF : 30000;
         }
     }
     resource_free(&r);

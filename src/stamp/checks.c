@@ -207,10 +207,12 @@ void sc_eval_health(sctx *s, int mode, bool gate, health_view *h) {
         /* A gate (Creating, an activation) waits on checks that have not
          * passed yet: they are tried again every GATE_RETRY_MS rather than
          * every interval (replicas just started answer a moment later), as
-         * a startup probe would.  Failures there take nothing out of
-         * rotation: the stamp is not in it. */
-        if (gate && due > GATE_RETRY_MS && hc_get(s->name, c->name, &r) && r.state != HS_PASSING &&
-            now_ms() - r.last_ms >= GATE_RETRY_MS)
+         * a startup probe would: HTTP, TCP and process checks only, an exec
+         * or threshold check may be costly.  Failures there take nothing
+         * out of rotation: the stamp is not in it. */
+        bool cheap = c->type == HC_HTTP || c->type == HC_TCP || c->type == HC_PROCESS;
+        if (gate && cheap && due > GATE_RETRY_MS && hc_get(s->name, c->name, &r) &&
+            r.state != HS_PASSING && now_ms() - r.last_ms >= GATE_RETRY_MS)
             due = 0;
         if (due == 0) {
             /* The job's end wakes the stamp; the interval is the latest
@@ -218,7 +220,7 @@ void sc_eval_health(sctx *s, int mode, bool gate, health_view *h) {
             start_check(s, c, mode);
             due = hc_due_in(s->name, c);
             if (due == 0) due = c->interval_ms;
-            if (gate && due > GATE_RETRY_MS) due = GATE_RETRY_MS;
+            if (gate && cheap && due > GATE_RETRY_MS) due = GATE_RETRY_MS;
         }
         sc_want(s, due);
         hc_get(s->name, c->name, &r);

@@ -104,8 +104,10 @@ expect_eq "paused: no action taken" \
 desc >"$T/describe.txt"
 log "describe autoscaler fleet:"; sed 's/^/    /' "$T/describe.txt"
 
-# p99 latency and queue depth, each from its own real load (a second,
-# paused autoscaler shows the values its triggers see).
+# A second autoscaler over the same template and regions is refused (the
+# two would undo each other); with the first deleted it is accepted.
+# p99 latency and queue depth, each from its own real load (the second,
+# paused, shows the values its triggers see).
 cat >"$T/probe.yaml" <<Y
 apiVersion: autoscaling.synaxis.io/v1
 kind: StampAutoscaler
@@ -125,6 +127,9 @@ spec:
     minStamps: 2
 Y
 ctl apply -f "$T/probe.yaml" >/dev/null || fail "apply probe"
+wait_until "an overlapping autoscaler says so" 20 sh -c "ctl get autoscaler probe -o json | jq -e '.status.lastError | test(\"fleet already governs\")' >/dev/null"
+expect_eq "delete the first" "$(ctl delete autoscaler fleet 2>&1)" "autoscaler/fleet deleted"
+ctl apply -f "$T/probe.yaml" >/dev/null || fail "apply probe again"
 trig() { ctl get autoscaler probe -o json | jq -r ".status.lastDecision.triggers[$1] | \"\(.value) \(.breaching)\""; }
 # 16 requests of 400 ms in flight on 2 workers per app replica: they queue.
 "$STAMP_BIN/stamp-loadgen" --concurrency 16 --duration 15s --tenants 32 --timeout 20s \
