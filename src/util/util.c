@@ -381,7 +381,9 @@ int remove_tree(const char *path, serr *e) {
 
 static int copy_file(const char *src, const char *dst, mode_t mode, serr *e) {
     int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in == -1) return serr_set(e, SE_IO, "open %s: %s", src, strerror(errno));
+    /* Gone since it was listed (a tree that is written while copied): not
+     * part of the copy. */
+    if (in == -1) return errno == ENOENT ? 0 : serr_set(e, SE_IO, "open %s: %s", src, strerror(errno));
     int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 0777);
     if (out == -1) {
         close(in);
@@ -422,7 +424,7 @@ static int copy_file(const char *src, const char *dst, mode_t mode, serr *e) {
 
 int copy_tree(const char *src, const char *dst, serr *e) {
     struct stat st;
-    if (lstat(src, &st) == -1) return serr_set(e, SE_IO, "stat %s: %s", src, strerror(errno));
+    if (lstat(src, &st) == -1) return errno == ENOENT ? 0 : serr_set(e, SE_IO, "stat %s: %s", src, strerror(errno));
     if (!S_ISDIR(st.st_mode)) {
         if (!S_ISREG(st.st_mode)) return 0; /* sockets, fifos, links: not state */
         return copy_file(src, dst, st.st_mode, e);
