@@ -583,6 +583,17 @@ static int evaluate(asctx *a, json_t *prom, serr *e) {
 static int run(asctx *a, int64_t *requeue_ms, serr *e) {
     int rc;
     if ((rc = as_spec_parse(a->r.spec, a->sp, e))) return serr_wrap(e, "spec");
+    /* Between evaluations, with nothing to carry out and no observation
+     * under way, a wake-up (another job's end, a resync) has nothing to do:
+     * answer before reading the templates and the other autoscalers. */
+    int64_t last = jint(a->r.status, "lastEvaluationMs", 0);
+    int64_t due = last + a->sp->interval_ms - now_ms();
+    json_t *obs = jchild(a->r.status, "observation");
+    if (due > 0 && json_object_get(obs, "job") == NULL && json_object_get(a->r.status, "pendingActions") == NULL &&
+        json_object_get(a->r.status, "lastError") == NULL) {
+        *requeue_ms = due;
+        return 0;
+    }
     tname_acc *t = calloc(1, sizeof(*t));
     if (t == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     rc = store_list(a->c->st, "StampTemplate", NULL, tname_one, t, e);
@@ -606,9 +617,6 @@ static int run(asctx *a, int64_t *requeue_ms, serr *e) {
         a->dirty = true;
     }
     if ((rc = carry_out(a, e))) return rc;
-    int64_t last = jint(a->r.status, "lastEvaluationMs", 0);
-    int64_t due = last + a->sp->interval_ms - now_ms();
-    json_t *obs = jchild(a->r.status, "observation");
     if (due > 0 && json_object_get(obs, "job") == NULL) {
         *requeue_ms = due;
         return save(a, e);

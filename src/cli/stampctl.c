@@ -460,12 +460,19 @@ static const kind_def kinds[] = {
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
-static const kind_def *kind_of(const opts *o, const char *w) {
+/* The kind a word names (its name or an alias), or NULL. */
+static const kind_def *find_kind(const char *w) {
     for (size_t i = 0; i < NKINDS; i++) {
         if (strcasecmp(kinds[i].name, w) == 0) return &kinds[i];
         for (int k = 0; kinds[i].aliases[k]; k++)
             if (strcasecmp(kinds[i].aliases[k], w) == 0) return &kinds[i];
     }
+    return NULL;
+}
+
+static const kind_def *kind_of(const opts *o, const char *w) {
+    const kind_def *k = find_kind(w);
+    if (k) return k;
     usage_die(o, "unknown kind \"%s\" (stamps, templates, namespaces, bundles, runs, healthchecks, autoscalers)", w);
 }
 
@@ -910,9 +917,8 @@ static int cmd_delete(opts *o) {
     if (o->npos == 0) usage_die(o, "delete needs NAME or -f FILE");
     if (o->npos == 2) {
         /* delete autoscaler NAME: the autoscaler stops; its stamps stay. */
-        const char *k = o->pos[0];
-        if (strcmp(k, "autoscaler") != 0 && strcmp(k, "autoscalers") != 0 && strcmp(k, "sa") != 0 &&
-            strcmp(k, "stampautoscaler") != 0)
+        const kind_def *kd = find_kind(o->pos[0]);
+        if (kd == NULL || kd->watch_kind == NULL || strcmp(kd->watch_kind, "StampAutoscaler") != 0)
             usage_die(o, "unexpected argument \"%s\" for delete", o->pos[1]);
         if (flag(o, "force") || flag(o, "skip-fleet-check"))
             usage_die(o, "deleting an autoscaler takes no --force or --skip-fleet-check");
@@ -1072,13 +1078,9 @@ static int cmd_events(opts *o) {
         const char *slash = strchr(o->pos[0], '/');
         char kind[64];
         fmt_or_die(kind, sizeof(kind), "kind", "%.*s", (int)(slash - o->pos[0]), o->pos[0]);
-        const char *k = strcasecmp(kind, "stamp") == 0 ? "Stamp"
-                        : strcasecmp(kind, "autoscaler") == 0 || strcasecmp(kind, "sa") == 0 ||
-                                  strcasecmp(kind, "stampautoscaler") == 0
-                            ? "StampAutoscaler"
-                        : strcasecmp(kind, "namespace") == 0 || strcasecmp(kind, "ns") == 0 ? "Namespace"
-                                                                                          : NULL;
-        if (k == NULL) usage_die(o, "events: unknown kind \"%s\" (stamp, autoscaler, namespace)", kind);
+        const kind_def *kd = kind_of(o, kind);
+        const char *k = kd->watch_kind;
+        if (k == NULL) usage_die(o, "events: %s have no events", kd->name);
         /* The endpoint pages oldest first: read to the end, keep the
          * newest 256 (bounded: at most 4096 pages). */
         char *e = url_escape(slash + 1);

@@ -8,19 +8,16 @@
  * "stampctl token create".  The operator token in the client config sees
  * every tenant (ns list -A).
  */
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/stampctl.h"
+#include "util/httpc.h"
 
 /* s escaped for a URL path segment or query value. */
 char *url_escape(const char *s) {
-    char *c = curl_easy_escape(NULL, s, 0);
-    if (c == NULL) die("out of memory");
-    char *d = strdup(c);
-    curl_free(c);
+    char *d = httpc_escape(s);
     if (d == NULL) die("out of memory");
     return d;
 }
