@@ -69,6 +69,11 @@ int fsm_check_op(const fsm_def *d, const char *name, int phase, int op, serr *e)
     if (fsm_op_allowed(d, phase, op)) return 0;
     char allowed[256];
     fsm_allowed_list(d, phase, allowed, sizeof(allowed));
+    const char *blocked = d->blocked && phase >= 0 && phase < d->nphases ? d->blocked[phase] : NULL;
+    if (blocked)
+        return serr_set(e, SE_PHASE, "%s %s is %s: %s is not allowed (%s blocks %s; it allows: %s)",
+                        d->kind, name, fsm_phase_name(d, phase), fsm_op_name(d, op),
+                        fsm_phase_name(d, phase), blocked, allowed);
     return serr_set(e, SE_PHASE, "%s %s is %s: %s is not allowed (%s allows: %s)", d->kind, name,
                     fsm_phase_name(d, phase), fsm_op_name(d, op), fsm_phase_name(d, phase),
                     allowed);

@@ -43,6 +43,7 @@ typedef struct fsm_def {
     int ntimeouts;
     const uint32_t *allowed; /* per phase: bit i set = ops[i] allowed */
     const bool *warning;     /* per phase: entering it is a Warning event */
+    const char *const *blocked; /* per phase: what the seed says it blocks, or NULL */
     const char *transitions_metric; /* counter {from,to} */
     const char *duration_metric;    /* histogram {state}: time spent */
 } fsm_def;
@@ -59,7 +60,7 @@ const fsm_timeout *fsm_timeout_find(const fsm_def *d, int phase);
 
 bool fsm_op_allowed(const fsm_def *d, int phase, int op);
 /* 0, or SE_PHASE with "<kind> <name> is <Phase>: <op> is not allowed
- * (<Phase> allows: a, b, c)". */
+ * (<Phase> blocks <what the seed lists>; it allows: a, b, c)". */
 int fsm_check_op(const fsm_def *d, const char *name, int phase, int op, serr *e);
 /* "a, b, c" of the ops allowed in phase. */
 void fsm_allowed_list(const fsm_def *d, int phase, char *buf, size_t len);

@@ -4,14 +4,18 @@
  * stampctl's verbs:
  *
  *   Creating  view deployment logs, cancel deployment (delete)
- *   Active    all normal operations
+ *   Active    all normal operations, application updates (update), node
+ *             pool scaling (scale), replacement by a rollout; blocked:
+ *             infrastructure changes (they require a new stamp)
  *   Draining  monitor (view), force completion (drain --force), cancel the
  *             drain (activate), force delete; blocked: new deployments,
  *             scale and configuration changes
  *   Ready     activate, retire (delete), view; backup (seed 000's retire
- *             runbook starts with `stampctl backup`)
+ *             runbook starts with `stampctl backup`); replacement by a
+ *             rollout (a retirement with a successor); blocked:
+ *             infrastructure modifications (update and scale among them)
  *   Deleting  view the deletion
- *   Deleted   view deletion logs
+ *   Deleted   view deletion logs, restore from the verified backup
  *   Failed    view, redeploy (deploy), delete
  *
  * Timeouts: Creating 30 min -> Failed; Draining 40 min -> forced, Ready with
@@ -30,7 +34,9 @@ static const char *const phases[SP_NPHASES] = {
 static const char *const ops[SO_NOPS] = {
     [SO_VIEW] = "view",       [SO_DEPLOY] = "deploy",   [SO_DRAIN] = "drain",
     [SO_ACTIVATE] = "activate", [SO_STANDBY] = "standby", [SO_DELETE] = "delete",
-    [SO_FORCE_DELETE] = "delete --force", [SO_BACKUP] = "backup",
+    [SO_FORCE_DELETE] = "delete --force", [SO_BACKUP] = "backup", [SO_UPDATE] = "update",
+    [SO_SCALE] = "scale", [SO_INFRA] = "infrastructure change", [SO_RESTORE] = "restore",
+    [SO_REPLACE] = "rollout",
 };
 
 const char *const stamp_retire_steps[SR_NSTEPS] = {
@@ -66,16 +72,26 @@ static const fsm_timeout timeouts[] = {
 static const uint32_t allowed[SP_NPHASES] = {
     [SP_CREATING] = B(SO_VIEW) | B(SO_DELETE) | B(SO_FORCE_DELETE),
     [SP_ACTIVE] = B(SO_VIEW) | B(SO_DRAIN) | B(SO_STANDBY) | B(SO_DELETE) | B(SO_FORCE_DELETE) |
-                  B(SO_BACKUP),
+                  B(SO_BACKUP) | B(SO_UPDATE) | B(SO_SCALE) | B(SO_REPLACE),
     [SP_DRAINING] = B(SO_VIEW) | B(SO_DRAIN) | B(SO_ACTIVATE) | B(SO_STANDBY) | B(SO_FORCE_DELETE),
-    [SP_READY] = B(SO_VIEW) | B(SO_ACTIVATE) | B(SO_DELETE) | B(SO_FORCE_DELETE) | B(SO_BACKUP),
+    [SP_READY] = B(SO_VIEW) | B(SO_ACTIVATE) | B(SO_DELETE) | B(SO_FORCE_DELETE) | B(SO_BACKUP) |
+                 B(SO_REPLACE),
     [SP_DELETING] = B(SO_VIEW),
-    [SP_DELETED] = B(SO_VIEW),
+    [SP_DELETED] = B(SO_VIEW) | B(SO_RESTORE),
     [SP_FAILED] = B(SO_VIEW) | B(SO_DEPLOY) | B(SO_DELETE) | B(SO_FORCE_DELETE),
 };
 #undef B
 
 static const bool warning[SP_NPHASES] = {[SP_FAILED] = true};
+
+/* Seed 000's "Operations Blocked", quoted in every refusal. */
+static const char *const blocked[SP_NPHASES] = {
+    [SP_CREATING] = "routing traffic and accepting connections",
+    [SP_ACTIVE] = "infrastructure changes (requires new stamp)",
+    [SP_DRAINING] = "new deployments, scale operations and configuration changes",
+    [SP_READY] = "infrastructure modifications",
+    [SP_DELETED] = "all runtime operations",
+};
 
 const fsm_def stamp_fsm = {
     .kind = "stamp",
@@ -89,6 +105,7 @@ const fsm_def stamp_fsm = {
     .ntimeouts = (int)(sizeof(timeouts) / sizeof(timeouts[0])),
     .allowed = allowed,
     .warning = warning,
+    .blocked = blocked,
     .transitions_metric = "stamp_transitions_total",
     .duration_metric = "stamp_state_duration",
 };

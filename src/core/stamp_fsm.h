@@ -27,6 +27,11 @@ enum stamp_op {
     SO_DELETE,       /* graceful: drain first where the stamp serves */
     SO_FORCE_DELETE, /* delete --force: no waiting for connections */
     SO_BACKUP,       /* back up local state now */
+    SO_UPDATE,       /* Active: an application update (replicas replaced one by one) */
+    SO_SCALE,        /* Active: resize a node pool within the template's bounds */
+    SO_INFRA,        /* an infrastructure change: allowed nowhere (requires a new stamp) */
+    SO_RESTORE,      /* Deleted: deploy a stamp from its verified backup */
+    SO_REPLACE,      /* a rollout replaces the stamp with one of a new revision */
     SO_NOPS
 };
 

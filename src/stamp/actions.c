@@ -176,6 +176,11 @@ int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namel
                                 q->params
                                     ? json_deep_copy(q->params)
                                     : json_object());
+            if (q->replaces) json_object_set_new(r.spec, "replaces", json_string(q->replaces));
+            if (q->frontdoor_server)
+                json_object_set_new(r.spec, "frontdoorServer", json_string(q->frontdoor_server));
+            if (q->restore_from)
+                json_object_set_new(r.spec, "restoreFrom", json_deep_copy(q->restore_from));
             stamp_intent in = {.desired = SD_ACTIVE};
             stamp_intent_emit(&in, r.spec);
             phase_init(&stamp_fsm, &r, SP_CREATING);

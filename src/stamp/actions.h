@@ -17,6 +17,18 @@ typedef struct stamp_deploy_req {
     json_t *params; /* may be NULL */
     const char *user;
     bool dry_run;
+    /* The template revision to deploy (0: the template's current one); the
+     * stamp records it in spec.templateRevision. */
+    int64_t revision;
+    /* A rollout's replacement: the stamp it replaces (spec.replaces) and the
+     * front-door server it takes over once Active (spec.frontdoorServer;
+     * NULL: a server of its own, named after the stamp). */
+    const char *replaces;
+    const char *frontdoor_server;
+    /* A restore: {stamp, backup, sha256, ...} of the Deleted stamp's
+     * verified backup, put back before the workloads start
+     * (spec.restoreFrom).  Borrowed; may be NULL. */
+    json_t *restore_from;
 } stamp_deploy_req;
 
 /* Deploy (or deploy again a Failed stamp).  name gets the stamp's name;

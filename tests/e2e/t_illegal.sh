@@ -14,14 +14,14 @@ sed -e 's/name: synaxis-stamp/name: slow-stamp/' \
 apply_template "$T/slow.yaml"
 ctl deploy --region westeurope --stamp-id 7 --template slow-stamp >/dev/null || fail deploy
 S=synaxis-weu-007
-expect_err "drain while Creating" "stamp $S is Creating: drain is not allowed (Creating allows: view, delete, delete --force)" ctl drain $S
+expect_err "drain while Creating" "stamp $S is Creating: drain is not allowed (Creating blocks routing traffic and accepting connections; it allows: view, delete, delete --force)" ctl drain $S
 expect_err "activate while Creating" "is Creating: activate is not allowed" ctl activate $S
 expect_err "backup while Creating" "is Creating: backup is not allowed" ctl backup $S
 wait_for $S active
-expect_err "activate while Active" "is Active: activate is not allowed (Active allows: view, drain, standby, delete, delete --force, backup)" ctl activate $S
+expect_err "activate while Active" "is Active: activate is not allowed (Active blocks infrastructure changes (requires new stamp); it allows: view, drain, standby, delete, delete --force, backup, update, scale, rollout)" ctl activate $S
 expect_err "deploy over an Active stamp" "is Active: deploy is not allowed" ctl deploy --region westeurope --stamp-id 7 --template slow-stamp
 ctl drain $S >/dev/null && wait_for $S ready
-expect_err "drain while Ready" "is Ready: drain is not allowed (Ready allows: view, activate, delete, delete --force, backup)" ctl drain $S
+expect_err "drain while Ready" "is Ready: drain is not allowed (Ready blocks infrastructure modifications; it allows: view, activate, delete, delete --force, backup, rollout)" ctl drain $S
 expect_err "standby while Ready" "is Ready: standby is not allowed" ctl standby $S
 expect_eq "refusals changed nothing" "$(phase $S)" Ready
 

@@ -15,22 +15,25 @@
 #include "core/stamp_fsm.h"
 
 /* Rows: phases in enum order.  Columns: view deploy drain activate standby
- * delete force-delete backup.  1 = allowed. */
+ * delete force-delete backup update scale infrastructure-change restore
+ * rollout.  1 = allowed. */
 static const int expected[SP_NPHASES][SO_NOPS] = {
     /* Creating: view logs, cancel deployment (-> Deleted) */
-    [SP_CREATING] = {1, 0, 0, 0, 0, 1, 1, 0},
-    /* Active: all normal operations */
-    [SP_ACTIVE] = {1, 0, 1, 0, 1, 1, 1, 1},
+    [SP_CREATING] = {1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},
+    /* Active: all normal operations, deploy application updates, scale node
+     * pools; blocked: infrastructure changes (requires new stamp) */
+    [SP_ACTIVE] = {1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     /* Draining: monitor, force completion, cancel (-> Active), force delete;
      * blocked: new deployments, scale, configuration changes, plain delete */
-    [SP_DRAINING] = {1, 0, 1, 1, 1, 0, 1, 0},
-    /* Ready: activate, retire, view (+ backup before retiring) */
-    [SP_READY] = {1, 0, 0, 1, 0, 1, 1, 1},
-    /* Deleting / Deleted: view only */
-    [SP_DELETING] = {1, 0, 0, 0, 0, 0, 0, 0},
-    [SP_DELETED] = {1, 0, 0, 0, 0, 0, 0, 0},
+    [SP_DRAINING] = {1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0},
+    /* Ready: activate, retire (also as a rollout's replacement), view (+
+     * backup before retiring); blocked: infrastructure modifications */
+    [SP_READY] = {1, 0, 0, 1, 0, 1, 1, 1, 0, 0, 0, 0, 1},
+    /* Deleting: view only; Deleted: view, restore from backup */
+    [SP_DELETING] = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    [SP_DELETED] = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0},
     /* Failed: view, retry/redeploy, delete */
-    [SP_FAILED] = {1, 1, 0, 0, 0, 1, 1, 0},
+    [SP_FAILED] = {1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},
 };
 
 static void every_pair(void **state) {
@@ -58,7 +61,18 @@ static void refusal_text(void **state) {
     serr e = {0};
     fsm_check_op(&stamp_fsm, "synaxis-weu-003", SP_CREATING, SO_DRAIN, &e);
     assert_string_equal(e.msg, "stamp synaxis-weu-003 is Creating: drain is not allowed "
-                               "(Creating allows: view, delete, delete --force)");
+                               "(Creating blocks routing traffic and accepting connections; it "
+                               "allows: view, delete, delete --force)");
+    serr e2 = {0};
+    fsm_check_op(&stamp_fsm, "synaxis-weu-003", SP_DRAINING, SO_SCALE, &e2);
+    assert_string_equal(e2.msg, "stamp synaxis-weu-003 is Draining: scale is not allowed "
+                                "(Draining blocks new deployments, scale operations and "
+                                "configuration changes; it allows: view, drain, activate, "
+                                "standby, delete --force)");
+    serr e3 = {0};
+    fsm_check_op(&stamp_fsm, "synaxis-weu-003", SP_ACTIVE, SO_INFRA, &e3);
+    assert_non_null(strstr(e3.msg, "infrastructure change is not allowed (Active blocks "
+                                    "infrastructure changes (requires new stamp)"));
 }
 
 static void transitions(void **state) {
