@@ -284,3 +284,29 @@ done:
     resource_free(&r);
     return rc;
 }
+
+int stamp_mark_replaced(ctl_ctx *c, const char *name, const char *successor, const char *user,
+                        serr *e) {
+    resource r;
+    resource_init(&r);
+    int rc = SE_CONFLICT;
+    for (int attempt = 0; attempt < UPDATE_RETRIES && rc == SE_CONFLICT; attempt++) {
+        resource_free(&r);
+        if ((rc = store_get(c->st, "Stamp", name, &r, e))) break;
+        if ((rc = fsm_check_op(&stamp_fsm, name, phase_of(&stamp_fsm, &r), SO_REPLACE, e))) break;
+        const char *now = json_string_value(json_object_get(r.spec, "replacedBy"));
+        if (now && strcmp(now, successor) == 0) break; /* rc 0: already recorded */
+        if (now) {
+            rc = serr_set(e, SE_CONFLICT, "stamp %s is already being replaced by %s", name, now);
+            break;
+        }
+        json_object_set_new(r.spec, "replacedBy", json_string(successor));
+        char msg[256]; /* an event message, for people: a cut is harmless */
+        str_fmt_cut(msg, sizeof(msg), "to be replaced by %s (requested by %s)", successor, user);
+        store_event ev = {.type = "Normal", .reason = "ReplacementPlanned", .message = msg};
+        rc = store_update(c->st, &r, &ev, e);
+    }
+    if (rc == 0) ctl_enqueue(c, "Stamp", name);
+    resource_free(&r);
+    return rc;
+}

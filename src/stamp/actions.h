@@ -49,6 +49,13 @@ typedef struct stamp_action_req {
 /* One verb: 0 with *answer and *status (202, or 200 for a dry run). */
 int stamp_action_run(ctl_ctx *c, const stamp_action_req *q, json_t **answer, int *status, serr *e);
 
+/* A rollout is about to deploy `successor` to replace `name`: records it
+ * in name's spec.replacedBy (idempotent; SE_CONFLICT when another
+ * successor is recorded).  The old stamp keeps its front-door server until
+ * the successor is Active, then leaves it to the successor. */
+int stamp_mark_replaced(ctl_ctx *c, const char *name, const char *successor, const char *user,
+                        serr *e);
+
 /* kubectl's server-side dry run answer: object with dryRun, operation and
  * the transition it would start. */
 json_t *stamp_dry_answer(const char *op, json_t *object, const char *from, const char *to);
