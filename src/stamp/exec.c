@@ -50,7 +50,7 @@ sc_vars *sc_vars_new(sctx *s) {
     if (ep) sc_var_set(v, "STAMP_ENDPOINT", ep);
     const char *k;
     json_t *val;
-    json_object_foreach(json_object_get(spec, "parameters"), k, val) {
+    json_object_foreach(s->params ? s->params : json_object_get(spec, "parameters"), k, val) {
         if (json_is_string(val)) sc_var_set(v, k, json_string_value(val));
         else if (json_is_integer(val)) {
             snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(val));
