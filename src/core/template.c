@@ -207,7 +207,7 @@ static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, se
 
 /* Long: one validation per template field, each naming the field. */
 int tpl_parse(json_t *spec, tpl *out, serr *e) {
-    static const char *const keys[] = {"namePrefix", "healthPath", "metricsPath", "phases",
+    static const char *const keys[] = {"namePrefix", "healthPath", "metricsPath", "phases", "pools",
                                        "description", "healthCheck", NULL};
     int rc;
     memset(out, 0, sizeof(*out));
