@@ -222,13 +222,13 @@ static void update_failed(sctx *s, json_t *upd, const char *why) {
 
 /* Long: one in-flight slot, start -> gate -> promote -> handover, with its
  * failure paths. */
-static int step_slot(sctx *s, json_t *upd, json_t *f, bool *failed, serr *e) {
+static int step_slot(sctx *s, json_t *upd, json_t *f, int pool, bool *failed, serr *e) {
     *failed = false;
     const tpl_step *st = step_named(s, jstr(f, "step", ""));
     int idx = (int)jint(f, "idx", 0);
     if (st == NULL || idx >= st->replicas) {
         /* The pool shrank under the update: nothing left to replace here. */
-        json_object_del(json_object_get(upd, "inflight"), tpl_pool_names[st ? st->pool : 0]);
+        json_object_del(json_object_get(upd, "inflight"), tpl_pool_names[pool]);
         s->dirty = true;
         return 0;
     }
@@ -308,20 +308,30 @@ out:
     return rc;
 }
 
-/* The first slot of pool whose replica runs another spec, or NULL. */
-static const tpl_step *next_outdated(sctx *s, int pool, int *idx_out, int *total, serr *e) {
+/* The first slot of pool (-1: any) whose replica runs another spec, or
+ * NULL; *count gets how many such slots there are.  A slot where a replica
+ * of the current spec runs beside others that no update is working on
+ * (the new side of an update rolled back, or a crash between a switch and
+ * its handover) loses the others here. */
+static const tpl_step *next_outdated(sctx *s, int pool, int *idx_out, int *count, serr *e) {
     const tpl_step *found = NULL;
+    *count = 0;
     slot_procs *sl = calloc(TPL_MAX_REPLICAS, sizeof(*sl));
     if (sl == NULL) return NULL;
     for (int i = 0; i < s->t.nsteps; i++) {
         const tpl_step *st = &s->t.steps[i];
-        if (st->kind != TK_PROCESS || st->pool != pool) continue;
+        if (st->kind != TK_PROCESS || (pool >= 0 && st->pool != pool)) continue;
         char hash[SC_HASH_LEN];
         sc_step_hash(s, st, hash);
         if (sc_scan_slots(s, st, hash, false, st->replicas, false, sl, e) < 0) break;
         for (int idx = 0; idx < st->replicas; idx++) {
+            if (sl[idx].cur && sl[idx].nold > 0 && !sc_update_owns(s, st, idx)) {
+                for (int k = 0; k < sl[idx].nold; k++)
+                    sc_retire_replica(s, st, idx, &sl[idx].old[k], sl[idx].oldhash[k]);
+                continue;
+            }
             if (sl[idx].cur || sl[idx].nold == 0) continue;
-            (*total)++;
+            (*count)++;
             if (found == NULL) {
                 found = st;
                 *idx_out = idx;
@@ -340,6 +350,9 @@ static void update_start(sctx *s, int64_t gen) {
                             (json_int_t)to, "replaced", 0, "startedMs", (json_int_t)now_ms(),
                             "inflight", json_object());
     json_object_set_new(s->r.status, "update", upd);
+    int idx, total;
+    next_outdated(s, -1, &idx, &total, NULL);
+    sc_set_int(s, upd, "total", total);
     s->dirty = true;
     metrics_inc("stamp_updates_total", "", 1);
     sc_event(s, "Normal", "UpdateStarted",
@@ -374,12 +387,12 @@ int sc_update_step(sctx *s, serr *e) {
     }
     const char *ph = jstr(upd, "phase", "");
     if (strcmp(ph, "Progressing") != 0 && strcmp(ph, "RollingBack") != 0) return 0;
-    int rc = 0, busy = 0, total = 0;
+    int rc = 0, busy = 0;
     for (int pool = 0; pool < POOL_N && rc == 0; pool++) {
         json_t *f = inflight_of(s, pool);
         if (f == NULL) {
-            int idx = 0;
-            const tpl_step *stp = next_outdated(s, pool, &idx, &total, e);
+            int idx = 0, left;
+            const tpl_step *stp = next_outdated(s, pool, &idx, &left, e);
             if (stp == NULL) continue;
             f = json_pack("{s:s,s:i}", "step", stp->name, "idx", idx);
             json_object_set_new(jchild(upd, "inflight"), tpl_pool_names[pool], f);
@@ -387,10 +400,9 @@ int sc_update_step(sctx *s, serr *e) {
         }
         busy++;
         bool failed;
-        if ((rc = step_slot(s, upd, f, &failed, e)) || failed) break;
+        if ((rc = step_slot(s, upd, f, pool, &failed, e)) || failed) break;
     }
     if (rc == 0 && busy == 0) update_end(s, upd);
-    else if (total > jint(upd, "total", 0)) sc_set_int(s, upd, "total", total);
     return rc;
 }
 
