@@ -151,6 +151,8 @@ static const api_route routes[] = {
     {"GET", "/v1/stamps/{name}/logs", h_stamps_logs, A_OP, B_NONE,
      "step:string run:string limit_bytes:integer", false, 200, NULL,
      "A stamp's step logs: the list, or with step (and run) one log as text"},
+    {"POST", "/v1/stamps/{name}/restore", h_stamps_restore, A_OP, B_JSON, NULL, true, 201, NULL,
+     "Deploy a stamp (body {\"as\": NEW-NAME}) from a Deleted stamp's verified backup"},
     {"POST", "/v1/stamps/{name}/{action}", h_stamps_action, A_OP, B_JSON, "force:boolean", true,
      202, NULL, "drain, activate, standby, delete or backup a stamp"},
     {"POST", "/v1/apply", h_apply, A_OP, B_JSON, NULL, true, 200, NULL,
