@@ -114,7 +114,8 @@ static int entry_check(const char *id, json_t *f, const char *root, const char *
     return 0;
 }
 
-/* Every file of the manifest, hashed. */
+/* Every file of the manifest, hashed; *files and *bytes count the
+ * volumes' (what a restore puts back). */
 static int backup_verify(const char *bdir, const char *id, json_t **man, char sha[65],
                          int64_t *files, int64_t *bytes, serr *e) {
     int rc = manifest_read(bdir, id, man, sha, e);
@@ -129,6 +130,7 @@ static int backup_verify(const char *bdir, const char *id, json_t **man, char sh
             *man = NULL;
             return rc;
         }
+        if (!str_has_prefix(jstr(f, "path", ""), "volumes/")) continue; /* status.json */
         (*files)++;
         *bytes += jint(f, "size", 0);
     }
@@ -281,12 +283,12 @@ int stamp_restore(ctl_ctx *c, const stamp_restore_req *q, json_t **answer, int *
         goto done;
     }
     char msg[400]; /* event messages, for people: a cut is harmless */
-    str_fmt_cut(msg, sizeof(msg), "restore as %s from backup %s (%lld files, %lld bytes, verified) "
-                "requested by %s", q->as, id, (long long)files, (long long)bytes, q->user);
+    str_fmt_cut(msg, sizeof(msg), "restore as %s from backup %s (%lld volume files, %lld bytes, "
+                "verified) requested by %s", q->as, id, (long long)files, (long long)bytes, q->user);
     store_event ev = {.type = "Normal", .reason = "RestoreRequested", .message = msg};
     store_event_add(c->st, "Stamp", q->name, &ev, NULL);
-    str_fmt_cut(msg, sizeof(msg), "restore of %s from backup %s (%lld files, %lld bytes, verified) "
-                "requested by %s", q->name, id, (long long)files, (long long)bytes, q->user);
+    str_fmt_cut(msg, sizeof(msg), "restore of %s from backup %s (%lld volume files, %lld bytes, "
+                "verified) requested by %s", q->name, id, (long long)files, (long long)bytes, q->user);
     store_event_add(c->st, "Stamp", q->as, &ev, NULL);
 done:
     free(t);
