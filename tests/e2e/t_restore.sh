@@ -107,4 +107,20 @@ expect_eq "large file intact after kill -9" "$(sha256sum <$S5/volumes/app-0/blob
 N=$(curl -fsS "http://$(endpoint synaxis-weu-005)/metrics" | awk '/^stamp_workload_requests_total /{print $2}')
 [ -n "$N" ] && [ "$N" -ge "$R" ] && ok "counters continue after a restart ($N >= $R)" || fail "requests_total $N, want >= $R"
 
+
+# The controller never overwrites state that is not the backup's: a stray
+# file where the volumes go fails the restore (an event, Failed with the
+# reason); a redeploy once it is gone restores.
+S6=$DATA/stamps/synaxis-weu-006
+mkdir -p "$S6/volumes/app-0" && echo stray >"$S6/volumes/app-0/stray.txt"
+ctl restore $SRC --as synaxis-weu-006 >/dev/null || fail "restore 006"
+wait_for synaxis-weu-006 failed 60s
+expect_ok "Failed with the reason" sh -c "ctl status synaxis-weu-006 -o json | jq -r .status.lastError | grep -q 'stray.txt, which is not the backup'"
+expect_ok "RestoreFailed event" sh -c "ctl events synaxis-weu-006 | grep -q RestoreFailed"
+expect_eq "stray file left alone" "$(cat $S6/volumes/app-0/stray.txt)" stray
+rm -rf "$S6/volumes"
+ctl deploy --region westeurope --stamp-id 006 --template synaxis-stamp >/dev/null || fail "redeploy 006"
+wait_for synaxis-weu-006 active 120s
+expect_eq "a redeploy restores" "$(jfield synaxis-weu-006 .status.restore.phase)" Done
+expect_eq "large file restored on the redeploy" "$(sha256sum <$S6/volumes/app-0/blob.bin)" "$(sha256sum <$BK/volumes/app-0/blob.bin)"
 finish
