@@ -190,6 +190,9 @@ static int name_for_region(const char *as, const char *prefix, const char *code,
     return 0;
 }
 
+/* Long: the checks in the order their refusals must come (phase, retention,
+ * name, target, backup, hashes), each next to the value it guards, then one
+ * deploy; nothing is written before the last check passes. */
 int stamp_restore(ctl_ctx *c, const stamp_restore_req *q, json_t **answer, int *status, serr *e) {
     resource src, dst;
     resource_init(&src);
