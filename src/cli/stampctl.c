@@ -927,11 +927,11 @@ static int cmd_restore(opts *o) {
     json_t *r = call("POST", path, body, NULL, false);
     json_decref(body);
     json_t *rf = json_object_get(json_object_get(r, "spec"), "restoreFrom");
-    if (!printed_structured(o, r))
-        printf("stamp/%s: restore from backup %s of %s requested (%lld files verified)%s; phase %s\n",
-               jstr(json_object_get(r, "metadata"), "name", as ? as : "?"), jstr(rf, "backup", "?"), name,
-               (long long)jint(rf, "files", 0), dry ? " (server dry run)" : "",
-               jstr(json_object_get(r, "status"), "phase", "?"));
+    if (printed_structured(o, r)) return 0; /* it released r */
+    printf("stamp/%s: restore from backup %s of %s requested (%lld files verified)%s; phase %s\n",
+           jstr(json_object_get(r, "metadata"), "name", as ? as : "?"), jstr(rf, "backup", "?"), name,
+           (long long)jint(rf, "files", 0), dry ? " (server dry run)" : "",
+           jstr(json_object_get(r, "status"), "phase", "?"));
     json_decref(r);
     return 0;
 }
