@@ -8,6 +8,7 @@
  * the controller's (reconcile/stamp_ctl.c).
  */
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "traffic/traffic.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 #define UPDATE_RETRIES 8
 
@@ -319,6 +321,95 @@ int h_stamps_action(api *a, api_req *rq, api_resp *rs) {
 
 int h_stamps_delete(api *a, api_req *rq, api_resp *rs) {
     return stamp_action(a, rq, rs, rq->params[0], "delete");
+}
+
+/* ---- restore (stamp/restore.c): hashing a backup is slow work, so it runs
+ * on the job pool with the connection suspended; the job writes the audit
+ * entry (whether or not the client still waits). ---- */
+
+typedef struct restore_call {
+    ctl_ctx *c;
+    char name[RES_NAME_MAX], as[RES_NAME_MAX], backup[64];
+    bool has_as, has_backup, dry_run;
+    char user[128], tenant[128];
+} restore_call;
+
+static int restore_job(void *arg, json_t **result, serr *e) {
+    restore_call *k = arg;
+    stamp_restore_req q = {.name = k->name, .as = k->has_as ? k->as : NULL,
+                           .backup = k->has_backup ? k->backup : NULL, .user = k->user,
+                           .dry_run = k->dry_run};
+    json_t *answer = NULL;
+    int status = 0;
+    int rc = stamp_restore(k->c, &q, &answer, &status, e);
+    if (rc == 0) *result = json_pack("{s:i,s:o}", "status", status, "object", answer);
+    if (!k->dry_run) {
+        json_t *d = json_pack("{s:s?,s:s?}", "as", q.as, "backup", q.backup);
+        store_audit au = {.user = k->user, .tenant = k->tenant, .operation = "restore",
+                          .kind = "Stamp", .name = k->name,
+                          .result = rc == 0 ? "ok" : e->msg[0] ? e->msg : se_text(rc), .detail = d};
+        store_audit_add(k->c->st, &au, NULL);
+        json_decref(d);
+    }
+    return rc;
+}
+
+static void restore_finish(api *a, api_req *rq, job_result *res, void *farg, api_resp *rs) {
+    (void)a, (void)rq, (void)farg;
+    if (res->rc) {
+        api_error(rs, res->rc, "%s", res->message);
+        return;
+    }
+    json_t *obj = json_object_get(res->result, "object");
+    api_json(rs, (int)jint(res->result, "status", 201), json_incref(obj));
+}
+
+int h_stamps_restore(api *a, api_req *rq, api_resp *rs) {
+    static const char *const keys[] = {"as", "backup", NULL};
+    static atomic_uint_fast64_t seq;
+    serr e = {0};
+    const char *name = rq->params[0];
+    json_t *b = rq->body;
+    int rc = 0;
+    if (b && (rc = json_check_keys(b, "body", keys, &e))) goto refused;
+    json_t *as = json_object_get(b, "as"), *bk = json_object_get(b, "backup");
+    if ((as && !json_is_string(as)) || (bk && !json_is_string(bk))) {
+        rc = serr_set(&e, SE_INVAL, "body.as and body.backup: must be strings");
+        goto refused;
+    }
+    if (!name_valid(name, STAMP_NAME_MAX)) {
+        rc = serr_set(&e, SE_INVAL, "\"%s\" is not a valid stamp name", name);
+        goto refused;
+    }
+    if (as && !name_valid(json_string_value(as), STAMP_NAME_MAX)) {
+        rc = serr_set(&e, SE_INVAL, "body.as: \"%s\" is not a valid stamp name", json_string_value(as));
+        goto refused;
+    }
+    if (bk && !name_valid(json_string_value(bk), 47)) {
+        rc = serr_set(&e, SE_INVAL, "body.backup: \"%s\" is not a backup id", json_string_value(bk));
+        goto refused;
+    }
+    restore_call *k = calloc(1, sizeof(*k));
+    if (k == NULL) {
+        rc = serr_set(&e, SE_NOMEM, "out of memory");
+        goto refused;
+    }
+    k->c = api_ctx(a);
+    k->dry_run = rq->dry_run;
+    str_copy(k->name, sizeof(k->name), name);
+    k->has_as = as && str_copy(k->as, sizeof(k->as), json_string_value(as));
+    k->has_backup = bk && str_copy(k->backup, sizeof(k->backup), json_string_value(bk));
+    str_copy(k->user, sizeof(k->user), rq->user ? rq->user : "");
+    str_copy(k->tenant, sizeof(k->tenant), rq->tenant ? rq->tenant : "");
+    /* A key of its own per request: two restores never share an answer. */
+    char key[JOBS_KEY_MAX];
+    snprintf(key, sizeof(key), "Stamp/%s/restore-request/%llu", name,
+             (unsigned long long)atomic_fetch_add(&seq, 1));
+    return api_run_job(a, rq, rs, key, restore_job, k, free, restore_finish, NULL, NULL);
+refused:
+    api_error_serr(rs, &e);
+    if (!rq->dry_run) api_audit(a, rq, "restore", "Stamp", name, rc, &e, NULL);
+    return rc;
 }
 
 /* ---- manifests ---- */

@@ -156,6 +156,8 @@ static const api_route routes[] = {
     {"POST", "/v1/stamps/{name}/update", h_stamps_update, A_OP, B_JSON, NULL, true, 202, NULL,
      "Update an Active stamp's application (parameters or a template revision's application part): "
      "replicas replaced one at a time, rolled back on failure"},
+    {"POST", "/v1/stamps/{name}/restore", h_stamps_restore, A_OP, B_JSON, NULL, true, 201, NULL,
+     "Deploy a stamp (body {\"as\": NEW-NAME}) from a Deleted stamp's verified backup"},
     {"POST", "/v1/stamps/{name}/{action}", h_stamps_action, A_OP, B_JSON, "force:boolean", true,
      202, NULL, "drain, activate, standby, delete or backup a stamp"},
     {"POST", "/v1/apply", h_apply, A_OP, B_JSON, NULL, true, 200, NULL,

@@ -911,6 +911,35 @@ static int cmd_drain(opts *o) { return action(o, "drain"); }
 static int cmd_activate(opts *o) { return action(o, "activate"); }
 static int cmd_standby(opts *o) { return action(o, "standby"); }
 static int cmd_backup(opts *o) { return action(o, "backup"); }
+/* restore NAME --as NEW: stampd verifies the backup (every file's hash)
+ * before it creates anything, so the call may take as long as hashing. */
+static int cmd_restore(opts *o) {
+    const char *name = need_name(o, "restore"), *as = flag(o, "as"), *bk = flag(o, "backup");
+    bool dry = flag(o, "dry-run") != NULL;
+    if (dry) dry_run_gate("restore");
+    json_t *body = json_object();
+    if (as) json_object_set_new(body, "as", json_string(as));
+    if (bk) json_object_set_new(body, "backup", json_string(bk));
+    char path[512], *e = url_escape(name);
+    fmt_or_die(path, sizeof(path), "request path", "/v1/stamps/%s/restore%s", e, dry ? "?" DRY_RUN_QUERY : "");
+    free(e);
+    if (http_timeout_ms < 600000) http_timeout_ms = 600000;
+    json_t *r = call("POST", path, body, NULL, false);
+    json_decref(body);
+    json_t *rf = json_object_get(json_object_get(r, "spec"), "restoreFrom");
+    if (printed_structured(o, r)) return 0; /* it released r */
+    printf("stamp/%s: restore from backup %s of %s requested (%lld files verified)%s; phase %s\n",
+           jstr(json_object_get(r, "metadata"), "name", as ? as : "?"), jstr(rf, "backup", "?"), name,
+           (long long)jint(rf, "files", 0), dry ? " (server dry run)" : "",
+           jstr(json_object_get(r, "status"), "phase", "?"));
+    json_decref(r);
+    return 0;
+}
+static int check_stamp_name(const char *v, char *why, size_t len) {
+    if (name_valid(v, 63)) return 0;
+    str_fmt_cut(why, len, "\"%s\" is not a stamp name (like synaxis-weu-004)", v); /* a message */
+    return -1;
+}
 static int cmd_delete(opts *o) {
     if (flag(o, "filename") && o->npos > 0) usage_die(o, "delete takes NAME or -f FILE, not both");
     if (flag(o, "filename")) return delete_files(o);
@@ -1481,6 +1510,13 @@ static const ca_flag f_update[] = {
     F_BOOL("wait", 0, "follow the update until it completes or rolls back (exit 1 then)"),
     F_DRY("needs stampd with the dryRun feature"),
     F_END};
+static const ca_flag f_restore[] = {
+    {"as", 0, CA_STRING, NULL, false, false, "NEW-NAME",
+     "the restored stamp's name: PREFIX-REGIONCODE-ID in the backed-up stamp's region, a name no stamp has",
+     check_stamp_name},
+    F_STR("backup", 0, "ID", "which of its backups (default: the one its retirement took)"),
+    F_DRY("needs stampd with the dryRun feature"),
+    F_END};
 static const ca_flag f_list[] = {
     F_ENUM("state", phases, false, "PHASE", "only stamps in this phase (filtered by stampd)"),
     {"region", 0, CA_STRING, NULL, false, false, "REGION", "only stamps in this region, name or code (filtered by stampd)", check_region},
@@ -1572,6 +1608,15 @@ static const ca_cmd commands[] = {
      "what the template classes as application may change (steps with change: application, parameters "
      "declared with change: application); anything else is refused: it requires a new stamp "
      "(stampctl rollout)."},
+    {cmd_restore, "restore", "NAME", 1, 1, false, f_restore, NULL,
+     "Deploy a stamp from a Deleted stamp's verified backup",
+     "stampctl restore synaxis-weu-003 --as synaxis-weu-004\n"
+     "stampctl restore synaxis-weu-003 --as synaxis-weu-004 --dry-run -o yaml",
+     "Only a Deleted stamp can be restored, until its archive's retention (archive-retention, 30d) passes. "
+     "Every file of the backup is hashed against its manifest first: a missing or changed file refuses the "
+     "restore, naming the file, and nothing is created.  The new stamp has the old one's region, template "
+     "spec and parameters; its volumes are put back (each copy verified) before its workloads start.  --as "
+     "is needed: the Deleted record keeps the old stamp's archive and audit until the retention passes."},
     {cmd_list, "list", NULL, 0, 0, false, f_list, out_list, "List stamps",
      "stampctl list\nstampctl list --state=active\nstampctl list --region=westeurope\n"
      "stampctl list -l template=synaxis-stamp -o name", STAMP_NOTES_PHASES},

@@ -149,8 +149,9 @@ int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namel
             serr_set(e, SE_NOTFOUND, "template %s not found (stampctl apply -f it first)", tname);
         goto done;
     }
+    json_t *tspec = q->template_spec ? q->template_spec : tr.spec; /* a restore: the backed-up spec */
     tpl t;
-    if ((rc = tpl_parse(tr.spec, &t, e))) goto done;
+    if ((rc = tpl_parse(tspec, &t, e))) goto done;
     const char *prefix = t.name_prefix ? t.name_prefix : c->cfg->name_prefix;
     if ((rc = stamp_name_build(prefix, region, sid, name, namelen, e))) goto done;
     char nid[32];
@@ -171,7 +172,7 @@ int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namel
             json_object_set_new(r.spec, "regionCode", json_string(region_code(region)));
             json_object_set_new(r.spec, "stampId", json_string(nid));
             json_object_set_new(r.spec, "template", json_string(tname));
-            json_object_set_new(r.spec, "templateSpec", json_deep_copy(tr.spec));
+            json_object_set_new(r.spec, "templateSpec", json_deep_copy(tspec));
             json_object_set_new(r.spec, "parameters",
                                 q->params
                                     ? json_deep_copy(q->params)

@@ -29,6 +29,9 @@ typedef struct stamp_deploy_req {
      * verified backup, put back before the workloads start
      * (spec.restoreFrom).  Borrowed; may be NULL. */
     json_t *restore_from;
+    /* A restore: the template spec the backed-up stamp ran, deployed
+     * instead of the template's current one.  Borrowed; may be NULL. */
+    json_t *template_spec;
 } stamp_deploy_req;
 
 /* Deploy (or deploy again a Failed stamp).  name gets the stamp's name;
@@ -55,6 +58,22 @@ int stamp_action_run(ctl_ctx *c, const stamp_action_req *q, json_t **answer, int
  * the successor is Active, then leaves it to the successor. */
 int stamp_mark_replaced(ctl_ctx *c, const char *name, const char *successor, const char *user,
                         serr *e);
+
+/* Restore from backup (restore.c): deploys stamp `as` from the verified
+ * backup of the Deleted stamp `name` (same region, template spec and
+ * parameters), after the phase table (restore is allowed in Deleted only),
+ * the archive's retention and the SHA-256 of every file of the backup
+ * against its manifest; a refusal names why (the file, for a failed hash)
+ * and creates nothing.  Blocks while it hashes: call it on the job pool.
+ * 0 with *answer and *status as stamp_deploy (201). */
+typedef struct stamp_restore_req {
+    const char *name;   /* the Deleted stamp */
+    const char *as;     /* the new stamp's name (required: see restore.c) */
+    const char *backup; /* one of its backup ids; NULL: the retirement's */
+    const char *user;
+    bool dry_run;
+} stamp_restore_req;
+int stamp_restore(ctl_ctx *c, const stamp_restore_req *q, json_t **answer, int *status, serr *e);
 
 /* kubectl's server-side dry run answer: object with dryRun, operation and
  * the transition it would start. */

@@ -181,8 +181,12 @@ int sc_creating(sctx *s, serr *e) {
                         .attempts_max = s->c->cfg->creating_attempts};
     decision d = decide_creating(&w);
     if (d.to >= 0) return sc_change(s, d.to, d.reason, "cancelled by delete", e);
+    /* A restore puts the backup's volumes back before any step (restore.c). */
+    bool go_on;
+    int rc = sc_restore(s, &go_on, e);
+    if (rc || !go_on) return rc;
     char why[600] = "";
-    int rc = run_steps(s, &w.steps, why, sizeof(why), e);
+    rc = run_steps(s, &w.steps, why, sizeof(why), e);
     if (rc) return rc;
     if (w.steps == STEPS_DONE) {
         sc_update_endpoint(s);

@@ -243,4 +243,10 @@ int sc_backup(sctx *s, json_t *rec, const char *why, int *state, serr *e);
 int sc_archive(sctx *s, json_t *rec, int *state, serr *e);
 int sc_snapshot_metrics(sctx *s, json_t *rec, const char *dir, int *state, serr *e);
 
+/* ---- restore.c ---- */
+/* Creating, before any step: a stamp with spec.restoreFrom gets the
+ * backup's volumes back (a job; status.restore).  *go_on once they are in
+ * place (or there is nothing to restore); a failure makes the stamp Failed. */
+int sc_restore(sctx *s, bool *go_on, serr *e);
+
 #endif

@@ -28,7 +28,7 @@ TPL=$STAMP_SRC/deploy/templates/synaxis-stamp.yaml
 # words|arguments that fill every positional slot (so one more is extra)
 CMDS=(
   "deploy|--region westeurope --stamp-id 9 --template synaxis-stamp"
-  "wait|$S --for=active" "drain|$S" "activate|$S" "standby|$S" "delete|$S" "backup|$S"
+  "wait|$S --for=active" "drain|$S" "activate|$S" "standby|$S" "delete|$S" "backup|$S" "restore|$S --as synaxis-weu-009"
   "list|" "get|stamps $S" "describe|stamps $S" "status|$S" "events|$S" "health|$S"
   "frontdoor|" "metrics|$S" "apply|-f $TPL" "templates|synaxis-stamp" "audit|$S"
   "logs|$NS w1" "version|" "help|ns reap" "completion|bash"
