@@ -29,6 +29,7 @@ TPL=$STAMP_SRC/deploy/templates/synaxis-stamp.yaml
 CMDS=(
   "deploy|--region westeurope --stamp-id 9 --template synaxis-stamp"
   "wait|$S --for=active" "drain|$S" "activate|$S" "standby|$S" "delete|$S" "backup|$S" "restore|$S --as synaxis-weu-009"
+  "scale|$S --pool general --replicas 2" "update|$S --set app.version=2"
   "list|" "get|stamps $S" "describe|stamps $S" "status|$S" "events|$S" "health|$S"
   "frontdoor|" "metrics|$S" "apply|-f $TPL" "templates|synaxis-stamp" "audit|$S"
   "logs|$NS w1" "version|" "help|ns reap" "completion|bash"
