@@ -50,11 +50,19 @@ sc_vars *sc_vars_new(sctx *s) {
     if (ep) sc_var_set(v, "STAMP_ENDPOINT", ep);
     const char *k;
     json_t *val;
-    json_object_foreach(json_object_get(spec, "parameters"), k, val) {
-        if (json_is_string(val)) sc_var_set(v, k, json_string_value(val));
-        else if (json_is_integer(val)) {
-            snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(val));
-            sc_var_set(v, k, buf);
+    /* The template's declared defaults first, then the parameters the
+     * deploy gave (which replace them).  Names are verbatim: ${app.version}
+     * expands the parameter app.version. */
+    json_t *decl = json_object_get(json_object_get(spec, "templateSpec"), "parameters");
+    for (int pass = 0; pass < 2; pass++) {
+        json_t *from = pass == 0 ? decl : json_object_get(spec, "parameters");
+        json_object_foreach(from, k, val) {
+            if (pass == 0) val = json_object_get(val, "default");
+            if (json_is_string(val)) sc_var_set(v, k, json_string_value(val));
+            else if (json_is_integer(val)) {
+                snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(val));
+                sc_var_set(v, k, buf);
+            }
         }
     }
     return v;
