@@ -139,6 +139,8 @@ int h_stamps_list(api *a, api_req *rq, api_resp *rs);
 int h_stamps_get(api *a, api_req *rq, api_resp *rs);
 int h_stamps_action(api *a, api_req *rq, api_resp *rs);
 int h_stamps_delete(api *a, api_req *rq, api_resp *rs);
+int h_stamps_scale(api *a, api_req *rq, api_resp *rs);
+int h_stamps_update(api *a, api_req *rq, api_resp *rs);
 int h_stamps_events(api *a, api_req *rq, api_resp *rs);
 int h_stamps_health(api *a, api_req *rq, api_resp *rs);
 int h_stamps_metrics(api *a, api_req *rq, api_resp *rs);

@@ -151,6 +151,11 @@ static const api_route routes[] = {
     {"GET", "/v1/stamps/{name}/logs", h_stamps_logs, A_OP, B_NONE,
      "step:string run:string limit_bytes:integer", false, 200, NULL,
      "A stamp's step logs: the list, or with step (and run) one log as text"},
+    {"POST", "/v1/stamps/{name}/scale", h_stamps_scale, A_OP, B_JSON, NULL, true, 202, NULL,
+     "Resize a node pool of an Active stamp within its template's bounds"},
+    {"POST", "/v1/stamps/{name}/update", h_stamps_update, A_OP, B_JSON, NULL, true, 202, NULL,
+     "Update an Active stamp's application (parameters or a template revision's application part): "
+     "replicas replaced one at a time, rolled back on failure"},
     {"POST", "/v1/stamps/{name}/{action}", h_stamps_action, A_OP, B_JSON, "force:boolean", true,
      202, NULL, "drain, activate, standby, delete or backup a stamp"},
     {"POST", "/v1/apply", h_apply, A_OP, B_JSON, NULL, true, 200, NULL,

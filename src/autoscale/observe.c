@@ -96,7 +96,7 @@ void as_observe(ctl_ctx *c, const resource *r, as_observation *o) {
     if (traffic_enabled(c->tr)) {
         tr_stat st;
         serr te = {0};
-        if (traffic_stat(c->tr, r->name, &st, &te) == 0) {
+        if (traffic_stat(c->tr, stamp_frontdoor_server(r), &st, &te) == 0) {
             o->ok_frontdoor = true;
             o->fd_sessions = (double)st.scur;
         }

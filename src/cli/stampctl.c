@@ -1475,6 +1475,19 @@ static const ca_flag f_delete[] = {
     F_STR("filename", 'f', "FILE", "delete the stamps a manifest names (- for stdin)"),
     F_DRY("needs stampd with the dryRun feature"),
     F_END};
+static const char *const pools[] = {"system", "general", "gpu", NULL};
+static const ca_flag f_scale[] = {
+    F_ENUM("pool", pools, true, "POOL", "the node pool: system, general or gpu"),
+    F_NEED("replicas", "N", "replicas of each of the pool's steps, within the template's bounds"),
+    F_DRY("needs stampd with the dryRun feature"),
+    F_END};
+static const ca_flag f_update[] = {
+    F_KV("set", "KEY=VALUE", "a parameter the template declares as application"),
+    F_STR("revision", 0, "N", "run the application part of this template revision"),
+    F_BOOL("latest", 0, "run the application part of the template's current revision"),
+    F_BOOL("wait", 0, "follow the update until it completes or rolls back (exit 1 then)"),
+    F_DRY("needs stampd with the dryRun feature"),
+    F_END};
 static const ca_flag f_list[] = {
     F_ENUM("state", phases, false, "PHASE", "only stamps in this phase (filtered by stampd)"),
     {"region", 0, CA_STRING, NULL, false, false, "REGION", "only stamps in this region, name or code (filtered by stampd)", check_region},
@@ -1556,6 +1569,21 @@ static const ca_cmd commands[] = {
      "delete no other kind) and all are checked before the first request."},
     {cmd_backup, "backup", "NAME", 1, 1, false, NULL, NULL, "Back up a stamp's local state",
      "stampctl backup synaxis-weu-003", NULL},
+    {cmd_scale, "scale", "NAME", 1, 1, false, f_scale, out_get, "Resize a node pool of an Active stamp",
+     "stampctl scale synaxis-weu-003 --pool general --replicas 5",
+     "Within the template's bounds (pools.<pool>.minReplicas/maxReplicas); refused while Draining "
+     "(blocks scale operations) and Ready (blocks infrastructure modifications).  Remembered across "
+     "standby and activation."},
+    {cmd_update, "update", "NAME", 1, 1, false, f_update, out_get,
+     "Update an Active stamp's application, replica by replica",
+     "stampctl update synaxis-weu-003 --set app.version=2 --wait\n"
+     "stampctl update synaxis-weu-003 --revision 4",
+     "Each pool's replicas are replaced one at a time: a new replica starts beside the old one and must "
+     "answer its health path twice before the front door moves to it and the old one stops.  A new "
+     "replica that exits or is not healthy within update-replica-timeout rolls the update back.  Only "
+     "what the template classes as application may change (steps with change: application, parameters "
+     "declared with change: application); anything else is refused: it requires a new stamp "
+     "(stampctl rollout)."},
     {cmd_list, "list", NULL, 0, 0, false, f_list, out_list, "List stamps",
      "stampctl list\nstampctl list --state=active\nstampctl list --region=westeurope\n"
      "stampctl list -l template=synaxis-stamp -o name", STAMP_NOTES_PHASES},

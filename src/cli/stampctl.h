@@ -61,6 +61,10 @@ const ca_selector *selector_of(const opts *o, ca_selector *buf);
  * its metadata when meta) match; returns how many are left. */
 size_t filter_by_labels(json_t *arr, const ca_selector *sel, bool meta);
 
+/* stampctl_ops.c: in-place operations on an Active stamp. */
+int cmd_scale(opts *o);
+int cmd_update(opts *o);
+
 /* stampctl_ns.c: the platform commands (transient namespaces, pods,
  * volumes, runs, the reaper, model bundles, MTTC verification, tokens). */
 int cmd_ns_create(opts *o);

@@ -65,6 +65,8 @@ static const crow rows[] = {
      "health gate probe interval"},
     {"probe-timeout", CT_DUR, F(probe_timeout_ms), 0, "2s", 0, 0, "one probe or scrape"},
     {"stop-grace", CT_DUR, F(stop_grace_ms), 0, "5s", 0, 0, "SIGTERM to SIGKILL"},
+    {"update-replica-timeout", CT_DUR, F(update_replica_timeout_ms), 0, "2m", 0, 0,
+     "an update's new replica must pass its gate within this, else the update rolls back"},
     {"restart-limit", CT_INT, F(restart_limit), 0, "5", 1, 1000,
      "replica restarts in Creating before the attempt fails"},
     {"backoff-initial", CT_DUR, F(backoff_initial_ms), 0, "10s", 0, 0, "first retry delay of a failed reconcile"},

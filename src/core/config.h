@@ -41,6 +41,7 @@ typedef struct stamp_config {
     int64_t health_interval_ms;
     int64_t probe_timeout_ms;
     int64_t stop_grace_ms;
+    int64_t update_replica_timeout_ms;
     int64_t restart_limit;
     /* Reconciler backoff (seed 003) */
     int64_t backoff_initial_ms;

@@ -61,9 +61,9 @@ static int finish_drain(sctx *s, const blockers *b, int to, const char *reason, 
      * workload counts when more (clients that came around the front door). */
     int64_t fd = b->fd_sessions + b->fd_queue;
     int64_t conns = fd > b->connections ? fd : b->connections;
-    if (forced && traffic_enabled(s->c->tr)) {
+    if (forced && traffic_enabled(s->c->tr) && sc_frontdoor_owner(s)) {
         serr e2 = {0};
-        if (traffic_shutdown_sessions(s->c->tr, s->name, &e2) != 0)
+        if (traffic_shutdown_sessions(s->c->tr, s->server, &e2) != 0)
             log_warnx("stamp %s: shutdown sessions: %s", s->name, e2.msg);
     }
     int64_t started = jint(dr, "startedMs", now_ms());

@@ -50,12 +50,13 @@ sc_vars *sc_vars_new(sctx *s) {
     if (ep) sc_var_set(v, "STAMP_ENDPOINT", ep);
     const char *k;
     json_t *val;
-    /* The template's declared defaults first, then the parameters the
-     * deploy gave (which replace them).  Names are verbatim: ${app.version}
+    /* The declared defaults of the template it runs first, then its
+     * parameters (which replace them).  Names are verbatim: ${app.version}
      * expands the parameter app.version. */
-    json_t *decl = json_object_get(json_object_get(spec, "templateSpec"), "parameters");
+    json_t *tspec = s->tspec ? s->tspec : json_object_get(spec, "templateSpec");
+    json_t *decl = json_object_get(tspec, "parameters");
     for (int pass = 0; pass < 2; pass++) {
-        json_t *from = pass == 0 ? decl : json_object_get(spec, "parameters");
+        json_t *from = pass == 0 ? decl : s->params ? s->params : json_object_get(spec, "parameters");
         json_object_foreach(from, k, val) {
             if (pass == 0) val = json_object_get(val, "default");
             if (json_is_string(val)) sc_var_set(v, k, json_string_value(val));

@@ -63,6 +63,9 @@ typedef struct sctx {
     hc_set checks;     /* loaded by sc_load_checks */
     bool checks_loaded;
     bool in_job;       /* a copy running on the job pool: it may block */
+    json_t *tspec;     /* the template spec it runs (sc_effective), borrowed */
+    json_t *params;    /* its parameters, borrowed; may be NULL */
+    char server[RES_NAME_MAX]; /* its front-door server (spec.frontdoorServer or its name) */
 } sctx;
 
 /* ---- phases.c: status writes and the phase change ---- */
@@ -137,13 +140,50 @@ enum { RUN_RUNNING, RUN_OK, RUN_FAILED };
 int sc_exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char *tag, json_t *prog,
                    int *result, serr *e);
 
+/* ---- update.c: application updates, pool sizes, the front-door server ---- */
+#define SC_HASH_LEN 13 /* 12 hex digits */
+#define SLOT_OLD_MAX 3
+/* What runs in one replica slot of a step. */
+typedef struct slot_procs {
+    bool cur;    /* a replica of the spec that runs now */
+    rt_proc curp;
+    int nold;    /* replicas of another spec */
+    rt_proc old[SLOT_OLD_MAX];
+    char oldhash[SLOT_OLD_MAX][SC_HASH_LEN];
+} slot_procs;
+/* Which template spec and parameters the stamp runs (the spec's, or
+ * during and after a rollback the one that ran before), and its server. */
+void sc_effective(sctx *s);
+/* sc_effective, the template parsed into s->t, the pools applied. */
+int sc_parse(sctx *s, serr *e);
+/* spec.pools over the parsed template's replica counts. */
+void sc_apply_pools(sctx *s);
+/* The identity of what a replica of st runs (command, env, resources,
+ * parameters), for its unit name and port lease. */
+void sc_step_hash(const sctx *s, const tpl_step *st, char out[SC_HASH_LEN]);
+/* An update is replacing slot (st, idx) / its new replica serves already. */
+bool sc_update_owns(const sctx *s, const tpl_step *st, int idx);
+bool sc_update_promoted(const sctx *s, const tpl_step *st, int idx);
+/* Stops a replaced replica and releases its ports. */
+void sc_retire_replica(sctx *s, const tpl_step *st, int idx, const rt_proc *p, const char *hash);
+/* Active: the next move of an application update, if one is asked or under way. */
+int sc_update_step(sctx *s, serr *e);
+/* Active: pools resized to what the spec asks. */
+int sc_scale_pools(sctx *s, serr *e);
+/* The stamp drives its front-door server (see update.c). */
+bool sc_frontdoor_owner(sctx *s);
+
 /* ---- replicas.c ---- */
 typedef struct replica_ref {
     int port;
     const tpl_step *st;
     int idx;
 } replica_ref;
-int sc_step_ports(sctx *s, const tpl_step *st, int *ports, serr *e);
+/* The ports of replica idx of st started from the spec named hash. */
+int sc_replica_ports(sctx *s, const tpl_step *st, int idx, const char *hash, int *ports, serr *e);
+int sc_spawn_replica(sctx *s, const tpl_step *st, int idx, const char *hash, serr *e);
+int sc_scan_slots(sctx *s, const tpl_step *st, const char *hash, bool fresh, int count, bool stop_extra,
+                  slot_procs *slots, serr *e);
 int sc_replica_want(const sctx *s, const tpl_step *st, int mode);
 int sc_ensure_step(sctx *s, const tpl_step *st, int count, int *alive, int *started, serr *e);
 int sc_scale_all(sctx *s, int mode, bool count_restarts, int *started_total, serr *e);

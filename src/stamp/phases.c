@@ -286,8 +286,7 @@ int sc_job_stamp(sctx *s, json_t *rec, const char *what, sc_stamp_fn fn, int *st
     str_copy(cp->dir, sizeof(cp->dir), s->dir);
     resource_init(&cp->r);
     *j = (stamp_job){.s = cp, .fn = fn};
-    if (resource_copy(&cp->r, &s->r) != 0 ||
-        tpl_parse(json_object_get(cp->r.spec, "templateSpec"), &cp->t, e) != 0) {
+    if (resource_copy(&cp->r, &s->r) != 0 || sc_parse(cp, e) != 0) {
         free_stamp_job(j);
         return e->code ? e->code : serr_set(e, SE_NOMEM, "out of memory");
     }
@@ -301,11 +300,21 @@ int sc_job_stamp(sctx *s, json_t *rec, const char *what, sc_stamp_fn fn, int *st
 
 /* ---- the dispatch ---- */
 
+static int uses_server(const resource *r, void *arg) {
+    return strcmp(stamp_frontdoor_server(r), arg) == 0 && strcmp(r->name, arg) != 0;
+}
+
 static int gone(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
-    /* Gone from the store: nothing of it may stay in the front door. */
+    /* Gone from the store: nothing of it may stay in the front door, but a
+     * server named after it that a successor took over is the successor's. */
     serr_clear(e);
     fleet_forget(c->fleet, name);
     hc_reset(name);
+    int used = traffic_enabled(c->tr) ? store_list(c->st, "Stamp", NULL, uses_server, (void *)name, e) : 0;
+    if (used != 0) {
+        serr_clear(e);
+        return 0;
+    }
     if (traffic_enabled(c->tr) && traffic_set(c->tr, name, NULL, TR_ABSENT, e) != 0) {
         *requeue_ms = 1000;
         log_warnx("front door: removing %s: %s", name, e->msg);
@@ -338,7 +347,7 @@ static int reconcile(sctx *s, serr *e) {
         s->dirty = true;
     }
     if (stamp_intent_parse(s->r.spec, &s->in, e)) return bad_spec(s, "spec", e);
-    if (tpl_parse(json_object_get(s->r.spec, "templateSpec"), &s->t, e)) return bad_spec(s, "template", e);
+    if (sc_parse(s, e)) return bad_spec(s, "template", e);
     /* A stamp its health recovery drained into standby stays there though
      * the spec says active, until an operator activates it again. */
     json_t *hold = json_object_get(s->r.status, "recoveryHold");
@@ -416,6 +425,11 @@ void stamp_metrics_register(void) {
     metrics_register("stamp_unhealthy_total", MT_COUNTER,
                      "Active stamps taken out of rotation by their health checks");
     metrics_register("stamp_recoveries_total", MT_COUNTER, "Recovery actions, by action");
+    metrics_register("stamp_updates_total", MT_COUNTER, "Application updates started");
+    metrics_register("stamp_update_failures_total", MT_COUNTER,
+                     "Application updates that failed (and rolled back)");
+    metrics_register("stamp_update_replicas_replaced_total", MT_COUNTER,
+                     "Replicas replaced by application updates");
     metrics_register("stamp_health_alerts_total", MT_COUNTER,
                      "Health alerts (alert action, recovery exhausted, all stamps unhealthy)");
 }

@@ -35,12 +35,12 @@ static int port_free(int port, void *arg) {
     return ok;
 }
 
-int sc_step_ports(sctx *s, const tpl_step *st, int *ports, serr *e) {
-    int n = st->replicas * st->ports;
-    if (n == 0) return 0;
-    char owner[RES_NAME_MAX + 80];
-    snprintf(owner, sizeof(owner), "%s/%s", s->name, st->name);
-    return store_ports_lease(s->c->st, owner, n, (int)s->c->cfg->port_lo, (int)s->c->cfg->port_hi,
+int sc_replica_ports(sctx *s, const tpl_step *st, int idx, const char *hash, int *ports, serr *e) {
+    if (st->ports == 0) return 0;
+    char owner[RES_NAME_MAX + 128];
+    if (snprintf(owner, sizeof(owner), "%s/%s/%d@%s", s->name, st->name, idx, hash) >= (int)sizeof(owner))
+        return serr_set(e, SE_TOOBIG, "port owner name too long");
+    return store_ports_lease(s->c->st, owner, st->ports, (int)s->c->cfg->port_lo, (int)s->c->cfg->port_hi,
                              port_free, NULL, ports, e);
 }
 
@@ -84,7 +84,10 @@ typedef struct spawn_buf {
     char logp[PATH_MAX];
 } spawn_buf;
 
-static int spawn_replica(sctx *s, const tpl_step *st, int idx, const int *ports, serr *e) {
+int sc_spawn_replica(sctx *s, const tpl_step *st, int idx, const char *hash, serr *e) {
+    int ports[TPL_MAX_PORTS];
+    int prc = sc_replica_ports(s, st, idx, hash, ports, e);
+    if (prc) return prc;
     sc_vars *v = sc_vars_new(s);
     spawn_buf *b = calloc(1, sizeof(*b));
     const char **env = NULL;
@@ -101,7 +104,7 @@ static int spawn_replica(sctx *s, const tpl_step *st, int idx, const int *ports,
     if (rc == 0 && (env = sc_vars_envp(v)) == NULL) rc = serr_set(e, SE_NOMEM, "out of memory");
     if (rc == 0) {
         char unit[RT_UNIT_MAX];
-        snprintf(unit, sizeof(unit), "%s/p/%s/%d", s->name, st->name, idx);
+        snprintf(unit, sizeof(unit), "%s/p/%s/%d@%s", s->name, st->name, idx, hash);
         rt_spawn_spec sp = {.unit = unit, .argv = b->argv, .env = env, .log_path = b->logp, .cwd = s->dir};
         pid_t pid;
         rc = rt_spawn(s->c->rt, &sp, &pid, e);
@@ -152,65 +155,131 @@ void sc_stop_proc(sctx *s, const rt_proc *p) {
     rt_invalidate(s->c->rt);
 }
 
-/* Which replica indexes of a step run now (a scan of the runtime). */
-static int scan_step(sctx *s, const tpl_step *st, bool fresh, rt_proc *procs, bool *have,
-                     int count, bool stop_extra, serr *e) {
+/* Parses the part of a unit name after "<stamp>/p/<step>/": "<idx>@<hash>". */
+static bool unit_slot(const char *rest, int *idx, const char **hash) {
+    const char *at = strchr(rest, '@');
+    char num[16];
+    size_t nl = at ? (size_t)(at - rest) : 0;
+    if (at == NULL || nl == 0 || nl >= sizeof(num) || strlen(at + 1) != SC_HASH_LEN - 1) return false;
+    memcpy(num, rest, nl);
+    num[nl] = '\0';
+    int64_t v;
+    if (parse_i64(num, 0, TPL_MAX_REPLICAS - 1, &v) != 0) return false;
+    *idx = (int)v;
+    *hash = at + 1;
+    return true;
+}
+
+/* What runs in each replica slot of a step (a scan of the runtime): the
+ * replica of the current spec (hash), and replicas of another (an update's
+ * old side, or the new side of one rolled back).  Units beyond count, a
+ * second copy of one, or of a name stampd never gives are stopped when
+ * stop_extra.  Returns the number of slots below count with something
+ * running. */
+int sc_scan_slots(sctx *s, const tpl_step *st, const char *hash, bool fresh, int count, bool stop_extra,
+                  slot_procs *slots, serr *e) {
     char prefix[RT_UNIT_MAX];
     snprintf(prefix, sizeof(prefix), "%s/p/%s/", s->name, st->name);
     size_t plen = strlen(prefix);
+    rt_proc *procs = calloc(SCAN_MAX, sizeof(*procs));
+    if (procs == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     int n = rt_scan(s->c->rt, prefix, fresh, procs, SCAN_MAX, e);
-    if (n < 0) return n;
+    if (n < 0) {
+        free(procs);
+        return n;
+    }
     if (n > SCAN_MAX) n = SCAN_MAX;
-    int nhave = 0;
-    memset(have, 0, sizeof(bool) * TPL_MAX_REPLICAS);
+    memset(slots, 0, sizeof(*slots) * TPL_MAX_REPLICAS);
     for (int i = 0; i < n; i++) {
-        int64_t idx;
-        if (parse_i64(procs[i].unit + plen, 0, TPL_MAX_REPLICAS - 1, &idx) != 0 || idx >= count ||
-            have[idx]) {
-            if (!stop_extra) continue;
-            /* A replica beyond the wanted count, or a second copy of one
-             * (possible only if something outside stampd started it). */
-            log_info("stamp %s: stopping %sreplica %s pid %d", s->name, count > 0 ? "extra " : "",
-                     procs[i].unit, (int)procs[i].pid);
-            sc_stop_proc(s, &procs[i]);
+        int idx;
+        const char *h;
+        bool ok = unit_slot(procs[i].unit + plen, &idx, &h) && idx < count;
+        slot_procs *sl = ok ? &slots[idx] : NULL;
+        bool cur = ok && strcmp(h, hash) == 0;
+        if (ok && cur && !sl->cur) {
+            sl->cur = true;
+            sl->curp = procs[i];
             continue;
         }
-        have[idx] = true;
-        nhave++;
+        if (ok && !cur && sl->nold < SLOT_OLD_MAX) {
+            sl->old[sl->nold] = procs[i];
+            str_copy(sl->oldhash[sl->nold], SC_HASH_LEN, h);
+            sl->nold++;
+            continue;
+        }
+        if (!stop_extra) continue;
+        log_info("stamp %s: stopping %sreplica %s pid %d", s->name, count > 0 ? "extra " : "",
+                 procs[i].unit, (int)procs[i].pid);
+        sc_stop_proc(s, &procs[i]);
     }
+    free(procs);
+    int nhave = 0;
+    for (int i = 0; i < count; i++) nhave += slots[i].cur || slots[i].nold > 0;
     return nhave;
 }
 
+/* Long: the scan, the starts and, outside an update, the stops of
+ * replicas another replica of the current spec has replaced. */
 int sc_ensure_step(sctx *s, const tpl_step *st, int count, int *alive, int *started, serr *e) {
-    int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
-    int rc = sc_step_ports(s, st, ports, e);
-    if (rc) return rc;
-    rt_proc *procs = calloc(SCAN_MAX, sizeof(*procs));
-    if (procs == NULL) return serr_set(e, SE_NOMEM, "out of memory");
-    bool have[TPL_MAX_REPLICAS];
+    char hash[SC_HASH_LEN];
+    sc_step_hash(s, st, hash);
+    slot_procs *slots = calloc(TPL_MAX_REPLICAS, sizeof(*slots));
+    if (slots == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     *alive = *started = 0;
-    int nhave = scan_step(s, st, false, procs, have, count, true, e);
+    int nhave = sc_scan_slots(s, st, hash, false, count, true, slots, e);
     /* Never start a replica on the word of a cached scan. */
-    if (nhave >= 0 && nhave < count) nhave = scan_step(s, st, true, procs, have, count, true, e);
-    free(procs);
-    if (nhave < 0) return nhave;
-    for (int idx = 0; idx < count; idx++) {
-        if (have[idx]) continue;
-        if ((rc = spawn_replica(s, st, idx, ports + idx * st->ports, e))) return rc;
+    if (nhave >= 0 && nhave < count) nhave = sc_scan_slots(s, st, hash, true, count, true, slots, e);
+    if (nhave < 0) {
+        free(slots);
+        return nhave;
+    }
+    int rc = 0;
+    for (int idx = 0; idx < count && rc == 0; idx++) {
+        slot_procs *sl = &slots[idx];
+        if (sl->cur && sl->nold > 0 && !sc_update_owns(s, st, idx)) {
+            /* Replaced by a replica of the current spec (a finished or a
+             * rolled-back update, or a crash between its two halves). */
+            for (int k = 0; k < sl->nold; k++) sc_retire_replica(s, st, idx, &sl->old[k], sl->oldhash[k]);
+            continue;
+        }
+        if (sl->cur || sl->nold > 0) continue; /* an old one serves until an update replaces it */
+        if ((rc = sc_spawn_replica(s, st, idx, hash, e))) break;
         (*started)++;
         nhave++;
     }
+    free(slots);
     *alive = nhave;
-    return 0;
+    return rc;
+}
+
+/* The replica of a slot that serves: the old one while an update's new one
+ * has not passed its gate, else the current one, else whatever runs.  Its
+ * port (leased for its spec), or the current spec's (to be started). */
+static int serving_port(sctx *s, const tpl_step *st, int idx, const slot_procs *sl, const char *hash,
+                        int *port) {
+    const char *h = hash;
+    if (sl->nold > 0 && (!sl->cur || (sc_update_owns(s, st, idx) && !sc_update_promoted(s, st, idx))))
+        h = sl->oldhash[0];
+    int ports[TPL_MAX_PORTS];
+    int rc = sc_replica_ports(s, st, idx, h, ports, NULL);
+    if (rc == 0) *port = ports[0];
+    return rc;
 }
 
 void sc_update_endpoint(sctx *s) {
     if (s->t.endpoint_step < 0) return;
-    int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
-    if (sc_step_ports(s, &s->t.steps[s->t.endpoint_step], ports, NULL) != 0) return;
-    char ep[64];
-    snprintf(ep, sizeof(ep), "127.0.0.1:%d", ports[0]);
-    sc_set_str(s, s->r.status, "endpoint", ep);
+    const tpl_step *st = &s->t.steps[s->t.endpoint_step];
+    char hash[SC_HASH_LEN];
+    sc_step_hash(s, st, hash);
+    slot_procs *sl = calloc(TPL_MAX_REPLICAS, sizeof(*sl));
+    int port = 0;
+    if (sl && sc_scan_slots(s, st, hash, false, st->replicas > 0 ? st->replicas : 1, false, sl, NULL) >= 0 &&
+        serving_port(s, st, 0, &sl[0], hash, &port) == 0) {
+        char ep[64];
+        snprintf(ep, sizeof(ep), "127.0.0.1:%d", port);
+        sc_set_str(s, s->r.status, "endpoint", ep);
+    }
+    free(sl);
 }
 
 int sc_scale_all(sctx *s, int mode, bool count_restarts, int *started_total, serr *e) {
@@ -238,36 +307,44 @@ int sc_scale_all(sctx *s, int mode, bool count_restarts, int *started_total, ser
 
 int sc_replicas_of(sctx *s, bool health, int mode, replica_ref *out, int max) {
     int n = 0;
+    slot_procs *sl = calloc(TPL_MAX_REPLICAS, sizeof(*sl));
+    if (sl == NULL) return 0;
     for (int i = 0; i < s->t.nsteps; i++) {
         const tpl_step *st = &s->t.steps[i];
         if (st->kind != TK_PROCESS || (health ? !st->health : !st->metrics)) continue;
-        int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
-        if (sc_step_ports(s, st, ports, NULL) != 0) continue;
         int count = sc_replica_want(s, st, mode);
-        for (int r = 0; r < count && n < max; r++)
-            out[n++] = (replica_ref){.port = ports[r * st->ports], .st = st, .idx = r};
+        char hash[SC_HASH_LEN];
+        sc_step_hash(s, st, hash);
+        if (count == 0 || sc_scan_slots(s, st, hash, false, count, false, sl, NULL) < 0) continue;
+        for (int r = 0; r < count && n < max; r++) {
+            int port;
+            if (serving_port(s, st, r, &sl[r], hash, &port) == 0)
+                out[n++] = (replica_ref){.port = port, .st = st, .idx = r};
+        }
     }
+    free(sl);
     return n;
 }
 
 int sc_missing_replicas(sctx *s, int mode, char *why, size_t whylen, int *pools) {
     int missing = 0;
-    rt_proc *procs = calloc(SCAN_MAX, sizeof(*procs));
-    if (procs == NULL) return 0;
+    slot_procs *sl = calloc(TPL_MAX_REPLICAS, sizeof(*sl));
+    if (sl == NULL) return 0;
     for (int i = 0; i < s->t.nsteps; i++) {
         const tpl_step *st = &s->t.steps[i];
         int count = st->kind == TK_PROCESS ? sc_replica_want(s, st, mode) : 0;
         if (count == 0) continue;
-        bool have[TPL_MAX_REPLICAS];
-        if (scan_step(s, st, false, procs, have, TPL_MAX_REPLICAS, false, NULL) < 0) continue;
+        char hash[SC_HASH_LEN];
+        sc_step_hash(s, st, hash);
+        if (sc_scan_slots(s, st, hash, false, count, false, sl, NULL) < 0) continue;
         for (int r = 0; r < count; r++)
-            if (!have[r]) {
+            if (!sl[r].cur && sl[r].nold == 0) {
                 if (missing++ == 0) snprintf(why, whylen, "replica %s-%d is not running", st->name, r);
             } else if (pools) {
                 pools[st->pool]++;
             }
     }
-    free(procs);
+    free(sl);
     return missing;
 }
 
@@ -313,11 +390,11 @@ int sc_stop_units(sctx *s, const char *sub, bool create_only, int *left, serr *e
 }
 
 void sc_frontdoor(sctx *s, tr_state st) {
-    if (!traffic_enabled(s->c->tr)) return;
+    if (!traffic_enabled(s->c->tr) || !sc_frontdoor_owner(s)) return;
     serr e = {0};
     const char *ep = jstr(s->r.status, "endpoint", NULL);
     if (st != TR_ABSENT && ep == NULL) return;
-    if (traffic_set(s->c->tr, s->name, ep, st, &e) != 0) {
+    if (traffic_set(s->c->tr, s->server, ep, st, &e) != 0) {
         log_warnx("stamp %s: front door: %s", s->name, e.msg);
         sc_want(s, 1000);
         return;
@@ -389,7 +466,7 @@ int sc_scrape_blockers(sctx *s, json_t *rec, blockers *b, bool *ready, serr *e) 
     if (traffic_enabled(s->c->tr)) {
         tr_stat st;
         serr e2 = {0};
-        if (traffic_stat(s->c->tr, s->name, &st, &e2) == 0) {
+        if (sc_frontdoor_owner(s) && traffic_stat(s->c->tr, s->server, &st, &e2) == 0) {
             b->fd_known = true;
             b->fd_sessions = st.scur;
             b->fd_queue = st.qcur;

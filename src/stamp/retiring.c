@@ -144,10 +144,11 @@ static int step_purge(void *ctx, json_t *rt, int *out, const char **redo, serr *
         return 0;
     }
     int rc;
-    if (traffic_enabled(s->c->tr)) {
-        /* Off the front door before the port can go to another stamp. */
+    if (traffic_enabled(s->c->tr) && sc_frontdoor_owner(s)) {
+        /* Off the front door before the port can go to another stamp (a
+         * server a successor took over is the successor's). */
         const char *ep = jstr(s->r.status, "endpoint", NULL);
-        if ((rc = traffic_set(s->c->tr, s->name, ep, TR_ABSENT, e))) return serr_wrap(e, "front door");
+        if ((rc = traffic_set(s->c->tr, s->server, ep, TR_ABSENT, e))) return serr_wrap(e, "front door");
     }
     if ((rc = remove_tree(s->dir, e))) return rc;
     char owner[RES_NAME_MAX + 80];
@@ -198,7 +199,9 @@ void sc_enter_deleted(sctx *s, int from) {
 }
 
 int sc_deleted(sctx *s, serr *e) {
-    if (traffic_enabled(s->c->tr) && traffic_set(s->c->tr, s->name, NULL, TR_ABSENT, NULL) == 0) traffic_forget(s->c->tr, s->name);
+    if (traffic_enabled(s->c->tr) && sc_frontdoor_owner(s) &&
+        traffic_set(s->c->tr, s->server, NULL, TR_ABSENT, NULL) == 0)
+        traffic_forget(s->c->tr, s->server);
     hc_reset(s->name);
     int64_t until = jint(json_object_get(jchild(s->r.status, "retire"), "archive"), "retainUntilMs", 0);
     if (until == 0) return 0;

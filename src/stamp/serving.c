@@ -132,13 +132,18 @@ int sc_active(sctx *s, serr *e) {
     }
     health_view hv;
     sc_load_checks(s);
-    sc_update_endpoint(s);
     json_t *hs = jchild(s->r.status, "health");
     json_t *rec = json_object_get(hs, "recovery"); /* a recovery under way */
+    int rc;
+    /* Operator changes that keep the stamp Active: pool sizes, and an
+     * application update's next replica (not while a recovery redeploys). */
+    if (!json_is_object(rec) && ((rc = sc_scale_pools(s, e)) || (rc = sc_update_step(s, e))))
+        return rc;
+    sc_update_endpoint(s);
     if (json_is_object(rec) && json_object_get(rec, "job")) {
         /* Its redeploy still runs: nothing to judge until it has ended. */
         bool running;
-        int rc = redeploy_step(s, rec, &running, e);
+        rc = redeploy_step(s, rec, &running, e);
         if (rc || running) return rc ? rc : sc_save(s, e);
     }
     sc_eval_health(s, SCALE_FULL, false, &hv);

@@ -46,6 +46,10 @@ int stamp_capacity(ctl_ctx *c, const resource *r, stamp_capacity_view *out, serr
 /* Register the stamp_* metric families. */
 void stamp_metrics_register(void);
 
+/* The front-door server a stamp serves through: spec.frontdoorServer (a
+ * rollout's replacement takes over its predecessor's), else its name. */
+const char *stamp_frontdoor_server(const resource *r);
+
 /* Directories of a stamp under the data dir. */
 int stamp_dir(const ctl_ctx *c, const char *name, const char *sub, char *buf, size_t len);
 

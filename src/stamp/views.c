@@ -20,7 +20,7 @@ int stamp_health_json(ctl_ctx *c, const char *name, json_t **out, serr *e) {
     int rc;
     sctx *s = sc_load(c, name, &rc, e);
     if (s == NULL) return rc;
-    if (rc == 0) rc = tpl_parse(json_object_get(s->r.spec, "templateSpec"), &s->t, e);
+    if (rc == 0) rc = sc_parse(s, e);
     if (rc == 0) {
         sc_load_checks(s);
         json_t *h = hc_snapshot(name, &s->checks);
@@ -97,7 +97,7 @@ int stamp_metrics_json(ctl_ctx *c, const char *name, int64_t period_ms, json_t *
     if (traffic_enabled(c->tr)) {
         tr_stat st;
         serr e2 = {0};
-        if (traffic_stat(c->tr, name, &st, &e2) == 0 && st.present)
+        if (traffic_stat(c->tr, stamp_frontdoor_server(&r), &st, &e2) == 0 && st.present)
             fd = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "status", st.status, "currentSessions",
                            (json_int_t)st.scur, "queued", (json_int_t)st.qcur, "sessionsTotal",
                            (json_int_t)st.stot, "sessionRate", (json_int_t)st.rate, "requestsTotal",
@@ -247,7 +247,7 @@ int stamp_capacity(ctl_ctx *c, const resource *r, stamp_capacity_view *out, serr
     s->requeue = -1;
     str_copy(s->name, sizeof(s->name), r->name);
     s->r = *r; /* borrowed: never freed here */
-    int rc = tpl_parse(json_object_get(r->spec, "templateSpec"), &s->t, e);
+    int rc = sc_parse(s, e);
     for (int i = 0; rc == 0 && i < s->t.nsteps; i++) {
         const tpl_step *st = &s->t.steps[i];
         if (st->kind != TK_PROCESS) continue;

@@ -148,6 +148,7 @@ int store_meta_set(store *s, const char *key, const char *val, serr *e);
 typedef int (*store_port_ok_fn)(int port, void *arg);
 int store_ports_lease(store *s, const char *owner, int n, int lo, int hi, store_port_ok_fn ok,
                       void *arg, int *ports, serr *e);
+/* Releases owner's ports and those of every owner below it ("owner/..."). */
 int store_ports_release(store *s, const char *owner, serr *e);
 
 #endif

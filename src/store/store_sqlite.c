@@ -165,7 +165,7 @@ static const query queries[Q_COUNT] = {
     [Q_META_SET] = {true, "INSERT INTO meta(key, value) VALUES(?, ?) "
                           "ON CONFLICT(key) DO UPDATE SET value=excluded.value"},
     [Q_PORTS_HELD] = {false, "SELECT port FROM ports WHERE owner=? ORDER BY port"},
-    [Q_PORTS_DELETE] = {true, "DELETE FROM ports WHERE owner=?"},
+    [Q_PORTS_DELETE] = {true, "DELETE FROM ports WHERE owner=?1 OR substr(owner, 1, length(?1) + 1) = ?1 || '/'"},
     [Q_PORTS_FIND] = {false,
                       "SELECT port FROM ports WHERE port BETWEEN ? AND ? ORDER BY port"},
     [Q_PORTS_INSERT] = {true, "INSERT INTO ports(port, owner) VALUES(?, ?)"},

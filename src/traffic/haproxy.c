@@ -149,7 +149,10 @@ static int hap_do(const hap *h, const char *cmd, serr *e) {
     if (rc) return rc;
     char *p = r;
     while (*p == '\n' || *p == ' ') p++;
-    if (*p == '\0' || strncmp(p, "Server deleted", 14) == 0 || strncmp(p, "New server registered", 21) == 0)
+    /* `set server ... addr` answers what it changed (or that nothing had to). */
+    if (*p == '\0' || strncmp(p, "Server deleted", 14) == 0 ||
+        strncmp(p, "New server registered", 21) == 0 || strncmp(p, "IP changed from", 15) == 0 ||
+        strncmp(p, "port changed from", 17) == 0 || strncmp(p, "no need to change", 17) == 0)
         rc = 0;
     else if (strstr(p, "No such server") || strstr(p, "No such backend"))
         rc = serr_set(e, SE_NOTFOUND, "haproxy: %s: %.*s", cmd, (int)strcspn(p, "\n"), p);
@@ -427,6 +430,26 @@ static int apply(const hap *h, const char *name, const char *addr, tr_state st, 
         }
         if (rc == 0) log_info("front door: server %s removed", name);
         return rc;
+    }
+    if (addr != NULL && *addr != '\0') {
+        /* The server follows the stamp's endpoint: a replica replaced by
+         * an update, or a successor taking over its predecessor's server
+         * (same ring position, so its tenants move once).  New sessions go
+         * to the new address at once; sessions under way finish on the
+         * old one (no keep-alive to servers: http-server-close). */
+        char ip[TR_ADDR_MAX];
+        const char *colon = strrchr(addr, ':');
+        size_t il = colon ? (size_t)(colon - addr) : 0;
+        if (colon == NULL || il == 0 || il >= sizeof(ip))
+            return serr_set(e, SE_INVAL, "server %s: address %s is not host:port", name, addr);
+        memcpy(ip, addr, il);
+        ip[il] = '\0';
+        if ((rc = fmt(cmd, sizeof(cmd), e, "set server %s/%s addr %s port %s", h->backend, name, ip,
+                      colon + 1)))
+            return rc;
+        rc = hap_do(h, cmd, e);
+        if (rc && rc != SE_NOTFOUND) return rc;
+        serr_clear(e);
     }
     if ((rc = fmt(cmd, sizeof(cmd), e, "set server %s/%s state %s", h->backend, name, tr_state_names[st])))
         return rc;
