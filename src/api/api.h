@@ -150,6 +150,7 @@ int h_frontdoor(api *a, api_req *rq, api_resp *rs);
 int h_apply(api *a, api_req *rq, api_resp *rs);
 int h_templates_list(api *a, api_req *rq, api_resp *rs);
 int h_templates_get(api *a, api_req *rq, api_resp *rs);
+int h_templates_revisions(api *a, api_req *rq, api_resp *rs);
 int h_healthchecks_list(api *a, api_req *rq, api_resp *rs);
 int h_healthchecks_get(api *a, api_req *rq, api_resp *rs);
 int h_autoscalers_list(api *a, api_req *rq, api_resp *rs);

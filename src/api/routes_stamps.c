@@ -24,6 +24,7 @@
 #include "stamp/actions.h"
 #include "stamp/intent.h"
 #include "stamp/prom.h"
+#include "stamp/revisions.h"
 #include "stamp/stamp_ctl.h"
 #include "traffic/traffic.h"
 #include "util/metrics.h"
@@ -32,18 +33,6 @@
 
 #define UPDATE_RETRIES 8
 
-static bool param_name_ok(const char *k) {
-    size_t n = strlen(k);
-    if (n == 0 || n > 64) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = k[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
-                  (i > 0 && c >= '0' && c <= '9');
-        if (!ok) return false;
-    }
-    return true;
-}
-
 static int check_params(json_t *p, serr *e) {
     if (p == NULL) return 0;
     if (!json_is_object(p) || json_object_size(p) > 32)
@@ -51,8 +40,11 @@ static int check_params(json_t *p, serr *e) {
     const char *k;
     json_t *v;
     json_object_foreach(p, k, v) {
-        if (!param_name_ok(k))
-            return serr_set(e, SE_INVAL, "parameters.%s: names are letters, digits and '_'", k);
+        if (!tpl_param_name_ok(k))
+            return serr_set(e, SE_INVAL,
+                            "parameters.%.64s: names are letters, digits, '_' and '.' inside (at most "
+                            "%d characters)",
+                            k, TPL_PARAM_NAME_MAX);
         if (!(json_is_string(v) && json_string_length(v) <= 400) && !json_is_integer(v))
             return serr_set(e, SE_INVAL, "parameters.%s: must be a string (400 chars max) or integer", k);
     }
@@ -66,7 +58,8 @@ static const char *body_str(json_t *b, const char *k) {
 /* Long: validate the body field by field, then one optimistic create-or-
  * redeploy loop; the checks read best next to the fields they guard. */
 int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
-    static const char *const keys[] = {"region", "stampId", "template", "parameters", NULL};
+    static const char *const keys[] = {"region", "stampId", "template", "parameters", "revision",
+                                       NULL};
     ctl_ctx *c = api_ctx(a);
     serr e = {0};
     char name[STAMP_NAME_MAX + 1] = "";
@@ -84,13 +77,20 @@ int h_stamps_create(api *a, api_req *rq, api_resp *rs) {
         goto out;
     }
     if ((rc = check_params(json_object_get(b, "parameters"), &e))) goto out;
+    json_t *jrev = json_object_get(b, "revision");
+    if (jrev && (!json_is_integer(jrev) || json_integer_value(jrev) < 1)) {
+        rc = serr_set(&e, SE_INVAL, "revision: must be an integer >= 1 (a revision of the template: "
+                                    "stampctl get templates NAME --revisions)");
+        goto out;
+    }
     if (!name_valid(tname, 63)) {
         rc = serr_set(&e, SE_INVAL, "template \"%s\" is not a valid name", tname);
         goto out;
     }
     stamp_deploy_req dq = {.region = region, .stamp_id = sid, .tname = tname,
                            .params = json_object_get(b, "parameters"), .user = rq->user,
-                           .dry_run = rq->dry_run};
+                           .dry_run = rq->dry_run,
+                           .revision = jrev ? json_integer_value(jrev) : 0};
     json_t *answer = NULL;
     int status = 0;
     rc = stamp_deploy(c, &dq, name, sizeof(name), &answer, &status, &e);
@@ -496,6 +496,7 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
     }
     json_t *spec = json_object_get(m, "spec");
     if ((rc = validate(spec, &e))) goto out;
+    bool is_tpl = strcmp(kind, "StampTemplate") == 0;
     for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
         resource_free(&r);
         rc = store_get(c->st, kind, name, &r, &e);
@@ -509,6 +510,8 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
             r.spec = json_deep_copy(spec);
             if (labels) json_object_update(r.labels, labels);
             if (ann) json_object_update(r.annotations, ann);
+            if (is_tpl && (rc = stamp_template_revisions_apply(c, &r, spec, true, rq->user, &e)))
+                goto out;
             if (rq->dry_run) {
                 rc = 0;
                 goto out;
@@ -523,8 +526,15 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
             result = "unchanged";
             goto out;
         }
-        json_decref(r.spec);
-        r.spec = json_deep_copy(spec);
+        /* A template's changed spec is a new revision: recorded in its
+         * status by the same write (stamp/revisions.h).  An equal spec is
+         * kept as stored, so the generation (the revision) stays. */
+        if (!json_equal(r.spec, spec)) {
+            if (is_tpl && (rc = stamp_template_revisions_apply(c, &r, spec, false, rq->user, &e)))
+                goto out;
+            json_decref(r.spec);
+            r.spec = json_deep_copy(spec);
+        }
         if (labels) {
             json_decref(r.labels);
             r.labels = json_deep_copy(labels);
@@ -583,8 +593,43 @@ int h_templates_list(api *a, api_req *rq, api_resp *rs) {
     return manifest_list(a, rs, "StampTemplate", "StampTemplateList");
 }
 
+/* ?revision=N: the template as it was at revision N (its current metadata
+ * and status, that revision's spec, metadata.generation N). */
 int h_templates_get(api *a, api_req *rq, api_resp *rs) {
-    return manifest_get(a, rq, rs, "StampTemplate", "template");
+    const char *q = api_query(rq, "revision");
+    if (q == NULL) return manifest_get(a, rq, rs, "StampTemplate", "template");
+    if (!name_valid(rq->params[0], 63)) return api_error(rs, SE_INVAL, "bad template name");
+    int64_t rev;
+    if (parse_i64(q, 1, INT64_MAX, &rev) != 0)
+        return api_error(rs, SE_INVAL, "revision: \"%.32s\" is not an integer >= 1", q);
+    ctl_ctx *c = api_ctx(a);
+    serr e = {0};
+    json_t *spec = NULL;
+    int64_t got = 0;
+    int rc = stamp_template_revision(c, rq->params[0], rev, &spec, &got, &e);
+    resource r;
+    resource_init(&r);
+    if (rc == 0) rc = store_get(c->st, "StampTemplate", rq->params[0], &r, &e);
+    if (rc) {
+        api_error_serr(rs, &e);
+    } else {
+        json_t *o = resource_to_json(&r);
+        json_object_set(o, "spec", spec);
+        json_object_set_new(json_object_get(o, "metadata"), "generation", json_integer(got));
+        api_json(rs, 200, o);
+    }
+    json_decref(spec);
+    resource_free(&r);
+    return rc;
+}
+
+int h_templates_revisions(api *a, api_req *rq, api_resp *rs) {
+    if (!name_valid(rq->params[0], 63)) return api_error(rs, SE_INVAL, "bad template name");
+    serr e = {0};
+    json_t *o = NULL;
+    if (stamp_template_revisions_list(api_ctx(a), rq->params[0], &o, &e) != 0)
+        return api_error_serr(rs, &e);
+    return api_json(rs, 200, o);
 }
 
 int h_healthchecks_list(api *a, api_req *rq, api_resp *rs) {

@@ -310,6 +310,7 @@ static int cmd_deploy(opts *o) {
     bool dry = flag(o, "dry-run") != NULL;
     if (dry) dry_run_gate("deploy");
     json_t *body = json_pack("{s:s,s:s,s:s}", "region", region, "stampId", sid, "template", tpl);
+    if (flag(o, "revision")) json_object_set_new(body, "revision", json_integer(strtoll(flag(o, "revision"), NULL, 10)));
     const char *params[MAX_ARGS];
     int np = nflag(o, "param", params, MAX_ARGS);
     if (np) {
@@ -395,14 +396,16 @@ static void template_row(table *t, json_t *tp, bool w) {
     str_fmt_cut(ns, sizeof(ns), "%zu", steps);
     char age[32];
     age_since(jstr(json_object_get(tp, "metadata"), "creationTimestamp", NULL), age, sizeof(age));
-    const char *cells[] = {jstr(json_object_get(tp, "metadata"), "name", "?"), np, ns, age};
+    char rev[24];
+    str_fmt_cut(rev, sizeof(rev), "%lld", (long long)jint(json_object_get(tp, "metadata"), "generation", 0));
+    const char *cells[] = {jstr(json_object_get(tp, "metadata"), "name", "?"), rev, np, ns, age};
     table_add(t, cells);
 }
 
 static table *template_table(bool w) {
-    static const char *const h[] = {"NAME", "PHASES", "STEPS", "AGE"};
+    static const char *const h[] = {"NAME", "REVISION", "PHASES", "STEPS", "AGE"};
     (void)w;
-    return table_new(4, h);
+    return table_new(5, h);
 }
 
 static void describe_stamp(json_t *r);
@@ -642,6 +645,9 @@ static int cmd_get(opts *o) {
     const kind_def *k = readable_kind(o);
     bool ns = strcmp(k->name, "namespaces") == 0;
     if (flag(o, "all-tenants") && !ns) usage_die(o, "-A applies to namespaces only");
+    if ((flag(o, "revisions") || flag(o, "revision")) && (strcmp(k->name, "templates") != 0 || o->npos != 2 || flag(o, "watch")))
+        usage_die(o, "--revisions and --revision need templates NAME (and no --watch)");
+    if (flag(o, "revisions")) return cmd_template_revisions(o, o->pos[1]);
     if (o->npos == 1) {
         ca_selector sb;
         const ca_selector *sel = selector_of(o, &sb);
@@ -658,7 +664,7 @@ static int cmd_get(opts *o) {
     }
     if (flag(o, "selector")) usage_die(o, "-l selects from a list; it cannot be given with a NAME");
     if (flag(o, "watch") && k->watch_kind == NULL) usage_die(o, "stampd has no watch of %s", k->name);
-    json_t *it = get_item(o, k, o->pos[1]);
+    json_t *it = flag(o, "revision") ? get_template_revision(o->pos[1], flag(o, "revision")) : get_item(o, k, o->pos[1]);
     if (flag(o, "watch")) {
         if (!printed_structured(o, it)) {
             table *t = k->new_table(wide(o));
@@ -1473,6 +1479,7 @@ static const ca_flag f_deploy[] = {
     F_NEED("stamp-id", "ID", "the stamp's number (003) or id"),
     F_NEED("template", "NAME", "the StampTemplate to deploy (stampctl get templates)"),
     F_KV("param", "KEY=VALUE", "a template parameter"),
+    {"revision", 0, CA_INT, NULL, false, false, "N", "deploy this revision of the template (default: its current one)", check_revision},
     F_DRY("needs stampd with the dryRun feature"),
     F_END};
 static const ca_flag f_wait[] = {
@@ -1523,7 +1530,9 @@ static const ca_flag f_list[] = {
     F_SEL, F_END};
 static const ca_flag f_get[] = {
     F_SEL, F_BOOL("all-tenants", 'A', "namespaces of every tenant (operator token)"),
-    F_BOOL("watch", 'w', "after the list, print each change as it happens (until interrupted)"), F_END};
+    F_BOOL("watch", 'w', "after the list, print each change as it happens (until interrupted)"),
+    F_BOOL("revisions", 0, "a template's kept revisions and how many stamps run each (templates NAME)"),
+    {"revision", 0, CA_INT, NULL, false, false, "N", "a template as it was at revision N (templates NAME)", check_revision}, F_END};
 static const ca_flag f_events[] = {
     F_BOOL("watch", 'w', "print new events as they happen (until interrupted)"), F_END};
 static const ca_flag f_metrics[] = {F_DUR("period", "the window (default 1h, up to 90d)"), F_END};
@@ -1570,9 +1579,12 @@ static const ca_flag f_token[] = {
 static const ca_cmd commands[] = {
     {cmd_deploy, "deploy", NULL, 0, 0, false, f_deploy, NULL, "Deploy a new stamp from a template",
      "stampctl deploy --region westeurope --stamp-id 003 --template synaxis-stamp\n"
-     "stampctl deploy --region westeurope --stamp-id 004 --template synaxis-stamp --param SKU=premium",
+     "stampctl deploy --region westeurope --stamp-id 004 --template synaxis-stamp --param SKU=premium\n"
+     "stampctl deploy --region westeurope --stamp-id 005 --template synaxis-stamp --revision 2 --param app.version=2",
      "--dry-run is refused (exit 2, nothing sent) unless stampd's GET /version lists the \"dryRun\" feature: "
-     "today's stampd would ignore ?dryRun=All and deploy for real."},
+     "today's stampd would ignore ?dryRun=All and deploy for real.  The stamp records the template revision "
+     "it was deployed from (spec.templateRevision); a parameter the template declares takes its default "
+     "when no --param gives it."},
     {cmd_wait, "wait", "NAME", 1, 1, false, f_wait, NULL, "Wait until a stamp reaches a phase",
      "stampctl wait --for=active synaxis-weu-003\nstampctl wait --for=ready synaxis-weu-003 --timeout 45m",
      "Prints each change of phase or step on stdout.  Without --timeout the limit follows the phase: "
@@ -1622,10 +1634,13 @@ static const ca_cmd commands[] = {
      "stampctl list -l template=synaxis-stamp -o name", STAMP_NOTES_PHASES},
     {cmd_get, "get", "KIND [NAME]", 1, 2, false, f_get, out_get, "Show resources of a kind, or one of them",
      "stampctl get stamps\nstampctl get st -l region=westeurope -o wide\nstampctl get templates synaxis-stamp -o yaml\n"
-     "stampctl get ns -A\nstampctl get bundles -o name",
+     "stampctl get ns -A\nstampctl get bundles -o name\n"
+     "stampctl get templates synaxis-stamp --revisions\nstampctl get templates synaxis-stamp --revision 1 -o yaml",
      "KIND: stamps (stamp, st), templates (template, tpl), namespaces (namespace, ns), bundles (bundle), "
      "runs (run), healthchecks (healthcheck, hc), autoscalers (autoscaler, sa).  -w streams changes after the list.  -l is "
-     "filtered by stampctl (the API has no selector).  -o yaml of a list reads back with apply -f."},
+     "filtered by stampctl (the API has no selector).  -o yaml of a list reads back with apply -f.  "
+     "Every change of a template's spec is a new revision (REVISION); --revisions lists the ones kept "
+     "(REVISION CURRENT APPLIED BY STAMPS), --revision N shows one."},
     {cmd_describe, "describe", "KIND NAME", 2, 2, false, NULL, NULL, "Show one resource in detail",
      "stampctl describe stamp synaxis-weu-003\nstampctl describe ns acme-bucket-1", NULL},
     {cmd_status, "status", "NAME", 1, 1, false, NULL, NULL, "Show a stamp's status",

@@ -102,4 +102,10 @@ table *as_table(bool wide);
 void describe_autoscaler(json_t *it);
 void as_row(table *t, json_t *a, bool wide);
 
+/* stampctl_revisions.c: template revisions (get templates NAME
+ * --revisions | --revision N, deploy --revision N). */
+int check_revision(const char *v, char *why, size_t len);
+json_t *get_template_revision(const char *name, const char *rev);
+int cmd_template_revisions(opts *o, const char *name);
+
 #endif

@@ -12,6 +12,40 @@
 const char *const tpl_phase_names[TP_N] = {"network", "security", "data",
                                            "compute", "integration", "validation"};
 const char *const tpl_pool_names[POOL_N] = {"system", "general", "gpu"};
+const char *const tpl_change_names[TCC_N] = {"application", "infrastructure"};
+
+static int change_parse(json_t *o, int dflt, int *out, const char *where, serr *e) {
+    const char *v;
+    int rc = json_get_str(o, "change", false, 32, &v, where, e);
+    if (rc) return rc;
+    *out = dflt;
+    if (v == NULL) return 0;
+    for (int i = 0; i < TCC_N; i++)
+        if (strcmp(tpl_change_names[i], v) == 0) {
+            *out = i;
+            return 0;
+        }
+    return serr_set(e, SE_INVAL, "%s.change: \"%s\" is not one of application, infrastructure",
+                    where, v);
+}
+
+bool tpl_param_name_ok(const char *k) {
+    size_t n = strlen(k);
+    if (n == 0 || n > TPL_PARAM_NAME_MAX || k[0] == '.' || k[n - 1] == '.') return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = k[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+                  (i > 0 && c >= '0' && c <= '9') || (c == '.' && k[i + 1] != '.');
+        if (!ok) return false;
+    }
+    return true;
+}
+
+const tpl_param *tpl_param_find(const tpl *t, const char *name) {
+    for (int i = 0; i < t->nparams; i++)
+        if (strcmp(t->params[i].name, name) == 0) return &t->params[i];
+    return NULL;
+}
 
 int tpl_pool_parse(const char *name) {
     for (int i = 0; name && i < POOL_N; i++)
@@ -126,7 +160,7 @@ static int parse_resources(json_t *res, tpl_step *st, const char *where, serr *e
 static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, serr *e) {
     static const char *const keys[] = {"name", "kind", "pool", "replicas", "ports", "command",
                                        "env", "endpoint", "health", "metrics", "run", "delete",
-                                       "timeout", "resources", NULL};
+                                       "timeout", "resources", "change", NULL};
     int rc;
     if (!json_is_object(js)) return serr_set(e, SE_INVAL, "%s: must be a mapping", where);
     if ((rc = json_check_keys(js, where, keys, e))) return rc;
@@ -141,6 +175,11 @@ static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, se
     if (strcmp(kind, "process") == 0) st->kind = TK_PROCESS;
     else if (strcmp(kind, "exec") == 0) st->kind = TK_EXEC;
     else return serr_set(e, SE_INVAL, "%s.kind: \"%s\" is not one of process, exec", where, kind);
+    /* What runs in a replica is the application; what an exec step
+     * creates (a resource group, a network) is infrastructure. */
+    if ((rc = change_parse(js, st->kind == TK_PROCESS ? TCC_APPLICATION : TCC_INFRASTRUCTURE,
+                           &st->change, where, e)))
+        return rc;
 
     const char *timeout = NULL;
     if ((rc = json_get_str(js, "timeout", false, 32, &timeout, where, e))) return rc;
@@ -205,10 +244,77 @@ static int parse_step(json_t *js, int phase, tpl_step *st, const char *where, se
     return parse_resources(json_object_get(js, "resources"), st, where, e);
 }
 
+/* spec.parameters: {NAME: {change, default, description}}. */
+static int parse_params(json_t *ps, tpl *out, serr *e) {
+    static const char *const keys[] = {"change", "default", "description", NULL};
+    if (ps == NULL) return 0;
+    if (!json_is_object(ps) || json_object_size(ps) > TPL_MAX_PARAMS)
+        return serr_set(e, SE_INVAL, "spec.parameters: must be a mapping of at most %d names",
+                        TPL_MAX_PARAMS);
+    const char *k;
+    json_t *v;
+    int rc;
+    json_object_foreach(ps, k, v) {
+        char where[128]; /* names are at most 64 characters: always fits */
+        str_fmt_cut(where, sizeof(where), "spec.parameters.%s", k);
+        if (!tpl_param_name_ok(k))
+            return serr_set(e, SE_INVAL,
+                            "spec.parameters: \"%.64s\" is not a parameter name (letters, digits, '_' "
+                            "and '.' inside, at most %d characters)",
+                            k, TPL_PARAM_NAME_MAX);
+        if (!json_is_object(v)) return serr_set(e, SE_INVAL, "%s: must be a mapping", where);
+        if ((rc = json_check_keys(v, where, keys, e))) return rc;
+        tpl_param *p = &out->params[out->nparams++];
+        p->name = k;
+        if ((rc = change_parse(v, TCC_APPLICATION, &p->change, where, e))) return rc;
+        if ((rc = json_get_str(v, "description", false, 400, &p->description, where, e))) return rc;
+        p->dflt = json_object_get(v, "default");
+        if (p->dflt && !(json_is_string(p->dflt) && json_string_length(p->dflt) <= 400) &&
+            !json_is_integer(p->dflt))
+            return serr_set(e, SE_INVAL, "%s.default: must be a string (400 characters max) or an integer",
+                            where);
+    }
+    return 0;
+}
+
+/* spec.pools: {system|general|gpu: {minReplicas, maxReplicas}}. */
+static int parse_pools(json_t *ps, tpl *out, serr *e) {
+    static const char *const keys[] = {"system", "general", "gpu", NULL};
+    static const char *const bkeys[] = {"minReplicas", "maxReplicas", NULL};
+    int rc;
+    for (int i = 0; i < POOL_N; i++) {
+        out->pool_min[i] = i == POOL_SYSTEM ? 1 : 0;
+        out->pool_max[i] = TPL_POOL_MAX_DEFAULT;
+    }
+    if (ps == NULL) return 0;
+    if (!json_is_object(ps)) return serr_set(e, SE_INVAL, "spec.pools: must be a mapping");
+    if ((rc = json_check_keys(ps, "spec.pools", keys, e))) return rc;
+    for (int i = 0; i < POOL_N; i++) {
+        json_t *b = json_object_get(ps, tpl_pool_names[i]);
+        if (b == NULL) continue;
+        char where[48];
+        str_fmt_cut(where, sizeof(where), "spec.pools.%s", tpl_pool_names[i]);
+        if (!json_is_object(b)) return serr_set(e, SE_INVAL, "%s: must be a mapping", where);
+        if ((rc = json_check_keys(b, where, bkeys, e))) return rc;
+        if ((rc = json_get_int(b, "minReplicas", out->pool_min[i], 0, TPL_MAX_REPLICAS,
+                               &out->pool_min[i], where, e)))
+            return rc;
+        int dmax = out->pool_max[i] < out->pool_min[i] ? out->pool_min[i] : out->pool_max[i];
+        if ((rc = json_get_int(b, "maxReplicas", dmax, 0, TPL_MAX_REPLICAS, &out->pool_max[i],
+                               where, e)))
+            return rc;
+        if (out->pool_min[i] > out->pool_max[i])
+            return serr_set(e, SE_INVAL, "%s: minReplicas %d is above maxReplicas %d", where,
+                            out->pool_min[i], out->pool_max[i]);
+        out->pool_declared[i] = true;
+    }
+    return 0;
+}
+
 /* Long: one validation per template field, each naming the field. */
 int tpl_parse(json_t *spec, tpl *out, serr *e) {
-    static const char *const keys[] = {"namePrefix", "healthPath", "metricsPath", "phases", "pools",
-                                       "description", "healthCheck", NULL};
+    static const char *const keys[] = {"namePrefix", "healthPath", "metricsPath", "phases",
+                                       "description", "healthCheck", "parameters", "pools", NULL};
     int rc;
     memset(out, 0, sizeof(*out));
     out->endpoint_step = -1;
@@ -229,6 +335,8 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
     if (!out->metrics_path) out->metrics_path = "/metrics";
     if (out->health_path[0] != '/' || out->metrics_path[0] != '/')
         return serr_set(e, SE_INVAL, "spec.healthPath and spec.metricsPath must start with '/'");
+    if ((rc = parse_params(json_object_get(spec, "parameters"), out, e))) return rc;
+    if ((rc = parse_pools(json_object_get(spec, "pools"), out, e))) return rc;
 
     json_t *phases = json_object_get(spec, "phases");
     if (!json_is_array(phases) || json_array_size(phases) == 0)
@@ -271,6 +379,15 @@ int tpl_parse(json_t *spec, tpl *out, serr *e) {
             for (int k = 0; k < out->nsteps; k++)
                 if (strcmp(out->steps[k].name, st->name) == 0)
                     return serr_set(e, SE_INVAL, "%s.name: \"%s\" is used twice", swhere, st->name);
+            if (st->kind == TK_PROCESS && st->replicas > out->pool_max[st->pool])
+                return serr_set(e, SE_INVAL, "%s.replicas: %d is above spec.pools.%s.maxReplicas %d",
+                                swhere, st->replicas, tpl_pool_names[st->pool],
+                                out->pool_max[st->pool]);
+            if (st->kind == TK_PROCESS && out->pool_declared[st->pool] &&
+                st->replicas < out->pool_min[st->pool])
+                return serr_set(e, SE_INVAL, "%s.replicas: %d is below spec.pools.%s.minReplicas %d",
+                                swhere, st->replicas, tpl_pool_names[st->pool],
+                                out->pool_min[st->pool]);
             if (st->kind == TK_PROCESS && st->endpoint) {
                 if (out->endpoint_step >= 0)
                     return serr_set(e, SE_INVAL, "%s.endpoint: only one step can be the endpoint",

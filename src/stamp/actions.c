@@ -9,12 +9,14 @@
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/naming.h"
 #include "core/template.h"
 #include "reconcile/phase.h"
 #include "stamp/intent.h"
+#include "stamp/revisions.h"
 #include "util/metrics.h"
 #include "util/util.h"
 
@@ -140,19 +142,29 @@ static const char *intent_apply(stamp_intent *in, int op, int phase, bool force,
 int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namelen, json_t **answer,
                  int *status, serr *e) {
     const char *region = q->region, *sid = q->stamp_id, *tname = q->tname;
-    resource tr, r;
-    resource_init(&tr);
+    resource r;
     resource_init(&r);
+    json_t *tspec = NULL; /* the spec of the revision deployed */
+    int64_t trev = 0;
+    tpl *t = malloc(sizeof(*t)); /* tens of KiB: not on the stack */
     int rc;
-    if ((rc = store_get(c->st, "StampTemplate", tname, &tr, e))) {
-        if (rc == SE_NOTFOUND)
-            serr_set(e, SE_NOTFOUND, "template %s not found (stampctl apply -f it first)", tname);
+    if (t == NULL) {
+        rc = serr_set(e, SE_NOMEM, "out of memory");
         goto done;
     }
-    json_t *tspec = q->template_spec ? q->template_spec : tr.spec; /* a restore: the backed-up spec */
-    tpl t;
-    if ((rc = tpl_parse(tspec, &t, e))) goto done;
-    const char *prefix = t.name_prefix ? t.name_prefix : c->cfg->name_prefix;
+    if (q->template_spec) {
+        /* A restore: the backed-up stamp's spec, whose revision the
+         * template may no longer keep. */
+        tspec = json_incref(q->template_spec);
+        trev = q->revision;
+    } else if ((rc = stamp_template_revision(c, tname, q->revision, &tspec, &trev, e))) {
+        goto done;
+    }
+    if ((rc = tpl_parse(tspec, t, e))) {
+        serr_wrap(e, "template %s revision %lld", tname, (long long)trev);
+        goto done;
+    }
+    const char *prefix = t->name_prefix ? t->name_prefix : c->cfg->name_prefix;
     if ((rc = stamp_name_build(prefix, region, sid, name, namelen, e))) goto done;
     char nid[32];
     stamp_id_normalize(sid, nid, sizeof(nid), NULL);
@@ -173,6 +185,7 @@ int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namel
             json_object_set_new(r.spec, "stampId", json_string(nid));
             json_object_set_new(r.spec, "template", json_string(tname));
             json_object_set_new(r.spec, "templateSpec", json_deep_copy(tspec));
+            json_object_set_new(r.spec, "templateRevision", json_integer(trev));
             json_object_set_new(r.spec, "parameters",
                                 q->params
                                     ? json_deep_copy(q->params)
@@ -194,8 +207,8 @@ int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namel
                 goto done;
             }
             char msg[256]; /* an event message, for people: a cut is harmless */
-            str_fmt_cut(msg, sizeof(msg), "deploy requested by %s: region %s, template %s", q->user,
-                        region, tname);
+            str_fmt_cut(msg, sizeof(msg), "deploy requested by %s: region %s, template %s revision %lld",
+                        q->user, region, tname, (long long)trev);
             store_event ev = {.type = "Normal", .reason = "DeployRequested", .message = msg};
             rc = store_create(c->st, &r, &ev, e);
             if (rc == SE_EXISTS) continue;
@@ -216,7 +229,8 @@ int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namel
         in.retry++;
         in.desired = SD_ACTIVE;
         stamp_intent_emit(&in, r.spec);
-        json_object_set_new(r.spec, "templateSpec", json_deep_copy(tr.spec));
+        json_object_set_new(r.spec, "templateSpec", json_deep_copy(tspec));
+        json_object_set_new(r.spec, "templateRevision", json_integer(trev));
         if (q->params)
             json_object_set_new(r.spec, "parameters", json_deep_copy(q->params));
         if (q->dry_run) {
@@ -235,7 +249,8 @@ int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namel
         goto done;
     }
 done:
-    resource_free(&tr);
+    json_decref(tspec);
+    free(t);
     resource_free(&r);
     return rc;
 }

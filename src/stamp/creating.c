@@ -37,6 +37,11 @@ void sc_enter_creating(sctx *s, int from) {
     json_object_set_new(st, "creatingSinceMs", json_integer(now_ms()));
     json_object_del(st, "activation");
     json_object_del(st, "steps");
+    /* A redeploy runs the spec it was given: what ran before and an
+     * update of it are history. */
+    json_object_del(st, "applied");
+    json_object_del(st, "update");
+    json_object_del(st, "poolsApplied");
     sc_steps_status(s);
 }
 

@@ -50,11 +50,20 @@ sc_vars *sc_vars_new(sctx *s) {
     if (ep) sc_var_set(v, "STAMP_ENDPOINT", ep);
     const char *k;
     json_t *val;
-    json_object_foreach(s->params ? s->params : json_object_get(spec, "parameters"), k, val) {
-        if (json_is_string(val)) sc_var_set(v, k, json_string_value(val));
-        else if (json_is_integer(val)) {
-            snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(val));
-            sc_var_set(v, k, buf);
+    /* The declared defaults of the template it runs first, then its
+     * parameters (which replace them).  Names are verbatim: ${app.version}
+     * expands the parameter app.version. */
+    json_t *tspec = s->tspec ? s->tspec : json_object_get(spec, "templateSpec");
+    json_t *decl = json_object_get(tspec, "parameters");
+    for (int pass = 0; pass < 2; pass++) {
+        json_t *from = pass == 0 ? decl : s->params ? s->params : json_object_get(spec, "parameters");
+        json_object_foreach(from, k, val) {
+            if (pass == 0) val = json_object_get(val, "default");
+            if (json_is_string(val)) sc_var_set(v, k, json_string_value(val));
+            else if (json_is_integer(val)) {
+                snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(val));
+                sc_var_set(v, k, buf);
+            }
         }
     }
     return v;

@@ -2,7 +2,8 @@
  * stamp-workload - the small real service a stamp runs in demos and tests,
  * and the load the autoscaler scales on.
  *
- *   GET /health                 200 "ok" (503 while starting or while --unhealthy-file exists)
+ *   GET /health                 200 "ok" (503 while starting or while --unhealthy-file exists);
+ *                               "ok version V" with an application version
  *   GET /metrics                Prometheus text (see metrics() for every series)
  *   GET /work?ms=N&cpu_ms=C     burns C ms of CPU, then waits N ms, on one of the
  *                               --workers; 503 when all are busy and --queue requests wait
@@ -12,7 +13,9 @@
  *   GET /job?ms=N               one job: /jobs?n=1&ms=N
  *
  * Every response names the stamp that served it in X-Stamp-Name, so a test
- * can tell where a front door sent a request.  SIGTERM quiesces: no new
+ * can tell where a front door sent a request, and the application version
+ * (--app-version, else $APP_VERSION) in X-App-Version when it has one, so
+ * a test can tell which revision answered.  SIGTERM quiesces: no new
  * connections, in-flight requests finish (up to 10 s), counters are saved;
  * jobs still queued or running are lost.
  *
@@ -57,6 +60,7 @@ static struct {
     const char *name;
     const char *state_dir;
     const char *unhealthy_file;
+    const char *app_version; /* may be NULL */
     long long health_delay_ms;
     long long workers, queue, job_workers, job_queue;
     int64_t started_mono;
@@ -380,6 +384,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, unsigned int status, con
         return MHD_NO;
     }
     MHD_add_response_header(r, "X-Stamp-Name", cfg.name);
+    if (cfg.app_version) MHD_add_response_header(r, "X-App-Version", cfg.app_version);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
@@ -571,6 +576,7 @@ static enum MHD_Result route(struct MHD_Connection *c, const char *url) {
             return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "starting\n");
         if (cfg.unhealthy_file && access(cfg.unhealthy_file, F_OK) == 0)
             return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unhealthy\n");
+        if (cfg.app_version) return reply(c, MHD_HTTP_OK, "ok version %s\n", cfg.app_version);
         return reply(c, MHD_HTTP_OK, "ok\n");
     }
     if (strcmp(url, "/metrics") == 0) return metrics(c);
@@ -642,6 +648,8 @@ static const char help_text[] =
     "  --state-dir DIR       keeps counters.json there, written every second\n"
     "  --health-delay-ms N   /health answers 503 for the first N ms\n"
     "  --unhealthy-file PATH /health answers 503 while PATH exists\n"
+    "  --app-version V       the application version, in /health and X-App-Version\n"
+    "                        (default: $APP_VERSION; none when unset or empty)\n"
     "  --workers N           /work requests run at once (1-256, default 8)\n"
     "  --queue N             /work requests that wait for a worker; more get 503\n"
     "                        (0-1024, default 64)\n"
@@ -694,6 +702,8 @@ static void parse_flags(int argc, char **argv, long long *port, const char **bin
             cfg.health_delay_ms = flag_ll(a, v, 0, 3600000);
         else if (strcmp(a, "--unhealthy-file") == 0)
             cfg.unhealthy_file = v;
+        else if (strcmp(a, "--app-version") == 0)
+            cfg.app_version = v;
         else if (strcmp(a, "--workers") == 0)
             cfg.workers = flag_ll(a, v, 1, MAX_WORKERS);
         else if (strcmp(a, "--queue") == 0)
@@ -724,7 +734,14 @@ static bool start_job_workers(void) {
 int main(int argc, char **argv) {
     long long port = -1;
     const char *bind_addr = "127.0.0.1";
+    const char *env_version = getenv("APP_VERSION");
+    if (env_version && *env_version) cfg.app_version = env_version;
     parse_flags(argc, argv, &port, &bind_addr);
+    if (cfg.app_version && (*cfg.app_version == '\0' || strlen(cfg.app_version) > 64 ||
+                            strpbrk(cfg.app_version, "\r\n"))) {
+        fprintf(stderr, "stamp-workload: bad --app-version (1-64 characters, one line)\n");
+        return 2;
+    }
     if (strlen(cfg.name) > 200 || strpbrk(cfg.name, "\r\n\"\\")) {
         fprintf(stderr, "stamp-workload: bad --name\n");
         return 2;

@@ -85,7 +85,7 @@ expect_ok "drained stamps are warm (Ready), not deleted" sh -c "ctl list -o json
 # A metric source that stops answering blocks scale-in and says why.
 ACTIVE=$(ctl list -o json | jq -r '[.items[] | select(.status.phase == "Active")][0].metadata.name')
 APP=
-[ -n "$APP" ] || APP=$(for p in /proc/[0-9]*; do { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qx "STAMP_UNIT=$ACTIVE/p/app/0" && basename "$p"; done | head -n1)
+[ -n "$APP" ] || APP=$(for p in /proc/[0-9]*; do { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -q "^STAMP_UNIT=$ACTIVE/p/app/0@" && basename "$p"; done | head -n1)
 [ -n "$APP" ] || fail "no app replica of $ACTIVE"
 kill -STOP "$APP"
 wait_until "missing data named in the decision" 30 sh -c "ctl get autoscaler fleet -o json | jq -e '[.status.lastDecision.triggers[] | .missing // \"\"] | map(test(\"$ACTIVE\")) | any' >/dev/null"

@@ -8,8 +8,9 @@ TEST_NAME=scale
 
 start_stampd
 # Bounds for the test's template: general 1-4.
-sed -e 's/^spec:$/spec:\n  pools:\n    general: {minReplicas: 1, maxReplicas: 4}/' \
+sed -e 's/^    general: {minReplicas: 1, maxReplicas: 20}$/    general: {minReplicas: 1, maxReplicas: 4}/' \
     "$STAMP_SRC/deploy/templates/synaxis-stamp.yaml" >"$T/tpl.yaml"
+grep -q 'general: {minReplicas: 1, maxReplicas: 4}' "$T/tpl.yaml" || fail "the test template's bounds"
 apply_template "$T/tpl.yaml"
 S=synaxis-weu-001
 ctl deploy --region westeurope --stamp-id 1 --template synaxis-stamp >/dev/null || fail deploy

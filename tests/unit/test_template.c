@@ -70,7 +70,7 @@ static void mistakes(void **state) {
     expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: a, kind: process, pool: tpu, command: [x]}\n",
                  "spec.phases[0].steps[0].pool");
     expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: a, kind: process, pool: gpu, command: [x], replicas: 99}\n",
-                 "replicas: must be an integer from 0 to 16");
+                 "replicas: must be an integer from 0 to 32");
     expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: a, kind: exec, run: x, colour: red}\n",
                  "spec.phases[0].steps[0].colour: unknown field");
     expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: a, kind: exec, run: x}\n    - {name: a, kind: exec, run: y}\n",
@@ -87,6 +87,65 @@ static void mistakes(void **state) {
                  "resources.disk: unknown field");
     expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: a, kind: exec, run: x, resources: {cpu: 1}}\n",
                  "resources: only for process steps");
+}
+
+/* Issue 13's schema: change classes, parameter declarations, pool bounds. */
+#define ONE_STEP "  phases:\n  - name: compute\n    steps:\n    - {name: a, kind: process, pool: general, command: [x], replicas: 3}\n"
+static void revisions_schema(void **state) {
+    (void)state;
+    expect_error("spec:\n  phases:\n  - name: data\n    steps:\n    - {name: a, kind: exec, run: x, change: app}\n",
+                 "spec.phases[0].steps[0].change: \"app\" is not one of application, infrastructure");
+    expect_error("spec:\n  parameters: {.x: {}}\n" ONE_STEP, "spec.parameters: \".x\" is not a parameter name");
+    expect_error("spec:\n  parameters: {x.: {}}\n" ONE_STEP, "is not a parameter name");
+    expect_error("spec:\n  parameters: {a..b: {}}\n" ONE_STEP, "is not a parameter name");
+    expect_error("spec:\n  parameters: {v: {change: later}}\n" ONE_STEP, "spec.parameters.v.change");
+    expect_error("spec:\n  parameters: {v: {default: [1]}}\n" ONE_STEP, "spec.parameters.v.default");
+    expect_error("spec:\n  parameters: {v: {deflt: 1}}\n" ONE_STEP, "spec.parameters.v.deflt: unknown field");
+    expect_error("spec:\n  parameters: {v: 1}\n" ONE_STEP, "spec.parameters.v: must be a mapping");
+    expect_error("spec:\n  pools: {tpu: {}}\n" ONE_STEP, "spec.pools.tpu: unknown field");
+    expect_error("spec:\n  pools: {general: {minReplicas: 5, maxReplicas: 2}}\n" ONE_STEP,
+                 "spec.pools.general: minReplicas 5 is above maxReplicas 2");
+    expect_error("spec:\n  pools: {general: {maxReplicas: 33}}\n" ONE_STEP,
+                 "spec.pools.general.maxReplicas: must be an integer from 0 to 32");
+    expect_error("spec:\n  pools: {general: {maxReplicas: 2}}\n" ONE_STEP,
+                 "spec.phases[0].steps[0].replicas: 3 is above spec.pools.general.maxReplicas 2");
+    expect_error("spec:\n  pools: {general: {minReplicas: 4}}\n" ONE_STEP,
+                 "spec.phases[0].steps[0].replicas: 3 is below spec.pools.general.minReplicas 4");
+    /* the default maximum is 20, the hard one 32 */
+    expect_error("spec:\n  phases:\n  - name: compute\n    steps:\n    - {name: a, kind: process, pool: general, command: [x], replicas: 21}\n",
+                 "replicas: 21 is above spec.pools.general.maxReplicas 20");
+    json_t *spec = spec_of("spec:\n  pools: {general: {minReplicas: 3, maxReplicas: 32}}\n"
+                           "  parameters: {app.version: {default: \"1\"}, sku: {change: infrastructure}}\n"
+                           "  phases:\n  - name: compute\n    steps:\n"
+                           "    - {name: a, kind: process, pool: general, command: [x], replicas: 32}\n"
+                           "    - {name: b, kind: exec, run: x}\n"
+                           "    - {name: c, kind: exec, run: x, change: application}\n");
+    tpl *t = malloc(sizeof(*t));
+    serr e = {0};
+    int rc = tpl_parse(spec, t, &e);
+    if (rc) fail_msg("%s", e.msg);
+    assert_int_equal(t->steps[0].replicas, 32);
+    assert_int_equal(t->steps[0].change, TCC_APPLICATION);
+    assert_int_equal(t->steps[1].change, TCC_INFRASTRUCTURE);
+    assert_int_equal(t->steps[2].change, TCC_APPLICATION);
+    assert_int_equal(t->pool_min[POOL_GENERAL], 3);
+    assert_int_equal(t->pool_max[POOL_GENERAL], 32);
+    assert_int_equal(t->pool_min[POOL_SYSTEM], 1);
+    assert_int_equal(t->pool_max[POOL_SYSTEM], 20);
+    assert_int_equal(t->pool_min[POOL_GPU], 0);
+    assert_int_equal(t->nparams, 2);
+    const tpl_param *p = tpl_param_find(t, "app.version");
+    assert_non_null(p);
+    assert_int_equal(p->change, TCC_APPLICATION);
+    assert_string_equal(json_string_value(p->dflt), "1");
+    assert_int_equal(tpl_param_find(t, "sku")->change, TCC_INFRASTRUCTURE);
+    assert_null(tpl_param_find(t, "other"));
+    assert_true(tpl_param_name_ok("app.version"));
+    assert_true(tpl_param_name_ok("SKU_2"));
+    assert_false(tpl_param_name_ok("2x"));
+    assert_false(tpl_param_name_ok("a-b"));
+    free(t);
+    json_decref(spec);
 }
 
 static void config_table(void **state) {
@@ -114,6 +173,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(shipped_example),
         cmocka_unit_test(mistakes),
+        cmocka_unit_test(revisions_schema),
         cmocka_unit_test(config_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
