@@ -19,7 +19,12 @@ ctl scale $S --pool general --replicas 2 >/dev/null || fail scale
 wait_procs $S/p/app/ 2 20
 wait_until "general pool at 2" 20 sh -c "ctl status $S -o json | jq -e '.status.pools.general == 2'"
 
-units() { ctl_units=$(ps -eo args | grep -o "$S/p/[a-z]*/[0-9]*@[0-9a-f]*" | sort -u); echo "$ctl_units"; }
+# The stamp's replica units (name/p/step/idx@spec), sorted.
+units() {
+  for d in /proc/[0-9]*; do
+    tr '\0' '\n' 2>/dev/null <"$d/environ" | sed -n "s|^STAMP_UNIT=\($S/p/.*\)|\1|p"
+  done | sort -u
+}
 version() { curl -fsS -m 5 -D - -o /dev/null -H "X-Tenant-Id: $1" "http://$FD/work?ms=1" | tr -d '\r' | sed -n 's/^[Xx]-[Aa]pp-[Vv]ersion: //p'; }
 load() { # $1: seconds; continuous traffic through the front door, many tenants
   "$STAMP_BIN/stamp-loadgen" --concurrency 4 --duration "$1" --tenants 16 --timeout 10s -o json \
@@ -28,9 +33,8 @@ load() { # $1: seconds; continuous traffic through the front door, many tenants
 failed() { jq -r '.errors' "$T/$1.json"; }
 
 expect_eq "serves version 1" "$(version t1)" 1
-before=$(ps -eo args | grep -c "[s]tamp-workload.*--name $S")
-expect_eq "four replicas before" "$before" 4
 units >"$T/units.before"
+expect_eq "four replicas before" "$(wc -l <"$T/units.before")" 4
 
 # 1. An application update under traffic.
 load 14 up1 &
@@ -43,7 +47,7 @@ expect_ok "requests were served during it" sh -c "[ \$(jq .ok $T/up1.json) -gt 1
 expect_eq "serves version 2" "$(version t2)" 2
 units >"$T/units.after"
 expect_eq "every replica replaced" "$(comm -12 "$T/units.before" "$T/units.after" | wc -l)" 0
-expect_eq "as many replicas as before" "$(ps -eo args | grep -c "[s]tamp-workload.*--name $S")" 4
+expect_eq "as many replicas as before" "$(wc -l <"$T/units.after")" 4
 expect_eq "update Complete" "$(jfield $S .status.update.phase)" Complete
 expect_eq "4 replicas replaced" "$(jfield $S .status.update.replaced)" 4
 expect_eq "applied parameters recorded" "$(jfield $S '.status.applied.parameters["app.version"]')" 2
@@ -82,6 +86,7 @@ crash_stampd
 start_stampd
 wait_until "update 3 complete after the restart" 60 sh -c "ctl status $S -o json | jq -e '.status.update.phase == \"Complete\"'"
 ok "update resumed and completed"
-expect_eq "no replica doubled" "$(ps -eo args | grep -c "[s]tamp-workload.*--name $S")" 4
+sleep 2
+expect_eq "no replica doubled" "$(procs $S/p/)" 4
 expect_eq "serves version 3" "$(version t4)" 3
 finish
