@@ -376,6 +376,59 @@ static void update_end(sctx *s, json_t *upd) {
              (long long)jint(upd, "toRevision", 0), (long long)jint(upd, "replaced", 0));
 }
 
+/* The step called name in a template spec, or NULL. */
+static json_t *step_json(json_t *tspec, const char *name) {
+    size_t i, k;
+    json_t *ph, *st;
+    json_array_foreach(json_object_get(tspec, "phases"), i, ph) {
+        json_array_foreach(json_object_get(ph, "steps"), k, st) {
+            if (strcmp(jstr(st, "name", ""), name) == 0) return st;
+        }
+    }
+    return NULL;
+}
+
+/* Exec steps of the application whose command the update changes run
+ * first, in template order, each once (its progress in
+ * status.update.exec); rolling back, the command that ran before runs
+ * again.  *busy while one runs; a failure rolls the update back (or, in a
+ * rollback, ends it Failed). */
+static int update_exec(sctx *s, json_t *upd, bool *busy, bool *failed, serr *e) {
+    *busy = *failed = false;
+    bool back = strcmp(jstr(upd, "phase", ""), "RollingBack") == 0;
+    json_t *was = json_object_get(json_object_get(s->r.status, "applied"), "templateSpec");
+    json_t *want = json_object_get(s->r.spec, "templateSpec");
+    json_t *ex = jchild(upd, back ? "rollbackExec" : "exec");
+    char tag[40];
+    snprintf(tag, sizeof(tag), "%s%lld", back ? "rollback" : "update", (long long)jint(upd, "generation", 0));
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        if (st->kind != TK_EXEC) continue;
+        json_t *a = step_json(was, st->name), *b = step_json(want, st->name);
+        if (json_equal(json_object_get(a, "run"), json_object_get(b, "run"))) continue;
+        json_t *prog = jchild(ex, st->name);
+        if (strcmp(jstr(prog, "state", ""), "Done") == 0) continue;
+        int result;
+        int rc = sc_exec_follow(s, st, st->run, tag, prog, &result, e);
+        if (rc) return rc;
+        if (result == RUN_RUNNING) {
+            *busy = true;
+            return 0;
+        }
+        if (result == RUN_FAILED) {
+            char why[300];
+            str_fmt_cut(why, sizeof(why), "step %s: %s (stampctl logs %s --step %s)", st->name,
+                        jstr(prog, "message", "command failed"), s->name, st->name);
+            update_failed(s, upd, why);
+            *failed = true;
+            return 0;
+        }
+        sc_event(s, "Normal", "UpdateStepRun", "step %s: its %s command ran", st->name,
+                 back ? "previous" : "new");
+    }
+    return 0;
+}
+
 int sc_update_step(sctx *s, serr *e) {
     json_t *st = s->r.status;
     int64_t g = jint(s->r.spec, "updateGeneration", 0);
@@ -387,7 +440,10 @@ int sc_update_step(sctx *s, serr *e) {
     }
     const char *ph = jstr(upd, "phase", "");
     if (strcmp(ph, "Progressing") != 0 && strcmp(ph, "RollingBack") != 0) return 0;
-    int rc = 0, busy = 0;
+    bool running, failed;
+    int rc = update_exec(s, upd, &running, &failed, e);
+    if (rc || running || failed) return rc;
+    int busy = 0;
     for (int pool = 0; pool < POOL_N && rc == 0; pool++) {
         json_t *f = inflight_of(s, pool);
         if (f == NULL) {
@@ -399,7 +455,6 @@ int sc_update_step(sctx *s, serr *e) {
             s->dirty = true;
         }
         busy++;
-        bool failed;
         if ((rc = step_slot(s, upd, f, pool, &failed, e)) || failed) break;
     }
     if (rc == 0 && busy == 0) update_end(s, upd);

@@ -149,7 +149,9 @@ static bool step_log_name(const char *file, step_log *out) {
     out->step[sl] = '\0';
     memcpy(out->run, dot + 1, rl);
     out->run[rl] = '\0';
-    return strncmp(out->run, "create-", 7) == 0 || strncmp(out->run, "delete-", 7) == 0;
+    /* create-N, delete-N; an update's runs: update<G>-N, rollback<G>-N */
+    return strncmp(out->run, "create-", 7) == 0 || strncmp(out->run, "delete-", 7) == 0 ||
+           strncmp(out->run, "update", 6) == 0 || strncmp(out->run, "rollback", 8) == 0;
 }
 
 static int step_log_cmp(const void *a, const void *b) {
@@ -200,7 +202,7 @@ int stamp_step_logs_json(ctl_ctx *c, const char *name, json_t **out, serr *e) {
     json_t *items = json_array();
     for (int i = 0; i < n; i++) {
         char when[40];
-        char cmd[8];
+        char cmd[24];
         str_copy(cmd, sizeof(cmd), v[i].run);
         cmd[strcspn(cmd, "-")] = '\0';
         json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:I,s:s}", "step", v[i].step, "run",

@@ -89,4 +89,22 @@ ok "update resumed and completed"
 sleep 2
 expect_eq "no replica doubled" "$(procs $S/p/)" 4
 expect_eq "serves version 3" "$(version t4)" 3
+
+# 5. An exec step the template classes as application: an update runs its
+# new command (once) before replacing replicas.
+python3 - "$STAMP_SRC/deploy/templates/synaxis-stamp.yaml" "$T/app-exec.yaml" <<'PY'
+import sys
+s = open(sys.argv[1]).read()
+old = '        - name: service-bus\n          kind: exec\n'
+assert old in s
+s = s.replace(old, old + '          change: application\n')
+open(sys.argv[2], 'w').write(s)
+PY
+apply_template "$T/app-exec.yaml"
+expect_ok "marking a step application is no change" ctl update $S --latest
+sed -e 's/topics for $STAMP_NAME configured/topics for $STAMP_NAME configured (v2)/' "$T/app-exec.yaml" >"$T/app-exec2.yaml"
+apply_template "$T/app-exec2.yaml"
+expect_ok "update with a new exec command" ctl update $S --latest --wait
+expect_ok "the new command ran" sh -c "ctl logs $S --step service-bus | grep -q 'configured (v2)'"
+expect_ok "UpdateStepRun event" sh -c "ctl events $S | grep -q 'UpdateStepRun.*service-bus'"
 finish
