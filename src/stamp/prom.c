@@ -213,51 +213,50 @@ done:
 
 /* ---- service discovery ---- */
 
-/* Vetoes every port: a lease the step already holds is returned as it is,
- * and no new one is ever taken by a GET. */
-static int no_new_port(int port, void *arg) {
-    (void)port;
-    (void)arg;
-    return 0;
-}
-
 typedef struct sd {
     ctl_ctx *c;
-    tpl *t;
+    sctx *s;
     json_t *groups;
     int rc;
     serr *e;
 } sd;
 
+/* Long: one target group per metrics step, from the replicas that serve. */
 static int sd_stamp(const resource *r, void *arg) {
     sd *d = arg;
     int p = phase_of(&stamp_fsm, r);
     if (p != SP_ACTIVE && p != SP_DRAINING) return 0;
+    sctx *s = d->s;
+    memset(s, 0, sizeof(*s));
+    s->c = d->c;
+    s->requeue = -1;
+    s->phase = p;
+    str_copy(s->name, sizeof(s->name), r->name);
+    s->r = *r; /* borrowed: never freed here */
+    stamp_dir(d->c, r->name, NULL, s->dir, sizeof(s->dir));
     serr e = {0};
-    memset(d->t, 0, sizeof(*d->t));
-    if (tpl_parse(json_object_get(r->spec, "templateSpec"), d->t, &e) != 0) return 0;
-    for (int i = 0; i < d->t->nsteps; i++) {
-        const tpl_step *st = &d->t->steps[i];
-        int n = st->replicas * st->ports;
-        if (st->kind != TK_PROCESS || !st->metrics || n == 0) continue;
-        /* The lease's owner as replicas.c names it. */
-        char owner[RES_NAME_MAX + 80];
-        int ports[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
-        if (str_fmt(owner, sizeof(owner), NULL, "owner", "%s/%s", r->name, st->name) != 0 ||
-            store_ports_lease(d->c->st, owner, n, (int)d->c->cfg->port_lo, (int)d->c->cfg->port_hi,
-                              no_new_port, NULL, ports, &e) != 0)
-            continue;
+    if (sc_parse(s, &e) != 0) return 0;
+    replica_ref reps[SC_MAX_REPLICA_REFS];
+    int n = sc_replicas_of(s, false, SCALE_FULL, reps, SC_MAX_REPLICA_REFS);
+    for (int i = 0; i < s->t.nsteps; i++) {
+        const tpl_step *st = &s->t.steps[i];
+        if (st->kind != TK_PROCESS || !st->metrics || st->ports == 0) continue;
         json_t *targets = json_array();
-        for (int k = 0; k < st->replicas; k++) {
+        for (int k = 0; k < n; k++) {
+            if (reps[k].st != st) continue;
             char hp[32];
-            snprintf(hp, sizeof(hp), "127.0.0.1:%d", ports[k * st->ports]);
+            snprintf(hp, sizeof(hp), "127.0.0.1:%d", reps[k].port);
             json_array_append_new(targets, json_string(hp));
+        }
+        if (json_array_size(targets) == 0) {
+            json_decref(targets);
+            continue;
         }
         json_t *labels = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "stamp", r->name, "region",
                                    jstr(r->spec, "region", ""), "template",
                                    jstr(r->spec, "template", ""), "pool", tpl_pool_names[st->pool],
                                    "step", st->name, "__metrics_path__",
-                                   d->t->metrics_path ? d->t->metrics_path : "/metrics");
+                                   s->t.metrics_path ? s->t.metrics_path : "/metrics");
         if (labels == NULL) {
             json_decref(targets);
             d->rc = serr_set(d->e, SE_NOMEM, "out of memory");
@@ -269,11 +268,11 @@ static int sd_stamp(const resource *r, void *arg) {
 }
 
 int stamp_prom_targets(ctl_ctx *c, json_t **out, serr *e) {
-    sd d = {.c = c, .t = calloc(1, sizeof(tpl)), .groups = json_array(), .e = e};
-    int rc = d.t == NULL || d.groups == NULL ? serr_set(e, SE_NOMEM, "out of memory") : 0;
+    sd d = {.c = c, .s = calloc(1, sizeof(sctx)), .groups = json_array(), .e = e};
+    int rc = d.s == NULL || d.groups == NULL ? serr_set(e, SE_NOMEM, "out of memory") : 0;
     if (rc == 0) rc = store_list(c->st, "Stamp", NULL, sd_stamp, &d, e);
     if (rc == 0) rc = d.rc;
-    free(d.t);
+    free(d.s);
     if (rc) {
         json_decref(d.groups);
         return rc;
