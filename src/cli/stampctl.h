@@ -98,4 +98,14 @@ table *as_table(bool wide);
 void describe_autoscaler(json_t *it);
 void as_row(table *t, json_t *a, bool wide);
 
+/* stampctl_rollout.c: blue-green rotation (rollout, rollout status,
+ * pause, resume, abort). */
+extern const ca_flag f_rollout[];
+extern const ca_flag f_rollout_status[];
+int cmd_rollout(opts *o);
+int cmd_rollout_status(opts *o);
+int cmd_rollout_pause(opts *o);
+int cmd_rollout_resume(opts *o);
+int cmd_rollout_abort(opts *o);
+
 #endif
