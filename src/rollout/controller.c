@@ -153,6 +153,9 @@ static bool is_old(roctx *x, const resource *r) {
     return !json_equal(json_object_get(r->spec, "templateSpec"), x->rspec);
 }
 
+/* The stamp controller writes some flags as true, others as 1. */
+static bool truthy(json_t *v) { return json_is_true(v) || (json_is_integer(v) && json_integer_value(v) != 0); }
+
 static void view_of(roctx *x, const resource *r, ro_stamp *s) {
     memset(s, 0, sizeof(*s));
     str_copy(s->name, sizeof(s->name), r->name);
@@ -166,8 +169,8 @@ static void view_of(roctx *x, const resource *r, ro_stamp *s) {
     s->of_template = strcmp(jstr(r->spec, "template", ""), x->sp.template_name) == 0;
     s->old = s->of_template && is_old(x, r);
     json_t *hs = json_object_get(r->status, "health");
-    s->healthy = json_is_true(json_object_get(hs, "healthy"));
-    s->in_rotation = json_is_true(json_object_get(hs, "inRotation"));
+    s->healthy = truthy(json_object_get(hs, "healthy"));
+    s->in_rotation = truthy(json_object_get(hs, "inRotation"));
 }
 
 static int snap_one(const resource *r, void *arg) {
@@ -561,6 +564,7 @@ static int retry_failed(roctx *x, serr *e) {
                 item_msg(x, it, "Warning", "RetryFailed", de.msg);
                 continue;
             }
+            rp->phase = SP_CREATING; /* the snapshot is older than the redeploy */
             set_phase(x, it, IP_WAITING);
             json_object_set_new(it, "deployedMs", json_integer(now_ms()));
             event(x, "Normal", "ReplacementRedeployed", "%s: %s deployed again (resume)", jstr(it, "old", "?"), repl);
