@@ -84,7 +84,9 @@ figures() {
   local low fails ok_rates median lowrate
   low=$(awk -v a="$2" -v b="$3" '$1 >= a && $1 <= b { if (m == "" || $2 < m) m = $2 } END { print m }' "$T/fleet")
   fails=$(awk '$2 != 200' "$T/window" | wc -l)
-  ok_rates=$(awk '$2 == 200 { c[int($1 / 1000)]++ } END { for (s in c) print c[s] }' "$T/window" | sort -n)
+  # whole seconds inside the window only (the partial first and last would read as dips)
+  ok_rates=$(awk -v a="$2" -v b="$3" 'BEGIN { lo = int(a / 1000) + 1; hi = int(b / 1000) - 1; for (s = lo; s <= hi; s++) c[s] = 0 }
+    $2 == 200 { s = int($1 / 1000); if (s in c) c[s]++ } END { for (s in c) print c[s] }' "$T/window" | sort -n)
   median=$(echo "$ok_rates" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
   lowrate=$(echo "$ok_rates" | head -n1)
   printf '%-8s %3d stamps in %6.1f s   serving stamps: lowest %s of %d   ok requests/s: lowest %s, median %s   failed: %d of %d\n' \
