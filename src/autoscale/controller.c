@@ -38,6 +38,7 @@
 #include "reconcile/engine.h"
 #include "reconcile/jobs.h"
 #include "reconcile/phase.h"
+#include "rollout/rollout.h"
 #include "stamp/actions.h"
 #include "util/httpc.h"
 #include "util/log.h"
@@ -580,6 +581,29 @@ static int evaluate(asctx *a, json_t *prom, serr *e) {
     return carry_out(a, e);
 }
 
+/* A rollout of the template owns its fleet until it ends: the autoscaler
+ * holds (decides and acts on nothing) rather than fight it.  1 while it
+ * holds, 0 when not, or an error. */
+static int rollout_hold(asctx *a, serr *e) {
+    char ro[RES_NAME_MAX];
+    int rc = ro_running_for(a->c, a->sp->template_name, ro, sizeof(ro), e);
+    if (rc < 0) return rc;
+    const char *held = jstr(a->r.status, "heldByRollout", "");
+    if (rc == 1 && strcmp(held, ro) != 0) {
+        char msg[RES_NAME_MAX + 96];
+        str_fmt_cut(msg, sizeof(msg), "rollout %s of template %s runs: no scaling until it ends", ro,
+                    a->sp->template_name);
+        event(a, "Normal", "HeldByRollout", msg);
+        json_object_set_new(a->r.status, "heldByRollout", json_string(ro));
+        json_object_del(a->r.status, "pendingActions");
+        a->dirty = true;
+    } else if (rc == 0 && held[0]) {
+        json_object_del(a->r.status, "heldByRollout");
+        a->dirty = true;
+    }
+    return rc;
+}
+
 static int run(asctx *a, int64_t *requeue_ms, serr *e) {
     int rc;
     if ((rc = as_spec_parse(a->r.spec, a->sp, e))) return serr_wrap(e, "spec");
@@ -610,6 +634,12 @@ static int run(asctx *a, int64_t *requeue_ms, serr *e) {
     }
     resource_free(&tr);
     if ((rc = overlap_check(a, e))) return rc;
+    int hold = rollout_hold(a, e);
+    if (hold < 0) return hold;
+    if (hold) {
+        *requeue_ms = a->sp->interval_ms;
+        return save(a, e);
+    }
     /* What a restart left undone comes first; paused, it is dropped. */
     if (a->sp->paused && json_object_get(a->r.status, "pendingActions")) {
         event(a, "Normal", "ActionsDropped", "paused: the decided actions not carried out yet are dropped");

@@ -154,6 +154,9 @@ static int find_words(const ca_cmd *cmds, size_t n, int argc, char **argv, ca_pa
                 g = find_short(ca_globals, a[1]);
                 inline_val = a[2] == '=' ? a + 3 : (a[2] ? a + 2 : NULL);
             }
+            /* A group that is also a command (rollout, rollout status):
+             * the group's word with a flag of its own is the command. */
+            if (g == NULL && nw == 1 && find_cmd(cmds, n, w[0], NULL)) break;
             if (g == NULL) {
                 if (nw == 0) {
                     errf(err, len, "unknown flag %s (see 'stampctl --help')", a);
@@ -189,6 +192,10 @@ static int find_words(const ca_cmd *cmds, size_t n, int argc, char **argv, ca_pa
     if (is_group(cmds, n, w[0])) {
         char subs[400];
         list_subs(cmds, n, w[0], subs, sizeof(subs));
+        if (w[1] == NULL && find_cmd(cmds, n, w[0], NULL)) {
+            p->cmd = find_cmd(cmds, n, w[0], NULL);
+            return 0;
+        }
         if (w[1] == NULL) {
             if (p->help) {
                 p->group = w[0];

@@ -1473,6 +1473,7 @@ static const char *const ns_statuses[] = {"active", "finalized", "reaping", "rea
 static const char *const roles[] = {"tenant", "operator", NULL};
 static const char *const out_list[] = {"json", "yaml", "wide", "name", NULL};
 static const char *const out_get[] = {"json", "yaml", "wide", "name", NULL};
+static const char *const out_ro[] = {"json", "yaml", NULL};
 
 static const ca_flag f_deploy[] = {
     {"region", 0, CA_STRING, NULL, true, false, "REGION", "Azure region name, like westeurope", check_region},
@@ -1718,6 +1719,25 @@ static const ca_cmd commands[] = {
      "and queue depth; latency and prometheus values as written).  A new stamp counts toward maxStamps but carries "
      "no load until its activation (--warm) or deploy (--cold) is done.  --initial: REGION:N Active stamps, "
      "ready:N warm stamps in the first region of spec.regions, REGION:ready:N in a named one."},
+    {cmd_rollout, "rollout", NULL, 0, 0, false, f_rollout, out_ro,
+     "Replace a template's stamps by stamps of a revision (blue-green)",
+     "stampctl rollout --template synaxis-stamp --to-revision 2\n"
+     "stampctl rollout --template synaxis-stamp --to-revision 3 --max-surge 2 --max-unavailable 1 --wait",
+     "Each Active or Ready stamp of the template that does not run the revision gets a replacement in its region; "
+     "once the replacement is Active and healthy the old stamp is retired (it drains first; the fleet rule holds).  "
+     "Serving stamps never fall below their number at the start minus --max-unavailable.  One rollout per template "
+     "at a time; its autoscaler holds until it ends.  See rollout status, pause, resume, abort."},
+    {cmd_rollout_status, "rollout status", "[NAME]", 0, 1, false, f_rollout_status, out_ro,
+     "Show rollouts, or one rollout's progress per old stamp",
+     "stampctl rollout status\nstampctl rollout status synaxis-stamp-rev2 --watch", NULL},
+    {cmd_rollout_pause, "rollout pause", "NAME", 1, 1, false, NULL, out_ro,
+     "Pause a rollout: nothing new starts; what runs finishes its step", "stampctl rollout pause synaxis-stamp-rev2",
+     NULL},
+    {cmd_rollout_resume, "rollout resume", "NAME", 1, 1, false, NULL, out_ro,
+     "Resume a paused rollout, or retry a Failed one's replacements in place",
+     "stampctl rollout resume synaxis-stamp-rev2", NULL},
+    {cmd_rollout_abort, "rollout abort", "NAME", 1, 1, false, NULL, out_ro,
+     "Stop a rollout for good; what was replaced stays replaced", "stampctl rollout abort synaxis-stamp-rev2", NULL},
     {cmd_token_create, "token create", NULL, 0, 0, false, f_token, NULL, "Mint a token for a tenant's user",
      "export STAMP_TOKEN=$(stampctl token create --tenant acme --user alice)", NULL},
 };

@@ -108,4 +108,14 @@ int check_revision(const char *v, char *why, size_t len);
 json_t *get_template_revision(const char *name, const char *rev);
 int cmd_template_revisions(opts *o, const char *name);
 
+/* stampctl_rollout.c: blue-green rotation (rollout, rollout status,
+ * pause, resume, abort). */
+extern const ca_flag f_rollout[];
+extern const ca_flag f_rollout_status[];
+int cmd_rollout(opts *o);
+int cmd_rollout_status(opts *o);
+int cmd_rollout_pause(opts *o);
+int cmd_rollout_resume(opts *o);
+int cmd_rollout_abort(opts *o);
+
 #endif

@@ -34,6 +34,7 @@
 #include "auth/jwt.h"
 #include "blob/blob.h"
 #include "autoscale/controller.h"
+#include "rollout/rollout.h"
 #include "ns/ns.h"
 #include "core/config.h"
 #include "reconcile/engine.h"
@@ -568,6 +569,7 @@ static int start_parts(stampd_state *d, serr *e) {
      * reaper's sweep reads only those that are due. */
     if (engine_register("Stamp", stamp_reconcile, true) ||
         engine_register("StampAutoscaler", as_reconcile, true) ||
+        engine_register(RO_KIND, ro_reconcile, true) ||
         engine_register("Namespace", ns_reconcile, false))
         return serr_set(e, SE_INTERNAL, "cannot register the controllers");
     return engine_start(ctx, (int)cfg->workers, &d->en, e);

@@ -37,6 +37,8 @@ CMDS=(
   "ns pods|$NS" "ns run-pod|$NS p9" "ns logs|$NS w1" "ns annotate|$NS w1 k=v" "ns volume|$NS v1"
   "ns run|$NS --bundle abc" "ns sweep|" "bundle push|$TPL" "bundle list|" "runs|"
   "mttc verify|--bucket b --bundle h" "token create|--tenant t --user u"
+  "rollout|--template synaxis-stamp --to-revision 2" "rollout status|r1" "rollout pause|r1" "rollout resume|r1"
+  "rollout abort|r1"
   "autoscaler simulate|-f $STAMP_SRC/deploy/autoscaler/synaxis-autoscaler.yaml --trace $STAMP_SRC/deploy/autoscaler/example-trace.csv"
 )
 listed=$(ctl help | sed -n '/^Commands:/,/^$/p' | grep -c '^  [a-z]')

@@ -1,0 +1,700 @@
+/*
+ * controller.c - the StampRollout controller (rollout.h).
+ *
+ * One reconcile:
+ *   1. a snapshot of the stamps (phase, intent, health, revision);
+ *   2. the plan: every Active or Ready stamp of the template that does not
+ *      run the revision gets an item (Pending), as long as the rollout runs
+ *      (a stamp that appears meanwhile is added);
+ *   3. each item takes its next step, in order:
+ *        Pending -> Deploying      while fewer than maxSurge are in flight:
+ *                                  the replacement's name is chosen and
+ *                                  written to status first;
+ *        Deploying -> WaitingActive  stamp_mark_replaced(old, new), then
+ *                                  stamp_deploy (or adopt the stamp when it
+ *                                  exists: a crash after the deploy);
+ *        WaitingActive -> Draining  the replacement is Active, healthy and
+ *                                  in rotation, and retiring the old one
+ *                                  keeps the template's serving stamps at
+ *                                  baseline - maxUnavailable or more: the
+ *                                  old one is deleted (gracefully: it
+ *                                  drains first; the fleet rule applies,
+ *                                  and a refusal is waited out, said in the
+ *                                  item's message);
+ *        Draining -> Retiring       the old stamp is Deleting;
+ *        Retiring -> Done           the old stamp is Deleted (or gone).
+ *      A Ready old stamp: once its replacement is Active, the replacement
+ *      goes to standby and the old one is retired (Retiring until both).
+ *      maxUnavailable > 0 lets that many old stamps be retired while their
+ *      replacements are still coming up.
+ *   4. the rollout's phase: Aborted, Failed (an item failed: the replacement
+ *      went Failed or was not Active within spec.timeout; nothing new
+ *      starts, the old stamp keeps serving), Paused, Complete or
+ *      Progressing; an event when it changes.
+ *
+ * Paused or Failed, no stamp is acted on; what was asked before is watched
+ * to its end.  Resume (spec.resumes grows) tries each Failed item again in
+ * place: a Failed replacement is redeployed under its own name, one still
+ * Creating gets a new timeout; never a second replacement.
+ *
+ * Every change to a stamp goes through stamp/actions.h as user
+ * "rollout/<name>" and is in the audit log.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/naming.h"
+#include "core/stamp_fsm.h"
+#include "reconcile/engine.h"
+#include "reconcile/phase.h"
+#include "rollout/rollout.h"
+#include "stamp/actions.h"
+#include "stamp/revisions.h"
+#include "util/log.h"
+#include "util/util.h"
+#include "util/yamljson.h"
+
+#define MAX_STAMPS 1024
+#define POLL_MS 500
+#define HELD_POLL_MS 1000
+
+typedef enum ro_iphase { IP_PENDING, IP_DEPLOYING, IP_WAITING, IP_DRAINING, IP_RETIRING, IP_DONE, IP_FAILED, IP_N } ro_iphase;
+static const char *const iphase_names[IP_N] = {"Pending", "Deploying", "WaitingActive", "Draining",
+                                               "Retiring", "Done", "Failed"};
+
+/* What the rollout needs to know of a stamp. */
+typedef struct ro_stamp {
+    char name[RES_NAME_MAX];
+    char region[32];
+    char id[24];
+    char desired[16];
+    char replaced_by[RES_NAME_MAX];
+    char fd_server[RES_NAME_MAX];
+    char why[160]; /* a Failed stamp's reason */
+    int phase;
+    bool of_template, old, healthy, in_rotation;
+} ro_stamp;
+
+typedef struct roctx {
+    ctl_ctx *c;
+    resource r;
+    ro_spec sp;
+    json_t *rspec; /* the revision's spec */
+    char user[RES_NAME_MAX + 16];
+    char prefix[32];
+    ro_stamp *st;
+    int n;
+    bool dirty, hold;
+} roctx;
+
+static int iphase_of(json_t *it) {
+    const char *p = jstr(it, "phase", "Pending");
+    for (int i = 0; i < IP_N; i++)
+        if (strcmp(iphase_names[i], p) == 0) return i;
+    return IP_PENDING;
+}
+
+static void event(roctx *x, const char *type, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void event(roctx *x, const char *type, const char *reason, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    str_vfmt_cut(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    store_event ev = {.type = type, .reason = reason, .message = msg};
+    store_event_add(x->c->st, RO_KIND, x->r.name, &ev, NULL);
+    if (strcmp(type, "Warning") == 0) log_warnx("rollout %s: %s: %s", x->r.name, reason, msg);
+    else log_info("rollout %s: %s: %s", x->r.name, reason, msg);
+}
+
+static int save(roctx *x, serr *e) {
+    if (!x->dirty) return 0;
+    int rc = store_update(x->c->st, &x->r, NULL, e);
+    if (rc == 0) x->dirty = false;
+    return rc;
+}
+
+static void set_phase(roctx *x, json_t *it, int ph) {
+    json_object_set_new(it, "phase", json_string(iphase_names[ph]));
+    json_object_set_new(it, "sinceMs", json_integer(now_ms()));
+    json_object_del(it, "message");
+    x->dirty = true;
+}
+
+/* The item's message; an event when it changes (waiting reasons repeat at
+ * every reconcile). */
+static void item_msg(roctx *x, json_t *it, const char *type, const char *reason, const char *msg) {
+    if (strcmp(jstr(it, "message", ""), msg) == 0) return;
+    json_object_set_new(it, "message", json_string(msg));
+    x->dirty = true;
+    event(x, type, reason, "%s: %s", jstr(it, "old", "?"), msg);
+}
+
+static void item_fail(roctx *x, json_t *it, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void item_fail(roctx *x, json_t *it, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    str_vfmt_cut(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    set_phase(x, it, IP_FAILED);
+    item_msg(x, it, "Warning", "ReplacementFailed", msg);
+}
+
+/* ---- the stamps ---- */
+
+static bool is_old(roctx *x, const resource *r) {
+    json_t *rev = json_object_get(r->spec, "templateRevision");
+    if (json_is_integer(rev)) return json_integer_value(rev) != x->sp.to_revision;
+    /* Deployed before revisions were recorded: by what it runs. */
+    return !json_equal(json_object_get(r->spec, "templateSpec"), x->rspec);
+}
+
+/* The stamp controller writes some flags as true, others as 1. */
+static bool truthy(json_t *v) { return json_is_true(v) || (json_is_integer(v) && json_integer_value(v) != 0); }
+
+static void view_of(roctx *x, const resource *r, ro_stamp *s) {
+    memset(s, 0, sizeof(*s));
+    str_copy(s->name, sizeof(s->name), r->name);
+    str_copy(s->region, sizeof(s->region), jstr(r->spec, "region", ""));
+    str_copy(s->id, sizeof(s->id), jstr(r->spec, "stampId", ""));
+    str_copy(s->desired, sizeof(s->desired), jstr(r->spec, "desired", "active"));
+    str_copy(s->replaced_by, sizeof(s->replaced_by), jstr(r->spec, "replacedBy", ""));
+    str_copy(s->fd_server, sizeof(s->fd_server), jstr(r->spec, "frontdoorServer", ""));
+    str_fmt_cut(s->why, sizeof(s->why), "%s", jstr(r->status, "lastError", ""));
+    s->phase = phase_of(&stamp_fsm, r);
+    s->of_template = strcmp(jstr(r->spec, "template", ""), x->sp.template_name) == 0;
+    s->old = s->of_template && is_old(x, r);
+    json_t *hs = json_object_get(r->status, "health");
+    s->healthy = truthy(json_object_get(hs, "healthy"));
+    s->in_rotation = truthy(json_object_get(hs, "inRotation"));
+}
+
+static int snap_one(const resource *r, void *arg) {
+    roctx *x = arg;
+    if (x->n >= MAX_STAMPS) return 1;
+    view_of(x, r, &x->st[x->n++]);
+    return 0;
+}
+
+/* The stamp now: from the snapshot, else the store (one created in this
+ * reconcile); NULL when there is none. */
+static ro_stamp *view(roctx *x, const char *name) {
+    if (name == NULL || name[0] == '\0') return NULL;
+    for (int i = 0; i < x->n; i++)
+        if (strcmp(x->st[i].name, name) == 0) return &x->st[i];
+    if (x->n >= MAX_STAMPS) return NULL;
+    resource r;
+    resource_init(&r);
+    ro_stamp *s = NULL;
+    if (store_get(x->c->st, "Stamp", name, &r, NULL) == 0) {
+        s = &x->st[x->n++];
+        view_of(x, &r, s);
+    }
+    resource_free(&r);
+    return s;
+}
+
+/* Serving: Active, meant to stay so, and in the front door's rotation. */
+static bool serving(const ro_stamp *s) {
+    return s && s->phase == SP_ACTIVE && strcmp(s->desired, "active") == 0 && s->in_rotation;
+}
+
+static int serving_count(roctx *x) {
+    int n = 0;
+    for (int i = 0; i < x->n; i++)
+        if (x->st[i].of_template && serving(&x->st[i])) n++;
+    return n;
+}
+
+static bool gone(const ro_stamp *s) { return s == NULL || s->phase == SP_DELETED; }
+static bool leaving(const ro_stamp *s) {
+    return gone(s) || s->phase == SP_DELETING || strcmp(s->desired, "deleted") == 0;
+}
+
+/* ---- acting on stamps ---- */
+
+static void audit(roctx *x, const char *op, const char *stamp, int rc, const serr *e) {
+    store_audit au = {.user = x->user, .operation = op, .kind = "Stamp", .name = stamp,
+                      .result = rc == 0 ? "ok" : e->msg};
+    store_audit_add(x->c->st, &au, NULL);
+}
+
+static int act(roctx *x, ro_stamp *s, int op, const char *word, serr *e) {
+    stamp_action_req q = {.name = s->name, .action = word, .op = op, .user = x->user};
+    json_t *answer = NULL;
+    int status = 0;
+    int rc = stamp_action_run(x->c, &q, &answer, &status, e);
+    json_decref(answer);
+    audit(x, word, s->name, rc, e);
+    if (rc == 0) str_copy(s->desired, sizeof(s->desired), op == SO_DELETE ? "deleted" : "standby");
+    return rc;
+}
+
+/* The old stamp's retirement (graceful).  0 when asked (or asked before);
+ * 1 when refused for now (the fleet rule, a phase), said in the item. */
+static int retire_old(roctx *x, json_t *it, ro_stamp *o, serr *e) {
+    if (leaving(o)) return 0;
+    serr ae = {0};
+    int rc = act(x, o, SO_DELETE, "delete", &ae);
+    if (rc == SE_CONFLICT || rc == SE_PHASE) {
+        char msg[SERR_MSG_MAX + 32];
+        str_fmt_cut(msg, sizeof(msg), "waiting: %s", ae.msg);
+        item_msg(x, it, "Warning", "RetireWaiting", msg);
+        return 1;
+    }
+    if (rc) {
+        *e = ae;
+        return rc;
+    }
+    event(x, "Normal", "OldRetiring", "%s: retiring (it drains first); its replacement %s serves",
+          o->name, jstr(it, "replacement", "?"));
+    return 0;
+}
+
+/* A free stamp id in the region: past every id in use there under the
+ * template's prefix, and past those this rollout has recorded. */
+static void new_id(roctx *x, const char *region, char *id, size_t len) {
+    char head[64];
+    str_fmt_cut(head, sizeof(head), "%s-%s-", x->prefix, region_code(region) ? region_code(region) : "");
+    long max = 0;
+    for (int i = 0; i < x->n; i++) {
+        if (!str_has_prefix(x->st[i].name, head)) continue;
+        int64_t v;
+        if (parse_i64(x->st[i].name + strlen(head), 0, 9999999, &v) == 0 && v > max) max = (long)v;
+    }
+    json_t *items = json_object_get(x->r.status, "items"), *it;
+    size_t i;
+    json_array_foreach(items, i, it) {
+        const char *rp = jstr(it, "replacement", "");
+        int64_t v;
+        if (str_has_prefix(rp, head) && parse_i64(rp + strlen(head), 0, 9999999, &v) == 0 && v > max) max = (long)v;
+    }
+    str_fmt_cut(id, len, "%ld", max + 1);
+}
+
+/* Pending -> Deploying: the replacement's name, recorded before anything
+ * else (an old stamp that records a successor already keeps it). */
+static int choose(roctx *x, json_t *it, ro_stamp *o, serr *e) {
+    char name[RES_NAME_MAX], id[24];
+    if (o->replaced_by[0]) {
+        str_copy(name, sizeof(name), o->replaced_by);
+        char head[64];
+        str_fmt_cut(head, sizeof(head), "%s-%s-", x->prefix, region_code(o->region) ? region_code(o->region) : "");
+        str_copy(id, sizeof(id), str_has_prefix(name, head) ? name + strlen(head) : "");
+    } else {
+        new_id(x, o->region, id, sizeof(id));
+        if (stamp_name_build(x->prefix, o->region, id, name, sizeof(name), e))
+            return serr_wrap(e, "naming the replacement of %s", o->name);
+        char nid[24];
+        if (stamp_id_normalize(id, nid, sizeof(nid), NULL) == 0) str_copy(id, sizeof(id), nid);
+    }
+    json_object_set_new(it, "replacement", json_string(name));
+    json_object_set_new(it, "replacementId", json_string(id));
+    set_phase(x, it, IP_DEPLOYING);
+    return save(x, e);
+}
+
+/* Deploying -> WaitingActive. */
+static int deploy(roctx *x, json_t *it, ro_stamp *o, serr *e) {
+    const char *repl = jstr(it, "replacement", "");
+    if (o->replaced_by[0] && strcmp(o->replaced_by, repl) != 0) {
+        item_fail(x, it, "%s is being replaced by %s already (another rollout); abort this one", o->name,
+                  o->replaced_by);
+        return 0;
+    }
+    int rc;
+    if (!o->replaced_by[0]) {
+        serr me = {0};
+        rc = stamp_mark_replaced(x->c, o->name, repl, x->user, &me);
+        if (rc == SE_PHASE) {
+            char msg[SERR_MSG_MAX + 32];
+            str_fmt_cut(msg, sizeof(msg), "waiting: %s", me.msg);
+            item_msg(x, it, "Warning", "ReplaceWaiting", msg);
+            return 0;
+        }
+        if (rc) {
+            *e = me;
+            return rc;
+        }
+        str_copy(o->replaced_by, sizeof(o->replaced_by), repl);
+    }
+    ro_stamp *rp = view(x, repl);
+    if (rp) {
+        event(x, "Normal", "ReplacementAdopted", "%s: %s exists already: adopted, not deployed again", o->name, repl);
+    } else {
+        /* The revision is looked up at each deploy: one no longer kept
+         * fails the item rather than deploying something else. */
+        json_t *spec = NULL;
+        int64_t rev = 0;
+        serr re = {0};
+        if (stamp_template_revision(x->c, x->sp.template_name, x->sp.to_revision, &spec, &rev, &re)) {
+            item_fail(x, it, "revision %lld: %s", (long long)x->sp.to_revision, re.msg);
+            return 0;
+        }
+        json_decref(spec);
+        const char *fd = o->fd_server[0] ? o->fd_server : o->name;
+        stamp_deploy_req q = {.region = o->region, .stamp_id = jstr(it, "replacementId", ""),
+                              .tname = x->sp.template_name, .user = x->user, .revision = x->sp.to_revision,
+                              .replaces = o->name, .frontdoor_server = fd};
+        char name[RES_NAME_MAX];
+        json_t *answer = NULL;
+        int status = 0;
+        serr de = {0};
+        rc = stamp_deploy(x->c, &q, name, sizeof(name), &answer, &status, &de);
+        json_decref(answer);
+        audit(x, "deploy", repl, rc, &de);
+        if (rc == SE_INVAL || rc == SE_NOTFOUND || rc == SE_PHASE) {
+            item_fail(x, it, "deploying %s: %s", repl, de.msg);
+            return 0;
+        }
+        if (rc) {
+            *e = de;
+            return rc;
+        }
+        event(x, "Normal", "ReplacementDeployed", "%s: %s deployed in %s (revision %lld)", o->name, repl, o->region,
+              (long long)x->sp.to_revision);
+    }
+    set_phase(x, it, IP_WAITING);
+    json_object_set_new(it, "deployedMs", json_integer(now_ms()));
+    return save(x, e);
+}
+
+static bool replacement_ready(const ro_stamp *rp) {
+    return rp && rp->phase == SP_ACTIVE && strcmp(rp->desired, "active") == 0 && rp->healthy && rp->in_rotation;
+}
+
+/* Retiring the old stamp now keeps enough of the template serving. */
+static bool capacity_ok(roctx *x, ro_stamp *o) {
+    int after = serving_count(x) - (serving(o) ? 1 : 0);
+    int64_t floor = jint(x->r.status, "baselineServing", 0) - x->sp.max_unavailable;
+    return after >= floor;
+}
+
+typedef struct budget {
+    int inflight; /* Deploying, WaitingActive, Draining */
+    int early;    /* old stamps retired before their replacement is Active */
+} budget;
+
+/* Long: one case per item phase, each a check-then-act step. */
+static int step(roctx *x, json_t *it, budget *b, serr *e) {
+    int ph = iphase_of(it), rc;
+    ro_stamp *o = view(x, jstr(it, "old", ""));
+    ro_stamp *rp = view(x, jstr(it, "replacement", ""));
+    bool standby = json_is_true(json_object_get(it, "standby"));
+    switch (ph) {
+    case IP_PENDING:
+        if (x->hold || b->inflight >= x->sp.max_surge) return 0;
+        if (gone(o) || o->phase == SP_DELETING) {
+            set_phase(x, it, IP_DONE);
+            item_msg(x, it, "Normal", "NotReplaced", "left the fleet before its turn: nothing to replace");
+            return 0;
+        }
+        if (o->phase != SP_ACTIVE && o->phase != SP_READY) {
+            char msg[120];
+            str_fmt_cut(msg, sizeof(msg), "waiting: %s is %s", o->name, fsm_phase_name(&stamp_fsm, o->phase));
+            item_msg(x, it, "Normal", "ReplaceWaiting", msg);
+            return 0;
+        }
+        if ((rc = choose(x, it, o, e))) return rc;
+        b->inflight++;
+        /* fall through */
+    case IP_DEPLOYING:
+        if (x->hold) return 0;
+        if (gone(o)) {
+            item_fail(x, it, "the old stamp is gone before its replacement was deployed");
+            return 0;
+        }
+        return deploy(x, it, o, e);
+    case IP_WAITING: {
+        if (rp && rp->phase == SP_FAILED) {
+            item_fail(x, it, "replacement %s Failed%s%s; %s keeps serving", rp->name, rp->why[0] ? ": " : "",
+                      rp->why, o ? o->name : "the old stamp");
+            return 0;
+        }
+        if (rp == NULL || leaving(rp)) {
+            item_fail(x, it, "replacement %s was retired or is gone", jstr(it, "replacement", "?"));
+            return 0;
+        }
+        if (!replacement_ready(rp)) {
+            int64_t waited = now_ms() - jint(it, "deployedMs", now_ms());
+            if (waited > x->sp.timeout_ms) {
+                char t[FMT_DURATION_LEN];
+                item_fail(x, it, "replacement %s not Active and healthy within %s (it is %s)", rp->name,
+                          fmt_duration(x->sp.timeout_ms, t, sizeof(t)), fsm_phase_name(&stamp_fsm, rp->phase));
+                return 0;
+            }
+            /* maxUnavailable: an old stamp may go before its successor. */
+            if (!x->hold && !standby && o && !leaving(o) && b->early < x->sp.max_unavailable && capacity_ok(x, o)) {
+                if ((rc = retire_old(x, it, o, e)) < 0) return rc;
+                if (rc == 0) b->early++;
+            }
+            return 0;
+        }
+        if (json_object_get(it, "activeMs") == NULL) {
+            json_object_set_new(it, "activeMs", json_integer(now_ms()));
+            x->dirty = true;
+            event(x, "Normal", "ReplacementActive", "%s: %s is Active and healthy", o ? o->name : "?", rp->name);
+        }
+        if (x->hold) return 0;
+        if (standby) {
+            /* A standby replaced by a standby. */
+            if (strcmp(rp->desired, "active") == 0) {
+                serr ae = {0};
+                rc = act(x, rp, SO_STANDBY, "standby", &ae);
+                if (rc == SE_CONFLICT || rc == SE_PHASE) {
+                    char msg[SERR_MSG_MAX + 32];
+                    str_fmt_cut(msg, sizeof(msg), "waiting: %s", ae.msg);
+                    item_msg(x, it, "Warning", "StandbyWaiting", msg);
+                    return 0;
+                }
+                if (rc) {
+                    *e = ae;
+                    return rc;
+                }
+            }
+            if (o && (rc = retire_old(x, it, o, e)) != 0) return rc < 0 ? rc : 0;
+            set_phase(x, it, IP_RETIRING);
+            b->inflight--;
+            return save(x, e);
+        }
+        if (o && !leaving(o)) {
+            if (!capacity_ok(x, o)) {
+                char msg[200];
+                str_fmt_cut(msg, sizeof(msg), "waiting: retiring %s now would leave fewer than %lld serving stamps",
+                            o->name, (long long)(jint(x->r.status, "baselineServing", 0) - x->sp.max_unavailable));
+                item_msg(x, it, "Normal", "RetireWaiting", msg);
+                return 0;
+            }
+            if ((rc = retire_old(x, it, o, e)) != 0) return rc < 0 ? rc : 0;
+        }
+        set_phase(x, it, IP_DRAINING);
+        return save(x, e);
+    }
+    case IP_DRAINING:
+        if (gone(o) || o->phase == SP_DELETING) {
+            set_phase(x, it, IP_RETIRING);
+            b->inflight--;
+            return save(x, e);
+        }
+        /* Asked before a crash, or the drain was cancelled: ask again. */
+        if (!x->hold && !leaving(o) && (rc = retire_old(x, it, o, e)) < 0) return rc;
+        return 0;
+    case IP_RETIRING:
+        if (!x->hold && o && !leaving(o) && (rc = retire_old(x, it, o, e)) < 0) return rc;
+        if (standby && rp && rp->phase != SP_READY && strcmp(rp->desired, "active") == 0 && !x->hold) {
+            serr ae = {0};
+            if (act(x, rp, SO_STANDBY, "standby", &ae) == 0) return 0;
+        }
+        if (gone(o) && (!standby || (rp && rp->phase == SP_READY))) {
+            set_phase(x, it, IP_DONE);
+            event(x, "Normal", "Replaced", "%s retired; %s runs revision %lld%s", jstr(it, "old", "?"),
+                  jstr(it, "replacement", "?"), (long long)x->sp.to_revision, standby ? " (standby)" : "");
+            return save(x, e);
+        }
+        return 0;
+    default: return 0;
+    }
+}
+
+/* ---- the plan ---- */
+
+static bool in_items(json_t *items, const char *name) {
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        if (strcmp(jstr(it, "old", ""), name) == 0 || strcmp(jstr(it, "replacement", ""), name) == 0) return true;
+    }
+    return false;
+}
+
+static void plan(roctx *x) {
+    json_t *items = json_object_get(x->r.status, "items");
+    if (!json_is_array(items)) {
+        items = json_array();
+        json_object_set_new(x->r.status, "items", items);
+        x->dirty = true;
+    }
+    if (json_object_get(x->r.status, "baselineServing") == NULL) {
+        json_object_set_new(x->r.status, "baselineServing", json_integer(serving_count(x)));
+        json_object_set_new(x->r.status, "startedMs", json_integer(now_ms()));
+        x->dirty = true;
+    }
+    for (int i = 0; i < x->n && json_array_size(items) < RO_MAX_ITEMS; i++) {
+        ro_stamp *s = &x->st[i];
+        if (!s->old || in_items(items, s->name)) continue;
+        bool active = s->phase == SP_ACTIVE && strcmp(s->desired, "active") == 0;
+        bool ready = s->phase == SP_READY && strcmp(s->desired, "deleted") != 0;
+        if (!active && !ready) continue;
+        json_array_append_new(items, json_pack("{s:s,s:s,s:b,s:s,s:I}", "old", s->name, "region", s->region,
+                                               "standby", ready, "phase", "Pending", "sinceMs",
+                                               (json_int_t)now_ms()));
+        x->dirty = true;
+    }
+}
+
+/* Resume: each Failed item is tried again in place. */
+static int retry_failed(roctx *x, serr *e) {
+    json_t *items = json_object_get(x->r.status, "items"), *it;
+    size_t i;
+    json_array_foreach(items, i, it) {
+        if (iphase_of(it) != IP_FAILED) continue;
+        const char *repl = jstr(it, "replacement", "");
+        ro_stamp *rp = view(x, repl);
+        ro_stamp *o = view(x, jstr(it, "old", ""));
+        if (o && o->replaced_by[0] && repl[0] && strcmp(o->replaced_by, repl) != 0) continue;
+        if (repl[0] == '\0' || rp == NULL) {
+            set_phase(x, it, repl[0] ? IP_DEPLOYING : IP_PENDING);
+        } else if (rp->phase == SP_FAILED) {
+            stamp_deploy_req q = {.region = jstr(it, "region", ""), .stamp_id = jstr(it, "replacementId", ""),
+                                  .tname = x->sp.template_name, .user = x->user, .revision = x->sp.to_revision,
+                                  .replaces = jstr(it, "old", ""),
+                                  .frontdoor_server = o && o->fd_server[0] ? o->fd_server : jstr(it, "old", "")};
+            char name[RES_NAME_MAX];
+            json_t *answer = NULL;
+            int status = 0;
+            serr de = {0};
+            int rc = stamp_deploy(x->c, &q, name, sizeof(name), &answer, &status, &de);
+            json_decref(answer);
+            audit(x, "redeploy", repl, rc, &de);
+            if (rc) {
+                item_msg(x, it, "Warning", "RetryFailed", de.msg);
+                continue;
+            }
+            rp->phase = SP_CREATING; /* the snapshot is older than the redeploy */
+            set_phase(x, it, IP_WAITING);
+            json_object_set_new(it, "deployedMs", json_integer(now_ms()));
+            event(x, "Normal", "ReplacementRedeployed", "%s: %s deployed again (resume)", jstr(it, "old", "?"), repl);
+        } else if (leaving(rp)) {
+            continue; /* retired: only an abort helps */
+        } else {
+            set_phase(x, it, IP_WAITING);
+            json_object_set_new(it, "deployedMs", json_integer(now_ms()));
+        }
+    }
+    json_object_set_new(x->r.status, "observedResumes", json_integer(x->sp.resumes));
+    x->dirty = true;
+    return save(x, e);
+}
+
+static void rollout_phase(roctx *x, const char *ph, const char *msg) {
+    const char *was = jstr(x->r.status, "phase", "");
+    if (strcmp(was, ph) != 0 || strcmp(jstr(x->r.status, "message", ""), msg) != 0) {
+        json_object_set_new(x->r.status, "phase", json_string(ph));
+        json_object_set_new(x->r.status, "message", json_string(msg));
+        x->dirty = true;
+    }
+    if (strcmp(was, ph) != 0) {
+        bool warn = strcmp(ph, "Failed") == 0 || strcmp(ph, "Aborted") == 0;
+        event(x, warn ? "Warning" : "Normal", strcmp(ph, "Progressing") == 0 ? "RolloutProgressing" : ph, "%s", msg);
+        if (strcmp(ph, "Complete") == 0 || strcmp(ph, "Aborted") == 0)
+            json_object_set_new(x->r.status, "completedMs", json_integer(now_ms()));
+    }
+}
+
+/* Long: the order of the rollout's decisions reads best in one place. */
+static int run(roctx *x, int64_t *requeue_ms, serr *e) {
+    int rc;
+    const char *phase = jstr(x->r.status, "phase", "Progressing");
+    if (!ro_phase_running(phase)) return 0;
+    if ((rc = ro_spec_parse(x->r.spec, &x->sp, e))) return rc;
+    str_fmt_cut(x->user, sizeof(x->user), "rollout/%s", x->r.name);
+    if (x->sp.aborted) {
+        rollout_phase(x, "Aborted", "aborted: what was replaced stays replaced; replacements under way are left as they are");
+        return save(x, e);
+    }
+    int64_t rev = 0;
+    rc = stamp_template_revision(x->c, x->sp.template_name, x->sp.to_revision, &x->rspec, &rev, e);
+    if (rc == SE_NOTFOUND) {
+        rollout_phase(x, "Failed", e->msg);
+        serr_clear(e);
+        return save(x, e);
+    }
+    if (rc) return rc;
+    str_copy(x->prefix, sizeof(x->prefix), jstr(x->rspec, "namePrefix", x->c->cfg->name_prefix));
+    if ((rc = store_list(x->c->st, "Stamp", NULL, snap_one, x, e))) return rc;
+    if (x->sp.resumes > jint(x->r.status, "observedResumes", 0) && (rc = retry_failed(x, e))) return rc;
+
+    json_t *items = json_object_get(x->r.status, "items"), *it;
+    size_t i;
+    bool failed = false;
+    json_array_foreach(items, i, it) if (iphase_of(it) == IP_FAILED) failed = true;
+    x->hold = x->sp.paused || failed;
+    if (!x->hold) plan(x);
+    items = json_object_get(x->r.status, "items");
+    if ((rc = save(x, e))) return rc;
+
+    budget b = {0};
+    json_array_foreach(items, i, it) {
+        int ph = iphase_of(it);
+        if (ph == IP_DEPLOYING || ph == IP_WAITING || ph == IP_DRAINING) b.inflight++;
+        if (ph == IP_WAITING) {
+            ro_stamp *o = view(x, jstr(it, "old", ""));
+            if (o && leaving(o)) b.early++;
+        }
+    }
+    json_array_foreach(items, i, it) {
+        if ((rc = step(x, it, &b, e))) return rc;
+        if (iphase_of(it) == IP_FAILED) x->hold = true;
+    }
+
+    int done = 0, n = (int)json_array_size(items);
+    const char *why = NULL;
+    json_array_foreach(items, i, it) {
+        if (iphase_of(it) == IP_DONE) done++;
+        if (iphase_of(it) == IP_FAILED && why == NULL) why = jstr(it, "message", "failed");
+    }
+    json_object_set_new(x->r.status, "progress", json_pack("{s:i,s:i}", "done", done, "total", n));
+    char msg[500];
+    if (why) {
+        str_fmt_cut(msg, sizeof(msg), "%s (stampctl rollout resume %s tries it again in place; abort stops)", why,
+                    x->r.name);
+        rollout_phase(x, "Failed", msg);
+    } else if (done == n && !x->sp.paused) {
+        str_fmt_cut(msg, sizeof(msg), "%d stamp(s) of %s run revision %lld", n, x->sp.template_name,
+                    (long long)x->sp.to_revision);
+        rollout_phase(x, "Complete", msg);
+    } else if (x->sp.paused) {
+        str_fmt_cut(msg, sizeof(msg), "paused at %d of %d: nothing new starts until resume", done, n);
+        rollout_phase(x, "Paused", msg);
+    } else {
+        str_fmt_cut(msg, sizeof(msg), "%d of %d replaced", done, n);
+        rollout_phase(x, "Progressing", msg);
+    }
+    x->dirty = true;
+    if ((rc = save(x, e))) return rc;
+    phase = jstr(x->r.status, "phase", "");
+    *requeue_ms = !ro_phase_running(phase) ? CTL_DONE : x->hold ? HELD_POLL_MS : POLL_MS;
+    return 0;
+}
+
+int ro_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
+    *requeue_ms = CTL_DONE;
+    roctx *x = calloc(1, sizeof(*x));
+    if (x == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    x->c = c;
+    x->st = calloc(MAX_STAMPS, sizeof(*x->st));
+    resource_init(&x->r);
+    int rc = x->st ? 0 : serr_set(e, SE_NOMEM, "out of memory");
+    if (rc == 0) rc = store_get(c->st, RO_KIND, name, &x->r, e);
+    if (rc == SE_NOTFOUND) {
+        serr_clear(e);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = run(x, requeue_ms, e);
+        if (rc == SE_INVAL) {
+            /* A spec the controller cannot follow: said in status. */
+            rollout_phase(x, "Failed", e->msg);
+            serr se = {0};
+            save(x, &se);
+        }
+    }
+    json_decref(x->rspec);
+    resource_free(&x->r);
+    free(x->st);
+    free(x);
+    return rc;
+}
