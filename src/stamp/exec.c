@@ -12,6 +12,8 @@
 
 #include "runtime/runtime.h"
 #include "stamp/internal.h"
+
+#define TPL_STEP_NAME_KEY 160 /* "<step>/<tag>" */
 #include "util/log.h"
 #include "util/util.h"
 
@@ -120,7 +122,15 @@ const char **sc_vars_envp(const sc_vars *v) {
  * crash we must know a run may exist before we can have started it. */
 static int begin_run(sctx *s, const tpl_step *stp, const char *tag, json_t *prog, serr *e) {
     char runid[64];
-    int64_t n = jint(prog, "runs", 0) + 1;
+    /* Run numbers of a step and tag only grow, across redeploys that reset
+     * the step progress too: a new run never finds an old run's result. */
+    char key[TPL_STEP_NAME_KEY];
+    snprintf(key, sizeof(key), "%s/%s", stp->name, tag);
+    json_t *seen = jchild(s->r.status, "execRuns");
+    int64_t n = jint(prog, "runs", 0);
+    if (jint(seen, key, 0) > n) n = jint(seen, key, 0);
+    n++;
+    json_object_set_new(seen, key, json_integer(n));
     snprintf(runid, sizeof(runid), "%s-%lld", tag, (long long)n);
     json_object_set_new(prog, "runs", json_integer(n));
     json_object_set_new(prog, "runId", json_string(runid));

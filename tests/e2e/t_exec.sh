@@ -83,6 +83,14 @@ expect_ok "stampctl logs lists the step logs" sh -c "ctl logs synaxis-uks-010 | 
 expect_ok "stampctl logs --step shows the failed step's output" sh -c "ctl logs synaxis-uks-010 --step flaky | grep -q 'quota exceeded'"
 expect_ok "stampctl logs --step --run names one run" sh -c "ctl logs synaxis-uks-010 --step flaky --run create-1 | grep -q 'quota exceeded'"
 expect_err "stampctl logs of a step without a log" "nosuch" ctl logs synaxis-uks-010 --step nosuch
+# Deploy again once the cause is gone: the step runs again (create-4, not
+# the old create-1's result) and the stamp gets past it.
+sed -i 's/exit 3$/exit 0/' "$T/fail.yaml"
+apply_template "$T/fail.yaml"
+ctl deploy --region uksouth --stamp-id 10 --template fail-stamp >/dev/null || fail redeploy-fail
+wait_for synaxis-uks-010 active 30s
+expect_eq "the redeploy ran the command again" "$(wc -l <"$T/attempts")" 4
+expect_ok "as run create-4" sh -c "ctl logs synaxis-uks-010 | grep -q '^flaky  *create-4'"
 
 # A deployment cancelled while a step's create command runs: the command is
 # stopped, the delete commands run only for steps whose create ran, and the
