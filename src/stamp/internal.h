@@ -170,6 +170,9 @@ void sc_retire_replica(sctx *s, const tpl_step *st, int idx, const rt_proc *p, c
 int sc_update_step(sctx *s, serr *e);
 /* Active: pools resized to what the spec asks. */
 int sc_scale_pools(sctx *s, serr *e);
+/* Active: the operator's changes that keep a stamp Active (pool sizes,
+ * then an application update's next move). */
+int sc_active_changes(sctx *s, serr *e);
 /* The stamp drives its front-door server (see update.c). */
 bool sc_frontdoor_owner(sctx *s);
 

@@ -135,10 +135,7 @@ int sc_active(sctx *s, serr *e) {
     json_t *hs = jchild(s->r.status, "health");
     json_t *rec = json_object_get(hs, "recovery"); /* a recovery under way */
     int rc;
-    /* Operator changes that keep the stamp Active: pool sizes, and an
-     * application update's next replica (not while a recovery redeploys). */
-    if (!json_is_object(rec) && ((rc = sc_scale_pools(s, e)) || (rc = sc_update_step(s, e))))
-        return rc;
+    if (!json_is_object(rec) && (rc = sc_active_changes(s, e))) return rc; /* not during a recovery */
     sc_update_endpoint(s);
     if (json_is_object(rec) && json_object_get(rec, "job")) {
         /* Its redeploy still runs: nothing to judge until it has ended. */

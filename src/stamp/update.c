@@ -461,6 +461,11 @@ int sc_update_step(sctx *s, serr *e) {
     return rc;
 }
 
+int sc_active_changes(sctx *s, serr *e) {
+    int rc = sc_scale_pools(s, e);
+    return rc ? rc : sc_update_step(s, e);
+}
+
 /* ---- pool sizes ---- */
 
 int sc_scale_pools(sctx *s, serr *e) {
