@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: stampd on the embedded defaults (SQLite, local runtime), the
 # example template, two stamps in two regions, real traffic, a drain with a
-# slow request in flight, reactivation, and the retirement of one stamp; then
+# slow request in flight, reactivation, an application update under
+# traffic, and the retirement of one stamp; then
 # autoscaling on real load (a warm stamp activated, then drained back); then
 # a batch bucket's transient namespace with pods, MTTC verification, and its
 # reap with the diagnostics archived first.
@@ -141,6 +142,16 @@ run "$CTL" activate synaxis-weu-001
 "$CTL" wait --for=active synaxis-weu-001 --timeout 60s
 say "Active again in $(( ($(date +%s%N) - t) / 1000000 )) ms"
 run "$CTL" health synaxis-weu-001
+
+say "Updating synaxis-weu-001's application to version 2 under front-door traffic, one replica at a time"
+"$B/stamp-loadgen" --concurrency 4 --duration 8s --tenants 16 --path '/work?ms=5' "http://$FRONTDOOR" >"$D/update-load.txt" 2>&1 &
+LG=$!
+sleep 1
+run "$CTL" update synaxis-weu-001 --set app.version=2 --wait
+wait $LG
+echo "traffic during the update (stamp-loadgen):"
+sed -n '1,3p' "$D/update-load.txt" | sed 's/^/  /'
+printf '  synaxis-weu-001 now answers X-App-Version: %s\n' "$(curl -fsS -D - -o /dev/null "http://$(jq -r .status.endpoint <<<"$("$CTL" status synaxis-weu-001 -o json)")/health" | tr -d '\r' | sed -n 's/^[Xx]-[Aa]pp-[Vv]ersion: //p')"
 
 say "Retiring synaxis-eus-001: drain, then backup, quarantine, decommission, archive, purge"
 t=$(date +%s%N)

@@ -102,6 +102,13 @@ static void compare_step(const tpl_step *a, const tpl_step *b, int idx, tpl_chan
         note(c, true, "step %s (%s): %s changed", b->name, kind_name(b->kind), infra_field);
         return;
     }
+    /* Declaring an infrastructure step application is itself an
+     * infrastructure change: else one revision could relabel a step and
+     * change its command, and an update would run it on an Active stamp. */
+    if (a->change == TCC_INFRASTRUCTURE && b->change != TCC_INFRASTRUCTURE) {
+        note(c, true, "step %s (%s): declared application, was infrastructure", b->name, kind_name(b->kind));
+        return;
+    }
     const char *f = app_field_changed(a, b);
     if (f == NULL) return;
     if (b->change == TCC_INFRASTRUCTURE) {
@@ -140,9 +147,16 @@ static void compare_param(const tpl *o, json_t *op, const tpl *n, json_t *np, co
     char a[480], b[480]; /* values are at most 400 characters */
     bool ha = param_value(o, op, name, a, sizeof(a)), hb = param_value(n, np, name, b, sizeof(b));
     if (ha == hb && (!ha || strcmp(a, b) == 0)) return;
-    const tpl_param *d = tpl_param_find(n, name);
+    const tpl_param *d = tpl_param_find(n, name), *was = tpl_param_find(o, name);
     if (d == NULL || d->change == TCC_INFRASTRUCTURE) {
         note(c, true, "parameter %s (%s): changed", name, d ? "infrastructure" : "undeclared, infrastructure");
+        return;
+    }
+    /* The stricter of the two classes: a parameter the old template held
+     * as infrastructure (declared so, or given without a declaration)
+     * does not become application by a new declaration. */
+    if ((was && was->change == TCC_INFRASTRUCTURE) || (was == NULL && json_object_get(op, name))) {
+        note(c, true, "parameter %s: declared application, was infrastructure", name);
         return;
     }
     note(c, false, "parameter %s (application): changed", name);

@@ -184,6 +184,8 @@ typedef struct replica_ref {
 } replica_ref;
 /* The ports of replica idx of st started from the spec named hash. */
 int sc_replica_ports(sctx *s, const tpl_step *st, int idx, const char *hash, int *ports, serr *e);
+/* The same, only when already leased (never takes a port: for views). */
+int sc_replica_ports_held(sctx *s, const tpl_step *st, int idx, const char *hash, int *ports, serr *e);
 int sc_spawn_replica(sctx *s, const tpl_step *st, int idx, const char *hash, serr *e);
 int sc_scan_slots(sctx *s, const tpl_step *st, const char *hash, bool fresh, int count, bool stop_extra,
                   slot_procs *slots, serr *e);

@@ -300,8 +300,15 @@ int sc_job_stamp(sctx *s, json_t *rec, const char *what, sc_stamp_fn fn, int *st
 
 /* ---- the dispatch ---- */
 
+typedef struct server_use {
+    const char *server;
+    bool used;
+} server_use;
+
 static int uses_server(const resource *r, void *arg) {
-    return strcmp(stamp_frontdoor_server(r), arg) == 0 && strcmp(r->name, arg) != 0;
+    server_use *u = arg;
+    u->used = strcmp(stamp_frontdoor_server(r), u->server) == 0 && strcmp(r->name, u->server) != 0;
+    return u->used; /* stop at the first */
 }
 
 static int gone(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
@@ -310,11 +317,15 @@ static int gone(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
     serr_clear(e);
     fleet_forget(c->fleet, name);
     hc_reset(name);
-    int used = traffic_enabled(c->tr) ? store_list(c->st, "Stamp", NULL, uses_server, (void *)name, e) : 0;
-    if (used != 0) {
+    server_use u = {.server = name};
+    if (traffic_enabled(c->tr) && store_list(c->st, "Stamp", NULL, uses_server, &u, e) != 0) {
+        /* Not knowing, keep the server: the next resync decides. */
+        log_warnx("front door: %s gone, checking its successors: %s", name, e->msg);
         serr_clear(e);
+        *requeue_ms = 1000;
         return 0;
     }
+    if (u.used) return 0;
     if (traffic_enabled(c->tr) && traffic_set(c->tr, name, NULL, TR_ABSENT, e) != 0) {
         *requeue_ms = 1000;
         log_warnx("front door: removing %s: %s", name, e->msg);

@@ -236,17 +236,31 @@ static int sd_stamp(const resource *r, void *arg) {
     stamp_dir(d->c, r->name, NULL, s->dir, sizeof(s->dir));
     serr e = {0};
     if (sc_parse(s, &e) != 0) return 0;
-    replica_ref reps[SC_MAX_REPLICA_REFS];
-    int n = sc_replicas_of(s, false, SCALE_FULL, reps, SC_MAX_REPLICA_REFS);
+    slot_procs *sl = calloc(TPL_MAX_REPLICAS, sizeof(*sl));
+    if (sl == NULL) {
+        d->rc = serr_set(d->e, SE_NOMEM, "out of memory");
+        return 1;
+    }
     for (int i = 0; i < s->t.nsteps; i++) {
         const tpl_step *st = &s->t.steps[i];
         if (st->kind != TK_PROCESS || !st->metrics || st->ports == 0) continue;
+        /* Every replica that runs (both sides of an update), at the ports
+         * it holds; a GET never takes a lease. */
+        char hash[SC_HASH_LEN];
+        sc_step_hash(s, st, hash);
         json_t *targets = json_array();
-        for (int k = 0; k < n; k++) {
-            if (reps[k].st != st) continue;
-            char hp[32];
-            snprintf(hp, sizeof(hp), "127.0.0.1:%d", reps[k].port);
-            json_array_append_new(targets, json_string(hp));
+        int count = sc_replica_want(s, st, SCALE_FULL);
+        if (sc_scan_slots(s, st, hash, false, count, false, sl, &e) < 0) count = 0;
+        for (int k = 0; k < count; k++) {
+            for (int j = -1; j < sl[k].nold; j++) {
+                if (j < 0 && !sl[k].cur) continue;
+                int ports[TPL_MAX_PORTS];
+                if (sc_replica_ports_held(s, st, k, j < 0 ? hash : sl[k].oldhash[j], ports, NULL) != 0)
+                    continue;
+                char hp[32];
+                snprintf(hp, sizeof(hp), "127.0.0.1:%d", ports[0]);
+                json_array_append_new(targets, json_string(hp));
+            }
         }
         if (json_array_size(targets) == 0) {
             json_decref(targets);
@@ -259,11 +273,13 @@ static int sd_stamp(const resource *r, void *arg) {
                                    s->t.metrics_path ? s->t.metrics_path : "/metrics");
         if (labels == NULL) {
             json_decref(targets);
+            free(sl);
             d->rc = serr_set(d->e, SE_NOMEM, "out of memory");
             return 1;
         }
         json_array_append_new(d->groups, json_pack("{s:o,s:o}", "targets", targets, "labels", labels));
     }
+    free(sl);
     return 0;
 }
 

@@ -35,13 +35,27 @@ static int port_free(int port, void *arg) {
     return ok;
 }
 
-int sc_replica_ports(sctx *s, const tpl_step *st, int idx, const char *hash, int *ports, serr *e) {
+static int no_port(int port, void *arg) {
+    (void)port;
+    (void)arg;
+    return 0;
+}
+
+static int lease(sctx *s, const tpl_step *st, int idx, const char *hash, bool take, int *ports, serr *e) {
     if (st->ports == 0) return 0;
     char owner[RES_NAME_MAX + 128];
     if (snprintf(owner, sizeof(owner), "%s/%s/%d@%s", s->name, st->name, idx, hash) >= (int)sizeof(owner))
         return serr_set(e, SE_TOOBIG, "port owner name too long");
     return store_ports_lease(s->c->st, owner, st->ports, (int)s->c->cfg->port_lo, (int)s->c->cfg->port_hi,
-                             port_free, NULL, ports, e);
+                             take ? port_free : no_port, NULL, ports, e);
+}
+
+int sc_replica_ports(sctx *s, const tpl_step *st, int idx, const char *hash, int *ports, serr *e) {
+    return lease(s, st, idx, hash, true, ports, e);
+}
+
+int sc_replica_ports_held(sctx *s, const tpl_step *st, int idx, const char *hash, int *ports, serr *e) {
+    return lease(s, st, idx, hash, false, ports, e);
 }
 
 int sc_replica_want(const sctx *s, const tpl_step *st, int mode) {
@@ -211,6 +225,14 @@ int sc_scan_slots(sctx *s, const tpl_step *st, const char *hash, bool fresh, int
         log_info("stamp %s: stopping %sreplica %s pid %d", s->name, count > 0 ? "extra " : "",
                  procs[i].unit, (int)procs[i].pid);
         sc_stop_proc(s, &procs[i]);
+        /* Its ports go with it, unless a replica of the same slot and spec
+         * still runs (a second copy). */
+        char owner[RES_NAME_MAX + 128];
+        bool second_copy = ok && cur;
+        if (unit_slot(procs[i].unit + plen, &idx, &h) && !second_copy &&
+            snprintf(owner, sizeof(owner), "%s/%s/%s", s->name, st->name, procs[i].unit + plen) <
+                (int)sizeof(owner))
+            store_ports_release(s->c->st, owner, NULL);
     }
     free(procs);
     int nhave = 0;
@@ -400,6 +422,7 @@ void sc_frontdoor(sctx *s, tr_state st) {
         return;
     }
     sc_set_str(s, s->r.status, "frontdoor", tr_state_names[st]);
+    if (ep) sc_set_str(s, s->r.status, "frontdoorEndpoint", ep);
 }
 
 /* A scrape of every replica's own counters (connections, jobs), on the job

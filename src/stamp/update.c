@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "reconcile/phase.h"
 #include "stamp/internal.h"
 #include "util/httpc.h"
 #include "util/log.h"
@@ -207,8 +208,19 @@ static void update_failed(sctx *s, json_t *upd, const char *why) {
     json_object_set_new(upd, "phase", json_string(back ? "Failed" : "RollingBack"));
     json_object_set_new(upd, "message", json_string(why));
     /* A replica not yet serving is simply dropped: under the spec that
-     * runs now it is outdated, and sc_ensure_step stops it.  One that
-     * serves already is replaced back like any other. */
+     * runs now it is outdated, and the next step stops it; its ports go
+     * now (a port still bound is never leased again until it is free).
+     * One that serves already is replaced back like any other. */
+    const char *pool;
+    json_t *f;
+    json_object_foreach(json_object_get(upd, "inflight"), pool, f) {
+        const char *h = jstr(f, "hash", NULL);
+        char owner[RES_NAME_MAX + 128];
+        if (h && jint(f, "promotedMs", 0) == 0 &&
+            snprintf(owner, sizeof(owner), "%s/%s/%lld@%s", s->name, jstr(f, "step", ""),
+                     (long long)jint(f, "idx", 0), h) < (int)sizeof(owner))
+            store_ports_release(s->c->st, owner, NULL);
+    }
     json_object_set_new(upd, "inflight", json_object());
     if (back) json_object_set_new(upd, "endedMs", json_integer(now_ms()));
     s->dirty = true;
@@ -249,6 +261,15 @@ static int step_slot(sctx *s, json_t *upd, json_t *f, int pool, bool *failed, se
             *failed = true;
             goto out;
         }
+        /* The slot is the update's before the replica exists: after a
+         * crash right after the spawn, the new replica is found, owned
+         * and gated, never taken for one that replaced the old. */
+        if (!sc_jbool(f, "spawning")) {
+            json_object_set_new(f, "spawning", json_true());
+            json_object_set_new(f, "hash", json_string(hash));
+            s->dirty = true;
+            if ((rc = sc_save(s, e))) goto out;
+        }
         if ((rc = sc_spawn_replica(s, st, idx, hash, e))) {
             str_fmt_cut(why, sizeof(why), "new replica %s-%d: %s", st->name, idx, e->msg);
             serr_clear(e);
@@ -262,6 +283,10 @@ static int step_slot(sctx *s, json_t *upd, json_t *f, int pool, bool *failed, se
         s->dirty = true;
         sc_want(s, 200);
         goto out;
+    }
+    if (jint(f, "startedMs", 0) == 0) { /* spawned just before a crash */
+        json_object_set_new(f, "startedMs", json_integer(now_ms()));
+        s->dirty = true;
     }
     int64_t promoted = jint(f, "promotedMs", 0);
     if (promoted == 0) {
@@ -292,6 +317,15 @@ static int step_slot(sctx *s, json_t *upd, json_t *f, int pool, bool *failed, se
         }
         sc_event(s, "Normal", "ReplicaReady", "new replica %s-%d passed its gate and serves", st->name, idx);
         sc_want(s, HANDOVER_MS);
+        goto out;
+    }
+    if (s->t.endpoint_step >= 0 && &s->t.steps[s->t.endpoint_step] == st && idx == 0 &&
+        traffic_enabled(s->c->tr) && sc_frontdoor_owner(s) &&
+        strcmp(jstr(s->r.status, "frontdoorEndpoint", ""), jstr(s->r.status, "endpoint", "")) != 0) {
+        /* The old replica goes only once HAProxy has the new address. */
+        json_object_set_new(f, "promotedMs", json_integer(now_ms()));
+        s->dirty = true;
+        sc_want(s, 200);
         goto out;
     }
     if (now_ms() - promoted < HANDOVER_MS) {
@@ -507,31 +541,55 @@ int sc_scale_pools(sctx *s, serr *e) {
 
 /* ---- the front-door server ---- */
 
-/* A stamp drives its front-door server unless it shares it: a rollout's
+/* A stamp serves through a shared server while it is Active and meant to
+ * stay so.  Its health is not asked: an Active stamp whose checks fail
+ * takes its server out of rotation itself, as any stamp does, and a
+ * predecessor taking the server back at every blip would move the
+ * tenants back and forth. */
+static bool serves(const resource *r, const char *server) {
+    return strcmp(stamp_frontdoor_server(r), server) == 0 && phase_of(&stamp_fsm, r) == SP_ACTIVE &&
+           strcmp(jstr(r->spec, "desired", "active"), "active") == 0;
+}
+
+/* Reads stamp name into out: true when it exists. */
+static bool peer(sctx *s, const char *name, resource *out) {
+    return store_get(s->c->st, "Stamp", name, out, NULL) == 0;
+}
+
+/* A stamp drives its front-door server unless it shares it.  A rollout's
  * replacement takes over its predecessor's server (the same place on the
- * consistent-hash ring) once it has been Active, and from then on the
- * predecessor leaves the server alone (recorded in its status, so it is
- * looked up once). */
+ * consistent-hash ring, so tenants move once); who drives it is decided
+ * afresh on every reconcile from both stamps' records, never remembered:
+ *   the predecessor, until its successor serves (Active, meant to stay
+ *   so), and again whenever the successor stops serving while the
+ *   predecessor is still there;
+ *   the successor, while it serves, and alone once the predecessor is
+ *   Deleted or gone. */
 bool sc_frontdoor_owner(sctx *s) {
-    json_t *st = s->r.status;
-    if (json_object_get(st, "frontdoorHandedTo")) return false;
-    bool been_active = jint(st, "activeSinceMs", 0) > 0 || s->phase == SP_ACTIVE;
-    if (strcmp(s->server, s->name) != 0 && !been_active) return false;
     const char *next = json_string_value(json_object_get(s->r.spec, "replacedBy"));
-    if (next == NULL) return true;
+    const char *prev = json_string_value(json_object_get(s->r.spec, "replaces"));
+    bool own = true;
     resource n;
     resource_init(&n);
-    bool handed = false;
-    if (store_get(s->c->st, "Stamp", next, &n, NULL) == 0) {
-        const char *sv = json_string_value(json_object_get(n.spec, "frontdoorServer"));
-        handed = sv && strcmp(sv, s->server) == 0 && jint(n.status, "activeSinceMs", 0) > 0;
-    }
+    if (next && peer(s, next, &n) && serves(&n, s->server)) own = false;
     resource_free(&n);
-    if (handed) {
-        json_object_set_new(st, "frontdoorHandedTo", json_string(next));
-        s->dirty = true;
-        sc_event(s, "Normal", "FrontDoorHandedOver", "front-door server %s now serves %s", s->server,
-                 next);
+    if (own && strcmp(s->server, s->name) != 0 && !serves(&s->r, s->server) && prev) {
+        resource p;
+        resource_init(&p);
+        own = !peer(s, prev, &p) || phase_of(&stamp_fsm, &p) == SP_DELETED;
+        resource_free(&p);
     }
-    return !handed;
+    /* Events when it changes hands (the flag only keeps them to one). */
+    bool was = json_object_get(s->r.status, "frontdoorHandedTo") != NULL;
+    if (next && !own && !was) {
+        json_object_set_new(s->r.status, "frontdoorHandedTo", json_string(next));
+        s->dirty = true;
+        sc_event(s, "Normal", "FrontDoorHandedOver", "front-door server %s now serves %s", s->server, next);
+    } else if (own && was) {
+        json_object_del(s->r.status, "frontdoorHandedTo");
+        s->dirty = true;
+        sc_event(s, "Warning", "FrontDoorReclaimed", "front-door server %s serves %s again: %s does not serve",
+                 s->server, s->name, next ? next : "its successor");
+    }
+    return own;
 }

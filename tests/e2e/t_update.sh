@@ -19,10 +19,15 @@ ctl scale $S --pool general --replicas 2 >/dev/null || fail scale
 wait_procs $S/p/app/ 2 20
 wait_until "general pool at 2" 20 sh -c "ctl status $S -o json | jq -e '.status.pools.general == 2'"
 
-# The stamp's replica units (name/p/step/idx@spec), sorted.
+# The stamp's replica units (name/p/step/idx@spec) of this test's stampd
+# (other tests run stamps of the same name and spec), sorted.
 units() {
+  local owner env
+  owner=$(owner_id)
   for d in /proc/[0-9]*; do
-    tr '\0' '\n' 2>/dev/null <"$d/environ" | sed -n "s|^STAMP_UNIT=\($S/p/.*\)|\1|p"
+    env=$(tr '\0' '\n' 2>/dev/null <"$d/environ") || continue
+    grep -qx "STAMPD_OWNER=$owner" <<<"$env" || continue
+    sed -n "s|^STAMP_UNIT=\($S/p/.*\)|\1|p" <<<"$env"
   done | sort -u
 }
 version() { curl -fsS -m 5 -D - -o /dev/null -H "X-Tenant-Id: $1" "http://$FD/work?ms=1" | tr -d '\r' | sed -n 's/^[Xx]-[Aa]pp-[Vv]ersion: //p'; }
@@ -45,6 +50,12 @@ wait $LOAD
 expect_eq "0 failed requests during the update" "$(failed up1)" 0
 expect_ok "requests were served during it" sh -c "[ \$(jq .ok $T/up1.json) -gt 100 ]"
 expect_eq "serves version 2" "$(version t2)" 2
+# Old replicas finish their requests after the handover, then exit.
+for _ in $(seq 300); do
+  units >"$T/units.after"
+  [ "$(comm -12 "$T/units.before" "$T/units.after" | wc -l)" = 0 ] && break
+  sleep 0.1
+done
 units >"$T/units.after"
 expect_eq "every replica replaced" "$(comm -12 "$T/units.before" "$T/units.after" | wc -l)" 0
 expect_eq "as many replicas as before" "$(wc -l <"$T/units.after")" 4
@@ -101,10 +112,16 @@ s = s.replace(old, old + '          change: application\n')
 open(sys.argv[2], 'w').write(s)
 PY
 apply_template "$T/app-exec.yaml"
-expect_ok "marking a step application is no change" ctl update $S --latest
+# Relabelling an infrastructure step is itself an infrastructure change
+# (else one revision could relabel a step and change its command).
+expect_err "relabelling a step application" "step service-bus (exec): declared application, was infrastructure" \
+  ctl update $S --latest
+S2=synaxis-weu-002
+ctl deploy --region westeurope --stamp-id 2 --template synaxis-stamp >/dev/null || fail deploy2
+wait_for $S2 active
 sed -e 's/topics for $STAMP_NAME configured/topics for $STAMP_NAME configured (v2)/' "$T/app-exec.yaml" >"$T/app-exec2.yaml"
 apply_template "$T/app-exec2.yaml"
-expect_ok "update with a new exec command" ctl update $S --latest --wait
-expect_ok "the new command ran" sh -c "ctl logs $S --step service-bus | grep -q 'configured (v2)'"
-expect_ok "UpdateStepRun event" sh -c "ctl events $S | grep -q 'UpdateStepRun.*service-bus'"
+expect_ok "update with a new exec command" ctl update $S2 --latest --wait
+expect_ok "the new command ran" sh -c "ctl logs $S2 --step service-bus | grep -q 'configured (v2)'"
+expect_ok "UpdateStepRun event" sh -c "ctl events $S2 | grep -q 'UpdateStepRun.*service-bus'"
 finish

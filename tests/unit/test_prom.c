@@ -4,8 +4,9 @@
  * series distinguish: the phase counts, the phase age, why a Failed stamp
  * failed, the attempt of a creation or activation, the health checks of
  * stamps whose checks run (and none for the others), a recovery under way,
- * label values escaped, and the service discovery listing only Active and
- * Draining stamps' leased metrics ports without ever leasing one.
+ * label values escaped, and the service discovery listing the metrics
+ * ports of the replicas that run (real processes of the local runtime) of
+ * Active and Draining stamps only, without ever leasing a port.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "core/config.h"
 #include "health/health.h"
+#include "runtime/runtime.h"
+#include "stamp/internal.h"
 #include "stamp/prom.h"
 #include "util/util.h"
 #include "util/yamljson.h"
@@ -196,23 +200,57 @@ static int veto(int port, void *arg) {
     return 0;
 }
 
+/* Starts /bin/sleep as replica idx of step `step` of stamp name, as the
+ * stamp controller names it (unit and lease by the step's spec hash);
+ * returns its first port. */
+static int replica(fixture *f, const char *name, const char *step, int idx, const char *hash_of, pid_t *pid) {
+    serr e = {0};
+    sctx *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    s->c = &f->c;
+    str_copy(s->name, sizeof(s->name), name);
+    resource_init(&s->r);
+    assert_int_equal(store_get(f->c.st, "Stamp", name, &s->r, &e), 0);
+    assert_int_equal(sc_parse(s, &e), 0);
+    const tpl_step *st = NULL;
+    for (int i = 0; i < s->t.nsteps; i++)
+        if (strcmp(s->t.steps[i].name, step) == 0) st = &s->t.steps[i];
+    assert_non_null(st);
+    char hash[SC_HASH_LEN], unit[RT_UNIT_MAX], logp[256];
+    sc_step_hash(s, st, hash);
+    if (hash_of) str_copy(hash, sizeof(hash), hash_of); /* a replica of another spec */
+    int ports[TPL_MAX_PORTS];
+    if (sc_replica_ports(s, st, idx, hash, ports, &e) != 0) fail_msg("%s", e.msg);
+    snprintf(unit, sizeof(unit), "%s/p/%s/%d@%s", name, step, idx, hash);
+    snprintf(logp, sizeof(logp), "%s/%s-%d.log", f->dir, step, idx);
+    const char *argv[] = {"/bin/sleep", "30", NULL};
+    rt_spawn_spec sp = {.unit = unit, .argv = argv, .log_path = logp};
+    if (rt_spawn(f->c.rt, &sp, pid, &e) != 0) fail_msg("%s", e.msg);
+    resource_free(&s->r);
+    free(s);
+    return ports[0];
+}
+
+
 static void service_discovery(void **state) {
     fixture *f = *state;
     serr e = {0};
-    int ports[2];
+    char owner[64];
+    snprintf(owner, sizeof(owner), "test-prom-%d", (int)getpid());
+    assert_int_equal(runtime_open("local", owner, &f->c.rt, &e), 0);
+    f->cfg.port_lo = 20000;
+    f->cfg.port_hi = 20100;
     stamp(f, "synaxis-weu-001", "westeurope", "Active", 1000, NULL);
     stamp(f, "synaxis-eus-001", "eastus", "Ready", 1000, NULL);
     stamp(f, "synaxis-sea-001", "southeastasia", "Draining", 1000, NULL);
-    /* weu-001 and eus-001 hold leases for app and inference (one replica,
-     * one port each); sea-001 holds none. */
-    const char *owners[] = {"synaxis-weu-001/app", "synaxis-weu-001/inference", "synaxis-eus-001/app",
-                            "synaxis-eus-001/inference"};
-    int leased[4];
-    for (int i = 0; i < 4; i++) {
-        if (store_ports_lease(f->c.st, owners[i], 1, 20000, 20100, NULL, NULL, ports, &e) != 0)
-            fail_msg("%s", e.msg);
-        leased[i] = ports[0];
-    }
+    /* weu-001 runs app (and an update's new app replica beside it) and
+     * inference; eus-001 (Ready) runs app; sea-001 runs nothing. */
+    pid_t pids[4];
+    int app = replica(f, "synaxis-weu-001", "app", 0, NULL, &pids[0]);
+    int app_new = replica(f, "synaxis-weu-001", "app", 0, "0123456789ab", &pids[1]);
+    int inf = replica(f, "synaxis-weu-001", "inference", 0, NULL, &pids[2]);
+    replica(f, "synaxis-eus-001", "app", 0, NULL, &pids[3]);
+    rt_invalidate(f->c.rt);
 
     json_t *groups;
     if (stamp_prom_targets(&f->c, &groups, &e) != 0) fail_msg("%s", e.msg);
@@ -221,22 +259,31 @@ static void service_discovery(void **state) {
     for (size_t i = 0; i < 2; i++) {
         json_t *g = json_array_get(groups, i), *l = json_object_get(g, "labels");
         const char *step = jstr(l, "step", "");
-        bool app = strcmp(step, "app") == 0;
-        assert_true(app || strcmp(step, "inference") == 0);
+        bool is_app = strcmp(step, "app") == 0;
+        assert_true(is_app || strcmp(step, "inference") == 0);
         assert_string_equal(jstr(l, "stamp", ""), "synaxis-weu-001");
         assert_string_equal(jstr(l, "region", ""), "westeurope");
-        assert_string_equal(jstr(l, "pool", ""), app ? "general" : "gpu");
+        assert_string_equal(jstr(l, "pool", ""), is_app ? "general" : "gpu");
         assert_string_equal(jstr(l, "__metrics_path__", ""), "/metrics");
+        json_t *tg = json_object_get(g, "targets");
         char want[32];
-        snprintf(want, sizeof(want), "127.0.0.1:%d", leased[app ? 0 : 1]);
-        assert_int_equal(json_array_size(json_object_get(g, "targets")), 1);
-        assert_string_equal(json_string_value(json_array_get(json_object_get(g, "targets"), 0)), want);
+        snprintf(want, sizeof(want), "127.0.0.1:%d", is_app ? app : inf);
+        assert_int_equal(json_array_size(tg), is_app ? 2 : 1);
+        assert_string_equal(json_string_value(json_array_get(tg, 0)), want);
+        if (is_app) {
+            snprintf(want, sizeof(want), "127.0.0.1:%d", app_new);
+            assert_string_equal(json_string_value(json_array_get(tg, 1)), want);
+        }
     }
     json_decref(groups);
-    /* The Draining stamp without leases got none from the GET. */
-    assert_int_not_equal(store_ports_lease(f->c.st, "synaxis-sea-001/app", 1, 20000, 20100, veto, NULL,
+    /* The Draining stamp without replicas got no lease from the GET. */
+    int ports[2];
+    assert_int_not_equal(store_ports_lease(f->c.st, "synaxis-sea-001/app/0@x", 1, 20000, 20100, veto, NULL,
                                            ports, &e),
                          0);
+    for (int i = 0; i < 4; i++) rt_stop(f->c.rt, pids[i], 1000, NULL);
+    runtime_close(f->c.rt);
+    f->c.rt = NULL;
 }
 
 int main(void) {

@@ -120,6 +120,11 @@ static const row rows[] = {
     {"description only", "description", "\"another\"", NULL, NULL, NULL, NULL, NONE, 0, NULL},
     {"default spelt out", STEPS(1) "/0/replicas", "1", STEPS(1) "/0/ports", "1", NULL, NULL, NONE, 0, NULL},
     {"a step's change class itself", STEPS(1) "/1/change", "\"application\"", NULL, NULL, NULL, NULL, NONE, 0, NULL},
+    {"application step declared infrastructure", STEPS(1) "/1/change", "\"infrastructure\"", NULL, NULL, NULL, NULL, NONE, 0, NULL},
+    /* relabelling an infrastructure step application is infrastructure */
+    {"infrastructure step declared application", STEPS(0) "/0/change", "\"application\"", NULL, NULL, NULL, NULL, INFRA, 0, "step rg (exec): declared application, was infrastructure"},
+    {"relabelled and its command changed", STEPS(0) "/0/change", "\"application\"", STEPS(0) "/0/run", "\"mk rg2\"", NULL, NULL, INFRA, 0, "step rg (exec): declared application"},
+    {"infrastructure parameter declared application", "parameters/sku/change", "\"application\"", NULL, NULL, "{\"sku\": \"basic\"}", "{\"sku\": \"premium\"}", INFRA, 0, "parameter sku: declared application, was infrastructure"},
     /* application fields of application steps */
     {"command", STEPS(1) "/1/command", "[\"w2\"]", NULL, NULL, NULL, NULL, APP, B(3), "step app (process, application): command changed"},
     {"env", STEPS(1) "/1/env/A", "\"2\"", NULL, NULL, NULL, NULL, APP, B(3), "env changed"},
@@ -141,7 +146,6 @@ static const row rows[] = {
     {"exec timeout", STEPS(0) "/0/timeout", "\"5m\"", NULL, NULL, NULL, NULL, INFRA, 0, "step rg (exec, infrastructure): timeout changed"},
     {"exec env", STEPS(0) "/0/env", "{\"R\": \"1\"}", NULL, NULL, NULL, NULL, INFRA, 0, "step rg (exec, infrastructure): env changed"},
     {"infrastructure process command", STEPS(1) "/2/command", "[\"g2\"]", NULL, NULL, NULL, NULL, INFRA, 0, "step gpu-infra (process, infrastructure): command changed"},
-    {"exec made application and changed", STEPS(0) "/0/change", "\"application\"", STEPS(0) "/0/run", "\"mk rg2\"", NULL, NULL, APP, B(0), "step rg (exec, application): run changed"},
     /* infrastructure fields of any step */
     {"pool", STEPS(1) "/0/pool", "\"gpu\"", NULL, NULL, NULL, NULL, INFRA, 0, "step agent (process): pool changed"},
     {"ports", STEPS(1) "/1/ports", "2", NULL, NULL, NULL, NULL, INFRA, 0, "step app (process): ports changed"},
