@@ -41,8 +41,26 @@ static int no_port(int port, void *arg) {
     return 0;
 }
 
+/* A replica started by a stampd from before replicas carried their spec
+ * (unit "<idx>", no hash) holds its ports in its step's one lease
+ * "<stamp>/<step>", replicas x ports long: looked up, never taken (a
+ * lease of another length is left as it is: the store rolls back). */
+static int legacy_ports(sctx *s, const tpl_step *st, int idx, int *ports, serr *e) {
+    char owner[RES_NAME_MAX + 80];
+    int all[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
+    int n = st->replicas * st->ports;
+    if (idx >= st->replicas || n > (int)(sizeof(all) / sizeof(all[0])))
+        return serr_set(e, SE_NOTFOUND, "no legacy lease for replica %d", idx);
+    snprintf(owner, sizeof(owner), "%s/%s", s->name, st->name);
+    int rc = store_ports_lease(s->c->st, owner, n, (int)s->c->cfg->port_lo, (int)s->c->cfg->port_hi,
+                               no_port, NULL, all, e);
+    if (rc == 0) memcpy(ports, all + idx * st->ports, sizeof(int) * (size_t)st->ports);
+    return rc;
+}
+
 static int lease(sctx *s, const tpl_step *st, int idx, const char *hash, bool take, int *ports, serr *e) {
     if (st->ports == 0) return 0;
+    if (hash[0] == '\0') return legacy_ports(s, st, idx, ports, e);
     char owner[RES_NAME_MAX + 128];
     if (snprintf(owner, sizeof(owner), "%s/%s/%d@%s", s->name, st->name, idx, hash) >= (int)sizeof(owner))
         return serr_set(e, SE_TOOBIG, "port owner name too long");
@@ -169,18 +187,19 @@ void sc_stop_proc(sctx *s, const rt_proc *p) {
     rt_invalidate(s->c->rt);
 }
 
-/* Parses the part of a unit name after "<stamp>/p/<step>/": "<idx>@<hash>". */
+/* Parses the part of a unit name after "<stamp>/p/<step>/": "<idx>@<hash>",
+ * or "<idx>" (a replica of a stampd from before hashes: *hash ""). */
 static bool unit_slot(const char *rest, int *idx, const char **hash) {
     const char *at = strchr(rest, '@');
     char num[16];
-    size_t nl = at ? (size_t)(at - rest) : 0;
-    if (at == NULL || nl == 0 || nl >= sizeof(num) || strlen(at + 1) != SC_HASH_LEN - 1) return false;
+    size_t nl = at ? (size_t)(at - rest) : strlen(rest);
+    if (nl == 0 || nl >= sizeof(num) || (at && strlen(at + 1) != SC_HASH_LEN - 1)) return false;
     memcpy(num, rest, nl);
     num[nl] = '\0';
     int64_t v;
     if (parse_i64(num, 0, TPL_MAX_REPLICAS - 1, &v) != 0) return false;
     *idx = (int)v;
-    *hash = at + 1;
+    *hash = at ? at + 1 : "";
     return true;
 }
 
