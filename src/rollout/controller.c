@@ -23,8 +23,9 @@
  *                                  item's message);
  *        Draining -> Retiring       the old stamp is Deleting;
  *        Retiring -> Done           the old stamp is Deleted (or gone).
- *      A Ready old stamp: once its replacement is Active, the replacement
- *      goes to standby and the old one is retired (Retiring until both).
+ *      A Ready old stamp: its replacement is deployed wanting standby
+ *      (it never serves); once it is Ready the old one is retired
+ *      (Retiring until it is gone).
  *      maxUnavailable > 0 lets that many old stamps be retired while their
  *      replacements are still coming up.
  *   4. the rollout's phase: Aborted, Failed (an item failed: the replacement
