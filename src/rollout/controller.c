@@ -678,11 +678,12 @@ static int retry_failed(roctx *x, serr *e) {
         } else if (rp == NULL) {
             set_phase(x, it, IP_DEPLOYING);
         } else if (!successor_live(rp, old)) {
+            /* rp->name: repl points into the item's "replacement". */
+            event(x, "Normal", "ReplacementRechosen", "%s: %s is retired, gone or not its successor: a new one is chosen",
+                  old, rp->name);
             json_object_del(it, "replacement");
             json_object_del(it, "replacementId");
             set_phase(x, it, IP_PENDING);
-            event(x, "Normal", "ReplacementRechosen", "%s: %s is retired, gone or not its successor: a new one is chosen",
-                  old, repl);
         } else if (rp->phase == SP_FAILED) {
             bool standby = json_is_true(json_object_get(it, "standby")) && !standby_legacy(rp);
             stamp_deploy_req q = {.region = jstr(it, "region", ""), .stamp_id = jstr(it, "replacementId", ""),
@@ -715,7 +716,8 @@ static int retry_failed(roctx *x, serr *e) {
 }
 
 static void rollout_phase(roctx *x, const char *ph, const char *msg) {
-    const char *was = jstr(x->r.status, "phase", "");
+    char was[32]; /* a copy: setting "phase" below frees the stored string */
+    str_copy(was, sizeof(was), jstr(x->r.status, "phase", ""));
     if (strcmp(was, ph) != 0 || strcmp(jstr(x->r.status, "message", ""), msg) != 0) {
         json_object_set_new(x->r.status, "phase", json_string(ph));
         json_object_set_new(x->r.status, "message", json_string(msg));

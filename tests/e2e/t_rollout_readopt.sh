@@ -78,6 +78,11 @@ expect_eq "synaxis-weu-003 retired" "$(phase synaxis-weu-003)" Deleted
 total=$(wc -l <"$T/traffic")
 [ "$total" -gt 20 ] || fail "too little traffic: $total"
 expect_eq "0 failed requests ($total)" "$(awk '$1 != 200' "$T/traffic" | wc -l)" 0
+# The replacement passes through Active for a moment (Creating -> Active
+# -> Draining -> Ready): that it takes no request needs the stamp
+# controller's front-door change (a successor takes over a shared server
+# only while its spec.desired is active, sc_frontdoor_owner); until that is
+# merged this check can fail, by design.
 expect_eq "the standby replacement $RS served no request" "$(awk -v s="$RS" '$2 == s' "$T/traffic" | wc -l)" 0
 expect_eq "seven stamps in all (three old, $R1 force-deleted, three new: no second live replacement)" \
   "$(ctl list -o json | jq '.items | length')" 7
