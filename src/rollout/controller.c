@@ -23,8 +23,9 @@
  *                                  item's message);
  *        Draining -> Retiring       the old stamp is Deleting;
  *        Retiring -> Done           the old stamp is Deleted (or gone).
- *      A Ready old stamp: once its replacement is Active, the replacement
- *      goes to standby and the old one is retired (Retiring until both).
+ *      A Ready old stamp: its replacement is deployed wanting standby
+ *      (it never serves); once it is Ready the old one is retired
+ *      (Retiring until it is gone).
  *      maxUnavailable > 0 lets that many old stamps be retired while their
  *      replacements are still coming up.
  *   4. the rollout's phase: Aborted, Failed (an item failed: the replacement
@@ -56,9 +57,19 @@
 #include "util/util.h"
 #include "util/yamljson.h"
 
-#define MAX_STAMPS 1024
-#define POLL_MS 500
+/* The template's live (not Deleted) stamps the rollout acts on: past this
+ * bound it refuses to act (a Warning event and phase Failed with the
+ * reason) rather than decide on a partial view. */
+#define VIEW_MAX 2048
+/* Room past the listed stamps for the ones looked up one by one (Deleted
+ * old stamps and replacements of the items; a stamp created meanwhile). */
+#define VIEW_EXTRA (2 * RO_MAX_ITEMS + 16)
+/* A rollout is polled: the stamps it waits for change phase on their own.
+ * 200 ms keeps its reaction within a health interval or two (one list of
+ * the template's stamps per poll). */
+#define POLL_MS 200
 #define HELD_POLL_MS 1000
+#define ID_TRIES 64
 
 typedef enum ro_iphase { IP_PENDING, IP_DEPLOYING, IP_WAITING, IP_DRAINING, IP_RETIRING, IP_DONE, IP_FAILED, IP_N } ro_iphase;
 static const char *const iphase_names[IP_N] = {"Pending", "Deploying", "WaitingActive", "Draining",
@@ -71,6 +82,7 @@ typedef struct ro_stamp {
     char id[24];
     char desired[16];
     char replaced_by[RES_NAME_MAX];
+    char replaces[RES_NAME_MAX];
     char fd_server[RES_NAME_MAX];
     char why[160]; /* a Failed stamp's reason */
     int phase;
@@ -84,8 +96,11 @@ typedef struct roctx {
     json_t *rspec; /* the revision's spec */
     char user[RES_NAME_MAX + 16];
     char prefix[32];
-    ro_stamp *st;
-    int n;
+    ro_stamp *st; /* the view: x->cap entries, never moved once listed */
+    int n, cap;
+    bool over;   /* more than VIEW_MAX live stamps of the template */
+    int view_rc; /* a store error while looking a stamp up */
+    serr view_err;
     bool dirty, hold;
 } roctx;
 
@@ -163,6 +178,7 @@ static void view_of(roctx *x, const resource *r, ro_stamp *s) {
     str_copy(s->id, sizeof(s->id), jstr(r->spec, "stampId", ""));
     str_copy(s->desired, sizeof(s->desired), jstr(r->spec, "desired", "active"));
     str_copy(s->replaced_by, sizeof(s->replaced_by), jstr(r->spec, "replacedBy", ""));
+    str_copy(s->replaces, sizeof(s->replaces), jstr(r->spec, "replaces", ""));
     str_copy(s->fd_server, sizeof(s->fd_server), jstr(r->spec, "frontdoorServer", ""));
     str_fmt_cut(s->why, sizeof(s->why), "%s", jstr(r->status, "lastError", ""));
     s->phase = phase_of(&stamp_fsm, r);
@@ -173,29 +189,68 @@ static void view_of(roctx *x, const resource *r, ro_stamp *s) {
     s->in_rotation = truthy(json_object_get(hs, "inRotation"));
 }
 
+static bool view_grow(roctx *x, int want) {
+    if (want <= x->cap) return true;
+    int cap = x->cap ? x->cap : 64;
+    while (cap < want) cap *= 2;
+    ro_stamp *st = realloc(x->st, (size_t)cap * sizeof(*st));
+    if (st == NULL) return false;
+    x->st = st;
+    x->cap = cap;
+    return true;
+}
+
+/* The template's stamps, filtered while listing: the Deleted ones are
+ * looked up one by one when an item names them (view). */
 static int snap_one(const resource *r, void *arg) {
     roctx *x = arg;
-    if (x->n >= MAX_STAMPS) return 1;
+    if (strcmp(jstr(r->spec, "template", ""), x->sp.template_name) != 0) return 0;
+    if (phase_of(&stamp_fsm, r) == SP_DELETED) return 0;
+    if (x->n >= VIEW_MAX) {
+        x->over = true;
+        return 1;
+    }
+    if (!view_grow(x, x->n + 1)) {
+        x->view_rc = serr_set(&x->view_err, SE_NOMEM, "out of memory");
+        return 1;
+    }
     view_of(x, r, &x->st[x->n++]);
     return 0;
 }
 
-/* The stamp now: from the snapshot, else the store (one created in this
- * reconcile); NULL when there is none. */
+/* The stamp now: from the snapshot, else the store (a Deleted one, one
+ * created in this reconcile); NULL only when the store has none.  A store
+ * error is kept in x->view_rc (the reconcile stops on it: NULL would read
+ * as "gone").  The view is sized once after listing, so pointers stay
+ * valid for the reconcile. */
 static ro_stamp *view(roctx *x, const char *name) {
     if (name == NULL || name[0] == '\0') return NULL;
     for (int i = 0; i < x->n; i++)
         if (strcmp(x->st[i].name, name) == 0) return &x->st[i];
-    if (x->n >= MAX_STAMPS) return NULL;
     resource r;
     resource_init(&r);
     ro_stamp *s = NULL;
-    if (store_get(x->c->st, "Stamp", name, &r, NULL) == 0) {
+    serr ge = {0};
+    int rc = store_get(x->c->st, "Stamp", name, &r, &ge);
+    if (rc == 0 && x->n >= x->cap) {
+        rc = serr_set(&ge, SE_LIMIT, "rollout %s: more stamps looked up than its view holds", x->r.name);
+    }
+    if (rc == 0) {
         s = &x->st[x->n++];
         view_of(x, &r, s);
+    } else if (rc != SE_NOTFOUND && x->view_rc == 0) {
+        x->view_rc = rc;
+        x->view_err = ge;
     }
     resource_free(&r);
     return s;
+}
+
+/* A store error met by view(): the reconcile stops (and is retried). */
+static int view_failed(roctx *x, serr *e) {
+    if (x->view_rc == 0) return 0;
+    *e = x->view_err;
+    return x->view_rc;
 }
 
 /* Serving: Active, meant to stay so, and in the front door's rotation. */
@@ -213,6 +268,13 @@ static int serving_count(roctx *x) {
 static bool gone(const ro_stamp *s) { return s == NULL || s->phase == SP_DELETED; }
 static bool leaving(const ro_stamp *s) {
     return gone(s) || s->phase == SP_DELETING || strcmp(s->desired, "deleted") == 0;
+}
+
+/* s is a successor of old worth keeping (stamp_successor_live): it
+ * replaces old and is not leaving.  Any other stamp of the recorded name
+ * (an operator's, a retired or force-deleted replacement) is not. */
+static bool successor_live(const ro_stamp *s, const char *old) {
+    return s && !leaving(s) && strcmp(s->replaces, old) == 0;
 }
 
 /* ---- acting on stamps ---- */
@@ -256,8 +318,9 @@ static int retire_old(roctx *x, json_t *it, ro_stamp *o, serr *e) {
 }
 
 /* A free stamp id in the region: past every id in use there under the
- * template's prefix, and past those this rollout has recorded. */
-static void new_id(roctx *x, const char *region, char *id, size_t len) {
+ * template's prefix and those this rollout has recorded, and no stamp of
+ * the store (a Deleted record too) has its name. */
+static int new_id(roctx *x, const char *region, char *name, size_t namelen, char *id, size_t len, serr *e) {
     char head[64];
     str_fmt_cut(head, sizeof(head), "%s-%s-", x->prefix, region_code(region) ? region_code(region) : "");
     long max = 0;
@@ -273,24 +336,40 @@ static void new_id(roctx *x, const char *region, char *id, size_t len) {
         int64_t v;
         if (str_has_prefix(rp, head) && parse_i64(rp + strlen(head), 0, 9999999, &v) == 0 && v > max) max = (long)v;
     }
-    str_fmt_cut(id, len, "%ld", max + 1);
+    for (int t = 1; t <= ID_TRIES; t++) {
+        char cand[24];
+        str_fmt_cut(cand, sizeof(cand), "%ld", max + t);
+        if (stamp_name_build(x->prefix, region, cand, name, namelen, e)) return e->code ? e->code : SE_INVAL;
+        resource r;
+        resource_init(&r);
+        int rc = store_get(x->c->st, "Stamp", name, &r, e);
+        resource_free(&r);
+        if (rc == 0) continue; /* a Deleted record, or one made meanwhile */
+        if (rc != SE_NOTFOUND) return rc;
+        serr_clear(e);
+        if (stamp_id_normalize(cand, id, len, NULL) != 0) str_copy(id, len, cand);
+        return 0;
+    }
+    return serr_set(e, SE_CONFLICT, "no free stamp id in %s after %ld", region, max);
 }
 
 /* Pending -> Deploying: the replacement's name, recorded before anything
- * else (an old stamp that records a successor already keeps it). */
+ * else.  An old stamp that records a live successor (spec.replaces = it,
+ * not leaving: a crash, an aborted rollout's replacement) keeps it; a
+ * recorded one that is gone or leaving gets a new one (deploy overwrites
+ * the record). */
 static int choose(roctx *x, json_t *it, ro_stamp *o, serr *e) {
     char name[RES_NAME_MAX], id[24];
-    if (o->replaced_by[0]) {
+    ro_stamp *rec = view(x, o->replaced_by);
+    int rc;
+    if ((rc = view_failed(x, e))) return rc;
+    if (successor_live(rec, o->name)) {
         str_copy(name, sizeof(name), o->replaced_by);
         char head[64];
         str_fmt_cut(head, sizeof(head), "%s-%s-", x->prefix, region_code(o->region) ? region_code(o->region) : "");
         str_copy(id, sizeof(id), str_has_prefix(name, head) ? name + strlen(head) : "");
-    } else {
-        new_id(x, o->region, id, sizeof(id));
-        if (stamp_name_build(x->prefix, o->region, id, name, sizeof(name), e))
-            return serr_wrap(e, "naming the replacement of %s", o->name);
-        char nid[24];
-        if (stamp_id_normalize(id, nid, sizeof(nid), NULL) == 0) str_copy(id, sizeof(id), nid);
+    } else if ((rc = new_id(x, o->region, name, sizeof(name), id, sizeof(id), e))) {
+        return serr_wrap(e, "naming the replacement of %s", o->name);
     }
     json_object_set_new(it, "replacement", json_string(name));
     json_object_set_new(it, "replacementId", json_string(id));
@@ -298,22 +377,40 @@ static int choose(roctx *x, json_t *it, ro_stamp *o, serr *e) {
     return save(x, e);
 }
 
-/* Deploying -> WaitingActive. */
-static int deploy(roctx *x, json_t *it, ro_stamp *o, serr *e) {
+/* Deploying -> Pending: the recorded name is not a successor to adopt (a
+ * stamp of that name that replaces something else, or ours but retired):
+ * a new one is chosen at the next step. */
+static int rechoose(roctx *x, json_t *it, const char *why, serr *e) {
+    char msg[RES_NAME_MAX + 200];
+    str_fmt_cut(msg, sizeof(msg), "%s %s: a new replacement is chosen", jstr(it, "replacement", "?"), why);
+    json_object_del(it, "replacement");
+    json_object_del(it, "replacementId");
+    set_phase(x, it, IP_PENDING);
+    item_msg(x, it, "Normal", "ReplacementRechosen", msg);
+    return save(x, e);
+}
+
+/* Deploying -> WaitingActive.  Adopts only a live successor of o (a
+ * crash after the deploy); deploys create-only (a stamp of the name made
+ * meanwhile is never redeployed). */
+static int deploy(roctx *x, json_t *it, ro_stamp *o, bool standby, serr *e) {
     const char *repl = jstr(it, "replacement", "");
-    if (o->replaced_by[0] && strcmp(o->replaced_by, repl) != 0) {
-        item_fail(x, it, "%s is being replaced by %s already (another rollout); abort this one", o->name,
-                  o->replaced_by);
-        return 0;
-    }
+    ro_stamp *rp = view(x, repl);
     int rc;
-    if (!o->replaced_by[0]) {
+    if ((rc = view_failed(x, e))) return rc;
+    if (rp && !successor_live(rp, o->name))
+        return rechoose(x, it, strcmp(rp->replaces, o->name) != 0 ? "is another stamp" : "is retired or leaving", e);
+    if (strcmp(o->replaced_by, repl) != 0) {
         serr me = {0};
-        rc = stamp_mark_replaced(x->c, o->name, repl, x->user, &me);
+        rc = stamp_mark_replaced(x->c, o->name, repl, x->user, true, &me);
         if (rc == SE_PHASE) {
             char msg[SERR_MSG_MAX + 32];
             str_fmt_cut(msg, sizeof(msg), "waiting: %s", me.msg);
             item_msg(x, it, "Warning", "ReplaceWaiting", msg);
+            return 0;
+        }
+        if (rc == SE_CONFLICT) {
+            item_fail(x, it, "%s (a live successor: another rollout's?); abort this one", me.msg);
             return 0;
         }
         if (rc) {
@@ -322,7 +419,6 @@ static int deploy(roctx *x, json_t *it, ro_stamp *o, serr *e) {
         }
         str_copy(o->replaced_by, sizeof(o->replaced_by), repl);
     }
-    ro_stamp *rp = view(x, repl);
     if (rp) {
         event(x, "Normal", "ReplacementAdopted", "%s: %s exists already: adopted, not deployed again", o->name, repl);
     } else {
@@ -339,7 +435,8 @@ static int deploy(roctx *x, json_t *it, ro_stamp *o, serr *e) {
         const char *fd = o->fd_server[0] ? o->fd_server : o->name;
         stamp_deploy_req q = {.region = o->region, .stamp_id = jstr(it, "replacementId", ""),
                               .tname = x->sp.template_name, .user = x->user, .revision = x->sp.to_revision,
-                              .replaces = o->name, .frontdoor_server = fd};
+                              .replaces = o->name, .frontdoor_server = fd, .create_only = true,
+                              .standby = standby};
         char name[RES_NAME_MAX];
         json_t *answer = NULL;
         int status = 0;
@@ -347,6 +444,11 @@ static int deploy(roctx *x, json_t *it, ro_stamp *o, serr *e) {
         rc = stamp_deploy(x->c, &q, name, sizeof(name), &answer, &status, &de);
         json_decref(answer);
         audit(x, "deploy", repl, rc, &de);
+        if (rc == SE_EXISTS) {
+            /* Made meanwhile: the next step adopts it or chooses anew. */
+            item_msg(x, it, "Normal", "ReplaceWaiting", de.msg);
+            return 0;
+        }
         if (rc == SE_INVAL || rc == SE_NOTFOUND || rc == SE_PHASE) {
             item_fail(x, it, "deploying %s: %s", repl, de.msg);
             return 0;
@@ -355,8 +457,8 @@ static int deploy(roctx *x, json_t *it, ro_stamp *o, serr *e) {
             *e = de;
             return rc;
         }
-        event(x, "Normal", "ReplacementDeployed", "%s: %s deployed in %s (revision %lld)", o->name, repl, o->region,
-              (long long)x->sp.to_revision);
+        event(x, "Normal", "ReplacementDeployed", "%s: %s deployed in %s (revision %lld%s)", o->name, repl,
+              o->region, (long long)x->sp.to_revision, standby ? ", standby" : "");
     }
     set_phase(x, it, IP_WAITING);
     json_object_set_new(it, "deployedMs", json_integer(now_ms()));
@@ -365,6 +467,16 @@ static int deploy(roctx *x, json_t *it, ro_stamp *o, serr *e) {
 
 static bool replacement_ready(const ro_stamp *rp) {
     return rp && rp->phase == SP_ACTIVE && strcmp(rp->desired, "active") == 0 && rp->healthy && rp->in_rotation;
+}
+
+/* A standby item's replacement is deployed wanting standby: it is up once
+ * Ready (it passed its health checks in Creating and never served).  One
+ * deployed wanting active (by a stampd before that) is waited for Active
+ * and then sent to standby, as then. */
+static bool standby_legacy(const ro_stamp *rp) { return strcmp(rp->desired, "active") == 0; }
+static bool replacement_up(const ro_stamp *rp, bool standby) {
+    if (standby && !standby_legacy(rp)) return rp->phase == SP_READY && strcmp(rp->desired, "standby") == 0;
+    return replacement_ready(rp);
 }
 
 /* Retiring the old stamp now keeps enough of the template serving. */
@@ -385,6 +497,7 @@ static int step(roctx *x, json_t *it, budget *b, serr *e) {
     ro_stamp *o = view(x, jstr(it, "old", ""));
     ro_stamp *rp = view(x, jstr(it, "replacement", ""));
     bool standby = json_is_true(json_object_get(it, "standby"));
+    if ((rc = view_failed(x, e))) return rc;
     switch (ph) {
     case IP_PENDING:
         if (x->hold || b->inflight >= x->sp.max_surge) return 0;
@@ -408,7 +521,7 @@ static int step(roctx *x, json_t *it, budget *b, serr *e) {
             item_fail(x, it, "the old stamp is gone before its replacement was deployed");
             return 0;
         }
-        return deploy(x, it, o, e);
+        return deploy(x, it, o, standby, e);
     case IP_WAITING: {
         if (rp && rp->phase == SP_FAILED) {
             item_fail(x, it, "replacement %s Failed%s%s; %s keeps serving", rp->name, rp->why[0] ? ": " : "",
@@ -416,14 +529,15 @@ static int step(roctx *x, json_t *it, budget *b, serr *e) {
             return 0;
         }
         if (rp == NULL || leaving(rp)) {
-            item_fail(x, it, "replacement %s was retired or is gone", jstr(it, "replacement", "?"));
+            item_fail(x, it, "replacement %s was retired or is gone (resume chooses a new one)", jstr(it, "replacement", "?"));
             return 0;
         }
-        if (!replacement_ready(rp)) {
+        if (!replacement_up(rp, standby)) {
             int64_t waited = now_ms() - jint(it, "deployedMs", now_ms());
             if (waited > x->sp.timeout_ms) {
                 char t[FMT_DURATION_LEN];
-                item_fail(x, it, "replacement %s not Active and healthy within %s (it is %s)", rp->name,
+                item_fail(x, it, "replacement %s not %s within %s (it is %s)", rp->name,
+                          standby && !standby_legacy(rp) ? "Ready (standby)" : "Active and healthy",
                           fmt_duration(x->sp.timeout_ms, t, sizeof(t)), fsm_phase_name(&stamp_fsm, rp->phase));
                 return 0;
             }
@@ -437,12 +551,17 @@ static int step(roctx *x, json_t *it, budget *b, serr *e) {
         if (json_object_get(it, "activeMs") == NULL) {
             json_object_set_new(it, "activeMs", json_integer(now_ms()));
             x->dirty = true;
-            event(x, "Normal", "ReplacementActive", "%s: %s is Active and healthy", o ? o->name : "?", rp->name);
+            if (standby && !standby_legacy(rp))
+                event(x, "Normal", "ReplacementReady", "%s: %s passed its health checks and is Ready (standby)",
+                      o ? o->name : "?", rp->name);
+            else
+                event(x, "Normal", "ReplacementActive", "%s: %s is Active and healthy", o ? o->name : "?", rp->name);
         }
         if (x->hold) return 0;
         if (standby) {
-            /* A standby replaced by a standby. */
-            if (strcmp(rp->desired, "active") == 0) {
+            /* A standby replaced by a standby (one deployed wanting active
+             * by an older stampd: sent to standby first). */
+            if (standby_legacy(rp)) {
                 serr ae = {0};
                 rc = act(x, rp, SO_STANDBY, "standby", &ae);
                 if (rc == SE_CONFLICT || rc == SE_PHASE) {
@@ -536,28 +655,46 @@ static void plan(roctx *x) {
     }
 }
 
-/* Resume: each Failed item is tried again in place. */
+/* Resume: each Failed item is tried again: its replacement in place (a
+ * Failed one redeployed under its own name, one still coming up given a
+ * new timeout, one absent from the store deployed), never a second live
+ * one; a replacement that is retired, force-deleted or not ours is given
+ * up and a new one chosen. */
 static int retry_failed(roctx *x, serr *e) {
     json_t *items = json_object_get(x->r.status, "items"), *it;
     size_t i;
+    int rc;
     json_array_foreach(items, i, it) {
         if (iphase_of(it) != IP_FAILED) continue;
-        const char *repl = jstr(it, "replacement", "");
+        const char *repl = jstr(it, "replacement", ""), *old = jstr(it, "old", "");
         ro_stamp *rp = view(x, repl);
-        ro_stamp *o = view(x, jstr(it, "old", ""));
-        if (o && o->replaced_by[0] && repl[0] && strcmp(o->replaced_by, repl) != 0) continue;
-        if (repl[0] == '\0' || rp == NULL) {
-            set_phase(x, it, repl[0] ? IP_DEPLOYING : IP_PENDING);
+        ro_stamp *o = view(x, old);
+        if ((rc = view_failed(x, e))) return rc;
+        if (o && o->replaced_by[0] && strcmp(o->replaced_by, repl) != 0 && successor_live(view(x, o->replaced_by), old))
+            continue; /* another live successor: only an abort helps */
+        if ((rc = view_failed(x, e))) return rc;
+        if (repl[0] == '\0') {
+            set_phase(x, it, IP_PENDING);
+        } else if (rp == NULL) {
+            set_phase(x, it, IP_DEPLOYING);
+        } else if (!successor_live(rp, old)) {
+            /* rp->name: repl points into the item's "replacement". */
+            event(x, "Normal", "ReplacementRechosen", "%s: %s is retired, gone or not its successor: a new one is chosen",
+                  old, rp->name);
+            json_object_del(it, "replacement");
+            json_object_del(it, "replacementId");
+            set_phase(x, it, IP_PENDING);
         } else if (rp->phase == SP_FAILED) {
+            bool standby = json_is_true(json_object_get(it, "standby")) && !standby_legacy(rp);
             stamp_deploy_req q = {.region = jstr(it, "region", ""), .stamp_id = jstr(it, "replacementId", ""),
                                   .tname = x->sp.template_name, .user = x->user, .revision = x->sp.to_revision,
-                                  .replaces = jstr(it, "old", ""),
-                                  .frontdoor_server = o && o->fd_server[0] ? o->fd_server : jstr(it, "old", "")};
+                                  .replaces = old, .standby = standby,
+                                  .frontdoor_server = o && o->fd_server[0] ? o->fd_server : old};
             char name[RES_NAME_MAX];
             json_t *answer = NULL;
             int status = 0;
             serr de = {0};
-            int rc = stamp_deploy(x->c, &q, name, sizeof(name), &answer, &status, &de);
+            rc = stamp_deploy(x->c, &q, name, sizeof(name), &answer, &status, &de);
             json_decref(answer);
             audit(x, "redeploy", repl, rc, &de);
             if (rc) {
@@ -567,9 +704,7 @@ static int retry_failed(roctx *x, serr *e) {
             rp->phase = SP_CREATING; /* the snapshot is older than the redeploy */
             set_phase(x, it, IP_WAITING);
             json_object_set_new(it, "deployedMs", json_integer(now_ms()));
-            event(x, "Normal", "ReplacementRedeployed", "%s: %s deployed again (resume)", jstr(it, "old", "?"), repl);
-        } else if (leaving(rp)) {
-            continue; /* retired: only an abort helps */
+            event(x, "Normal", "ReplacementRedeployed", "%s: %s deployed again (resume)", old, repl);
         } else {
             set_phase(x, it, IP_WAITING);
             json_object_set_new(it, "deployedMs", json_integer(now_ms()));
@@ -581,7 +716,8 @@ static int retry_failed(roctx *x, serr *e) {
 }
 
 static void rollout_phase(roctx *x, const char *ph, const char *msg) {
-    const char *was = jstr(x->r.status, "phase", "");
+    char was[32]; /* a copy: setting "phase" below frees the stored string */
+    str_copy(was, sizeof(was), jstr(x->r.status, "phase", ""));
     if (strcmp(was, ph) != 0 || strcmp(jstr(x->r.status, "message", ""), msg) != 0) {
         json_object_set_new(x->r.status, "phase", json_string(ph));
         json_object_set_new(x->r.status, "message", json_string(msg));
@@ -616,6 +752,17 @@ static int run(roctx *x, int64_t *requeue_ms, serr *e) {
     if (rc) return rc;
     str_copy(x->prefix, sizeof(x->prefix), jstr(x->rspec, "namePrefix", x->c->cfg->name_prefix));
     if ((rc = store_list(x->c->st, "Stamp", NULL, snap_one, x, e))) return rc;
+    if ((rc = view_failed(x, e))) return rc;
+    if (x->over) {
+        char msg[300];
+        str_fmt_cut(msg, sizeof(msg), "template %s has more than %d stamps that are not Deleted: the rollout "
+                    "does not act on a partial view (it goes on once there are fewer)", x->sp.template_name, VIEW_MAX);
+        rollout_phase(x, "Failed", msg);
+        *requeue_ms = HELD_POLL_MS;
+        return save(x, e);
+    }
+    /* Sized once: view() hands out pointers into it for the reconcile. */
+    if (!view_grow(x, x->n + VIEW_EXTRA)) return serr_set(e, SE_NOMEM, "out of memory");
     if (x->sp.resumes > jint(x->r.status, "observedResumes", 0) && (rc = retry_failed(x, e))) return rc;
 
     json_t *items = json_object_get(x->r.status, "items"), *it;
@@ -676,10 +823,8 @@ int ro_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
     roctx *x = calloc(1, sizeof(*x));
     if (x == NULL) return serr_set(e, SE_NOMEM, "out of memory");
     x->c = c;
-    x->st = calloc(MAX_STAMPS, sizeof(*x->st));
     resource_init(&x->r);
-    int rc = x->st ? 0 : serr_set(e, SE_NOMEM, "out of memory");
-    if (rc == 0) rc = store_get(c->st, RO_KIND, name, &x->r, e);
+    int rc = store_get(c->st, RO_KIND, name, &x->r, e);
     if (rc == SE_NOTFOUND) {
         serr_clear(e);
         rc = 0;

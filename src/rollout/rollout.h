@@ -10,7 +10,8 @@
  * server), the rollout waits for it to be Active and healthy, then retires
  * the old stamp through the operators' own delete (it drains first; the
  * fleet rule applies).  A Ready (standby) stamp is replaced by a new stamp
- * brought to Ready.
+ * deployed wanting standby (it goes to Ready without serving), waited for
+ * Ready, then the old one is retired.
  *
  * Spec (the API writes it; POST /v1/rollouts):
  *   template        the StampTemplate
@@ -34,8 +35,10 @@
  * Draining | Retiring | Done | Failed, message, sinceMs, deployedMs}].
  *
  * Crash safety: a replacement's name is written to status (and to the old
- * stamp's spec.replacedBy, stamp_mark_replaced) BEFORE it is deployed; a
- * recorded replacement that exists is adopted, never deployed twice.
+ * stamp's spec.replacedBy, stamp_mark_replaced) BEFORE it is deployed
+ * (create-only); a recorded replacement that exists and is a live
+ * successor (spec.replaces = the old stamp, not leaving) is adopted, never
+ * deployed twice; one gone or leaving gives way to a new name.
  * Drains and retirements are checked against the old stamp's spec before
  * they are asked for, so asking twice cannot happen either.
  *

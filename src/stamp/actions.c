@@ -19,6 +19,7 @@
 #include "stamp/revisions.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 #define UPDATE_RETRIES 8
 
@@ -195,7 +196,7 @@ int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namel
                 json_object_set_new(r.spec, "frontdoorServer", json_string(q->frontdoor_server));
             if (q->restore_from)
                 json_object_set_new(r.spec, "restoreFrom", json_deep_copy(q->restore_from));
-            stamp_intent in = {.desired = SD_ACTIVE};
+            stamp_intent in = {.desired = q->standby ? SD_STANDBY : SD_ACTIVE};
             stamp_intent_emit(&in, r.spec);
             phase_init(&stamp_fsm, &r, SP_CREATING);
             json_object_set_new(r.status, "attempt", json_integer(1));
@@ -221,13 +222,18 @@ int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namel
             goto done;
         }
         if (rc) goto done;
+        if (q->create_only) {
+            rc = serr_set(e, SE_EXISTS, "stamp %s already exists (phase %s); this deploy creates a new stamp only",
+                          name, fsm_phase_name(&stamp_fsm, phase_of(&stamp_fsm, &r)));
+            goto done;
+        }
         /* It exists: deploying again is a redeploy, which only a Failed
          * stamp allows. */
         if ((rc = fsm_check_op(&stamp_fsm, name, phase_of(&stamp_fsm, &r), SO_DEPLOY, e))) goto done;
         stamp_intent in;
         if ((rc = stamp_intent_parse(r.spec, &in, e))) goto done;
         in.retry++;
-        in.desired = SD_ACTIVE;
+        in.desired = q->standby ? SD_STANDBY : SD_ACTIVE;
         stamp_intent_emit(&in, r.spec);
         json_object_set_new(r.spec, "templateSpec", json_deep_copy(tspec));
         json_object_set_new(r.spec, "templateRevision", json_integer(trev));
@@ -301,8 +307,29 @@ done:
     return rc;
 }
 
+bool stamp_successor_live(const resource *succ, const char *name) {
+    if (strcmp(jstr(succ->spec, "replaces", ""), name) != 0) return false;
+    int ph = phase_of(&stamp_fsm, succ);
+    return ph != SP_DELETING && ph != SP_DELETED && strcmp(jstr(succ->spec, "desired", "active"), "deleted") != 0;
+}
+
+/* The recorded successor `now` of `name` is stale (stamp_mark_replaced);
+ * 1 stale, 0 live, or an error. */
+static int successor_stale(ctl_ctx *c, const char *name, const char *now, serr *e) {
+    resource n;
+    resource_init(&n);
+    int rc = store_get(c->st, "Stamp", now, &n, e);
+    if (rc == 0) rc = stamp_successor_live(&n, name) ? 0 : 1;
+    else if (rc == SE_NOTFOUND) {
+        serr_clear(e);
+        rc = 1;
+    }
+    resource_free(&n);
+    return rc;
+}
+
 int stamp_mark_replaced(ctl_ctx *c, const char *name, const char *successor, const char *user,
-                        serr *e) {
+                        bool replace_stale, serr *e) {
     resource r;
     resource_init(&r);
     int rc = SE_CONFLICT;
@@ -312,13 +339,25 @@ int stamp_mark_replaced(ctl_ctx *c, const char *name, const char *successor, con
         if ((rc = fsm_check_op(&stamp_fsm, name, phase_of(&stamp_fsm, &r), SO_REPLACE, e))) break;
         const char *now = json_string_value(json_object_get(r.spec, "replacedBy"));
         if (now && strcmp(now, successor) == 0) break; /* rc 0: already recorded */
+        char was[RES_NAME_MAX] = "";
         if (now) {
-            rc = serr_set(e, SE_CONFLICT, "stamp %s is already being replaced by %s", name, now);
-            break;
+            /* Checked against the version of name read above: the update
+             * below conflicts (and all is read again) if name changed. */
+            int st = replace_stale ? successor_stale(c, name, now, e) : 0;
+            if (st < 0) {
+                rc = st;
+                break;
+            }
+            if (st == 0) {
+                rc = serr_set(e, SE_CONFLICT, "stamp %s is already being replaced by %s", name, now);
+                break;
+            }
+            str_copy(was, sizeof(was), now);
         }
         json_object_set_new(r.spec, "replacedBy", json_string(successor));
         char msg[256]; /* an event message, for people: a cut is harmless */
-        str_fmt_cut(msg, sizeof(msg), "to be replaced by %s (requested by %s)", successor, user);
+        str_fmt_cut(msg, sizeof(msg), "to be replaced by %s%s%s%s (requested by %s)", successor,
+                    was[0] ? " (" : "", was, was[0] ? " is gone or leaving)" : "", user);
         store_event ev = {.type = "Normal", .reason = "ReplacementPlanned", .message = msg};
         rc = store_update(c->st, &r, &ev, e);
     }

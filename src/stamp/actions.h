@@ -32,11 +32,21 @@ typedef struct stamp_deploy_req {
     /* A restore: the template spec the backed-up stamp ran, deployed
      * instead of the template's current one.  Borrowed; may be NULL. */
     json_t *template_spec;
+    /* Create a new stamp or nothing: a stamp of the name (whatever its
+     * phase, a Failed one too) is SE_EXISTS naming it, never a redeploy.
+     * A rollout's replacement and a restore ask for this. */
+    bool create_only;
+    /* The stamp is wanted in standby (spec.desired standby): once its
+     * health checks pass it goes Active and at once Draining -> Ready
+     * without being taken into the front door (a successor takes over a
+     * shared server only while its desired is active).  A rollout's
+     * replacement of a Ready stamp; a redeploy keeps it standby too. */
+    bool standby;
 } stamp_deploy_req;
 
-/* Deploy (or deploy again a Failed stamp).  name gets the stamp's name;
- * 0 with *answer (the stamp as stored, or what a dry run would store) and
- * *status (201 created, 200 deployed again). */
+/* Deploy (or deploy again a Failed stamp, unless create_only).  name gets
+ * the stamp's name; 0 with *answer (the stamp as stored, or what a dry run
+ * would store) and *status (201 created, 200 deployed again). */
 int stamp_deploy(ctl_ctx *c, const stamp_deploy_req *q, char *name, size_t namelen, json_t **answer,
                  int *status, serr *e);
 
@@ -54,10 +64,19 @@ int stamp_action_run(ctl_ctx *c, const stamp_action_req *q, json_t **answer, int
 
 /* A rollout is about to deploy `successor` to replace `name`: records it
  * in name's spec.replacedBy (idempotent; SE_CONFLICT when another
- * successor is recorded).  The old stamp keeps its front-door server until
- * the successor is Active, then leaves it to the successor. */
+ * successor is recorded).  With replace_stale, a recorded successor that
+ * is stale (absent from the store, Deleting or Deleted, asked to be
+ * deleted, or not recording spec.replaces = name) is overwritten, checked
+ * and written in one optimistic update of name; a live one is still
+ * SE_CONFLICT.  The old stamp keeps its front-door server until the
+ * successor is Active, then leaves it to the successor. */
 int stamp_mark_replaced(ctl_ctx *c, const char *name, const char *successor, const char *user,
-                        serr *e);
+                        bool replace_stale, serr *e);
+
+/* Whether stamp `succ` (as stored) is a live successor of `name`: its
+ * spec.replaces is name and it is neither Deleting nor Deleted nor asked
+ * to be deleted. */
+bool stamp_successor_live(const resource *succ, const char *name);
 
 /* Restore from backup (restore.c): deploys stamp `as` from the verified
  * backup of the Deleted stamp `name` (same region, template spec and

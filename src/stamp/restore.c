@@ -270,12 +270,17 @@ int stamp_restore(ctl_ctx *c, const stamp_restore_req *q, json_t **answer, int *
                            .params = json_object_get(src.spec, "parameters"), .user = q->user,
                            .dry_run = q->dry_run,
                            .revision = jint(src.spec, "templateRevision", 0),
-                           .restore_from = from, .template_spec = ts};
+                           .restore_from = from, .template_spec = ts, .create_only = true};
     char name[STAMP_NAME_MAX + 1];
-    if ((rc = stamp_deploy(c, &dq, name, sizeof(name), answer, status, e))) goto done;
+    /* create_only: a stamp of that name deployed since the check above
+     * (while the backup was hashed) is SE_EXISTS, never redeployed with
+     * the backup's spec: that deploy, not this restore, won. */
+    if ((rc = stamp_deploy(c, &dq, name, sizeof(name), answer, status, e))) {
+        if (rc == SE_EXISTS) serr_wrap(e, "restore of %s as %s: nothing restored", q->name, q->as);
+        goto done;
+    }
     if (strcmp(name, q->as) != 0 || *status != 201) {
-        /* Cannot be (checked above) unless a stamp of that name was
-         * deployed meanwhile: then that deploy, not this restore, won. */
+        /* Cannot be: create_only creates or fails. */
         json_decref(*answer);
         *answer = NULL;
         rc = serr_set(e, SE_EXISTS, "stamp %s was deployed meanwhile; nothing restored", q->as);
