@@ -54,10 +54,12 @@ static int follow_update(const char *name, int64_t gen) {
         const char *ph = jstr(u, "phase", "Pending");
         bool ours = jint(u, "generation", -1) == gen;
         char line[256];
-        str_fmt_cut(line, sizeof(line), "update %lld: %s, %lld of %lld replica(s) replaced%s%s",
-                    (long long)gen, ours ? ph : "Pending", (long long)(ours ? jint(u, "replaced", 0) : 0),
-                    (long long)(ours ? jint(u, "total", 0) : 0), ours && jstr(u, "message", NULL) ? ": " : "",
-                    ours ? jstr(u, "message", "") : "");
+        if (!ours)
+            str_fmt_cut(line, sizeof(line), "update %lld: requested, waiting for the controller", (long long)gen);
+        else
+            str_fmt_cut(line, sizeof(line), "update %lld: %s, %lld of %lld replica(s) replaced%s%s", (long long)gen,
+                        ph, (long long)jint(u, "replaced", 0), (long long)jint(u, "total", 0),
+                        jstr(u, "message", NULL) ? ": " : "", jstr(u, "message", ""));
         if (strcmp(line, last) != 0) {
             printf("%s\n", line);
             fflush(stdout);
