@@ -124,4 +124,7 @@ apply_template "$T/app-exec2.yaml"
 expect_ok "update with a new exec command" ctl update $S2 --latest --wait
 expect_ok "the new command ran" sh -c "ctl logs $S2 --step service-bus | grep -q 'configured (v2)'"
 expect_ok "UpdateStepRun event" sh -c "ctl events $S2 | grep -q 'UpdateStepRun.*service-bus'"
+REV=$(ctl get templates synaxis-stamp -o json | jq -r .metadata.generation)
+expect_eq "the revision it runs is recorded" "$(jfield $S2 .status.templateRevision)" "$REV"
+expect_eq "and the one it asks for" "$(jfield $S2 .spec.templateRevision)" "$REV"
 finish
