@@ -285,14 +285,16 @@ static void audit(roctx *x, const char *op, const char *stamp, int rc, const ser
     store_audit_add(x->c->st, &au, NULL);
 }
 
-static int act(roctx *x, ro_stamp *s, int op, const char *word, serr *e) {
-    stamp_action_req q = {.name = s->name, .action = word, .op = op, .user = x->user};
+/* A graceful delete of s, audited as the rollout's. */
+static int ask_delete(roctx *x, ro_stamp *s, serr *e) {
+    const char *word = "delete";
+    stamp_action_req q = {.name = s->name, .action = word, .op = SO_DELETE, .user = x->user};
     json_t *answer = NULL;
     int status = 0;
     int rc = stamp_action_run(x->c, &q, &answer, &status, e);
     json_decref(answer);
     audit(x, word, s->name, rc, e);
-    if (rc == 0) str_copy(s->desired, sizeof(s->desired), op == SO_DELETE ? "deleted" : "standby");
+    if (rc == 0) str_copy(s->desired, sizeof(s->desired), "deleted");
     return rc;
 }
 
@@ -301,7 +303,7 @@ static int act(roctx *x, ro_stamp *s, int op, const char *word, serr *e) {
 static int retire_old(roctx *x, json_t *it, ro_stamp *o, serr *e) {
     if (leaving(o)) return 0;
     serr ae = {0};
-    int rc = act(x, o, SO_DELETE, "delete", &ae);
+    int rc = ask_delete(x, o, &ae);
     if (rc == SE_CONFLICT || rc == SE_PHASE) {
         char msg[SERR_MSG_MAX + 32];
         str_fmt_cut(msg, sizeof(msg), "waiting: %s", ae.msg);
@@ -470,12 +472,9 @@ static bool replacement_ready(const ro_stamp *rp) {
 }
 
 /* A standby item's replacement is deployed wanting standby: it is up once
- * Ready (it passed its health checks in Creating and never served).  One
- * deployed wanting active (by a stampd before that) is waited for Active
- * and then sent to standby, as then. */
-static bool standby_legacy(const ro_stamp *rp) { return strcmp(rp->desired, "active") == 0; }
+ * Ready (it passed its health checks in Creating and never served). */
 static bool replacement_up(const ro_stamp *rp, bool standby) {
-    if (standby && !standby_legacy(rp)) return rp->phase == SP_READY && strcmp(rp->desired, "standby") == 0;
+    if (standby) return rp->phase == SP_READY && strcmp(rp->desired, "standby") == 0;
     return replacement_ready(rp);
 }
 
@@ -537,7 +536,7 @@ static int step(roctx *x, json_t *it, budget *b, serr *e) {
             if (waited > x->sp.timeout_ms) {
                 char t[FMT_DURATION_LEN];
                 item_fail(x, it, "replacement %s not %s within %s (it is %s)", rp->name,
-                          standby && !standby_legacy(rp) ? "Ready (standby)" : "Active and healthy",
+                          standby ? "Ready (standby)" : "Active and healthy",
                           fmt_duration(x->sp.timeout_ms, t, sizeof(t)), fsm_phase_name(&stamp_fsm, rp->phase));
                 return 0;
             }
@@ -551,7 +550,7 @@ static int step(roctx *x, json_t *it, budget *b, serr *e) {
         if (json_object_get(it, "activeMs") == NULL) {
             json_object_set_new(it, "activeMs", json_integer(now_ms()));
             x->dirty = true;
-            if (standby && !standby_legacy(rp))
+            if (standby)
                 event(x, "Normal", "ReplacementReady", "%s: %s passed its health checks and is Ready (standby)",
                       o ? o->name : "?", rp->name);
             else
@@ -559,22 +558,7 @@ static int step(roctx *x, json_t *it, budget *b, serr *e) {
         }
         if (x->hold) return 0;
         if (standby) {
-            /* A standby replaced by a standby (one deployed wanting active
-             * by an older stampd: sent to standby first). */
-            if (standby_legacy(rp)) {
-                serr ae = {0};
-                rc = act(x, rp, SO_STANDBY, "standby", &ae);
-                if (rc == SE_CONFLICT || rc == SE_PHASE) {
-                    char msg[SERR_MSG_MAX + 32];
-                    str_fmt_cut(msg, sizeof(msg), "waiting: %s", ae.msg);
-                    item_msg(x, it, "Warning", "StandbyWaiting", msg);
-                    return 0;
-                }
-                if (rc) {
-                    *e = ae;
-                    return rc;
-                }
-            }
+            /* A standby replaced by a standby: no drain to wait for. */
             if (o && (rc = retire_old(x, it, o, e)) != 0) return rc < 0 ? rc : 0;
             set_phase(x, it, IP_RETIRING);
             b->inflight--;
@@ -604,11 +588,7 @@ static int step(roctx *x, json_t *it, budget *b, serr *e) {
         return 0;
     case IP_RETIRING:
         if (!x->hold && o && !leaving(o) && (rc = retire_old(x, it, o, e)) < 0) return rc;
-        if (standby && rp && rp->phase != SP_READY && strcmp(rp->desired, "active") == 0 && !x->hold) {
-            serr ae = {0};
-            if (act(x, rp, SO_STANDBY, "standby", &ae) == 0) return 0;
-        }
-        if (gone(o) && (!standby || (rp && rp->phase == SP_READY))) {
+        if (gone(o) && (!standby || rp)) {
             set_phase(x, it, IP_DONE);
             event(x, "Normal", "Replaced", "%s retired; %s runs revision %lld%s", jstr(it, "old", "?"),
                   jstr(it, "replacement", "?"), (long long)x->sp.to_revision, standby ? " (standby)" : "");
@@ -685,7 +665,7 @@ static int retry_failed(roctx *x, serr *e) {
             json_object_del(it, "replacementId");
             set_phase(x, it, IP_PENDING);
         } else if (rp->phase == SP_FAILED) {
-            bool standby = json_is_true(json_object_get(it, "standby")) && !standby_legacy(rp);
+            bool standby = json_is_true(json_object_get(it, "standby"));
             stamp_deploy_req q = {.region = jstr(it, "region", ""), .stamp_id = jstr(it, "replacementId", ""),
                                   .tname = x->sp.template_name, .user = x->user, .revision = x->sp.to_revision,
                                   .replaces = old, .standby = standby,
