@@ -10,21 +10,22 @@
 #include "stamp/ops.h"
 #include "util/util.h"
 
+/* What both operations check first: the path's stamp name, and a body
+ * that is an object of only the keys listed (shape: the body expected). */
+static int op_request(api_req *rq, const char *const *keys, const char *shape, serr *e) {
+    if (!name_valid(rq->params[0], STAMP_NAME_MAX))
+        return serr_set(e, SE_INVAL, "\"%s\" is not a valid stamp name", rq->params[0]);
+    if (!json_is_object(rq->body)) return serr_set(e, SE_INVAL, "body: %s expected", shape);
+    return json_check_keys(rq->body, "body", keys, e);
+}
+
 int h_stamps_scale(api *a, api_req *rq, api_resp *rs) {
     static const char *const keys[] = {"pool", "replicas", NULL};
     serr e = {0};
     const char *name = rq->params[0];
     json_t *b = rq->body;
     int rc;
-    if (!name_valid(name, STAMP_NAME_MAX)) {
-        rc = serr_set(&e, SE_INVAL, "\"%s\" is not a valid stamp name", name);
-        goto out;
-    }
-    if (!json_is_object(b)) {
-        rc = serr_set(&e, SE_INVAL, "body: {\"pool\": \"general\", \"replicas\": 5} expected");
-        goto out;
-    }
-    if ((rc = json_check_keys(b, "body", keys, &e))) goto out;
+    if ((rc = op_request(rq, keys, "{\"pool\": \"general\", \"replicas\": 5}", &e))) goto out;
     const char *pool = json_string_value(json_object_get(b, "pool"));
     json_t *n = json_object_get(b, "replicas");
     if (pool == NULL) {
@@ -68,15 +69,9 @@ int h_stamps_update(api *a, api_req *rq, api_resp *rs) {
     const char *name = rq->params[0];
     json_t *b = rq->body;
     int rc;
-    if (!name_valid(name, STAMP_NAME_MAX)) {
-        rc = serr_set(&e, SE_INVAL, "\"%s\" is not a valid stamp name", name);
+    if ((rc = op_request(rq, keys, "{\"set\": {...}}, {\"revision\": N} or {\"latest\": true}", &e)) ||
+        (rc = check_set(json_object_get(b, "set"), &e)))
         goto out;
-    }
-    if (!json_is_object(b)) {
-        rc = serr_set(&e, SE_INVAL, "body: {\"set\": {...}}, {\"revision\": N} or {\"latest\": true} expected");
-        goto out;
-    }
-    if ((rc = json_check_keys(b, "body", keys, &e)) || (rc = check_set(json_object_get(b, "set"), &e))) goto out;
     json_t *rev = json_object_get(b, "revision"), *latest = json_object_get(b, "latest");
     if (rev && (!json_is_integer(rev) || json_integer_value(rev) < 1)) {
         rc = serr_set(&e, SE_INVAL, "body.revision: must be a revision number (1 or more)");

@@ -147,6 +147,11 @@ int stamp_update(ctl_ctx *c, const stamp_update_req *q, json_t **answer, int *st
             nspec = json_incref(ospec);
         }
         nparams = merged_params(oparams, q->set);
+        if (json_object_size(nparams) > 32) {
+            /* As deploy: every parameter reaches a command's environment. */
+            rc = serr_set(e, SE_INVAL, "parameters: %zu after the update, at most 32", json_object_size(nparams));
+            break;
+        }
         tpl_change ch;
         if ((rc = tpl_change_classify(ospec, oparams, nspec, nparams, &ch, e))) break;
         if (ch.infra) {
