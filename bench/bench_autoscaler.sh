@@ -27,19 +27,6 @@ TRIALS=${TRIALS:-3}
 DURATION_S=3
 SD=
 LOAD=
-# stampd and everything it started (found by its owner id), gone.
-stop_stampd() {
-  [ -n "$SD" ] || return 0
-  local owner
-  owner=$(sed -n 's/.*owner \([0-9a-f]*\).*/\1/p' "$T/stampd.log" | head -n1)
-  kill -TERM $SD 2>/dev/null; wait $SD 2>/dev/null || true
-  SD=
-  [ -n "$owner" ] || return 0
-  for d in /proc/[0-9]*; do
-    tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qx "STAMPD_OWNER=$owner" && kill -9 "${d#/proc/}" 2>/dev/null
-  done
-  return 0
-}
 cleanup() {
   [ -n "$LOAD" ] && { kill "$LOAD" 2>/dev/null; wait "$LOAD" 2>/dev/null || true; }
   stop_stampd

@@ -19,18 +19,6 @@ set -euo pipefail
 N=${N:-4}
 SD=
 BG=()
-stop_stampd() {
-  [ -n "$SD" ] || return 0
-  local owner
-  owner=$(sed -n 's/.*owner \([0-9a-f]*\).*/\1/p' "$T/stampd.log" | head -n1)
-  kill -TERM $SD 2>/dev/null; wait $SD 2>/dev/null || true
-  SD=
-  [ -n "$owner" ] || return 0
-  for d in /proc/[0-9]*; do
-    tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qx "STAMPD_OWNER=$owner" && kill -9 "${d#/proc/}" 2>/dev/null
-  done
-  return 0
-}
 cleanup() {
   touch "$T/stop"
   for p in "${BG[@]}"; do kill "$p" 2>/dev/null || true; done
