@@ -87,28 +87,17 @@ void sc_apply_pools(sctx *s) {
     }
 }
 
-static uint64_t fnv(uint64_t h, const char *p) {
-    for (; p && *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return (h ^ 0xff) * 1099511628211ull; /* a separator: ("ab","c") != ("a","bc") */
-}
-
-static uint64_t fnv_json(uint64_t h, json_t *v) {
-    char *txt = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
-    h = fnv(h, txt ? txt : "-");
-    free(txt);
-    return h;
-}
-
 void sc_step_hash(const sctx *s, const tpl_step *st, char out[SC_HASH_LEN]) {
-    uint64_t h = 14695981039346656037ull;
-    h = fnv(h, st->name);
-    h = fnv_json(h, st->command);
-    h = fnv_json(h, st->env);
-    char res[64];
-    snprintf(res, sizeof(res), "%lld/%lld", (long long)st->cpu_millis, (long long)st->memory_bytes);
-    h = fnv(h, res);
-    h = fnv_json(h, s->params);
-    snprintf(out, SC_HASH_LEN, "%012llx", (unsigned long long)(h & 0xffffffffffffull));
+    /* What the process is started from, in one canonical text. */
+    json_t *id = json_pack("{s:s,s:O?,s:O?,s:I,s:I,s:O?}", "step", st->name, "command", st->command, "env",
+                           st->env, "cpu", (json_int_t)st->cpu_millis, "memory", (json_int_t)st->memory_bytes,
+                           "parameters", s->params);
+    char *txt = id ? json_dumps(id, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char hex[65];
+    sha256_hex(txt ? txt : st->name, txt ? strlen(txt) : strlen(st->name), hex);
+    free(txt);
+    json_decref(id);
+    str_copy(out, SC_HASH_LEN, hex); /* its first 12 digits */
 }
 
 /* ---- the slots an update works on ---- */
