@@ -35,37 +35,34 @@ static int port_free(int port, void *arg) {
     return ok;
 }
 
-static int no_port(int port, void *arg) {
-    (void)port;
-    (void)arg;
-    return 0;
-}
-
 /* A replica started by a stampd from before replicas carried their spec
  * (unit "<idx>", no hash) holds its ports in its step's one lease
- * "<stamp>/<step>", replicas x ports long: looked up, never taken (a
- * lease of another length is left as it is: the store rolls back). */
+ * "<stamp>/<step>", replicas x ports long: read, never taken. */
 static int legacy_ports(sctx *s, const tpl_step *st, int idx, int *ports, serr *e) {
     char owner[RES_NAME_MAX + 80];
     int all[TPL_MAX_REPLICAS * TPL_MAX_PORTS];
-    int n = st->replicas * st->ports;
-    if (idx >= st->replicas || n > (int)(sizeof(all) / sizeof(all[0])))
-        return serr_set(e, SE_NOTFOUND, "no legacy lease for replica %d", idx);
+    int held = 0;
     snprintf(owner, sizeof(owner), "%s/%s", s->name, st->name);
-    int rc = store_ports_lease(s->c->st, owner, n, (int)s->c->cfg->port_lo, (int)s->c->cfg->port_hi,
-                               no_port, NULL, all, e);
-    if (rc == 0) memcpy(ports, all + idx * st->ports, sizeof(int) * (size_t)st->ports);
-    return rc;
+    int rc = store_ports_held(s->c->st, owner, all, (int)(sizeof(all) / sizeof(all[0])), &held, e);
+    if (rc) return rc;
+    if (held < (idx + 1) * st->ports) return serr_set(e, SE_NOTFOUND, "no legacy lease for replica %d", idx);
+    memcpy(ports, all + idx * st->ports, sizeof(int) * (size_t)st->ports);
+    return 0;
 }
 
+/* A replica's ports: read when leased already (every reconcile asks, and
+ * a read takes no write transaction); else, with take, leased. */
 static int lease(sctx *s, const tpl_step *st, int idx, const char *hash, bool take, int *ports, serr *e) {
     if (st->ports == 0) return 0;
     if (hash[0] == '\0') return legacy_ports(s, st, idx, ports, e);
     char owner[RES_NAME_MAX + 128];
     if (snprintf(owner, sizeof(owner), "%s/%s/%d@%s", s->name, st->name, idx, hash) >= (int)sizeof(owner))
         return serr_set(e, SE_TOOBIG, "port owner name too long");
+    int held = 0, rc = store_ports_held(s->c->st, owner, ports, st->ports, &held, e);
+    if (rc || held == st->ports) return rc;
+    if (!take) return serr_set(e, SE_NOTFOUND, "%s holds no ports", owner);
     return store_ports_lease(s->c->st, owner, st->ports, (int)s->c->cfg->port_lo, (int)s->c->cfg->port_hi,
-                             take ? port_free : no_port, NULL, ports, e);
+                             port_free, NULL, ports, e);
 }
 
 int sc_replica_ports(sctx *s, const tpl_step *st, int idx, const char *hash, int *ports, serr *e) {

@@ -248,6 +248,11 @@ int store_ports_lease(store *s, const char *owner, int n, int lo, int hi, store_
     return s->ops->ports_lease(s, owner, n, lo, hi, ok, arg, ports, e);
 }
 
+int store_ports_held(store *s, const char *owner, int *ports, int max, int *count, serr *e) {
+    NEED(s, ports_held, e);
+    return s->ops->ports_held(s, owner, ports, max, count, e);
+}
+
 int store_ports_release(store *s, const char *owner, serr *e) {
     if (owner == NULL || owner[0] == '\0')
         return serr_set(e, SE_INVAL, "store: bad port owner");

@@ -150,5 +150,8 @@ int store_ports_lease(store *s, const char *owner, int n, int lo, int hi, store_
                       void *arg, int *ports, serr *e);
 /* Releases owner's ports and those of every owner below it ("owner/..."). */
 int store_ports_release(store *s, const char *owner, serr *e);
+/* The ports owner holds, sorted (a read: no write transaction); *count may
+ * exceed max, only max are stored. */
+int store_ports_held(store *s, const char *owner, int *ports, int max, int *count, serr *e);
 
 #endif

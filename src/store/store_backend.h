@@ -67,6 +67,7 @@ typedef struct store_ops {
     int (*ports_lease)(store *s, const char *owner, int n, int lo, int hi, store_port_ok_fn ok,
                        void *arg, int *ports, serr *e);
     int (*ports_release)(store *s, const char *owner, serr *e);
+    int (*ports_held)(store *s, const char *owner, int *ports, int max, int *count, serr *e);
 } store_ops;
 
 /* The head of every backend's handle. */

@@ -1515,6 +1515,14 @@ static int sq_ports_release(store *base, const char *owner, serr *e) {
     return rc;
 }
 
+static int sq_ports_held(store *base, const char *owner, int *ports, int max, int *count, serr *e) {
+    sq_store *s = sq(base);
+    conn *c = reader_get(s);
+    int rc = ports_held(s, c, owner, ports, max, count, e);
+    reader_put(s, c);
+    return rc;
+}
+
 /* ---- the table -------------------------------------------------------- */
 
 static const store_ops sqlite_ops = {
@@ -1536,4 +1544,5 @@ static const store_ops sqlite_ops = {
     .meta_set = sq_meta_set,
     .ports_lease = sq_ports_lease,
     .ports_release = sq_ports_release,
+    .ports_held = sq_ports_held,
 };

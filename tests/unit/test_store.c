@@ -610,6 +610,25 @@ static void test_ports(void **state) {
 
     assert_int_equal(store_ports_lease(f->s, "x", 0, 20000, 20009, NULL, NULL, g, &e), SE_INVAL);
     assert_int_equal(store_ports_lease(f->s, "x", 1, 20009, 20000, NULL, NULL, g, &e), SE_INVAL);
+
+    /* A read of what an owner holds; release takes the owners below it. */
+    int h[3], n = -1;
+    assert_int_equal(store_ports_held(f->s, "stamp-g", h, 3, &n, &e), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(h[0], 20002);
+    assert_int_equal(h[2], 20004);
+    assert_int_equal(store_ports_held(f->s, "stamp-g", h, 1, &n, &e), 0);
+    assert_int_equal(n, 3); /* counted past max */
+    assert_int_equal(store_ports_held(f->s, "nobody", h, 3, &n, &e), 0);
+    assert_int_equal(n, 0);
+    int sub[1];
+    assert_int_equal(store_ports_lease(f->s, "stamp-g/app/0@x", 1, 20000, 20009, NULL, NULL, sub, &e), 0);
+    assert_int_equal(store_ports_lease(f->s, "stamp-gx", 1, 20000, 20009, NULL, NULL, sub, &e), 0);
+    assert_int_equal(store_ports_release(f->s, "stamp-g", &e), 0);
+    assert_int_equal(store_ports_held(f->s, "stamp-g/app/0@x", h, 3, &n, &e), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_ports_held(f->s, "stamp-gx", h, 3, &n, &e), 0);
+    assert_int_equal(n, 1); /* a name that only starts alike is another owner */
 }
 
 static void test_reopen(void **state) {
