@@ -17,6 +17,11 @@ typedef struct stamp_config {
     char data_dir[512];
     char listen[128];
     char prometheus_url[256]; /* the autoscaler's prometheus triggers query it */
+    char obs_catalog[512];    /* the ObservabilityPlatform catalog ("" : next to stampd) */
+    char obs_root[512];       /* {root} of the catalog's binaries */
+    char secrets_dir[512];    /* platforms' required secrets ("" : <data-dir>/secrets) */
+    char prometheus_sd_dir[512]; /* file_sd files stampd writes ("" : <data-dir>/prometheus-sd) */
+    int64_t obs_pending_requeue_ms, obs_install_requeue_ms, obs_health_interval_ms;
     char name_prefix[32];
     char log_level[16];
     char jwt_issuer[64];
