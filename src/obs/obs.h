@@ -72,6 +72,10 @@ typedef struct obs_cat_version {
     json_t *exec;        /* {install:[argv..], upgrade:[..], rollback:[..],
                           *  uninstall:[..], ready:[..]}: each an array of
                           * argv arrays, {placeholders}; NULL: not on exec */
+    json_t *files;       /* [{from, to}]: files copied into the config dir;
+                          * from an absolute path (resolved against the
+                          * directory of the catalog file that named it, and
+                          * present at load), to a plain file name; NULL: none */
 } obs_cat_version;
 
 typedef struct obs_cat_comp {
@@ -95,7 +99,13 @@ typedef struct obs_catalog {
 } obs_catalog;
 
 /* Loads and checks the catalog (YAML).  root replaces {root} in binaries.
- * Errors name the file, the component and the field. */
+ * Errors name the file, the component and the field.
+ * path may be a comma-separated list of files: the first defines
+ * everything; each later one may only add `versions:` entries for
+ * components the first defines (site-local builds).  Each version holds
+ * the RESOLVED fields: the component's defaults overlaid by the version's.
+ * Every placeholder in args, check, config and exec must be one of those
+ * obs_placeholder_known accepts, and every "$if" must name a component. */
 int obs_catalog_load(const char *path, const char *root, obs_catalog **out, serr *e);
 void obs_catalog_free(obs_catalog *cat); /* NULL is fine */
 const obs_cat_comp *obs_catalog_comp(const obs_catalog *cat, const char *name);
@@ -117,7 +127,13 @@ typedef struct obs_comp_spec {
     char version[OBS_VERSION_MAX]; /* the catalog's default when omitted */
     bool enabled;                  /* default true */
     int port;                      /* 0: leased */
-    char retention[32];            /* the catalog's default when omitted */
+    char retention[32];            /* the catalog's default when omitted;
+                                    * normalized to hours, minutes, seconds
+                                    * ("15d" -> "360h", "90m" -> "1h30m"),
+                                    * which Prometheus and Go's
+                                    * time.ParseDuration (Alertmanager) both
+                                    * read; "" when the component keeps none */
+    int64_t retention_ms;          /* the same in ms (0 with "") */
     int64_t storage_bytes;         /* 0: not said */
     json_t *config;                /* borrowed from the spec: object, or NULL */
 } obs_comp_spec;
@@ -142,6 +158,10 @@ typedef struct obs_spec {
  * bounds.  cat NULL: only the shape is checked. */
 int obs_spec_parse(json_t *spec, const obs_catalog *cat, obs_spec *out, serr *e);
 const obs_comp_spec *obs_spec_comp(const obs_spec *sp, const char *name);
+/* A storage quantity: plain bytes, or a number with k M G T P (powers of
+ * 1000) or Ki Mi Gi Ti Pi (powers of 1024); 1 byte .. 1 PiB.  0 or
+ * SE_INVAL. */
+int obs_parse_quantity(const char *s, int64_t *bytes);
 
 /* ---- rendering (render.c) ---- */
 
@@ -152,7 +172,16 @@ const obs_comp_spec *obs_spec_comp(const obs_spec *sp, const char *name);
  *   {targets} (the dir of stampd's file_sd files) {rules} (the alert
  *   rules file) {stampd} (host:port of the API) {stampd_token} (a file)
  *   {catalog} (the catalog's dir) {name} {version} {platform}
- * An unknown placeholder is SE_INVAL naming it. */
+ * An unknown placeholder is SE_INVAL naming it.
+ *
+ * A placeholder is `{` NAME `}` with NAME [a-z][a-z0-9_]* optionally
+ * followed by `:` and a component name ([a-z0-9-]+).  Any other `{` is a
+ * literal brace ("{{ $labels.x }}", "a{2}", "{}"), so configuration text
+ * with braces needs no escaping; a placeholder-shaped literal cannot be
+ * written in the catalog (none is needed).  In a configuration document a
+ * string that is exactly "{port}" or "{port:<component>}" becomes a number
+ * (Loki's and Tempo's http_listen_port are integers).  The user's config
+ * is never expanded. */
 #define OBS_VARS_MAX 48
 typedef struct obs_vars {
     char key[OBS_VARS_MAX][40];
@@ -161,13 +190,19 @@ typedef struct obs_vars {
     bool enabled[OBS_MAX_COMP]; /* per catalog component: enabled in the spec */
     const obs_catalog *cat;
 } obs_vars;
-int obs_vars_set(obs_vars *v, const char *key, const char *val, serr *e);
+int obs_vars_set(obs_vars *v, const char *key, const char *val, serr *e); /* sets or replaces */
+/* Whether NAME (what is between the braces) is a placeholder the catalog
+ * may use: one of the list above, {port:<c>} for c in cat (any c when cat
+ * is NULL). */
+bool obs_placeholder_known(const obs_catalog *cat, const char *name);
 
 /* Expands every {placeholder} of s into out. */
 int obs_expand(const obs_vars *v, const char *s, char *out, size_t len, serr *e);
 /* The argv of an array of strings (the catalog's args or check), each
  * expanded; a NULL-terminated array of malloc'd strings in *argv (free
- * with obs_argv_free). */
+ * with obs_argv_free).  binary is argv[0] as is; binary NULL: argv is
+ * args alone (check and exec commands, whose first element is the program).
+ * At most 64 arguments of at most 4 KiB each. */
 int obs_render_argv(const obs_vars *v, const char *binary, const json_t *args, char ***argv,
                     serr *e);
 void obs_argv_free(char **argv);
@@ -183,9 +218,14 @@ int obs_render_config(const obs_vars *v, const obs_cat_version *cv, const json_t
 /* ---- the controller (controller.c) and its API (api.c) ---- */
 
 /* The catalog stampd loaded at start (NULL: none could be loaded; a
- * platform then stays Pending saying why). */
+ * platform then stays Pending saying why, obs_catalog_error()).
+ * obs_set_catalog takes ownership of cat; call it once at start before any
+ * API thread or worker runs (a later call frees the previous catalog, so
+ * only tests call it again, with no reader running).  Readers never lock:
+ * the catalog is immutable once set. */
 void obs_set_catalog(obs_catalog *cat, const char *load_error);
 const obs_catalog *obs_get_catalog(void);
+const char *obs_catalog_error(void); /* "" when a catalog is loaded */
 
 /* apply's validation of a manifest's spec (routes_stamps.c kinds[]). */
 int obs_validate(json_t *spec, serr *e);
