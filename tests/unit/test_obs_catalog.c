@@ -447,6 +447,32 @@ static void test_spec_parse(void **st) {
     /* cat now belongs to the process-wide pointer (freed at teardown). */
 }
 
+/* The shipped platform.yaml is valid against the shipped catalog. */
+static void test_shipped_platform(void **st) {
+    char path[1100], *text;
+    size_t len;
+    serr e = {0};
+    snprintf(path, sizeof(path), "%.1000s/platform.yaml", shipped);
+    *strrchr(path, '/') = '\0';
+    *strrchr(path, '/') = '\0';
+    size_t n = strlen(path);
+    snprintf(path + n, sizeof(path) - n, "/platform.yaml");
+    assert_int_equal(read_file(path, 1 << 20, &text, &len, &e), 0);
+    json_t *m = yaml(text);
+    free(text);
+    assert_string_equal(jstr(m, "kind", ""), OBS_KIND);
+    assert_string_equal(jstr(m, "apiVersion", ""), OBS_API_VERSION);
+    obs_spec *sp = malloc(sizeof(*sp));
+    if (obs_spec_parse(json_object_get(m, "spec"), obs_get_catalog(), sp, &e) != 0)
+        fail_msg("platform.yaml refused: %s", e.msg);
+    assert_int_equal(sp->n, 7);
+    assert_string_equal(sp->c[0].name, "node-exporter");
+    assert_true(obs_spec_comp(sp, "prometheus")->enabled);
+    assert_false(obs_spec_comp(sp, "loki")->enabled);
+    free(sp);
+    json_decref(m);
+}
+
 static void test_quantity(void **st) {
     int64_t b;
     assert_int_equal(obs_parse_quantity("512Mi", &b), 0);
@@ -770,6 +796,7 @@ int main(void) {
         cmocka_unit_test(test_later_file_adds_versions),
         cmocka_unit_test(test_catalog_rejections),
         cmocka_unit_test(test_spec_parse),
+        cmocka_unit_test(test_shipped_platform),
         cmocka_unit_test(test_quantity),
         cmocka_unit_test(test_expand),
         cmocka_unit_test(test_render_config),
