@@ -20,6 +20,7 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
+	@scripts/install-deps.sh demo
 	@scripts/demo.sh $(BUILD)
 
 # House rules the compiler does not check (banned calls).

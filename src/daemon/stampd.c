@@ -3,6 +3,8 @@
  * the API, and one loop that does the periodic jobs:
  *   - every 30 s: resync, i.e. enqueue every resource (level-triggered
  *     safety net; wake-ups are an optimisation, not a requirement).
+ *   - every frontdoor-sync-interval: the front door, and the Prometheus
+ *     file_sd files of the fleet (obs/targets.h).
  * Signal handlers only set flags.  SIGTERM stops stampd cleanly and leaves
  * every workload running; the next stampd adopts them.  `--shutdown-all`
  * stops a running stampd and then every process it owns (workloads,
@@ -36,6 +38,7 @@
 #include "autoscale/controller.h"
 #include "rollout/rollout.h"
 #include "ns/ns.h"
+#include "obs/targets.h"
 #include "core/config.h"
 #include "reconcile/engine.h"
 #include "reconcile/fleet.h"
@@ -580,7 +583,7 @@ static void run_loop(stampd_state *d) {
     stamp_config *cfg = &d->cfg;
     ctl_ctx *ctx = &d->ctx;
     int64_t next_resync = mono_ms() + RESYNC_MS, next_fd = 0, next_reap = 0, next_retention = 0;
-    int64_t next_reserve = 0;
+    int64_t next_reserve = 0, next_sd_log = 0;
     log_info("reaper: every %lldms, inactivity threshold %lldms", (long long)cfg->reap_interval_ms,
              (long long)cfg->inactivity_threshold_ms);
     while (!quit) {
@@ -597,6 +600,11 @@ static void run_loop(stampd_state *d) {
         }
         if (mono_ms() >= next_fd) {
             traffic_sync(ctx->tr, enqueue_stamp, ctx);
+            /* Prometheus's file_sd targets follow the same tick (at start too). */
+            if (obs_targets_sync(ctx, &se) && mono_ms() >= next_sd_log) {
+                log_warnx("%s", se.msg);
+                next_sd_log = mono_ms() + 10000;
+            }
             next_fd = mono_ms() + cfg->frontdoor_sync_ms;
         }
         if (mono_ms() >= next_reserve) {

@@ -217,11 +217,23 @@ typedef struct sd {
     ctl_ctx *c;
     sctx *s;
     json_t *groups;
+    bool health; /* the health steps' URLs rather than the metrics steps' addresses */
     int rc;
     serr *e;
 } sd;
 
-/* Long: one target group per metrics step, from the replicas that serve. */
+/* The path stampd's own HTTP check of the stamp asks (its StampHealthCheck
+ * or the default), or the template's health path. */
+static const char *sd_health_path(sctx *s) {
+    sc_load_checks(s);
+    for (int i = 0; i < s->checks.n; i++)
+        if (s->checks.checks[i].type == HC_HTTP && s->checks.checks[i].path[0])
+            return s->checks.checks[i].path;
+    return s->t.health_path ? s->t.health_path : "/health";
+}
+
+/* Long: one target group per metrics (or health) step, from the replicas
+ * that serve. */
 static int sd_stamp(const resource *r, void *arg) {
     sd *d = arg;
     int p = phase_of(&stamp_fsm, r);
@@ -236,6 +248,7 @@ static int sd_stamp(const resource *r, void *arg) {
     stamp_dir(d->c, r->name, NULL, s->dir, sizeof(s->dir));
     serr e = {0};
     if (sc_parse(s, &e) != 0) return 0;
+    const char *hpath = d->health ? sd_health_path(s) : NULL;
     slot_procs *sl = calloc(TPL_MAX_REPLICAS, sizeof(*sl));
     if (sl == NULL) {
         d->rc = serr_set(d->e, SE_NOMEM, "out of memory");
@@ -243,7 +256,8 @@ static int sd_stamp(const resource *r, void *arg) {
     }
     for (int i = 0; i < s->t.nsteps; i++) {
         const tpl_step *st = &s->t.steps[i];
-        if (st->kind != TK_PROCESS || !st->metrics || st->ports == 0) continue;
+        if (st->kind != TK_PROCESS || !(d->health ? st->health : st->metrics) || st->ports == 0)
+            continue;
         /* Every replica that runs (both sides of an update), at the ports
          * it holds; a GET never takes a lease. */
         char hash[SC_HASH_LEN];
@@ -257,8 +271,10 @@ static int sd_stamp(const resource *r, void *arg) {
                 int ports[TPL_MAX_PORTS];
                 if (sc_replica_ports_held(s, st, k, j < 0 ? hash : sl[k].oldhash[j], ports, NULL) != 0)
                     continue;
-                char hp[32];
-                snprintf(hp, sizeof(hp), "127.0.0.1:%d", ports[0]);
+                char hp[320];
+                if (hpath ? str_fmt(hp, sizeof(hp), NULL, "url", "http://127.0.0.1:%d%s", ports[0], hpath)
+                          : str_fmt(hp, sizeof(hp), NULL, "address", "127.0.0.1:%d", ports[0]))
+                    continue;
                 json_array_append_new(targets, json_string(hp));
             }
         }
@@ -266,11 +282,16 @@ static int sd_stamp(const resource *r, void *arg) {
             json_decref(targets);
             continue;
         }
-        json_t *labels = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "stamp", r->name, "region",
+        json_t *labels = json_pack("{s:s,s:s,s:s,s:s,s:s}", "stamp", r->name, "region",
                                    jstr(r->spec, "region", ""), "template",
                                    jstr(r->spec, "template", ""), "pool", tpl_pool_names[st->pool],
-                                   "step", st->name, "__metrics_path__",
-                                   s->t.metrics_path ? s->t.metrics_path : "/metrics");
+                                   "step", st->name);
+        if (labels && !d->health &&
+            json_object_set_new(labels, "__metrics_path__",
+                                json_string(s->t.metrics_path ? s->t.metrics_path : "/metrics"))) {
+            json_decref(labels);
+            labels = NULL;
+        }
         if (labels == NULL) {
             json_decref(targets);
             free(sl);
@@ -283,8 +304,8 @@ static int sd_stamp(const resource *r, void *arg) {
     return 0;
 }
 
-int stamp_prom_targets(ctl_ctx *c, json_t **out, serr *e) {
-    sd d = {.c = c, .s = calloc(1, sizeof(sctx)), .groups = json_array(), .e = e};
+static int sd_targets(ctl_ctx *c, bool health, json_t **out, serr *e) {
+    sd d = {.c = c, .s = calloc(1, sizeof(sctx)), .groups = json_array(), .health = health, .e = e};
     int rc = d.s == NULL || d.groups == NULL ? serr_set(e, SE_NOMEM, "out of memory") : 0;
     if (rc == 0) rc = store_list(c->st, "Stamp", NULL, sd_stamp, &d, e);
     if (rc == 0) rc = d.rc;
@@ -296,3 +317,7 @@ int stamp_prom_targets(ctl_ctx *c, json_t **out, serr *e) {
     *out = d.groups;
     return 0;
 }
+
+int stamp_prom_targets(ctl_ctx *c, json_t **out, serr *e) { return sd_targets(c, false, out, e); }
+
+int stamp_prom_health_targets(ctl_ctx *c, json_t **out, serr *e) { return sd_targets(c, true, out, e); }

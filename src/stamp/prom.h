@@ -45,4 +45,14 @@ int stamp_prom_render(ctl_ctx *c, sbuf *out, serr *e);
  * Only ports already leased are listed; a GET never leases one. */
 int stamp_prom_targets(ctl_ctx *c, json_t **out, serr *e);
 
+/* The same stamps for a blackbox exporter: one group per process step
+ * that the health gate probes (`health`), whose targets are the full URLs
+ * of the replicas' health endpoints, at the path stampd's own HTTP check
+ * asks (the stamp's StampHealthCheck or the default; else the template's
+ * health path):
+ *   [{"targets": ["http://127.0.0.1:PORT/health", ...],
+ *     "labels": {"stamp", "region", "template", "pool", "step"}}]
+ * Only ports already leased are listed. */
+int stamp_prom_health_targets(ctl_ctx *c, json_t **out, serr *e);
+
 #endif
