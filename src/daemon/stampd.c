@@ -38,6 +38,7 @@
 #include "autoscale/controller.h"
 #include "rollout/rollout.h"
 #include "ns/ns.h"
+#include "obs/obs.h"
 #include "obs/targets.h"
 #include "core/config.h"
 #include "reconcile/engine.h"
@@ -526,6 +527,21 @@ static int open_blobs(stampd_state *d, serr *e) {
 }
 
 /* The work queue, the front door, the job pool, the API, the controllers. */
+/* The ObservabilityPlatform component catalog.  Not fatal: without one,
+ * platforms stay Pending and say why (obs_catalog_error). */
+static void load_obs_catalog(const stamp_config *cfg) {
+    char path[1024];
+    serr ce = {0};
+    obs_catalog *cat = NULL;
+    if (obs_catalog_path(cfg, NULL, path, sizeof(path), &ce) || obs_catalog_load(path, cfg->obs_root, &cat, &ce)) {
+        log_warnx("observability catalog: %s; ObservabilityPlatforms stay Pending", ce.msg);
+        obs_set_catalog(NULL, ce.msg);
+        return;
+    }
+    log_info("observability catalog: %s (%d components)", path, cat->n);
+    obs_set_catalog(cat, NULL);
+}
+
 static int start_parts(stampd_state *d, serr *e) {
     stamp_config *cfg = &d->cfg;
     ctl_ctx *ctx = &d->ctx;
@@ -543,6 +559,8 @@ static int start_parts(stampd_state *d, serr *e) {
     mttc_metrics_register();
     engine_metrics_register();
     as_metrics_register();
+    obs_metrics_register();
+    load_obs_catalog(cfg);
     if (ns_rebase_due(ctx, e)) return e->code;
     /* The API address is bound only after HAProxy is up (requests may use
      * the front door), so it is checked first: a port in use must stop
@@ -573,6 +591,7 @@ static int start_parts(stampd_state *d, serr *e) {
     if (engine_register("Stamp", stamp_reconcile, true) ||
         engine_register("StampAutoscaler", as_reconcile, true) ||
         engine_register(RO_KIND, ro_reconcile, true) ||
+        engine_register(OBS_KIND, obs_reconcile, true) ||
         engine_register("Namespace", ns_reconcile, false))
         return serr_set(e, SE_INTERNAL, "cannot register the controllers");
     return engine_start(ctx, (int)cfg->workers, &d->en, e);

@@ -62,7 +62,7 @@ int probe_http(const char *url, int expect_status, int64_t timeout_ms, char *err
     return 0;
 }
 
-static void exec_child(const char *command, const char *const *env, const char *cwd, int in, int out) {
+static void exec_child(const char *const *argv, const char *const *env, const char *cwd, int in, int out) {
     setpgid(0, 0);
     if (in >= 0) dup2(in, 0);
     if (out >= 0) {
@@ -70,17 +70,22 @@ static void exec_child(const char *command, const char *const *env, const char *
         dup2(out, 2);
     }
     if ((cwd == NULL || chdir(cwd) != 0) && chdir("/") != 0) _exit(127);
-    char *const argv[] = {"/bin/sh", "-c", (char *)command, NULL};
-    execve("/bin/sh", argv, (char *const *)env);
+    execve(argv[0], (char *const *)argv, (char *const *)env);
     _exit(127);
 }
 
 int probe_exec(const char *command, const char *const *env, const char *cwd, const char *log_path,
                int64_t timeout_ms, char *err, size_t errlen) {
+    const char *const argv[] = {"/bin/sh", "-c", command, NULL};
+    return probe_exec_argv(argv, env, cwd, log_path, timeout_ms, err, errlen);
+}
+
+int probe_exec_argv(const char *const *argv, const char *const *env, const char *cwd, const char *log_path,
+                    int64_t timeout_ms, char *err, size_t errlen) {
     int out = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640) : -1;
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     pid_t pid = fork();
-    if (pid == 0) exec_child(command, env, cwd, devnull, out);
+    if (pid == 0) exec_child(argv, env, cwd, devnull, out);
     if (out >= 0) close(out);
     if (devnull >= 0) close(devnull);
     if (pid < 0) {

@@ -22,6 +22,10 @@ int probe_http(const char *url, int expect_status, int64_t timeout_ms, char *err
  * the timeout. */
 int probe_exec(const char *command, const char *const *env, const char *cwd, const char *log_path,
                int64_t timeout_ms, char *err, size_t errlen);
+/* The same for a program and its arguments (argv[0] an absolute path; no
+ * shell). */
+int probe_exec_argv(const char *const *argv, const char *const *env, const char *cwd, const char *log_path,
+                    int64_t timeout_ms, char *err, size_t errlen);
 /* Scrape url (Prometheus text) and fold each of c's expressions into
  * worst[k]/seen[k]: the value that breaks the rule, if any replica's does.
  * -1 when the scrape fails. */

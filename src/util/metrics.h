@@ -13,7 +13,7 @@
 #include "util/util.h"
 
 #define METRICS_MAX_SERIES 4096
-#define METRICS_MAX_FAMILIES 64
+#define METRICS_MAX_FAMILIES 128
 
 enum metric_type { MT_COUNTER, MT_GAUGE, MT_HISTOGRAM };
 
