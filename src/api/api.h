@@ -157,6 +157,12 @@ int h_autoscalers_list(api *a, api_req *rq, api_resp *rs);
 int h_autoscalers_get(api *a, api_req *rq, api_resp *rs);
 int h_autoscalers_delete(api *a, api_req *rq, api_resp *rs);
 int h_audit(api *a, api_req *rq, api_resp *rs);
+int h_platforms_list(api *a, api_req *rq, api_resp *rs);
+int h_platforms_get(api *a, api_req *rq, api_resp *rs);
+int h_platforms_action(api *a, api_req *rq, api_resp *rs);
+int h_platforms_delete(api *a, api_req *rq, api_resp *rs);
+/* An ObservabilityPlatform as the API shows it (its own apiVersion). */
+json_t *api_platform_json(const resource *r);
 int h_rollouts_create(api *a, api_req *rq, api_resp *rs);
 int h_rollouts_list(api *a, api_req *rq, api_resp *rs);
 int h_rollouts_get(api *a, api_req *rq, api_resp *rs);

@@ -20,6 +20,7 @@
 #include "core/stamp_fsm.h"
 #include "core/template.h"
 #include "health/health.h"
+#include "obs/obs.h"
 #include "reconcile/phase.h"
 #include "stamp/actions.h"
 #include "stamp/intent.h"
@@ -449,6 +450,7 @@ static const struct {
     {"StampTemplate", validate_template},
     {"StampHealthCheck", validate_healthcheck},
     {"StampAutoscaler", validate_autoscaler},
+    {OBS_KIND, obs_validate},
 };
 
 /* Long: the kubectl apply contract (create or update, dry run, server-side
@@ -474,8 +476,19 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
     for (size_t i = 0; kind && i < sizeof(kinds) / sizeof(kinds[0]); i++)
         if (strcmp(kinds[i].kind, kind) == 0) validate = kinds[i].validate;
     if (validate == NULL) {
-        rc = serr_set(&e, SE_INVAL, "kind: \"%s\" is not one this server applies (StampTemplate, StampHealthCheck, StampAutoscaler)",
+        rc = serr_set(&e, SE_INVAL,
+                      "kind: \"%s\" is not one this server applies (StampTemplate, StampHealthCheck, "
+                      "StampAutoscaler, ObservabilityPlatform)",
                       kind ? kind : "");
+        goto out;
+    }
+    /* A platform's manifest says which API it is written for; the stamp
+     * kinds have always been taken whatever their apiVersion said. */
+    bool is_obs = strcmp(kind, OBS_KIND) == 0;
+    const char *apiv = json_string_value(json_object_get(m, "apiVersion"));
+    if (is_obs && (apiv == NULL || strcmp(apiv, OBS_API_VERSION) != 0)) {
+        rc = serr_set(&e, SE_INVAL, "apiVersion: \"%s\" is not the one of %s (" OBS_API_VERSION ")",
+                      apiv ? apiv : "", OBS_KIND);
         goto out;
     }
     json_t *md = json_object_get(m, "metadata");
@@ -495,8 +508,16 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
         goto out;
     }
     json_t *spec = json_object_get(m, "spec");
+    if (is_obs && !json_is_object(spec)) {
+        rc = serr_set(&e, SE_INVAL, "spec: required mapping (components, ...)");
+        goto out;
+    }
     if ((rc = validate(spec, &e))) goto out;
     bool is_tpl = strcmp(kind, "StampTemplate") == 0;
+    /* A platform paused by `stampctl platform pause` stays paused through
+     * an apply whose manifest does not say (an upgrade while paused), as
+     * kubectl keeps a field a manifest never set. */
+    bool says_paused = is_obs && json_object_get(spec, "paused") != NULL;
     for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
         resource_free(&r);
         rc = store_get(c->st, kind, name, &r, &e);
@@ -522,6 +543,19 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
             goto out;
         }
         if (rc) goto out;
+        if (is_obs && r.deletion_ms > 0) {
+            rc = serr_set(&e, SE_PHASE,
+                          "platform %s is being deleted (its components are being uninstalled); "
+                          "apply it again once it is gone (stampctl delete platform %s --wait)",
+                          name, name);
+            goto out;
+        }
+        if (is_obs && !says_paused) {
+            if (json_is_true(json_object_get(r.spec, "paused")))
+                json_object_set_new(spec, "paused", json_true());
+            else
+                json_object_del(spec, "paused");
+        }
         if (json_equal(r.spec, spec) && (!labels || json_equal(r.labels, labels))) {
             result = "unchanged";
             goto out;
@@ -549,12 +583,16 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
     }
 out:
     /* A controller of the kind (the autoscaler) looks at the change now. */
-    if (rc == 0 && !rq->dry_run && kind && strcmp(kind, "StampAutoscaler") == 0) ctl_enqueue(c, kind, name);
+    if (rc == 0 && !rq->dry_run && kind &&
+        (strcmp(kind, "StampAutoscaler") == 0 || strcmp(kind, OBS_KIND) == 0))
+        ctl_enqueue(c, kind, name);
     if (rc) api_error_serr(rs, &e);
     else
         api_json(rs, 200, json_pack("{s:s,s:s,s:s,s:o,s:b}", "kind", kind, "name", name, "result",
-                                    result, "resource", resource_to_json(&r), "dryRun",
-                                    rq->dry_run));
+                                    result, "resource",
+                                    strcmp(kind, OBS_KIND) == 0 ? api_platform_json(&r)
+                                                                : resource_to_json(&r),
+                                    "dryRun", rq->dry_run));
     if (!rq->dry_run) api_audit(a, rq, "apply", kind ? kind : "", name, rc, &e, NULL);
     resource_free(&r);
     return rc;

@@ -11,7 +11,7 @@
 #include "util/util.h"
 
 static const char *const kinds[] = {"Stamp", "StampTemplate", "StampHealthCheck", "StampAutoscaler", "Namespace",
-                                    NULL};
+                                    "ObservabilityPlatform", NULL};
 
 /* The query of a watch or an event list: kind, name, since, and the tenant
  * the caller is confined to.  0, or an error answered in rs. */
@@ -27,7 +27,7 @@ static int events_query(api_req *rq, api_resp *rs, const char **kind, const char
         if (!known)
             return api_error(rs, SE_INVAL,
                              "kind: \"%s\" is not one of Stamp, StampTemplate, StampHealthCheck, "
-                             "StampAutoscaler, Namespace",
+                             "StampAutoscaler, Namespace, ObservabilityPlatform",
                              k);
     } else {
         *kind = NULL;

@@ -460,6 +460,9 @@ static const kind_def kinds[] = {
     {"autoscalers", "autoscaler", {"autoscaler", "sa", "stampautoscaler", "stampautoscalers", NULL},
      "/v1/autoscalers", "items", "/v1/autoscalers/", "name", true, as_table, as_row, describe_autoscaler,
      "StampAutoscaler"},
+    {"platforms", "platform", {"platform", "obs", "observabilityplatform", "observabilityplatforms", NULL},
+     "/v1/platforms", "items", "/v1/platforms/", "name", true, plat_table, plat_row, describe_platform,
+     "ObservabilityPlatform"},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -476,7 +479,8 @@ static const kind_def *find_kind(const char *w) {
 static const kind_def *kind_of(const opts *o, const char *w) {
     const kind_def *k = find_kind(w);
     if (k) return k;
-    usage_die(o, "unknown kind \"%s\" (stamps, templates, namespaces, bundles, runs, healthchecks, autoscalers)", w);
+    usage_die(o, "unknown kind \"%s\" (stamps, templates, namespaces, bundles, runs, healthchecks, autoscalers, "
+                 "platforms)", w);
 }
 
 static const char *item_name(const kind_def *k, json_t *it) {
@@ -948,11 +952,16 @@ static int check_stamp_name(const char *v, char *why, size_t len) {
 }
 static int cmd_delete(opts *o) {
     if (flag(o, "filename") && o->npos > 0) usage_die(o, "delete takes NAME or -f FILE, not both");
+    const kind_def *kd = o->npos == 2 ? find_kind(o->pos[0]) : NULL;
+    bool platform = kd && kd->watch_kind && strcmp(kd->watch_kind, "ObservabilityPlatform") == 0;
+    if ((flag(o, "wait") || flag(o, "timeout")) && !platform)
+        usage_die(o, "--wait and --timeout are for platforms (delete platform NAME --wait)");
     if (flag(o, "filename")) return delete_files(o);
     if (o->npos == 0) usage_die(o, "delete needs NAME or -f FILE");
+    /* delete platform NAME: marked; its finalizer uninstalls it. */
+    if (platform) return platform_delete(o, o->pos[1]);
     if (o->npos == 2) {
         /* delete autoscaler NAME: the autoscaler stops; its stamps stay. */
-        const kind_def *kd = find_kind(o->pos[0]);
         if (kd == NULL || kd->watch_kind == NULL || strcmp(kd->watch_kind, "StampAutoscaler") != 0)
             usage_die(o, "unexpected argument \"%s\" for delete", o->pos[1]);
         if (flag(o, "force") || flag(o, "skip-fleet-check"))
@@ -1504,6 +1513,8 @@ static const ca_flag f_delete[] = {
     F_BOOL("skip-fleet-check", 0, "allow it even if the fleet would fall below its minimum"),
     F_STR("filename", 'f', "FILE", "delete the stamps a manifest names (- for stdin)"),
     F_DRY("needs stampd with the dryRun feature"),
+    F_BOOL("wait", 0, "platforms: follow the uninstall until the record is gone"),
+    F_DUR("timeout", "platforms: how long --wait waits (default 15m)"),
     F_END};
 static const char *const pools[] = {"system", "general", "gpu", NULL};
 static const ca_flag f_scale[] = {
@@ -1599,11 +1610,14 @@ static const ca_cmd commands[] = {
      "stampctl activate synaxis-weu-003", NULL},
     {cmd_standby, "standby", "NAME", 1, 1, false, f_standby, NULL, "Drain a stamp and keep it warm (Ready)",
      "stampctl standby synaxis-weu-003", NULL},
-    {cmd_delete, "delete", "[autoscaler] [NAME]", 0, 2, false, f_delete, NULL,
-     "Retire a stamp (NAME, or those a manifest names), or delete an autoscaler",
-     "stampctl delete synaxis-weu-003\nstampctl delete synaxis-weu-003 --force\nstampctl delete -f stamps.yaml",
+    {cmd_delete, "delete", "[autoscaler|platform] [NAME]", 0, 2, false, f_delete, NULL,
+     "Retire a stamp (NAME, or those a manifest names), or delete an autoscaler or a platform",
+     "stampctl delete synaxis-weu-003\nstampctl delete synaxis-weu-003 --force\nstampctl delete -f stamps.yaml\n"
+     "stampctl delete platform fleet-monitoring --wait",
      "-f accepts what 'stampctl get stamps -o yaml' prints; every document must be a Stamp (stampd can "
-     "delete no other kind) and all are checked before the first request."},
+     "delete no other kind by file) and all are checked before the first request.  Deleting a platform "
+     "marks it: stampd uninstalls its components (keeping their data dirs when spec.keepVolumes), then "
+     "removes the record; --wait follows that until it is gone."},
     {cmd_backup, "backup", "NAME", 1, 1, false, NULL, NULL, "Back up a stamp's local state",
      "stampctl backup synaxis-weu-003", NULL},
     {cmd_scale, "scale", "NAME", 1, 1, false, f_scale, out_get, "Resize a node pool of an Active stamp",
@@ -1638,12 +1652,14 @@ static const ca_cmd commands[] = {
      "stampctl get ns -A\nstampctl get bundles -o name\n"
      "stampctl get templates synaxis-stamp --revisions\nstampctl get templates synaxis-stamp --revision 1 -o yaml",
      "KIND: stamps (stamp, st), templates (template, tpl), namespaces (namespace, ns), bundles (bundle), "
-     "runs (run), healthchecks (healthcheck, hc), autoscalers (autoscaler, sa).  -w streams changes after the list.  -l is "
+     "runs (run), healthchecks (healthcheck, hc), autoscalers (autoscaler, sa), platforms (platform, obs).  "
+     "-w streams changes after the list.  -l is "
      "filtered by stampctl (the API has no selector).  -o yaml of a list reads back with apply -f.  "
      "Every change of a template's spec is a new revision (REVISION); --revisions lists the ones kept "
      "(REVISION CURRENT APPLIED BY STAMPS), --revision N shows one."},
     {cmd_describe, "describe", "KIND NAME", 2, 2, false, NULL, NULL, "Show one resource in detail",
-     "stampctl describe stamp synaxis-weu-003\nstampctl describe ns acme-bucket-1", NULL},
+     "stampctl describe stamp synaxis-weu-003\nstampctl describe ns acme-bucket-1\n"
+     "stampctl describe platform fleet-monitoring", NULL},
     {cmd_status, "status", "NAME", 1, 1, false, NULL, NULL, "Show a stamp's status",
      "stampctl status synaxis-weu-003\nstampctl status synaxis-weu-003 -o json", NULL},
     {cmd_events, "events", "[NAME]", 0, 1, false, f_events, NULL, "Show a stamp's events, or every object's",
@@ -1656,7 +1672,8 @@ static const ca_cmd commands[] = {
      "stampctl frontdoor", NULL},
     {cmd_metrics, "metrics", "NAME", 1, 1, false, f_metrics, NULL, "Show a stamp's lifecycle metrics",
      "stampctl metrics synaxis-weu-003 --period=1h", NULL},
-    {cmd_apply, "apply", NULL, 0, 0, false, f_apply, NULL, "Create or update StampTemplate, StampHealthCheck and StampAutoscaler resources",
+    {cmd_apply, "apply", NULL, 0, 0, false, f_apply, NULL,
+     "Create or update StampTemplate, StampHealthCheck, StampAutoscaler and ObservabilityPlatform resources",
      "stampctl apply -f deploy/templates/synaxis-stamp.yaml\n"
      "stampctl get templates synaxis-stamp -o yaml | stampctl apply -f -",
      "A List (what get -o yaml prints) is applied item by item; status and the metadata stampd sets "
@@ -1738,6 +1755,13 @@ static const ca_cmd commands[] = {
      "stampctl rollout resume synaxis-stamp-rev2", NULL},
     {cmd_rollout_abort, "rollout abort", "NAME", 1, 1, false, NULL, out_ro,
      "Stop a rollout for good; what was replaced stays replaced", "stampctl rollout abort synaxis-stamp-rev2", NULL},
+    {cmd_platform_pause, "platform pause", "NAME", 1, 1, false, NULL, out_ro,
+     "Pause an observability platform: stampd touches none of its components until resume",
+     "stampctl platform pause fleet-monitoring",
+     "Sets spec.paused; what runs keeps running, unwatched (no heals, reloads or upgrades).  An apply "
+     "whose manifest does not say paused keeps it paused.  Refused while the platform is being deleted."},
+    {cmd_platform_resume, "platform resume", "NAME", 1, 1, false, NULL, out_ro,
+     "Resume a paused observability platform", "stampctl platform resume fleet-monitoring", NULL},
     {cmd_token_create, "token create", NULL, 0, 0, false, f_token, NULL, "Mint a token for a tenant's user",
      "export STAMP_TOKEN=$(stampctl token create --tenant acme --user alice)", NULL},
 };

@@ -118,4 +118,13 @@ int cmd_rollout_pause(opts *o);
 int cmd_rollout_resume(opts *o);
 int cmd_rollout_abort(opts *o);
 
+/* stampctl_obs.c: ObservabilityPlatforms (get and describe rows, platform
+ * pause|resume, delete platform NAME [--wait]). */
+table *plat_table(bool wide);
+void plat_row(table *t, json_t *p, bool wide);
+void describe_platform(json_t *p);
+int cmd_platform_pause(opts *o);
+int cmd_platform_resume(opts *o);
+int platform_delete(opts *o, const char *name);
+
 #endif

@@ -38,7 +38,7 @@ CMDS=(
   "ns run|$NS --bundle abc" "ns sweep|" "bundle push|$TPL" "bundle list|" "runs|"
   "mttc verify|--bucket b --bundle h" "token create|--tenant t --user u"
   "rollout|--template synaxis-stamp --to-revision 2" "rollout status|r1" "rollout pause|r1" "rollout resume|r1"
-  "rollout abort|r1"
+  "rollout abort|r1" "platform pause|p1" "platform resume|p1"
   "autoscaler simulate|-f $STAMP_SRC/deploy/autoscaler/synaxis-autoscaler.yaml --trace $STAMP_SRC/deploy/autoscaler/example-trace.csv"
 )
 listed=$(ctl help | sed -n '/^Commands:/,/^$/p' | grep -c '^  [a-z]')
