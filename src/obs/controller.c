@@ -513,6 +513,12 @@ static int remove_disabled(obs_ctx *x, serr *e) {
         const char *name = jstr(c, "name", "");
         int k = obs_comp_index(x, name);
         if (k >= 0 && x->sp.c[k].enabled) continue;
+        if (!json_object_get(c, "unit") && !json_object_get(x->r.status, "work")) {
+            /* Never started: nothing to uninstall. */
+            json_array_remove(arr, (size_t)i);
+            x->dirty = true;
+            continue;
+        }
         obs_job *j = obs_job_new(OJ_STOP, x->c);
         if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
         snprintf(j->p[0].comp, sizeof(j->p[0].comp), "%s", name);
@@ -671,10 +677,10 @@ static int installing(obs_ctx *x, serr *e) {
     }
     json_t *done = json_object_get(pass, "done");
     int total = 0, ready = 0;
+    for (int k = 0; k < x->sp.n; k++) total += x->sp.c[k].enabled;
     for (int k = 0; k < x->sp.n; k++) {
         const obs_comp_spec *cs = &x->sp.c[k];
         if (!cs->enabled) continue;
-        total++;
         bool is_done = false;
         size_t i;
         json_t *d;
@@ -766,8 +772,9 @@ static int health(obs_ctx *x, serr *e) {
         if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
         for (int k = 0; k < x->sp.n && j->n < OBS_MAX_COMP; k++) {
             const obs_comp_spec *cs = &x->sp.c[k];
+            if (!cs->enabled) continue;
             json_t *st = obs_cstatus(x, cs->name);
-            if (!cs->enabled || obs_plan_make(x, cs, jstr(st, "version", cs->version), &j->p[j->n], e) != 0) {
+            if (obs_plan_make(x, cs, jstr(st, "version", cs->version), &j->p[j->n], e) != 0) {
                 serr_clear(e);
                 continue;
             }
