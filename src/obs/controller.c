@@ -1018,6 +1018,9 @@ static int dispatch(obs_ctx *x, serr *e) {
         obs_requeue(x, x->c->cfg->obs_pending_requeue_ms);
         return 0;
     }
+    /* Every handler renders with the ports held (Pending and Installing
+     * lease the missing ones). */
+    if (x->spec_ok && phase != OP_PENDING && lease_ports(x, false, e)) return e->code;
     switch (phase) {
     case OP_PENDING:
         return pending(x, e);

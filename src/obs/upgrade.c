@@ -211,9 +211,11 @@ int obs_upgrading(obs_ctx *x, serr *e) {
             serr_clear(e);
             obs_event(x, "Warning", "UpgradeFailed", "%s", msg);
             json_object_set_new(u, "failed", json_pack("{s:s,s:s}", "component", "", "error", msg));
-            obs_sset(x, u, "step", json_string("rollback"));
-            obs_requeue(x, 0);
-            return 0;
+            obs_sset(x, u, "step", json_string("done"));
+            obs_sset(x, u, "result", json_string("BackupFailed"));
+            /* Nothing to roll back: Failed, retried as any component error
+             * (a component the backup stopped is started again). */
+            return obs_fail(x, CAT_COMPONENT, NULL, "%s", msg);
         }
         obs_sset(x, u, "step", json_string("upgrade"));
         obs_requeue(x, 0);
