@@ -90,6 +90,7 @@ expect_eq "apply of a manifest that does not say paused keeps it paused" \
   "$(ctl apply -f "$T/fm.yaml" 2>&1; ctl get platforms fm -o json | jq .spec.paused)" "observabilityplatform/fm unchanged
 true"
 expect_eq "resume -o json" "$(ctl platform resume fm -o json | jq .spec.paused)" false
+expect_eq "apply after resume: unchanged" "$(ctl apply -f "$T/fm.yaml" 2>&1)" "observabilityplatform/fm unchanged"
 expect_eq "audited" "$(ctl audit fm -o json | jq -r '[.items[] | select(.kind == "ObservabilityPlatform" and .operation != "apply") | .operation + ":" + .result] | join(",")')" \
   "pause:ok,pause:ok,resume:ok"
 
@@ -137,6 +138,9 @@ out=$(ctl delete platform quick --wait --timeout 60s 2>&1) || fail "delete --wai
 case $out in *"quick: gone"|"platform/quick deleted") ok "delete --wait: $(tail -n 1 <<<"$out")" ;; *) fail "delete --wait: $out" ;; esac
 expect_ok "quick gone" gone quick
 expect_err "delete of an unknown platform" "platform quick not found" ctl delete platform quick
+expect_eq "delete platform without NAME: a usage error" "$(ctl delete platform 2>&1; echo "rc=$?")" \
+  "stampctl: delete platform needs the platform's NAME (see 'stampctl delete --help')
+rc=2"
 expect_err "delete of a stamp takes no --wait" "--wait and --timeout are for platforms" ctl delete some-stamp --wait
 expect_eq "nothing left" "$(stored)" 0
 
