@@ -551,10 +551,9 @@ int h_apply(api *a, api_req *rq, api_resp *rs) {
             goto out;
         }
         if (is_obs && !says_paused) {
-            if (json_is_true(json_object_get(r.spec, "paused")))
-                json_object_set_new(spec, "paused", json_true());
-            else
-                json_object_del(spec, "paused");
+            json_t *was = json_object_get(r.spec, "paused");
+            if (was) json_object_set(spec, "paused", was);
+            else json_object_del(spec, "paused");
         }
         if (json_equal(r.spec, spec) && (!labels || json_equal(r.labels, labels))) {
             result = "unchanged";

@@ -958,6 +958,10 @@ static int cmd_delete(opts *o) {
         usage_die(o, "--wait and --timeout are for platforms (delete platform NAME --wait)");
     if (flag(o, "filename")) return delete_files(o);
     if (o->npos == 0) usage_die(o, "delete needs NAME or -f FILE");
+    /* "delete platform" is a kind without its NAME, never a stamp's name. */
+    const kind_def *k1 = o->npos == 1 ? find_kind(o->pos[0]) : NULL;
+    if (k1 && k1->watch_kind && strcmp(k1->watch_kind, "Stamp") != 0)
+        usage_die(o, "delete %s needs the %s's NAME", o->pos[0], k1->single);
     /* delete platform NAME: marked; its finalizer uninstalls it. */
     if (platform) return platform_delete(o, o->pos[1]);
     if (o->npos == 2) {
