@@ -445,7 +445,7 @@ static void prerequisites(obs_ctx *x, char *out, size_t len) {
                              cs->version, cv->binary, cc->missing_hint[0] ? " (" : "", cc->missing_hint);
         if (access(cv->binary, X_OK) != 0 && cc->missing_hint[0]) n += str_fmt_cut(out + n, len - n, ")");
         const char *chk = json_string_value(json_array_get(cv->check, 0));
-        if (chk && access(chk, X_OK) != 0)
+        if (chk && strcmp(chk, cv->binary) != 0 && access(chk, X_OK) != 0)
             n += str_fmt_cut(out + n, len - n, "%s%s: its configuration checker %s is not installed",
                              n ? "; " : "", cs->name, chk);
     }
