@@ -35,6 +35,7 @@
 #include "autoscale/observe.h"
 #include "autoscale/spec.h"
 #include "core/stamp_fsm.h"
+#include "obs/obs.h"
 #include "reconcile/engine.h"
 #include "reconcile/jobs.h"
 #include "reconcile/phase.h"
@@ -155,11 +156,17 @@ static int observe_one(const resource *r, void *arg) {
 static json_t *prom_query(ctl_ctx *c, const char *query) {
     if (c->cfg == NULL || c->cfg->prometheus_url[0] == '\0')
         return json_pack("{s:b,s:s}", "ok", 0, "why", "prometheus: no prometheus-url configured");
+    /* "platform:NAME": the Prometheus an ObservabilityPlatform installed,
+     * wherever its port is today. */
+    char base[256];
+    serr pe = {0};
+    if (obs_prometheus_url(c, c->cfg->prometheus_url, base, sizeof(base), &pe))
+        return json_pack("{s:b,s:s+}", "ok", 0, "why", "prometheus: ", pe.msg);
     char *q = httpc_escape(query);
     char *url = NULL;
-    size_t len = strlen(c->cfg->prometheus_url) + (q ? strlen(q) : 0) + 32;
+    size_t len = strlen(base) + (q ? strlen(q) : 0) + 32;
     if (q) url = malloc(len);
-    if (url) snprintf(url, len, "%s/api/v1/query?query=%s", c->cfg->prometheus_url, q);
+    if (url) snprintf(url, len, "%s/api/v1/query?query=%s", base, q);
     free(q);
     if (url == NULL) return json_pack("{s:b,s:s}", "ok", 0, "why", "prometheus: out of memory");
     httpc_req rq = {.url = url, .timeout_ms = c->cfg->probe_timeout_ms, .max_response = 1 << 20};

@@ -91,7 +91,7 @@ static const crow rows[] = {
     {"all-unhealthy-policy", CT_STR, F(all_unhealthy_policy), S(all_unhealthy_policy),
      "last-healthy", 0, 0, "when no Active stamp is healthy: last-healthy, fail-open or fail-closed"},
     {"prometheus-url", CT_STR, F(prometheus_url), S(prometheus_url), "", 0, 0,
-     "Prometheus HTTP API base URL for the autoscaler's prometheus triggers (http://host:9090)"},
+     "Prometheus HTTP API base URL for the autoscaler's prometheus triggers (http://host:9090), or platform:NAME for the Prometheus an ObservabilityPlatform installed"},
     {"observability-catalog", CT_STR, F(obs_catalog), S(obs_catalog), "", 0, 0,
      "ObservabilityPlatform component catalog (default: share/stamp/observability/catalog.yaml next to stampd)"},
     {"observability-root", CT_STR, F(obs_root), S(obs_root), "/opt/stamp/observability", 0, 0,

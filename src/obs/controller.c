@@ -1115,3 +1115,24 @@ out:
     free(x);
     return rc;
 }
+
+int obs_prometheus_url(ctl_ctx *c, const char *setting, char *buf, size_t len, serr *e) {
+    if (strncmp(setting, "platform:", 9) != 0) {
+        if (!str_copy(buf, len, setting)) return serr_set(e, SE_TOOBIG, "prometheus-url too long");
+        return 0;
+    }
+    const char *name = setting + 9;
+    resource r;
+    resource_init(&r);
+    int rc = store_get(c->st, OBS_KIND, name, &r, e);
+    if (rc == SE_NOTFOUND) rc = serr_set(e, SE_NOTFOUND, "no ObservabilityPlatform %s (prometheus-url)", name);
+    const json_t *p = NULL, *o;
+    size_t i;
+    json_array_foreach(json_object_get(r.status, "components"), i, o) if (strcmp(jstr(o, "name", ""), "prometheus") == 0) p = o;
+    if (rc == 0 && p == NULL) rc = serr_set(e, SE_UNAVAIL, "platform %s has no prometheus", name);
+    if (rc == 0 && strcmp(jstr(p, "state", ""), "Ready") != 0)
+        rc = serr_set(e, SE_UNAVAIL, "platform %s: its prometheus is %s", name, jstr(p, "state", "not installed"));
+    if (rc == 0 && !str_copy(buf, len, jstr(p, "endpoint", ""))) rc = serr_set(e, SE_TOOBIG, "endpoint too long");
+    resource_free(&r);
+    return rc;
+}

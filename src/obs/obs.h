@@ -227,6 +227,12 @@ void obs_set_catalog(obs_catalog *cat, const char *load_error);
 const obs_catalog *obs_get_catalog(void);
 const char *obs_catalog_error(void); /* "" when a catalog is loaded */
 
+/* The base URL of a Prometheus for the autoscaler's prometheus triggers:
+ * setting (the prometheus-url key) as it is, or, for "platform:NAME", the
+ * endpoint of platform NAME's prometheus component while it is Ready.
+ * Reads the store: call it from a job, not a reconcile. */
+int obs_prometheus_url(ctl_ctx *c, const char *setting, char *buf, size_t len, serr *e);
+
 /* apply's validation of a manifest's spec (routes_stamps.c kinds[]). */
 int obs_validate(json_t *spec, serr *e);
 

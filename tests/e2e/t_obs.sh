@@ -34,7 +34,7 @@ cp -r "$STAMP_SRC/deploy/observability" "$STAMP_SRC/deploy/prometheus" "$T/deplo
 sed -E -i 's/^( +for: ).*/\12s/' "$T/deploy/prometheus/stamp-alerts.yaml"
 STAMPD_ARGS=(--set observability-catalog="$T/deploy/observability/catalog.yaml"
              --set observability-health-interval=300ms --set observability-install-requeue=1s
-             --set drain-connections-timeout=3s)
+             --set drain-connections-timeout=3s --set prometheus-url=platform:fleet-monitoring)
 start_stampd
 TOKEN=$(sed -n 's/^token: //p' "$STAMP_CONFIG")
 OBS=$DATA/observability/fleet-monitoring
@@ -171,6 +171,36 @@ ctl platform resume fleet-monitoring >/dev/null || fail "resume"
 wait_until "Alertmanager back after resume" 60 sh -c "[ \"\$(ctl get platforms fleet-monitoring -o json | jq -r '.status.phase + \" \" + (.status.components[] | select(.name == \"alertmanager\") | .pid | tostring)')\" != \"Ready $am\" ] && [ \"\$(ctl get platforms fleet-monitoring -o json | jq -r .status.phase)\" = Ready ]"
 ok "resumed: reconciled back to Ready"
 expect_eq "one Alertmanager" "$(procs obs/fleet-monitoring/alertmanager@)" 1
+
+# ---- the autoscaler's prometheus triggers point at the platform ----
+cat >"$T/as.yaml" <<'Y'
+apiVersion: autoscaling.synaxis.io/v1
+kind: StampAutoscaler
+metadata: {name: promq}
+spec:
+  template: synaxis-stamp
+  paused: true
+  interval: 1s
+  scaleOut:
+    triggers: [{metric: prometheus, query: 'sum(active_stamps)', threshold: 10, duration: 2s}]
+    maxStamps: 4
+  scaleIn:
+    triggers: [{metric: prometheus, query: 'sum(active_stamps)', threshold: 100, duration: 2s}]
+    minStamps: 1
+Y
+ctl apply -f "$T/as.yaml" >/dev/null || fail "apply the autoscaler"
+wait_until "a prometheus trigger answered by the platform's Prometheus (prometheus-url=platform:fleet-monitoring)" 30 \
+  sh -c "ctl get autoscaler promq -o json | jq -e '.status.lastDecision.triggers[0] | .fleetWide and .value == 1'"
+ok "prometheus-url=platform:fleet-monitoring: sum(active_stamps) = 1 from the installed Prometheus"
+
+# ---- seed 003's metrics ----
+curl -fsS "http://127.0.0.1:$API_PORT/metrics" >"$T/metrics.txt" || fail "GET /metrics"
+expect_ok "promtool check metrics" sh -c "promtool check metrics <'$T/metrics.txt'"
+expect_ok "state transitions counted" grep -q '^observability_platform_state_transitions_total{from="Installing",to="Ready"} ' "$T/metrics.txt"
+expect_ok "reconcile durations (histogram)" grep -q '^observability_platform_reconciliation_duration_seconds_count ' "$T/metrics.txt"
+expect_ok "component status gauge" grep -q '^observability_platform_component_status{platform="fleet-monitoring",component="prometheus",state="Ready"} 1' "$T/metrics.txt"
+expect_ok "errors by category" grep -q '^observability_platform_errors_total{category="configuration"} ' "$T/metrics.txt"
+expect_ok "errors by category (component)" grep -q '^observability_platform_errors_total{category="component"} ' "$T/metrics.txt"
 
 # ---- 6. delete ----
 ctl delete platform fleet-monitoring --wait --timeout 60s >/dev/null || fail "delete platform"
