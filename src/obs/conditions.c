@@ -45,8 +45,7 @@ static void put(obs_ctx *x, json_t *arr, const cond *c) {
     const char *t = same_status ? jstr(old, "lastTransitionTime", "") : fmt_time_rfc3339_ms(now_ms(), when, sizeof(when));
     json_t *n = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "type", c->type, "status", st, "reason", c->reason, "message",
                           c->message, "lastTransitionTime", t, "observedGeneration", (json_int_t)x->r.generation);
-    if (old) json_array_set_new(arr, i = 0, NULL), (void)i;
-    /* replace in place, keeping the order */
+    /* Replaced in place, keeping the order. */
     json_array_foreach(arr, i, o) if (strcmp(jstr(o, "type", ""), c->type) == 0) {
         json_array_set_new(arr, i, n);
         x->dirty = true;
