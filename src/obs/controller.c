@@ -250,7 +250,7 @@ static int lease_ports(obs_ctx *x, bool take, serr *e) {
         x->ports[i] = 0;
         if (!cs->enabled) continue;
         char owner[RES_NAME_MAX + 64];
-        snprintf(owner, sizeof(owner), "obs/%s/%s", x->r.name, cs->name);
+        snprintf(owner, sizeof(owner), "obs:%s/%s", x->r.name, cs->name);
         int held[2], n = 0, rc = store_ports_held(x->c->st, owner, held, 2, &n, e);
         if (rc) return rc;
         if (n == 1 && (cs->port == 0 || held[0] == cs->port)) {
@@ -381,7 +381,7 @@ int obs_plan_make(obs_ctx *x, const obs_comp_spec *cs, const char *version, obs_
     size_t i;
     json_t *f;
     json_array_foreach(cv->files, i, f) {
-        if (p->nfiles >= 8) break;
+        if (p->nfiles >= (int)(sizeof(p->files_to) / sizeof(p->files_to[0]))) break;
         str_copy(p->files_from[p->nfiles], sizeof(p->files_from[0]), jstr(f, "from", ""));
         str_copy(p->files_to[p->nfiles], sizeof(p->files_to[0]), jstr(f, "to", ""));
         p->nfiles++;
@@ -530,7 +530,7 @@ static int remove_disabled(obs_ctx *x, serr *e) {
         if (rc) return rc;
         if (state != JOB_DONE) return 1;
         char owner[RES_NAME_MAX + 64], dir[700];
-        snprintf(owner, sizeof(owner), "obs/%s/%s", x->r.name, name);
+        snprintf(owner, sizeof(owner), "obs:%s/%s", x->r.name, name);
         store_ports_release(x->c->st, owner, NULL);
         snprintf(dir, sizeof(dir), "%s/%s", x->dir, name);
         if (!x->sp.keep_volumes) remove_tree(dir, NULL);
@@ -654,11 +654,6 @@ void obs_record_good(obs_ctx *x) {
         if (h) json_object_set(json_object_get(g, "configHashes"), jstr(c, "name", ""), h);
     }
     obs_sset(x, x->r.status, "lastGood", g);
-    json_t *rt = json_object_get(x->r.status, "retry");
-    if (rt) {
-        json_object_del(x->r.status, "retry");
-        x->dirty = true;
-    }
 }
 
 static int installing(obs_ctx *x, serr *e) {
@@ -718,56 +713,66 @@ static int installing(obs_ctx *x, serr *e) {
 /* When each Ready platform was probed last (in memory: a restart probes
  * at once, and nothing is written to the store unless health changes). */
 #define PROBE_SLOTS 64
-static struct {
+typedef struct probe_slot {
     char name[RES_NAME_MAX];
-    int64_t next;
+    int64_t next;      /* when to probe again (epoch ms) */
+    int64_t submitted; /* when the job in flight was asked for */
     uint64_t job;
-} probes[PROBE_SLOTS];
+} probe_slot;
+static probe_slot probes[PROBE_SLOTS];
 static pthread_mutex_t probes_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static int64_t *probe_slot(const char *name, uint64_t **job) {
-    int free_at = -1;
+/* The slot of a platform (probes_mu held); past PROBE_SLOTS platforms the
+ * one probed longest ago gives its slot up (it probes at its next
+ * reconcile). */
+static probe_slot *slot_of(const char *name) {
+    probe_slot *free_at = NULL, *oldest = &probes[0];
     for (int i = 0; i < PROBE_SLOTS; i++) {
-        if (strcmp(probes[i].name, name) == 0) {
-            *job = &probes[i].job;
-            return &probes[i].next;
-        }
-        if (free_at < 0 && probes[i].name[0] == '\0') free_at = i;
+        if (strcmp(probes[i].name, name) == 0) return &probes[i];
+        if (free_at == NULL && probes[i].name[0] == '\0') free_at = &probes[i];
+        if (probes[i].next < oldest->next) oldest = &probes[i];
     }
-    if (free_at < 0) free_at = (int)(now_ms() % PROBE_SLOTS); /* more platforms: share */
-    str_copy(probes[free_at].name, sizeof(probes[0].name), name);
-    probes[free_at].next = 0;
-    probes[free_at].job = 0;
-    *job = &probes[free_at].job;
-    return &probes[free_at].next;
+    probe_slot *p = free_at ? free_at : oldest;
+    memset(p, 0, sizeof(*p));
+    str_copy(p->name, sizeof(p->name), name);
+    return p;
 }
 
+static void probe_forget(const char *name) {
+    pthread_mutex_lock(&probes_mu);
+    for (int i = 0; i < PROBE_SLOTS; i++)
+        if (strcmp(probes[i].name, name) == 0) memset(&probes[i], 0, sizeof(probes[i]));
+    pthread_mutex_unlock(&probes_mu);
+}
+
+/* Long: the probe's job (submit, poll) and what its answer means, per
+ * component, in one place. */
 static int health(obs_ctx *x, serr *e) {
     int64_t interval = x->c->cfg->obs_health_interval_ms;
     pthread_mutex_lock(&probes_mu);
-    uint64_t *jobp;
-    int64_t *next = probe_slot(x->r.name, &jobp);
-    uint64_t id = *jobp;
-    int64_t due = *next;
+    probe_slot *sl = slot_of(x->r.name);
+    uint64_t id = sl->job;
+    int64_t due = sl->next, asked = sl->submitted;
     pthread_mutex_unlock(&probes_mu);
     json_t *res = NULL;
+    obs_requeue(x, interval);
     if (id != 0 && x->c->jobs) {
         job_result r;
         int st = jobs_poll(x->c->jobs, id, &r);
-        if (st == JOB_QUEUED || st == JOB_RUNNING) {
-            obs_requeue(x, interval);
-            return 0;
-        }
+        if (st == JOB_QUEUED || st == JOB_RUNNING) return 0;
         if (st == JOB_DONE) {
-            res = r.rc == 0 ? r.result : NULL;
-            r.result = res ? NULL : r.result;
+            if (r.rc == 0) {
+                res = r.result;
+                r.result = NULL;
+            }
             job_result_free(&r);
         }
         pthread_mutex_lock(&probes_mu);
-        *probe_slot(x->r.name, &jobp) = now_ms() + interval;
-        *jobp = 0;
+        sl = slot_of(x->r.name);
+        sl->next = now_ms() + interval;
+        sl->job = 0;
         pthread_mutex_unlock(&probes_mu);
-    } else if (now_ms() >= due) {
+    } else if (now_ms() >= due && x->c->jobs) {
         obs_job *j = obs_job_new(OJ_PROBE, x->c);
         if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
         for (int k = 0; k < x->sp.n && j->n < OBS_MAX_COMP; k++) {
@@ -782,32 +787,32 @@ static int health(obs_ctx *x, serr *e) {
         }
         char key[JOBS_KEY_MAX];
         snprintf(key, sizeof(key), "%s/%s/probe", OBS_KIND, x->r.name);
-        if (x->c->jobs == NULL) {
-            json_t *out = NULL;
-            obs_job_run(j, &out, e);
-            obs_job_free(j);
-            res = out;
-        } else {
-            int rc = jobs_submit(x->c->jobs, key, obs_job_run, j, obs_job_free, ctl_job_wake, x->c, &id, e);
-            if (rc) return rc;
-            pthread_mutex_lock(&probes_mu);
-            *probe_slot(x->r.name, &jobp) = now_ms() + interval;
-            *jobp = id;
-            pthread_mutex_unlock(&probes_mu);
-            obs_requeue(x, interval);
-            return 0;
-        }
+        int64_t now = now_ms();
+        int rc = jobs_submit(x->c->jobs, key, obs_job_run, j, obs_job_free, ctl_job_wake, x->c, &id, e);
+        if (rc) return rc;
+        pthread_mutex_lock(&probes_mu);
+        sl = slot_of(x->r.name);
+        sl->next = now + interval;
+        sl->job = id;
+        sl->submitted = now;
+        pthread_mutex_unlock(&probes_mu);
+        return 0;
     }
-    obs_requeue(x, interval);
     if (res == NULL) return 0;
     const char *key;
     json_t *v;
     json_object_foreach(res, key, v) {
         json_t *st = obs_cstatus(x, key);
+        /* An answer about another process than the one in status now (a
+         * restart or an upgrade since it was asked) says nothing. */
+        if (strcmp(jstr(v, "unit", ""), jstr(st, "unit", "")) != 0 ||
+            json_integer_value(json_object_get(st, "startedMs")) >= asked)
+            continue;
         if (!json_is_true(json_object_get(v, "alive"))) {
+            char msg[RT_UNIT_MAX + 400];
+            str_fmt_cut(msg, sizeof(msg), "%s: %s", key, jstr(v, "error", "not running"));
             json_decref(res);
-            obs_requeue(x, 0);
-            return obs_fail(x, CAT_COMPONENT, key, "%s: %s", key, jstr(v, "error", "not running"));
+            return obs_fail(x, CAT_COMPONENT, key, "%s", msg);
         }
         int64_t fails = json_integer_value(json_object_get(st, "probeFailures"));
         if (json_is_true(json_object_get(v, "ready"))) {
@@ -816,14 +821,21 @@ static int health(obs_ctx *x, serr *e) {
         }
         obs_sset(x, st, "probeFailures", json_integer(fails + 1));
         if (fails + 1 >= PROBE_FAILURES_MAX) {
-            char msg[300];
-            snprintf(msg, sizeof(msg), "%s: not ready %d times in a row: %s", key, PROBE_FAILURES_MAX,
-                     jstr(v, "error", ""));
+            char msg[RT_UNIT_MAX + 400];
+            str_fmt_cut(msg, sizeof(msg), "%s: not ready %d times in a row: %s", key, PROBE_FAILURES_MAX,
+                        jstr(v, "error", ""));
             json_decref(res);
             return obs_fail(x, CAT_COMPONENT, key, "%s", msg);
         }
     }
     json_decref(res);
+    /* Stable for as long as the longest retry delay: the automatic
+     * recoveries are given back. */
+    json_t *rt = json_object_get(x->r.status, "retry");
+    if (rt && now_ms() - json_integer_value(json_object_get(x->r.status, "phaseSince")) > x->sp.retry.max_ms) {
+        json_object_del(x->r.status, "retry");
+        x->dirty = true;
+    }
     return 0;
 }
 
@@ -844,17 +856,20 @@ static int ready_phase(obs_ctx *x, serr *e) {
         const obs_comp_spec *cs = &x->sp.c[k];
         if (!cs->enabled) continue;
         json_t *st = obs_cstatus(x, cs->name);
-        obs_plan p;
-        if (obs_plan_make(x, cs, jstr(st, "version", cs->version), &p, e) != 0) {
+        obs_plan *p = malloc(sizeof(*p));
+        if (p == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+        if (obs_plan_make(x, cs, jstr(st, "version", cs->version), p, e) != 0) {
+            free(p);
             char m[SERR_MSG_MAX];
             str_copy(m, sizeof(m), e->msg);
             serr_clear(e);
             return obs_fail(x, CAT_CONFIG, cs->name, "%s", m);
         }
         bool fresh = !json_object_get(st, "unit");
-        bool flags = !fresh && strcmp(jstr(st, "unit", ""), p.unit) != 0;
-        bool conf = !fresh && strcmp(jstr(st, "configHash", ""), p.config_hash) != 0;
-        obs_plan_free(&p);
+        bool flags = !fresh && strcmp(jstr(st, "unit", ""), p->unit) != 0;
+        bool conf = !fresh && strcmp(jstr(st, "configHash", ""), p->config_hash) != 0;
+        obs_plan_free(p);
+        free(p);
         if (!fresh && !flags && !conf) continue;
         const char *how = "";
         rc = obs_ensure(x, k, NULL, "update", flags, false, &how, e);
@@ -970,8 +985,28 @@ static int finalize(obs_ctx *x, serr *e) {
             obs_requeue(x, 0);
             return 0;
         }
+        /* Anything of the platform still running (a component started by
+         * a job whose record a crash lost): stopped too. */
+        json_t *w2 = json_object_get(x->r.status, "work");
+        if (!json_is_true(json_object_get(x->r.status, "sweptAll")) || w2) {
+            obs_job *j = obs_job_new(OJ_STOP, x->c);
+            if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+            snprintf(j->p[0].comp, sizeof(j->p[0].comp), "all");
+            snprintf(j->p[0].prefix, sizeof(j->p[0].prefix), "obs/%s/", x->r.name);
+            int state;
+            json_t *res;
+            int rc = obs_work(x, "uninstall", "*", j, &state, &res, e);
+            if (rc) return rc;
+            if (state != JOB_DONE) {
+                obs_requeue(x, 500);
+                return 0;
+            }
+            json_decref(res);
+            json_object_set_new(x->r.status, "sweptAll", json_true());
+            x->dirty = true;
+        }
         char owner[RES_NAME_MAX + 16];
-        snprintf(owner, sizeof(owner), "obs/%s", x->r.name);
+        snprintf(owner, sizeof(owner), "obs:%s", x->r.name);
         int rc = store_ports_release(x->c->st, owner, e);
         if (rc) return rc;
         if (!x->sp.keep_volumes) {
@@ -996,7 +1031,8 @@ static int finalize(obs_ctx *x, serr *e) {
     if (rc == SE_NOTFOUND) rc = 0;
     if (rc == 0) {
         log_info("platform %s: deleted", x->r.name);
-        obs_component_gauge(x->r.name, NULL, true);
+        obs_component_gauge(x->r.name, json_object_get(x->r.status, "components"), true);
+        probe_forget(x->r.name);
         x->dirty = false;
     }
     return rc;
@@ -1049,7 +1085,7 @@ int obs_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
     int rc = store_get(c->st, OBS_KIND, name, &x->r, e);
     if (rc == SE_NOTFOUND) {
         serr_clear(e);
-        obs_component_gauge(name, NULL, true);
+        probe_forget(name);
         resource_free(&x->r);
         free(x);
         return 0;

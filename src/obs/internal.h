@@ -47,8 +47,8 @@ typedef struct obs_plan {
     char root[512];           /* <data-dir>/observability/<platform>/<comp> */
     char confdir[560], datadir[560], logdir[560];
     char config_path[640], log_path[640];
-    char files_from[8][512];  /* copied into confdir */
-    char files_to[8][64];
+    char files_from[16][512]; /* copied into confdir (the catalog allows 16) */
+    char files_to[16][64];
     int nfiles;
     char secrets_dir[512];    /* spec.secrets are copied from here */
     char secrets[OBS_MAX_SECRETS][64];

@@ -24,6 +24,7 @@
  *   RESTORE  the component stopped, its data and config dirs replaced by
  *            the backup's.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -144,10 +145,47 @@ static int write_files(const obs_plan *p, bool *changed, serr *e) {
                             "one is kept", p->comp, p->check[0], err, tail);
         }
     }
+    /* The running configuration is kept as <file>.good until the
+     * component has loaded the new one (a reload it refuses puts it
+     * back). */
+    char good[700];
+    snprintf(good, sizeof(good), "%s.good", p->config_path);
+    bool had = path_exists(p->config_path);
+    if (had && (rc = copy_in(p->config_path, good, 0644, &had, e))) return rc;
     if (rename(cand, p->config_path) != 0)
         return serr_set(e, SE_IO, "rename %s: %s", cand, strerror(errno));
     *changed = true;
     return 0;
+}
+
+/* What the running process has loaded: the plan's config hash, recorded in
+ * <confdir>/.loaded once it started on it or reloaded it, so a reload cut
+ * short by a crash of stampd is done again rather than taken as done. */
+static bool loaded(const obs_plan *p) {
+    char path[700], *d = NULL;
+    size_t n = 0;
+    snprintf(path, sizeof(path), "%s/.loaded", p->confdir);
+    if (read_file(path, 256, &d, &n, NULL) != 0) return false;
+    bool same = strcmp(d, p->config_hash) == 0;
+    free(d);
+    return same;
+}
+
+static void mark_loaded(const obs_plan *p) {
+    char path[700];
+    snprintf(path, sizeof(path), "%s/.loaded", p->confdir);
+    serr e = {0};
+    if (write_file_atomic(path, p->config_hash, strlen(p->config_hash), 0644, &e) == 0) {
+        snprintf(path, sizeof(path), "%s.good", p->config_path);
+        unlink(path);
+    }
+}
+
+/* A reload the component refused: the previous file back in place. */
+static void put_back(const obs_plan *p) {
+    char good[700];
+    snprintf(good, sizeof(good), "%s.good", p->config_path);
+    if (path_exists(good)) rename(good, p->config_path);
 }
 
 static int reload(const obs_plan *p, pid_t pid, serr *e) {
@@ -211,8 +249,14 @@ static int ensure(obs_job *j, json_t **result, serr *e) {
     pid_t pid = find_unit(j, p, e);
     if (pid < 0) return e->code;
     bool started = false, reloaded = false;
+    bool has_files = p->config || p->nfiles > 0 || p->nsecrets > 0;
+    if (has_files && !j->keep_config && pid > 0 && !loaded(p)) changed = true;
     if (pid > 0 && changed && !j->restart && strcmp(p->reload, "restart") != 0) {
-        if ((rc = reload(p, pid, e))) return rc;
+        if ((rc = reload(p, pid, e))) {
+            put_back(p);
+            return rc;
+        }
+        mark_loaded(p);
         reloaded = true;
     } else if (pid > 0 && changed) {
         if ((rc = rt_stop(j->rt, pid, j->grace_ms, e))) return rc;
@@ -248,6 +292,7 @@ static int ensure(obs_job *j, json_t **result, serr *e) {
         if ((ok = ready(p, err, sizeof(err))) || mono_ms() >= until) break;
         sleep_ms(100);
     }
+    if (ok && started && has_files && !j->keep_config) mark_loaded(p);
     *result = json_pack("{s:i,s:s,s:b,s:b,s:b,s:s,s:s}", "pid", (int)pid, "unit", p->unit, "started", started,
                         "reloaded", reloaded, "ready", ok, "configHash", j->keep_config ? "" : p->config_hash,
                         "error", ok ? "" : err);
@@ -259,12 +304,17 @@ static int probe(obs_job *j, json_t **result, serr *e) {
     for (int i = 0; i < j->n; i++) {
         obs_plan *p = &j->p[i];
         pid_t pid = find_unit(j, p, e);
-        char err[256] = "";
+        if (pid < 0) {
+            /* Not knowing is not "dead". */
+            json_decref(o);
+            return e->code;
+        }
+        char err[RT_UNIT_MAX + 64] = "";
         bool alive = pid > 0, ok = alive && ready(p, err, sizeof(err));
-        if (!alive) snprintf(err, sizeof(err), "no process of %s is running", p->unit);
+        if (!alive) str_fmt_cut(err, sizeof(err), "no process of %s is running", p->unit);
         json_object_set_new(o, p->comp,
-                            json_pack("{s:b,s:i,s:b,s:s}", "alive", alive, "pid", pid > 0 ? (int)pid : 0, "ready",
-                                      ok, "error", ok ? "" : err));
+                            json_pack("{s:b,s:i,s:b,s:s,s:s}", "alive", alive, "pid", pid > 0 ? (int)pid : 0, "ready",
+                                      ok, "error", ok ? "" : err, "unit", p->unit));
     }
     *result = o;
     return 0;
@@ -296,7 +346,37 @@ static int snapshot(const obs_plan *p, const char *to, serr *e) {
     return rc;
 }
 
+/* Keeps the newest `keep` backups "upgrade-N" next to dir (by N), dir
+ * itself aside: a backup is a whole copy of the data. */
+static void prune_backups(const char *dir, int keep) {
+    char parent[640];
+    str_copy(parent, sizeof(parent), dir);
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) return;
+    *slash = '\0';
+    long long gens[64];
+    int n = 0;
+    DIR *d = opendir(parent);
+    if (d == NULL) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && n < 64) {
+        char *end = NULL;
+        if (strncmp(de->d_name, "upgrade-", 8) != 0) continue;
+        long long g = strtoll(de->d_name + 8, &end, 10);
+        if (end && *end == '\0' && g > 0) gens[n++] = g;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int k = 0; k < n; k++) newer += gens[k] > gens[i];
+        char path[700];
+        snprintf(path, sizeof(path), "%s/upgrade-%lld", parent, gens[i]);
+        if (newer >= keep && strcmp(path, dir) != 0) remove_tree(path, NULL);
+    }
+}
+
 static int backup(obs_job *j, json_t **result, serr *e) {
+    prune_backups(j->dir, 1);
     if (path_exists(j->dir)) {
         *result = json_pack("{s:s,s:b}", "dir", j->dir, "existed", true);
         return 0;

@@ -211,5 +211,5 @@ api GET "/v1/events?kind=ObservabilityPlatform&name=fleet-monitoring&limit=256" 
 expect_eq "uninstalled in reverse install order" \
   "$(jq -r '[(.items // .)[] | select(.reason == "ComponentUninstalled") | .message | split(" ")[0]] | join(",")' "$T/body")" \
   "alertmanager,prometheus,blackbox-exporter,node-exporter"
-expect_eq "ports released" "$(sqlite3 "$DATA/stamp.db" "select count(*) from ports where owner like 'obs/%'" 2>/dev/null)" 0
+expect_eq "ports released" "$(sqlite3 "$DATA/stamp.db" "select count(*) from ports where owner like 'obs:%'" 2>/dev/null)" 0
 finish

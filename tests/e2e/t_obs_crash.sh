@@ -20,7 +20,7 @@ start_stampd
 TOKEN=$(sed -n 's/^token: //p' "$STAMP_CONFIG")
 pfield() { ctl get platforms "${P:-mon}" -o json | jq -r "$1"; }
 evs() { api GET "/v1/events?kind=ObservabilityPlatform&name=${P:-mon}&limit=256" >/dev/null; cat "$T/body"; }
-leases() { sqlite3 "$DATA/stamp.db" "select count(*) from ports where owner like 'obs/%'"; }
+leases() { sqlite3 "$DATA/stamp.db" "select count(*) from ports where owner like 'obs:%'"; }
 manifest() { # LOKI_ENABLED RUNTIME
   cat >"$T/p.yaml" <<EOF2
 apiVersion: observability.synaxis.io/v1alpha1
