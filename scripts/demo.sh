@@ -5,10 +5,14 @@
 # traffic, and the retirement of one stamp; then
 # autoscaling on real load (a warm stamp activated, then drained back); then
 # a batch bucket's transient namespace with pods, MTTC verification, and its
-# reap with the diagnostics archived first.
+# reap with the diagnostics archived first.  Once the first two stamps are
+# up, the ObservabilityPlatform of deploy/observability/platform.yaml is
+# installed and its Prometheus shown watching stampd and the stamps; it is
+# left running, and `stop` uninstalls it.
 #   scripts/demo.sh BUILD_DIR        run the demo (stampd is left running)
-#   scripts/demo.sh BUILD_DIR stop   retire what is left and stop stampd,
-#                                    its workloads and its HAProxy
+#   scripts/demo.sh BUILD_DIR stop   uninstall the platform, retire what is
+#                                    left and stop stampd, its workloads and
+#                                    its HAProxy
 # The API and the front door listen on STAMP_LISTEN (127.0.0.1:7480) and
 # STAMP_FRONTDOOR (127.0.0.1:7481); set them when those ports are taken:
 #   STAMP_LISTEN=127.0.0.1:8480 STAMP_FRONTDOOR=127.0.0.1:8481 make demo
@@ -43,7 +47,13 @@ if [ "${2:-}" = stop ]; then
   # differently now: the tests open directories to the pod user).
   [ -s "$D/data-dir" ] && DATA=$(cat "$D/data-dir")
   if [ -f "$D/stampd.pid" ] && kill -0 "$(cat "$D/stampd.pid")" 2>/dev/null; then
-    # The autoscaler first: it would deploy stamps again to keep its floor.
+    # The monitoring first (its finalizer stops the components in reverse
+    # install order), so it does not watch the fleet being taken down.
+    if "$CTL" get platforms fleet-monitoring >/dev/null 2>&1; then
+      "$CTL" delete platform fleet-monitoring --wait --timeout 60s >/dev/null
+      echo "platform fleet-monitoring uninstalled"
+    fi
+    # The autoscaler next: it would deploy stamps again to keep its floor.
     "$CTL" delete autoscaler demo >/dev/null 2>&1 || true
     for s in $("$CTL" list -o json | jq -r '.items[] | select(.status.phase != "Deleted") | .metadata.name'); do
       "$CTL" delete "$s" --force >/dev/null && "$CTL" wait --for=deleted "$s" --timeout 60s
@@ -108,6 +118,100 @@ W=$!
 wait $W   # not a bare wait: stampd is a background job of this shell too
 say "Both Active after $(( ($(date +%s%N) - t) / 1000000 )) ms"
 run "$CTL" list -o wide
+
+say "Monitoring the fleet: the ObservabilityPlatform of deploy/observability/platform.yaml (the shipped file, as is)"
+t=$(date +%s%N)
+run "$CTL" apply -f deploy/observability/platform.yaml
+# Progress: a line per change of the phase or of a component's state.
+last= ; phase=
+for _ in $(seq 600); do
+  pj=$("$CTL" get platforms fleet-monitoring -o json)
+  phase=$(jq -r '.status.phase // "Pending"' <<<"$pj")
+  line=$(jq -r '[.status.phase // "Pending", ([.status.components[]? | "\(.name) \(.state // "Pending")"] | join(", "))]
+    | map(select(. != "")) | join("  ")' <<<"$pj")
+  if [ "$line" != "$last" ]; then
+    printf '  [%5d ms] %s\n' $(( ($(date +%s%N) - t) / 1000000 )) "$line"; last=$line
+  fi
+  [ "$phase" = Ready ] && break
+  sleep 0.2
+done
+if [ "$phase" != Ready ]; then
+  "$CTL" describe platform fleet-monitoring >&2
+  echo "demo: the platform is not Ready after 120 s (phase $phase)" >&2; exit 1
+fi
+say "Platform Ready in $(( ($(date +%s%N) - t) / 1000000 )) ms"
+run "$CTL" get platforms
+run "$CTL" describe platform fleet-monitoring
+PROM=http://127.0.0.1:$(jq -r '.status.components[] | select(.name == "prometheus") | .port' <<<"$pj")
+echo "$PROM" >"$D/prometheus-url"
+
+# What the installed Prometheus answers about the fleet: up of stampd and of
+# each Active stamp's workloads (file_sd targets stampd writes under
+# prometheus-sd-dir, following the stamps' phases), and probe_success of
+# their /health through the blackbox exporter.  A cell is "1  2/2 app
+# inference": the value, then how many of the targets Prometheus has
+# discovered for it (/api/v1/targets; series are matched to them by
+# instance, so a target that just left is not counted) answer 1, and their
+# steps; "-": none scraped yet.  fleet_table sets FLEET_ROWS and fails
+# until every cell is 1 with every discovered target scraped.
+prom_q() { curl -fsS "$PROM/api/v1/query" --data-urlencode "query=$1"; }
+fleet_table() {
+  local up pr tg active n total
+  up=$(prom_q 'up{job=~"stampd|stamps"}') && pr=$(prom_q 'probe_success{job="blackbox"}') &&
+    tg=$(curl -fsS "$PROM/api/v1/targets?state=active") || return 1
+  active=$("$CTL" list -o json | jq -c '[.items[] | select(.status.phase == "Active") | .metadata.name]')
+  FLEET_ROWS=$(jq -r -n --argjson up "$up" --argjson pr "$pr" --argjson tg "$tg" --argjson active "$active" \
+    --arg listen "$LISTEN" '
+    def cell($res; $job; $s):
+      [$tg.data.activeTargets[] | select(.labels.job == $job and (.labels.stamp // "") == $s)
+       | .labels.instance as $i | {step: (.labels.step // ""),
+         v: ([$res.data.result[] | select(.metric.job == $job and .metric.instance == $i) | .value[1]][0])}] as $t
+      | [$t[] | select(.v == "1")] as $ok
+      | {ok: (($t | length) > 0 and ($ok | length) == ($t | length)),
+         text: (if all($t[]; .v == null) then "-" else
+                  (if any($t[]; .v != null and .v != "1") then "0" else "1" end)
+                  + "  \($ok | length)/\($t | length)"
+                  + ([$t[] | .step | select(. != "")] | sort | if length > 0 then " " + join(" ") else "" end) end)};
+    def row($name; $a; $b): "  \($name | . + " " * (17 - length)) \($a | . + " " * (24 - length)) \($b)";
+    [cell($up; "stampd"; "")] as $sd
+    | [$active[] as $s | {s: $s, up: cell($up; "stamps"; $s), pr: cell($pr; "blackbox"; $s)}] as $st
+    | row("TARGET"; "up"; "probe_success (blackbox)"),
+      row("stampd"; $sd[0].text; "(not probed; \($listen))"),
+      ($st[] | row(.s; .up.text; .pr.text)),
+      "ok \([$sd[0].ok, ($st[] | .up.ok, .pr.ok)] | map(select(.)) | length) \(1 + 2 * ($st | length))"')
+  # The last line is "ok N TOTAL": how many cells are complete.
+  FLEET_OK=$(tail -n 1 <<<"$FLEET_ROWS")
+  FLEET_ROWS=$(sed '$d' <<<"$FLEET_ROWS")
+  read -r _ n total <<<"$FLEET_OK"
+  [ "$n" = "$total" ]
+}
+# Waits for the first scrapes, with a line at each change: the shipped
+# scrape_interval is 15s, and Prometheus hands newly discovered targets to
+# its scrapers every 5s, so each is first scraped within about 20s.
+fleet_wait() {
+  local t0 n=0 last=
+  t0=$(date +%s%N) FLEET_OK=
+  until fleet_table; do
+    if [ -n "$FLEET_OK" ] && [ "$FLEET_OK" != "$last" ]; then
+      read -r _ a b <<<"$FLEET_OK"
+      printf '  [%5d ms] %d of %d complete (every discovered target scraped, answering 1)\n' \
+        $(( ($(date +%s%N) - t0) / 1000000 )) "$a" "$b"
+      last=$FLEET_OK
+    fi
+    n=$((n + 1))
+    if [ $n -ge 120 ]; then
+      printf '%s\n' "$FLEET_ROWS"
+      echo "demo: Prometheus ($PROM) does not see the whole fleet up after 60 s" >&2; return 1
+    fi
+    sleep 0.5
+  done
+  printf '  [%5d ms] all up\n%s\n' $(( ($(date +%s%N) - t0) / 1000000 )) "$FLEET_ROWS"
+}
+
+say "The platform's Prometheus ($PROM) watches the fleet: querying /api/v1/query for up and probe_success"
+t=$(date +%s%N)
+fleet_wait
+say "stampd and every Active stamp up, every stamp's /health probed, $(( ($(date +%s%N) - t) / 1000000 )) ms after Ready; the platform stays up for the rest of the demo"
 
 say "Sending requests through the HAProxy front door: tenants stick to a stamp"
 for t in acme globex initech umbrella hooli; do
@@ -247,12 +351,18 @@ run "$CTL" audit --limit 8
 
 say "Where things stand"
 run "$CTL" list
+run "$CTL" get platforms
+echo "what the platform's Prometheus sees now (stamps come and go from its targets with their phases):"
+fleet_wait
 cat <<MSG
 
 stampd is still running (pid $(cat "$D/stampd.pid"), log $D/stampd.log) with
-synaxis-weu-001 Active behind the front door on $FRONTDOOR.  Try:
+synaxis-weu-001 Active behind the front door on $FRONTDOOR, watched by the
+platform fleet-monitoring (Prometheus on $PROM).  Try:
   export STAMP_CONFIG=$D/client.conf
   curl -H 'X-Tenant-Id: acme' http://$FRONTDOOR/work?ms=10
+  curl -s '$PROM/api/v1/query?query=up' | jq -c '.data.result[] | [.metric.job, .metric.stamp, .value[1]]'
+  $CTL describe platform fleet-monitoring
   $CTL status synaxis-weu-001
   $CTL drain synaxis-weu-001 --grace-period 30s
   $CTL ns list -A
