@@ -810,9 +810,11 @@ static int health(obs_ctx *x, serr *e) {
             continue;
         if (!json_is_true(json_object_get(v, "alive"))) {
             char msg[RT_UNIT_MAX + 400];
+            char comp[OBS_NAME_MAX];
             str_fmt_cut(msg, sizeof(msg), "%s: %s", key, jstr(v, "error", "not running"));
-            json_decref(res);
-            return obs_fail(x, CAT_COMPONENT, key, "%s", msg);
+            str_copy(comp, sizeof(comp), key);
+            json_decref(res); /* key was res's */
+            return obs_fail(x, CAT_COMPONENT, comp, "%s", msg);
         }
         int64_t fails = json_integer_value(json_object_get(st, "probeFailures"));
         if (json_is_true(json_object_get(v, "ready"))) {
@@ -822,10 +824,12 @@ static int health(obs_ctx *x, serr *e) {
         obs_sset(x, st, "probeFailures", json_integer(fails + 1));
         if (fails + 1 >= PROBE_FAILURES_MAX) {
             char msg[RT_UNIT_MAX + 400];
+            char comp[OBS_NAME_MAX];
             str_fmt_cut(msg, sizeof(msg), "%s: not ready %d times in a row: %s", key, PROBE_FAILURES_MAX,
                         jstr(v, "error", ""));
+            str_copy(comp, sizeof(comp), key);
             json_decref(res);
-            return obs_fail(x, CAT_COMPONENT, key, "%s", msg);
+            return obs_fail(x, CAT_COMPONENT, comp, "%s", msg);
         }
     }
     json_decref(res);

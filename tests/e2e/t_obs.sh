@@ -94,7 +94,8 @@ for s in synaxis-weu-001 synaxis-eus-001; do
   wait_until "$s probed through blackbox" 30 sh -c "[ \"\$(curl -fsS '$PROM/api/v1/query?query=min(probe_success%7Bstamp%3D%22$s%22%7D)' | jq -r '.data.result[0].value[1]')\" = 1 ]"
   ok "$s's /health probed by the blackbox exporter, probe_success == 1"
 done
-expect_ok "node-exporter scraped" sh -c "curl -fsS '$PROM/api/v1/query?query=up%7Bjob%3D%22node%22%7D' | jq -e '.data.result[0].value[1] == \"1\"'"
+wait_until "node-exporter scraped, up" 30 sh -c "curl -fsS '$PROM/api/v1/query?query=up%7Bjob%3D%22node%22%7D' | jq -e '.data.result[0].value[1] == \"1\"'"
+ok "node-exporter scraped, up == 1"
 
 ctl drain synaxis-eus-001 >/dev/null || fail "drain eus to standby"
 wait_for synaxis-eus-001 ready 60
