@@ -502,6 +502,25 @@ static int pending(obs_ctx *x, serr *e) {
     return obs_phase(x, OP_INSTALLING, "Validated", "prerequisites present", e);
 }
 
+/* Stops every unit below prefix as the platform's job "uninstall" of comp:
+ * 0 with *done, or an error. */
+static int stop_units(obs_ctx *x, const char *comp, const char *prefix, bool *done, serr *e) {
+    *done = false;
+    obs_job *j = obs_job_new(OJ_STOP, x->c);
+    if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    str_copy(j->p[0].comp, sizeof(j->p[0].comp), comp);
+    if (!str_copy(j->p[0].prefix, sizeof(j->p[0].prefix), prefix)) {
+        obs_job_free(j);
+        return serr_set(e, SE_TOOBIG, "unit prefix too long");
+    }
+    int state;
+    json_t *res = NULL;
+    int rc = obs_work(x, "uninstall", comp, j, &state, &res, e);
+    json_decref(res);
+    *done = rc == 0 && state == JOB_DONE;
+    return rc;
+}
+
 /* ---- components no longer enabled ---- */
 
 /* Uninstalls, one at a time in reverse install order, the components in
@@ -519,16 +538,12 @@ static int remove_disabled(obs_ctx *x, serr *e) {
             x->dirty = true;
             continue;
         }
-        obs_job *j = obs_job_new(OJ_STOP, x->c);
-        if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
-        snprintf(j->p[0].comp, sizeof(j->p[0].comp), "%s", name);
-        snprintf(j->p[0].prefix, sizeof(j->p[0].prefix), "obs/%s/%s@", x->r.name, name);
-        int state;
-        json_t *res;
-        int rc = obs_work(x, "uninstall", name, j, &state, &res, e);
-        json_decref(res);
+        char prefix[RT_UNIT_MAX];
+        bool done;
+        snprintf(prefix, sizeof(prefix), "obs/%s/%s@", x->r.name, name);
+        int rc = stop_units(x, name, prefix, &done, e);
         if (rc) return rc;
-        if (state != JOB_DONE) return 1;
+        if (!done) return 1;
         char owner[RES_NAME_MAX + 64], dir[700];
         snprintf(owner, sizeof(owner), "obs:%s/%s", x->r.name, name);
         store_ports_release(x->c->st, owner, NULL);
@@ -950,6 +965,9 @@ static bool has_finalizer(const resource *r) {
     return false;
 }
 
+/* Long: the finalizer's steps (wait for the job in flight, stop each
+ * component in reverse order, sweep the prefix, ports, volumes, the
+ * finalizer, the record) in the order they must happen. */
 static int finalize(obs_ctx *x, serr *e) {
     if (has_finalizer(&x->r)) {
         json_t *w = json_object_get(x->r.status, "work");
@@ -970,19 +988,15 @@ static int finalize(obs_ctx *x, serr *e) {
             json_t *c = json_array_get(arr, (size_t)i);
             if (json_is_true(json_object_get(c, "uninstalled"))) continue;
             const char *name = jstr(c, "name", "");
-            obs_job *j = obs_job_new(OJ_STOP, x->c);
-            if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
-            snprintf(j->p[0].comp, sizeof(j->p[0].comp), "%s", name);
-            snprintf(j->p[0].prefix, sizeof(j->p[0].prefix), "obs/%s/%s@", x->r.name, name);
-            int state;
-            json_t *res;
-            int rc = obs_work(x, "uninstall", name, j, &state, &res, e);
+            char prefix[RT_UNIT_MAX];
+            bool done;
+            snprintf(prefix, sizeof(prefix), "obs/%s/%s@", x->r.name, name);
+            int rc = stop_units(x, name, prefix, &done, e);
             if (rc) return rc;
-            if (state != JOB_DONE) {
+            if (!done) {
                 obs_requeue(x, 500);
                 return 0;
             }
-            json_decref(res);
             obs_sset(x, c, "uninstalled", json_true());
             obs_sset(x, c, "state", json_string("Pending"));
             obs_event(x, "Normal", "ComponentUninstalled", "%s stopped (uninstall in reverse install order)", name);
@@ -993,19 +1007,15 @@ static int finalize(obs_ctx *x, serr *e) {
          * a job whose record a crash lost): stopped too. */
         json_t *w2 = json_object_get(x->r.status, "work");
         if (!json_is_true(json_object_get(x->r.status, "sweptAll")) || w2) {
-            obs_job *j = obs_job_new(OJ_STOP, x->c);
-            if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
-            snprintf(j->p[0].comp, sizeof(j->p[0].comp), "all");
-            snprintf(j->p[0].prefix, sizeof(j->p[0].prefix), "obs/%s/", x->r.name);
-            int state;
-            json_t *res;
-            int rc = obs_work(x, "uninstall", "*", j, &state, &res, e);
+            char prefix[RT_UNIT_MAX];
+            bool done;
+            snprintf(prefix, sizeof(prefix), "obs/%s/", x->r.name);
+            int rc = stop_units(x, "*", prefix, &done, e);
             if (rc) return rc;
-            if (state != JOB_DONE) {
+            if (!done) {
                 obs_requeue(x, 500);
                 return 0;
             }
-            json_decref(res);
             json_object_set_new(x->r.status, "sweptAll", json_true());
             x->dirty = true;
         }

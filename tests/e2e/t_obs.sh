@@ -75,6 +75,9 @@ expect_eq "Pending -> Installing -> Ready" \
   "$(jq -r '[(.items // .)[] | select(.to != null) | "\(.from)>\(.to)"] | join(" ")' "$T/events1.json")" \
   "Pending>Installing Installing>Ready"
 
+rv=$(pfield .metadata.resourceVersion)
+sleep 2 # about seven health probes
+expect_eq "Ready and healthy: probed, nothing written (compare before updating)" "$(pfield .metadata.resourceVersion)" "$rv"
 PROM=http://127.0.0.1:$(cport prometheus)
 AM=http://127.0.0.1:$(cport alertmanager)
 expect_ok "Prometheus answers" curl -fsS "$PROM/-/ready"
