@@ -23,6 +23,8 @@
 
 #define EVENTS_AFTER_MAX 256
 
+static int check_key(const char *kind, const char *name, serr *e);
+
 /* An op a backend left NULL is a missing feature, not a crash. */
 #define NEED(s, op, e)                                                                          \
     do {                                                                                        \
@@ -54,12 +56,24 @@ int store_open(const char *url_or_path, store **out, serr *e) {
         return serr_set(e, SE_INVAL, "store: empty path");
     /* The URL is not echoed: a PostgreSQL URL may carry a password. */
     if (has_scheme(url_or_path, "postgres") || has_scheme(url_or_path, "postgresql"))
-        return serr_set(e, SE_INVAL, "store: the PostgreSQL backend is not built yet");
+        return store_open_pg(url_or_path, out, e);
     if (has_scheme(url_or_path, "sqlite")) return store_open_sqlite(url_or_path + 9, out, e);
     if (any_scheme(url_or_path))
         return serr_set(e, SE_INVAL,
                         "store: unknown store URL scheme (a path, sqlite://PATH or postgres://)");
     return store_open_sqlite(url_or_path, out, e);
+}
+
+const char *store_backend_name(const store *s) { return s && s->ops ? s->ops->name : ""; }
+
+static _Thread_local int64_t fence_epoch;
+void store_fence_set(int64_t epoch) { fence_epoch = epoch; }
+int64_t store_fence_get(void) { return fence_epoch; }
+
+int store_notify(store *s, const char *kind, const char *name, serr *e) {
+    int rc = check_key(kind, name, e);
+    if (rc) return rc;
+    return s->ops->notify ? s->ops->notify(s, kind, name, e) : 0;
 }
 
 void store_close(store *s) {

@@ -72,8 +72,29 @@ typedef struct store_audit {
 } store_audit;
 
 /* A path (or sqlite://PATH) opens the SQLite backend; postgres:// and
- * postgresql:// are refused as not built yet; another scheme is SE_INVAL. */
+ * postgresql:// (libpq's URI form) the PostgreSQL one (store_pg.c);
+ * another scheme is SE_INVAL. */
 int store_open(const char *url_or_path, store **out, serr *e);
+int store_open_pg(const char *url, store **out, serr *e);
+/* "sqlite" or "postgres". */
+const char *store_backend_name(const store *s);
+
+/* Fencing (several stampd replicas on PostgreSQL).  A thread that acts
+ * for the leader (a reconcile worker, a job of a controller) sets the
+ * leader's epoch; every write of the PostgreSQL backend from that thread
+ * then commits only if the database's leader epoch (stamp_leader.epoch)
+ * is still that one, read in the write's own transaction with a share
+ * lock, so an election (which bumps the epoch) and a fenced write are
+ * ordered.  A stale epoch: SE_FENCED and nothing written.  0 (the
+ * default): not fenced (the API's writes, which any replica may do).
+ * SQLite ignores it (one stampd).  Thread-local. */
+void store_fence_set(int64_t epoch);
+int64_t store_fence_get(void);
+
+/* Wake the leader's controller for (kind, name) from any replica: a
+ * PostgreSQL NOTIFY on channel "stamp_wake" with payload "kind/name",
+ * delivered at commit; SQLite: nothing to do (0). */
+int store_notify(store *s, const char *kind, const char *name, serr *e);
 int store_open_sqlite(const char *path, store **out, serr *e);
 void store_close(store *s); /* NULL is fine */
 

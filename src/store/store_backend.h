@@ -68,6 +68,8 @@ typedef struct store_ops {
                        void *arg, int *ports, serr *e);
     int (*ports_release)(store *s, const char *owner, serr *e);
     int (*ports_held)(store *s, const char *owner, int *ports, int max, int *count, serr *e);
+    /* May be NULL: nothing to notify (one process). */
+    int (*notify)(store *s, const char *kind, const char *name, serr *e);
 } store_ops;
 
 /* The head of every backend's handle. */

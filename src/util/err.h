@@ -30,7 +30,8 @@
     X(SE_UNAVAIL,   -12,  503, "unavailable")                     \
     X(SE_INTERNAL,  -13,  500, "internal error")                  \
     X(SE_LIMIT,     -14,  429, "limit reached")                   \
-    X(SE_METHOD,    -15,  405, "method not allowed")
+    X(SE_METHOD,    -15,  405, "method not allowed")                \
+    X(SE_FENCED,    -16,  503, "fenced: no longer the leader")
 
 enum {
 #define SE_ENUM(name, val, http, text) name = val,
