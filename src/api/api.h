@@ -131,6 +131,7 @@ int api_run_job(api *a, api_req *rq, api_resp *rs, const char *key, job_fn fn, v
 /* Route handlers (routes_*.c). */
 int h_healthz(api *a, api_req *rq, api_resp *rs);
 int h_version(api *a, api_req *rq, api_resp *rs);
+int h_cluster(api *a, api_req *rq, api_resp *rs);
 int h_openapi(api *a, api_req *rq, api_resp *rs);
 int h_watch(api *a, api_req *rq, api_resp *rs);
 int h_events(api *a, api_req *rq, api_resp *rs);

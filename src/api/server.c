@@ -55,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "api/watch.h"
 #include "ns/ns.h"
 #include "util/confine.h"
@@ -128,6 +129,8 @@ static pthread_mutex_t waiters_mu = PTHREAD_MUTEX_INITIALIZER;
 static const api_route routes[] = {
     {"GET", "/healthz", h_healthz, A_NONE, B_NONE, NULL, false, 200, "text", "Liveness: ok"},
     {"GET", "/version", h_version, A_NONE, B_NONE, NULL, false, 200, NULL, "Server version"},
+    {"GET", "/v1/cluster", h_cluster, A_OP, B_NONE, NULL, false, 200, NULL,
+     "The replicas of stampd, the leader of the controllers, its epoch and since when"},
     {"GET", "/openapi.json", h_openapi, A_NONE, B_NONE, NULL, false, 200, NULL,
      "This API's OpenAPI 3.1 document, generated from the route table"},
     {"GET", "/metrics", h_metrics, A_NONE, B_NONE, NULL, false, 200, "text",
@@ -770,6 +773,14 @@ int h_healthz(api *a, api_req *rq, api_resp *rs) {
     rs->text = strdup("ok\n");
     rs->content_type = "text/plain";
     return 0;
+}
+
+int h_cluster(api *a, api_req *rq, api_resp *rs) {
+    (void)rq;
+    serr e = {0};
+    json_t *o = NULL;
+    if (cluster_describe(api_ctx(a), &o, &e)) return api_error_serr(rs, &e);
+    return api_json(rs, 200, o);
 }
 
 int h_version(api *a, api_req *rq, api_resp *rs) {

@@ -92,6 +92,16 @@ static const crow rows[] = {
      "last-healthy", 0, 0, "when no Active stamp is healthy: last-healthy, fail-open or fail-closed"},
     {"prometheus-url", CT_STR, F(prometheus_url), S(prometheus_url), "", 0, 0,
      "Prometheus HTTP API base URL for the autoscaler's prometheus triggers (http://host:9090), or platform:NAME for the Prometheus an ObservabilityPlatform installed"},
+    {"store", CT_STR, F(store_url), S(store_url), "", 0, 0,
+     "the store: empty for DATA_DIR/stamp.db (SQLite), or postgres://USER@HOST:PORT/DB for several replicas (env STAMP_STORE_URL)"},
+    {"replica-id", CT_STR, F(replica_id), S(replica_id), "", 0, 0,
+     "this replica's name among several on PostgreSQL (default: host name, API port and a random suffix)"},
+    {"leader-lease", CT_DUR, F(leader_lease_ms), 0, "15s", 0, 0,
+     "how long a leader's lease holds the other replicas off (a dead leader is replaced after this)"},
+    {"leader-renew-deadline", CT_DUR, F(leader_renew_deadline_ms), 0, "10s", 0, 0,
+     "a leader that could not renew its lease for this long steps down (shorter than leader-lease)"},
+    {"leader-retry", CT_DUR, F(leader_retry_ms), 0, "2s", 0, 0,
+     "how often the leader renews and the others try to lead"},
     {"observability-catalog", CT_STR, F(obs_catalog), S(obs_catalog), "", 0, 0,
      "ObservabilityPlatform component catalog (default: share/stamp/observability/catalog.yaml next to stampd)"},
     {"observability-root", CT_STR, F(obs_root), S(obs_root), "/opt/stamp/observability", 0, 0,
@@ -329,6 +339,7 @@ int config_from_env(stamp_config *c, serr *e) {
     if ((v = getenv("DIAGNOSTIC_CONTAINER_NAME")) && *v &&
         (rc = config_set(c, "diagnostic-container", v, e)))
         return rc;
+    if ((v = getenv("STAMP_STORE_URL")) && *v && (rc = config_set(c, "store", v, e))) return rc;
     if ((v = getenv("INACTIVITY_THRESHOLD_HOURS")) && *v) {
         int64_t h;
         if (parse_i64(v, 0, 100000, &h) != 0)

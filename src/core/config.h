@@ -17,6 +17,9 @@ typedef struct stamp_config {
     char data_dir[512];
     char listen[128];
     char prometheus_url[256]; /* the autoscaler's prometheus triggers query it */
+    char store_url[1024];     /* "" : <data-dir>/stamp.db (SQLite); postgres://... */
+    char replica_id[128];     /* "" : host-port-random */
+    int64_t leader_lease_ms, leader_renew_deadline_ms, leader_retry_ms;
     char obs_catalog[512];    /* the ObservabilityPlatform catalog ("" : next to stampd) */
     char obs_root[512];       /* {root} of the catalog's binaries */
     char secrets_dir[512];    /* platforms' required secrets ("" : <data-dir>/secrets) */

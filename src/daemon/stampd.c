@@ -38,6 +38,7 @@
 #include "autoscale/controller.h"
 #include "rollout/rollout.h"
 #include "ns/ns.h"
+#include "cluster/cluster.h"
 #include "obs/obs.h"
 #include "obs/targets.h"
 #include "core/config.h"
@@ -457,7 +458,7 @@ static int open_store(stampd_state *d, serr *e) {
     if (mkdir_p(cfg->data_dir, 0700, e)) return serr_wrap(e, "data dir");
     if (lock_data_dir(cfg->data_dir, &d->lockfd, e) ||
         str_fmt(path, sizeof(path), e, "data-dir", "%s/stamp.db", cfg->data_dir) ||
-        store_open_sqlite(path, &d->st, e) ||
+        (cfg->store_url[0] ? store_open(cfg->store_url, &d->st, e) : store_open_sqlite(path, &d->st, e)) ||
         str_fmt(path, sizeof(path), e, "data-dir", "%s/reserve", cfg->data_dir))
         return e->code;
     if (reserve_init(path, cfg->disk_reserve, e)) {
@@ -527,6 +528,31 @@ static int open_blobs(stampd_state *d, serr *e) {
 }
 
 /* The work queue, the front door, the job pool, the API, the controllers. */
+/* Several replicas on PostgreSQL: the election and the wake-ups
+ * (cluster.h).  One stampd on SQLite leads alone. */
+static int start_cluster(stampd_state *d, serr *e) {
+    stamp_config *cfg = &d->cfg;
+    if (strcmp(store_backend_name(d->st), "postgres") != 0) return 0;
+    char id[128];
+    if (cfg->replica_id[0]) {
+        str_copy(id, sizeof(id), cfg->replica_id);
+    } else {
+        char host[64] = "stampd", rnd[8];
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        const char *port = strrchr(cfg->listen, ':');
+        if (hex_random(rnd, 3) != 0) str_copy(rnd, sizeof(rnd), "0");
+        snprintf(id, sizeof(id), "%.60s-%.8s-%s", host, port ? port + 1 : "", rnd);
+    }
+    cluster_config cc = {.url = cfg->store_url,
+                         .id = id,
+                         .address = cfg->listen,
+                         .lease_ms = cfg->leader_lease_ms,
+                         .renew_deadline_ms = cfg->leader_renew_deadline_ms,
+                         .retry_ms = cfg->leader_retry_ms};
+    return cluster_start(&cc, &d->ctx, e);
+}
+
 /* The ObservabilityPlatform component catalog.  Not fatal: without one,
  * platforms stay Pending and say why (obs_catalog_error). */
 static void load_obs_catalog(const stamp_config *cfg) {
@@ -594,7 +620,8 @@ static int start_parts(stampd_state *d, serr *e) {
         engine_register(OBS_KIND, obs_reconcile, true) ||
         engine_register("Namespace", ns_reconcile, false))
         return serr_set(e, SE_INTERNAL, "cannot register the controllers");
-    return engine_start(ctx, (int)cfg->workers, &d->en, e);
+    if (engine_start(ctx, (int)cfg->workers, &d->en, e)) return e->code;
+    return start_cluster(d, e);
 }
 
 /* The periodic work, until a signal. */
@@ -605,9 +632,19 @@ static void run_loop(stampd_state *d) {
     int64_t next_reserve = 0, next_sd_log = 0;
     log_info("reaper: every %lldms, inactivity threshold %lldms", (long long)cfg->reap_interval_ms,
              (long long)cfg->inactivity_threshold_ms);
+    uint64_t term = 0;
     while (!quit) {
         sleep_ms(50);
         serr se = {0};
+        /* Replicas: only the leader sweeps, syncs the front door and writes
+         * the targets; a new term (or a LISTEN session that reconnected)
+         * starts with a resync of everything (cluster.h). */
+        if (!cluster_leading()) continue;
+        if (cluster_terms() != term || cluster_take_resync()) {
+            if (cluster_terms() != term) next_reap = next_retention = next_fd = 0;
+            term = cluster_terms();
+            if (cluster_enabled()) engine_resync(d->en);
+        }
         if (mono_ms() >= next_reap) {
             /* At start too: reaps that a crash interrupted are due now. */
             if (ns_sweep(ctx, false, 0, NULL, &se) < 0) log_warnx("reaper sweep: %s", se.msg);
@@ -647,6 +684,7 @@ static void run_loop(stampd_state *d) {
  * resume the API connections that wait on them, which must happen while
  * the API still runs.  failed: HAProxy is not left behind either. */
 static void daemon_stop(stampd_state *d, bool failed) {
+    cluster_stop();
     jobs_stop(d->ctx.jobs);
     if (d->ap) api_stop(d->ap);
     if (d->en) engine_stop(d->en);

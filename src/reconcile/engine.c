@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cluster.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
@@ -215,6 +216,10 @@ static void handle(engine *en, const char *key) {
             }
             wq_forget(c->q, key);
             if (answer >= 0) requeue(en, key, answer);
+        } else if (rc == SE_FENCED) {
+            /* Another replica leads now: nothing of this one's is written. */
+            log_warnx("reconcile %s: %s", key, e.msg);
+            cluster_fenced();
         } else {
             const char *reason;
             enum err_cat cat = category(rc, &reason);
@@ -245,6 +250,14 @@ static void *worker(void *arg) {
         int rc = wq_get(en->c->q, key, sizeof(key), -1);
         if (rc == SE_UNAVAIL) break;
         if (rc != 0) continue;
+        /* A follower's queue is drained, not run: the leader resyncs what
+         * it takes over (cluster.h).  The leader's writes carry its epoch. */
+        if (!cluster_leading()) {
+            wq_forget(en->c->q, key);
+            wq_done(en->c->q, key);
+            continue;
+        }
+        store_fence_set(cluster_epoch());
         handle(en, key);
         wq_done(en->c->q, key);
     }

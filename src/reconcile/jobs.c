@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cluster.h"
+#include "store/store.h"
 #include "util/metrics.h"
 #include "util/util.h"
 
@@ -156,7 +158,10 @@ static void *worker_main(void *arg) {
 
         json_t *result = NULL;
         serr e = {0};
+        /* A job of the leader writes with its epoch (cluster.h). */
+        store_fence_set(cluster_epoch());
         int rc = fn(farg, &result, &e);
+        if (rc == SE_FENCED) cluster_fenced();
         if (free_arg) free_arg(farg);
 
         pthread_mutex_lock(&p->mu);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cluster.h"
 #include "reconcile/jobs.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -21,6 +22,13 @@ int ctl_key(char *buf, size_t len, const char *kind, const char *name) {
 
 static int add_key(ctl_ctx *c, const char *kind, const char *name, bool change) {
     char key[WQ_KEY_MAX];
+    /* A follower asks the leader (cluster.h). */
+    if (cluster_enabled() && !cluster_leading() && c->st) {
+        serr e = {0};
+        int rc = store_notify(c->st, kind, name, &e);
+        if (rc) log_warnx("cannot wake the leader for %s/%s: %s", kind, name, e.msg);
+        return rc;
+    }
     if (c->q == NULL) return 0;
     int rc = ctl_key(key, sizeof(key), kind, name);
     if (rc) return rc;
