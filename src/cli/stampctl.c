@@ -737,7 +737,37 @@ static void print_drain(json_t *dr, bool live) {
     }
 }
 
+/* Without a NAME: the replicas of stampd and who leads (GET /v1/cluster). */
+static int cluster_status(opts *o) {
+    json_t *r = call("GET", "/v1/cluster", NULL, NULL, false);
+    if (printed_structured(o, r)) return 0;
+    json_t *l = json_object_get(r, "leader");
+    printf("Store:    %s\n", jstr(r, "backend", "?"));
+    printf("This:     %s\n", jstr(r, "self", "?"));
+    if (strcmp(jstr(r, "backend", ""), "postgres") != 0) {
+        printf("Leader:   this stampd (one replica: nothing to elect)\n");
+        json_decref(r);
+        return 0;
+    }
+    printf("Leader:   %s, epoch %lld, since %s, lease until %s%s\n", jstr(l, "holder", "-"), (long long)jint(l, "epoch", 0),
+           jstr(l, "since", "-"), jstr(l, "expiresAt", "-"),
+           json_is_true(json_object_get(l, "valid")) ? "" : " (expired: an election is due)");
+    printf("\n%-32s %-22s %-25s %-10s %s\n", "REPLICA", "ADDRESS", "STARTED", "SEEN", "ROLE");
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(r, "replicas"), i, x) {
+        char a[32];
+        printf("%-32s %-22s %-25s %-10s %s%s\n", jstr(x, "id", "?"), jstr(x, "address", "?"), jstr(x, "startedAt", "?"),
+               fmt_duration(jint(x, "seenMsAgo", 0), a, sizeof(a)),
+               json_is_true(json_object_get(x, "leader")) ? "leader" : "follower",
+               json_is_true(json_object_get(x, "self")) ? " (this)" : "");
+    }
+    json_decref(r);
+    return 0;
+}
+
 static int cmd_status(opts *o) {
+    if (o->npos == 0) return cluster_status(o);
     json_t *r = get_stamp(need_name(o, "status"));
     if (printed_structured(o, r)) return 0;
     describe_stamp(r);
@@ -1664,8 +1694,10 @@ static const ca_cmd commands[] = {
     {cmd_describe, "describe", "KIND NAME", 2, 2, false, NULL, NULL, "Show one resource in detail",
      "stampctl describe stamp synaxis-weu-003\nstampctl describe ns acme-bucket-1\n"
      "stampctl describe platform fleet-monitoring", NULL},
-    {cmd_status, "status", "NAME", 1, 1, false, NULL, NULL, "Show a stamp's status",
-     "stampctl status synaxis-weu-003\nstampctl status synaxis-weu-003 -o json", NULL},
+    {cmd_status, "status", "[NAME]", 0, 1, false, NULL, NULL, "Show a stamp's status, or without NAME the replicas of stampd and their leader",
+     "stampctl status synaxis-weu-003\nstampctl status synaxis-weu-003 -o json\nstampctl status",
+     "Without NAME: GET /v1/cluster: the store (sqlite or postgres), the replicas (id, API address, when "
+     "started, when last seen), which one leads the controllers, its epoch and until when its lease holds."},
     {cmd_events, "events", "[NAME]", 0, 1, false, f_events, NULL, "Show a stamp's events, or every object's",
      "stampctl events synaxis-weu-003\nstampctl events\nstampctl events -w",
      "Without NAME, the events of every object.  -w streams new stamp events from stampd's watch "
