@@ -92,6 +92,8 @@ static const crow rows[] = {
      "last-healthy", 0, 0, "when no Active stamp is healthy: last-healthy, fail-open or fail-closed"},
     {"prometheus-url", CT_STR, F(prometheus_url), S(prometheus_url), "", 0, 0,
      "Prometheus HTTP API base URL for the autoscaler's prometheus triggers (http://host:9090), or platform:NAME for the Prometheus an ObservabilityPlatform installed"},
+    {"state-dir", CT_STR, F(state_dir), S(state_dir), "", 0, 0,
+     "stamps', namespaces' and platforms' files (default: data-dir); replicas of stampd on one machine share one"},
     {"store", CT_STR, F(store_url), S(store_url), "", 0, 0,
      "the store: empty for DATA_DIR/stamp.db (SQLite), or postgres://USER@HOST:PORT/DB for several replicas (env STAMP_STORE_URL)"},
     {"replica-id", CT_STR, F(replica_id), S(replica_id), "", 0, 0,

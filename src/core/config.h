@@ -17,6 +17,7 @@ typedef struct stamp_config {
     char data_dir[512];
     char listen[128];
     char prometheus_url[256]; /* the autoscaler's prometheus triggers query it */
+    char state_dir[512];      /* stamps', namespaces', platforms' files ("" : data-dir) */
     char store_url[1024];     /* "" : <data-dir>/stamp.db (SQLite); postgres://... */
     char replica_id[128];     /* "" : host-port-random */
     int64_t leader_lease_ms, leader_renew_deadline_ms, leader_retry_ms;
@@ -141,5 +142,10 @@ int config_validate(const stamp_config *c, serr *e);
 int64_t config_duration(const stamp_config *c, const char *key);
 void config_print(const stamp_config *c, FILE *f);
 void config_help(FILE *f);
+
+/* state-dir, or data-dir when it is not set. */
+static inline const char *config_state_dir(const stamp_config *c) {
+    return c->state_dir[0] ? c->state_dir : c->data_dir;
+}
 
 #endif

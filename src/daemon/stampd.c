@@ -448,6 +448,7 @@ static int load_config(stampd_state *d, const daemon_opts *o, serr *e) {
     }
     if (o->verbose) str_copy(cfg->log_level, sizeof(cfg->log_level), "DEBUG");
     if (config_validate(cfg, e) || find_libexec(cfg, e)) return e->code;
+    if (cfg->state_dir[0] == '\0') str_copy(cfg->state_dir, sizeof(cfg->state_dir), cfg->data_dir);
     return 0;
 }
 
@@ -516,7 +517,7 @@ static int open_blobs(stampd_state *d, serr *e) {
     stamp_config *cfg = &d->cfg;
     char blobdir[PATH_MAX];
     if (cfg->blob_dir[0]) str_copy(blobdir, sizeof(blobdir), cfg->blob_dir);
-    else if (str_fmt(blobdir, sizeof(blobdir), e, "data-dir", "%s/blobs", cfg->data_dir)) return e->code;
+    else if (str_fmt(blobdir, sizeof(blobdir), e, "state-dir", "%s/blobs", cfg->state_dir)) return e->code;
     const char *backend = cfg->blob_backend;
     if (strcmp(backend, "auto") == 0) backend = cfg->azure_connection[0] ? "azure" : "dir";
     if (blob_open(backend, blobdir, cfg->azure_connection, cfg->probe_timeout_ms * 5, &d->blobs, e))
@@ -577,7 +578,8 @@ static int start_parts(stampd_state *d, serr *e) {
                      .jitter = 0.1};
     ctx->cfg = cfg;
     ctx->q = wq_new(100000, &bo);
-    str_copy(ctx->data_dir, sizeof(ctx->data_dir), cfg->data_dir);
+    str_copy(ctx->data_dir, sizeof(ctx->data_dir), cfg->state_dir);
+    if (mkdir_p(cfg->state_dir, 0700, e)) return serr_wrap(e, "state dir");
     str_copy(ctx->libexec, sizeof(ctx->libexec), cfg->libexec_dir);
     if (ctx->q == NULL) return serr_set(e, SE_NOMEM, "cannot create the work queue");
     stamp_metrics_register();

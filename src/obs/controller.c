@@ -324,7 +324,7 @@ static void hash_files(const obs_plan *p, char out[65]) {
 
 static void secrets_dir(const stamp_config *cfg, char *buf, size_t len) {
     int n = cfg->secrets_dir[0] ? snprintf(buf, len, "%s", cfg->secrets_dir)
-                                : snprintf(buf, len, "%s/secrets", cfg->data_dir);
+                                : snprintf(buf, len, "%s/secrets", config_state_dir(cfg));
     if (n < 0 || (size_t)n >= len) buf[0] = '\0'; /* data-dir is bounded well below: never */
 }
 
@@ -466,11 +466,11 @@ static void prerequisites(obs_ctx *x, char *out, size_t len) {
                              p);
     }
     struct statvfs fs;
-    if (want > 0 && statvfs(x->c->cfg->data_dir, &fs) == 0) {
+    if (want > 0 && statvfs(config_state_dir(x->c->cfg), &fs) == 0) {
         int64_t avail = (int64_t)fs.f_bavail * (int64_t)fs.f_frsize;
         if (avail < want)
             n += str_fmt_cut(out + n, len - n, "%sstorage: %lld bytes asked, %lld free under %s", n ? "; " : "",
-                             (long long)want, (long long)avail, x->c->cfg->data_dir);
+                             (long long)want, (long long)avail, config_state_dir(x->c->cfg));
     }
     if (n == 0) {
         serr e = {0};
@@ -1106,7 +1106,7 @@ int obs_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
     }
     if (rc) goto out;
     x->cat = obs_get_catalog();
-    if (snprintf(x->dir, sizeof(x->dir), "%s/observability/%s", c->cfg->data_dir, x->r.name) >= (int)sizeof(x->dir)) {
+    if (snprintf(x->dir, sizeof(x->dir), "%s/observability/%s", config_state_dir(c->cfg), x->r.name) >= (int)sizeof(x->dir)) {
         rc = serr_set(e, SE_TOOBIG, "data-dir too long for platform %s", x->r.name);
         goto out;
     }

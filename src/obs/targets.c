@@ -24,7 +24,7 @@
 int obs_sd_dir(const stamp_config *cfg, char *buf, size_t len) {
     if (cfg->prometheus_sd_dir[0])
         return str_fmt(buf, len, NULL, "prometheus-sd-dir", "%s", cfg->prometheus_sd_dir);
-    return str_fmt(buf, len, NULL, "prometheus-sd-dir", "%s/prometheus-sd", cfg->data_dir);
+    return str_fmt(buf, len, NULL, "prometheus-sd-dir", "%s/prometheus-sd", config_state_dir(cfg));
 }
 
 int obs_sd_render(const json_t *groups, size_t max, char **out, size_t *len, serr *e) {
