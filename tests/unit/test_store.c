@@ -1748,13 +1748,13 @@ static void test_pg_reconnect(void **state) {
         resource_init(&g);
         if (round == 0) {
             assert_int_equal(store_get(f->s, "Stamp", "rc", &g, &e), 0);
-            resource_free(&g);
         } else {
             json_object_set_new(r.spec, "after", json_true());
             store_event ev = {.type = "Normal", .reason = "Updated", .message = "u"};
             if (store_update(f->s, &r, &ev, &e) != 0) fail_msg("update: %s", e.msg);
             assert_int_equal(r.resource_version, 2);
         }
+        resource_free(&g);
     }
     json_t *evs = NULL;
     assert_int_equal(store_events(f->s, "Stamp", "rc", 0, &evs, &e), 0);
