@@ -1459,6 +1459,66 @@ static void test_statement_cache(void **state) {
 }
 
 
+/* ---- a watch misses nothing ------------------------------------------- */
+
+#define TAIL_WRITERS 4
+#define TAIL_EVENTS 60
+
+typedef struct tail {
+    store *s;
+    atomic_int writing;
+    int failures;
+} tail;
+
+static void *tail_write(void *arg) {
+    tail *t = arg;
+    serr e = {0};
+    for (int i = 0; i < TAIL_EVENTS; i++) {
+        store_event ev = {.type = "Normal", .reason = "Tick", .message = "t"};
+        if (store_event_add(t->s, "Stamp", "tail", &ev, &e) != 0) t->failures++;
+    }
+    atomic_fetch_sub(&t->writing, 1);
+    return NULL;
+}
+
+/* Writers add events from several threads (several connections, on
+ * PostgreSQL) while a watch reads after the last id it was given, as the
+ * API's watch does: it must see every event exactly once, in id order.  On
+ * PostgreSQL that rests on ids becoming visible in id order. */
+static void test_watch_misses_nothing(void **state) {
+    fixture *f = *state;
+    serr e = {0};
+    tail t = {.s = f->s};
+    atomic_store(&t.writing, TAIL_WRITERS);
+    pthread_t th[TAIL_WRITERS];
+    for (int i = 0; i < TAIL_WRITERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, tail_write, &t), 0);
+    int64_t after = 0, last_id = 0;
+    int seen = 0, disorder = 0, more = 1;
+    while (more) {
+        more = atomic_load(&t.writing) > 0; /* one last read after the writers */
+        json_t *evs = NULL;
+        int64_t upto = 0;
+        assert_int_equal(store_events_after(f->s, "Stamp", "tail", NULL, after, 7, &evs, &upto, &e),
+                         0);
+        size_t i;
+        json_t *ev;
+        json_array_foreach(evs, i, ev) {
+            int64_t id = json_integer_value(json_object_get(ev, "id"));
+            if (id <= last_id) disorder++;
+            last_id = id;
+            seen++;
+        }
+        if (json_array_size(evs) == 7) more = 1; /* a full page: read on */
+        json_decref(evs);
+        after = upto;
+    }
+    for (int i = 0; i < TAIL_WRITERS; i++) pthread_join(th[i], NULL);
+    assert_int_equal(t.failures, 0);
+    assert_int_equal(disorder, 0);
+    assert_int_equal(seen, TAIL_WRITERS * TAIL_EVENTS);
+}
+
 /* ---- PostgreSQL's own ------------------------------------------------- */
 
 /* A thread acting for a leader writes only while the database's epoch is
@@ -2102,7 +2162,8 @@ static void test_ops_dispatch(void **state) {
     cmocka_unit_test_setup_teardown(test_too_big, setup_fn, teardown),              \
     cmocka_unit_test_setup_teardown(test_concurrent_counter, setup_fn, teardown),   \
     cmocka_unit_test_setup_teardown(test_reads_while_writer_in_tx, setup_fn, teardown), \
-    cmocka_unit_test_setup_teardown(test_read_your_writes_threads, setup_fn, teardown)
+    cmocka_unit_test_setup_teardown(test_read_your_writes_threads, setup_fn, teardown), \
+    cmocka_unit_test_setup_teardown(test_watch_misses_nothing, setup_fn, teardown)
 
 int main(void) {
     const struct CMUnitTest sqlite_tests[] = {
