@@ -12,6 +12,12 @@ pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
       haproxy curl jq bc)
 if [ "$what" = test ]; then
   pkgs+=(libcmocka-dev sqlite3 procps jq openssl)
+  # The PostgreSQL store's tests (tests/pg/pg.sh) initdb throwaway clusters
+  # of Debian's server (bookworm: 15) in temporary directories on free
+  # loopback ports; psql comes with the client.  Where systemd runs, the
+  # package also starts a system cluster on 5432: the tests never use it
+  # and never listen on 5432 (their ports are 10000-19999).
+  pkgs+=(postgresql postgresql-client)
 fi
 # The ObservabilityPlatform runs Debian's Prometheus, Alertmanager and
 # exporters (deploy/observability/catalog.yaml).  `build` stays what stampd
@@ -42,6 +48,12 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! getent passwd stamp-pod >/dev/null; then
   echo "creating user: stamp-pod"
   useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin stamp-pod
+fi
+# initdb and postgres refuse to run as root: as root, the tests' PostgreSQL
+# clusters run as this user (tests/pg/pg.sh).
+if [ "$what" = test ] && [ "$(id -u)" -eq 0 ] && ! getent passwd stamp-pg >/dev/null; then
+  echo "creating user: stamp-pg"
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin stamp-pg
 fi
 
 # Upgrades of a platform need a second, real version of Prometheus and

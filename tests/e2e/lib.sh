@@ -211,6 +211,7 @@ finish() {
   stop_stampd
   kill_owned
   stop_azurite
+  stop_pg
   [ -n "$PORT_SLOT" ] && rm -rf "$PORT_SLOT"
   local bad
   bad=$(sanitizer_reports)
@@ -227,7 +228,7 @@ finish() {
   if [ "$FAILED" -eq 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$T"; else log "left $T"; fi
   [ "$FAILED" -eq 0 ] && exit 0 || exit 1
 }
-trap 'crash_stampd; kill_owned; stop_azurite' EXIT
+trap 'crash_stampd; kill_owned; stop_azurite; stop_pg' EXIT
 
 apply_template() { ctl apply -f "${1:-$STAMP_SRC/deploy/templates/synaxis-stamp.yaml}" >/dev/null || fail "apply ${1:-}"; }
 
@@ -323,3 +324,40 @@ api() {
 nsfield() { ctl ns get "$1" -o json | jq -r "$2"; }
 ns_status() { nsfield "$1" .status; }
 wait_ns() { wait_until "namespace $1 $2" "${3:-30}" sh -c "[ \"\$(ctl ns get $1 -o json | jq -r .status)\" = $2 ]"; }
+
+# ---- PostgreSQL (tests/pg/pg.sh) ----
+
+# A throwaway PostgreSQL cluster in $T/pg: 127.0.0.1 on a free port, kept
+# across kill_pg/restart_pg (same port, same data).  PG_URL is its URL
+# (superuser postgres, database postgres).  Stopped by finish and by the
+# default EXIT trap (a test with a trap of its own adds stop_pg to it); a
+# watcher kills it if the test is killed before either runs.  pg.sh's
+# timings go to $T/pg-sh.log.
+PG_DIR=$T/pg
+PG_URL=
+pg_sh() { bash "$STAMP_SRC/tests/pg/pg.sh" "$@" 2>>"$T/pg-sh.log"; }
+start_pg() {
+  PG_URL=$(PG_WATCH_PID=$$ pg_sh start "$PG_DIR") || fail "postgres did not start: $(tail -n 5 "$T/pg-sh.log")"
+  log "postgres on $PG_URL ($(tail -n 1 "$T/pg-sh.log" | sed 's/.*: //'))"
+}
+# Clean stop (pg_ctl stop -m fast; a kill -9 if that fails).  Nothing when
+# no cluster was started.
+stop_pg() {
+  [ -d "$PG_DIR/data" ] || return 0
+  pg_sh stop "$PG_DIR" || pg_sh kill "$PG_DIR" || true
+}
+# kill -9 of the postmaster and all its processes (a crash of the server).
+kill_pg() { pg_sh kill "$PG_DIR" || fail "kill -9 of postgres: $(tail -n 3 "$T/pg-sh.log")"; }
+# Stops it if it runs, starts it again on the same port (crash recovery
+# after kill_pg).
+restart_pg() {
+  PG_URL=$(pg_sh restart "$PG_DIR") || fail "postgres did not restart: $(tail -n 5 "$T/pg-sh.log")"
+  log "postgres restarted on $PG_URL ($(tail -n 1 "$T/pg-sh.log" | sed 's/.*: //'))"
+}
+# pg_createdb NAME: a new database ([a-z_][a-z0-9_]*); prints its URL.  It
+# runs in $(...), where fail would not end the test: url=$(pg_createdb x) || fail ...
+pg_createdb() {
+  pg_sh createdb "$PG_DIR" "$1" && return 0
+  log "create database $1: $(tail -n 3 "$T/pg-sh.log")" >&2
+  return 1
+}
