@@ -104,9 +104,14 @@ static int meta_or_random(store *st, const char *key, size_t nbytes, char *out, 
         return 0;
     }
     if (rc != SE_NOTFOUND) return rc;
+    serr_clear(e);
     if (2 * nbytes + 1 > len || hex_random(out, nbytes) != 0)
         return serr_set(e, SE_INTERNAL, "no randomness for %s", key);
-    return store_meta_set(st, key, out, e);
+    /* Replicas starting at once on one store keep the first one's. */
+    if ((rc = store_meta_init(st, key, out, &v, e))) return rc;
+    str_copy(out, len, v);
+    free(v);
+    return 0;
 }
 
 static int hex_decode(const char *hex, unsigned char *out, size_t max) {

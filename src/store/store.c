@@ -240,6 +240,18 @@ int store_meta_get(store *s, const char *key, char **val, serr *e) {
     return s->ops->meta_get(s, key, val, e);
 }
 
+int store_meta_init(store *s, const char *key, const char *val, char **stored, serr *e) {
+    *stored = NULL;
+    if (key == NULL || val == NULL || key[0] == '\0' || strlen(key) > STORE_KEY_MAX)
+        return serr_set(e, SE_INVAL, "store: bad metadata key");
+    if (s->ops->meta_init) return s->ops->meta_init(s, key, val, stored, e);
+    int rc = store_meta_get(s, key, stored, e);
+    if (rc != SE_NOTFOUND) return rc;
+    serr_clear(e);
+    if ((rc = store_meta_set(s, key, val, e))) return rc;
+    return store_meta_get(s, key, stored, e);
+}
+
 int store_meta_set(store *s, const char *key, const char *val, serr *e) {
     int rc = check_meta_key(key, e);
     if (rc) return rc;

@@ -160,6 +160,10 @@ int store_audit_list(store *s, const char *kind, const char *name, int limit, js
  * must be freed. */
 int store_meta_get(store *s, const char *key, char **val, serr *e);
 int store_meta_set(store *s, const char *key, const char *val, serr *e);
+/* Sets key to val unless it is set; *stored gets the value stored (val, or
+ * what another replica stored first), to be freed.  Atomic across the
+ * processes sharing a store. */
+int store_meta_init(store *s, const char *key, const char *val, char **stored, serr *e);
 
 /* Port leases: take n free ports in [lo,hi] for owner (all or nothing), or
  * return the ones owner already holds if it holds exactly n.  ok() may

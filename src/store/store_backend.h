@@ -63,6 +63,9 @@ typedef struct store_ops {
 
     int (*meta_get)(store *s, const char *key, char **val, serr *e);
     int (*meta_set)(store *s, const char *key, const char *val, serr *e);
+    /* May be NULL (one process: get, then set): set unless set, *stored
+     * gets what is stored (allocated). */
+    int (*meta_init)(store *s, const char *key, const char *val, char **stored, serr *e);
 
     int (*ports_lease)(store *s, const char *owner, int n, int lo, int hi, store_port_ok_fn ok,
                        void *arg, int *ports, serr *e);

@@ -102,6 +102,7 @@ enum {
     Q_AUDIT_LIST,
     Q_META_GET,
     Q_META_SET,
+    Q_META_INIT,
     Q_PORTS_LOCK,
     Q_PORTS_HELD,
     Q_PORTS_DELETE,
@@ -166,6 +167,7 @@ static const char *const queries[Q_COUNT] = {
     [Q_META_GET] = "SELECT value FROM meta WHERE key=$1",
     [Q_META_SET] = "INSERT INTO meta(key, value) VALUES($1, $2) "
                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+    [Q_META_INIT] = "INSERT INTO meta(key, value) VALUES($1, $2) ON CONFLICT(key) DO NOTHING",
     [Q_PORTS_LOCK] = "SELECT pg_advisory_xact_lock(" LOCK_PORTS ")",
     [Q_PORTS_HELD] = "SELECT port FROM ports WHERE owner=$1 ORDER BY port",
     /* The owner and every owner below it ("owner/..."): '0' follows '/'. */
@@ -1304,6 +1306,28 @@ static int pg_meta_set(store *base, const char *key, const char *val, serr *e) {
     return run_op(pgs(base), true, op_meta_set, &m, e);
 }
 
+/* Insert unless there, then read what is there: replicas starting at once
+ * all end with the first one's value. */
+static int op_meta_init(pg_store *s, pgc *c, void *arg, serr *e) {
+    meta_ctx *m = arg;
+    params p = {0};
+    p_opt(&p, m->key);
+    p_opt(&p, m->val);
+    int rc = q_do(c, Q_META_INIT, &p, e, "writing metadata");
+    params_free(&p);
+    return rc ? rc : op_meta_get(s, c, arg, e);
+}
+
+static int pg_meta_init(store *base, const char *key, const char *val, char **stored, serr *e) {
+    size_t n = strlen(val);
+    if (n > STORE_META_VAL_MAX || !utf8_valid(val, n))
+        return serr_set(e, SE_INVAL, "store: metadata %s too large or not UTF-8", key);
+    meta_ctx m = {.key = key, .val = val};
+    int rc = run_op(pgs(base), true, op_meta_init, &m, e);
+    if (rc == 0) *stored = m.got;
+    return rc;
+}
+
 /* ---- ports ------------------------------------------------------------ */
 
 typedef struct ports_ctx {
@@ -1633,6 +1657,7 @@ static const store_ops pg_ops = {
     .audit_list = pg_audit_list,
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
+    .meta_init = pg_meta_init,
     .ports_lease = pg_ports_lease,
     .ports_release = pg_ports_release,
     .ports_held = pg_ports_held,
