@@ -16,6 +16,9 @@ apply_template
 ctl deploy --region westeurope --stamp-id 1 --template synaxis-stamp >/dev/null || fail deploy
 S=synaxis-weu-001
 wait_for $S active
+# Settled: the controller records what it applied on a reconcile after
+# Active; a snapshot taken before that would see it as a change.
+wait_until "status.applied recorded" 20 sh -c "ctl status $S -o json | jq -e '.status.applied' >/dev/null"
 
 # What a dry run must not change.
 snapshot() {
