@@ -541,6 +541,20 @@ int api_run_job(api *a, api_req *rq, api_resp *rs, const char *key, job_fn fn, v
     serr e = {0};
     int rc = 0;
     bool submitted = false;
+    if (!cluster_leading()) {
+        /* Slow work acts (a reap, a run, a restore): only the leader does
+         * it, so that two replicas never do it at once.  The client is
+         * told where the leader is (stampctl follows). */
+        if (free_arg) free_arg(arg);
+        if (free_farg) free_farg(farg);
+        char id[128], addr[256];
+        cluster_leader(id, sizeof(id), addr, sizeof(addr));
+        return api_json(rs, 503,
+                        json_pack("{s:{s:s,s:s+},s:{s:s,s:s},s:i}", "error", "code", "NotLeader", "message",
+                                  "this replica follows; slow work runs on the leader: send the request to ",
+                                  addr[0] ? addr : "the leader (none elected yet: try again)", "leader", "id", id,
+                                  "address", addr, "status", 503));
+    }
     api_waiter *w = calloc(1, sizeof(*w));
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);

@@ -165,6 +165,19 @@ json_t *call_raw(const char *method, const char *path, const char *data, size_t 
     /* A valid answer may carry \u0000 (a NUL a pod wrote): accept it. */
     json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, JSON_ALLOW_NUL, NULL);
     sbuf_free(&resp);
+    /* A follower replica sends slow work to the leader: asked once more
+     * there (the request did nothing where it was refused). */
+    const char *leader = jstr(json_object_get(j, "leader"), "address", "");
+    if (status == 503 && leader[0] && strlen(leader) < 200 && strchr(leader, '/') == NULL) {
+        char saved[sizeof(g_server)];
+        str_copy(saved, sizeof(saved), g_server);
+        fmt_or_die(g_server, sizeof(g_server), "server", "http://%s", leader);
+        json_decref(j);
+        status = http(method, path, data, len, ctype, &resp);
+        j = json_loadb(resp.data ? resp.data : "", resp.len, JSON_ALLOW_NUL, NULL);
+        sbuf_free(&resp);
+        str_copy(g_server, sizeof(g_server), saved);
+    }
     if (status_out) *status_out = status;
     if (status >= 400 && !allow_error) {
         const char *msg = error_message(j);

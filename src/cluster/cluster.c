@@ -44,9 +44,17 @@ static struct {
     pthread_t elect, listen;
     bool threads;
     ctl_ctx *c;
-    pthread_mutex_t mu; /* the describe connection */
+    pthread_mutex_t mu; /* the describe connection, the leader's name */
     PGconn *desc;
+    char leader_id[128], leader_addr[256];
 } C = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+void cluster_leader(char *id, size_t idlen, char *addr, size_t addrlen) {
+    pthread_mutex_lock(&C.mu);
+    str_copy(id, idlen, C.leader_id);
+    str_copy(addr, addrlen, C.leader_addr);
+    pthread_mutex_unlock(&C.mu);
+}
 
 bool cluster_enabled(void) { return atomic_load(&C.enabled); }
 bool cluster_leading(void) { return !atomic_load(&C.enabled) || atomic_load(&C.leading); }
@@ -141,6 +149,17 @@ static void round_once(PGconn *pc, int64_t *last_renew, bool *broken) {
     PQclear(r);
     if (*broken) return;
     if (atomic_load(&C.fenced)) step_down("fenced");
+    r = run(pc,
+            "SELECT l.holder, coalesce(r.address, '') FROM stamp_leader l "
+            "LEFT JOIN stamp_replicas r ON r.id = l.holder WHERE l.id = 1 AND l.expires_at > now()",
+            0, NULL, broken);
+    pthread_mutex_lock(&C.mu);
+    bool known = r && PQntuples(r) == 1;
+    str_copy(C.leader_id, sizeof(C.leader_id), known ? PQgetvalue(r, 0, 0) : "");
+    str_copy(C.leader_addr, sizeof(C.leader_addr), known ? PQgetvalue(r, 0, 1) : "");
+    pthread_mutex_unlock(&C.mu);
+    PQclear(r);
+    if (*broken) return;
     if (atomic_load(&C.leading)) {
         snprintf(epoch, sizeof(epoch), "%lld", (long long)atomic_load(&C.epoch));
         const char *p[] = {C.id, epoch, lease};

@@ -71,6 +71,10 @@ void cluster_fenced(void);
 /* A LISTEN session (re)connected: whoever leads must resync. */
 bool cluster_take_resync(void);
 
+/* The leader as this replica saw it at its last election round: its id
+ * and API address ("" when unknown or when this replica leads). */
+void cluster_leader(char *id, size_t idlen, char *addr, size_t addrlen);
+
 /* GET /v1/cluster's body: {backend, self, leader {holder, epoch, since,
  * renewedAt, expiresAt}, replicas [{id, address, startedAt, seenAt,
  * leader}]}.  Reads the database (call it from an API thread). */

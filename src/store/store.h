@@ -2,8 +2,8 @@
  * store.h - durable state: generic resources, append-only events and audit,
  * small metadata, and port leases.  One interface over backends: each fills
  * an ops table (store_backend.h) that store.c dispatches through.  SQLite
- * (store_sqlite.c) is the embedded backend; PostgreSQL will be a second
- * table, chosen at open.
+ * (store_sqlite.c) is the embedded backend; PostgreSQL (store_pg.c), for
+ * several stampd replicas, is the second, chosen at open by the URL.
  *
  * Resources are keyed by (kind, name); tenant is an attribute that callers
  * check (a resource of another tenant is reported as not found by the API).
