@@ -62,8 +62,8 @@ int64_t cluster_epoch(void) { return atomic_load(&C.enabled) && atomic_load(&C.l
 uint64_t cluster_terms(void) { return atomic_load(&C.terms); }
 bool cluster_take_resync(void) { return atomic_exchange(&C.resync, false); }
 
-void cluster_fenced(void) {
-    if (atomic_load(&C.enabled)) atomic_store(&C.fenced, true);
+void cluster_fenced(int64_t epoch) {
+    if (atomic_load(&C.enabled) && epoch != 0 && epoch == atomic_load(&C.epoch)) atomic_store(&C.fenced, true);
 }
 
 void cluster_metrics_register(void) {

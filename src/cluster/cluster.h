@@ -66,8 +66,10 @@ int64_t cluster_epoch(void);
 /* Bumped each time this replica becomes leader: a loop that must resync
  * when leadership starts compares it with the value it saw last. */
 uint64_t cluster_terms(void);
-/* A write of this replica was fenced: it is not the leader any more. */
-void cluster_fenced(void);
+/* A write of this replica with fence epoch was refused: if that is the
+ * epoch it leads with, it is not the leader any more (work started under
+ * an older term of its own says nothing about the current one). */
+void cluster_fenced(int64_t epoch);
 /* A LISTEN session (re)connected: whoever leads must resync. */
 bool cluster_take_resync(void);
 

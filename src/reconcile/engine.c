@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cluster/cluster.h"
+#include "store/store.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
@@ -219,7 +220,7 @@ static void handle(engine *en, const char *key) {
         } else if (rc == SE_FENCED) {
             /* Another replica leads now: nothing of this one's is written. */
             log_warnx("reconcile %s: %s", key, e.msg);
-            cluster_fenced();
+            cluster_fenced(store_fence_get());
         } else {
             const char *reason;
             enum err_cat cat = category(rc, &reason);

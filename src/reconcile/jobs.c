@@ -161,7 +161,7 @@ static void *worker_main(void *arg) {
         /* A job of the leader writes with its epoch (cluster.h). */
         store_fence_set(cluster_epoch());
         int rc = fn(farg, &result, &e);
-        if (rc == SE_FENCED) cluster_fenced();
+        if (rc == SE_FENCED) cluster_fenced(store_fence_get());
         if (free_arg) free_arg(farg);
 
         pthread_mutex_lock(&p->mu);
