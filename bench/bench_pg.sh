@@ -92,7 +92,8 @@ log_ms() { local s=${1:0:23}; echo $(( $(date -u -d "${s:0:19}" +%s) * 1000 + 10
 
 # failover LABEL KILLS: the rounds, then one line of figures.
 failover() {
-  local label=$1 kills=$2 k phase leader epoch idx t0 ln el rc xs=() es=() i ctl
+  local label=$1 kills=$2 k phase want= leader epoch idx t0 ln el rc xs=() es=() i ctl
+  [ "$kills" -gt 0 ] || return 0
   for i in 0 1 2; do start_replica "$i"; done
   for i in 0 1 2; do wait_replica "$i"; done
   TOKEN=$(sed -n 's/^token: //p' "$T/r0.conf")
@@ -103,13 +104,15 @@ failover() {
     ctl deploy --region westeurope --stamp-id 1 --template synaxis-stamp >/dev/null
   fi
   for k in $(seq "$kills"); do
-    # work for the next leader: a drain or an activation in flight
+    # work for the next leader: a drain or an activation in flight (once
+    # the previous round's has brought the stamp where it was going)
     phase=
     for _ in $(seq 600); do
       phase=$(ctl status synaxis-weu-001 -o json | jq -r .status.phase)
-      case $phase in Active | Ready) break ;; esac
+      case $want:$phase in *:Active | *:Ready) [ -z "$want" ] || [ "$want" = "$phase" ] && break ;; esac
       sleep 0.1
     done
+    [ -z "$want" ] || [ "$want" = "$phase" ] || { echo "synaxis-weu-001 stayed $phase, not $want" >&2; exit 1; }
     # the leader: the holder of the lease row whose own log says it took
     # that epoch (a row left by a replica of an earlier run of the loop
     # names a process that does not lead)
@@ -122,8 +125,8 @@ failover() {
     grep -q "leads the controllers, epoch $epoch\$" "$T/$leader.log" 2>/dev/null ||
       { echo "no replica leads (GET /v1/cluster: $(cluster))" >&2; exit 1; }
     case $phase in
-      Active) ctl drain synaxis-weu-001 >/dev/null ;;
-      Ready) ctl activate synaxis-weu-001 >/dev/null ;;
+      Active) ctl drain synaxis-weu-001 >/dev/null; want=Ready ;;
+      Ready) ctl activate synaxis-weu-001 >/dev/null; want=Active ;;
       *) echo "synaxis-weu-001 stayed $phase" >&2; exit 1 ;;
     esac
     t0=$(now)
