@@ -643,3 +643,24 @@ trap 'crash_replicas; crash_stampd; kill_owned; stop_azurite; stop_pg' EXIT
 
 # psql_store SQL: a query on the store's database (unaligned, tuples only).
 psql_store() { psql -X -A -t -q -v ON_ERROR_STOP=1 "$PG_URL" -c "$1"; }
+
+# proc_units PREFIX: the unit of each live process of the store's owner whose
+# unit starts with PREFIX (group leaders only, as procs counts), one a line:
+# a unit listed twice runs twice.
+proc_units() {
+  local owner prefix=${1:-} pid st pg env unit d
+  owner=$(owner_id)
+  [ -n "$owner" ] || return 0
+  for d in /proc/[0-9]*; do
+    pid=${d#/proc/}
+    env=$(tr '\0' '\n' 2>/dev/null <"$d/environ") || continue
+    grep -qx "STAMPD_OWNER=$owner" <<<"$env" || continue
+    unit=$(sed -n 's/^STAMP_UNIT=//p' <<<"$env")
+    case "$unit" in "$prefix"*) ;; *) continue ;; esac
+    read -r st pg < <(sed 's/.*) //' "$d/stat" 2>/dev/null | awk '{print $1, $3}') || continue
+    [ "$st" = Z ] && continue
+    [ "$pg" = "$pid" ] || continue
+    echo "$unit"
+  done
+  return 0
+}
