@@ -33,8 +33,10 @@ nsctl() { STAMP_TOKEN=$TT ctl "$@"; }
 nsctl_rr() { STAMP_TOKEN=$TT ctl_rr "$@"; }
 nsctl_on() { STAMP_TOKEN=$TT ctl_on "$@"; }
 
-# The writer: namespaces created through every live replica in turn, the
-# acknowledged ones listed (a refused or unanswered request is not).
+# The writer: namespaces created through every replica in turn (it runs in
+# a subshell, which does not see the replicas restarted after it started:
+# a killed one refuses the connection), the acknowledged ones listed (a
+# refused or unanswered request is not).
 ACKED=$T/acked-ns
 : >"$ACKED"
 writer() {
@@ -42,7 +44,8 @@ writer() {
   while [ ! -e "$T/stop-writer" ] && kill -0 $$ 2>/dev/null; do
     n=$((n + 1))
     name=w-$n
-    if nsctl_rr ns create "$name" >/dev/null 2>>"$T/writer.err"; then echo "livecalc-bucket-$name" >>"$ACKED"; fi
+    if nsctl_on $((n % 3 + 1)) ns create "$name" >/dev/null 2>"$T/writer.last"; then echo "livecalc-bucket-$name" >>"$ACKED"
+    else echo "r$((n % 3 + 1)) $(tr '\n' ' ' <"$T/writer.last")" >>"$T/writer.err"; fi
     sleep 0.05
   done
 }
@@ -169,5 +172,5 @@ expect_eq "HAProxy's servers: the Active stamps in rotation" "$(hap_serving | tr
 expect_eq "HAProxy's servers: and the standby ones in maintenance" "$(hap_all | tr '\n' ' ')" "${STAMPS[*]} "
 expect_eq "three replicas live" "$(live_replicas | wc -l)" 3
 expect_eq "one leader among them" "$(for i in 1 2 3; do metric_on "$i" stamp_leader; done | grep -c '^1$')" 1
-log "failover times (ms): ${FAILOVERS[*]}; writer: $n_acked acknowledged, $(cat "$T/writer.err" 2>/dev/null | grep -c .) error lines"
+log "failover times (ms): ${FAILOVERS[*]}; writer: $n_acked acknowledged, $(cat "$T/writer.err" 2>/dev/null | grep -c .) refused or unanswered ($(cut -d' ' -f1 "$T/writer.err" 2>/dev/null | sort | uniq -c | tr '\n' ' '))"
 finish

@@ -19,7 +19,7 @@ wait_for synaxis-weu-001 active
 wait_for synaxis-eus-001 active
 TT=$(ctl_on 1 token create --tenant acme --user erin) || fail "tenant token"
 
-# The load: through every live replica in turn, a new template or a new
+# The load: through every replica in turn, a new template or a new
 # namespace; the acknowledged ones listed as "Kind name".
 ACKED=$T/acked
 : >"$ACKED"
@@ -29,10 +29,10 @@ writer() {
     n=$((n + 1))
     if [ $((n % 2)) = 0 ]; then
       sed "s/name: synaxis-stamp/name: load-$n/" "$STAMP_SRC/deploy/templates/synaxis-stamp.yaml" >"$T/load.yaml"
-      if ctl_rr apply -f "$T/load.yaml" >/dev/null 2>"$T/writer.last"; then echo "StampTemplate load-$n" >>"$ACKED"
+      if ctl_on $((n % 3 + 1)) apply -f "$T/load.yaml" >/dev/null 2>"$T/writer.last"; then echo "StampTemplate load-$n" >>"$ACKED"
       else echo "$(date +%s%3N) $(tr '\n' ' ' <"$T/writer.last")" >>"$T/writer.err"; fi
     else
-      if STAMP_TOKEN=$TT ctl_rr ns create "w-$n" >/dev/null 2>"$T/writer.last"; then
+      if STAMP_TOKEN=$TT ctl_on $((n % 3 + 1)) ns create "w-$n" >/dev/null 2>"$T/writer.last"; then
         echo "Namespace livecalc-bucket-w-$n" >>"$ACKED"
       else echo "$(date +%s%3N) $(tr '\n' ' ' <"$T/writer.last")" >>"$T/writer.err"; fi
     fi
