@@ -221,6 +221,14 @@ int sc_exec_follow(sctx *s, const tpl_step *stp, const char *cmd, const char *ta
     rt_proc p[2];
     int n = rt_scan(s->c->rt, unit, true, p, 2, e);
     if (n < 0) return n;
+    if (n == 0 && read_file(rcpath, 4096, &text, NULL, NULL) == 0) {
+        /* It ended between the first look at the result file and the scan:
+         * stamp-run writes the file before it exits, so a second look after
+         * a scan that finds nothing tells "ended" from "never started". */
+        end_run(s, tag, text, logpath, prog, result);
+        free(text);
+        return 0;
+    }
     if (n == 0) {
         /* Neither running nor finished: start it (the first time, or again
          * after a crash that came between persisting Running and the spawn). */
