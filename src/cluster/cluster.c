@@ -66,6 +66,11 @@ void cluster_fenced(int64_t epoch) {
     if (atomic_load(&C.enabled) && epoch != 0 && epoch == atomic_load(&C.epoch)) atomic_store(&C.fenced, true);
 }
 
+void cluster_prepare(void) {
+    atomic_store(&C.leading, false);
+    atomic_store(&C.enabled, true);
+}
+
 void cluster_metrics_register(void) {
     metrics_register(M_LEADER, MT_GAUGE, "1 while this replica leads the controllers");
     metrics_register(M_EPOCH, MT_GAUGE, "The leader epoch this replica leads with (0: it follows)");

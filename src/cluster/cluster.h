@@ -49,6 +49,10 @@ typedef struct cluster_config {
     int64_t lease_ms, renew_deadline_ms, retry_ms;
 } cluster_config;
 
+/* The store is PostgreSQL: from now on this replica does not lead until
+ * the election says so (call it right after opening the store, before
+ * anything that could reconcile, write or run a job). */
+void cluster_prepare(void);
 /* Starts the election and listen threads; SE_INVAL when the figures are
  * inconsistent (renew deadline must be shorter than the lease, retry
  * shorter than the renew deadline). */

@@ -467,6 +467,9 @@ static int open_store(stampd_state *d, serr *e) {
         (cfg->store_url[0] ? store_open(cfg->store_url, &d->st, e) : store_open_sqlite(path, &d->st, e)) ||
         str_fmt(path, sizeof(path), e, "data-dir", "%s/reserve", cfg->data_dir))
         return e->code;
+    /* Replicas: nothing leads, reconciles or runs a job of the leader's
+     * until the election says this one leads (cluster.h). */
+    if (strcmp(store_backend_name(d->st), "postgres") == 0) cluster_prepare();
     if (reserve_init(path, cfg->disk_reserve, e)) {
         log_warnx("%s; retried while stampd runs", e->msg);
         serr_clear(e);

@@ -1614,6 +1614,7 @@ int store_open_pg(const char *url, store **out, serr *e) {
     if ((rc = migrate(s, e)) != 0) goto fail;
     metrics_register(FENCED_METRIC, MT_COUNTER,
                      "Writes refused because this replica's leader epoch was stale");
+    metrics_inc(FENCED_METRIC, "", 0); /* 0 from the start, not absent */
     *out = &s->base;
     return 0;
 fail:
