@@ -650,6 +650,8 @@ static void run_loop(stampd_state *d) {
          * the targets; a new term (or a LISTEN session that reconnected)
          * starts with a resync of everything (cluster.h). */
         if (!cluster_leading()) continue;
+        /* The sweeps below write for the leader: with its epoch. */
+        store_fence_set(cluster_epoch());
         if (cluster_terms() != term || cluster_take_resync()) {
             if (cluster_terms() != term) next_reap = next_retention = next_fd = 0;
             term = cluster_terms();
