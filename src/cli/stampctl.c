@@ -168,10 +168,15 @@ json_t *call_raw(const char *method, const char *path, const char *data, size_t 
     /* A follower replica sends slow work to the leader: asked once more
      * there (the request did nothing where it was refused). */
     const char *leader = jstr(json_object_get(j, "leader"), "address", "");
-    if (status == 503 && leader[0] && strlen(leader) < 200 && strchr(leader, '/') == NULL) {
+    bool routable = leader[0] && strlen(leader) < 200 && strchr(leader, '/') == NULL &&
+                    strncmp(leader, "0.0.0.0:", 8) != 0 && strncmp(leader, "[::]:", 5) != 0 && leader[0] != ':';
+    if (status == 503 && routable) {
         char saved[sizeof(g_server)];
         str_copy(saved, sizeof(saved), g_server);
-        fmt_or_die(g_server, sizeof(g_server), "server", "http://%s", leader);
+        /* The scheme of the server asked first (a token never goes out in
+         * clear because it went to a TLS front). */
+        const char *scheme = strncmp(saved, "https://", 8) == 0 ? "https" : "http";
+        fmt_or_die(g_server, sizeof(g_server), "server", "%s://%s", scheme, leader);
         json_decref(j);
         status = http(method, path, data, len, ctype, &resp);
         j = json_loadb(resp.data ? resp.data : "", resp.len, JSON_ALLOW_NUL, NULL);

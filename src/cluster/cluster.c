@@ -39,15 +39,17 @@ static struct {
     atomic_bool enabled, leading, resync, fenced, stop;
     _Atomic int64_t epoch;
     atomic_uint_fast64_t terms;
-    char url[1024], id[128], address[256];
+    char url[1024], id[128], address[256], options[128];
+    _Atomic int64_t renewed_mono; /* the last renewal this replica saw succeed */
     int64_t lease_ms, renew_deadline_ms, retry_ms;
     pthread_t elect, listen;
     bool threads;
     ctl_ctx *c;
-    pthread_mutex_t mu; /* the describe connection, the leader's name */
+    pthread_mutex_t mu;      /* the leader's name */
+    pthread_mutex_t desc_mu; /* the describe connection (never held by the election) */
     PGconn *desc;
     char leader_id[128], leader_addr[256];
-} C = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} C = {.mu = PTHREAD_MUTEX_INITIALIZER, .desc_mu = PTHREAD_MUTEX_INITIALIZER};
 
 void cluster_leader(char *id, size_t idlen, char *addr, size_t addrlen) {
     pthread_mutex_lock(&C.mu);
@@ -57,8 +59,16 @@ void cluster_leader(char *id, size_t idlen, char *addr, size_t addrlen) {
 }
 
 bool cluster_enabled(void) { return atomic_load(&C.enabled); }
-bool cluster_leading(void) { return !atomic_load(&C.enabled) || atomic_load(&C.leading); }
-int64_t cluster_epoch(void) { return atomic_load(&C.enabled) && atomic_load(&C.leading) ? atomic_load(&C.epoch) : 0; }
+/* A leader that has not renewed for the renew deadline does not act any
+ * more, even before its election thread says so: a process woken from
+ * SIGSTOP (the monotonic clock ran on) stops at once. */
+static bool fresh(void) { return mono_ms() - atomic_load(&C.renewed_mono) <= C.renew_deadline_ms; }
+bool cluster_leading(void) { return !atomic_load(&C.enabled) || (atomic_load(&C.leading) && fresh()); }
+int64_t cluster_epoch(void) {
+    if (!atomic_load(&C.enabled) || !atomic_load(&C.leading)) return 0;
+    int64_t ep = atomic_load(&C.epoch);
+    return fresh() ? ep : 0;
+}
 uint64_t cluster_terms(void) { return atomic_load(&C.terms); }
 bool cluster_take_resync(void) { return atomic_exchange(&C.resync, false); }
 
@@ -80,10 +90,13 @@ void cluster_metrics_register(void) {
 /* A connection of its own, with keepalives and tcp_user_timeout so that a
  * dead peer ends the session in seconds, not at the kernel's hours. */
 static PGconn *connect_db(void) {
+    /* An election never waits long on a lock or a statement: it tries
+     * again next round. */
     const char *const keys[] = {"dbname", "keepalives", "keepalives_idle", "keepalives_interval",
                                 "keepalives_count", "tcp_user_timeout", "connect_timeout",
-                                "application_name", NULL};
-    const char *const vals[] = {C.url, "1", "5", "2", "3", "10000", "5", "stampd-cluster", NULL};
+                                "application_name", "options", NULL};
+    const char *const vals[] = {C.url, "1", "5", "2", "3", "10000", "5", "stampd-cluster",
+                                C.options, NULL};
     PGconn *pc = PQconnectdbParams(keys, vals, 1);
     if (pc && PQstatus(pc) == CONNECTION_OK) return pc;
     if (pc) {
@@ -173,8 +186,10 @@ static void round_once(PGconn *pc, int64_t *last_renew, bool *broken) {
                 "expires_at = now() + $3::bigint * interval '1 millisecond' "
                 "WHERE id = 1 AND holder = $1 AND epoch = $2::bigint RETURNING epoch",
                 3, p, broken);
-        if (r && PQntuples(r) == 1) *last_renew = mono_ms();
-        else if (r) step_down("lease-lost");
+        if (r && PQntuples(r) == 1) {
+            *last_renew = mono_ms();
+            atomic_store(&C.renewed_mono, *last_renew);
+        } else if (r) step_down("lease-lost");
         else if (mono_ms() - *last_renew > C.renew_deadline_ms) step_down("renew-deadline");
         PQclear(r);
         return;
@@ -187,6 +202,7 @@ static void round_once(PGconn *pc, int64_t *last_renew, bool *broken) {
             2, p, broken);
     if (r && PQntuples(r) == 1) {
         *last_renew = mono_ms();
+        atomic_store(&C.renewed_mono, *last_renew);
         became_leader(strtoll(PQgetvalue(r, 0, 0), NULL, 10));
     }
     PQclear(r);
@@ -284,6 +300,8 @@ int cluster_start(const cluster_config *cfg, ctl_ctx *c, serr *e) {
     C.lease_ms = cfg->lease_ms;
     C.renew_deadline_ms = cfg->renew_deadline_ms;
     C.retry_ms = cfg->retry_ms;
+    snprintf(C.options, sizeof(C.options), "-c lock_timeout=%lld -c statement_timeout=%lld",
+             (long long)cfg->retry_ms, (long long)cfg->renew_deadline_ms);
     C.c = c;
     cluster_metrics_register();
     metrics_set(M_LEADER, "", 0);
@@ -308,10 +326,10 @@ void cluster_stop(void) {
     pthread_join(C.elect, NULL);
     pthread_join(C.listen, NULL);
     C.threads = false;
-    pthread_mutex_lock(&C.mu);
+    pthread_mutex_lock(&C.desc_mu);
     if (C.desc) PQfinish(C.desc);
     C.desc = NULL;
-    pthread_mutex_unlock(&C.mu);
+    pthread_mutex_unlock(&C.desc_mu);
 }
 
 /* Long: two queries and their rows as JSON. */
@@ -323,13 +341,13 @@ int cluster_describe(ctl_ctx *c, json_t **out, serr *e) {
                          "local", "epoch", 0, "replicas");
         return 0;
     }
-    pthread_mutex_lock(&C.mu);
+    pthread_mutex_lock(&C.desc_mu);
     if (C.desc == NULL || PQstatus(C.desc) != CONNECTION_OK) {
         if (C.desc) PQfinish(C.desc);
         C.desc = connect_db();
     }
     if (C.desc == NULL) {
-        pthread_mutex_unlock(&C.mu);
+        pthread_mutex_unlock(&C.desc_mu);
         return serr_set(e, SE_UNAVAIL, "cluster: the database is unreachable");
     }
     bool broken = false;
@@ -348,7 +366,7 @@ int cluster_describe(ctl_ctx *c, json_t **out, serr *e) {
                            "FROM stamp_replicas ORDER BY started_at, id",
                            0, NULL, &broken)
                      : NULL;
-    pthread_mutex_unlock(&C.mu);
+    pthread_mutex_unlock(&C.desc_mu);
     if (l == NULL || rs == NULL || PQntuples(l) != 1) {
         PQclear(l);
         PQclear(rs);

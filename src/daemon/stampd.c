@@ -597,7 +597,8 @@ static int start_parts(stampd_state *d, serr *e) {
     as_metrics_register();
     obs_metrics_register();
     load_obs_catalog(cfg);
-    if (ns_rebase_due(ctx, e)) return e->code;
+    /* Replicas: the leader does it when its term starts (run_loop). */
+    if (!cluster_enabled() && ns_rebase_due(ctx, e)) return e->code;
     /* The API address is bound only after HAProxy is up (requests may use
      * the front door), so it is checked first: a port in use must stop
      * stampd before it starts anything. */
@@ -649,13 +650,18 @@ static void run_loop(stampd_state *d) {
         /* Replicas: only the leader sweeps, syncs the front door and writes
          * the targets; a new term (or a LISTEN session that reconnected)
          * starts with a resync of everything (cluster.h). */
-        if (!cluster_leading()) continue;
+        int64_t epoch = cluster_epoch();
+        if (!cluster_leading() || (cluster_enabled() && epoch == 0)) continue;
         /* The sweeps below write for the leader: with its epoch. */
-        store_fence_set(cluster_epoch());
+        store_fence_set(epoch);
         if (cluster_terms() != term || cluster_take_resync()) {
             if (cluster_terms() != term) next_reap = next_retention = next_fd = 0;
             term = cluster_terms();
-            if (cluster_enabled()) engine_resync(d->en);
+            if (cluster_enabled()) {
+                engine_resync(d->en);
+                /* Done by the leader only, fenced (see start_parts). */
+                if (ns_rebase_due(ctx, &se)) log_warnx("rebase of the reaper's due times: %s", se.msg);
+            }
         }
         if (mono_ms() >= next_reap) {
             /* At start too: reaps that a crash interrupted are due now. */

@@ -253,12 +253,13 @@ static void *worker(void *arg) {
         if (rc != 0) continue;
         /* A follower's queue is drained, not run: the leader resyncs what
          * it takes over (cluster.h).  The leader's writes carry its epoch. */
-        if (!cluster_leading()) {
+        int64_t ep = cluster_epoch();
+        if (!cluster_leading() || (cluster_enabled() && ep == 0)) {
             wq_forget(en->c->q, key);
             wq_done(en->c->q, key);
             continue;
         }
-        store_fence_set(cluster_epoch());
+        store_fence_set(ep);
         handle(en, key);
         wq_done(en->c->q, key);
     }
@@ -289,6 +290,8 @@ static int enqueue_one(const resource *r, void *arg) {
 }
 
 void engine_resync(engine *en) {
+    /* A follower has nothing to resync (the leader does). */
+    if (!cluster_leading()) return;
     for (size_t i = 0; i < ncontrollers; i++)
         if (controllers[i].resync)
             store_list(en->c->st, controllers[i].kind, NULL, enqueue_one, en->c, NULL);

@@ -46,6 +46,7 @@ typedef struct job {
     json_t *result;
     int64_t queued_ms, started_ms, finished_ms;
     int64_t finished_mono;
+    int64_t epoch; /* the leader's epoch when it was asked for (cluster.h) */
 } job;
 
 struct job_pool {
@@ -153,15 +154,27 @@ static void *worker_main(void *arg) {
         job_fn fn = j->fn;
         void *farg = j->arg;
         void (*free_arg)(void *) = j->free_arg;
+        int64_t epoch = j->epoch;
         j->arg = NULL;
         pthread_mutex_unlock(&p->mu);
 
         json_t *result = NULL;
         serr e = {0};
-        /* A job of the leader writes with its epoch (cluster.h). */
-        store_fence_set(cluster_epoch());
-        int rc = fn(farg, &result, &e);
-        if (rc == SE_FENCED) cluster_fenced(store_fence_get());
+        int rc;
+        /* Replicas: a job acts for the leader that asked for it, with its
+         * epoch as the fence; asked for under another term (or none), it
+         * does nothing: the leader of now decides again (cluster.h). */
+        if (cluster_enabled() && (epoch == 0 || epoch != cluster_epoch())) {
+            /* Not SE_FENCED: nothing was refused by the database, and a
+             * reconcile of a new term of this replica reading this answer
+             * must not take it for its own fencing. */
+            rc = serr_set(&e, SE_UNAVAIL, "not run: asked for under leader epoch %lld, which this replica no longer holds",
+                          (long long)epoch);
+        } else {
+            store_fence_set(epoch);
+            rc = fn(farg, &result, &e);
+            if (rc == SE_FENCED) cluster_fenced(epoch);
+        }
         if (free_arg) free_arg(farg);
 
         pthread_mutex_lock(&p->mu);
@@ -351,6 +364,7 @@ static int submit_locked(job_pool *p, const char *key, job_fn fn, void *arg,
     j->fn = fn;
     j->arg = arg;
     j->free_arg = free_arg;
+    j->epoch = cluster_epoch();
     j->queued_ms = now_ms();
     j->next = p->all;
     if (p->all) p->all->prev = j;

@@ -52,6 +52,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -333,7 +334,15 @@ static bool conn_reset(pgc *c) {
 static int pool_get(pg_store *s, pgc **out, serr *e) {
     *out = NULL;
     pthread_mutex_lock(&s->mu);
-    while (s->nidle == 0 && s->nopen >= s->max) pthread_cond_wait(&s->cv, &s->mu);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    while (s->nidle == 0 && s->nopen >= s->max) {
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
+            pthread_mutex_unlock(&s->mu);
+            return serr_set(e, SE_UNAVAIL, "store: no database connection free for 30 s");
+        }
+    }
     if (s->nidle > 0) {
         pgc *c = s->idle[--s->nidle];
         pthread_mutex_unlock(&s->mu);
@@ -1542,6 +1551,12 @@ static int conninfo(pg_store *s, const char *url, serr *e) {
         {"keepalives_interval", "2"}, {"keepalives_count", "3"},
         {"tcp_user_timeout", "10000"}, {"connect_timeout", "5"},
         {"client_encoding", "UTF8"},  {"application_name", "stampd"},
+        /* A session whose process stopped (SIGSTOP, a frozen VM) inside a
+         * transaction would hold its locks (the leader row it fenced on,
+         * the event lock) and with them every other replica's writes and
+         * elections: the server ends it.  No statement of the store runs
+         * for 30 s. */
+        {"options", "-c idle_in_transaction_session_timeout=3000 -c statement_timeout=30000"},
     };
     enum { NDEF = sizeof(defaults) / sizeof(defaults[0]) };
     char *err = NULL;
