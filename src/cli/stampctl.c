@@ -777,7 +777,9 @@ static int cluster_status(opts *o) {
         char a[32];
         printf("%-32s %-22s %-25s %-10s %s%s\n", jstr(x, "id", "?"), jstr(x, "address", "?"), jstr(x, "startedAt", "?"),
                fmt_duration(jint(x, "seenMsAgo", 0), a, sizeof(a)),
-               json_is_true(json_object_get(x, "leader")) ? "leader" : "follower",
+               json_is_true(json_object_get(x, "leader"))  ? "leader"
+               : json_is_true(json_object_get(x, "stale")) ? "gone? (not seen for a lease)"
+                                                            : "follower",
                json_is_true(json_object_get(x, "self")) ? " (this)" : "");
     }
     json_decref(r);

@@ -189,6 +189,13 @@ static void round_once(PGconn *pc, int64_t *last_renew, bool *broken) {
         if (r && PQntuples(r) == 1) {
             *last_renew = mono_ms();
             atomic_store(&C.renewed_mono, *last_renew);
+            /* Replicas unseen for five leases are gone (a kill -9 leaves
+             * its row; a restart comes back under a new id). */
+            char gone[32];
+            snprintf(gone, sizeof(gone), "%lld", (long long)(5 * C.lease_ms));
+            const char *g[] = {gone};
+            PQclear(run(pc, "DELETE FROM stamp_replicas WHERE seen_at < now() - $1::bigint * interval '1 millisecond'",
+                        1, g, broken));
         } else if (r) step_down("lease-lost");
         else if (mono_ms() - *last_renew > C.renew_deadline_ms) step_down("renew-deadline");
         PQclear(r);
@@ -380,12 +387,13 @@ int cluster_describe(ctl_ctx *c, json_t **out, serr *e) {
                           "valid", valid, "replicas");
     json_t *arr = json_object_get(o, "replicas");
     for (int i = 0; i < PQntuples(rs); i++) {
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:b}", "id", PQgetvalue(rs, i, 0), "address",
-                                             PQgetvalue(rs, i, 1), "startedAt", PQgetvalue(rs, i, 2), "seenAt",
-                                             PQgetvalue(rs, i, 3), "version", PQgetvalue(rs, i, 4), "seenMsAgo",
-                                             (json_int_t)strtoll(PQgetvalue(rs, i, 5), NULL, 10), "leader",
+        int64_t ago = strtoll(PQgetvalue(rs, i, 5), NULL, 10);
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:b,s:b}", "id", PQgetvalue(rs, i, 0),
+                                             "address", PQgetvalue(rs, i, 1), "startedAt", PQgetvalue(rs, i, 2),
+                                             "seenAt", PQgetvalue(rs, i, 3), "version", PQgetvalue(rs, i, 4),
+                                             "seenMsAgo", (json_int_t)ago, "leader",
                                              valid && strcmp(PQgetvalue(rs, i, 0), holder) == 0, "self",
-                                             strcmp(PQgetvalue(rs, i, 0), C.id) == 0));
+                                             strcmp(PQgetvalue(rs, i, 0), C.id) == 0, "stale", ago > C.lease_ms));
     }
     PQclear(l);
     PQclear(rs);
