@@ -16,8 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "stamp/prom.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 #define SWEEP_MAX 4096 /* directory entries looked at for stale temporaries */
 
@@ -84,7 +86,7 @@ static void sweep_temporaries(const char *dir) {
     struct dirent *de;
     for (int n = 0; n < SWEEP_MAX && (de = readdir(d)) != NULL; n++) {
         if (!str_has_prefix(de->d_name, OBS_SD_STAMPS ".tmp.") &&
-            !str_has_prefix(de->d_name, OBS_SD_HEALTH ".tmp."))
+            !str_has_prefix(de->d_name, OBS_SD_HEALTH ".tmp.") && !str_has_prefix(de->d_name, OBS_SD_STAMPD ".tmp."))
             continue;
         char path[PATH_MAX];
         if (str_fmt(path, sizeof(path), NULL, "path", "%s/%s", dir, de->d_name) == 0) unlink(path);
@@ -96,17 +98,43 @@ static void sweep_temporaries(const char *dir) {
  * loop's only. */
 static struct {
     char dir[PATH_MAX];
-    char hash[2][65];
+    char hash[3][65];
     bool swept;
 } last;
 
+/* stampd itself: every live replica's API address (GET /v1/cluster), or
+ * this one's listen address without replicas; so a platform's Prometheus
+ * scrapes them all and a change of leader changes nothing in its config. */
+static int stampd_targets(ctl_ctx *c, json_t **out, serr *e) {
+    json_t *targets = json_array();
+    if (cluster_enabled()) {
+        json_t *d = NULL;
+        int rc = cluster_describe(c, &d, e);
+        if (rc) {
+            json_decref(targets);
+            return rc;
+        }
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(d, "replicas"), i, r) if (!json_is_true(json_object_get(r, "stale")))
+            json_array_append_new(targets, json_string(jstr(r, "address", "")));
+        json_decref(d);
+    } else {
+        json_array_append_new(targets, json_string(c->cfg->listen));
+    }
+    *out = json_pack("[{s:o,s:{}}]", "targets", targets, "labels");
+    return *out ? 0 : serr_set(e, SE_NOMEM, "out of memory");
+}
+
 static int sync_one(ctl_ctx *c, const char *dir, int i, serr *e) {
-    static const char *const files[2] = {OBS_SD_STAMPS, OBS_SD_HEALTH};
+    static const char *const files[3] = {OBS_SD_STAMPS, OBS_SD_HEALTH, OBS_SD_STAMPD};
     json_t *groups = NULL;
     char *text = NULL;
     size_t len = 0;
     serr e2 = {0};
-    int rc = i == 0 ? stamp_prom_targets(c, &groups, &e2) : stamp_prom_health_targets(c, &groups, &e2);
+    int rc = i == 0   ? stamp_prom_targets(c, &groups, &e2)
+             : i == 1 ? stamp_prom_health_targets(c, &groups, &e2)
+                      : stampd_targets(c, &groups, &e2);
     if (rc == 0) rc = obs_sd_render(groups, OBS_SD_MAX, &text, &len, &e2);
     if (rc == 0) rc = obs_sd_write(dir, files[i], text, len, last.hash[i], NULL, &e2);
     json_decref(groups);
@@ -131,7 +159,8 @@ int obs_targets_sync(ctl_ctx *c, serr *e) {
     }
     int rc = sync_one(c, dir, 0, e);
     int rc2 = sync_one(c, dir, 1, rc ? NULL : e);
-    return rc ? rc : rc2;
+    int rc3 = sync_one(c, dir, 2, rc || rc2 ? NULL : e);
+    return rc ? rc : rc2 ? rc2 : rc3;
 }
 
 /* path made absolute into buf when it is a regular file: 1; not there: 0. */

@@ -32,6 +32,7 @@
 
 #define OBS_SD_STAMPS "stamps.json"
 #define OBS_SD_HEALTH "stamps-health.json"
+#define OBS_SD_STAMPD "stampd.json" /* every replica of stampd (one without replicas) */
 #define OBS_SD_MAX (8u << 20) /* bytes of one file */
 
 /* The prometheus-sd-dir key, or <data-dir>/prometheus-sd when it is "".

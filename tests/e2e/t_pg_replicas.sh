@@ -146,4 +146,8 @@ expect_ok "audit has the operator's drain" jq -e '[.items[].operation] | index("
 wait_leader
 expect_eq "the same leader throughout" "$LEADER" "$L"
 expect_eq "stamp_leader_changes_total on the leader" "$(metric_on "$L" 'stamp_leader_changes_total{change="elected"}')" 1
+# A platform's Prometheus scrapes every replica of stampd: the leader keeps
+# the file_sd file of them (stampd.json) in the shared state dir.
+wait_until "stampd.json lists the three replicas" 20 sh -c "jq -e '.[0].targets | length == 3' '$STATE/prometheus-sd/stampd.json'"
+ok "stampd.json: $(jq -c '.[0].targets' "$STATE/prometheus-sd/stampd.json")"
 finish
