@@ -28,8 +28,8 @@ for b in "$build"/fuzz_*; do
     exit 1
   fi
   after=$(ls "tests/fuzz/corpus/$n" | wc -l)
-  execs=$(awk -F: '/^stat::number_of_executed_units/ {gsub(/ /, "", $3); print $3}' "$log")
-  rate=$(awk -F: '/^stat::average_exec_per_sec/ {gsub(/ /, "", $3); print $3}' "$log")
+  execs=$(awk -F: '/^stat::number_of_executed_units/ {gsub(/ /, "", $4); print $4}' "$log")
+  rate=$(awk -F: '/^stat::average_exec_per_sec/ {gsub(/ /, "", $4); print $4}' "$log")
   echo "fuzz $n: ok, $execs execs ($rate/s), corpus $before -> $after inputs"
   n_run=$((n_run + 1))
 done
