@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "autoscale/spec.h"
 #include "core/template.h"
@@ -72,8 +73,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
         one(doc);
     }
+    /* stampctl get -o yaml, applied back: the same document. */
     char *y = NULL;
-    if (json_to_yaml(doc, &y, &e) == 0) free(y);
+    if (json_to_yaml(doc, &y, &e) == 0) {
+        json_t *back = NULL;
+        serr e2 = {0};
+        if (yaml_to_json(y, strlen(y), &back, NULL, &e2) != 0) {
+            fprintf(stderr, "fuzz_manifest: json_to_yaml's output is refused: %s\n%s\n", e2.msg, y);
+            abort();
+        }
+        if (!json_equal(doc, back)) {
+            char *a = json_dumps(doc, JSON_ENCODE_ANY), *b = json_dumps(back, JSON_ENCODE_ANY);
+            fprintf(stderr, "fuzz_manifest: YAML round trip differs\nin:   %s\nyaml: %s\nback: %s\n", a, y, b);
+            abort();
+        }
+        json_decref(back);
+        free(y);
+    }
     json_decref(doc);
     return 0;
 }
