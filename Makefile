@@ -2,10 +2,13 @@
 # names the jobs people run.
 BUILD   ?= build
 ASAN    ?= build-asan
+FUZZ    ?= build-fuzz
+# make fuzz: seconds per harness; make check-fuzz: STAMP_FUZZ_SECONDS (15).
+FUZZ_SECONDS ?= 600
 JOBS    ?= 2
 PREFIX  ?= /usr/local
 
-.PHONY: all deps test-deps build demo lint check check-fast check-asan bench install clean
+.PHONY: all deps test-deps build demo lint check check-fast check-asan fuzz fuzz-build check-fuzz bench install clean
 
 all: build
 
@@ -27,12 +30,14 @@ demo: build
 lint:
 	@scripts/lint.sh
 
-# The whole suite, then the whole suite again under ASan+UBSan.
+# The whole suite, then the whole suite again under ASan+UBSan, then the
+# fuzz harnesses' short regression runs.
 check: test-deps lint
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure -j 2
 	@$(MAKE) --no-print-directory check-asan
+	@$(MAKE) --no-print-directory check-fuzz
 
 check-fast: test-deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -45,6 +50,22 @@ check-asan: test-deps
 	@cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j 2
 
+# The libFuzzer harnesses (tests/fuzz): clang, ASan+UBSan, the library only.
+fuzz-build: test-deps
+	@CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSTAMP_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ) -j $(JOBS)
+
+# Each harness for FUZZ_SECONDS (default 600) in turn.  New inputs that reach
+# new code are added to tests/fuzz/corpus/NAME/ in the tree: commit those worth
+# keeping (libFuzzer's -merge=1 into an empty dir minimises a corpus).  A crash
+# stops the run with its input in $(FUZZ)/fuzz-artifacts/NAME/.
+fuzz: fuzz-build
+	@tests/fuzz/fuzz.sh $(FUZZ) $(FUZZ_SECONDS)
+
+# Each harness for a short time over a copy of its corpus (ctest fuzz/*).
+check-fuzz: fuzz-build
+	@cd $(FUZZ) && ctest --output-on-failure -j 2
+
 bench: build
 	@bench/run.sh $(BUILD)
 
@@ -52,4 +73,4 @@ install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN)
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -18,6 +18,9 @@ if [ "$what" = test ]; then
   # package also starts a system cluster on 5432: the tests never use it
   # and never listen on 5432 (their ports are 10000-19999).
   pkgs+=(postgresql postgresql-client)
+  # The fuzz harnesses (tests/fuzz, make fuzz / check-fuzz) are libFuzzer's:
+  # clang, and compiler-rt's libFuzzer and sanitizer runtimes (bookworm: 14).
+  pkgs+=(clang libclang-rt-14-dev)
 fi
 # The ObservabilityPlatform runs Debian's Prometheus, Alertmanager and
 # exporters (deploy/observability/catalog.yaml).  `build` stays what stampd

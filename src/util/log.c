@@ -36,7 +36,7 @@ int log_level_parse(const char *s) {
 /* A line longer than its buffer is cut (str_fmt_cut: never inside a UTF-8
  * character): a log line is for a person, and a cut one still says what
  * happened. */
-static void log_vline(int level, const char *fmt, va_list ap, int err) {
+__attribute__((format(printf, 2, 0))) static void log_vline(int level, const char *fmt, va_list ap, int err) {
     static const char *names[] = {"ERROR", "WARNING", "INFO", "DEBUG"};
     assert(level >= LOG_ERROR && level <= LOG_DEBUG);
     if (level > log_lvl) return;
