@@ -10,9 +10,9 @@
 #include "traffic/traffic.h"
 
 static void row(const char *name, const tr_stat *s, void *arg) {
-    int64_t *sum = arg;
-    *sum += (int64_t)strlen(name) + (int64_t)strlen(s->status);
-    *sum += s->scur ^ s->qcur ^ s->stot ^ s->rate ^ s->req_tot ^ s->hrsp_5xx ^ s->rtime_ms;
+    uint64_t *sum = arg; /* unsigned: any int64 field values may be summed */
+    *sum += strlen(name) + strlen(s->status);
+    *sum += (uint64_t)(s->scur ^ s->qcur ^ s->stot ^ s->rate ^ s->req_tot ^ s->hrsp_5xx ^ s->rtime_ms);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (reply == NULL) return 0;
     memcpy(reply, data, size);
     reply[size] = '\0';
-    int64_t sum = 0;
+    uint64_t sum = 0;
     serr e = {0};
     (void)haproxy_stat_parse(reply, row, &sum, &e);
     free(reply);
