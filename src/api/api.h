@@ -64,6 +64,13 @@ typedef struct api_route {
 } api_route;
 
 const api_route *api_routes(size_t *n);
+/* TESTS ONLY (the fuzz harness): the request layer without a network or a
+ * handler: query-string decoding and byte checks, path segment checks, route
+ * matching, the query against the route's declared parameters, and a JSON
+ * body's parse.  0 when the request would reach its handler, else the SE_*
+ * code it would be refused with.  query is the raw string after '?'. */
+int api_fuzz_request(const char *method, const char *path, const char *query, const char *body,
+                     size_t len);
 /* The OpenAPI 3.1 document of the n rows (pure: no server needed). */
 json_t *api_openapi(const api_route *rows, size_t n, const char *version);
 

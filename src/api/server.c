@@ -672,6 +672,8 @@ static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char 
     return MHD_NO;
 }
 
+static int check_path(const char *url, api_resp *rs);
+
 /* Every query value and path segment, once, before any routing. */
 static int check_url(struct MHD_Connection *conn, const char *url, track *t, api_resp *rs) {
     bool nul = t && t->nul_in_url;
@@ -679,6 +681,15 @@ static int check_url(struct MHD_Connection *conn, const char *url, track *t, api
     arg_check ac = {.rs = rs};
     MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, check_arg, &ac);
     if (ac.bad) return SE_INVAL;
+    int rc = check_path(url, rs);
+    if (rc) return rc;
+    /* A %00 in no query value: it was in the path, which ends there. */
+    if (nul) return api_error(rs, SE_INVAL, "path: contains a NUL byte (%%00)");
+    return 0;
+}
+
+/* Every path segment: no control bytes, valid UTF-8. */
+static int check_path(const char *url, api_resp *rs) {
     const char *seg = url;
     while (*seg) {
         while (*seg == '/') seg++;
@@ -692,8 +703,6 @@ static int check_url(struct MHD_Connection *conn, const char *url, track *t, api
         }
         seg += n;
     }
-    /* A %00 in no query value: it was in the path, which ends there. */
-    if (nul) return api_error(rs, SE_INVAL, "path: contains a NUL byte (%%00)");
     return 0;
 }
 
@@ -773,6 +782,71 @@ static int check_query(struct MHD_Connection *conn, const api_route *rt, const c
     query_check qc = {.rt = rt, .method = method, .rs = rs};
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, check_one_query, &qc);
     return qc.bad ? SE_INVAL : 0;
+}
+
+/* ---- test hook: the fuzz harness only (tests/fuzz/fuzz_http.c) ---- */
+
+/* The key=value pairs of a raw query string, %-decoded as MHD does, each
+ * through check_arg and (with a route) check_one_query. */
+static int fuzz_query(const char *query, const api_route *rt, const char *method, api_resp *rs) {
+    size_t qlen = strlen(query);
+    if (qlen > 65536) return api_error(rs, SE_TOOBIG, "query string too long");
+    char *buf = malloc(qlen + 1);
+    if (buf == NULL) return SE_NOMEM;
+    memcpy(buf, query, qlen + 1);
+    int rc = 0;
+    for (char *p = buf; p && *p && rc == 0;) {
+        char *amp = strchr(p, '&');
+        if (amp) *amp = '\0';
+        char *eq = strchr(p, '=');
+        if (eq) *eq = '\0';
+        size_t kl = MHD_http_unescape(p);
+        size_t vl = eq ? MHD_http_unescape(eq + 1) : 0;
+        const char *v = eq ? eq + 1 : NULL;
+        arg_check ac = {.rs = rs};
+        check_arg(&ac, MHD_GET_ARGUMENT_KIND, p, kl, v, vl);
+        if (ac.bad) {
+            rc = SE_INVAL;
+        } else if (rt) {
+            query_check qc = {.rt = rt, .method = method, .rs = rs};
+            check_one_query(&qc, MHD_GET_ARGUMENT_KIND, p, v);
+            if (qc.bad) rc = SE_INVAL;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    free(buf);
+    return rc;
+}
+
+int api_fuzz_request(const char *method, const char *path, const char *query, const char *body,
+                     size_t len) {
+    api_resp rs = {0};
+    conn_state *cs = calloc(1, sizeof(*cs));
+    if (cs == NULL) return SE_NOMEM;
+    int rc = fuzz_query(query, NULL, method, &rs);
+    if (rc == 0) rc = check_path(path, &rs);
+    if (rc == 0) {
+        route_for(method, path, cs);
+        if (cs->rt == NULL)
+            rc = api_error(&rs, cs->path_known ? SE_METHOD : SE_NOTFOUND, "no route: %s %s",
+                           method, path);
+    }
+    if (rc == 0) rc = fuzz_query(query, cs->rt, method, &rs);
+    if (rc == 0 && cs->rt->body != API_BODY_RAW && len > API_MAX_BODY)
+        rc = api_error(&rs, SE_TOOBIG, "request body larger than %d bytes", API_MAX_BODY);
+    if (rc == 0 && cs->rt->body != API_BODY_RAW && len > 0) {
+        serr e = {0};
+        json_t *j = NULL;
+        if (json_parse_user(body, len, &j, &e) != 0)
+            rc = api_error(&rs, e.code, "request body: %s", e.msg);
+        else if (!json_is_object(j))
+            rc = api_error(&rs, SE_INVAL, "request body: must be a JSON object");
+        json_decref(j);
+    }
+    json_decref(rs.body);
+    free(rs.text);
+    free(cs);
+    return rc;
 }
 
 const api_route *api_routes(size_t *n) {

@@ -325,11 +325,11 @@ static int az_request(blob_store *b, const char *verb, const char *path, const c
     return httpc_do(&rq, status, resp, e);
 }
 
-static int az_error(long status, sbuf *resp, const char *what, serr *e) {
+int blob_az_error(long status, const char *body, const char *what, serr *e) {
     const char *code = NULL;
     char text[160] = "";
-    if (resp->data) {
-        code = strstr(resp->data, "<Code>");
+    if (body) {
+        code = strstr(body, "<Code>");
         if (code) {
             code += 6;
             const char *end = strstr(code, "</Code>");
@@ -341,6 +341,10 @@ static int az_error(long status, sbuf *resp, const char *what, serr *e) {
     }
     int c = status == 404 ? SE_NOTFOUND : status >= 500 ? SE_UNAVAIL : SE_IO;
     return serr_set(e, c, "azure %s: HTTP %ld %s", what, status, text);
+}
+
+static int az_error(long status, sbuf *resp, const char *what, serr *e) {
+    return blob_az_error(status, resp->data, what, e);
 }
 
 static int az_container(blob_store *b, const char *container, serr *e) {

@@ -70,4 +70,9 @@ typedef int64_t (*blob_retention_fn)(const char *tenant, void *arg);
 int blob_expire(blob_store *b, const char *container, int64_t now_ms, blob_retention_fn fn,
                 void *arg, serr *e);
 
+/* The error an Azure reply with this status and XML body (NUL-terminated,
+ * may be NULL) means: the <Code> element's text in the message, the status
+ * mapped to SE_NOTFOUND / SE_UNAVAIL / SE_IO.  Exposed for the fuzz harness. */
+int blob_az_error(long status, const char *body, const char *what, serr *e);
+
 #endif

@@ -577,17 +577,10 @@ static void parse_row(const char *line, const stat_cols *c, char *name, size_t n
     stat_field(line, c->rtime, f, sizeof(f)); s->rtime_ms = strtoll(f, NULL, 10);
 }
 
-/* Calls fn for every server row of the backend.  No lock held. */
-static int each_server(const hap *h, void (*fn)(const char *name, const tr_stat *s, void *arg), void *arg,
-                       serr *e) {
-    char cmd[128], *r;
-    int rc = fmt(cmd, sizeof(cmd), e, "show stat %s 4 -1", h->backend);
-    if (rc || (rc = hap_cmd(h, cmd, &r, e))) return rc;
-    if (strncmp(r, "# ", 2) != 0) {
-        rc = serr_set(e, SE_IO, "haproxy: unexpected reply to show stat: %.80s", r);
-        free(r);
-        return rc;
-    }
+int haproxy_stat_parse(const char *r, void (*fn)(const char *name, const tr_stat *s, void *arg),
+                       void *arg, serr *e) {
+    if (strncmp(r, "# ", 2) != 0)
+        return serr_set(e, SE_IO, "haproxy: unexpected reply to show stat: %.80s", r);
     const char *hd = r + 2;
     stat_cols c = {stat_col(hd, "svname"), stat_col(hd, "scur"), stat_col(hd, "qcur"),
                    stat_col(hd, "stot"), stat_col(hd, "rate"), stat_col(hd, "status"),
@@ -602,8 +595,18 @@ static int each_server(const hap *h, void (*fn)(const char *name, const tr_stat 
         }
         line = strchr(line, '\n');
     }
-    free(r);
     return 0;
+}
+
+/* Calls fn for every server row of the backend.  No lock held. */
+static int each_server(const hap *h, void (*fn)(const char *name, const tr_stat *s, void *arg), void *arg,
+                       serr *e) {
+    char cmd[128], *r;
+    int rc = fmt(cmd, sizeof(cmd), e, "show stat %s 4 -1", h->backend);
+    if (rc || (rc = hap_cmd(h, cmd, &r, e))) return rc;
+    rc = haproxy_stat_parse(r, fn, arg, e);
+    free(r);
+    return rc;
 }
 
 typedef struct find_arg {

@@ -120,4 +120,10 @@ typedef struct traffic_ops {
 
 extern const traffic_ops traffic_haproxy_ops;
 
+/* Parses a `show stat` reply (NUL-terminated CSV with its "# " header),
+ * calling fn for each server row (not BACKEND/FRONTEND).  SE_IO when it
+ * does not start with the header.  Exposed for the fuzz harness. */
+int haproxy_stat_parse(const char *reply, void (*fn)(const char *name, const tr_stat *s, void *arg),
+                       void *arg, serr *e);
+
 #endif
