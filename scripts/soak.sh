@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# soak.sh - kill -9 of stampd at random moments under a mixed load (issue 16,
+# item 2).  One stampd (SQLite store) on tests/e2e/lib.sh; a background load
+# deploys, drains, activates and deletes stamps and creates namespaces, runs
+# pods in them and finalizes them (which reaps them), logging every
+# operation it tries and every one acknowledged (stampctl exit 0: HTTP 2xx).
+# SOAK_KILLS times (default 1000): after 0.2-3 s, kill -9 of stampd and a
+# restart.  Every SOAK_CHECK_EVERY kills (default 10) and at the end the load
+# stops, stampd is left to converge and the invariants are checked:
+#   - no acknowledged write lost: every acknowledged deploy / ns create is in
+#     the store, and an acknowledged operation no later one was tried on
+#     left its resource in the state it asks for;
+#   - every exec step ran exactly once (each step appends a line per run);
+#   - one process per unit, none leaked (the count each phase implies);
+#   - no namespace reaped without its diagnostics archived and verified (the
+#     recorded sha256 matches the blob), nor reaped twice;
+#   - HAProxy's serving servers equal the Active stamps.
+# Prints kills survived, every violation found and the duration; exits 1
+# when a violation was found.
+#
+# STAMP_BIN (build directory) and STAMP_SRC (source tree) as for ctest;
+# `make soak` sets both.
+TEST_NAME=soak
+: "${STAMP_SRC:=$(cd "$(dirname "$0")/.." && pwd)}"
+: "${STAMP_BIN:=$STAMP_SRC/build}"
+export STAMP_SRC STAMP_BIN
+. "$STAMP_SRC/tests/e2e/lib.sh"
+
+KILLS=${SOAK_KILLS:-1000}
+CHECK_EVERY=${SOAK_CHECK_EVERY:-10}
+CONVERGE_S=${SOAK_CONVERGE_S:-120}
+MAX_STAMPS=${SOAK_MAX_STAMPS:-4}
+MAX_NS=${SOAK_MAX_NS:-4}
+RUNS=$T/runs
+OPS=$T/ops.log          # "<ms> try|ack OP NAME", appended by the load
+VIOL=$T/violations
+mkdir -p "$RUNS"
+: >"$OPS"
+: >"$VIOL"
+T0=$(date +%s)
+KILLED=0
+CHECKS=0
+
+violation() { log "VIOLATION: $*"; echo "$*" >>"$VIOL"; }
+
+summary() {
+  local n
+  n=$(grep -c . "$VIOL")
+  echo "==== soak: $KILLED kill(s) of $KILLS survived, $CHECKS invariant check(s), $n violation(s), $(( $(date +%s) - T0 )) s ===="
+  echo "     operations: $(grep -c ' try ' "$OPS") tried, $(grep -c ' ack ' "$OPS") acknowledged ($(awk '$2 == "ack" {print $3}' "$OPS" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}' | sed 's/, $//'))"
+  [ "$n" -eq 0 ] || sed 's/^/     violation: /' "$VIOL"
+}
+
+# lib.sh's fail ends the run (stampd not coming back, say): a violation too,
+# with the figures printed first.
+eval "lib_$(declare -f fail)"
+fail() {
+  violation "fatal: $*"
+  stop_load
+  summary
+  lib_fail "$@"
+}
+
+ARGS=("${NS_ARGS[@]}" --set reap-interval=500ms --set reap-retry-initial=200ms --set reap-retry-max=1s)
+start_stampd "${ARGS[@]}"
+# The example template, each exec step also counting its own runs (as t_crash).
+sed -e 's/name: synaxis-stamp/name: soak-stamp/' \
+    -e "s|run: mkdir -p \"\$STAMP_DIR/rg\" \&\&|run: echo network >> $RUNS/\$STAMP_NAME \&\& mkdir -p \"\$STAMP_DIR/rg\" \&\&|" \
+    -e "s|run: echo \"managed identity|run: echo security >> $RUNS/\$STAMP_NAME \&\& echo \"managed identity|" \
+    -e "s|run: echo \"service bus|run: echo integration >> $RUNS/\$STAMP_NAME \&\& echo \"service bus|" \
+    "$STAMP_SRC/deploy/templates/synaxis-stamp.yaml" >"$T/soak.yaml"
+grep -q 'echo integration' "$T/soak.yaml" || fail "template rewrite did not take (exec step counters)"
+apply_template "$T/soak.yaml"
+TT=$(tenant_token acme soak)
+
+# ---- the load ----
+
+# op OP NAME cmd...: logs the try, runs cmd (20 s at most), logs the ack.
+op() {
+  local o=$1 n=$2
+  shift 2
+  echo "$(date +%s%3N) try $o $n" >>"$OPS"
+  if timeout 20 "$@" >>"$T/load.log" 2>&1; then echo "$(date +%s%3N) ack $o $n" >>"$OPS"; fi
+}
+# Names the load has tried to create of a kind (stamp / ns) and not seen an
+# acknowledged delete / finalize of.
+live_names() {
+  awk -v c="$1" -v d="$2" '$3 == c {live[$4] = 1} $2 == "ack" && $3 == d {delete live[$4]} END {for (n in live) print n}' "$OPS"
+}
+pick() { local a; mapfile -t a; [ ${#a[@]} -gt 0 ] && echo "${a[RANDOM % ${#a[@]}]}"; }
+next_id() { local n; n=$(( $(cat "$T/$1.next" 2>/dev/null || echo 0) + 1 )); echo "$n" >"$T/$1.next"; echo "$n"; }
+
+load() {
+  local r s n id
+  while [ ! -e "$T/stop" ]; do
+    r=$((RANDOM % 100))
+    if [ "$r" -lt 45 ]; then
+      # stamps: deploy while few, else drain / activate / delete one
+      s=$(live_names deploy delete | pick)
+      if [ "$(live_names deploy delete | wc -l)" -lt "$MAX_STAMPS" ] && { [ -z "$s" ] || [ $((RANDOM % 3)) -eq 0 ]; }; then
+        id=$(next_id stamp)
+        op deploy "$(printf 'synaxis-sea-%03d' "$id")" ctl deploy --region southeastasia --stamp-id "$id" --template soak-stamp
+      elif [ -n "$s" ]; then
+        case $((RANDOM % 5)) in
+          0 | 1) op drain "$s" ctl drain "$s" ;;
+          2 | 3) op activate "$s" ctl activate "$s" ;;
+          4) op delete "$s" ctl delete "$s" ;;
+        esac
+      fi
+    else
+      # namespaces: create while few, else a short pod or a finalize (reap)
+      n=$(live_names ns-create ns-finalize | pick)
+      if [ "$(live_names ns-create ns-finalize | wc -l)" -lt "$MAX_NS" ] && { [ -z "$n" ] || [ $((RANDOM % 3)) -eq 0 ]; }; then
+        id=$(next_id ns)
+        op ns-create "livecalc-bucket-soak-$id" env STAMP_TOKEN="$TT" ctl ns create "soak-$id"
+      elif [ -n "$n" ]; then
+        if [ $((RANDOM % 3)) -eq 0 ]; then
+          op ns-finalize "$n" env STAMP_TOKEN="$TT" ctl ns finalize "$n"
+        else
+          id=$(next_id pod)
+          op ns-pod "$n" env STAMP_TOKEN="$TT" ctl ns run-pod "$n" "p$id" -- --steps 50 --interval-ms 5
+        fi
+      fi
+    fi
+    sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+  done
+}
+LOAD_PID=
+start_load() { rm -f "$T/stop"; load & LOAD_PID=$!; }
+stop_load() {
+  [ -n "$LOAD_PID" ] || return 0
+  touch "$T/stop"
+  wait "$LOAD_PID" 2>/dev/null
+  LOAD_PID=
+}
+
+# ---- convergence and invariants ----
+
+STEADY='^(Active|Ready|Deleted|Failed)$'
+converged() {
+  ctl list -o json >"$T/list.json" 2>/dev/null || return 1
+  STAMP_TOKEN=$TT ctl ns list -o json >"$T/ns.json" 2>/dev/null || return 1
+  [ -z "$(jq -r '.items[].status.phase' "$T/list.json" | grep -Ev "$STEADY")" ] || return 1
+  [ -z "$(jq -r '.namespaces[] | select(.status == "finalized" or .status == "reaping") | .namespace' "$T/ns.json")" ]
+}
+
+# The phase (stamp) or status (namespace) an acknowledged operation leaves.
+want_of() {
+  case $1 in
+    deploy | activate) echo Active ;;
+    drain) echo Ready ;;
+    delete) echo Deleted ;;
+    ns-create | ns-pod) echo active ;;
+    ns-finalize) echo reaped ;;
+  esac
+}
+
+check() {
+  CHECKS=$((CHECKS + 1))
+  local end=$(( $(date +%s) + CONVERGE_S )) name ph st want last lastack units dup
+  while ! converged; do
+    if [ "$(date +%s)" -ge "$end" ]; then
+      violation "check $CHECKS: no convergence in ${CONVERGE_S}s: $(jq -r '.items[] | select(.status.phase | test("'"$STEADY"'") | not) | "\(.metadata.name)=\(.status.phase)"' "$T/list.json" 2>/dev/null | tr '\n' ' ')$(jq -r '.namespaces[] | select(.status == "finalized" or .status == "reaping") | "\(.namespace)=\(.status)"' "$T/ns.json" 2>/dev/null | tr '\n' ' ')"
+      break
+    fi
+    sleep 0.5
+  done
+  ctl list -o json >"$T/list.json" || { violation "check $CHECKS: list failed"; return; }
+  STAMP_TOKEN=$TT ctl ns list -o json >"$T/ns.json" || { violation "check $CHECKS: ns list failed"; return; }
+  jq -r '.items[] | "\(.metadata.name) \(.status.phase)"' "$T/list.json" | sort >"$T/phases"
+  jq -r '.namespaces[] | "\(.namespace) \(.status)"' "$T/ns.json" | sort >"$T/nsst"
+
+  # No acknowledged write lost: acknowledged creates exist; the last
+  # operation tried on a resource, when acknowledged, holds.
+  for name in $(awk '$2 == "ack" && ($3 == "deploy" || $3 == "ns-create") {print $4}' "$OPS" | sort -u); do
+    grep -q "^$name " "$T/phases" "$T/nsst" 2>/dev/null || violation "check $CHECKS: acknowledged create of $name lost (not in the store)"
+  done
+  for name in $(awk '{print $4}' "$OPS" | sort -u); do
+    last=$(awk -v n="$name" '$4 == n && $2 == "try" {o = $3} END {print o}' "$OPS")
+    lastack=$(awk -v n="$name" '$4 == n {k = $2; o = $3} END {print k}' "$OPS")
+    [ "$lastack" = ack ] || continue
+    want=$(want_of "$last")
+    st=$(awk -v n="$name" '$1 == n {print $2}' "$T/phases" "$T/nsst")
+    [ "$st" = "$want" ] || violation "check $CHECKS: $name: acknowledged $last, now '${st:-absent}' (want $want)"
+  done
+
+  # Exec steps exactly once (3 of them for a stamp that came up).
+  while read -r name ph; do
+    f=$RUNS/$name
+    dup=$(sort "$f" 2>/dev/null | uniq -d | tr '\n' ' ')
+    [ -z "$dup" ] || violation "check $CHECKS: $name: exec step(s) ran twice: $dup"
+    case $ph in Active | Ready)
+      [ "$(sort -u "$f" 2>/dev/null | wc -l)" = 3 ] || violation "check $CHECKS: $name ($ph): exec steps run: $(sort -u "$f" 2>/dev/null | tr '\n' ' ')" ;;
+    esac
+  done <"$T/phases"
+
+  # One process per unit; the count each phase implies; one HAProxy.
+  units=$(proc_units)
+  dup=$(sed 's/@.*//' <<<"$units" | sort | uniq -d | tr '\n' ' ')
+  [ -z "$dup" ] || violation "check $CHECKS: unit(s) run twice: $dup"
+  [ "$(grep -c '^frontdoor/' <<<"$units")" = 1 ] || violation "check $CHECKS: front door processes: $(grep -c '^frontdoor/' <<<"$units")"
+  while read -r name ph; do
+    case $ph in Active) want=3 ;; Ready) want=1 ;; Deleted) want=0 ;; *) continue ;; esac
+    n=$(grep -c "^$name/" <<<"$units")
+    [ "$n" = "$want" ] || violation "check $CHECKS: $name ($ph): $n process(es), want $want"
+  done <"$T/phases"
+
+  # Reaped namespaces: no pod left, directory gone, reaped once, and every
+  # diagnostics file stored with the recorded checksum.
+  while read -r name st; do
+    [ "$st" = reaped ] || continue
+    grep -q "^ns/$name/" <<<"$units" && violation "check $CHECKS: $name reaped but pods run"
+    [ -e "$DATA/namespaces/$name" ] && violation "check $CHECKS: $name reaped but its directory is left"
+    [ "$(grep -c "Successfully reaped namespace $name\$" "$T/stampd.log")" -le 1 ] || violation "check $CHECKS: $name reaped more than once"
+    STAMP_TOKEN=$TT ctl ns get "$name" -o json >"$T/g.json" || { violation "check $CHECKS: ns get $name"; continue; }
+    [ "$(jq -r .diagnostics.logs_archived "$T/g.json")" = true ] || violation "check $CHECKS: $name reaped without logs_archived"
+    jq -r '.diagnostics.files[]? | "\(.path) \(.sha256)"' "$T/g.json" | while read -r p sha; do
+      [ "$(sha256sum <"$DATA/blobs/diagnostics/$p" 2>/dev/null | cut -d' ' -f1)" = "$sha" ] ||
+        echo "check $CHECKS: $name: diagnostics $p missing or not its recorded sha256" >>"$VIOL"
+    done
+  done <"$T/nsst"
+
+  # HAProxy: the servers taking traffic are the Active stamps.
+  HAP_SOCK=$DATA/frontdoor/admin.sock
+  local hap act
+  hap=$(hap_serving | tr '\n' ' ')
+  act=$(awk '$2 == "Active" {print $1}' "$T/phases" | sort | tr '\n' ' ')
+  [ "$hap" = "$act" ] || violation "check $CHECKS: HAProxy serves [$hap], Active stamps [$act]"
+  log "check $CHECKS after $KILLED kill(s): $(awk '{print $2}' "$T/phases" | sort | uniq -c | awk '{printf "%s %s ", $2, $1}')| ns $(awk '{print $2}' "$T/nsst" | sort | uniq -c | awk '{printf "%s %s ", $2, $1}')| violations so far $(grep -c . "$VIOL")"
+}
+
+# ---- the kills ----
+log "soak: $KILLS kill(s), invariants every $CHECK_EVERY, dir $T"
+for k in $(seq 1 "$KILLS"); do
+  [ -n "$LOAD_PID" ] || start_load
+  ms=$((200 + RANDOM % 2801))
+  sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
+  crash_stampd
+  start_stampd "${ARGS[@]}"
+  KILLED=$k
+  [ $((k % 10)) -eq 0 ] && log "progress: $k/$KILLS kills, $(grep -c ' ack ' "$OPS") acknowledged operations, $(grep -c . "$VIOL") violation(s)"
+  if [ $((k % CHECK_EVERY)) -eq 0 ] || [ "$k" -eq "$KILLS" ]; then
+    stop_load
+    check
+  fi
+done
+stop_load
+summary
+[ -s "$VIOL" ] && FAILED=$((FAILED + 1))
+finish
