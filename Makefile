@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 600
 JOBS    ?= 2
 PREFIX  ?= /usr/local
 
-.PHONY: all deps test-deps build demo lint check check-fast check-asan fuzz fuzz-build check-fuzz bench install clean
+.PHONY: all deps test-deps build demo lint check check-fast check-asan fuzz fuzz-build check-fuzz soak bench install clean
 
 all: build
 
@@ -65,6 +65,12 @@ fuzz: fuzz-build
 # Each harness for a short time over a copy of its corpus (ctest fuzz/*).
 check-fuzz: fuzz-build
 	@cd $(FUZZ) && ctest --output-on-failure -j 2
+
+# kill -9 of stampd SOAK_KILLS times (default 1000) at random moments under a
+# mixed load, invariants checked every SOAK_CHECK_EVERY (10); prints kills
+# survived and violations.  Not part of check (1000 kills take about half an hour).
+soak: test-deps build
+	@STAMP_BIN=$(CURDIR)/$(BUILD) STAMP_SRC=$(CURDIR) scripts/soak.sh
 
 bench: build
 	@bench/run.sh $(BUILD)
