@@ -175,10 +175,10 @@ check() {
   for name in $(awk '$2 == "ack" && ($3 == "deploy" || $3 == "ns-create") {print $4}' "$OPS" | sort -u); do
     grep -q "^$name " "$T/phases" "$T/nsst" 2>/dev/null || violation "check $CHECKS: acknowledged create of $name lost (not in the store)"
   done
-  for name in $(awk '{print $4}' "$OPS" | sort -u); do
-    last=$(awk -v n="$name" '$4 == n && $2 == "try" {o = $3} END {print o}' "$OPS")
-    lastack=$(awk -v n="$name" '$4 == n {k = $2; o = $3} END {print k}' "$OPS")
-    [ "$lastack" = ack ] || continue
+  # (one pass over the log: each name whose last line is an ack, and the
+  # operation last tried on it)
+  awk '$2 == "try" {o[$4] = $3} {k[$4] = $2} END {for (n in k) if (k[n] == "ack") print n, o[n]}' "$OPS" |
+  while read -r name last; do
     want=$(want_of "$last")
     st=$(awk -v n="$name" '$1 == n {print $2}' "$T/phases" "$T/nsst")
     [ "$st" = "$want" ] || violation "check $CHECKS: $name: acknowledged $last, now '${st:-absent}' (want $want)"
