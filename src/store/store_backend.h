@@ -75,6 +75,33 @@ typedef struct store_ops {
     int (*notify)(store *s, const char *kind, const char *name, serr *e);
 } store_ops;
 
+/* ---- shared by the backends (store_common.c) ---- */
+
+#define STORE_DOC_MAX (1024 * 1024)    /* spec + status text */
+#define STORE_METADOC_MAX (256 * 1024) /* labels + annotations + finalizers */
+#define STORE_LIMIT_DEFAULT 1000
+#define STORE_LIMIT_MAX 10000
+#define STORE_META_VAL_MAX (1024 * 1024)
+#define STORE_WORD_MAX 256             /* event type/reason, audit names */
+#define STORE_TEXT_MAX 8192            /* event message, audit result */
+#define STORE_DETAIL_MAX (64 * 1024)
+#define STORE_JSON_FLAGS (JSON_SORT_KEYS | JSON_COMPACT)
+#define STORE_TIME_MS_LEN 48
+
+/* "Stamp" -> "stamp" for messages like "stamp synaxis-weu-001 not found". */
+const char *store_kind_lower(const char *kind, char *buf, size_t len);
+int store_err_notfound(serr *e, const char *kind, const char *name);
+int store_clamp_limit(int limit);
+/* RFC 3339 UTC with milliseconds into buf (STORE_TIME_MS_LEN). */
+char *store_fmt_time_ms(int64_t ms, char *buf, size_t len);
+
+/* A resource's documents as the text a row holds, checked and bounded. */
+typedef struct store_res_text {
+    char *labels, *annotations, *spec, *status, *finalizers;
+} store_res_text;
+void store_res_text_free(store_res_text *t);
+int store_res_encode(const resource *r, store_res_text *t, serr *e);
+
 /* The head of every backend's handle. */
 struct store {
     const store_ops *ops;

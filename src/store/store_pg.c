@@ -62,15 +62,6 @@
 #include "util/util.h"
 
 #define PG_POOL_MAX 8
-#define STORE_DOC_MAX (1024 * 1024)
-#define STORE_METADOC_MAX (256 * 1024)
-#define STORE_LIMIT_DEFAULT 1000
-#define STORE_LIMIT_MAX 10000
-#define STORE_META_VAL_MAX (1024 * 1024)
-#define STORE_WORD_MAX 256
-#define STORE_TEXT_MAX 8192
-#define STORE_DETAIL_MAX (64 * 1024)
-#define STORE_JSON_FLAGS (JSON_SORT_KEYS | JSON_COMPACT)
 #define FENCED_METRIC "stamp_fenced_writes_total"
 
 /* Advisory lock keys: "stamp" and a number, constants of this program. */
@@ -608,110 +599,7 @@ static int run_op(pg_store *s, bool write, op_fn fn, void *arg, serr *e) {
     return rc;
 }
 
-/* ---- helpers shared with SQLite's messages ---------------------------- */
-
-static const char *kind_lower(const char *kind, char *buf, size_t len) {
-    size_t i = 0;
-    for (; kind[i] && i + 1 < len; i++) {
-        char ch = kind[i];
-        buf[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-    }
-    buf[i] = '\0';
-    return buf;
-}
-
-static int err_notfound(serr *e, const char *kind, const char *name) {
-    char k[RES_KIND_MAX];
-    return serr_set(e, SE_NOTFOUND, "%s %s not found", kind_lower(kind, k, sizeof(k)), name);
-}
-
-static int clamp_limit(int limit) {
-    if (limit <= 0) return STORE_LIMIT_DEFAULT;
-    return limit > STORE_LIMIT_MAX ? STORE_LIMIT_MAX : limit;
-}
-
-#define TIME_MS_LEN 48
-static char *fmt_time_ms(int64_t ms, char *buf, size_t len) {
-    int64_t sec = ms / 1000, frac = ms % 1000;
-    if (frac < 0) {
-        frac += 1000;
-        sec--;
-    }
-    time_t t = (time_t)sec;
-    struct tm tm;
-    char base[40];
-    if (gmtime_r(&t, &tm) == NULL || strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        base[0] = '\0';
-    int w = snprintf(buf, len, "%s.%03dZ", base, (int)frac);
-    assert(w > 0 && (size_t)w < len);
-    (void)w;
-    return buf;
-}
-
-/* ---- resources as text ------------------------------------------------ */
-
-typedef struct res_text {
-    char *labels, *annotations, *spec, *status, *finalizers;
-} res_text;
-
-static void res_text_free(res_text *t) {
-    free(t->labels);
-    free(t->annotations);
-    free(t->spec);
-    free(t->status);
-    free(t->finalizers);
-    memset(t, 0, sizeof(*t));
-}
-
-static int dump_member(const json_t *v, bool array, const char *what, char **out, serr *e) {
-    if (v == NULL) {
-        *out = strdup(array ? "[]" : "{}");
-    } else {
-        if (array ? !json_is_array(v) : !json_is_object(v))
-            return serr_set(e, SE_INVAL, "store: %s must be an %s", what,
-                            array ? "array" : "object");
-        *out = json_dumps(v, STORE_JSON_FLAGS);
-    }
-    if (*out == NULL) return serr_set(e, SE_NOMEM, "store: cannot encode %s", what);
-    return 0;
-}
-
-static int res_encode(const resource *r, res_text *t, serr *e) {
-    memset(t, 0, sizeof(*t));
-    int rc;
-    if ((rc = dump_member(r->labels, false, "labels", &t->labels, e)) ||
-        (rc = dump_member(r->annotations, false, "annotations", &t->annotations, e)) ||
-        (rc = dump_member(r->spec, false, "spec", &t->spec, e)) ||
-        (rc = dump_member(r->status, false, "status", &t->status, e)) ||
-        (rc = dump_member(r->finalizers, true, "finalizers", &t->finalizers, e)))
-        goto fail;
-    size_t i;
-    json_t *f;
-    json_array_foreach(r->finalizers, i, f) {
-        if (!json_is_string(f)) {
-            rc = serr_set(e, SE_INVAL, "store: finalizers must be strings");
-            goto fail;
-        }
-    }
-    char k[RES_KIND_MAX];
-    size_t doc = strlen(t->spec) + strlen(t->status);
-    if (doc > STORE_DOC_MAX) {
-        rc = serr_set(e, SE_TOOBIG, "%s %s: spec and status are %zu bytes, more than %d",
-                      kind_lower(r->kind, k, sizeof(k)), r->name, doc, STORE_DOC_MAX);
-        goto fail;
-    }
-    size_t meta = strlen(t->labels) + strlen(t->annotations) + strlen(t->finalizers);
-    if (meta > STORE_METADOC_MAX) {
-        rc = serr_set(e, SE_TOOBIG,
-                      "%s %s: labels, annotations and finalizers are %zu bytes, more than %d",
-                      kind_lower(r->kind, k, sizeof(k)), r->name, meta, STORE_METADOC_MAX);
-        goto fail;
-    }
-    return 0;
-fail:
-    res_text_free(t);
-    return rc;
-}
+/* ---- resources from rows (the encoding is store_common.c's) ----------- */
 
 static int load_member(const PGresult *res, int row, int c, bool array, json_t **out, serr *e) {
     json_error_t je;
@@ -792,7 +680,7 @@ static int row_check(pgc *c, const char *kind, const char *name, bool check, int
     if (r == NULL) return e ? e->code : SE_IO;
     int rc = 0;
     if (PQntuples(r) == 0) {
-        rc = err_notfound(e, kind, name);
+        rc = store_err_notfound(e, kind, name);
     } else {
         *rv = col_i64(r, 0, 0);
         if (gen) *gen = col_i64(r, 0, 1);
@@ -801,7 +689,7 @@ static int row_check(pgc *c, const char *kind, const char *name, bool check, int
             char k[RES_KIND_MAX];
             rc = serr_set(e, SE_CONFLICT,
                           "%s %s was modified (resourceVersion %lld, you had %lld)",
-                          kind_lower(kind, k, sizeof(k)), name, (long long)*rv, (long long)want);
+                          store_kind_lower(kind, k, sizeof(k)), name, (long long)*rv, (long long)want);
         }
     }
     PQclear(r);
@@ -813,7 +701,7 @@ static int row_check(pgc *c, const char *kind, const char *name, bool check, int
 typedef struct write_ctx {
     resource *r;
     const store_event *ev;
-    res_text t;
+    store_res_text t;
     int64_t now, rv, gen;
 } write_ctx;
 
@@ -840,7 +728,7 @@ static int op_create(pg_store *s, pgc *c, void *arg, serr *e) {
     PQclear(res);
     if (!inserted) {
         char k[RES_KIND_MAX];
-        return serr_set(e, SE_EXISTS, "%s %s already exists", kind_lower(r->kind, k, sizeof(k)),
+        return serr_set(e, SE_EXISTS, "%s %s already exists", store_kind_lower(r->kind, k, sizeof(k)),
                         r->name);
     }
     if (w->ev) return event_insert(c, r->kind, r->name, w->now, 1, w->ev, e);
@@ -849,10 +737,10 @@ static int op_create(pg_store *s, pgc *c, void *arg, serr *e) {
 
 static int pg_create(store *base, resource *r, const store_event *ev, serr *e) {
     write_ctx w = {.r = r, .ev = ev, .now = now_ms()};
-    int rc = res_encode(r, &w.t, e);
+    int rc = store_res_encode(r, &w.t, e);
     if (rc) return rc;
     rc = run_op(pgs(base), true, op_create, &w, e);
-    res_text_free(&w.t);
+    store_res_text_free(&w.t);
     if (rc == 0) {
         r->resource_version = 1;
         r->generation = 1;
@@ -875,7 +763,7 @@ static int op_get(pg_store *s, pgc *c, void *arg, serr *e) {
     params_free(&p);
     if (r == NULL) return e ? e->code : SE_IO;
     int rc = PQntuples(r) == 1 ? row_to_resource(r, 0, g->out, e)
-                               : err_notfound(e, g->kind, g->name);
+                               : store_err_notfound(e, g->kind, g->name);
     PQclear(r);
     return rc;
 }
@@ -920,10 +808,10 @@ static int op_update(pg_store *s, pgc *c, void *arg, serr *e) {
 
 static int pg_update(store *base, resource *r, const store_event *ev, serr *e) {
     write_ctx w = {.r = r, .ev = ev, .now = now_ms()};
-    int rc = res_encode(r, &w.t, e);
+    int rc = store_res_encode(r, &w.t, e);
     if (rc) return rc;
     rc = run_op(pgs(base), true, op_update, &w, e);
-    res_text_free(&w.t);
+    store_res_text_free(&w.t);
     if (rc == 0) {
         r->resource_version = w.rv + 1;
         r->generation = w.gen;
@@ -1067,15 +955,15 @@ static int op_events(pg_store *s, pgc *c, void *arg, serr *e) {
     params p = {0};
     p_str(&p, x->kind, RES_KIND_MAX);
     p_str(&p, x->name, RES_NAME_MAX);
-    p_i64(&p, clamp_limit(x->limit));
+    p_i64(&p, store_clamp_limit(x->limit));
     PGresult *r = q_run(c, Q_EV_LIST, &p, e, "reading events");
     params_free(&p);
     if (r == NULL) return e ? e->code : SE_IO;
     for (int i = 0; i < PQntuples(r); i++) {
-        char ts[TIME_MS_LEN];
+        char ts[STORE_TIME_MS_LEN];
         int64_t t = col_i64(r, i, 0);
         json_t *ev = json_pack("{s:s, s:I, s:o, s:o, s:o, s:I}", "time",
-                               fmt_time_ms(t, ts, sizeof(ts)), "timeMs", (json_int_t)t, "type",
+                               store_fmt_time_ms(t, ts, sizeof(ts)), "timeMs", (json_int_t)t, "type",
                                col_jstr(r, i, 1), "reason", col_jstr(r, i, 2), "message",
                                col_jstr(r, i, 3), "resourceVersion",
                                (json_int_t)col_i64(r, i, 4));
@@ -1134,11 +1022,11 @@ static int op_events_after(pg_store *s, pgc *c, void *arg, serr *e) {
     for (int i = 0; i < PQntuples(r); i++) {
         x->upto = col_i64(r, i, 0);
         if (PQgetisnull(r, i, 1)) continue; /* nothing matched: upto alone */
-        char ts[TIME_MS_LEN];
+        char ts[STORE_TIME_MS_LEN];
         int64_t t = col_i64(r, i, 2);
         json_t *ev = json_pack("{s:I,s:s,s:o,s:o,s:o,s:o,s:o,s:I}", "id",
                                (json_int_t)col_i64(r, i, 1), "time",
-                               fmt_time_ms(t, ts, sizeof(ts)), "kind", col_jstr(r, i, 3), "name",
+                               store_fmt_time_ms(t, ts, sizeof(ts)), "kind", col_jstr(r, i, 3), "name",
                                col_jstr(r, i, 4), "type", col_jstr(r, i, 5), "reason",
                                col_jstr(r, i, 6), "message", col_jstr(r, i, 7), "resourceVersion",
                                (json_int_t)col_i64(r, i, 8));
@@ -1221,13 +1109,13 @@ static int op_audit_list(pg_store *s, pgc *c, void *arg, serr *e) {
     params p = {0};
     p_opt(&p, x->kind);
     p_opt(&p, x->name);
-    p_i64(&p, clamp_limit(x->limit));
+    p_i64(&p, store_clamp_limit(x->limit));
     PGresult *r = q_run(c, Q_AUDIT_LIST, &p, e, "reading audit");
     params_free(&p);
     if (r == NULL) return e ? e->code : SE_IO;
     int rc = 0;
     for (int i = 0; i < PQntuples(r); i++) {
-        char ts[TIME_MS_LEN];
+        char ts[STORE_TIME_MS_LEN];
         json_t *detail = NULL;
         if (!PQgetisnull(r, i, 7)) {
             json_error_t je;
@@ -1235,7 +1123,7 @@ static int op_audit_list(pg_store *s, pgc *c, void *arg, serr *e) {
         }
         if (detail == NULL) detail = json_null();
         json_t *row = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "time",
-                                fmt_time_ms(col_i64(r, i, 0), ts, sizeof(ts)), "user",
+                                store_fmt_time_ms(col_i64(r, i, 0), ts, sizeof(ts)), "user",
                                 col_jstr(r, i, 1), "tenant", col_jstr(r, i, 2), "operation",
                                 col_jstr(r, i, 3), "kind", col_jstr(r, i, 4), "name",
                                 col_jstr(r, i, 5), "result", col_jstr(r, i, 6), "detail", detail);

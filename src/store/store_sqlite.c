@@ -59,15 +59,6 @@
 
 #define STORE_BUSY_MS 5000
 #define STORE_READERS 4                   /* read connections beside the writer */
-#define STORE_DOC_MAX (1024 * 1024)       /* spec + status text */
-#define STORE_METADOC_MAX (256 * 1024)    /* labels + annotations + finalizers */
-#define STORE_LIMIT_DEFAULT 1000
-#define STORE_LIMIT_MAX 10000
-#define STORE_META_VAL_MAX (1024 * 1024)
-#define STORE_WORD_MAX 256                /* event type/reason, audit names */
-#define STORE_TEXT_MAX 8192               /* event message, audit result */
-#define STORE_DETAIL_MAX (64 * 1024)
-#define STORE_JSON_FLAGS (JSON_SORT_KEYS | JSON_COMPACT)
 
 #define RES_COLS                                                                           \
     "kind, name, tenant, labels, annotations, spec, status, finalizers, resource_version, " \
@@ -517,114 +508,6 @@ static json_t *col_jstr(sqlite3_stmt *st, int col) {
     return j;
 }
 
-/* "Stamp" -> "stamp" for messages like "stamp synaxis-weu-001 not found". */
-static const char *kind_lower(const char *kind, char *buf, size_t len) {
-    size_t i = 0;
-    for (; kind[i] && i + 1 < len; i++) {
-        char c = kind[i];
-        buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-    }
-    buf[i] = '\0';
-    return buf;
-}
-
-static int err_notfound(serr *e, const char *kind, const char *name) {
-    char k[RES_KIND_MAX];
-    return serr_set(e, SE_NOTFOUND, "%s %s not found", kind_lower(kind, k, sizeof(k)), name);
-}
-
-static int clamp_limit(int limit) {
-    if (limit <= 0) return STORE_LIMIT_DEFAULT;
-    return limit > STORE_LIMIT_MAX ? STORE_LIMIT_MAX : limit;
-}
-
-/* RFC 3339 UTC with milliseconds: "2026-01-25T01:00:00.123Z". */
-#define TIME_MS_LEN 48
-static char *fmt_time_ms(int64_t ms, char *buf, size_t len) {
-    int64_t sec = ms / 1000, frac = ms % 1000;
-    if (frac < 0) {
-        frac += 1000;
-        sec--;
-    }
-    time_t t = (time_t)sec;
-    struct tm tm;
-    char base[40];
-    if (gmtime_r(&t, &tm) == NULL || strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        base[0] = '\0';
-    /* Callers pass TIME_MS_LEN, which holds the longest base (39) and
-     * ".123Z": a cut here is a caller's bug. */
-    int w = snprintf(buf, len, "%s.%03dZ", base, (int)frac);
-    assert(w > 0 && (size_t)w < len);
-    (void)w;
-    return buf;
-}
-
-/* ---- resources as text ------------------------------------------------ */
-
-/* Canonical text of the five JSON members of a resource. */
-typedef struct res_text {
-    char *labels, *annotations, *spec, *status, *finalizers;
-} res_text;
-
-static void res_text_free(res_text *t) {
-    free(t->labels);
-    free(t->annotations);
-    free(t->spec);
-    free(t->status);
-    free(t->finalizers);
-    memset(t, 0, sizeof(*t));
-}
-
-static int dump_member(const json_t *v, bool array, const char *what, char **out, serr *e) {
-    if (v == NULL) {
-        *out = strdup(array ? "[]" : "{}");
-    } else {
-        if (array ? !json_is_array(v) : !json_is_object(v))
-            return serr_set(e, SE_INVAL, "store: %s must be an %s", what,
-                            array ? "array" : "object");
-        *out = json_dumps(v, STORE_JSON_FLAGS);
-    }
-    if (*out == NULL) return serr_set(e, SE_NOMEM, "store: cannot encode %s", what);
-    return 0;
-}
-
-static int res_encode(const resource *r, res_text *t, serr *e) {
-    memset(t, 0, sizeof(*t));
-    int rc;
-    if ((rc = dump_member(r->labels, false, "labels", &t->labels, e)) ||
-        (rc = dump_member(r->annotations, false, "annotations", &t->annotations, e)) ||
-        (rc = dump_member(r->spec, false, "spec", &t->spec, e)) ||
-        (rc = dump_member(r->status, false, "status", &t->status, e)) ||
-        (rc = dump_member(r->finalizers, true, "finalizers", &t->finalizers, e)))
-        goto fail;
-    size_t i;
-    json_t *f;
-    json_array_foreach(r->finalizers, i, f) {
-        if (!json_is_string(f)) {
-            rc = serr_set(e, SE_INVAL, "store: finalizers must be strings");
-            goto fail;
-        }
-    }
-    char k[RES_KIND_MAX];
-    size_t doc = strlen(t->spec) + strlen(t->status);
-    if (doc > STORE_DOC_MAX) {
-        rc = serr_set(e, SE_TOOBIG, "%s %s: spec and status are %zu bytes, more than %d",
-                      kind_lower(r->kind, k, sizeof(k)), r->name, doc, STORE_DOC_MAX);
-        goto fail;
-    }
-    size_t meta = strlen(t->labels) + strlen(t->annotations) + strlen(t->finalizers);
-    if (meta > STORE_METADOC_MAX) {
-        rc = serr_set(e, SE_TOOBIG,
-                      "%s %s: labels, annotations and finalizers are %zu bytes, more than %d",
-                      kind_lower(r->kind, k, sizeof(k)), r->name, meta, STORE_METADOC_MAX);
-        goto fail;
-    }
-    return 0;
-fail:
-    res_text_free(t);
-    return rc;
-}
-
 static int load_member(sqlite3_stmt *st, int col, bool array, json_t **out, serr *e) {
     json_error_t je;
     json_t *v = json_loads(col_str(st, col), JSON_ALLOW_NUL, &je);
@@ -920,7 +803,7 @@ static int row_check(sq_store *s, conn *c, const char *kind, const char *name, b
     bind_str(st, 2, name, RES_NAME_MAX);
     int step = sqlite3_step(st);
     if (step == SQLITE_DONE) {
-        rc = err_notfound(e, kind, name);
+        rc = store_err_notfound(e, kind, name);
     } else if (step != SQLITE_ROW) {
         rc = db_fail(c, e, "reading resource");
     } else {
@@ -931,7 +814,7 @@ static int row_check(sq_store *s, conn *c, const char *kind, const char *name, b
             char k[RES_KIND_MAX];
             rc = serr_set(e, SE_CONFLICT,
                           "%s %s was modified (resourceVersion %lld, you had %lld)",
-                          kind_lower(kind, k, sizeof(k)), name, (long long)*rv,
+                          store_kind_lower(kind, k, sizeof(k)), name, (long long)*rv,
                           (long long)want);
         }
     }
@@ -943,8 +826,8 @@ static int row_check(sq_store *s, conn *c, const char *kind, const char *name, b
 
 static int sq_create(store *base, resource *r, const store_event *ev, serr *e) {
     sq_store *s = sq(base);
-    res_text t;
-    int rc = res_encode(r, &t, e);
+    store_res_text t;
+    int rc = store_res_encode(r, &t, e);
     if (rc) return rc;
     int64_t now = now_ms();
     sqlite3_stmt *st = NULL;
@@ -967,7 +850,7 @@ static int sq_create(store *base, resource *r, const store_event *ev, serr *e) {
         if (sqlite3_extended_errcode(c->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
             char k[RES_KIND_MAX];
             rc = serr_set(e, SE_EXISTS, "%s %s already exists",
-                          kind_lower(r->kind, k, sizeof(k)), r->name);
+                          store_kind_lower(r->kind, k, sizeof(k)), r->name);
         } else {
             rc = db_fail(c, e, "creating resource");
         }
@@ -981,7 +864,7 @@ out:
     done(st);
     if (rc) tx_rollback(s, c);
     writer_put(s, c);
-    res_text_free(&t);
+    store_res_text_free(&t);
     if (rc == 0) {
         r->resource_version = 1;
         r->generation = 1;
@@ -1000,7 +883,7 @@ static int sq_get(store *base, const char *kind, const char *name, resource *out
         bind_str(st, 2, name, RES_NAME_MAX);
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW) rc = row_to_resource(st, out, e);
-        else if (step == SQLITE_DONE) rc = err_notfound(e, kind, name);
+        else if (step == SQLITE_DONE) rc = store_err_notfound(e, kind, name);
         else rc = db_fail(c, e, "reading resource");
         done(st);
     }
@@ -1010,8 +893,8 @@ static int sq_get(store *base, const char *kind, const char *name, resource *out
 
 static int sq_update(store *base, resource *r, const store_event *ev, serr *e) {
     sq_store *s = sq(base);
-    res_text t;
-    int rc = res_encode(r, &t, e);
+    store_res_text t;
+    int rc = store_res_encode(r, &t, e);
     if (rc) return rc;
     int64_t now = now_ms(), rv = 0, gen = 0;
     bool changed = false;
@@ -1053,7 +936,7 @@ out:
     done(st);
     if (rc) tx_rollback(s, c);
     writer_put(s, c);
-    res_text_free(&t);
+    store_res_text_free(&t);
     if (rc == 0) {
         r->resource_version = rv + 1;
         r->generation = gen;
@@ -1190,13 +1073,13 @@ static int sq_events(store *base, const char *kind, const char *name, int limit,
     if (rc == 0) {
         bind_str(st, 1, kind, RES_KIND_MAX);
         bind_str(st, 2, name, RES_NAME_MAX);
-        sqlite3_bind_int(st, 3, clamp_limit(limit));
+        sqlite3_bind_int(st, 3, store_clamp_limit(limit));
         int step;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            char ts[TIME_MS_LEN];
+            char ts[STORE_TIME_MS_LEN];
             int64_t t = sqlite3_column_int64(st, 0);
             json_t *ev = json_pack("{s:s, s:I, s:o, s:o, s:o, s:I}", "time",
-                                   fmt_time_ms(t, ts, sizeof(ts)), "timeMs", (json_int_t)t,
+                                   store_fmt_time_ms(t, ts, sizeof(ts)), "timeMs", (json_int_t)t,
                                    "type", col_jstr(st, 1), "reason", col_jstr(st, 2), "message",
                                    col_jstr(st, 3), "resourceVersion",
                                    (json_int_t)sqlite3_column_int64(st, 4));
@@ -1256,11 +1139,11 @@ static int sq_events_after(store *base, const char *kind, const char *name, cons
         sqlite3_bind_int(st, 6, limit);
         int step, n = 0;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            char ts[TIME_MS_LEN];
+            char ts[STORE_TIME_MS_LEN];
             int64_t t = sqlite3_column_int64(st, 1);
             json_t *ev = json_pack("{s:I,s:s,s:o,s:o,s:o,s:o,s:o,s:I}", "id",
                                    (json_int_t)sqlite3_column_int64(st, 0), "time",
-                                   fmt_time_ms(t, ts, sizeof(ts)), "kind", col_jstr(st, 2), "name",
+                                   store_fmt_time_ms(t, ts, sizeof(ts)), "kind", col_jstr(st, 2), "name",
                                    col_jstr(st, 3), "type", col_jstr(st, 4), "reason",
                                    col_jstr(st, 5), "message", col_jstr(st, 6), "resourceVersion",
                                    (json_int_t)sqlite3_column_int64(st, 7));
@@ -1332,10 +1215,10 @@ static int sq_audit_list(store *base, const char *kind, const char *name, int li
     if (rc == 0) {
         bind_opt(st, 1, kind);
         bind_opt(st, 2, name);
-        sqlite3_bind_int(st, 3, clamp_limit(limit));
+        sqlite3_bind_int(st, 3, store_clamp_limit(limit));
         int step;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            char ts[TIME_MS_LEN];
+            char ts[STORE_TIME_MS_LEN];
             json_t *detail = json_null();
             if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
                 json_error_t je;
@@ -1346,7 +1229,7 @@ static int sq_audit_list(store *base, const char *kind, const char *name, int li
                 }
             }
             json_t *row = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "time",
-                                    fmt_time_ms(sqlite3_column_int64(st, 0), ts, sizeof(ts)),
+                                    store_fmt_time_ms(sqlite3_column_int64(st, 0), ts, sizeof(ts)),
                                     "user", col_jstr(st, 1), "tenant", col_jstr(st, 2),
                                     "operation", col_jstr(st, 3), "kind", col_jstr(st, 4), "name",
                                     col_jstr(st, 5), "result", col_jstr(st, 6), "detail", detail);
