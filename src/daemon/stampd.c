@@ -599,6 +599,7 @@ static int start_parts(stampd_state *d, serr *e) {
     load_obs_catalog(cfg);
     /* Replicas: the leader does it when its term starts (run_loop). */
     if (!cluster_enabled() && ns_rebase_due(ctx, e)) return e->code;
+    if (!cluster_enabled() && ns_finalize_orphan_verifications(ctx, e)) return e->code;
     /* The API address is bound only after HAProxy is up (requests may use
      * the front door), so it is checked first: a port in use must stop
      * stampd before it starts anything. */
@@ -661,6 +662,8 @@ static void run_loop(stampd_state *d) {
                 engine_resync(d->en);
                 /* Done by the leader only, fenced (see start_parts). */
                 if (ns_rebase_due(ctx, &se)) log_warnx("rebase of the reaper's due times: %s", se.msg);
+                if (ns_finalize_orphan_verifications(ctx, &se))
+                    log_warnx("interrupted verifications: %s", se.msg);
             }
         }
         if (mono_ms() >= next_reap) {

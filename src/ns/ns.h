@@ -131,6 +131,9 @@ int ns_sweep(ctl_ctx *c, bool dry_run, int limit, json_t **out, serr *e);
 /* After a change of inactivity-threshold: recompute due_ms of active
  * namespaces (once at start, O(namespaces)). */
 int ns_rebase_due(ctl_ctx *c, serr *e);
+/* Finalizes the verification namespaces a stopped stampd left active (at
+ * start, or when a replica's term starts). */
+int ns_finalize_orphan_verifications(ctl_ctx *c, serr *e);
 /* Delete archives past their retention (directory backend). */
 int ns_retention_sweep(ctl_ctx *c, serr *e);
 int64_t ns_retention_ms(ctl_ctx *c, const char *tenant);

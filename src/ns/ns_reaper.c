@@ -323,6 +323,63 @@ int ns_rebase_due(ctl_ctx *c, serr *e) {
     return store_meta_set(c->st, "ns_inactivity_threshold_ms", want, e);
 }
 
+/* A verification runs inside one API call and reaps its own namespace at
+ * the end; a verification namespace still active when a term starts
+ * belongs to a call that stampd's crash (or the previous leader's) cut
+ * short, and nothing would ever finalize it: it would hold its pods and
+ * disk until the inactivity threshold.  It is finalized now, so the reaper
+ * archives its diagnostics and reaps it as for any other. */
+typedef struct orphan_arg {
+    ctl_ctx *c;
+    char names[16][RES_NAME_MAX];
+    int n;
+} orphan_arg;
+
+static int orphan_one(const resource *r, void *arg) {
+    orphan_arg *oa = arg;
+    if (phase_of(&ns_fsm, r) != NP_ACTIVE || !str_has_prefix(r->name, NS_MTTC_PREFIX)) return 0;
+    if (strcmp(jstr(r->labels, "purpose", ""), "mttc-verify") != 0) return 0;
+    if (oa->n < (int)(sizeof(oa->names) / sizeof(oa->names[0])))
+        str_copy(oa->names[oa->n++], sizeof(oa->names[0]), r->name);
+    return 0;
+}
+
+int ns_finalize_orphan_verifications(ctl_ctx *c, serr *e) {
+    orphan_arg *oa = calloc(1, sizeof(*oa));
+    if (oa == NULL) return serr_set(e, SE_NOMEM, "out of memory");
+    oa->c = c;
+    int rc;
+    bool more = true;
+    while (more) { /* 16 names a pass, gathered before any write */
+        oa->n = 0;
+        if ((rc = store_list(c->st, NS_KIND, NULL, orphan_one, oa, e))) break;
+        more = oa->n == (int)(sizeof(oa->names) / sizeof(oa->names[0]));
+        for (int i = 0; i < oa->n; i++) {
+            resource r;
+            resource_init(&r);
+            serr fe = {0};
+            if (store_get(c->st, NS_KIND, oa->names[i], &r, &fe) == 0 && ns_finalize(c, &r, NULL, &fe) == 0) {
+                store_event ev = {.type = "Warning", .reason = "VerificationInterrupted",
+                                  .message = "the MTTC verification using this namespace was cut short "
+                                             "(stampd stopped); finalized so its diagnostics are archived "
+                                             "and it is reaped"};
+                store_event_add(c->st, NS_KIND, oa->names[i], &ev, NULL);
+                log_warnx("namespace %s: its MTTC verification was cut short; finalized for the reaper",
+                          oa->names[i]);
+            } else {
+                /* the store is failing: the next start or term tries again */
+                log_warnx("namespace %s: finalizing an interrupted verification: %s", oa->names[i], fe.msg);
+                more = false;
+                resource_free(&r);
+                break;
+            }
+            resource_free(&r);
+        }
+    }
+    free(oa);
+    return rc;
+}
+
 int64_t ns_retention_ms(ctl_ctx *c, const char *tenant) {
     const char *list = c->cfg->regulatory_locked_tenants;
     size_t tl = strlen(tenant);

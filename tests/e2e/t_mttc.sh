@@ -78,5 +78,50 @@ expect_eq "mismatch: message" "$(jq -r .message "$T/m.json")" "MTTC verification
 expect_eq "mismatch: original kept" "$(jq -r .original_result_hash "$T/m.json")" "$R"
 expect_eq "mismatch namespace cleaned up too" "$(ns_status "$(jq -r .verification_namespace "$T/m.json")")" reaped
 expect_eq "audit mttc-verify" "$(env -u STAMP_TOKEN ctl audit --limit 200 -o json | jq '[.items[] | select(.operation == "mttc-verify")] | length')" 7
+
+# ---- kill -9 of stampd while a verification runs ----
+# The verification's namespace would otherwise stay active (nothing but the
+# cut call would ever reap it): the restarted stampd finalizes it, and the
+# reaper archives its diagnostics and reaps it.
+cat >"$T/gated-pipeline" <<EOF
+#!/bin/sh
+case "\$2" in
+  */work/verify)
+    i=0
+    while [ "\$1" = init ] && [ ! -e "\$2/gate" ] && [ \$i -lt 600 ]; do sleep 0.1; i=\$((i + 1)); done ;;
+esac
+exec "$STAMP_BIN/stamp-pipeline" "\$@"
+EOF
+chmod 755 "$T/gated-pipeline"
+# waiting_verification: the namespace of a verification waiting at its gate.
+waiting_verification() {
+  local d v
+  for d in "$DATA"/namespaces/livecalc-mttc-*/pods/verify-init; do
+    v=${d%/pods/verify-init}
+    [ -d "$d" ] && [ ! -e "$v/work/verify/gate" ] && basename "$v"
+  done | head -n1
+}
+stop_stampd
+start_stampd --set "pod-command=$STAMP_BIN/stamp-nsworker" --set "pipeline-command=$T/gated-pipeline" \
+  --set reap-interval=1s
+ctl mttc verify --bucket q3-close --bundle "$H" >"$T/cut.out" 2>&1 &
+VPID=$!
+end=$(( $(date +%s) + 30 ))
+while [ -z "$(waiting_verification)" ]; do
+  [ "$(date +%s)" -lt "$end" ] || fail "no verification reached its gate"
+  sleep 0.1
+done
+CUT=$(waiting_verification)
+log "cut short: $CUT"
+expect_eq "its namespace is active" "$(ns_status "$CUT")" active
+crash_stampd
+wait "$VPID" && fail "the cut verification was acknowledged: $(cat "$T/cut.out")"
+start_stampd --set "pod-command=$STAMP_BIN/stamp-nsworker" --set "pipeline-command=$STAMP_BIN/stamp-pipeline" \
+  --set reap-interval=1s
+wait_ns "$CUT" reaped 60
+expect_ok "event VerificationInterrupted" sh -c "ctl events namespace/$CUT -o json | jq -e '.items[] | select(.reason == \"VerificationInterrupted\")' >/dev/null"
+expect_eq "its diagnostics archived" "$(nsfield "$CUT" .diagnostics.logs_archived)" true
+expect_eq "no pod left" "$(procs | grep -c "^ns/$CUT/")" 0
+expect_ok "a verification after the restart passes" ctl mttc verify --bucket q3-close --bundle "$H"
 kill -0 "$STAMPD_PID" || fail "stampd died"
 finish
