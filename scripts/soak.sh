@@ -48,6 +48,8 @@ summary() {
   n=$(grep -c . "$VIOL")
   echo "==== soak: $KILLED kill(s) of $KILLS survived, $CHECKS invariant check(s), $n violation(s), $(( $(date +%s) - T0 )) s ===="
   echo "     operations: $(grep -c ' try ' "$OPS") tried, $(grep -c ' ack ' "$OPS") acknowledged ($(awk '$2 == "ack" {print $3}' "$OPS" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}' | sed 's/, $//'))"
+  echo "     autoscaler: $(ctl events autoscaler/soak-as -o json 2>/dev/null | jq -r '[.items[] | .reason] | group_by(.) | map("\(.[0]) \(length)") | join(", ")') (its recorded events)"
+  echo "     MTTC: $(grep -c ' ack mttc-verify ' "$OPS") verification(s) matched, $(grep -c -- '^livecalc-mttc-.* reaped' "$T/nsst" 2>/dev/null) verification namespace(s) reaped"
   [ "$n" -eq 0 ] || sed 's/^/     violation: /' "$VIOL"
 }
 
@@ -72,6 +74,46 @@ sed -e 's/name: synaxis-stamp/name: soak-stamp/' \
 grep -q 'echo integration' "$T/soak.yaml" || fail "template rewrite did not take (exec step counters)"
 apply_template "$T/soak.yaml"
 TT=$(tenant_token acme soak)
+
+# MTTC: a bundle and one recorded run of bucket soak-mttc; the load then
+# verifies it (each verification runs the pipeline again in a namespace of
+# its own, which it reaps).
+head -c 20000 /dev/urandom >"$T/model.bin"
+BUNDLE=$(STAMP_TOKEN=$TT ctl bundle push "$T/model.bin" -o json | jq -r .hash)
+[ ${#BUNDLE} = 64 ] || fail "bundle push"
+STAMP_TOKEN=$TT ctl ns create soak-mttc >/dev/null || fail "ns create soak-mttc"
+STAMP_TOKEN=$TT ctl ns run livecalc-bucket-soak-mttc --bundle "$BUNDLE" --set scenarios=50 -o json >"$T/run.json" ||
+  fail "mttc run: $(cat "$T/run.json")"
+
+# The autoscaler governs westeurope (the load's own stamps are in
+# southeastasia): the load moves its floor between 1 and 2, so it deploys,
+# drains to standby and activates stamps of its own; scale-in (the stamps
+# are idle) takes it back down to the floor.
+AS_MAX=3
+as_yaml() {
+  cat <<Y
+apiVersion: autoscaling.synaxis.io/v1
+kind: StampAutoscaler
+metadata: {name: soak-as}
+spec:
+  template: soak-stamp
+  regions: [westeurope]
+  regionMinimums: {westeurope: $1}
+  interval: 1s
+  scaleOut:
+    triggers: [{metric: cpu_utilization, threshold: 95, duration: 60s}]
+    cooldown: 2s
+    maxStamps: $AS_MAX
+  scaleIn:
+    triggers: [{metric: cpu_utilization, threshold: 50, duration: 2s}]
+    cooldown: 2s
+    minStamps: $1
+  standby: {maxAge: 72h, scaleDown: {generalPool: 0, gpuPool: 0}}
+Y
+}
+as_yaml 1 >"$T/as-1.yaml"
+as_yaml 2 >"$T/as-2.yaml"
+ctl apply -f "$T/as-1.yaml" >/dev/null || fail "apply autoscaler"
 
 # ---- the load ----
 
@@ -107,6 +149,13 @@ load() {
           4) op delete "$s" ctl delete "$s" ;;
         esac
       fi
+    elif [ "$r" -lt 52 ]; then
+      # an MTTC verification (acknowledged only when the hashes match)
+      op mttc-verify "mttc-$(next_id mttc)" env STAMP_TOKEN="$TT" ctl mttc verify --bucket soak-mttc --bundle "$BUNDLE"
+    elif [ "$r" -lt 56 ]; then
+      # the autoscaler's floor in westeurope: 1 or 2
+      id=$((1 + RANDOM % 2))
+      op "as-min-$id" soak-as ctl apply -f "$T/as-$id.yaml"
     else
       # namespaces: create while few, else a short pod or a finalize (reap)
       n=$(live_names ns-create ns-finalize | pick)
@@ -141,6 +190,9 @@ converged() {
   ctl list -o json >"$T/list.json" 2>/dev/null || return 1
   STAMP_TOKEN=$TT ctl ns list -o json >"$T/ns.json" 2>/dev/null || return 1
   [ -z "$(jq -r '.items[].status.phase' "$T/list.json" | grep -Ev "$STEADY")" ] || return 1
+  # the autoscaler has brought westeurope up to its last acknowledged floor
+  [ "$(jq '[.items[] | select((.metadata.name | startswith("synaxis-weu-")) and .status.phase == "Active")] | length' "$T/list.json")" -ge \
+    "$(awk '$2 == "ack" && $3 ~ /^as-min-/ {f = substr($3, 8)} END {print (f + 0 > 0) ? f : 1}' "$OPS")" ] || return 1
   [ -z "$(jq -r '.namespaces[] | select(.status == "finalized" or .status == "reaping") | .namespace' "$T/ns.json")" ]
 }
 
@@ -152,6 +204,7 @@ want_of() {
     delete) echo Deleted ;;
     ns-create | ns-pod) echo active ;;
     ns-finalize) echo reaped ;;
+    *) echo - ;; # checked on their own
   esac
 }
 
@@ -180,6 +233,7 @@ check() {
   awk '$2 == "try" {o[$4] = $3} {k[$4] = $2} END {for (n in k) if (k[n] == "ack") print n, o[n]}' "$OPS" |
   while read -r name last; do
     want=$(want_of "$last")
+    [ "$want" = - ] && continue
     st=$(awk -v n="$name" '$1 == n {print $2}' "$T/phases" "$T/nsst")
     [ "$st" = "$want" ] || violation "check $CHECKS: $name: acknowledged $last, now '${st:-absent}' (want $want)"
   done
@@ -219,6 +273,21 @@ check() {
         echo "check $CHECKS: $name: diagnostics $p missing or not its recorded sha256" >>"$VIOL"
     done
   done <"$T/nsst"
+
+  # MTTC: no verification namespace left behind (each reaps its own; one
+  # cut short by a kill is taken by the reaper after the restart).
+  left=$(awk '$1 ~ /^livecalc-mttc-/ && $2 != "reaped" {printf "%s=%s ", $1, $2}' "$T/nsst")
+  [ -z "$left" ] || violation "check $CHECKS: verification namespace(s) not reaped: $left"
+
+  # The autoscaler: never above maxStamps in its region, its floor held
+  # (the last floor acknowledged; scale-in may not have come down yet).
+  local floor weu_live weu_act
+  floor=$(awk '$2 == "ack" && $3 ~ /^as-min-/ {f = substr($3, 8)} END {print f + 0}' "$OPS")
+  [ "$floor" -gt 0 ] || floor=1
+  weu_live=$(awk '$1 ~ /^synaxis-weu-/ && $2 != "Deleted" && $2 != "Ready"' "$T/phases" | wc -l)
+  weu_act=$(awk '$1 ~ /^synaxis-weu-/ && $2 == "Active"' "$T/phases" | wc -l)
+  [ "$weu_live" -le "$AS_MAX" ] || violation "check $CHECKS: autoscaler: $weu_live stamps serving in westeurope, maxStamps $AS_MAX"
+  [ "$weu_act" -ge "$floor" ] || violation "check $CHECKS: autoscaler: $weu_act Active in westeurope, floor $floor"
 
   # HAProxy: the servers taking traffic are the Active stamps.
   HAP_SOCK=$DATA/frontdoor/admin.sock
