@@ -15,6 +15,10 @@
 #   - no namespace reaped without its diagnostics archived and verified (the
 #     recorded sha256 matches the blob), nor reaped twice;
 #   - HAProxy's serving servers equal the Active stamps.
+# SOAK_STORE=pg: three replicas on a throwaway PostgreSQL behind one shared
+# HAProxy instead; each kill is of the leader (two times in three) or of a
+# random replica, which is restarted; the load goes to any replica, and the
+# same invariants hold across the replicas (files in the shared state dir).
 # Prints kills survived, every violation found and the duration; exits 1
 # when a violation was found.
 #
@@ -47,6 +51,7 @@ summary() {
   local n
   n=$(grep -c . "$VIOL")
   echo "==== soak: $KILLED kill(s) of $KILLS survived, $CHECKS invariant check(s), $n violation(s), $(( $(date +%s) - T0 )) s ===="
+  [ -s "$FAILOVERS" ] && echo "     failovers: $(wc -l <"$FAILOVERS") kill(s) of the leader, next leader after median $(sort -n "$FAILOVERS" | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}') ms, worst $(sort -n "$FAILOVERS" | tail -n 1) ms"
   echo "     operations: $(grep -c ' try ' "$OPS") tried, $(grep -c ' ack ' "$OPS") acknowledged ($(awk '$2 == "ack" {print $3}' "$OPS" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}' | sed 's/, $//'))"
   echo "     autoscaler: $(ctl events autoscaler/soak-as -o json 2>/dev/null | jq -r '[.items[] | .reason] | group_by(.) | map("\(.[0]) \(length)") | join(", ")') (its recorded events)"
   echo "     MTTC: $(grep -c ' ack mttc-verify ' "$OPS") verification(s) matched, $(grep -c -- '^livecalc-mttc-.* reaped' "$T/nsst" 2>/dev/null) verification namespace(s) reaped"
@@ -64,7 +69,27 @@ fail() {
 }
 
 ARGS=("${NS_ARGS[@]}" --set reap-interval=500ms --set reap-retry-initial=200ms --set reap-retry-max=1s)
-start_stampd "${ARGS[@]}"
+STORE=${SOAK_STORE:-sqlite}
+FAILOVERS=$T/failovers   # pg: ms from a leader's kill to the next leader
+: >"$FAILOVERS"
+case $STORE in
+  sqlite)
+    start_stampd "${ARGS[@]}"
+    FILES=$DATA
+    LOGS=("$T/stampd.log")
+    ;;
+  pg)
+    R_ARGS=("${ARGS[@]}" --set inactivity-threshold=1h)
+    start_replicas 3
+    wait_leader
+    FILES=$STATE
+    LOGS=("$T"/r[0-9]*.log)
+    # The load runs in a subshell that does not see restarts: it picks a
+    # replica by number, and a dead one refuses (not acknowledged).
+    ctl() { local i=$((RANDOM % R_N + 1)); [ -s "$T/client-r$i.conf" ] || i=$(live_replicas | head -n 1); STAMP_CONFIG=$T/client-r$i.conf "$STAMP_BIN/stampctl" "$@"; }
+    ;;
+  *) fail "SOAK_STORE: sqlite or pg, not $STORE" ;;
+esac
 # The example template, each exec step also counting its own runs (as t_crash).
 sed -e 's/name: synaxis-stamp/name: soak-stamp/' \
     -e "s|run: mkdir -p \"\$STAMP_DIR/rg\" \&\&|run: echo network >> $RUNS/\$STAMP_NAME \&\& mkdir -p \"\$STAMP_DIR/rg\" \&\&|" \
@@ -252,7 +277,8 @@ check() {
   units=$(proc_units)
   dup=$(sed 's/@.*//' <<<"$units" | sort | uniq -d | tr '\n' ' ')
   [ -z "$dup" ] || violation "check $CHECKS: unit(s) run twice: $dup"
-  [ "$(grep -c '^frontdoor/' <<<"$units")" = 1 ] || violation "check $CHECKS: front door processes: $(grep -c '^frontdoor/' <<<"$units")"
+  # (with replicas the HAProxy is the test's own, no replica's unit)
+  [ "$(grep -c '^frontdoor/' <<<"$units")" = "$([ "$STORE" = pg ] && echo 0 || echo 1)" ] || violation "check $CHECKS: front door processes: $(grep -c '^frontdoor/' <<<"$units")"
   while read -r name ph; do
     case $ph in Active) want=3 ;; Ready) want=1 ;; Deleted) want=0 ;; *) continue ;; esac
     n=$(grep -c "^$name/" <<<"$units")
@@ -264,12 +290,12 @@ check() {
   while read -r name st; do
     [ "$st" = reaped ] || continue
     grep -q "^ns/$name/" <<<"$units" && violation "check $CHECKS: $name reaped but pods run"
-    [ -e "$DATA/namespaces/$name" ] && violation "check $CHECKS: $name reaped but its directory is left"
-    [ "$(grep -c "Successfully reaped namespace $name\$" "$T/stampd.log")" -le 1 ] || violation "check $CHECKS: $name reaped more than once"
+    [ -e "$FILES/namespaces/$name" ] && violation "check $CHECKS: $name reaped but its directory is left"
+    [ "$(cat "${LOGS[@]}" | grep -c "Successfully reaped namespace $name\$")" -le 1 ] || violation "check $CHECKS: $name reaped more than once"
     STAMP_TOKEN=$TT ctl ns get "$name" -o json >"$T/g.json" || { violation "check $CHECKS: ns get $name"; continue; }
     [ "$(jq -r .diagnostics.logs_archived "$T/g.json")" = true ] || violation "check $CHECKS: $name reaped without logs_archived"
     jq -r '.diagnostics.files[]? | "\(.path) \(.sha256)"' "$T/g.json" | while read -r p sha; do
-      [ "$(sha256sum <"$DATA/blobs/diagnostics/$p" 2>/dev/null | cut -d' ' -f1)" = "$sha" ] ||
+      [ "$(sha256sum <"$FILES/blobs/diagnostics/$p" 2>/dev/null | cut -d' ' -f1)" = "$sha" ] ||
         echo "check $CHECKS: $name: diagnostics $p missing or not its recorded sha256" >>"$VIOL"
     done
   done <"$T/nsst"
@@ -290,10 +316,17 @@ check() {
   [ "$weu_act" -ge "$floor" ] || violation "check $CHECKS: autoscaler: $weu_act Active in westeurope, floor $floor"
 
   # HAProxy: the servers taking traffic are the Active stamps.
-  HAP_SOCK=$DATA/frontdoor/admin.sock
-  local hap act
-  hap=$(hap_serving | tr '\n' ' ')
-  act=$(awk '$2 == "Active" {print $1}' "$T/phases" | sort | tr '\n' ' ')
+  [ "$STORE" = pg ] || HAP_SOCK=$DATA/frontdoor/admin.sock
+  # The autoscaler goes on acting while the load is stopped: HAProxy is
+  # compared with a list of Active stamps that did not change around it.
+  local hap act before try
+  for try in 1 2 3 4 5; do
+    before=$(ctl list -o json | jq -r '.items[] | select(.status.phase == "Active") | .metadata.name' | sort | tr '\n' ' ')
+    hap=$(hap_serving | tr '\n' ' ')
+    act=$(ctl list -o json | jq -r '.items[] | select(.status.phase == "Active") | .metadata.name' | sort | tr '\n' ' ')
+    [ "$before" = "$act" ] && break
+    sleep 0.5
+  done
   [ "$hap" = "$act" ] || violation "check $CHECKS: HAProxy serves [$hap], Active stamps [$act]"
   log "check $CHECKS after $KILLED kill(s): $(awk '{print $2}' "$T/phases" | sort | uniq -c | awk '{printf "%s %s ", $2, $1}')| ns $(awk '{print $2}' "$T/nsst" | sort | uniq -c | awk '{printf "%s %s ", $2, $1}')| violations so far $(grep -c . "$VIOL")"
 }
@@ -304,8 +337,20 @@ for k in $(seq 1 "$KILLS"); do
   [ -n "$LOAD_PID" ] || start_load
   ms=$((200 + RANDOM % 2801))
   sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
-  crash_stampd
-  start_stampd "${ARGS[@]}"
+  if [ "$STORE" = pg ]; then
+    victim=$(leader_index)
+    [ -n "$victim" ] && [ $((RANDOM % 3)) -ne 0 ] || victim=$((RANDOM % R_N + 1))
+    was_leader=$(leader_index)
+    kill_replica "$victim"
+    if [ "$victim" = "$was_leader" ]; then
+      wait_leader "$victim" 60
+      echo "$FAILOVER_MS" >>"$FAILOVERS"
+    fi
+    start_replica "$victim"
+  else
+    crash_stampd
+    start_stampd "${ARGS[@]}"
+  fi
   KILLED=$k
   [ $((k % 10)) -eq 0 ] && log "progress: $k/$KILLS kills, $(grep -c ' ack ' "$OPS") acknowledged operations, $(grep -c . "$VIOL") violation(s)"
   if [ $((k % CHECK_EVERY)) -eq 0 ] || [ "$k" -eq "$KILLS" ]; then
