@@ -204,7 +204,7 @@ void sc_stop_proc(sctx *s, const rt_proc *p);
 int sc_stop_units(sctx *s, const char *sub, bool create_only, int *left, serr *e);
 
 typedef struct blockers {
-    int64_t connections; /* the workload's own count of open connections */
+    int64_t connections; /* the workload's requests in flight (else its open connections) */
     int64_t jobs;
     int unreachable;
     int64_t fd_sessions; /* HAProxy: current sessions on the stamp's server */

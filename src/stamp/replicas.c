@@ -466,8 +466,13 @@ static int scrape_job(void *arg, json_t **result, serr *e) {
             unreachable++;
             continue;
         }
+        /* What a drain waits for is requests in flight: an idle
+         * keep-alive connection (the front door's pool, a scraper) holds
+         * none.  A workload that does not count them gives its open
+         * connections instead. */
         double v;
-        if (status == 200 && prom_value(body.data, "stamp_workload_active_connections", &v) == 0)
+        if (status == 200 && (prom_value(body.data, "stamp_workload_inflight_requests", &v) == 0 ||
+                              prom_value(body.data, "stamp_workload_active_connections", &v) == 0))
             conns += (int64_t)v;
         if (status == 200 && prom_value(body.data, "stamp_workload_active_jobs", &v) == 0)
             jobs += (int64_t)v;
