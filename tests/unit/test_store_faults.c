@@ -6,7 +6,8 @@
  * offers (create, update, a large status, delete, event, audit, metadata,
  * port leases, the commit that triggers a checkpoint, open, close), a
  * counting run finds the write's injection points, then each point is
- * failed in turn on a fresh copy of one database, and:
+ * failed in turn on a fresh copy of one database (with the WAL new, and in
+ * use), and:
  *   - the call answers an error with a clear message (or success, when the
  *     failure was one SQLite may survive, such as a checkpoint's);
  *   - the same handle then writes and reads again (stampd still serving);
@@ -14,10 +15,11 @@
  *   - what succeeded is there, and what failed left nothing or the whole
  *     (never a row without its event, never half a lease) - on the live
  *     handle and after the reopen.
- * Then a disk that stays full (or an fsync that keeps failing): every write
- * fails, reads still answer, and writes resume on the same handle once it
- * is over.  And the disk reserve (util/reserve.h): a write that meets a full
- * disk while stampd still holds its reserve frees it and succeeds.
+ * With stampd's disk reserve held (util/reserve.h), a write that meets a
+ * full disk frees the reserve and succeeds.  Then a disk that stays full
+ * (or a write or fsync that keeps failing): every write fails, twice over,
+ * reads still answer, and writes resume on the same handle once it is
+ * over.
  *
  * Injection points above SAMPLE_MAX are sampled (the first and last ones,
  * evenly between); the summary printed says how many ran.
@@ -132,6 +134,12 @@ static int count_events(store *s, const char *kind, const char *name) {
     return n;
 }
 
+static int count_one(const resource *r, void *arg) {
+    (void)r;
+    (*(int *)arg)++;
+    return 0;
+}
+
 static int held(store *s, const char *owner, int *ports, int max) {
     int n = 0;
     serr e = {0};
@@ -221,6 +229,7 @@ enum {
     W_CLOSES = 2, /* run closes the store */
     W_EMPTY = 4,  /* no template: a new database */
     W_CKPT = 8,   /* run must checkpoint (which truncates the database file) */
+    W_ALONE = 16, /* writes what another case writes: not in the same store */
 };
 
 typedef struct wcase {
@@ -560,14 +569,14 @@ static int state_close(store *s) {
 static const wcase cases[] = {
     {"create", 0, NULL, run_create, state_create},
     {"update", 0, NULL, run_update, state_update},
-    {"update-big", 0, NULL, run_update_big, state_update_big},
+    {"update-big", W_ALONE, NULL, run_update_big, state_update_big},
     {"delete", 0, NULL, run_delete, state_delete},
     {"event", 0, NULL, run_event, state_event},
     {"audit", 0, NULL, run_audit, state_audit},
     {"meta-set", 0, NULL, run_meta, state_meta},
     {"meta-init", 0, NULL, run_meta_init, state_meta_init},
     {"ports-lease", 0, NULL, run_lease, state_lease},
-    {"ports-grow", 0, NULL, run_grow, state_grow},
+    {"ports-grow", W_ALONE, NULL, run_grow, state_grow},
     {"ports-release", 0, NULL, run_release, state_release},
     {"checkpoint", W_CKPT, prep_near_checkpoint, run_checkpoint, state_checkpoint},
     {"open", W_OPENS, NULL, run_open, state_open},
@@ -744,6 +753,96 @@ static void run_case(const wcase *w) {
     run_case_mode(w, &(mode){.warm = true, .reserve = true});
 }
 
+/* ---- a disk that stays full, or keeps failing -------------------------- */
+
+#define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
+
+/* The plain writes, which can all run in one store, one after another. */
+static bool plain(const wcase *w) { return w->flags == 0 && w->prep == NULL; }
+
+/* The reads stampd serves from, all answering from before the failure. */
+static void reads_answer(store *s) {
+    serr e = {0};
+    int n = 0;
+    CHECK_OK(store_list(s, "Stamp", NULL, count_one, &n, &e), &e);
+    CHECK(n == 3); /* upd, del, before */
+    json_t *a = NULL;
+    int64_t upto = 0;
+    CHECK_OK(store_events_after(s, NULL, NULL, NULL, 0, 256, &a, &upto, &e), &e);
+    CHECK(json_array_size(a) == 1 && upto > 0);
+    json_decref(a);
+    char *v = NULL;
+    CHECK_OK(store_meta_get(s, "k", &v, &e), &e);
+    CHECK(strcmp(v, "old") == 0);
+    free(v);
+    int p[4];
+    CHECK(held(s, "ns/held", p, 4) == 2);
+}
+
+static void stays_failing(const char *what, const fv_plan *p, bool reserve) {
+    snprintf(where, sizeof(where), "%s: before", what);
+    fresh(true);
+    store *s = open_ok();
+    serr e = {0};
+    resource r;
+    make(&r, "Stamp", "before", "acme");
+    store_event ev = {"Normal", "Created", "acknowledged before the disk failed", NULL, NULL};
+    CHECK_OK(store_create(s, &r, &ev, &e), &e);
+    resource_free(&r);
+    if (reserve) CHECK_OK(reserve_init(g.reserve, 4096, &e), &e);
+
+    faultvfs_arm(p);
+    tally t = {0};
+    for (int round = 0; round < 2; round++) { /* and again: nothing wedged */
+        for (int i = 0; i < NCASES; i++) {
+            if (!plain(&cases[i])) continue;
+            snprintf(where, sizeof(where), "%s: %s, round %d", what, cases[i].name, round);
+            serr we = {0};
+            CHECK(cases[i].run(&s, &we) != 0);
+            check_message(&we, &t);
+            CHECK(cases[i].state(s) == 0);
+            reads_answer(s);
+        }
+    }
+    long failed = faultvfs_failed();
+    faultvfs_disarm();
+    if (reserve) CHECK(!reserve_held()); /* freed at the first, which failed anyway */
+
+    /* The disk is back: the same handle writes again. */
+    for (int i = 0; i < NCASES; i++) {
+        if (!plain(&cases[i])) continue;
+        snprintf(where, sizeof(where), "%s: %s once the disk is back", what, cases[i].name);
+        serr we = {0};
+        CHECK_OK(cases[i].run(&s, &we), &we);
+        CHECK(cases[i].state(s) == 1);
+    }
+    store_close(s);
+    snprintf(where, sizeof(where), "%s: reopened", what);
+    integrity();
+    s = open_ok();
+    for (int i = 0; i < NCASES; i++)
+        if (plain(&cases[i])) CHECK(cases[i].state(s) == 1);
+    resource_init(&r);
+    CHECK_OK(store_get(s, "Stamp", "before", &r, &e), &e);
+    resource_free(&r);
+    store_close(s);
+    CHECK_OK(reserve_init(g.reserve, 0, &e), &e);
+    printf("  %-30s %ld calls failed; every write answered an error, every read answered\n",
+           what, failed);
+    for (int i = 0; i < t.nseen; i++) printf("      \"%s\"\n", t.seen[i]);
+}
+
+static void test_disk_stays_full(void **state) {
+    (void)state;
+    fv_plan full = {FV_WRITE, 1, SQLITE_FULL, true, true};
+    stays_failing("disk full", &full, false);
+    stays_failing("disk full, reserve held", &full, true);
+    fv_plan eio = {FV_WRITE, 1, SQLITE_IOERR_WRITE, true, false};
+    stays_failing("every write EIO", &eio, false);
+    fv_plan fsync = {FV_SYNC, 1, SQLITE_IOERR_FSYNC, true, false};
+    stays_failing("every fsync EIO", &fsync, false);
+}
+
 #define CASE_TEST(fn, idx)                                                                     \
     static void fn(void **state) {                                                             \
         (void)state;                                                                           \
@@ -774,7 +873,7 @@ int main(void) {
         cmocka_unit_test(test_ports_lease),    cmocka_unit_test(test_ports_grow),
         cmocka_unit_test(test_ports_release),  cmocka_unit_test(test_checkpoint),
         cmocka_unit_test(test_open),           cmocka_unit_test(test_open_new),
-        cmocka_unit_test(test_close),
+        cmocka_unit_test(test_close),          cmocka_unit_test(test_disk_stays_full),
     };
     return cmocka_run_group_tests_name("store_faults", tests, group_setup, group_teardown);
 }
