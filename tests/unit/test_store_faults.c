@@ -14,7 +14,9 @@
  *   - the database, reopened, passes PRAGMA integrity_check;
  *   - what succeeded is there, and what failed left nothing or the whole
  *     (never a row without its event, never half a lease) - on the live
- *     handle and after the reopen.
+ *     handle, after a close and reopen, and in the files a kill -9 right
+ *     after the call would have left (the summary counts the failed writes
+ *     found whole there: an fsync that failed after the WAL had them).
  * With stampd's disk reserve held (util/reserve.h), a write that meets a
  * full disk frees the reserve and succeeds.  Then a disk that stays full
  * (or a write or fsync that keeps failing): every write fails, twice over,
@@ -56,6 +58,7 @@
 static struct {
     char dir[64];
     char path[128];
+    char crash[128]; /* crash_image() */
     char reserve[128];
     char *tmpl; /* the template database file */
     size_t tmpl_len;
@@ -81,18 +84,42 @@ static void make(resource *r, const char *kind, const char *name, const char *te
     str_copy(r->tenant, sizeof(r->tenant), tenant);
 }
 
-static void remove_db(void) {
-    static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+static const char *const db_files[] = {"", "-wal", "-shm", "-journal"};
+
+static void remove_db(const char *path) {
+    for (size_t i = 0; i < sizeof(db_files) / sizeof(db_files[0]); i++) {
         char p[160];
-        snprintf(p, sizeof(p), "%s%s", g.path, sfx[i]);
+        snprintf(p, sizeof(p), "%s%s", path, db_files[i]);
         if (unlink(p) != 0 && errno != ENOENT) fail_msg("unlink %s: %s", p, strerror(errno));
+    }
+}
+
+/* What a crash (kill -9) of stampd now would leave: the database and its
+ * WAL as the open store has written them, copied to g.crash.  (The shared
+ * memory index is rebuilt from the WAL on open.) */
+static void crash_image(void) {
+    remove_db(g.crash);
+    for (int i = 0; i < 2; i++) {
+        char from[160], to[160];
+        snprintf(from, sizeof(from), "%s%s", g.path, db_files[i]);
+        snprintf(to, sizeof(to), "%s%s", g.crash, db_files[i]);
+        FILE *in = fopen(from, "rb");
+        if (in == NULL && errno == ENOENT) continue;
+        CHECK(in != NULL);
+        FILE *out = fopen(to, "wb");
+        CHECK(out != NULL);
+        char buf[4096];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof(buf), in)) > 0) CHECK(fwrite(buf, 1, n, out) == n);
+        CHECK(!ferror(in));
+        fclose(in);
+        CHECK(fclose(out) == 0);
     }
 }
 
 /* The database file back to the template (or none at all). */
 static void fresh(bool with_template) {
-    remove_db();
+    remove_db(g.path);
     if (!with_template) return;
     FILE *f = fopen(g.path, "wb");
     CHECK(f != NULL);
@@ -100,10 +127,10 @@ static void fresh(bool with_template) {
     CHECK(fclose(f) == 0);
 }
 
-static store *open_ok(void) {
+static store *open_ok(const char *path) {
     store *s = NULL;
     serr e = {0};
-    CHECK_OK(store_open_sqlite(g.path, &s, &e), &e);
+    CHECK_OK(store_open_sqlite(path, &s, &e), &e);
     return s;
 }
 
@@ -115,9 +142,9 @@ static int first_text(void *arg, int ncol, char **vals, char **names) {
 
 /* PRAGMA integrity_check on the closed store's file, through a connection
  * of our own (which recovers the WAL as the store's would). */
-static void integrity(void) {
+static void integrity(const char *path) {
     sqlite3 *db = NULL;
-    CHECK(sqlite3_open_v2(g.path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
     char res[128] = "";
     int rc = sqlite3_exec(db, "PRAGMA integrity_check", first_text, res, NULL);
     if (rc != SQLITE_OK || strcmp(res, "ok") != 0)
@@ -158,7 +185,7 @@ static char *filler(size_t n, char c) {
 
 static void build_template(void) {
     fresh(false);
-    store *s = open_ok();
+    store *s = open_ok(g.path);
     serr e = {0};
     resource r;
     make(&r, "Stamp", "upd", "acme");
@@ -204,6 +231,7 @@ static int group_setup(void **state) {
     if (mkdtemp(g.dir) == NULL) fail_msg("mkdtemp: %s", strerror(errno));
     snprintf(g.path, sizeof(g.path), "%s/stamp.db", g.dir);
     snprintf(g.reserve, sizeof(g.reserve), "%s/reserve", g.dir);
+    snprintf(g.crash, sizeof(g.crash), "%s/crash.db", g.dir);
     snprintf(where, sizeof(where), "template");
     build_template();
     return 0;
@@ -604,7 +632,7 @@ static const fault faults[] = {
 typedef struct tally {
     long points[FV_NOPS]; /* injection points the counting run found */
     int trials, errors, oks;
-    int phantom; /* failed, not seen live, there after the reopen */
+    int phantom; /* failed, not seen live, there after a crash */
     int released; /* trials that freed the disk reserve */
     int nseen;
     char seen[MSG_SEEN_MAX][SERR_MSG_MAX];
@@ -653,7 +681,7 @@ static void trial(const wcase *w, const mode *m, const fv_plan *p, tally *t) {
     store *s = NULL;
     serr e = {0};
     if (!(w->flags & W_OPENS)) {
-        s = open_ok();
+        s = open_ok(g.path);
         if (m->warm) CHECK_OK(store_meta_set(s, "warm", "1", &e), &e);
         if (w->prep) w->prep(s);
     }
@@ -685,17 +713,24 @@ static void trial(const wcase *w, const mode *m, const fv_plan *p, tally *t) {
     } else if (p) {
         t->oks++;
     }
-    if (s == NULL) s = open_ok(); /* after a failed open, or the close */
+    if (s == NULL) s = open_ok(g.path); /* after a failed open, or the close */
     int live = w->state(s);
     if (rc == 0) CHECK(live == 1);
+    crash_image();
     probe(s);
     store_close(s);
-    integrity();
-    s = open_ok();
-    int after = w->state(s);
-    if (rc == 0) CHECK(after == 1);
-    if (rc && live == 0 && after == 1) t->phantom++;
+    integrity(g.path);
+    s = open_ok(g.path);
+    if (rc == 0) CHECK(w->state(s) == 1);
+    else w->state(s); /* nothing or the whole */
     probe_there(s);
+    store_close(s);
+    /* Had stampd been killed right after the failed call. */
+    integrity(g.crash);
+    s = open_ok(g.crash);
+    int crashed = w->state(s);
+    if (rc == 0) CHECK(crashed == 1);
+    if (rc && live == 0 && crashed == 1) t->phantom++;
     store_close(s);
 }
 
@@ -738,7 +773,7 @@ static void run_case_mode(const wcase *w, const mode *m) {
            "errors, %d succeeded",
            w->name, how, t->points[FV_OPEN], t->points[FV_WRITE], t->points[FV_SYNC],
            t->points[FV_TRUNCATE], sampled ? " (sampled)" : "", t->trials, t->errors, t->oks);
-    if (t->phantom) printf(", %d failed but there after the reopen", t->phantom);
+    if (t->phantom) printf(", %d failed but there after a crash", t->phantom);
     if (m->reserve) printf(", %d freed the reserve", t->released);
     printf("\n");
     for (int i = 0; i < t->nseen; i++) printf("      \"%s\"\n", t->seen[i]);
@@ -782,7 +817,7 @@ static void reads_answer(store *s) {
 static void stays_failing(const char *what, const fv_plan *p, bool reserve) {
     snprintf(where, sizeof(where), "%s: before", what);
     fresh(true);
-    store *s = open_ok();
+    store *s = open_ok(g.path);
     serr e = {0};
     resource r;
     make(&r, "Stamp", "before", "acme");
@@ -818,8 +853,8 @@ static void stays_failing(const char *what, const fv_plan *p, bool reserve) {
     }
     store_close(s);
     snprintf(where, sizeof(where), "%s: reopened", what);
-    integrity();
-    s = open_ok();
+    integrity(g.path);
+    s = open_ok(g.path);
     for (int i = 0; i < NCASES; i++)
         if (plain(&cases[i])) CHECK(cases[i].state(s) == 1);
     resource_init(&r);
