@@ -16,7 +16,10 @@
  * Writes are serialised inside; reads do not wait for them (nor for another
  * process's write lock).  A write is visible to every read that starts
  * after it returned, on any thread (read-your-writes).  Acknowledged writes
- * are durable (WAL, synchronous=FULL).
+ * are durable (WAL, synchronous=FULL).  A write that failed is not seen by
+ * later reads; after a restart it is either absent or whole: an fsync that
+ * failed at commit may have come after the log had it (as a connection
+ * lost during a PostgreSQL COMMIT, its outcome is unknown).
  */
 #ifndef STAMP_STORE_H
 #define STAMP_STORE_H

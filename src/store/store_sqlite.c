@@ -9,7 +9,10 @@
  * transaction, so a stale update changes nothing; the JSON columns hold
  * canonical text (sorted keys, compact), so equal text means equal value and
  * the generation bump is a string comparison.  The database file and its WAL
- * are created mode 0600 because meta holds secrets.
+ * are created mode 0600 because meta holds secrets.  A write that meets a
+ * full disk while stampd holds its disk reserve frees the reserve and runs
+ * once more, whole (again()); any other failure is reported, and leaves
+ * nothing written and the connection ready for the next op.
  *
  * Connections: one writer and a small pool of read-only readers on the same
  * WAL database, opened after the migrations ran.  Every write, and every
@@ -169,6 +172,9 @@ typedef struct conn {
     sqlite3 *db;
     bool writer;
     sqlite3_stmt *cache[Q_COUNT]; /* NULL until first used */
+    /* The writer's op met a full disk and freed stampd's reserve (db_fail):
+     * the op may run once more (again()). */
+    bool freed_reserve;
     /* Who holds it, for the assertions: set by whoever took the lock or
      * the pool slot, read only by that thread. */
     bool held;
@@ -224,6 +230,7 @@ static inline bool conn_idle(conn *c) {
 static conn *writer_get(sq_store *s) {
     pthread_mutex_lock(&s->wmu);
     conn_hold(&s->w);
+    s->w.freed_reserve = false;
     return &s->w;
 }
 
@@ -266,10 +273,12 @@ static void reader_put(sq_store *s, conn *c) {
 /* ---- small helpers ---------------------------------------------------- */
 
 /* Records the connection's current error.  Busy means another process holds
- * the write lock past busy_timeout: worth a retry, so it is UNAVAIL, not IO. */
+ * the write lock past busy_timeout: worth a retry, so it is UNAVAIL, not IO.
+ * A full disk frees stampd's reserve (util/reserve.h), so that the write
+ * finds room when again() runs it once more. */
 static int db_fail(conn *c, serr *e, const char *what) {
     int rc = sqlite3_errcode(c->db);
-    if (rc == SQLITE_FULL) reserve_release(); /* so the next write finds room */
+    if (rc == SQLITE_FULL && reserve_release()) c->freed_reserve = true;
     int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? SE_UNAVAIL : SE_IO;
     if (rc == SQLITE_NOMEM) code = SE_NOMEM;
     return serr_set(e, code, "store: %s: %s", what, sqlite3_errmsg(c->db));
@@ -342,19 +351,19 @@ static int tx_begin(sq_store *s, conn *c, serr *e) {
     return run(s, c, Q_BEGIN_WRITE, e, "begin");
 }
 
-static int tx_commit(sq_store *s, conn *c, serr *e) {
-    sqlite3_stmt *st;
-    int rc = stmt(s, c, Q_COMMIT, &st, e);
-    if (rc) return rc;
-    int step = sqlite3_step(st);
-    /* Disk full (a tenant filled it): free stampd's reserve and retry once. */
-    if (step == SQLITE_FULL && !sqlite3_get_autocommit(c->db) && reserve_release()) {
-        sqlite3_reset(st);
-        step = sqlite3_step(st);
-    }
-    if (step != SQLITE_DONE) rc = db_fail(c, e, "commit");
-    done(st);
-    return rc;
+static int tx_commit(sq_store *s, conn *c, serr *e) { return run(s, c, Q_COMMIT, e, "commit"); }
+
+/* Whether a write op that failed with rc runs once more, on the writer it
+ * still holds: when the disk was full and db_fail has just freed stampd's
+ * reserve (a tenant filled the disk; the reserve is there so that stampd
+ * can still commit).  The failed attempt left nothing: SQLite rolls a
+ * transaction back when its COMMIT meets a full disk, and the op's own
+ * rollback ends it otherwise.  Once: a second full disk finds no reserve. */
+static bool again(conn *c, int rc, int *tries) {
+    assert(c->writer && held_by_me(c) && sqlite3_get_autocommit(c->db));
+    bool retry = rc != 0 && c->freed_reserve && (*tries)++ == 0;
+    c->freed_reserve = false;
+    return retry;
 }
 
 /* Safe to call whatever state the connection is in; the caller has already
@@ -824,24 +833,21 @@ static int row_check(sq_store *s, conn *c, const char *kind, const char *name, b
 
 /* ---- resources -------------------------------------------------------- */
 
-static int sq_create(store *base, resource *r, const store_event *ev, serr *e) {
-    sq_store *s = sq(base);
-    store_res_text t;
-    int rc = store_res_encode(r, &t, e);
-    if (rc) return rc;
-    int64_t now = now_ms();
+/* The row and its event, in one transaction on the writer c. */
+static int create_tx(sq_store *s, conn *c, const resource *r, const store_res_text *t,
+                     const store_event *ev, int64_t now, serr *e) {
     sqlite3_stmt *st = NULL;
-    conn *c = writer_get(s);
-    if ((rc = tx_begin(s, c, e)) != 0) goto out;
+    int rc = tx_begin(s, c, e);
+    if (rc) goto out;
     if ((rc = stmt(s, c, Q_RES_INSERT, &st, e)) != 0) goto out;
     bind_str(st, 1, r->kind, RES_KIND_MAX);
     bind_str(st, 2, r->name, RES_NAME_MAX);
     bind_str(st, 3, r->tenant, RES_TENANT_MAX);
-    bind_opt(st, 4, t.labels);
-    bind_opt(st, 5, t.annotations);
-    bind_opt(st, 6, t.spec);
-    bind_opt(st, 7, t.status);
-    bind_opt(st, 8, t.finalizers);
+    bind_opt(st, 4, t->labels);
+    bind_opt(st, 5, t->annotations);
+    bind_opt(st, 6, t->spec);
+    bind_opt(st, 7, t->status);
+    bind_opt(st, 8, t->finalizers);
     sqlite3_bind_int64(st, 9, now);
     sqlite3_bind_int64(st, 10, now);
     sqlite3_bind_int64(st, 11, r->deletion_ms);
@@ -863,6 +869,18 @@ static int sq_create(store *base, resource *r, const store_event *ev, serr *e) {
 out:
     done(st);
     if (rc) tx_rollback(s, c);
+    return rc;
+}
+
+static int sq_create(store *base, resource *r, const store_event *ev, serr *e) {
+    sq_store *s = sq(base);
+    store_res_text t;
+    int rc = store_res_encode(r, &t, e), tries = 0;
+    if (rc) return rc;
+    int64_t now = now_ms();
+    conn *c = writer_get(s);
+    do rc = create_tx(s, c, r, &t, ev, now, e);
+    while (again(c, rc, &tries));
     writer_put(s, c);
     store_res_text_free(&t);
     if (rc == 0) {
@@ -891,33 +909,32 @@ static int sq_get(store *base, const char *kind, const char *name, resource *out
     return rc;
 }
 
-static int sq_update(store *base, resource *r, const store_event *ev, serr *e) {
-    sq_store *s = sq(base);
-    store_res_text t;
-    int rc = store_res_encode(r, &t, e);
-    if (rc) return rc;
-    int64_t now = now_ms(), rv = 0, gen = 0;
+/* Checks r's version and writes the row and its event, in one transaction
+ * on the writer c; *rv and *gen get the version it replaced and the
+ * generation it wrote. */
+static int update_tx(sq_store *s, conn *c, const resource *r, const store_res_text *t,
+                     const store_event *ev, int64_t now, int64_t *rv, int64_t *gen, serr *e) {
     bool changed = false;
     sqlite3_stmt *st = NULL;
-    conn *c = writer_get(s);
-    if ((rc = tx_begin(s, c, e)) != 0) goto out;
-    rc = row_check(s, c, r->kind, r->name, true, r->resource_version, t.spec, &rv, &gen, &changed,
+    int rc = tx_begin(s, c, e);
+    if (rc) goto out;
+    rc = row_check(s, c, r->kind, r->name, true, r->resource_version, t->spec, rv, gen, &changed,
                    e);
     if (rc) goto out;
-    if (changed) gen++;
+    if (changed) (*gen)++;
     if ((rc = stmt(s, c, Q_RES_UPDATE, &st, e)) != 0) goto out;
-    bind_opt(st, 1, t.labels);
-    bind_opt(st, 2, t.annotations);
-    bind_opt(st, 3, t.spec);
-    bind_opt(st, 4, t.status);
-    bind_opt(st, 5, t.finalizers);
-    sqlite3_bind_int64(st, 6, gen);
+    bind_opt(st, 1, t->labels);
+    bind_opt(st, 2, t->annotations);
+    bind_opt(st, 3, t->spec);
+    bind_opt(st, 4, t->status);
+    bind_opt(st, 5, t->finalizers);
+    sqlite3_bind_int64(st, 6, *gen);
     sqlite3_bind_int64(st, 7, now);
     sqlite3_bind_int64(st, 8, r->deletion_ms);
     bind_due(st, 9, r->due_ms);
     bind_str(st, 10, r->kind, RES_KIND_MAX);
     bind_str(st, 11, r->name, RES_NAME_MAX);
-    sqlite3_bind_int64(st, 12, rv);
+    sqlite3_bind_int64(st, 12, *rv);
     if (sqlite3_step(st) != SQLITE_DONE) {
         rc = db_fail(c, e, "updating resource");
         goto out;
@@ -930,11 +947,23 @@ static int sq_update(store *base, resource *r, const store_event *ev, serr *e) {
     }
     done(st);
     st = NULL;
-    if (ev && (rc = event_insert(s, c, r->kind, r->name, now, rv + 1, ev, e)) != 0) goto out;
+    if (ev && (rc = event_insert(s, c, r->kind, r->name, now, *rv + 1, ev, e)) != 0) goto out;
     rc = tx_commit(s, c, e);
 out:
     done(st);
     if (rc) tx_rollback(s, c);
+    return rc;
+}
+
+static int sq_update(store *base, resource *r, const store_event *ev, serr *e) {
+    sq_store *s = sq(base);
+    store_res_text t;
+    int rc = store_res_encode(r, &t, e), tries = 0;
+    if (rc) return rc;
+    int64_t now = now_ms(), rv = 0, gen = 0;
+    conn *c = writer_get(s);
+    do rc = update_tx(s, c, r, &t, ev, now, &rv, &gen, e);
+    while (again(c, rc, &tries));
     writer_put(s, c);
     store_res_text_free(&t);
     if (rc == 0) {
@@ -945,11 +974,10 @@ out:
     return rc;
 }
 
-static int sq_remove(store *base, const char *kind, const char *name, int64_t rv, serr *e) {
-    sq_store *s = sq(base);
+static int remove_tx(sq_store *s, conn *c, const char *kind, const char *name, int64_t rv,
+                     serr *e) {
     int64_t cur = 0;
     sqlite3_stmt *st = NULL;
-    conn *c = writer_get(s);
     int rc = tx_begin(s, c, e);
     if (rc) goto out;
     if ((rc = row_check(s, c, kind, name, rv != 0, rv, NULL, &cur, NULL, NULL, e)) != 0) goto out;
@@ -964,6 +992,15 @@ static int sq_remove(store *base, const char *kind, const char *name, int64_t rv
 out:
     done(st);
     if (rc) tx_rollback(s, c);
+    return rc;
+}
+
+static int sq_remove(store *base, const char *kind, const char *name, int64_t rv, serr *e) {
+    sq_store *s = sq(base);
+    int rc, tries = 0;
+    conn *c = writer_get(s);
+    do rc = remove_tx(s, c, kind, name, rv, e);
+    while (again(c, rc, &tries));
     writer_put(s, c);
     return rc;
 }
@@ -1031,19 +1068,22 @@ static int sq_event_add(store *base, const char *kind, const char *name, const s
     /* An event may outlive its resource (for example "Purged"): a missing
      * row records resourceVersion 0 rather than failing.  The version is
      * read on the writer, so no write lands between it and the insert. */
-    sqlite3_stmt *st;
-    int64_t rv = 0;
     conn *c = writer_get(s);
-    int rc = stmt(s, c, Q_RES_VERSION, &st, e);
-    if (rc == 0) {
-        bind_str(st, 1, kind, RES_KIND_MAX);
-        bind_str(st, 2, name, RES_NAME_MAX);
-        int step = sqlite3_step(st);
-        if (step == SQLITE_ROW) rv = sqlite3_column_int64(st, 0);
-        else if (step != SQLITE_DONE) rc = db_fail(c, e, "reading resource");
-        done(st);
-    }
-    if (rc == 0) rc = event_insert(s, c, kind, name, now_ms(), rv, ev, e);
+    int rc, tries = 0;
+    do {
+        sqlite3_stmt *st;
+        int64_t rv = 0;
+        rc = stmt(s, c, Q_RES_VERSION, &st, e);
+        if (rc == 0) {
+            bind_str(st, 1, kind, RES_KIND_MAX);
+            bind_str(st, 2, name, RES_NAME_MAX);
+            int step = sqlite3_step(st);
+            if (step == SQLITE_ROW) rv = sqlite3_column_int64(st, 0);
+            else if (step != SQLITE_DONE) rc = db_fail(c, e, "reading resource");
+            done(st);
+        }
+        if (rc == 0) rc = event_insert(s, c, kind, name, now_ms(), rv, ev, e);
+    } while (again(c, rc, &tries));
     writer_put(s, c);
     return rc;
 }
@@ -1184,10 +1224,12 @@ static int sq_audit_add(store *base, const store_audit *a, serr *e) {
                             STORE_DETAIL_MAX);
         }
     }
-    sqlite3_stmt *st;
     conn *c = writer_get(s);
-    int rc = stmt(s, c, Q_AUDIT_INSERT, &st, e);
-    if (rc == 0) {
+    int rc, tries = 0;
+    do {
+        sqlite3_stmt *st;
+        rc = stmt(s, c, Q_AUDIT_INSERT, &st, e);
+        if (rc) continue;
         sqlite3_bind_int64(st, 1, now_ms());
         bind_str(st, 2, a->user, STORE_WORD_MAX);
         bind_str(st, 3, a->tenant, STORE_WORD_MAX);
@@ -1198,7 +1240,7 @@ static int sq_audit_add(store *base, const store_audit *a, serr *e) {
         bind_opt(st, 8, detail);
         if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(c, e, "recording audit");
         done(st);
-    }
+    } while (again(c, rc, &tries));
     writer_put(s, c);
     free(detail);
     return rc;
@@ -1279,15 +1321,17 @@ static int sq_meta_set(store *base, const char *key, const char *val, serr *e) {
     if (strlen(val) > STORE_META_VAL_MAX)
         return serr_set(e, SE_TOOBIG, "store: metadata %s larger than %d bytes", key,
                         STORE_META_VAL_MAX);
-    sqlite3_stmt *st;
     conn *c = writer_get(s);
-    int rc = stmt(s, c, Q_META_SET, &st, e);
-    if (rc == 0) {
+    int rc, tries = 0;
+    do {
+        sqlite3_stmt *st;
+        rc = stmt(s, c, Q_META_SET, &st, e);
+        if (rc) continue;
         bind_opt(st, 1, key);
         bind_opt(st, 2, val);
         if (sqlite3_step(st) != SQLITE_DONE) rc = db_fail(c, e, "writing metadata");
         done(st);
-    }
+    } while (again(c, rc, &tries));
     writer_put(s, c);
     return rc;
 }
@@ -1346,14 +1390,11 @@ static int ports_find(sq_store *s, conn *c, int n, int lo, int hi, store_port_ok
     return rc;
 }
 
-static int sq_ports_lease(store *base, const char *owner, int n, int lo, int hi,
-                          store_port_ok_fn ok, void *arg, int *ports, serr *e) {
-    sq_store *s = sq(base);
-    int *got = calloc((size_t)n, sizeof(*got));
-    if (got == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
+/* The lease in one transaction on the writer c: got[0..n) gets the ports. */
+static int lease_tx(sq_store *s, conn *c, const char *owner, int n, int lo, int hi,
+                    store_port_ok_fn ok, void *arg, int *got, serr *e) {
     int count = 0, found = 0;
     sqlite3_stmt *st = NULL;
-    conn *c = writer_get(s);
     int rc = tx_begin(s, c, e);
     if (rc) goto out;
     if ((rc = ports_held(s, c, owner, got, n, &count, e)) != 0) goto out;
@@ -1384,6 +1425,18 @@ static int sq_ports_lease(store *base, const char *owner, int n, int lo, int hi,
 out:
     done(st);
     if (rc) tx_rollback(s, c);
+    return rc;
+}
+
+static int sq_ports_lease(store *base, const char *owner, int n, int lo, int hi,
+                          store_port_ok_fn ok, void *arg, int *ports, serr *e) {
+    sq_store *s = sq(base);
+    int *got = calloc((size_t)n, sizeof(*got));
+    if (got == NULL) return serr_set(e, SE_NOMEM, "store: out of memory");
+    int rc, tries = 0;
+    conn *c = writer_get(s);
+    do rc = lease_tx(s, c, owner, n, lo, hi, ok, arg, got, e);
+    while (again(c, rc, &tries));
     writer_put(s, c);
     if (rc == 0) memcpy(ports, got, (size_t)n * sizeof(*got));
     free(got);
@@ -1392,8 +1445,10 @@ out:
 
 static int sq_ports_release(store *base, const char *owner, serr *e) {
     sq_store *s = sq(base);
+    int rc, tries = 0;
     conn *c = writer_get(s);
-    int rc = ports_delete(s, c, owner, e);
+    do rc = ports_delete(s, c, owner, e);
+    while (again(c, rc, &tries));
     writer_put(s, c);
     return rc;
 }
