@@ -38,6 +38,7 @@ static int at(serr *e, const yaml_mark_t *m, int code, const char *what) {
 
 static int next_event(yreader *r, yaml_event_t *ev) {
     if (!yaml_parser_parse(&r->p, ev)) {
+        if (r->p.error == YAML_MEMORY_ERROR) return serr_set(r->e, SE_NOMEM, "yaml parser: out of memory");
         const char *prob = r->p.problem ? r->p.problem : "syntax error";
         char msg[256]; /* libyaml's own words; a cut is harmless */
         if (r->p.context)
@@ -138,7 +139,12 @@ static int scalar_value(yreader *r, yaml_event_t *ev, json_t **out) {
         else if (real_word(s, &dv)) *out = json_real(dv);
         else *out = json_stringn(s, n);
     }
-    if (*out == NULL) return at(r->e, &ev->start_mark, SE_INVAL, "scalar is not valid UTF-8");
+    if (*out == NULL) {
+        /* jansson says NULL for bytes that are not UTF-8 and for no memory:
+         * tell them apart, or a server short of memory blames the user. */
+        if (!utf8_valid(s, n)) return at(r->e, &ev->start_mark, SE_INVAL, "scalar is not valid UTF-8");
+        return serr_set(r->e, SE_NOMEM, "out of memory");
+    }
     return 0;
 }
 
@@ -224,7 +230,10 @@ static int build_collection(yreader *r, yaml_event_t *start, int depth, json_t *
         }
         if (json_object_set_new(c, key, v) != 0) {
             json_decref(c);
-            rc = serr_set(r->e, SE_INVAL, "mapping key \"%.200s\" is not valid UTF-8", key);
+            if (utf8_valid(key, strlen(key)))
+                rc = serr_set(r->e, SE_NOMEM, "out of memory");
+            else
+                rc = serr_set(r->e, SE_INVAL, "mapping key \"%.200s\" is not valid UTF-8", key);
             free(key);
             return rc;
         }
@@ -275,7 +284,7 @@ int yaml_to_json(const char *text, size_t len, json_t **out, int *multi, serr *e
     if (!yaml_parser_initialize(&r.p)) return serr_set(e, SE_NOMEM, "yaml parser: out of memory");
     yaml_parser_set_input_string(&r.p, (const unsigned char *)text, len);
     json_t *docs = json_array();
-    int rc = 0;
+    int rc = docs ? 0 : serr_set(e, SE_NOMEM, "out of memory");
     bool done = false;
     while (rc == 0 && !done) {
         yaml_event_t ev;
@@ -293,7 +302,10 @@ int yaml_to_json(const char *text, size_t len, json_t **out, int *multi, serr *e
             json_t *v = NULL;
             rc = build(&r, &root, 1, &v);
             yaml_event_delete(&root);
-            if (rc == 0) json_array_append_new(docs, v);
+            /* A document that cannot be kept fails the whole stream: one
+             * silently dropped would be applied as if never sent. */
+            if (rc == 0 && json_array_append_new(docs, v) != 0)
+                rc = serr_set(e, SE_NOMEM, "out of memory");
             break;
         }
         default:
