@@ -469,12 +469,15 @@ static int put_string(sbuf *b, const char *s) {
  * a longer one is written as an explicit "? key" entry. */
 #define YAML_SIMPLE_KEY_MAX 1000
 
-static size_t written_len(const char *s) {
+/* How long s is once written; an error when it cannot be measured (no
+ * memory), rather than a length that would pick the other key form. */
+static int written_len(const char *s, size_t *n) {
     sbuf t;
     sbuf_init(&t, 64 * 1024 * 1024);
-    size_t n = put_string(&t, s) == 0 ? t.len : SIZE_MAX;
+    int rc = put_string(&t, s);
+    *n = t.len;
     sbuf_free(&t);
-    return n;
+    return rc;
 }
 
 /* The shortest decimal that reads back as the same double: 0.073, not
@@ -548,7 +551,10 @@ static int emit(sbuf *b, const json_t *v, int lvl, bool inline_first) {
         json_object_foreach((json_t *)v, k, c) {
             if (!(first && inline_first)) rc = indent(b, lvl);
             first = false;
-            if (rc == 0 && written_len(k) > YAML_SIMPLE_KEY_MAX) {
+            size_t klen = 0;
+            if (rc == 0) rc = written_len(k, &klen);
+            if (rc) return rc;
+            if (klen > YAML_SIMPLE_KEY_MAX) {
                 /* "? key" then ": value" on a line of its own; a collection
                  * value starts on the next line, one level deeper. */
                 rc = sbuf_add(b, "? ", 2);
