@@ -361,15 +361,67 @@ int json_depth(const json_t *v) {
     return 1;
 }
 
+/* ---- jansson's allocations ----
+ *
+ * jansson 2.14 does not always say when it ran out of memory while
+ * parsing: an object it cannot create ends the parse with no message at
+ * all, and its lexer drops a byte when the token buffer cannot grow
+ * (lex_save ignores strbuffer_append_byte's failure), so a document can
+ * parse "successfully" into other values ("StampHealthChek").  Every
+ * jansson allocation therefore goes through json_alloc, installed before
+ * main, which counts failures per thread; json_load_text refuses a parse
+ * during which one failed, whatever jansson answered. */
+static _Thread_local unsigned long json_nomem;
+
+static void *json_alloc(size_t n) {
+    void *p = malloc(n);
+    if (p == NULL) json_nomem++;
+    return p;
+}
+
+static void json_release(void *p) { free(p); }
+
+__attribute__((constructor)) static void json_alloc_install(void) {
+    json_set_alloc_funcs(json_alloc, json_release);
+}
+
+unsigned long json_alloc_failures(void) { return json_nomem; }
+
+int json_load_text(const char *text, size_t len, size_t flags, json_t **out, serr *e) {
+    unsigned long before = json_nomem;
+    json_error_t je;
+    json_t *v = json_loadb(text, len, flags, &je);
+    if (json_nomem != before || (v == NULL && json_error_code(&je) == json_error_out_of_memory)) {
+        json_decref(v);
+        *out = NULL;
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
+    *out = v;
+    if (v == NULL)
+        return serr_set(e, SE_INVAL, "line %d, column %d: %s", je.line, je.column, je.text);
+    return 0;
+}
+
+char *json_text(const json_t *v, size_t flags) {
+    /* jansson's dump ignores a failure to write an object's key and goes
+     * on: the text would lack the key, or hold "" in its place. */
+    unsigned long before = json_nomem;
+    char *s = json_dumps(v, flags);
+    if (s != NULL && json_nomem != before) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
 int json_parse_user(const char *text, size_t len, json_t **out, serr *e) {
     *out = NULL;
     if (len > MANIFEST_MAX_BYTES)
         return serr_set(e, SE_TOOBIG, "document is %zu bytes; the limit is %d", len,
                         MANIFEST_MAX_BYTES);
-    json_error_t je;
-    json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (v == NULL)
-        return serr_set(e, SE_INVAL, "line %d, column %d: %s", je.line, je.column, je.text);
+    json_t *v = NULL;
+    int rc = json_load_text(text, len, JSON_REJECT_DUPLICATES, &v, e);
+    if (rc) return rc;
     if (json_depth(v) > MANIFEST_MAX_DEPTH) {
         json_decref(v);
         return serr_set(e, SE_INVAL, "nested deeper than %d levels", MANIFEST_MAX_DEPTH);
