@@ -1163,7 +1163,7 @@ static enum MHD_Result respond(api *a, struct MHD_Connection *conn, api_req *rq,
     if (rs->body) {
         add_times(rs->body, 0);
         tlen = 0;
-        text = json_dumps(rs->body, API_JSON_DUMP_FLAGS);
+        text = json_text(rs->body, API_JSON_DUMP_FLAGS);
         free(rs->text);
         if (text) {
             size_t n = strlen(text);
