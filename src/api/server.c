@@ -900,7 +900,8 @@ static int authenticate(api *a, api_req *rq, int need, api_resp *rs) {
     while (*h == ' ') h++;
     serr e = {0};
     int rc = jwt_verify(a->v, h, now_ms() / 1000, &rq->claims, &e);
-    if (rc) return api_error(rs, SE_UNAUTH, "%s", e.msg);
+    /* No memory is the server's trouble (500), not a bad token (401). */
+    if (rc) return api_error(rs, rc == SE_NOMEM ? SE_NOMEM : SE_UNAUTH, "%s", e.msg);
     rq->user = json_string_value(json_object_get(rq->claims, "user_id"));
     rq->tenant = json_string_value(json_object_get(rq->claims, "tenant_id"));
     if (rq->user == NULL || *rq->user == '\0' || rq->tenant == NULL || *rq->tenant == '\0')
@@ -1163,7 +1164,7 @@ static enum MHD_Result respond(api *a, struct MHD_Connection *conn, api_req *rq,
     if (rs->body) {
         add_times(rs->body, 0);
         tlen = 0;
-        text = json_dumps(rs->body, API_JSON_DUMP_FLAGS);
+        text = json_text(rs->body, API_JSON_DUMP_FLAGS);
         free(rs->text);
         if (text) {
             size_t n = strlen(text);
@@ -1182,12 +1183,25 @@ static enum MHD_Result respond(api *a, struct MHD_Connection *conn, api_req *rq,
         }
     }
     rs->text = NULL;
+    /* An error with no text at all: api_error could not build its body, or
+     * the strdup above failed.  Memory ran out; the one error shape all the
+     * same, from static memory, rather than an empty 4xx. */
+    static const char nomem_body[] = "{\"error\": {\"code\": \"InternalError\", \"message\": "
+                                     "\"out of memory\"}, \"status\": 500}\n";
+    enum MHD_ResponseMemoryMode mode = MHD_RESPMEM_MUST_FREE;
+    if (text == NULL && (rs->body != NULL || rs->status >= 400)) {
+        rs->status = 500;
+        ctype = "application/json";
+        text = (char *)nomem_body;
+        tlen = sizeof(nomem_body) - 1;
+        mode = MHD_RESPMEM_PERSISTENT;
+    }
     if (text == NULL) text = strdup("");
     if (text == NULL) return MHD_NO;
     if (tlen == 0) tlen = strlen(text);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(tlen, text, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(tlen, text, mode);
     if (resp == NULL) {
-        free(text);
+        if (mode == MHD_RESPMEM_MUST_FREE) free(text);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", ctype);

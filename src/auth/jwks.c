@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "util/util.h"
+#include "util/yamljson.h"
 
 struct jwk_set {
     atomic_int refs;
@@ -68,24 +69,32 @@ static const char *kid_shown(const char *kid, char *buf, size_t cap) {
     return utf8_sanitize(kid, strlen(kid), buf, cap > 64 ? 64 : cap - 1);
 }
 
-/* base64url-decoded big-endian integer of a JWK member (at most 1024 bytes). */
-static BIGNUM *jwk_bn(const json_t *k, const char *member) {
+/* base64url-decoded big-endian integer of a JWK member (at most 1024
+ * bytes); NULL with *nomem set when memory ran out, not the key's fault. */
+static BIGNUM *jwk_bn(const json_t *k, const char *member, bool *nomem) {
     const char *v = json_string_value(json_object_get(k, member));
     if (v == NULL || strlen(v) > 1400) return NULL;
     unsigned char *buf = malloc(1100);
-    long n = buf ? b64url_decode(v, strlen(v), buf) : -1;
+    if (buf == NULL) {
+        *nomem = true;
+        return NULL;
+    }
+    long n = b64url_decode(v, strlen(v), buf);
     BIGNUM *bn = n > 0 ? BN_bin2bn(buf, (int)n, NULL) : NULL;
     free(buf);
     return bn;
 }
 
 static EVP_PKEY *jwk_rsa(const json_t *k, serr *e) {
-    BIGNUM *n = jwk_bn(k, "n"), *ex = jwk_bn(k, "e");
+    bool nomem = false;
+    BIGNUM *n = jwk_bn(k, "n", &nomem), *ex = jwk_bn(k, "e", &nomem);
     EVP_PKEY *pk = NULL;
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     OSSL_PARAM *params = NULL;
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-    if (n == NULL || ex == NULL) {
+    if (nomem) {
+        serr_set(e, SE_NOMEM, "out of memory");
+    } else if (n == NULL || ex == NULL) {
         serr_set(e, SE_INVAL, "RSA key needs base64url n and e (n up to 8192 bits)");
     } else if (BN_num_bits(n) < 2048) {
         serr_set(e, SE_INVAL, "RSA key of %d bits (2048 at least)", BN_num_bits(n));
@@ -171,8 +180,12 @@ static const char *key_unusable(const jwk_set *s, const json_t *k, const char *k
 
 int jwk_set_parse(const char *text, size_t len, jwt_warn_fn warn, void *warn_arg, jwk_set **out,
                   serr *e) {
-    json_error_t je;
-    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *doc = NULL;
+    int rc = json_load_text(text, len, JSON_REJECT_DUPLICATES, &doc, e);
+    if (rc) {
+        serr_wrap(e, "jwks");
+        return rc;
+    }
     json_t *keys = json_object_get(doc, "keys");
     if (!json_is_array(keys)) {
         json_decref(doc);
@@ -197,6 +210,14 @@ int jwk_set_parse(const char *text, size_t len, jwt_warn_fn warn, void *warn_arg
         }
         serr ke = {0};
         EVP_PKEY *pk = bit == JWT_ALG_RS256 ? jwk_rsa(k, &ke) : jwk_ec(k, &ke);
+        if (ke.code == SE_NOMEM) {
+            /* The whole document fails: a set missing a good key would
+             * replace the one in use and refuse its tokens. */
+            EVP_PKEY_free(pk);
+            json_decref(doc);
+            jwk_set_release(s);
+            return serr_set(e, SE_NOMEM, "jwks: out of memory");
+        }
         if (pk == NULL) {
             warnf(warn, warn_arg, s->last_skip, "jwks: key %zu (kid %s) skipped: %s", i,
                   kid_shown(kid, shown, sizeof(shown)), ke.msg);

@@ -20,6 +20,7 @@
 
 #include "auth/jwks.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 struct jwt_verifier {
     int accepted; /* JWT_ALG_* bits */
@@ -243,13 +244,21 @@ int jwt_verifier_nkeys(const jwt_verifier *v) {
     return n;
 }
 
-static json_t *decode_part(const char *s, size_t n) {
+/* A base64url JSON part of the token: 0, SE_NOMEM, or SE_INVAL for bytes
+ * that are not base64url or not JSON. */
+static int decode_part(const char *s, size_t n, json_t **out) {
+    *out = NULL;
     unsigned char *buf = malloc(n / 4 * 3 + 3);
-    long m = buf ? b64url_decode(s, n, buf) : -1;
-    json_t *j = m < 0 ? NULL : json_loadb((const char *)buf, (size_t)m, JSON_REJECT_DUPLICATES, NULL);
+    if (buf == NULL) return SE_NOMEM;
+    long m = b64url_decode(s, n, buf);
+    int rc = m < 0 ? SE_INVAL
+                   : json_load_text((const char *)buf, (size_t)m, JSON_REJECT_DUPLICATES, out, NULL);
     free(buf);
-    return j;
+    return rc;
 }
+
+/* read_header's answer when memory ran out (compared by address). */
+static const char hdr_nomem[] = "out of memory";
 
 static bool aud_matches(const json_t *aud, const char *want) {
     if (json_is_string(aud)) return strcmp(json_string_value(aud), want) == 0;
@@ -368,10 +377,12 @@ static const char *claims_refusal(const jwt_verifier *v, const json_t *p, int64_
 /* The header's alg bit (0 if absent or unknown), kid ("" if none) and
  * whether it is acceptable at all. */
 static const char *read_header(const char *s, size_t n, int *bit, char *kid, size_t kidcap) {
-    json_t *hdr = decode_part(s, n);
+    json_t *hdr = NULL;
+    int rc = decode_part(s, n, &hdr);
     const char *why = NULL;
     *bit = 0;
     kid[0] = '\0';
+    if (rc == SE_NOMEM) return hdr_nomem;
     if (!json_is_object(hdr)) {
         json_decref(hdr);
         return "malformed token header";
@@ -400,6 +411,8 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, json_t *
     int bit = 0;
     char kid[128];
     const char *why = read_header(token, (size_t)(d1 - token), &bit, kid, sizeof(kid));
+    /* Not the token's fault: said as what it is, not as "malformed". */
+    if (why == hdr_nomem) return serr_set(e, SE_NOMEM, "token check: out of memory");
     if (why && strcmp(why, "malformed token header") == 0) return serr_set(e, SE_UNAUTH, "%s", why);
     if (bit == 0 || !(v->accepted & bit)) return serr_set(e, SE_UNAUTH, "algorithm not accepted");
     if (why) return serr_set(e, SE_UNAUTH, "%s", why);
@@ -427,7 +440,9 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, json_t *
     jwk_set_release(set);
     if (rc) return rc;
 
-    json_t *p = decode_part(d1 + 1, (size_t)(d2 - d1 - 1));
+    json_t *p = NULL;
+    if (decode_part(d1 + 1, (size_t)(d2 - d1 - 1), &p) == SE_NOMEM)
+        return serr_set(e, SE_NOMEM, "token check: out of memory");
     if (!json_is_object(p)) {
         json_decref(p);
         return serr_set(e, SE_UNAUTH, "malformed token payload");
@@ -456,9 +471,12 @@ int jwt_grants_operator(const jwt_verifier *v, const char *token, const json_t *
     const char *d1 = token ? strchr(token, '.') : NULL;
     int bit = 0;
     char kid[128];
-    if (d1 == NULL || (size_t)(d1 - token) > JWT_MAX_LEN ||
-        read_header(token, (size_t)(d1 - token), &bit, kid, sizeof(kid)) != NULL)
-        return 0; /* not a token jwt_verify accepted */
+    const char *why = d1 == NULL || (size_t)(d1 - token) > JWT_MAX_LEN
+                          ? "not a token"
+                          : read_header(token, (size_t)(d1 - token), &bit, kid, sizeof(kid));
+    /* No memory: no role (refused), and said, rather than "not operator". */
+    if (why == hdr_nomem) return serr_set(e, SE_NOMEM, "operator role: out of memory");
+    if (why != NULL) return 0; /* not a token jwt_verify accepted */
     /* jwt_verify sends a token without a kid, or with the reserved one, to
      * stampd's own HS256 secret and nowhere else. */
     bool local = kid[0] == '\0' || strcmp(kid, JWT_LOCAL_KID) == 0;

@@ -90,7 +90,8 @@ int jwt_verify(const jwt_verifier *v, const char *token, int64_t now_s, json_t *
 /* Whether a token that jwt_verify accepted (token and its claims) carries
  * the operator role and may: 1 yes; 0 no role claimed (e cleared);
  * SE_FORBIDDEN when it claims operator without the right (e says why, fit
- * for a log line).  Such a token still works as a tenant token. */
+ * for a log line); SE_NOMEM when the header could not be read again (no
+ * role granted).  Such a token still works as a tenant token. */
 int jwt_grants_operator(const jwt_verifier *v, const char *token, const json_t *claims, serr *e);
 
 /* Mint an HS256 token over claims (borrowed; iat/exp are not added here). */

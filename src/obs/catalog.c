@@ -8,6 +8,7 @@
  * A loaded catalog is immutable: readers on any thread share it without a
  * lock (obs_set_catalog publishes it once).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,14 +198,20 @@ static int resolve_files(const json_t *v, const char *dir, json_t **out, const c
         int rc = from[0] == '/' ? str_fmt(path, sizeof(path), e, "files.from", "%s", from)
                                 : str_fmt(path, sizeof(path), e, "files.from", "%s/%s", dir, from);
         char *real = rc == 0 ? realpath(path, NULL) : NULL;
-        if (rc == 0 && real == NULL)
+        if (rc == 0 && real == NULL && errno == ENOMEM)
+            rc = serr_set(e, SE_NOMEM, "%s.files[%zu].from: out of memory", where, i);
+        else if (rc == 0 && real == NULL)
             rc = serr_set(e, SE_INVAL, "%s.files[%zu].from: %s does not exist", where, i, path);
         if (rc) {
             json_decref(res);
             return rc;
         }
-        json_array_append_new(res, json_pack("{s:s, s:s}", "from", real, "to", to));
+        rc = json_array_append_new(res, json_pack("{s:s, s:s}", "from", real, "to", to));
         free(real);
+        if (rc) { /* a file left out would not be copied */
+            json_decref(res);
+            return serr_set(e, SE_NOMEM, "%s.files: out of memory", where);
+        }
     }
     *out = res;
     return 0;
@@ -264,6 +271,7 @@ static int version_resolve(obs_catalog *cat, obs_cat_comp *cc, obs_cat_version *
     str_fmt_cut(w, sizeof(w), "%s.args", where);
     if (v && (rc = check_strv(v, CAT_ARGS_MAX, w, e))) return rc;
     cv->args = v ? json_deep_copy(v) : json_array();
+    if (cv->args == NULL) return serr_set(e, SE_NOMEM, "%s.args: out of memory", where);
     if ((rc = check_placeholders(cat, cv->args, w, 0, e))) return rc;
 
     v = json_object_get(m, "config");
@@ -275,6 +283,7 @@ static int version_resolve(obs_catalog *cat, obs_cat_comp *cc, obs_cat_version *
     if (v && json_depth(v) > MANIFEST_MAX_DEPTH)
         return serr_set(e, SE_INVAL, "%s.config: nested too deep", where);
     cv->config = json_deep_copy(v);
+    if (v && cv->config == NULL) return serr_set(e, SE_NOMEM, "%s.config: out of memory", where);
     str_fmt_cut(w, sizeof(w), "%s.config", where);
     if (v && (rc = check_placeholders(cat, cv->config, w, 0, e))) return rc;
 
@@ -285,16 +294,19 @@ static int version_resolve(obs_catalog *cat, obs_cat_comp *cc, obs_cat_version *
     if (v && cv->config_file[0] == '\0')
         return serr_set(e, SE_INVAL, "%s: given without configFile", w);
     cv->check = json_deep_copy(v);
+    if (v && cv->check == NULL) return serr_set(e, SE_NOMEM, "%s: out of memory", w);
     if (v && (rc = check_placeholders(cat, cv->check, w, 0, e))) return rc;
 
     v = json_object_get(m, "restartKeys");
     str_fmt_cut(w, sizeof(w), "%s.restartKeys", where);
     if (v && (rc = check_strv(v, 64, w, e))) return rc;
     cv->restart_keys = json_deep_copy(v);
+    if (v && cv->restart_keys == NULL) return serr_set(e, SE_NOMEM, "%s: out of memory", w);
 
     v = json_object_get(m, "exec");
     if (v && (rc = check_exec(v, where, e))) return rc;
     cv->exec = json_deep_copy(v);
+    if (v && cv->exec == NULL) return serr_set(e, SE_NOMEM, "%s.exec: out of memory", where);
     str_fmt_cut(w, sizeof(w), "%s.exec", where);
     if (v && (rc = check_placeholders(cat, cv->exec, w, 0, e))) return rc;
 
@@ -387,6 +399,7 @@ typedef struct cat_file {
 
 static int file_load(cat_file *f, const char *path, serr *e) {
     char *real = realpath(path, NULL);
+    if (real == NULL && errno == ENOMEM) return serr_set(e, SE_NOMEM, "catalog %s: out of memory", path);
     if (real == NULL) return serr_set(e, SE_NOTFOUND, "catalog %s: not found", path);
     bool fits = str_copy(f->path, sizeof(f->path), real);
     free(real);
@@ -456,8 +469,10 @@ static int load_components(obs_catalog *cat, const cat_file *f, serr *e) {
         str_fmt_cut(where, sizeof(where), "%s: exec.tools", fn);
         if (tools && (rc = check_strv(tools, 8, where, e))) return rc;
         cat->exec_tools = json_deep_copy(tools);
+        if (tools && cat->exec_tools == NULL) return serr_set(e, SE_NOMEM, "%s: out of memory", where);
     }
     if (cat->exec_tools == NULL) cat->exec_tools = json_array();
+    if (cat->exec_tools == NULL) return serr_set(e, SE_NOMEM, "%s: out of memory", fn);
     return 0;
 }
 
@@ -499,6 +514,7 @@ static int load_versions(obs_catalog *cat, const cat_file *f, const cat_file *fi
                             cname);
         /* The component's defaults, then the version's own fields. */
         json_t *m = json_object();
+        if (m == NULL) return serr_set(e, SE_NOMEM, "%s: out of memory", where);
         const char *k;
         json_t *x;
         json_object_foreach(json_object_get(comps, cname), k, x) {
@@ -521,6 +537,7 @@ int obs_catalog_load(const char *path, const char *root, obs_catalog **out, serr
     *out = NULL;
     if (path == NULL || *path == '\0') return serr_set(e, SE_INVAL, "catalog: no file given");
     int nf = 0, rc = 0;
+    unsigned long nomem = json_alloc_failures();
     obs_catalog *cat = calloc(1, sizeof(*cat));
     cat_file *files = calloc(CAT_FILES_MAX, sizeof(*files));
     if (cat == NULL || files == NULL) {
@@ -559,6 +576,11 @@ int obs_catalog_load(const char *path, const char *root, obs_catalog **out, serr
         }
     }
 done:
+    /* jansson cannot always say it ran out (json_object_set on the merged
+     * version, a deep copy): a field lost that way would load as a
+     * catalog with a hole, or as a misleading error ("binary: required"). */
+    if (json_alloc_failures() != nomem)
+        rc = serr_set(e, SE_NOMEM, "catalog %s: out of memory", path);
     for (int i = 0; i < nf; i++) json_decref(files[i].doc);
     free(files);
     if (rc) {

@@ -293,7 +293,12 @@ static int comp_parse(const json_t *o, const obs_catalog *cat, obs_comp_spec *c,
         if (json_depth(v) > MANIFEST_MAX_DEPTH)
             return serr_set(e, SE_INVAL, "%s.config: nested deeper than %d", where,
                             MANIFEST_MAX_DEPTH);
+        /* json_dumpb answers 0 when it runs out of memory (an object is at
+         * least "{}"): the size unknown, the limit would be skipped. */
+        unsigned long nomem = json_alloc_failures();
         size_t size = json_dumpb(v, NULL, 0, JSON_COMPACT);
+        if (size == 0 || json_alloc_failures() != nomem)
+            return serr_set(e, SE_NOMEM, "%s.config: out of memory measuring it", where);
         if (size > CONFIG_MAX_BYTES)
             return serr_set(e, SE_INVAL, "%s.config: %zu bytes serialized; the limit is %d", where,
                             size, CONFIG_MAX_BYTES);

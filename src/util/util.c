@@ -233,17 +233,22 @@ int read_file(const char *path, size_t max, char **out, size_t *len, serr *e) {
             return serr_set(e, SE_IO, "read %s: %s", path, strerror(err));
         }
         if (n == 0) break;
-        if (b.len + (size_t)n > max || sbuf_add(&b, chunk, (size_t)n) != 0) {
+        int arc = b.len + (size_t)n > max ? SE_TOOBIG : sbuf_add(&b, chunk, (size_t)n);
+        if (arc) {
             close(fd);
             free(chunk);
             sbuf_free(&b);
+            /* A buffer that cannot grow is not a file that is too big. */
+            if (arc == SE_NOMEM) return serr_set(e, SE_NOMEM, "%s: out of memory", path);
             return serr_set(e, SE_TOOBIG, "%s: larger than %zu bytes", path, max);
         }
     }
     free(chunk);
     close(fd);
-    if (sbuf_add(&b, "", 1) != 0) {
+    int arc = sbuf_add(&b, "", 1);
+    if (arc) {
         sbuf_free(&b);
+        if (arc == SE_NOMEM) return serr_set(e, SE_NOMEM, "%s: out of memory", path);
         return serr_set(e, SE_TOOBIG, "%s: larger than %zu bytes", path, max);
     }
     *out = b.data;

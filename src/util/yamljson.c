@@ -38,6 +38,7 @@ static int at(serr *e, const yaml_mark_t *m, int code, const char *what) {
 
 static int next_event(yreader *r, yaml_event_t *ev) {
     if (!yaml_parser_parse(&r->p, ev)) {
+        if (r->p.error == YAML_MEMORY_ERROR) return serr_set(r->e, SE_NOMEM, "yaml parser: out of memory");
         const char *prob = r->p.problem ? r->p.problem : "syntax error";
         char msg[256]; /* libyaml's own words; a cut is harmless */
         if (r->p.context)
@@ -138,7 +139,12 @@ static int scalar_value(yreader *r, yaml_event_t *ev, json_t **out) {
         else if (real_word(s, &dv)) *out = json_real(dv);
         else *out = json_stringn(s, n);
     }
-    if (*out == NULL) return at(r->e, &ev->start_mark, SE_INVAL, "scalar is not valid UTF-8");
+    if (*out == NULL) {
+        /* jansson says NULL for bytes that are not UTF-8 and for no memory:
+         * tell them apart, or a server short of memory blames the user. */
+        if (!utf8_valid(s, n)) return at(r->e, &ev->start_mark, SE_INVAL, "scalar is not valid UTF-8");
+        return serr_set(r->e, SE_NOMEM, "out of memory");
+    }
     return 0;
 }
 
@@ -224,7 +230,10 @@ static int build_collection(yreader *r, yaml_event_t *start, int depth, json_t *
         }
         if (json_object_set_new(c, key, v) != 0) {
             json_decref(c);
-            rc = serr_set(r->e, SE_INVAL, "mapping key \"%.200s\" is not valid UTF-8", key);
+            if (utf8_valid(key, strlen(key)))
+                rc = serr_set(r->e, SE_NOMEM, "out of memory");
+            else
+                rc = serr_set(r->e, SE_INVAL, "mapping key \"%.200s\" is not valid UTF-8", key);
             free(key);
             return rc;
         }
@@ -275,7 +284,7 @@ int yaml_to_json(const char *text, size_t len, json_t **out, int *multi, serr *e
     if (!yaml_parser_initialize(&r.p)) return serr_set(e, SE_NOMEM, "yaml parser: out of memory");
     yaml_parser_set_input_string(&r.p, (const unsigned char *)text, len);
     json_t *docs = json_array();
-    int rc = 0;
+    int rc = docs ? 0 : serr_set(e, SE_NOMEM, "out of memory");
     bool done = false;
     while (rc == 0 && !done) {
         yaml_event_t ev;
@@ -293,7 +302,10 @@ int yaml_to_json(const char *text, size_t len, json_t **out, int *multi, serr *e
             json_t *v = NULL;
             rc = build(&r, &root, 1, &v);
             yaml_event_delete(&root);
-            if (rc == 0) json_array_append_new(docs, v);
+            /* A document that cannot be kept fails the whole stream: one
+             * silently dropped would be applied as if never sent. */
+            if (rc == 0 && json_array_append_new(docs, v) != 0)
+                rc = serr_set(e, SE_NOMEM, "out of memory");
             break;
         }
         default:
@@ -349,15 +361,67 @@ int json_depth(const json_t *v) {
     return 1;
 }
 
+/* ---- jansson's allocations ----
+ *
+ * jansson 2.14 does not always say when it ran out of memory while
+ * parsing: an object it cannot create ends the parse with no message at
+ * all, and its lexer drops a byte when the token buffer cannot grow
+ * (lex_save ignores strbuffer_append_byte's failure), so a document can
+ * parse "successfully" into other values ("StampHealthChek").  Every
+ * jansson allocation therefore goes through json_alloc, installed before
+ * main, which counts failures per thread; json_load_text refuses a parse
+ * during which one failed, whatever jansson answered. */
+static _Thread_local unsigned long json_nomem;
+
+static void *json_alloc(size_t n) {
+    void *p = malloc(n);
+    if (p == NULL) json_nomem++;
+    return p;
+}
+
+static void json_release(void *p) { free(p); }
+
+__attribute__((constructor)) static void json_alloc_install(void) {
+    json_set_alloc_funcs(json_alloc, json_release);
+}
+
+unsigned long json_alloc_failures(void) { return json_nomem; }
+
+int json_load_text(const char *text, size_t len, size_t flags, json_t **out, serr *e) {
+    unsigned long before = json_nomem;
+    json_error_t je;
+    json_t *v = json_loadb(text, len, flags, &je);
+    if (json_nomem != before || (v == NULL && json_error_code(&je) == json_error_out_of_memory)) {
+        json_decref(v);
+        *out = NULL;
+        return serr_set(e, SE_NOMEM, "out of memory");
+    }
+    *out = v;
+    if (v == NULL)
+        return serr_set(e, SE_INVAL, "line %d, column %d: %s", je.line, je.column, je.text);
+    return 0;
+}
+
+char *json_text(const json_t *v, size_t flags) {
+    /* jansson's dump ignores a failure to write an object's key and goes
+     * on: the text would lack the key, or hold "" in its place. */
+    unsigned long before = json_nomem;
+    char *s = json_dumps(v, flags);
+    if (s != NULL && json_nomem != before) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
 int json_parse_user(const char *text, size_t len, json_t **out, serr *e) {
     *out = NULL;
     if (len > MANIFEST_MAX_BYTES)
         return serr_set(e, SE_TOOBIG, "document is %zu bytes; the limit is %d", len,
                         MANIFEST_MAX_BYTES);
-    json_error_t je;
-    json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (v == NULL)
-        return serr_set(e, SE_INVAL, "line %d, column %d: %s", je.line, je.column, je.text);
+    json_t *v = NULL;
+    int rc = json_load_text(text, len, JSON_REJECT_DUPLICATES, &v, e);
+    if (rc) return rc;
     if (json_depth(v) > MANIFEST_MAX_DEPTH) {
         json_decref(v);
         return serr_set(e, SE_INVAL, "nested deeper than %d levels", MANIFEST_MAX_DEPTH);
@@ -457,12 +521,15 @@ static int put_string(sbuf *b, const char *s) {
  * a longer one is written as an explicit "? key" entry. */
 #define YAML_SIMPLE_KEY_MAX 1000
 
-static size_t written_len(const char *s) {
+/* How long s is once written; an error when it cannot be measured (no
+ * memory), rather than a length that would pick the other key form. */
+static int written_len(const char *s, size_t *n) {
     sbuf t;
     sbuf_init(&t, 64 * 1024 * 1024);
-    size_t n = put_string(&t, s) == 0 ? t.len : SIZE_MAX;
+    int rc = put_string(&t, s);
+    *n = t.len;
     sbuf_free(&t);
-    return n;
+    return rc;
 }
 
 /* The shortest decimal that reads back as the same double: 0.073, not
@@ -536,7 +603,10 @@ static int emit(sbuf *b, const json_t *v, int lvl, bool inline_first) {
         json_object_foreach((json_t *)v, k, c) {
             if (!(first && inline_first)) rc = indent(b, lvl);
             first = false;
-            if (rc == 0 && written_len(k) > YAML_SIMPLE_KEY_MAX) {
+            size_t klen = 0;
+            if (rc == 0) rc = written_len(k, &klen);
+            if (rc) return rc;
+            if (klen > YAML_SIMPLE_KEY_MAX) {
                 /* "? key" then ": value" on a line of its own; a collection
                  * value starts on the next line, one level deeper. */
                 rc = sbuf_add(b, "? ", 2);

@@ -24,6 +24,20 @@
  * non-NULL (*multi set to 1), else SE_INVAL.  Errors name line and column. */
 int yaml_to_json(const char *text, size_t len, json_t **out, int *multi, serr *e);
 
+/* json_loadb for text from outside: 0 and *out, or SE_NOMEM when any of
+ * jansson's allocations failed during the parse (jansson may then answer
+ * with a wrong syntax error or with values that lost a byte: see
+ * yamljson.c), or SE_INVAL with line, column and jansson's words. */
+int json_load_text(const char *text, size_t len, size_t flags, json_t **out, serr *e);
+/* json_dumps, but NULL (as for no memory at all) when one of jansson's
+ * allocations failed on the way: jansson then leaves a key out of the text
+ * and returns the rest as if whole. */
+char *json_text(const json_t *v, size_t flags);
+/* How many of this thread's jansson allocations have failed so far: a
+ * caller compares before and after a jansson call whose result cannot
+ * show the failure (json_deep_copy, json_pack). */
+unsigned long json_alloc_failures(void);
+
 /* Parse JSON text from a user with duplicates rejected and depth bounded. */
 int json_parse_user(const char *text, size_t len, json_t **out, serr *e);
 
