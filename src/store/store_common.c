@@ -12,6 +12,7 @@
 
 #include "store/store_backend.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 /* "Stamp" -> "stamp" for messages like "stamp synaxis-weu-001 not found". */
 const char *store_kind_lower(const char *kind, char *buf, size_t len) {
@@ -73,7 +74,7 @@ static int dump_member(const json_t *v, bool array, const char *what, char **out
         if (array ? !json_is_array(v) : !json_is_object(v))
             return serr_set(e, SE_INVAL, "store: %s must be an %s", what,
                             array ? "array" : "object");
-        *out = json_dumps(v, STORE_JSON_FLAGS);
+        *out = json_text(v, STORE_JSON_FLAGS); /* NULL when jansson lost a key */
     }
     if (*out == NULL) return serr_set(e, SE_NOMEM, "store: cannot encode %s", what);
     return 0;

@@ -60,6 +60,7 @@
 
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 #define PG_POOL_MAX 8
 #define FENCED_METRIC "stamp_fenced_writes_total"
@@ -602,8 +603,15 @@ static int run_op(pg_store *s, bool write, op_fn fn, void *arg, serr *e) {
 /* ---- resources from rows (the encoding is store_common.c's) ----------- */
 
 static int load_member(const PGresult *res, int row, int c, bool array, json_t **out, serr *e) {
-    json_error_t je;
-    json_t *v = json_loads(col(res, row, c), JSON_ALLOW_NUL, &je);
+    /* json_load_text: out of memory is SE_NOMEM, never a byte quietly lost */
+    const char *text = col(res, row, c);
+    json_t *v = NULL;
+    serr le = {0};
+    int lrc = json_load_text(text, strlen(text), JSON_ALLOW_NUL, &v, &le);
+    if (lrc == SE_NOMEM) {
+        *out = NULL;
+        return serr_set(e, SE_NOMEM, "store: out of memory reading %s %s", col(res, row, 0), col(res, row, 1));
+    }
     if (v == NULL || (array ? !json_is_array(v) : !json_is_object(v))) {
         json_decref(v);
         *out = NULL;
@@ -1087,7 +1095,7 @@ static int op_audit_add(pg_store *s, pgc *c, void *arg, serr *e) {
 static int pg_audit_add(store *base, const store_audit *a, serr *e) {
     char *detail = NULL;
     if (a->detail) {
-        detail = json_dumps(a->detail, STORE_JSON_FLAGS);
+        detail = json_text(a->detail, STORE_JSON_FLAGS);
         if (detail == NULL) return serr_set(e, SE_NOMEM, "store: cannot encode audit detail");
         if (strlen(detail) > STORE_DETAIL_MAX) {
             free(detail);

@@ -59,6 +59,7 @@
 
 #include "util/reserve.h"
 #include "util/util.h"
+#include "util/yamljson.h"
 
 #define STORE_BUSY_MS 5000
 #define STORE_READERS 4                   /* read connections beside the writer */
@@ -518,8 +519,15 @@ static json_t *col_jstr(sqlite3_stmt *st, int col) {
 }
 
 static int load_member(sqlite3_stmt *st, int col, bool array, json_t **out, serr *e) {
-    json_error_t je;
-    json_t *v = json_loads(col_str(st, col), JSON_ALLOW_NUL, &je);
+    /* json_load_text: out of memory is SE_NOMEM, never a byte quietly lost */
+    const char *text = col_str(st, col);
+    json_t *v = NULL;
+    serr le = {0};
+    int lrc = json_load_text(text, strlen(text), JSON_ALLOW_NUL, &v, &le);
+    if (lrc == SE_NOMEM) {
+        *out = NULL;
+        return serr_set(e, SE_NOMEM, "store: out of memory reading %s %s", col_str(st, 0), col_str(st, 1));
+    }
     if (v == NULL || (array ? !json_is_array(v) : !json_is_object(v))) {
         json_decref(v);
         *out = NULL;
@@ -1216,7 +1224,7 @@ static int sq_audit_add(store *base, const store_audit *a, serr *e) {
     sq_store *s = sq(base);
     char *detail = NULL;
     if (a->detail) {
-        detail = json_dumps(a->detail, STORE_JSON_FLAGS);
+        detail = json_text(a->detail, STORE_JSON_FLAGS);
         if (detail == NULL) return serr_set(e, SE_NOMEM, "store: cannot encode audit detail");
         if (strlen(detail) > STORE_DETAIL_MAX) {
             free(detail);
