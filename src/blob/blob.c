@@ -249,17 +249,29 @@ static void rfc1123(char *buf, size_t len) {
     strftime(buf, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
+/* How long a request may take in all: the blob timeout, plus the time its
+ * bytes take at AZ_MIN_RATE bytes per second.  What stops a request that
+ * hangs is the stall limit (nothing moving for the blob timeout); this
+ * bound only ends one that trickles, so a large blob on a slow link is
+ * not cut off while it still moves. */
+#define AZ_MIN_RATE (64 * 1024)
+static int64_t az_total_ms(int64_t timeout_ms, size_t bytes) {
+    return timeout_ms + (int64_t)(bytes / AZ_MIN_RATE) * 1000 + (int64_t)(bytes % AZ_MIN_RATE) * 1000 / AZ_MIN_RATE;
+}
+
 /* A request that got no answer (refused, cut, timed out): what it was
  * for (the operation, the blob: not a URL) and what went wrong.  httpc's
  * message is "URL: libcurl's reason". */
 static int az_failed(int rc, const char *what, const char *path, const char *url, const serr *he,
-                     int64_t took_ms, int64_t timeout_ms, serr *e) {
+                     int64_t took_ms, int64_t stall_ms, int64_t total_ms, serr *e) {
     size_t ul = strlen(url);
     const char *why = strncmp(he->msg, url, ul) == 0 && he->msg[ul] == ':' ? he->msg + ul + 2 : he->msg;
+    if (rc == SE_TIMEOUT && took_ms + 250 < total_ms)
+        return serr_set(e, rc, "azure %s %s: timed out: stalled (under 1 KiB/s for %llds, the blob timeout)",
+                        what, path + 1, (long long)((stall_ms + 999) / 1000));
     if (rc == SE_TIMEOUT)
-        return serr_set(e, rc, "azure %s %s: timed out: no answer after %lld.%llds (blob timeout %llds)",
-                        what, path + 1, (long long)(took_ms / 1000), (long long)(took_ms % 1000 / 100),
-                        (long long)(timeout_ms / 1000));
+        return serr_set(e, rc, "azure %s %s: timed out: not done after %lld.%llds (the limit for its size)",
+                        what, path + 1, (long long)(took_ms / 1000), (long long)(took_ms % 1000 / 100));
     if (rc == SE_TOOBIG) return serr_set(e, rc, "azure %s %s: answer too large", what, path + 1);
     return serr_set(e, rc, "azure %s %s: connection failed or cut: %s", what, path + 1, why);
 }
@@ -336,13 +348,14 @@ static int az_request(blob_store *b, const char *what, const char *verb, const c
                     .body = body,
                     .body_len = body_len,
                     .headers = hv,
-                    .timeout_ms = b->timeout_ms,
+                    .timeout_ms = az_total_ms(b->timeout_ms, body_len + max_resp),
+                    .stall_ms = b->timeout_ms,
                     .max_response = max_resp,
                     .content_type = body ? "application/octet-stream" : NULL};
     serr he = {0};
     int64_t t0 = mono_ms();
     rc = httpc_do(&rq, status, resp, &he);
-    if (rc) return az_failed(rc, what, path, url, &he, mono_ms() - t0, b->timeout_ms, e);
+    if (rc) return az_failed(rc, what, path, url, &he, mono_ms() - t0, rq.stall_ms, rq.timeout_ms, e);
     return 0;
 }
 
