@@ -249,14 +249,15 @@ static void rfc1123(char *buf, size_t len) {
     strftime(buf, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-/* How long a request may take in all: the blob timeout, plus the time its
- * bytes take at AZ_MIN_RATE bytes per second.  What stops a request that
- * hangs is the stall limit (nothing moving for the blob timeout); this
- * bound only ends one that trickles, so a large blob on a slow link is
- * not cut off while it still moves. */
+/* How long a request may take in all: twice the blob timeout, plus the
+ * time its bytes take at AZ_MIN_RATE bytes per second.  What stops a
+ * request that hangs is the stall limit (nothing moving for the blob
+ * timeout; libcurl sees it a second or so late, hence twice); this bound
+ * only ends one that trickles, so a large blob on a slow link is not cut
+ * off while it still moves. */
 #define AZ_MIN_RATE (64 * 1024)
 static int64_t az_total_ms(int64_t timeout_ms, size_t bytes) {
-    return timeout_ms + (int64_t)(bytes / AZ_MIN_RATE) * 1000 + (int64_t)(bytes % AZ_MIN_RATE) * 1000 / AZ_MIN_RATE;
+    return 2 * timeout_ms + (int64_t)(bytes / AZ_MIN_RATE) * 1000 + (int64_t)(bytes % AZ_MIN_RATE) * 1000 / AZ_MIN_RATE;
 }
 
 /* A request that got no answer (refused, cut, timed out): what it was
