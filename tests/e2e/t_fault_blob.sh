@@ -90,22 +90,30 @@ sdk_dump() {
 # byte and the size and sha256 status.diagnostics records; nothing else
 # under the bucket (no second copy elsewhere).  Needs sdk_dump first.
 check_archive() {
-  local b=$1 ns=livecalc-bucket-$1 j ts base f
+  local b=$1 ns=livecalc-bucket-$1 j got want base f
   j=$(ctl ns get "$ns" -o json) || fail "get $ns"
-  [ "$(jq -r .status <<<"$j")" = reaped ] || fail "$ns: $(jq -r .status <<<"$j"), not reaped"
-  [ "$(jq -r '.diagnostics.diagnostics_lost // false' <<<"$j")" = false ] || fail "$ns: diagnostics lost"
-  ts=$(jq -r .reap.timestamp <<<"$j")
-  base=contoso/$b/$ts
-  [ "$(jq -r --arg p "contoso/$b/" '[.[] | select(.name | startswith($p)) | .name] | sort | join(" ")' "$T/sdk.json")" = \
-    "$base/logs/w1.log $base/logs/w2.log $base/sentinel-violations.json" ] ||
-    fail "$ns: archive holds $(jq -c --arg p "contoso/$b/" '[.[] | select(.name | startswith($p)) | .name]' "$T/sdk.json"), want 3 blobs under $base"
+  # One pass: status | lost | the blobs under the bucket | what Azurite
+  # holds (name sha256 size) | what status.diagnostics recorded.
+  got=$(jq -r --arg b "$b" --slurpfile sdk "$T/sdk.json" '
+    [$sdk[0][] | select(.name | startswith("contoso/\($b)/"))] as $blobs |
+    [.status, (.diagnostics.diagnostics_lost // false | tostring), .reap.timestamp,
+     ($blobs | map(.name) | sort | join(" ")),
+     ([$blobs[] | select(.name | endswith(".log")) | "\(.name) \(.sha256) \(.size)"] | sort | join(",")),
+     ([.diagnostics.files[] | select(.path | endswith(".log")) | "\(.path) \(.sha256) \(.size)"] | sort | join(","))] | join("|")' <<<"$j") ||
+    fail "$ns: reading its status"
+  IFS='|' read -r -a got <<<"$got"
+  [ "${got[0]}" = reaped ] || fail "$ns: ${got[0]}, not reaped"
+  [ "${got[1]}" = false ] || fail "$ns: diagnostics lost"
+  base=contoso/$b/${got[2]}
+  [ "${got[3]}" = "$base/logs/w1.log $base/logs/w2.log $base/sentinel-violations.json" ] ||
+    fail "$ns: archive holds \"${got[3]}\", want 3 blobs under $base"
+  # The pods' output as stampctl showed it before the reap, by sha256 and size.
+  want=
   for f in w1 w2; do
-    jq -r --arg n "$base/logs/$f.log" '.[] | select(.name == $n) | .base64' "$T/sdk.json" | base64 -d >"$T/got.$f" || fail "decode $f"
-    cmp -s "$T/logs/$b-$f.log" "$T/got.$f" || fail "$ns: $f.log in Azurite differs from the pod's output"
-    [ "$(jq -r --arg n "$base/logs/$f.log" '.[] | select(.name == $n) | "\(.sha256) \(.size)"' "$T/sdk.json")" = \
-      "$(jq -r --arg p "$base/logs/$f.log" '.diagnostics.files[] | select(.path == $p) | "\(.sha256) \(.size)"' <<<"$j")" ] ||
-      fail "$ns: $f.log sha256/size differ from status.diagnostics"
+    want+="${want:+,}$base/logs/$f.log $(sha256sum <"$T/logs/$b-$f.log" | cut -d' ' -f1) $(wc -c <"$T/logs/$b-$f.log")"
   done
+  [ "${got[4]}" = "$want" ] || fail "$ns: Azurite holds ${got[4]}, the pods wrote $want"
+  [ "${got[5]}" = "$want" ] || fail "$ns: status.diagnostics records ${got[5]}, the pods wrote $want"
   [ "$(jq -r --arg n "$base/sentinel-violations.json" '.[] | select(.name == $n) | .base64' "$T/sdk.json" | base64 -d |
     jq -r '.[] | select(.pod == "w1") | .violations')" = "heap of $b over 1GiB" ] || fail "$ns: violations index"
   [ ! -e "$DATA/namespaces/$ns" ] || fail "$ns: directory left after the reap"
@@ -298,6 +306,7 @@ expect_eq "a slow steady read-back is not a failure" "$(nsfield livecalc-bucket-
 expect_ok "the slow read-back went through whole" grep -q "(slow)" "$PLOG"
 
 # ---- request 1, the container: a fresh stampd for each fault ----
+cp "$PLOG" "$T/proxy-main.log"
 for kind in "${KINDS[@]}" 409; do
   stop_stampd
   : >"$PLAN"
