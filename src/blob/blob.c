@@ -249,13 +249,43 @@ static void rfc1123(char *buf, size_t len) {
     strftime(buf, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-/* One signed request.  path is "/container[/blob]"; query is "" or
- * "restype=container"; body NULL for none.  meta may hold extra x-ms-meta-*
- * and x-ms-blob-type headers (already "name:value", lowercase names, sorted
- * together with the date and version below). */
-static int az_request(blob_store *b, const char *verb, const char *path, const char *query,
-                      const void *body, size_t body_len, const char *const *xms, long *status,
-                      sbuf *resp, size_t max_resp, serr *e) {
+/* How long a request may take in all: twice the blob timeout, plus the
+ * time its bytes take at AZ_MIN_RATE bytes per second.  What stops a
+ * request that hangs is the stall limit (nothing moving for the blob
+ * timeout; libcurl sees it a second or so late, hence twice); this bound
+ * only ends one that trickles, so a large blob on a slow link is not cut
+ * off while it still moves. */
+#define AZ_MIN_RATE (64 * 1024)
+static int64_t az_total_ms(int64_t timeout_ms, size_t bytes) {
+    return 2 * timeout_ms + (int64_t)(bytes / AZ_MIN_RATE) * 1000 + (int64_t)(bytes % AZ_MIN_RATE) * 1000 / AZ_MIN_RATE;
+}
+
+/* A request that got no answer (refused, cut, timed out): what it was
+ * for (the operation, the blob: not a URL) and what went wrong.  httpc's
+ * message is "URL: libcurl's reason". */
+static int az_failed(int rc, const char *what, const char *path, const char *url, const serr *he,
+                     int64_t took_ms, int64_t stall_ms, int64_t total_ms, serr *e) {
+    size_t ul = strlen(url);
+    const char *why = strncmp(he->msg, url, ul) == 0 && he->msg[ul] == ':' ? he->msg + ul + 2 : he->msg;
+    if (rc == SE_TIMEOUT && took_ms + 250 < total_ms)
+        return serr_set(e, rc, "azure %s %s: timed out: stalled (under 1 KiB/s for %llds, the blob timeout)",
+                        what, path + 1, (long long)((stall_ms + 999) / 1000));
+    if (rc == SE_TIMEOUT)
+        return serr_set(e, rc, "azure %s %s: timed out: not done after %lld.%llds (the limit for its size)",
+                        what, path + 1, (long long)(took_ms / 1000), (long long)(took_ms % 1000 / 100));
+    if (rc == SE_TOOBIG) return serr_set(e, rc, "azure %s %s: answer too large", what, path + 1);
+    return serr_set(e, rc, "azure %s %s: connection failed or cut: %s", what, path + 1, why);
+}
+
+/* One signed request for what ("put blob": for messages).  path is
+ * "/container[/blob]"; query is "" or "restype=container"; body NULL for
+ * none.  meta may hold extra x-ms-meta-* and x-ms-blob-type headers
+ * (already "name:value", lowercase names, sorted together with the date
+ * and version below).  A request without an answer is an error naming
+ * what and the blob; an answer of any status is 0. */
+static int az_request(blob_store *b, const char *what, const char *verb, const char *path,
+                      const char *query, const void *body, size_t body_len,
+                      const char *const *xms, long *status, sbuf *resp, size_t max_resp, serr *e) {
     char date[64];
     rfc1123(date, sizeof(date));
     /* x-ms-* headers sorted by name: callers pass them sorted and all sort
@@ -319,10 +349,15 @@ static int az_request(blob_store *b, const char *verb, const char *path, const c
                     .body = body,
                     .body_len = body_len,
                     .headers = hv,
-                    .timeout_ms = b->timeout_ms,
+                    .timeout_ms = az_total_ms(b->timeout_ms, body_len + max_resp),
+                    .stall_ms = b->timeout_ms,
                     .max_response = max_resp,
                     .content_type = body ? "application/octet-stream" : NULL};
-    return httpc_do(&rq, status, resp, e);
+    serr he = {0};
+    int64_t t0 = mono_ms();
+    rc = httpc_do(&rq, status, resp, &he);
+    if (rc) return az_failed(rc, what, path, url, &he, mono_ms() - t0, rq.stall_ms, rq.timeout_ms, e);
+    return 0;
 }
 
 int blob_az_error(long status, const char *body, const char *what, serr *e) {
@@ -343,8 +378,12 @@ int blob_az_error(long status, const char *body, const char *what, serr *e) {
     return serr_set(e, c, "azure %s: HTTP %ld %s", what, status, text);
 }
 
-static int az_error(long status, sbuf *resp, const char *what, serr *e) {
-    return blob_az_error(status, resp->data, what, e);
+/* An answer that is an error: the operation, the blob, the status and
+ * Azure's code. */
+static int az_error(long status, sbuf *resp, const char *what, const char *path, serr *e) {
+    char w[SERR_MSG_MAX];
+    str_fmt_cut(w, sizeof(w), "%s %s", what, path + 1);
+    return blob_az_error(status, resp->data, w, e);
 }
 
 static int az_container(blob_store *b, const char *container, serr *e) {
@@ -361,9 +400,10 @@ static int az_container(blob_store *b, const char *container, serr *e) {
     if (rc) return rc;
     long status = 0;
     sbuf resp;
-    rc = az_request(b, "PUT", path, "restype=container", "", 0, NULL, &status, &resp, 65536, e);
+    rc = az_request(b, "create container", "PUT", path, "restype=container", "", 0, NULL, &status,
+                    &resp, 65536, e);
     if (rc) return rc;
-    if (status != 201 && status != 409) rc = az_error(status, &resp, "create container", e);
+    if (status != 201 && status != 409) rc = az_error(status, &resp, "create container", path, e);
     sbuf_free(&resp);
     if (rc == 0) {
         pthread_mutex_lock(&b->mu);
@@ -400,10 +440,11 @@ static int az_put(blob_store *b, const char *container, const char *path, const 
         if (rc) return rc;
         long status = 0;
         sbuf resp;
-        rc = az_request(b, "PUT", p, "", data ? data : "", len, xms, &status, &resp, 65536, e);
+        rc = az_request(b, "put blob", "PUT", p, "", data ? data : "", len, xms, &status, &resp,
+                        65536, e);
         if (rc) return rc;
         bool gone = status == 404 && resp.data && strstr(resp.data, "ContainerNotFound");
-        if (status != 201) rc = az_error(status, &resp, "put blob", e);
+        if (status != 201) rc = az_error(status, &resp, "put blob", p, e);
         sbuf_free(&resp);
         if (!gone || attempt > 0) return rc;
         az_forget_container(b, container);
@@ -440,15 +481,11 @@ static int az_get(blob_store *b, const char *container, const char *path, size_t
     /* Room for an error document even when the caller wants a few bytes:
      * a 404's XML must not read as "too large". */
     size_t room = max + 1 > 65536 ? max + 1 : 65536;
-    rc = az_request(b, "GET", p, "", NULL, 0, NULL, &status, &resp, room, e);
+    rc = az_request(b, "get blob", "GET", p, "", NULL, 0, NULL, &status, &resp, room, e);
     if (rc == SE_TOOBIG) return serr_set(e, SE_TOOBIG, "blob %s/%s is larger than %zu bytes", container, path, max);
     if (rc) return rc;
-    if (status == 404) {
-        sbuf_free(&resp);
-        return serr_set(e, SE_NOTFOUND, "blob %s/%s not found", container, path);
-    }
-    if (status != 200) {
-        rc = az_error(status, &resp, "get blob", e);
+    if (status != 200) { /* 404 is SE_NOTFOUND */
+        rc = az_error(status, &resp, "get blob", p, e);
         sbuf_free(&resp);
         return rc;
     }
@@ -490,9 +527,9 @@ static int az_delete(blob_store *b, const char *container, const char *path, ser
     if (rc) return rc;
     long status = 0;
     sbuf resp;
-    rc = az_request(b, "DELETE", p, "", NULL, 0, NULL, &status, &resp, 65536, e);
+    rc = az_request(b, "delete blob", "DELETE", p, "", NULL, 0, NULL, &status, &resp, 65536, e);
     if (rc) return rc;
-    if (status != 202 && status != 404) rc = az_error(status, &resp, "delete blob", e);
+    if (status != 202 && status != 404) rc = az_error(status, &resp, "delete blob", p, e);
     sbuf_free(&resp);
     return rc;
 }
@@ -512,7 +549,7 @@ int blob_put_verified(blob_store *b, const char *container, const char *path, co
     char *back = NULL;
     size_t blen = 0;
     rc = blob_get(b, container, path, len + 1, &back, &blen, e);
-    if (rc) return serr_wrap(e, "verifying %s/%s", container, path);
+    if (rc) return serr_wrap(e, "stored, but reading it back to verify failed");
     sha256_hex(back, blen, got);
     free(back);
     if (blen != len || strcmp(want, got) != 0)

@@ -35,7 +35,10 @@
 
 typedef struct blob_store blob_store;
 
-/* backend "dir" uses root; "azure" uses conn (a connection string). */
+/* backend "dir" uses root; "azure" uses conn (a connection string).
+ * timeout_ms (azure): a request with nothing moving (under 1 KiB/s) for
+ * this long is abandoned, whatever its size; one that keeps moving may
+ * take twice this long plus its bytes at 64 KiB/s. */
 int blob_open(const char *backend, const char *root, const char *conn, int64_t timeout_ms,
               blob_store **out, serr *e);
 void blob_close(blob_store *b);

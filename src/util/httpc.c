@@ -44,6 +44,10 @@ int httpc_do(const httpc_req *req, long *status, sbuf *resp, serr *e) {
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : 10000));
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(req->timeout_ms > 0 && req->timeout_ms < 5000 ? req->timeout_ms : 5000));
+    if (req->stall_ms > 0) { /* curl counts whole seconds */
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)((req->stall_ms + 999) / 1000));
+    }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);

@@ -19,6 +19,7 @@ typedef struct httpc_req {
     size_t body_len;
     const char *const *headers; /* extra "Name: value", NULL terminated */
     int64_t timeout_ms;
+    int64_t stall_ms;         /* > 0: give up when under 1 KiB/s moved for this long */
     size_t max_response;      /* default 4 MiB */
     const char *content_type; /* of body; default application/json */
 } httpc_req;
