@@ -48,7 +48,7 @@ static const crow rows[] = {
     {"failed-auto-delete", CT_DUR, F(failed_auto_delete_ms), 0, "0", 0, 0,
      "delete a Failed stamp after this long (0 = never; 1h is a common choice)"},
     {"drain-connections-timeout", CT_DUR, F(drain_connections_timeout_ms), 0, "10m", 0, 0,
-     "wait for connections"},
+     "wait for requests in flight (open connections for a workload that does not count requests)"},
     {"drain-jobs-timeout", CT_DUR, F(drain_jobs_timeout_ms), 0, "30m", 0, 0, "wait for jobs"},
     {"drain-total-timeout", CT_DUR, F(drain_total_timeout_ms), 0, "40m", 0, 0,
      "whole drain, then forced"},
