@@ -69,6 +69,7 @@ static int finish_drain(sctx *s, const blockers *b, int to, const char *reason, 
     int64_t started = jint(dr, "startedMs", now_ms());
     json_object_set_new(dr, "endedMs", json_integer(now_ms()));
     json_object_set_new(dr, "forced", json_boolean(forced));
+    json_object_del(dr, "frontdoorError"); /* a wait's reason, not the end's */
     json_object_set_new(dr, "droppedConnections", json_integer(forced ? conns : 0));
     json_object_set_new(dr, "droppedJobs", json_integer(forced ? b->jobs : 0));
     if (forced) {
@@ -97,6 +98,14 @@ static int observe(sctx *s, json_t *dr, blockers *b, draining_world *w, bool *re
     w->for_delete = strcmp(jstr(dr, "target", "Ready"), "Deleting") == 0;
     w->connections = b->connections + b->fd_sessions + b->fd_queue;
     w->jobs = b->jobs;
+    /* HAProxy stopped or hung: its sessions and queue are unknown, or the
+     * server may not be in drain yet (still taking new requests).  Either
+     * way the drain is not done; its limits still apply. */
+    if (traffic_enabled(s->c->tr) && sc_frontdoor_owner(s) && jstr(s->r.status, "endpoint", NULL)) {
+        bool in_drain = strcmp(jstr(s->r.status, "frontdoor", ""), "drain") == 0;
+        w->frontdoor_unknown = !b->fd_known || !in_drain;
+        if (b->fd_known && !in_drain) str_copy(b->fd_error, sizeof(b->fd_error), "server not in drain yet");
+    }
     w->elapsed_ms = now_ms() - jint(dr, "startedMs", now_ms());
     sc_drain_limits(s, dr, &w->limit_conn_ms, &w->limit_jobs_ms, &w->limit_total_ms);
     return 0;
@@ -129,6 +138,11 @@ static int act(sctx *s, json_t *dr, const blockers *b, const draining_world *w, 
     if (b->fd_known) {
         sc_set_int(s, dr, "frontdoorSessions", b->fd_sessions);
         sc_set_int(s, dr, "frontdoorQueue", b->fd_queue);
+    }
+    if (w->frontdoor_unknown) {
+        sc_set_str(s, dr, "frontdoorError", b->fd_error[0] ? b->fd_error : "front door unknown");
+    } else if (json_object_del(dr, "frontdoorError") == 0) {
+        s->dirty = true;
     }
     sc_set_int(s, dr, "deadlineConnectionsMs", t0 + w->limit_conn_ms);
     sc_set_int(s, dr, "deadlineJobsMs", t0 + w->limit_jobs_ms);
