@@ -10,6 +10,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/wallclock.h"
 
 void sc_drain_limits(sctx *s, json_t *dr, int64_t *conn, int64_t *jobs, int64_t *total) {
     /* A grace period given while draining (the intent) wins over the one
@@ -27,7 +28,7 @@ void sc_enter_draining(sctx *s, int from) {
     (void)from;
     bool del = s->in.desired == SD_DELETED;
     json_t *dr = json_object();
-    json_object_set_new(dr, "startedMs", json_integer(now_ms()));
+    json_object_set_new(dr, "startedMs", json_integer(wall_stamp_ms()));
     json_object_set_new(dr, "target", json_string(del ? "Deleting" : "Ready"));
     json_object_set_new(dr, "gracePeriodMs", json_integer(s->in.drain.grace_ms));
     json_object_set_new(dr, "requestGeneration", json_integer(s->in.drain.generation));
@@ -66,7 +67,7 @@ static int finish_drain(sctx *s, const blockers *b, int to, const char *reason, 
         if (traffic_shutdown_sessions(s->c->tr, s->server, &e2) != 0)
             log_warnx("stamp %s: shutdown sessions: %s", s->name, e2.msg);
     }
-    int64_t started = jint(dr, "startedMs", now_ms());
+    int64_t took = wall_age_ms(jint(dr, "startedMs", 0));
     json_object_set_new(dr, "endedMs", json_integer(now_ms()));
     json_object_set_new(dr, "forced", json_boolean(forced));
     json_object_del(dr, "frontdoorError"); /* a wait's reason, not the end's */
@@ -83,7 +84,7 @@ static int finish_drain(sctx *s, const blockers *b, int to, const char *reason, 
     sc_frontdoor(s, TR_MAINT);
     int rc = sc_change(s, to, reason, msg, e);
     if (rc == 0 && to == SP_READY)
-        metrics_observe("stamp_drain_duration", "", (double)(now_ms() - started) / 1000.0);
+        metrics_observe("stamp_drain_duration", "", (double)took / 1000.0);
     return rc;
 }
 
@@ -106,7 +107,7 @@ static int observe(sctx *s, json_t *dr, blockers *b, draining_world *w, bool *re
         w->frontdoor_unknown = !b->fd_known || !in_drain;
         if (b->fd_known && !in_drain) str_copy(b->fd_error, sizeof(b->fd_error), "server not in drain yet");
     }
-    w->elapsed_ms = now_ms() - jint(dr, "startedMs", now_ms());
+    w->elapsed_ms = wall_age_ms(jint(dr, "startedMs", 0));
     sc_drain_limits(s, dr, &w->limit_conn_ms, &w->limit_jobs_ms, &w->limit_total_ms);
     return 0;
 }
