@@ -56,7 +56,8 @@ Y
   expect_eq "$k: no process of the stamp left (units)" "$(procs $S/)" 0
   [ "$k" = ignore ] && expect_ok "ignore: the command was killed before its end" sh -c "! grep -q 'never here' $DATA/stamps/$S/steps/hang.create-*.log"
   ctl delete $S --force >/dev/null || fail "delete $S"
-  wait_for $S deleted
+  # Not `ctl wait --for=deleted`: it stops at Failed, which it may still read.
+  wait_until "$S deleted" 60 sh -c "[ \"\$(ctl status $S -o json | jq -r .status.phase)\" = Deleted ]"
 done
 api_alive "at the end"
 finish
