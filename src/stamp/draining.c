@@ -102,6 +102,7 @@ static int observe(sctx *s, json_t *dr, blockers *b, draining_world *w, bool *re
     /* HAProxy stopped or hung: its sessions and queue are unknown, or the
      * server may not be in drain yet (still taking new requests).  Either
      * way the drain is not done; its limits still apply. */
+    w->frontdoor_unknown = false; /* the successor's, or no front door */
     if (traffic_enabled(s->c->tr) && sc_frontdoor_owner(s) && jstr(s->r.status, "endpoint", NULL)) {
         bool in_drain = strcmp(jstr(s->r.status, "frontdoor", ""), "drain") == 0;
         w->frontdoor_unknown = !b->fd_known || !in_drain;
@@ -155,7 +156,7 @@ static int act(sctx *s, json_t *dr, const blockers *b, const draining_world *w, 
 /* Observe, decide, act; at least min_elapsed into the drain (its timeout). */
 static int drain_step(sctx *s, json_t *dr, int64_t min_elapsed, serr *e) {
     blockers b;
-    draining_world w;
+    draining_world w = {0};
     bool ready;
     int rc = observe(s, dr, &b, &w, &ready, e);
     if (rc || !ready) return rc ? rc : sc_save(s, e);
