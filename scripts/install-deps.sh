@@ -21,6 +21,8 @@ if [ "$what" = test ]; then
   # The fuzz harnesses (tests/fuzz, make fuzz / check-fuzz) are libFuzzer's:
   # clang, and compiler-rt's libFuzzer and sanitizer runtimes (bookworm: 14).
   pkgs+=(clang libclang-rt-14-dev)
+  # t_fault_clock steps stampd's wall clock with libfaketime's preload.
+  pkgs+=(faketime)
 fi
 # The ObservabilityPlatform runs Debian's Prometheus, Alertmanager and
 # exporters (deploy/observability/catalog.yaml).  `build` stays what stampd

@@ -46,6 +46,7 @@
 #include "util/metrics.h"
 #include "util/util.h"
 #include "util/yamljson.h"
+#include "util/wallclock.h"
 
 #define KIND "StampAutoscaler"
 #define HIST_LEN 48      /* observations kept per stamp */
@@ -563,6 +564,40 @@ static int overlap_check(asctx *a, serr *e) {
     return rc;
 }
 
+/* The decision compares its times with now; they are wall-clock times from
+ * the status, whose ages a step of the system clock must not change (a
+ * step back would hold every cooldown and trigger duration for as long; a
+ * step forward would end them at once).  Each is moved to now less its age
+ * as wallclock.h measures it, and back afterwards where the decision kept
+ * it; what the decision set is now's. */
+static void rebase(int64_t now, int64_t *t) {
+    if (*t > 0) *t = now - wall_age_ms(*t);
+}
+
+static void unrebase(int64_t *t, int64_t moved, int64_t orig) {
+    if (*t == moved) *t = orig;
+}
+
+static void decide_steady(asctx *a, as_world *w, as_state *st) {
+    int64_t now = wall_stamp_ms();
+    as_state orig = *st, moved;
+    for (int i = 0; i < AS_MAX_TRIGGERS; i++) {
+        rebase(now, &st->out_since_ms[i]);
+        rebase(now, &st->in_since_ms[i]);
+    }
+    rebase(now, &st->last_out_ms);
+    rebase(now, &st->last_in_ms);
+    for (int i = 0; i < w->n; i++) rebase(now, &a->stamps[i].ready_since_ms);
+    moved = *st;
+    as_decide(a->sp, w, now, st, st, a->d);
+    for (int i = 0; i < AS_MAX_TRIGGERS; i++) {
+        unrebase(&st->out_since_ms[i], moved.out_since_ms[i], orig.out_since_ms[i]);
+        unrebase(&st->in_since_ms[i], moved.in_since_ms[i], orig.in_since_ms[i]);
+    }
+    unrebase(&st->last_out_ms, moved.last_out_ms, orig.last_out_ms);
+    unrebase(&st->last_in_ms, moved.last_in_ms, orig.last_in_ms);
+}
+
 static int evaluate(asctx *a, json_t *prom, serr *e) {
     world_acc wa = {.sp = a->sp, .stamps = a->stamps};
     int rc = store_list(a->c->st, "Stamp", NULL, world_one, &wa, e);
@@ -575,14 +610,14 @@ static int evaluate(asctx *a, json_t *prom, serr *e) {
     serr se = {0};
     if (as_state_from_json(json_object_get(a->r.status, "state"), &st, &se) != 0)
         memset(&st, 0, sizeof(st));
-    as_decide(a->sp, &w, now_ms(), &st, &st, a->d);
+    decide_steady(a, &w, &st);
     json_object_set_new(a->r.status, "state", as_state_to_json(&st));
     json_t *dj = as_decision_to_json(a->sp, a->d);
     record_decision(a, dj);
     json_decref(dj);
     note_decision(a);
     plan(a);
-    json_object_set_new(a->r.status, "lastEvaluationMs", json_integer(now_ms()));
+    json_object_set_new(a->r.status, "lastEvaluationMs", json_integer(wall_stamp_ms()));
     a->dirty = true;
     if ((rc = save(a, e))) return rc;
     return carry_out(a, e);
@@ -618,7 +653,7 @@ static int run(asctx *a, int64_t *requeue_ms, serr *e) {
      * under way, a wake-up (another job's end, a resync) has nothing to do:
      * answer before reading the templates and the other autoscalers. */
     int64_t last = jint(a->r.status, "lastEvaluationMs", 0);
-    int64_t due = last + a->sp->interval_ms - now_ms();
+    int64_t due = last > 0 ? a->sp->interval_ms - wall_age_ms(last) : 0;
     json_t *obs = jchild(a->r.status, "observation");
     if (due > 0 && json_object_get(obs, "job") == NULL && json_object_get(a->r.status, "pendingActions") == NULL &&
         json_object_get(a->r.status, "lastError") == NULL) {

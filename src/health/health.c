@@ -253,7 +253,7 @@ static hc_row *row(const char *stamp, const char *check, bool create) {
         /* Full: reuse the row run longest ago (a stamp long gone). */
         x = &rows[0];
         for (int i = 1; i < nrows; i++)
-            if (rows[i].r.last_ms < x->r.last_ms) x = &rows[i];
+            if (rows[i].r.last_mono < x->r.last_mono) x = &rows[i];
     }
     memset(x, 0, sizeof(*x));
     str_copy(x->stamp, sizeof(x->stamp), stamp);
@@ -280,6 +280,7 @@ static int record_locked(const char *stamp, const hc_check *c, bool ok, int64_t 
     x->r.runs++;
     x->r.latency_ms = latency_ms;
     x->r.last_ms = now_ms();
+    x->r.last_mono = mono_ms();
     x->next_mono = mono_ms() + c->interval_ms;
     if (ok) {
         x->r.passes++;

@@ -102,6 +102,7 @@ typedef struct hc_result {
     int passes, fails;     /* consecutive */
     int64_t latency_ms;
     int64_t last_ms;       /* wall clock of the last run, 0 = never */
+    int64_t last_mono;     /* mono_ms() of the last run, for waits (a step of the wall clock moves none) */
     int64_t runs;
     char last_error[256];
 } hc_result;

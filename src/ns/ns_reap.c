@@ -45,6 +45,7 @@
 #include "util/metrics.h"
 #include "util/util.h"
 #include "util/yamljson.h"
+#include "util/wallclock.h"
 
 /* 20260125-010000 */
 static void archive_stamp(int64_t ms, char *buf, size_t len) {
@@ -286,7 +287,7 @@ static void diagnostics_lost(reap_ctx *x, int64_t started, const serr *why) {
     char msg[SERR_MSG_MAX + 160];
     snprintf(msg, sizeof(msg),
              "DIAGNOSTICS LOST: uploads failed for %llds (reap-upload-window), reaping anyway: %s",
-             (long long)((now_ms() - started) / 1000), why->msg);
+             (long long)(wall_age_ms(started) / 1000), why->msg);
     log_warnx("ERROR - namespace %s: %s", r->name, msg);
     json_object_set_new(r->status, "diagnostics",
                         json_pack("{s:b,s:b,s:b,s:s,s:[]}", "logs_archived", 0,
@@ -311,8 +312,8 @@ static int step_archive(void *ctx, json_t *progress, int *outcome, const char **
     json_decref(u.paths);
     json_decref(u.files);
     if (rc == 0) return 0;
-    int64_t started = jint(progress, "startedMs", now_ms());
-    if (now_ms() - started < x->c->cfg->reap_upload_window_ms) {
+    int64_t started = jint(progress, "startedMs", 0);
+    if (wall_age_ms(started) < x->c->cfg->reap_upload_window_ms) {
         x->failed = "archive";
         return serr_set(e, rc, "%s", se.msg);
     }
@@ -369,8 +370,9 @@ static int reap_failed(ctl_ctx *c, resource *r, const char *step, const serr *wh
     int64_t delay = retry_delay(c, attempts);
     json_object_set_new(reap, "attempts", json_integer(attempts));
     json_object_set_new(reap, "lastError", json_string(why->msg));
-    json_object_set_new(reap, "nextAttemptMs", json_integer(now_ms() + delay));
-    r->due_ms = now_ms() + delay;
+    int64_t now = wall_stamp_ms();
+    json_object_set_new(reap, "nextAttemptMs", json_integer(now + delay));
+    r->due_ms = now + delay;
     char msg[SERR_MSG_MAX + 128], labels[64];
     snprintf(msg, sizeof(msg), "reap attempt %lld failed at %s, namespace kept, retry in %llds: %s",
              (long long)attempts, step, (long long)(delay / 1000), why->msg);
@@ -419,7 +421,7 @@ int nsi_reap_step(ctl_ctx *c, resource *r, const char *user, int64_t *retry_ms, 
         /* The first attempt; written with the first step's start. */
         reap = jchild(r->status, "reap");
         char stamp[32];
-        int64_t now = now_ms();
+        int64_t now = wall_stamp_ms();
         archive_stamp(now, stamp, sizeof(stamp));
         json_object_set_new(reap, "startedMs", json_integer(now));
         json_object_set_new(reap, "timestamp", json_string(stamp));

@@ -23,6 +23,7 @@
 #include "util/metrics.h"
 #include "util/util.h"
 #include "util/yamljson.h"
+#include "util/wallclock.h"
 
 /* Progress of the current sweep, for the seed's "finished" log line. */
 static pthread_mutex_t sweep_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -71,9 +72,11 @@ static int reconcile_phase(ctl_ctx *c, const char *name, resource *r, int *ph, s
 
 /* One attempt of the reap of r (reaping), when due. */
 static int reconcile_reap(ctl_ctx *c, resource *r, int64_t *requeue_ms, serr *e) {
-    int64_t now = now_ms();
-    if (r->due_ms > now + 50) { /* a retry that is not due yet */
-        *requeue_ms = r->due_ms - now;
+    /* How long until a retry is due, by wallclock.h: a step of the clock
+     * back must not hold it for as long. */
+    int64_t left = -wall_age_ms(r->due_ms);
+    if (left > 50) { /* a retry that is not due yet */
+        *requeue_ms = left;
         return 0;
     }
     int64_t retry = -1;
@@ -202,10 +205,10 @@ int ns_reconcile(ctl_ctx *c, const char *name, int64_t *requeue_ms, serr *e) {
     int rc = reconcile_phase(c, name, &r, &ph, e);
     if (rc == SE_NOTFOUND) rc = 0;
     else if (rc == 0 && ph == NP_REAPING) {
-        int64_t now = now_ms();
+        int64_t left = -wall_age_ms(r.due_ms);
         char key[JOBS_KEY_MAX];
-        if (r.due_ms > now + 50) {
-            *requeue_ms = r.due_ms - now; /* a retry that is not due yet */
+        if (left > 50) {
+            *requeue_ms = left; /* a retry that is not due yet */
         } else if (c->jobs == NULL ||
                    str_fmt(key, sizeof(key), NULL, "job key", "%s/%s/reap", NS_KIND, name) != 0) {
             /* No pool (a tool or a test): the attempt runs here. */

@@ -53,6 +53,7 @@
 #include <pthread.h>
 #include "util/util.h"
 #include "util/yamljson.h"
+#include "util/wallclock.h"
 
 #define M_DURATION "observability_platform_reconciliation_duration_seconds"
 #define M_ERRORS "observability_platform_errors_total"
@@ -167,7 +168,7 @@ int obs_fail(obs_ctx *x, const char *category, const char *comp, const char *fmt
     obs_sset(x, rt, "category", json_string(category));
     obs_sset(x, rt, "lastError", json_string(msg));
     obs_sset(x, rt, "failedGeneration", json_integer(x->r.generation));
-    obs_sset(x, rt, "failedMs", json_integer(now_ms()));
+    obs_sset(x, rt, "failedMs", json_integer(wall_stamp_ms()));
     if (comp) obs_cstate_set(x, comp, CS_FAILED, msg);
     obs_event(x, "Warning", strcmp(category, CAT_CONFIG) == 0 ? "ConfigurationError" : "ComponentError", "%s",
               msg);
@@ -588,7 +589,7 @@ int obs_ensure(obs_ctx *x, int k, const char *version, const char *what, bool re
     str_copy(unit, sizeof(unit), j->p[0].unit);
     str_copy(hash, sizeof(hash), j->p[0].config_hash);
     int port = j->p[0].port;
-    if (!json_object_get(st, "since")) obs_sset(x, st, "since", json_integer(now_ms()));
+    if (!json_object_get(st, "since")) obs_sset(x, st, "since", json_integer(wall_stamp_ms()));
     int state;
     json_t *res = NULL;
     rc = obs_work(x, what, cs->name, j, &state, &res, e);
@@ -619,7 +620,7 @@ int obs_ensure(obs_ctx *x, int k, const char *version, const char *what, bool re
     if (!ready) {
         int64_t since = json_integer_value(json_object_get(st, "since"));
         int64_t limit = x->c->cfg->update_replica_timeout_ms;
-        if (since > 0 && now_ms() - since > limit) {
+        if (since > 0 && wall_age_ms(since) > limit) {
             json_object_del(st, "since");
             serr_set(e, SE_TIMEOUT, "%s %s not ready within %lld s: %s", cs->name, ver, (long long)(limit / 1000),
                      jstr(res, "error", ""));
@@ -784,10 +785,10 @@ static int health(obs_ctx *x, serr *e) {
         }
         pthread_mutex_lock(&probes_mu);
         sl = slot_of(x->r.name);
-        sl->next = now_ms() + interval;
+        sl->next = mono_ms() + interval; /* a schedule in memory: monotonic */
         sl->job = 0;
         pthread_mutex_unlock(&probes_mu);
-    } else if (now_ms() >= due && x->c->jobs) {
+    } else if (mono_ms() >= due && x->c->jobs) {
         obs_job *j = obs_job_new(OJ_PROBE, x->c);
         if (j == NULL) return serr_set(e, SE_NOMEM, "out of memory");
         for (int k = 0; k < x->sp.n && j->n < OBS_MAX_COMP; k++) {
@@ -807,7 +808,7 @@ static int health(obs_ctx *x, serr *e) {
         if (rc) return rc;
         pthread_mutex_lock(&probes_mu);
         sl = slot_of(x->r.name);
-        sl->next = now + interval;
+        sl->next = mono_ms() + interval;
         sl->job = id;
         sl->submitted = now;
         pthread_mutex_unlock(&probes_mu);
@@ -851,7 +852,7 @@ static int health(obs_ctx *x, serr *e) {
     /* Stable for as long as the longest retry delay: the automatic
      * recoveries are given back. */
     json_t *rt = json_object_get(x->r.status, "retry");
-    if (rt && now_ms() - json_integer_value(json_object_get(x->r.status, "phaseSince")) > x->sp.retry.max_ms) {
+    if (rt && wall_age_ms(json_integer_value(json_object_get(x->r.status, "phaseSince"))) > x->sp.retry.max_ms) {
         json_object_del(x->r.status, "retry");
         x->dirty = true;
     }
@@ -942,12 +943,11 @@ static int failed(obs_ctx *x, serr *e) {
         }
         return 0;
     }
-    int64_t due = json_integer_value(json_object_get(rt, "failedMs")) + backoff_ms(&x->sp.retry, attempts);
-    int64_t now = now_ms();
-    if (now < due) {
+    int64_t left = backoff_ms(&x->sp.retry, attempts) - wall_age_ms(json_integer_value(json_object_get(rt, "failedMs")));
+    if (left > 0) {
         char when[40];
-        obs_sset(x, rt, "nextAt", json_string(fmt_time_rfc3339_ms(due, when, sizeof(when))));
-        obs_requeue(x, due - now);
+        obs_sset(x, rt, "nextAt", json_string(fmt_time_rfc3339_ms(now_ms() + left, when, sizeof(when))));
+        obs_requeue(x, left);
         return 0;
     }
     obs_sset(x, rt, "attempts", json_integer(attempts + 1));

@@ -35,6 +35,7 @@
 #include "util/metrics.h"
 #include "util/util.h"
 #include "util/yamljson.h"
+#include "util/wallclock.h"
 
 static json_t *cfind(obs_ctx *x, const char *comp) {
     size_t i;
@@ -129,7 +130,7 @@ static int to_failed(obs_ctx *x, json_t *u, const char *msg, serr *e) {
     obs_sset(x, rt, "category", json_string(CAT_COMPONENT));
     obs_sset(x, rt, "lastError", json_string(msg));
     obs_sset(x, rt, "failedGeneration", json_integer(x->r.generation));
-    obs_sset(x, rt, "failedMs", json_integer(now_ms()));
+    obs_sset(x, rt, "failedMs", json_integer(wall_stamp_ms()));
     obs_sset(x, rt, "waitForSpec", json_true());
     obs_sset(x, u, "step", json_string("done"));
     obs_sset(x, u, "result", json_string("RolledBack"));

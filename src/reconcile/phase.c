@@ -14,6 +14,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/wallclock.h"
 
 int ctl_key(char *buf, size_t len, const char *kind, const char *name) {
     if (snprintf(buf, len, "%s/%s", kind, name) >= (int)len) return SE_INVAL;
@@ -61,12 +62,12 @@ int phase_of(const fsm_def *d, const resource *r) {
 int64_t phase_age_ms(const resource *r) {
     json_t *since = json_object_get(r->status, "phaseSince");
     if (!json_is_integer(since)) return 0;
-    return now_ms() - json_integer_value(since);
+    return wall_age_ms(json_integer_value(since));
 }
 
 void phase_init(const fsm_def *d, resource *r, int phase) {
     json_object_set_new(r->status, "phase", json_string(fsm_phase_name(d, phase)));
-    json_object_set_new(r->status, "phaseSince", json_integer(now_ms()));
+    json_object_set_new(r->status, "phaseSince", json_integer(wall_stamp_ms()));
     char when[40];
     json_object_set_new(r->status, "phaseSinceTime",
                         json_string(fmt_time_rfc3339_ms(json_integer_value(json_object_get(r->status, "phaseSince")),
@@ -80,8 +81,8 @@ int phase_change(ctl_ctx *c, const fsm_def *d, resource *r, int to, const char *
     if (t == NULL)
         return serr_set(e, SE_PHASE, "%s %s: no transition %s -> %s in the table", d->kind,
                         r->name, fsm_phase_name(d, from), fsm_phase_name(d, to));
-    int64_t now = now_ms();
     int64_t age = phase_age_ms(r);
+    int64_t now = wall_stamp_ms();
     char text[1024];
     snprintf(text, sizeof(text), "%s -> %s: %s%s%s", fsm_phase_name(d, from), fsm_phase_name(d, to),
              t->trigger, message && *message ? " (" : "", message && *message ? message : "");

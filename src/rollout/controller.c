@@ -56,6 +56,7 @@
 #include "util/log.h"
 #include "util/util.h"
 #include "util/yamljson.h"
+#include "util/wallclock.h"
 
 /* The template's live (not Deleted) stamps the rollout acts on: past this
  * bound it refuses to act (a Warning event and phase Failed with the
@@ -463,7 +464,7 @@ static int deploy(roctx *x, json_t *it, ro_stamp *o, bool standby, serr *e) {
               o->region, (long long)x->sp.to_revision, standby ? ", standby" : "");
     }
     set_phase(x, it, IP_WAITING);
-    json_object_set_new(it, "deployedMs", json_integer(now_ms()));
+    json_object_set_new(it, "deployedMs", json_integer(wall_stamp_ms()));
     return save(x, e);
 }
 
@@ -532,7 +533,7 @@ static int step(roctx *x, json_t *it, budget *b, serr *e) {
             return 0;
         }
         if (!replacement_up(rp, standby)) {
-            int64_t waited = now_ms() - jint(it, "deployedMs", now_ms());
+            int64_t waited = wall_age_ms(jint(it, "deployedMs", 0));
             if (waited > x->sp.timeout_ms) {
                 char t[FMT_DURATION_LEN];
                 item_fail(x, it, "replacement %s not %s within %s (it is %s)", rp->name,
@@ -683,11 +684,11 @@ static int retry_failed(roctx *x, serr *e) {
             }
             rp->phase = SP_CREATING; /* the snapshot is older than the redeploy */
             set_phase(x, it, IP_WAITING);
-            json_object_set_new(it, "deployedMs", json_integer(now_ms()));
+            json_object_set_new(it, "deployedMs", json_integer(wall_stamp_ms()));
             event(x, "Normal", "ReplacementRedeployed", "%s: %s deployed again (resume)", old, repl);
         } else {
             set_phase(x, it, IP_WAITING);
-            json_object_set_new(it, "deployedMs", json_integer(now_ms()));
+            json_object_set_new(it, "deployedMs", json_integer(wall_stamp_ms()));
         }
     }
     json_object_set_new(x->r.status, "observedResumes", json_integer(x->sp.resumes));

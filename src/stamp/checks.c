@@ -212,7 +212,7 @@ void sc_eval_health(sctx *s, int mode, bool gate, health_view *h) {
          * out of rotation: the stamp is not in it. */
         bool cheap = c->type == HC_HTTP || c->type == HC_TCP || c->type == HC_PROCESS;
         if (gate && cheap && due > GATE_RETRY_MS && hc_get(s->name, c->name, &r) &&
-            r.state != HS_PASSING && now_ms() - r.last_ms >= GATE_RETRY_MS)
+            r.state != HS_PASSING && mono_ms() - r.last_mono >= GATE_RETRY_MS)
             due = 0;
         if (due == 0) {
             /* The job's end wakes the stamp; the interval is the latest

@@ -59,13 +59,14 @@ decision decide_draining(const draining_world *w, int *why) {
         d.reason = target == SP_DELETING ? "ForceDelete" : "DrainForced";
         return d;
     }
-    if (w->connections == 0 && w->jobs == 0) {
+    bool conns = w->connections > 0 || w->frontdoor_unknown;
+    if (!conns && w->jobs == 0) {
         d.act = DR_FINISH;
         d.reason = "Drained";
         return d;
     }
     if (w->elapsed_ms >= w->limit_total_ms) *why = DRW_TOTAL;
-    else if (w->connections > 0 && w->elapsed_ms >= w->limit_conn_ms) *why = DRW_CONNECTIONS;
+    else if (conns && w->elapsed_ms >= w->limit_conn_ms) *why = DRW_CONNECTIONS;
     else if (w->jobs > 0 && w->elapsed_ms >= w->limit_jobs_ms) *why = DRW_JOBS;
     else return stay(DR_WAIT, NULL);
     d.act = DR_FORCE;

@@ -60,6 +60,8 @@ typedef struct draining_world {
     bool force;                  /* a --force of a generation not yet acted on, or delete --force */
     bool for_delete;             /* the drain's target is Deleting */
     int64_t connections, jobs;   /* incl. the front door's sessions and queue */
+    bool frontdoor_unknown;      /* the front door's sessions could not be read: as
+                                  * if it still had some (never drained on a guess) */
     int64_t elapsed_ms, limit_conn_ms, limit_jobs_ms, limit_total_ms;
 } draining_world;
 /* d.act DR_FORCE: forced, why in *why (DRW_*). */

@@ -10,6 +10,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/wallclock.h"
 
 void sc_drain_limits(sctx *s, json_t *dr, int64_t *conn, int64_t *jobs, int64_t *total) {
     /* A grace period given while draining (the intent) wins over the one
@@ -27,7 +28,7 @@ void sc_enter_draining(sctx *s, int from) {
     (void)from;
     bool del = s->in.desired == SD_DELETED;
     json_t *dr = json_object();
-    json_object_set_new(dr, "startedMs", json_integer(now_ms()));
+    json_object_set_new(dr, "startedMs", json_integer(wall_stamp_ms()));
     json_object_set_new(dr, "target", json_string(del ? "Deleting" : "Ready"));
     json_object_set_new(dr, "gracePeriodMs", json_integer(s->in.drain.grace_ms));
     json_object_set_new(dr, "requestGeneration", json_integer(s->in.drain.generation));
@@ -66,9 +67,10 @@ static int finish_drain(sctx *s, const blockers *b, int to, const char *reason, 
         if (traffic_shutdown_sessions(s->c->tr, s->server, &e2) != 0)
             log_warnx("stamp %s: shutdown sessions: %s", s->name, e2.msg);
     }
-    int64_t started = jint(dr, "startedMs", now_ms());
+    int64_t took = wall_age_ms(jint(dr, "startedMs", 0));
     json_object_set_new(dr, "endedMs", json_integer(now_ms()));
     json_object_set_new(dr, "forced", json_boolean(forced));
+    json_object_del(dr, "frontdoorError"); /* a wait's reason, not the end's */
     json_object_set_new(dr, "droppedConnections", json_integer(forced ? conns : 0));
     json_object_set_new(dr, "droppedJobs", json_integer(forced ? b->jobs : 0));
     if (forced) {
@@ -82,7 +84,7 @@ static int finish_drain(sctx *s, const blockers *b, int to, const char *reason, 
     sc_frontdoor(s, TR_MAINT);
     int rc = sc_change(s, to, reason, msg, e);
     if (rc == 0 && to == SP_READY)
-        metrics_observe("stamp_drain_duration", "", (double)(now_ms() - started) / 1000.0);
+        metrics_observe("stamp_drain_duration", "", (double)took / 1000.0);
     return rc;
 }
 
@@ -97,7 +99,16 @@ static int observe(sctx *s, json_t *dr, blockers *b, draining_world *w, bool *re
     w->for_delete = strcmp(jstr(dr, "target", "Ready"), "Deleting") == 0;
     w->connections = b->connections + b->fd_sessions + b->fd_queue;
     w->jobs = b->jobs;
-    w->elapsed_ms = now_ms() - jint(dr, "startedMs", now_ms());
+    /* HAProxy stopped or hung: its sessions and queue are unknown, or the
+     * server may not be in drain yet (still taking new requests).  Either
+     * way the drain is not done; its limits still apply. */
+    w->frontdoor_unknown = false; /* the successor's, or no front door */
+    if (traffic_enabled(s->c->tr) && sc_frontdoor_owner(s) && jstr(s->r.status, "endpoint", NULL)) {
+        bool in_drain = strcmp(jstr(s->r.status, "frontdoor", ""), "drain") == 0;
+        w->frontdoor_unknown = !b->fd_known || !in_drain;
+        if (b->fd_known && !in_drain) str_copy(b->fd_error, sizeof(b->fd_error), "server not in drain yet");
+    }
+    w->elapsed_ms = wall_age_ms(jint(dr, "startedMs", 0));
     sc_drain_limits(s, dr, &w->limit_conn_ms, &w->limit_jobs_ms, &w->limit_total_ms);
     return 0;
 }
@@ -130,6 +141,11 @@ static int act(sctx *s, json_t *dr, const blockers *b, const draining_world *w, 
         sc_set_int(s, dr, "frontdoorSessions", b->fd_sessions);
         sc_set_int(s, dr, "frontdoorQueue", b->fd_queue);
     }
+    if (w->frontdoor_unknown) {
+        sc_set_str(s, dr, "frontdoorError", b->fd_error[0] ? b->fd_error : "front door unknown");
+    } else if (json_object_del(dr, "frontdoorError") == 0) {
+        s->dirty = true;
+    }
     sc_set_int(s, dr, "deadlineConnectionsMs", t0 + w->limit_conn_ms);
     sc_set_int(s, dr, "deadlineJobsMs", t0 + w->limit_jobs_ms);
     sc_set_int(s, dr, "deadlineTotalMs", t0 + w->limit_total_ms);
@@ -140,7 +156,7 @@ static int act(sctx *s, json_t *dr, const blockers *b, const draining_world *w, 
 /* Observe, decide, act; at least min_elapsed into the drain (its timeout). */
 static int drain_step(sctx *s, json_t *dr, int64_t min_elapsed, serr *e) {
     blockers b;
-    draining_world w;
+    draining_world w = {0};
     bool ready;
     int rc = observe(s, dr, &b, &w, &ready, e);
     if (rc || !ready) return rc ? rc : sc_save(s, e);

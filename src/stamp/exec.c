@@ -186,8 +186,11 @@ static int spawn_run(sctx *s, const tpl_step *stp, const char *cmd, const char *
         char prog_path[PATH_MAX], tmo[32];
         snprintf(prog_path, sizeof(prog_path), "%s/stamp-run", s->c->libexec);
         snprintf(tmo, sizeof(tmo), "%lld", (long long)stp->timeout_ms);
-        const char *argv[] = {prog_path, "--rc", rcpath, "--timeout-ms", tmo, "--", "/bin/sh", "-c",
-                              cmd, NULL};
+        /* --reap-all: what the command started ends with it, also a
+         * process that left its group (setsid, a daemon): a step past its
+         * timeout leaves nothing running. */
+        const char *argv[] = {prog_path, "--rc", rcpath, "--timeout-ms", tmo, "--reap-all", "--",
+                              "/bin/sh", "-c", cmd, NULL};
         rt_spawn_spec sp = {.unit = unit, .argv = argv, .env = env, .log_path = logpath, .cwd = s->dir};
         pid_t pid;
         rc = rt_spawn(s->c->rt, &sp, &pid, e);

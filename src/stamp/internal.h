@@ -210,6 +210,7 @@ typedef struct blockers {
     int64_t fd_sessions; /* HAProxy: current sessions on the stamp's server */
     int64_t fd_queue;    /* HAProxy: requests queued for it */
     bool fd_known;
+    char fd_error[160];  /* why not, when the front door did not answer */
 } blockers;
 /* The workloads' counters by a scrape on the job pool (its id in rec.job)
  * and the front door's sessions: *ready once a scrape has answered. */

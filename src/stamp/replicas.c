@@ -514,6 +514,8 @@ int sc_scrape_blockers(sctx *s, json_t *rec, blockers *b, bool *ready, serr *e) 
             b->fd_known = true;
             b->fd_sessions = st.scur;
             b->fd_queue = st.qcur;
+        } else {
+            str_fmt_cut(b->fd_error, sizeof(b->fd_error), "%s", e2.msg);
         }
     }
     return 0;

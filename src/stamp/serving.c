@@ -9,6 +9,7 @@
 #include "stamp/internal.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/wallclock.h"
 
 /* Entering Active from Creating or Ready: in rotation, healthy, a fresh
  * recovery count; a stamp back from a cancelled drain keeps its health. */
@@ -60,12 +61,12 @@ static void note_recovered(sctx *s, json_t *hs, bool serve, bool all_passing) {
                  hc_action_names[s->checks.action], (long long)jint(hs, "recoveries", 0),
                  s->checks.max_retries);
         json_object_del(hs, "recovery");
-        json_object_set_new(hs, "healthySinceMs", json_integer(now_ms()));
+        json_object_set_new(hs, "healthySinceMs", json_integer(wall_stamp_ms()));
         s->dirty = true;
         return;
     }
     if (serve && !json_is_object(rec) && jint(hs, "recoveries", 0) > 0 &&
-        now_ms() - jint(hs, "healthySinceMs", now_ms()) >= 10 * sc_longest_interval(s))
+        wall_age_ms(jint(hs, "healthySinceMs", 0)) >= 10 * sc_longest_interval(s))
         sc_set_int(s, hs, "recoveries", 0);
 }
 
@@ -84,7 +85,7 @@ static int redeploy_step(sctx *s, json_t *rec, bool *running, serr *e) {
     json_decref(res);
     *running = rc == 0 && state != JOB_DONE;
     if (rc == 0 && state == JOB_DONE) {
-        json_object_set_new(rec, "startedMs", json_integer(now_ms()));
+        json_object_set_new(rec, "startedMs", json_integer(wall_stamp_ms()));
         json_object_set_new(rec, "redeployed", json_true());
         s->dirty = true;
         sc_want(s, 0);
@@ -153,7 +154,8 @@ int sc_active(sctx *s, serr *e) {
     w.all_passing = hv.all_passing;
     w.recovering = json_is_object(rec);
     w.in_grace = w.recovering &&
-                 now_ms() - jint(rec, "startedMs", 0) < s->c->cfg->health_recovery_grace_ms;
+                 jint(rec, "startedMs", 0) > 0 &&
+                 wall_age_ms(jint(rec, "startedMs", 0)) < s->c->cfg->health_recovery_grace_ms;
     w.recovery_enabled = s->checks.recovery;
     w.action_alert = s->checks.action == HA_ALERT;
     w.action_drain = s->checks.action == HA_DRAIN;
@@ -225,7 +227,7 @@ int sc_ready(sctx *s, serr *e) {
         return sc_save(s, e);
     }
     if (d.act == RD_START_ACTIVATION) {
-        act = json_pack("{s:I,s:i}", "startedMs", (json_int_t)now_ms(), "attempt", 1);
+        act = json_pack("{s:I,s:i}", "startedMs", (json_int_t)wall_stamp_ms(), "attempt", 1);
         json_object_set_new(s->r.status, "activation", act);
         hc_reset(s->name); /* results from before the standby do not count */
         s->dirty = true;
@@ -237,13 +239,13 @@ int sc_ready(sctx *s, serr *e) {
     sc_load_checks(s);
     sc_eval_health(s, SCALE_FULL, true, &hv);
     w.all_passing = hv.all_passing;
-    w.activation_age_ms = now_ms() - jint(act, "startedMs", now_ms());
+    w.activation_age_ms = wall_age_ms(jint(act, "startedMs", 0));
     d = decide_ready(&w);
     if (d.to == SP_ACTIVE) {
-        int64_t t0 = jint(act, "startedMs", now_ms());
+        int64_t took = wall_age_ms(jint(act, "startedMs", 0));
         rc = sc_change(s, d.to, d.reason, "pools scaled up and healthy", e);
         if (rc == 0) {
-            metrics_observe("stamp_activation_duration", "", (double)(now_ms() - t0) / 1000.0);
+            metrics_observe("stamp_activation_duration", "", (double)took / 1000.0);
             sc_frontdoor(s, TR_READY);
             sc_save(s, NULL);
         }
@@ -260,7 +262,7 @@ int sc_ready(sctx *s, serr *e) {
             return sc_change(s, d.to, d.reason, msg, e);
         }
         json_object_set_new(act, "attempt", json_integer(w.attempt + 1));
-        json_object_set_new(act, "startedMs", json_integer(now_ms()));
+        json_object_set_new(act, "startedMs", json_integer(wall_stamp_ms()));
         s->dirty = true;
     }
     char wf[600];

@@ -35,6 +35,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/util.h"
+#include "util/wallclock.h"
 
 #define GATE_PASSES 2          /* consecutive passing probes before a replica serves */
 #define HANDOVER_MS 1000       /* old replica stopped this long after the switch */
@@ -149,7 +150,7 @@ static int gate_probe(sctx *s, const tpl_step *st, json_t *f, int port, int *ver
     *verdict = -1;
     if (!st->health) {
         /* Nothing to ask: alive for a moment is ready. */
-        *verdict = now_ms() - jint(f, "startedMs", now_ms()) >= NONHTTP_READY_MS;
+        *verdict = wall_age_ms(jint(f, "startedMs", 0)) >= NONHTTP_READY_MS;
         return 0;
     }
     gate_run *g = calloc(1, sizeof(*g));
@@ -267,19 +268,19 @@ static int step_slot(sctx *s, json_t *upd, json_t *f, int pool, bool *failed, se
             *failed = true;
             goto out;
         }
-        json_object_set_new(f, "startedMs", json_integer(now_ms()));
+        json_object_set_new(f, "startedMs", json_integer(wall_stamp_ms()));
         json_object_set_new(f, "hash", json_string(hash));
         s->dirty = true;
         sc_want(s, 200);
         goto out;
     }
     if (jint(f, "startedMs", 0) == 0) { /* spawned just before a crash */
-        json_object_set_new(f, "startedMs", json_integer(now_ms()));
+        json_object_set_new(f, "startedMs", json_integer(wall_stamp_ms()));
         s->dirty = true;
     }
     int64_t promoted = jint(f, "promotedMs", 0);
     if (promoted == 0) {
-        if (now_ms() - jint(f, "startedMs", now_ms()) > s->c->cfg->update_replica_timeout_ms) {
+        if (wall_age_ms(jint(f, "startedMs", 0)) > s->c->cfg->update_replica_timeout_ms) {
             char d[32];
             snprintf(why, sizeof(why), "new replica %s-%d not healthy after %s", st->name, idx,
                      fmt_duration(s->c->cfg->update_replica_timeout_ms, d, sizeof(d)));
@@ -296,7 +297,7 @@ static int step_slot(sctx *s, json_t *upd, json_t *f, int pool, bool *failed, se
             sc_want(s, 200);
             goto out;
         }
-        json_object_set_new(f, "promotedMs", json_integer(now_ms()));
+        json_object_set_new(f, "promotedMs", json_integer(wall_stamp_ms()));
         s->dirty = true;
         if (s->t.endpoint_step >= 0 && &s->t.steps[s->t.endpoint_step] == st && idx == 0) {
             /* The front door follows the endpoint (sc_active applies it). */
@@ -312,13 +313,13 @@ static int step_slot(sctx *s, json_t *upd, json_t *f, int pool, bool *failed, se
         traffic_enabled(s->c->tr) && sc_frontdoor_owner(s) &&
         strcmp(jstr(s->r.status, "frontdoorEndpoint", ""), jstr(s->r.status, "endpoint", "")) != 0) {
         /* The old replica goes only once HAProxy has the new address. */
-        json_object_set_new(f, "promotedMs", json_integer(now_ms()));
+        json_object_set_new(f, "promotedMs", json_integer(wall_stamp_ms()));
         s->dirty = true;
         sc_want(s, 200);
         goto out;
     }
-    if (now_ms() - promoted < HANDOVER_MS) {
-        sc_want(s, HANDOVER_MS - (now_ms() - promoted));
+    if (wall_age_ms(promoted) < HANDOVER_MS) {
+        sc_want(s, HANDOVER_MS - wall_age_ms(promoted));
         goto out;
     }
     for (int k = 0; k < p->nold; k++) sc_retire_replica(s, st, idx, &p->old[k], p->oldhash[k]);

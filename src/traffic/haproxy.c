@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,7 +46,7 @@
 #define TR_NAME_MAX 64
 #define TR_ADDR_MAX 64
 #define TR_REPLY_MAX (4 * 1024 * 1024)
-#define TR_IO_TIMEOUT_S 3
+#define TR_CMD_TIMEOUT_MS 3000 /* one admin socket command, connect to EOF */
 #define TR_ORPHANS_MAX 64
 #define TR_UNIT "frontdoor/haproxy"
 
@@ -92,23 +93,42 @@ __attribute__((format(printf, 4, 5))) static int fmt(char *buf, size_t len, serr
 
 /* ---- the admin socket ---- */
 
+/* SO_SNDTIMEO (which also bounds a connect that waits for room in the
+ * listener's backlog) set to what is left of a command's time. */
+static void sock_timeout(int fd, int64_t left_ms) {
+    if (left_ms < 1) left_ms = 1;
+    struct timeval tv = {.tv_sec = (time_t)(left_ms / 1000), .tv_usec = (suseconds_t)(left_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* One command, its whole reply read to EOF, all within TR_CMD_TIMEOUT_MS:
+ * one deadline for connect, send and every read, not a timeout per read, so
+ * that an HAProxy that is stopped (SIGSTOP: the kernel still queues the
+ * connection), hung, or answering a byte at a time holds the caller (a
+ * reconcile worker, the sync) for a bounded time.  A command given up on
+ * may still run later, when a stopped HAProxy takes its queued connection:
+ * the commands are idempotent states, applied in order, and the sync
+ * compares HAProxy with the table again. */
 static int hap_cmd(const hap *h, const char *cmd, char **reply, serr *e) {
     *reply = NULL;
     char line[1024];
     int n = snprintf(line, sizeof(line), "%s\n", cmd);
     if (n < 0 || n >= (int)sizeof(line)) return serr_set(e, SE_INVAL, "haproxy command too long: %.80s", cmd);
+    int64_t until = mono_ms() + TR_CMD_TIMEOUT_MS;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return serr_set(e, SE_IO, "socket: %s", strerror(errno));
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     str_copy(a.sun_path, sizeof(a.sun_path), h->sock); /* checked at open */
-    struct timeval tv = {.tv_sec = TR_IO_TIMEOUT_S};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    sock_timeout(fd, until - mono_ms());
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        int rc = serr_set(e, SE_UNAVAIL, "haproxy admin socket %s: %s", h->sock, strerror(errno));
+        int err = errno;
         close(fd);
-        return rc;
+        if (err == EAGAIN || err == EINPROGRESS)
+            return serr_set(e, SE_UNAVAIL, "haproxy admin socket %s: no connection accepted within %d ms "
+                            "(haproxy stopped or hung?)", h->sock, TR_CMD_TIMEOUT_MS);
+        return serr_set(e, SE_UNAVAIL, "haproxy admin socket %s: %s", h->sock, strerror(err));
     }
+    sock_timeout(fd, until - mono_ms());
     if (write(fd, line, (size_t)n) != n) {
         close(fd);
         return serr_set(e, SE_IO, "haproxy admin socket: cannot send \"%s\"", cmd);
@@ -117,14 +137,23 @@ static int hap_cmd(const hap *h, const char *cmd, char **reply, serr *e) {
     sbuf_init(&b, TR_REPLY_MAX + 1);
     char buf[4096];
     for (;;) {
-        ssize_t r = read(fd, buf, sizeof(buf));
-        if (r < 0 && errno == EINTR) continue;
+        int64_t left = until - mono_ms();
+        if (left <= 0) {
+            sbuf_free(&b);
+            close(fd);
+            return serr_set(e, SE_UNAVAIL, "haproxy admin socket %s: no complete answer to \"%s\" "
+                            "within %d ms (haproxy stopped or hung?)", h->sock, cmd, TR_CMD_TIMEOUT_MS);
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int pr = poll(&p, 1, (int)left);
+        if (pr == 0 || (pr < 0 && errno == EINTR)) continue;
+        ssize_t r = pr < 0 ? -1 : read(fd, buf, sizeof(buf));
+        if (r < 0 && pr > 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (r < 0) {
             int err = errno;
             sbuf_free(&b);
             close(fd);
-            return serr_set(e, SE_IO, "haproxy admin socket: \"%s\": %s", cmd,
-                            err == EAGAIN || err == EWOULDBLOCK ? "no answer" : strerror(err));
+            return serr_set(e, SE_IO, "haproxy admin socket: \"%s\": %s", cmd, strerror(err));
         }
         if (r == 0) break;
         if (sbuf_add(&b, buf, (size_t)r) != 0) {

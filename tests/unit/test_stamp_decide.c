@@ -131,7 +131,7 @@ static void test_draining(void **state) {
         int to, act, why;
         const char *reason;
     } row;
-    row rows[12];
+    row rows[16];
     int n = 0;
     draining_world w = base;
     rows[n++] = (row){"work left, within limits: wait", w, STAY, DR_WAIT, DRW_NONE, NULL};
@@ -160,6 +160,18 @@ static void test_draining(void **state) {
     w = base;
     w.elapsed_ms = 40000;
     rows[n++] = (row){"total limit", w, SP_READY, DR_FORCE, DRW_TOTAL, "DrainForced"};
+    /* HAProxy did not answer (stopped, hung): its sessions are not known to
+     * be gone, so the drain is not done, and the connections' limit holds. */
+    w = base;
+    w.connections = w.jobs = 0;
+    w.frontdoor_unknown = true;
+    rows[n++] = (row){"front door unknown, nothing else left: wait", w, STAY, DR_WAIT, DRW_NONE, NULL};
+    w.elapsed_ms = 10000;
+    rows[n++] = (row){"front door unknown past the connections' limit", w, SP_READY, DR_FORCE,
+                      DRW_CONNECTIONS, "DrainForced"};
+    w.elapsed_ms = 1000;
+    w.force = true;
+    rows[n++] = (row){"front door unknown, --force", w, SP_READY, DR_FORCE, DRW_FORCE, "DrainForced"};
     for (int i = 0; i < n; i++) {
         int why;
         check(rows[i].what, decide_draining(&rows[i].w, &why), rows[i].to, rows[i].act, rows[i].reason);
